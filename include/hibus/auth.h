@@ -1,0 +1,44 @@
+/*
+ * auth.h - who is calling, and may they use this channel.
+ *
+ * Clients authenticate with HTTP basic auth against crypt(3) hashes in
+ * clients.yaml. Verifying a yescrypt hash costs milliseconds by design, so a
+ * successful verification is remembered (an HMAC-SHA256 of the presented
+ * password under a per-process random key, never the password) and later
+ * requests with the same credentials cost one HMAC.
+ * Thread-safe.
+ */
+#ifndef HIBUS_AUTH_H
+#define HIBUS_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hibus/config.h"
+
+enum auth_result {
+    AUTH_OK = 0,
+    AUTH_MISSING = 1, /* no Authorization header, or not Basic */
+    AUTH_MALFORMED = 2,
+    AUTH_INVALID = 3 /* unknown client, disabled client or wrong password */
+};
+
+struct auth_cache;
+struct auth_cache *auth_cache_new(void);
+void auth_cache_free(struct auth_cache *c);
+
+/* authorization: the raw header value or NULL. cache may be NULL. */
+enum auth_result auth_basic(const struct config *cfg, struct auth_cache *cache,
+                            const char *authorization, const struct config_client **client);
+
+/* May this client use this channel? True when the client's id is in allow.clients
+ * or one of its roles is in allow.roles. */
+bool auth_allowed(const struct config_channel *ch, const struct config_client *client);
+
+/* A new crypt(3) hash of password: yescrypt ($y$) when available, else sha512-crypt. */
+enum hibus_err auth_hash_password(const char *password, char *out, size_t outlen,
+                                  struct hibus_error *err);
+/* Constant-time verification of password against a crypt(3) hash. */
+bool auth_verify_password(const char *password, const char *hash);
+
+#endif

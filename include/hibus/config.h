@@ -1,0 +1,138 @@
+/*
+ * config.h - the configuration snapshot: hibus.yaml, clients.yaml, channels/NAME.yaml.
+ *
+ * config_load() reads every file, expands ${NAME} from the environment, validates
+ * everything and returns one immutable struct config, or collects every problem
+ * found (not only the first) as "file:line:col: message" diagnostics.
+ *
+ * A loaded config is never modified; readers on any thread may share it freely.
+ * Reload (SIGHUP) builds a new snapshot and swaps a pointer (see main.c).
+ *
+ * Files, relative to the directory of hibus.yaml unless absolute:
+ *   hibus.yaml        listen, database, limits, log, redact_headers, clients, channels
+ *   clients.yaml      roles: [..], clients: [{id, name, roles, password_hash, enabled}]
+ *   channels/NAME.yaml one channel per file (see docs/configuration.md)
+ */
+#ifndef HIBUS_CONFIG_H
+#define HIBUS_CONFIG_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hibus/error.h"
+
+enum config_path_kind { CONFIG_PATH_EXACT = 0, CONFIG_PATH_PREFIX = 1, CONFIG_PATH_REGEX = 2 };
+enum config_mode { CONFIG_MODE_SYNC = 0 };
+enum config_mediator { CONFIG_MEDIATOR_HTTP = 0 };
+enum config_auth_kind {
+    CONFIG_AUTH_NONE = 0,
+    CONFIG_AUTH_BASIC = 1,  /* auth: { basic: { username: U, password: P } } */
+    CONFIG_AUTH_BEARER = 2, /* auth: { bearer: TOKEN } -> Authorization: Bearer TOKEN */
+    CONFIG_AUTH_HEADER = 3  /* auth: { header: { name: N, value: V } } */
+};
+
+/* Where a thing was defined, for messages about it. */
+struct config_pos {
+    const char *file; /* points into struct config's file list */
+    int line;
+    int col;
+};
+
+struct config_route {
+    char *name;
+    enum config_mediator mediator;
+    char *url;       /* absolute http:// or https:// URL; the request's query is appended */
+    bool primary;    /* exactly one route per channel is primary */
+    long timeout_ms; /* default 30000 */
+    enum config_auth_kind auth_kind;
+    char *auth_user;   /* BASIC */
+    char *auth_secret; /* BASIC password, BEARER token, HEADER value */
+    char *auth_header; /* HEADER name */
+    struct config_pos pos;
+};
+
+struct config_channel {
+    char *name; /* unique */
+    char *description;
+    bool enabled;  /* default true; a disabled channel is never matched */
+    int priority;  /* lower matches first; default 100; ties that can overlap are errors */
+    enum config_path_kind path_kind;
+    char *path;    /* match.path (exact), match.path_prefix or match.path_regex */
+    regex_t path_re; /* compiled (REG_EXTENDED|REG_NOSUB) when path_kind == REGEX */
+    char **methods;  /* upper case; n_methods == 0 means any */
+    size_t n_methods;
+    char **content_types; /* lower case media types without parameters; 0 means any */
+    size_t n_content_types;
+    char **allow_roles;
+    size_t n_allow_roles;
+    char **allow_clients;
+    size_t n_allow_clients;
+    enum config_mode mode;
+    struct config_route *routes;
+    size_t n_routes;
+    struct config_pos pos;
+};
+
+struct config_client {
+    char *id;
+    char *name;
+    char *password_hash; /* crypt(3) format: $y$ (yescrypt) or $6$ (sha512-crypt) */
+    char **roles;
+    size_t n_roles;
+    bool enabled; /* default true */
+    struct config_pos pos;
+};
+
+struct config {
+    char *path; /* hibus.yaml as given */
+    char *dir;  /* its directory */
+    char **files; /* every file read, for struct config_pos */
+    size_t n_files;
+
+    char *listen_address; /* listen.address, default 127.0.0.1 */
+    int listen_port;      /* listen.port, default 5001 */
+
+    char *database_url;     /* database.url, required */
+    int database_pool;      /* database.pool, default 8 */
+    long database_connect_timeout_ms; /* database.connect_timeout, default 5s */
+
+    size_t max_body;         /* limits.max_body, default 10MiB */
+    unsigned max_connections; /* limits.max_connections, default 1024 */
+    long connection_timeout_ms; /* limits.connection_timeout (idle), default 60s */
+
+    int log_level;  /* enum log_level; log.level, default info */
+    int log_format; /* enum log_format; log.format text|json, default text */
+
+    /* Header names (lower case) whose values are replaced by "[redacted]" before they
+     * are stored or logged. Always includes authorization, proxy-authorization,
+     * cookie and set-cookie; redact_headers: in hibus.yaml adds more. */
+    char **redact_headers;
+    size_t n_redact_headers;
+
+    char **roles; /* declared in clients.yaml */
+    size_t n_roles;
+    struct config_client *clients;
+    size_t n_clients;
+    struct config_channel *channels; /* sorted by priority, then name */
+    size_t n_channels;
+};
+
+/* Loads and validates. On success returns HIBUS_OK and *out (caller frees with
+ * config_free). On failure returns HIBUS_E_CONFIG (or HIBUS_E_IO / HIBUS_E_NOMEM),
+ * leaves *out untouched, and appends every problem to diags. */
+enum hibus_err config_load(const char *path, struct config **out, struct hibus_diags *diags);
+void config_free(struct config *cfg);
+
+const struct config_client *config_find_client(const struct config *cfg, const char *id);
+const struct config_channel *config_find_channel(const struct config *cfg, const char *name);
+/* The channel's primary route (never NULL in a loaded config). */
+const struct config_route *config_primary_route(const struct config_channel *ch);
+bool config_header_redacted(const struct config *cfg, const char *name);
+
+/* Helpers shared with tests: "30s", "500ms", "2m", "1h" -> milliseconds; "10MiB",
+ * "512KiB", "1MB", "2048" -> bytes. Return false on a malformed value. */
+bool config_parse_duration_ms(const char *s, long *out);
+bool config_parse_size(const char *s, size_t *out);
+
+#endif

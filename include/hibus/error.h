@@ -1,0 +1,80 @@
+/*
+ * error.h - hibus error codes, error values and diagnostic lists.
+ *
+ * Every fallible function returns an enum hibus_err and may fill a caller-owned
+ * struct hibus_error (message, detail, hint). Configuration checks collect many
+ * problems at once in a struct hibus_diags, each with file:line:col.
+ * All functions here are thread-safe (they touch only their arguments).
+ */
+#ifndef HIBUS_ERROR_H
+#define HIBUS_ERROR_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define HIBUS_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Stable codes: never renumber, retire by leaving a gap. */
+enum hibus_err {
+    HIBUS_OK = 0,
+    HIBUS_E_NOMEM = 1,       /* an allocation failed */
+    HIBUS_E_IO = 2,          /* a file or socket operation failed */
+    HIBUS_E_CONFIG = 3,      /* the configuration is invalid */
+    HIBUS_E_INVALID = 4,     /* an argument or input is invalid */
+    HIBUS_E_DB = 5,          /* the database is unreachable or a statement failed */
+    HIBUS_E_NOT_FOUND = 6,   /* the thing asked for does not exist */
+    HIBUS_E_AUTH = 7,        /* credentials missing or wrong */
+    HIBUS_E_FORBIDDEN = 8,   /* authenticated but not allowed */
+    HIBUS_E_TARGET = 9,      /* a delivery target did not answer */
+    HIBUS_E_TIMEOUT = 10,    /* an operation ran out of time */
+    HIBUS_E_TOO_LARGE = 11,  /* an input exceeds its configured maximum */
+    HIBUS_E_UNSUPPORTED = 12 /* asked for a feature that does not exist yet */
+};
+
+struct hibus_error {
+    enum hibus_err code;
+    char msg[256];    /* primary message: lower case, no trailing period */
+    char detail[512]; /* facts, whole sentences; may be empty */
+    char hint[256];   /* what to do, whole sentences; may be empty */
+};
+
+/* Generic sentence for a code. */
+const char *hibus_strerror(enum hibus_err e);
+/* Stable machine name for a code, e.g. "HIBUS_E_DB"; used in JSON bodies. */
+const char *hibus_errname(enum hibus_err e);
+
+/* Each of these accepts err == NULL (then does nothing). hibus_error_set clears
+ * detail and hint. They return the code they were given, or HIBUS_OK for detail/hint. */
+enum hibus_err hibus_error_set(struct hibus_error *err, enum hibus_err code, const char *fmt, ...)
+    HIBUS_PRINTF(3, 4);
+void hibus_error_detail(struct hibus_error *err, const char *fmt, ...) HIBUS_PRINTF(2, 3);
+void hibus_error_hint(struct hibus_error *err, const char *fmt, ...) HIBUS_PRINTF(2, 3);
+void hibus_error_clear(struct hibus_error *err);
+/* "msg\nDETAIL: ...\nHINT: ...\n" to f. */
+void hibus_error_print(const struct hibus_error *err, FILE *f);
+
+/* One problem found in a file, reported as "file:line:col: message". line and col
+ * are 1-based; 0 means unknown (then omitted). */
+struct hibus_diag {
+    char *file;
+    int line;
+    int col;
+    char *msg;
+};
+
+struct hibus_diags {
+    struct hibus_diag *v;
+    size_t n;
+    size_t cap;
+};
+
+void hibus_diags_add(struct hibus_diags *d, const char *file, int line, int col, const char *fmt, ...)
+    HIBUS_PRINTF(5, 6);
+/* Each diagnostic on its own line, in the order added. */
+void hibus_diags_print(const struct hibus_diags *d, FILE *f);
+void hibus_diags_free(struct hibus_diags *d);
+
+/* Bounded copy: returns strlen(src); a result >= size means dst was truncated. */
+size_t hibus_strlcpy(char *dst, const char *src, size_t size);
+
+#endif

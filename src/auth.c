@@ -1,0 +1,233 @@
+/*
+ * auth.c - HTTP basic authentication of clients and channel allow lists.
+ *
+ * Entry points: auth_basic, auth_allowed, auth_hash_password, auth_verify_password.
+ *
+ * Verification cache: a yescrypt check costs ~20 ms of CPU on purpose, which a
+ * daemon taking thousands of requests a second cannot pay per request. After a
+ * successful check we keep HMAC-SHA256(key, client id, stored hash, password)
+ * under a random per-process key. The same credentials then cost one HMAC; the
+ * password itself is never kept, and a changed hash in a reloaded config no
+ * longer matches. Failures are not cached, so guessing keeps its full cost.
+ */
+#include "hibus/auth.h"
+
+#include <crypt.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define AUTH_CACHE_SLOTS 1024
+#define AUTH_MAC_LEN 32
+
+struct auth_cache {
+    pthread_mutex_t mu;
+    unsigned char key[32];
+    unsigned char macs[AUTH_CACHE_SLOTS][AUTH_MAC_LEN];
+    bool used[AUTH_CACHE_SLOTS];
+    size_t n_used;
+};
+
+struct auth_cache *auth_cache_new(void)
+{
+    struct auth_cache *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    if (gnutls_rnd(GNUTLS_RND_KEY, c->key, sizeof c->key) != 0) {
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+void auth_cache_free(struct auth_cache *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    gnutls_memset(c, 0, sizeof *c);
+    free(c);
+}
+
+static bool cache_mac(const struct auth_cache *c, const struct config_client *cl,
+                      const char *password, unsigned char mac[AUTH_MAC_LEN])
+{
+    gnutls_hmac_hd_t h;
+    if (gnutls_hmac_init(&h, GNUTLS_MAC_SHA256, c->key, sizeof c->key) != 0)
+        return false;
+    /* Lengths are fed with the NUL terminators, so no two inputs concatenate alike. */
+    gnutls_hmac(h, cl->id, strlen(cl->id) + 1);
+    gnutls_hmac(h, cl->password_hash, strlen(cl->password_hash) + 1);
+    gnutls_hmac(h, password, strlen(password) + 1);
+    gnutls_hmac_deinit(h, mac);
+    return true;
+}
+
+static size_t cache_slot(const unsigned char mac[AUTH_MAC_LEN])
+{
+    uint32_t v;
+    memcpy(&v, mac, sizeof v);
+    return v % AUTH_CACHE_SLOTS;
+}
+
+/* Open addressing over a fixed table; when it fills up it is simply emptied,
+ * which costs one slow verification per active client. */
+static bool cache_lookup(struct auth_cache *c, const unsigned char mac[AUTH_MAC_LEN])
+{
+    bool found = false;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0, s = cache_slot(mac); i < AUTH_CACHE_SLOTS && c->used[s];
+         i++, s = (s + 1) % AUTH_CACHE_SLOTS) {
+        if (memcmp(c->macs[s], mac, AUTH_MAC_LEN) == 0) {
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return found;
+}
+
+static void cache_store(struct auth_cache *c, const unsigned char mac[AUTH_MAC_LEN])
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->n_used >= AUTH_CACHE_SLOTS / 2) {
+        memset(c->used, 0, sizeof c->used);
+        c->n_used = 0;
+    }
+    size_t s = cache_slot(mac);
+    while (c->used[s] && memcmp(c->macs[s], mac, AUTH_MAC_LEN) != 0)
+        s = (s + 1) % AUTH_CACHE_SLOTS;
+    if (!c->used[s]) {
+        memcpy(c->macs[s], mac, AUTH_MAC_LEN);
+        c->used[s] = true;
+        c->n_used++;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+bool auth_verify_password(const char *password, const char *hash)
+{
+    struct crypt_data *cd = calloc(1, sizeof *cd);
+    if (cd == NULL)
+        return false;
+    bool ok = false;
+    const char *out = crypt_rn(password, hash, cd, (int)sizeof *cd);
+    if (out != NULL && out[0] != '*') {
+        size_t a = strlen(out), b = strlen(hash);
+        /* Constant time over the hash length: no early exit on the first difference. */
+        unsigned char diff = (unsigned char)(a != b);
+        for (size_t i = 0; i < a && i < b; i++)
+            diff |= (unsigned char)(out[i] ^ hash[i]);
+        ok = diff == 0;
+    }
+    explicit_bzero(cd, sizeof *cd);
+    free(cd);
+    return ok;
+}
+
+enum auth_result auth_basic(const struct config *cfg, struct auth_cache *cache,
+                            const char *authorization, const struct config_client **client)
+{
+    if (authorization == NULL)
+        return AUTH_MISSING;
+    while (*authorization == ' ')
+        authorization++;
+    if (strncasecmp(authorization, "Basic ", 6) != 0)
+        return AUTH_MISSING;
+    const char *b64 = authorization + 6;
+    while (*b64 == ' ')
+        b64++;
+    size_t b64len = strlen(b64);
+    while (b64len > 0 && b64[b64len - 1] == ' ')
+        b64len--;
+    if (b64len == 0 || b64len > 1024)
+        return AUTH_MALFORMED;
+
+    gnutls_datum_t in = {(unsigned char *)(uintptr_t)b64, (unsigned)b64len};
+    gnutls_datum_t out = {NULL, 0};
+    if (gnutls_base64_decode2(&in, &out) != 0)
+        return AUTH_MALFORMED;
+    char *cred = calloc(1, out.size + 1);
+    if (cred == NULL) {
+        gnutls_free(out.data);
+        return AUTH_MALFORMED;
+    }
+    memcpy(cred, out.data, out.size);
+    gnutls_memset(out.data, 0, out.size);
+    gnutls_free(out.data);
+
+    enum auth_result r = AUTH_INVALID;
+    char *colon = strchr(cred, ':');
+    if (colon == NULL || memchr(cred, '\0', out.size) != NULL) {
+        r = AUTH_MALFORMED;
+        goto done;
+    }
+    *colon = '\0';
+    const char *password = colon + 1;
+    const struct config_client *cl = config_find_client(cfg, cred);
+    if (cl == NULL || !cl->enabled)
+        goto done;
+
+    unsigned char mac[AUTH_MAC_LEN];
+    bool have_mac = cache != NULL && cache_mac(cache, cl, password, mac);
+    if (have_mac && cache_lookup(cache, mac)) {
+        r = AUTH_OK;
+    } else if (auth_verify_password(password, cl->password_hash)) {
+        r = AUTH_OK;
+        if (have_mac)
+            cache_store(cache, mac);
+    }
+    if (r == AUTH_OK)
+        *client = cl;
+done:
+    explicit_bzero(cred, out.size);
+    free(cred);
+    return r;
+}
+
+static bool in_list(char *const *list, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], s) == 0)
+            return true;
+    return false;
+}
+
+bool auth_allowed(const struct config_channel *ch, const struct config_client *client)
+{
+    if (client == NULL)
+        return false;
+    if (in_list(ch->allow_clients, ch->n_allow_clients, client->id))
+        return true;
+    for (size_t i = 0; i < client->n_roles; i++)
+        if (in_list(ch->allow_roles, ch->n_allow_roles, client->roles[i]))
+            return true;
+    return false;
+}
+
+enum hibus_err auth_hash_password(const char *password, char *out, size_t outlen,
+                                  struct hibus_error *err)
+{
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    /* yescrypt is libxcrypt's preferred method; sha512-crypt where it is missing. */
+    if (crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof salt) == NULL &&
+        crypt_gensalt_rn("$6$", 0, NULL, 0, salt, sizeof salt) == NULL)
+        return hibus_error_set(err, HIBUS_E_INVALID, "could not make a salt for the password hash");
+    struct crypt_data *cd = calloc(1, sizeof *cd);
+    if (cd == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    enum hibus_err rc = HIBUS_OK;
+    const char *h = crypt_rn(password, salt, cd, (int)sizeof *cd);
+    if (h == NULL || h[0] == '*')
+        rc = hibus_error_set(err, HIBUS_E_INVALID, "could not hash the password");
+    else if (hibus_strlcpy(out, h, outlen) >= outlen)
+        rc = hibus_error_set(err, HIBUS_E_INVALID, "password hash longer than %zu bytes", outlen - 1);
+    explicit_bzero(cd, sizeof *cd);
+    free(cd);
+    return rc;
+}

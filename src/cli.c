@@ -1,0 +1,518 @@
+/*
+ * cli.c - the hibus commands: serve, check, migrate, passwd, tx, tail.
+ *
+ * serve reads top to bottom as the daemon's life: configuration, logging,
+ * signals, libraries, database and migrations, listener, wait for a signal,
+ * drain, stop. Signals are blocked in every thread and taken synchronously by
+ * the main thread with sigwait, so no work ever runs in signal context.
+ */
+#define LOG_SUBSYS "main"
+#include "hibus/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hibus/auth.h"
+#include "hibus/config.h"
+#include "hibus/listener.h"
+#include "hibus/log.h"
+#include "hibus/mediator.h"
+#include "hibus/txlog.h"
+
+#define DRAIN_TIMEOUT_MS 30000L
+
+/* ------------------------------------------------------------ shared bits */
+
+struct common_opts {
+    const char *config;
+    bool json;
+    const char *channel;
+    const char *status;
+    bool no_migrate;
+};
+
+static const char *default_config(void)
+{
+    const char *e = getenv("HIBUS_CONFIG");
+    return e && e[0] ? e : "/etc/hibus/hibus.yaml";
+}
+
+/* Parses the options every command shares; returns the index of the first
+ * operand, -1 after printing help (exit 0), -2 on a usage error. */
+static int parse_opts(int argc, char **argv, struct common_opts *o, const char *usage_text)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
+        {"channel", required_argument, NULL, 'C'}, {"status", required_argument, NULL, 'S'},
+        {"no-migrate", no_argument, NULL, 'M'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    o->config = default_config();
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o->config = optarg; break;
+        case 'j': o->json = true; break;
+        case 'C': o->channel = optarg; break;
+        case 'S': o->status = optarg; break;
+        case 'M': o->no_migrate = true; break;
+        case 'h': fputs(usage_text, stdout); return -1;
+        default: fputs(usage_text, stderr); return -2;
+        }
+    }
+    return optind;
+}
+
+static struct config *load_config(const char *path)
+{
+    struct config *cfg = NULL;
+    struct hibus_diags d = {0};
+    if (config_load(path, &cfg, &d) != HIBUS_OK) {
+        hibus_diags_print(&d, stderr);
+        fprintf(stderr, "hibus: %zu problem%s in the configuration \"%s\"\n", d.n,
+                d.n == 1 ? "" : "s", path);
+        hibus_diags_free(&d);
+        return NULL;
+    }
+    hibus_diags_free(&d);
+    return cfg;
+}
+
+static void print_error(const char *what, const struct hibus_error *err)
+{
+    fprintf(stderr, "hibus: %s: ", what);
+    hibus_error_print(err, stderr);
+}
+
+/* ------------------------------------------------------------------ serve */
+
+static const char serve_usage[] =
+    "usage: hibus serve [-c FILE] [--no-migrate]\n"
+    "Runs the daemon with the configuration FILE. Applies pending database\n"
+    "migrations first unless --no-migrate. SIGTERM or SIGINT: stop accepting,\n"
+    "finish the requests in flight (up to 30 s), exit 0.\n";
+
+int cli_serve(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = parse_opts(argc, argv, &o, serve_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+
+    struct config *cfg = load_config(o.config);
+    if (cfg == NULL)
+        return 1;
+    log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format);
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread made after this */
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1;
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    struct auth_cache *ac = NULL;
+    struct listener *l = NULL;
+    bool curl_ok = false;
+    char node[300];
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(node, sizeof node, "%s:%ld", host, (long)getpid());
+
+    if (mediator_global_init(&err) != HIBUS_OK) {
+        print_error("could not start", &err);
+        goto out;
+    }
+    curl_ok = true;
+    if (txlog_open(cfg->database_url, cfg->database_pool, cfg->database_connect_timeout_ms, &tl,
+                   &err) != HIBUS_OK) {
+        print_error("could not open the transaction log", &err);
+        goto out;
+    }
+    if (!o.no_migrate && txlog_migrate(tl, NULL, &err) != HIBUS_OK) {
+        print_error("could not apply database migrations", &err);
+        goto out;
+    }
+    ac = auth_cache_new();
+    struct listener_deps deps = {.cfg = cfg, .tl = tl, .auth = ac, .node = node};
+    if (listener_start(&deps, &l, &err) != HIBUS_OK) {
+        print_error("could not start the listener", &err);
+        goto out;
+    }
+    LOG_INFO(NULL, "hibus %s listening on %s:%d (%zu channels, %zu clients, node %s)",
+             HIBUS_VERSION, cfg->listen_address, listener_port(l), cfg->n_channels,
+             cfg->n_clients, node);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            LOG_WARN(NULL, "SIGHUP: configuration reload is not supported yet; restart hibus "
+                           "to apply a changed configuration");
+            continue;
+        }
+        LOG_INFO(NULL, "%s: no longer accepting connections; finishing requests in flight",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    }
+    listener_quiesce(l);
+    if (!listener_drain(l, DRAIN_TIMEOUT_MS))
+        LOG_WARN(NULL, "requests still in flight after %ld s; closing their connections",
+                 DRAIN_TIMEOUT_MS / 1000);
+    rc = 0;
+out:
+    listener_stop(l);
+    auth_cache_free(ac);
+    txlog_close(tl);
+    if (curl_ok)
+        mediator_global_cleanup();
+    if (rc == 0)
+        LOG_INFO(NULL, "stopped");
+    config_free(cfg);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ check */
+
+static const char check_usage[] =
+    "usage: hibus check [-c FILE]\n"
+    "Validates the configuration FILE, its clients file and every channel file,\n"
+    "offline. Prints every problem as file:line:col: message and exits 1, or\n"
+    "prints \"configuration OK\" and exits 0.\n";
+
+int cli_check(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = parse_opts(argc, argv, &o, check_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    struct config *cfg = load_config(o.config);
+    if (cfg == NULL)
+        return 1;
+    size_t enabled = 0;
+    for (size_t k = 0; k < cfg->n_channels; k++)
+        enabled += cfg->channels[k].enabled;
+    printf("configuration OK: %zu channel%s (%zu enabled), %zu client%s\n", cfg->n_channels,
+           cfg->n_channels == 1 ? "" : "s", enabled, cfg->n_clients, cfg->n_clients == 1 ? "" : "s");
+    config_free(cfg);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- migrate */
+
+static const char migrate_usage[] = "usage: hibus migrate [-c FILE]\n"
+                                    "Applies the database migrations that are not applied yet.\n";
+
+int cli_migrate(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = parse_opts(argc, argv, &o, migrate_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    struct config *cfg = load_config(o.config);
+    if (cfg == NULL)
+        return 1;
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    int applied = 0, rc = 1;
+    if (txlog_open(cfg->database_url, 1, cfg->database_connect_timeout_ms, &tl, &err) != HIBUS_OK ||
+        txlog_migrate(tl, &applied, &err) != HIBUS_OK) {
+        print_error("migration failed", &err);
+    } else {
+        if (applied == 0)
+            printf("database schema is up to date\n");
+        else
+            printf("applied %d migration%s\n", applied, applied == 1 ? "" : "s");
+        rc = 0;
+    }
+    txlog_close(tl);
+    config_free(cfg);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- passwd */
+
+static const char passwd_usage[] =
+    "usage: hibus passwd < password\n"
+    "Reads a password (one line) from standard input and prints its crypt(3)\n"
+    "hash (yescrypt) for password_hash: in clients.yaml.\n";
+
+int cli_passwd(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = parse_opts(argc, argv, &o, passwd_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    bool tty = isatty(STDIN_FILENO);
+    struct termios old;
+    if (tty) {
+        fprintf(stderr, "password: ");
+        tcgetattr(STDIN_FILENO, &old);
+        struct termios noecho = old;
+        noecho.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSANOW, &noecho);
+    }
+    char buf[1024];
+    bool got = fgets(buf, sizeof buf, stdin) != NULL;
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSANOW, &old);
+        fprintf(stderr, "\n");
+    }
+    if (!got) {
+        fprintf(stderr, "hibus passwd: no password on standard input\n");
+        return 1;
+    }
+    size_t n = strlen(buf);
+    if (n == sizeof buf - 1 && buf[n - 1] != '\n') {
+        fprintf(stderr, "hibus passwd: password longer than %zu bytes\n", sizeof buf - 2);
+        return 1;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    if (n == 0) {
+        fprintf(stderr, "hibus passwd: the password is empty\n");
+        return 1;
+    }
+    char hash[256];
+    struct hibus_error err = {0};
+    enum hibus_err rc = auth_hash_password(buf, hash, sizeof hash, &err);
+    explicit_bzero(buf, sizeof buf);
+    if (rc != HIBUS_OK) {
+        print_error("passwd", &err);
+        return 1;
+    }
+    printf("%s\n", hash);
+    return 0;
+}
+
+/* --------------------------------------------------------------------- tx */
+
+static const char tx_usage[] =
+    "usage: hibus tx [-c FILE] [--json] ID\n"
+    "Shows transaction ID: the request, its status, the answer and every delivery\n"
+    "attempt. --json prints it as one JSON object.\n";
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+/* Prints a body, indented, cut at 4000 bytes. */
+static void print_body(const char *title, const json_t *tx, const char *key)
+{
+    char k64[64];
+    snprintf(k64, sizeof k64, "%s_base64", key);
+    const char *text = json_string_value(json_object_get(tx, key));
+    const char *b64 = json_string_value(json_object_get(tx, k64));
+    if (text == NULL && b64 == NULL)
+        return;
+    size_t len = text ? strlen(text) : strlen(b64);
+    printf("%s (%s, %zu characters)\n", title, text ? "text" : "binary, base64", len);
+    const char *s = text ? text : b64;
+    size_t shown = len > 4000 ? 4000 : len;
+    fputs("  ", stdout);
+    for (size_t i = 0; i < shown; i++) {
+        putchar(s[i]);
+        if (s[i] == '\n' && i + 1 < shown)
+            fputs("  ", stdout);
+    }
+    if (shown < len)
+        printf("\n  ... (%zu more; hibus tx --json shows all)", len - shown);
+    putchar('\n');
+}
+
+static void print_tx(const json_t *tx)
+{
+    const json_t *dur = json_object_get(tx, "duration_ms");
+    printf("transaction %" JSON_INTEGER_FORMAT "  %s\n", json_integer_value(json_object_get(tx, "id")),
+           jstr(tx, "status"));
+    printf("  channel     %s\n", jstr(tx, "channel"));
+    printf("  client      %s\n", jstr(tx, "client"));
+    const char *q = jstr(tx, "query");
+    printf("  request     %s %s%s%s\n", jstr(tx, "method"), jstr(tx, "path"), q[0] ? "?" : "", q);
+    printf("  request id  %s\n", jstr(tx, "request_id"));
+    printf("  node        %s\n", jstr(tx, "node"));
+    printf("  received    %s\n", jstr(tx, "received_at"));
+    if (json_is_number(dur))
+        printf("  finished    %s (%.1f ms)\n", jstr(tx, "finished_at"), json_number_value(dur));
+    else
+        printf("  finished    -\n");
+    const json_t *rs = json_object_get(tx, "response_status");
+    if (json_is_integer(rs))
+        printf("  answered    %" JSON_INTEGER_FORMAT "\n", json_integer_value(rs));
+    if (jstr(tx, "error")[0])
+        printf("  error       %s\n", jstr(tx, "error"));
+    printf("request headers\n");
+    const char *name;
+    const json_t *v;
+    json_object_foreach((json_t *)json_object_get(tx, "request_headers"), name, v)
+        printf("  %s: %s\n", name, json_string_value(v) ? json_string_value(v) : "");
+    print_body("request body", tx, "request_body");
+    const json_t *atts = json_object_get(tx, "attempts");
+    printf("attempts (%zu)\n", json_array_size(atts));
+    size_t idx;
+    const json_t *a;
+    json_array_foreach(atts, idx, a)
+    {
+        const json_t *sc = json_object_get(a, "status_code");
+        char code[16];
+        if (json_is_integer(sc))
+            snprintf(code, sizeof code, "%" JSON_INTEGER_FORMAT, json_integer_value(sc));
+        else
+            snprintf(code, sizeof code, "no answer");
+        printf("  #%" JSON_INTEGER_FORMAT " route %s  %s %s  -> %s in %.1f ms  (%s)\n",
+               json_integer_value(json_object_get(a, "attempt")), jstr(a, "route"),
+               jstr(a, "method"), jstr(a, "url"), code,
+               json_number_value(json_object_get(a, "duration_ms")), jstr(a, "started_at"));
+        if (jstr(a, "error")[0])
+            printf("     error: %s\n", jstr(a, "error"));
+    }
+    print_body("response body", tx, "response_body");
+}
+
+/* Parses a positive transaction id; false on anything else. */
+static bool parse_id(const char *s, int64_t *id)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v <= 0)
+        return false;
+    *id = v;
+    return true;
+}
+
+int cli_tx(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = parse_opts(argc, argv, &o, tx_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    int64_t id;
+    if (i != argc - 1 || !parse_id(argv[i], &id)) {
+        fprintf(stderr, "hibus tx: expected one transaction id (a positive integer)\n%s", tx_usage);
+        return 2;
+    }
+    struct config *cfg = load_config(o.config);
+    if (cfg == NULL)
+        return 1;
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    json_t *tx = NULL;
+    int rc = 1;
+    if (txlog_open(cfg->database_url, 1, cfg->database_connect_timeout_ms, &tl, &err) != HIBUS_OK ||
+        txlog_get_json(tl, id, &tx, &err) != HIBUS_OK) {
+        if (err.code == HIBUS_E_NOT_FOUND)
+            fprintf(stderr, "hibus tx: no transaction %lld\n", (long long)id);
+        else
+            print_error("could not read the transaction", &err);
+    } else {
+        if (o.json) {
+            json_dumpf(tx, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+            putchar('\n');
+        } else {
+            print_tx(tx);
+        }
+        rc = 0;
+    }
+    json_decref(tx);
+    txlog_close(tl);
+    config_free(cfg);
+    return rc;
+}
+
+/* ------------------------------------------------------------------- tail */
+
+static const char tail_usage[] =
+    "usage: hibus tail [-c FILE] [--channel NAME] [--status STATUS]\n"
+    "Prints each transaction as it is received and as its status changes, live,\n"
+    "one line each: time, id, channel, client, status, HTTP code, duration.\n"
+    "Stops on Ctrl-C.\n";
+
+static volatile sig_atomic_t tail_stop;
+
+static void on_tail_signal(int sig)
+{
+    (void)sig;
+    tail_stop = 1;
+}
+
+int cli_tail(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = parse_opts(argc, argv, &o, tail_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    if (i != argc) {
+        fputs(tail_usage, stderr);
+        return 2;
+    }
+    struct config *cfg = load_config(o.config);
+    if (cfg == NULL)
+        return 1;
+    struct sigaction sa = {.sa_handler = on_tail_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    struct hibus_error err = {0};
+    struct txlog_listener *lis = NULL;
+    int rc = 0;
+    bool said_lost = false;
+    while (!tail_stop) {
+        if (lis == NULL) {
+            if (txlog_listen(cfg->database_url, cfg->database_connect_timeout_ms, &lis, &err) !=
+                HIBUS_OK) {
+                if (!said_lost)
+                    print_error("cannot follow the transaction log (retrying every 2 s)", &err);
+                said_lost = true;
+                sleep(2);
+                continue;
+            }
+            if (said_lost)
+                fprintf(stderr, "hibus tail: connected again\n");
+            said_lost = false;
+        }
+        int64_t id;
+        enum hibus_err e = txlog_listener_next(lis, 500, &id, &err);
+        if (e == HIBUS_E_TIMEOUT)
+            continue;
+        struct txlog_summary s;
+        if (e == HIBUS_OK)
+            e = txlog_listener_summary(lis, id, &s, &err);
+        if (e == HIBUS_E_NOT_FOUND)
+            continue;
+        if (e != HIBUS_OK) {
+            print_error("lost the database connection (retrying every 2 s)", &err);
+            said_lost = true;
+            txlog_listener_close(lis);
+            lis = NULL;
+            continue;
+        }
+        if ((o.channel && strcmp(o.channel, s.channel) != 0) ||
+            (o.status && strcmp(o.status, s.status) != 0))
+            continue;
+        char code[8] = "-";
+        if (s.response_status)
+            snprintf(code, sizeof code, "%d", s.response_status);
+        printf("%s %8lld %-24s %-20s %-22s %4s %9.1fms\n", s.time, (long long)s.id, s.channel,
+               s.client[0] ? s.client : "-", s.status, code, s.duration_ms);
+        fflush(stdout);
+    }
+    txlog_listener_close(lis);
+    config_free(cfg);
+    return rc;
+}

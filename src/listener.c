@@ -1,0 +1,734 @@
+/*
+ * listener.c - the HTTP front door: one request from its first byte to its answer.
+ *
+ * Order of checks, and why:
+ *   /health, /ready        no credentials, so curl-based checks and load balancers work
+ *   body limit (413)       decided from Content-Length before the body is read
+ *   authentication (401)   before routing, so an anonymous caller learns nothing of paths
+ *   routing (404/405/415)
+ *   allow list (403)
+ *   txlog insert (503)     the promise: nothing is answered as accepted before it is stored
+ *   delivery (sync)        primary route first, then the others; every try is an attempt row
+ *
+ * Entry points: listener_start, listener_quiesce, listener_drain, listener_stop.
+ * Invariants: every answer carries X-Request-Id; every error answer is JSON
+ * {"error", "code", "details", "request_id"}; credentials and configured secret
+ * headers are redacted before headers are stored or logged.
+ */
+#define LOG_SUBSYS "listener"
+#include "hibus/listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hibus/log.h"
+#include "hibus/mediator.h"
+#include "hibus/router.h"
+
+#define REQUEST_ID_MAX 128
+#define EXCERPT_MAX 1024
+#define DB_RETRY_AFTER "5"
+
+struct listener {
+    struct listener_deps deps;
+    struct MHD_Daemon *mhd;
+    int port;
+    atomic_bool draining;
+    pthread_mutex_t mu;
+    pthread_cond_t idle;
+    long in_flight; /* guarded by mu */
+    time_t started;
+};
+
+/* One request. Created by the URI log callback (so the raw query is kept) and
+ * freed by the completion callback. */
+struct request {
+    struct listener *l;
+    char id[REQUEST_ID_MAX + 1];
+    char *uri;   /* as received, with the query */
+    char *body;
+    size_t body_len;
+    size_t body_cap;
+    bool too_large;
+    bool counted; /* counted in l->in_flight */
+    struct timespec t0;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static bool request_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > REQUEST_ID_MAX)
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+/* A random (version 4) UUID. */
+static void request_id_new(char out[REQUEST_ID_MAX + 1])
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        /* getrandom on Linux only fails before the pool is seeded; fall back to time. */
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        memcpy(b, &t, sizeof t < sizeof b ? sizeof t : sizeof b);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, REQUEST_ID_MAX + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
+static void in_flight_add(struct listener *l, long d)
+{
+    pthread_mutex_lock(&l->mu);
+    l->in_flight += d;
+    if (l->in_flight == 0)
+        pthread_cond_broadcast(&l->idle);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* --------------------------------------------------------------- answers */
+
+static enum MHD_Result send_buffer(struct MHD_Connection *c, struct request *rq, unsigned status,
+                                   const char *content_type, const void *body, size_t len,
+                                   const char *const *extra /* name, value, ..., NULL */)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, "X-Request-Id", rq->id);
+    if (content_type != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i += 2)
+        MHD_add_response_header(r, extra[i], extra[i + 1]);
+    if (atomic_load(&rq->l->draining))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, struct request *rq, unsigned status,
+                                 json_t *doc /* stolen */, const char *const *extra)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text == NULL)
+        return MHD_NO;
+    size_t len = strlen(text);
+    char *withnl = realloc(text, len + 2);
+    if (withnl == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    withnl[len] = '\n';
+    withnl[len + 1] = '\0';
+    enum MHD_Result ret = send_buffer(c, rq, status, "application/json", withnl, len + 1, extra);
+    free(withnl);
+    return ret;
+}
+
+/* details: a JSON array of strings, stolen; may be NULL. */
+static enum MHD_Result send_error(struct MHD_Connection *c, struct request *rq, unsigned status,
+                                  enum hibus_err code, const char *msg, json_t *details,
+                                  const char *const *extra)
+{
+    json_t *doc = json_pack("{s:s, s:s, s:o, s:s}", "error", msg, "code", hibus_errname(code),
+                            "details", details ? details : json_array(), "request_id", rq->id);
+    LOG_INFO(rq->id, "%u %s", status, msg);
+    return send_json(c, rq, status, doc, extra);
+}
+
+static json_t *details1(const char *s)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, json_string(s));
+    return a;
+}
+
+/* ---------------------------------------------------------- request data */
+
+struct header_list {
+    struct mediator_header *v;
+    size_t n;
+    bool failed;
+};
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    struct header_list *hl = cls;
+    struct mediator_header *v = realloc(hl->v, (hl->n + 1) * sizeof *v);
+    if (v == NULL) {
+        hl->failed = true;
+        return MHD_NO;
+    }
+    hl->v = v;
+    v[hl->n].name = strdup(key);
+    v[hl->n].value = strdup(value ? value : "");
+    if (v[hl->n].name == NULL || v[hl->n].value == NULL) {
+        free(v[hl->n].name);
+        free(v[hl->n].value);
+        hl->failed = true;
+        return MHD_NO;
+    }
+    hl->n++;
+    return MHD_YES;
+}
+
+static void header_list_free(struct header_list *hl)
+{
+    for (size_t i = 0; i < hl->n; i++) {
+        free(hl->v[i].name);
+        free(hl->v[i].value);
+    }
+    free(hl->v);
+}
+
+/* Headers as one JSON object with lower-case names, secrets redacted; repeated
+ * headers are joined with ", " as HTTP allows. */
+static json_t *headers_json(const struct config *cfg, const struct mediator_header *h, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o != NULL && i < n; i++) {
+        char name[256];
+        size_t k = 0;
+        for (; h[i].name[k] && k < sizeof name - 1; k++)
+            name[k] = (char)((h[i].name[k] >= 'A' && h[i].name[k] <= 'Z') ? h[i].name[k] + 32
+                                                                            : h[i].name[k]);
+        name[k] = '\0';
+        const char *v = config_header_redacted(cfg, name) ? "[redacted]" : h[i].value;
+        json_t *old = json_object_get(o, name);
+        if (old != NULL && json_is_string(old) && strcmp(v, "[redacted]") != 0) {
+            size_t len = strlen(json_string_value(old)) + strlen(v) + 3;
+            char *joined = malloc(len);
+            if (joined != NULL) {
+                snprintf(joined, len, "%s, %s", json_string_value(old), v);
+                json_object_set_new(o, name, json_stringn_nocheck(joined, strlen(joined)));
+                free(joined);
+            }
+        } else {
+            /* Header values are bytes; invalid UTF-8 is stored escaped rather than lost. */
+            json_t *s = json_string(v);
+            if (s == NULL)
+                s = json_string("[invalid UTF-8]");
+            json_object_set_new(o, name, s);
+        }
+    }
+    return o;
+}
+
+static char *dump_or_null(json_t *j)
+{
+    return j ? json_dumps(j, JSON_COMPACT) : NULL;
+}
+
+/* ------------------------------------------------------------- endpoints */
+
+static enum MHD_Result serve_health(struct MHD_Connection *c, struct request *rq)
+{
+    json_t *doc = json_pack("{s:s, s:s, s:I}", "status", "ok", "version", HIBUS_VERSION,
+                            "uptime_seconds", (json_int_t)(time(NULL) - rq->l->started));
+    return send_json(c, rq, MHD_HTTP_OK, doc, NULL);
+}
+
+static enum MHD_Result serve_ready(struct MHD_Connection *c, struct request *rq)
+{
+    struct hibus_error err = {0};
+    const struct config *cfg = rq->l->deps.cfg;
+    if (txlog_ping(rq->l->deps.tl, &err) != HIBUS_OK) {
+        json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "status", "not ready", "database",
+                                "unreachable", "error", err.msg, "request_id", rq->id);
+        static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
+        return send_json(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, doc, extra);
+    }
+    json_t *doc = json_pack("{s:s, s:s, s:I, s:I}", "status", "ready", "database", "ok",
+                            "channels", (json_int_t)cfg->n_channels, "clients",
+                            (json_int_t)cfg->n_clients);
+    return send_json(c, rq, MHD_HTTP_OK, doc, NULL);
+}
+
+static enum MHD_Result route_miss(struct MHD_Connection *c, struct request *rq,
+                                  enum router_result why, const char *method, const char *path,
+                                  const char *ctype)
+{
+    const struct config *cfg = rq->l->deps.cfg;
+    char msg[512];
+    switch (why) {
+    case ROUTER_MATCH:
+        break;
+    case ROUTER_NO_PATH:
+        snprintf(msg, sizeof msg, "no channel serves path \"%.200s\"", path);
+        return send_error(c, rq, MHD_HTTP_NOT_FOUND, HIBUS_E_NOT_FOUND, "no channel for this path",
+                          details1(msg), NULL);
+    case ROUTER_BAD_METHOD: {
+        /* Allow: the union of the methods of channels serving this path. */
+        char allow[256] = "";
+        size_t at = 0;
+        for (size_t i = 0; i < cfg->n_channels; i++) {
+            const struct config_channel *ch = &cfg->channels[i];
+            if (!ch->enabled || !router_path_matches(ch, path))
+                continue;
+            for (size_t m = 0; m < ch->n_methods; m++) {
+                if (strstr(allow, ch->methods[m]) != NULL)
+                    continue;
+                int w = snprintf(allow + at, sizeof allow - at, "%s%s", at ? ", " : "",
+                                 ch->methods[m]);
+                if (w > 0 && (size_t)w < sizeof allow - at)
+                    at += (size_t)w;
+            }
+        }
+        snprintf(msg, sizeof msg, "method %.32s is not accepted on \"%.200s\"; allowed: %s", method,
+                 path, allow);
+        const char *extra[] = {"Allow", allow, NULL};
+        return send_error(c, rq, MHD_HTTP_METHOD_NOT_ALLOWED, HIBUS_E_INVALID,
+                          "method not allowed", details1(msg), extra);
+    }
+    case ROUTER_BAD_CONTENT_TYPE:
+        snprintf(msg, sizeof msg, "content type \"%.100s\" is not accepted on \"%.200s\"",
+                 ctype ? ctype : "(none)", path);
+        return send_error(c, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, HIBUS_E_INVALID,
+                          "unsupported content type", details1(msg), NULL);
+    }
+    return MHD_NO;
+}
+
+static bool is_2xx(long s)
+{
+    return s >= 200 && s < 300;
+}
+
+/* The answer to the client in sync mode: the primary route's answer, or a JSON
+ * error when it gave none. */
+static enum MHD_Result answer_from_primary(struct MHD_Connection *c, struct request *rq,
+                                           int64_t tx_id, const struct config_route *route,
+                                           const struct mediator_response *resp, enum hibus_err rc)
+{
+    char txid[32];
+    snprintf(txid, sizeof txid, "%lld", (long long)tx_id);
+    if (resp->status == 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "route \"%s\": %s", route->name, resp->error);
+        json_t *details = details1(msg);
+        json_t *doc = json_pack("{s:s, s:s, s:o, s:s, s:I}", "error",
+                                rc == HIBUS_E_TIMEOUT ? "target timed out" : "target did not answer",
+                                "code", hibus_errname(rc), "details", details, "request_id", rq->id,
+                                "transaction", (json_int_t)tx_id);
+        const char *extra[] = {"X-Hibus-Transaction", txid, NULL};
+        LOG_WARN(rq->id, "tx=%s route \"%s\" failed: %s", txid, route->name, resp->error);
+        return send_json(c, rq, rc == HIBUS_E_TIMEOUT ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_BAD_GATEWAY,
+                         doc, extra);
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        resp->body_len, resp->body_len ? resp->body : (void *)(uintptr_t) "", MHD_RESPMEM_MUST_COPY);
+    if (r == NULL)
+        return MHD_NO;
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        const char *n = resp->headers[i].name;
+        /* MHD writes its own Date and framing headers. */
+        if (strcasecmp(n, "date") == 0 || strcasecmp(n, "x-request-id") == 0)
+            continue;
+        MHD_add_response_header(r, n, resp->headers[i].value);
+    }
+    MHD_add_response_header(r, "X-Request-Id", rq->id);
+    MHD_add_response_header(r, "X-Hibus-Transaction", txid);
+    if (atomic_load(&rq->l->draining))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *rq,
+                                     const struct config_channel *ch,
+                                     const struct config_client *client, const char *method,
+                                     const char *path, const struct header_list *hl)
+{
+    struct listener *l = rq->l;
+    const struct config *cfg = l->deps.cfg;
+    const char *q = strchr(rq->uri, '?');
+    const char *query = q ? q + 1 : "";
+
+    json_t *hj = headers_json(cfg, hl->v, hl->n);
+    char *hjs = dump_or_null(hj);
+    json_decref(hj);
+    if (hjs == NULL)
+        return MHD_NO;
+
+    struct txlog_request tr = {
+        .request_id = rq->id, .channel = ch->name, .client = client->id, .method = method,
+        .path = path, .query = query, .headers_json = hjs, .body = rq->body,
+        .body_len = rq->body_len, .status = TXLOG_PROCESSING, .node = l->deps.node};
+    int64_t tx_id = 0;
+    struct hibus_error err = {0};
+    if (txlog_insert(l->deps.tl, &tr, &tx_id, &err) != HIBUS_OK) {
+        free(hjs);
+        LOG_ERROR(rq->id, "could not store request for channel \"%s\": %s%s%s", ch->name, err.msg,
+                  err.detail[0] ? ": " : "", err.detail);
+        static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
+        return send_error(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, HIBUS_E_DB,
+                          "transaction log unavailable; the request was not accepted",
+                          details1("hibus could not store the request in its database; nothing "
+                                   "was forwarded. Send it again later."),
+                          extra);
+    }
+    free(hjs);
+
+    /* Deliver: the primary route first, then the others in file order. */
+    struct mediator_request mr = {.request_id = rq->id, .method = method, .query = query,
+                                  .headers = hl->v, .n_headers = hl->n, .body = rq->body,
+                                  .body_len = rq->body_len, .max_response = cfg->max_body};
+    size_t n = ch->n_routes;
+    struct txlog_attempt *at = calloc(n, sizeof *at);
+    struct mediator_response *resp = calloc(n, sizeof *resp);
+    char **resp_hdrs = calloc(n, sizeof *resp_hdrs);
+    enum hibus_err primary_rc = HIBUS_OK;
+    size_t primary = 0;
+    bool secondary_failed = false;
+    if (at == NULL || resp == NULL || resp_hdrs == NULL) {
+        free(at), free(resp), free(resp_hdrs);
+        return MHD_NO;
+    }
+    for (size_t r = 0; r < n; r++)
+        if (ch->routes[r].primary)
+            primary = r;
+    for (size_t done = 0; done < n; done++) {
+        /* the primary route first, then the others in file order */
+        size_t i = done == 0 ? primary : (done - 1 < primary ? done - 1 : done);
+        const struct config_route *rt = &ch->routes[i];
+        enum hibus_err rc = mediator_forward(rt, &mr, &resp[i]);
+        if (i == primary)
+            primary_rc = rc;
+        else if (rc != HIBUS_OK || !is_2xx(resp[i].status))
+            secondary_failed = true;
+        json_t *rh = json_object();
+        for (size_t h = 0; rh != NULL && h < resp[i].n_headers; h++)
+            json_object_set_new(rh, resp[i].headers[h].name, json_string(resp[i].headers[h].value));
+        resp_hdrs[i] = resp[i].status ? dump_or_null(rh) : NULL;
+        json_decref(rh);
+        at[done] = (struct txlog_attempt){
+            .route = rt->name, .attempt = 1, .method = method, .url = resp[i].url,
+            .status_code = (int)resp[i].status, .duration_ms = resp[i].duration_ms,
+            .error = resp[i].status ? NULL : resp[i].error, .response_excerpt = resp[i].body,
+            .response_excerpt_len = resp[i].body_len < EXCERPT_MAX ? resp[i].body_len : EXCERPT_MAX,
+            .response_headers_json = resp_hdrs[i]};
+    }
+
+    const struct mediator_response *pr = &resp[primary];
+    const char *status;
+    if (pr->status == 0)
+        status = TXLOG_FAILED;
+    else if (!is_2xx(pr->status))
+        status = TXLOG_COMPLETED;
+    else
+        status = secondary_failed ? TXLOG_COMPLETED_WITH_ERRORS : TXLOG_SUCCESSFUL;
+    struct txlog_outcome out = {
+        .status = status,
+        .response_status = pr->status ? (int)pr->status
+                                      : (primary_rc == HIBUS_E_TIMEOUT ? 504 : 502),
+        .response_headers_json = resp_hdrs[primary], .response_body = pr->body,
+        .response_body_len = pr->body_len, .error = pr->status ? NULL : pr->error};
+    if (txlog_complete(l->deps.tl, tx_id, at, n, &out, &err) != HIBUS_OK)
+        /* The request is stored; only its outcome is missing. Said loudly, since
+         * the row stays "processing" until an operator (or a later re-run) looks. */
+        LOG_ERROR(rq->id, "tx=%lld delivered (%s) but its outcome could not be recorded: %s%s%s",
+                  (long long)tx_id, status, err.msg, err.detail[0] ? ": " : "", err.detail);
+
+    LOG_INFO(rq->id, "%s %s -> %ld channel=%s client=%s tx=%lld status=%s %.1fms", method, path,
+             pr->status, ch->name, client->id, (long long)tx_id, status, ms_since(&rq->t0));
+    enum MHD_Result ret = answer_from_primary(c, rq, tx_id, &ch->routes[primary], pr, primary_rc);
+    for (size_t i = 0; i < n; i++) {
+        mediator_response_free(&resp[i]);
+        free(resp_hdrs[i]);
+    }
+    free(resp), free(resp_hdrs), free(at);
+    return ret;
+}
+
+static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, const char *path,
+                                const char *method)
+{
+    struct listener *l = rq->l;
+    const struct config *cfg = l->deps.cfg;
+
+    if (strcmp(path, "/health") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
+        return serve_health(c, rq);
+    if (strcmp(path, "/ready") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
+        return serve_ready(c, rq);
+
+    if (rq->too_large) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the body exceeds the limit of %zu bytes (limits.max_body)",
+                 cfg->max_body);
+        return send_error(c, rq, MHD_HTTP_CONTENT_TOO_LARGE, HIBUS_E_TOO_LARGE,
+                          "request body too large", details1(msg), NULL);
+    }
+
+    const char *authz = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const struct config_client *client = NULL;
+    enum auth_result ar = auth_basic(cfg, l->deps.auth, authz, &client);
+    if (ar != AUTH_OK) {
+        static const char *const extra[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                            "Basic realm=\"hibus\", charset=\"UTF-8\"", NULL};
+        const char *d = ar == AUTH_MISSING
+                            ? "send HTTP basic credentials of a client listed in clients.yaml"
+                        : ar == AUTH_MALFORMED
+                            ? "the Authorization header is not valid basic credentials "
+                              "(base64 of client-id:password)"
+                            : "unknown client, disabled client or wrong password";
+        return send_error(c, rq, MHD_HTTP_UNAUTHORIZED, HIBUS_E_AUTH,
+                          ar == AUTH_MISSING ? "authentication required" : "invalid credentials",
+                          details1(d), extra);
+    }
+
+    const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const struct config_channel *ch = NULL;
+    enum router_result rr = router_match(cfg, method, path, ctype, &ch);
+    if (rr != ROUTER_MATCH)
+        return route_miss(c, rq, rr, method, path, ctype);
+
+    if (!auth_allowed(ch, client)) {
+        char msg[384];
+        snprintf(msg, sizeof msg, "client \"%s\" is not in the allow list of channel \"%s\"",
+                 client->id, ch->name);
+        return send_error(c, rq, MHD_HTTP_FORBIDDEN, HIBUS_E_FORBIDDEN, "not allowed",
+                          details1(msg), NULL);
+    }
+
+    struct header_list hl = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, &hl);
+    enum MHD_Result ret = hl.failed ? MHD_NO : serve_channel(c, rq, ch, client, method, path, &hl);
+    header_list_free(&hl);
+    return ret;
+}
+
+/* ----------------------------------------------------------- MHD callbacks */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)c;
+    struct request *rq = calloc(1, sizeof *rq);
+    if (rq == NULL)
+        return NULL;
+    rq->l = cls;
+    rq->uri = strdup(uri);
+    clock_gettime(CLOCK_MONOTONIC, &rq->t0);
+    in_flight_add(rq->l, 1);
+    rq->counted = true;
+    return rq;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)cls, (void)version;
+    struct request *rq = *con_cls;
+    if (rq == NULL || rq->uri == NULL)
+        return MHD_NO; /* out of memory in on_uri: drop the connection */
+    const struct config *cfg = rq->l->deps.cfg;
+
+    if (rq->id[0] == '\0') { /* first call: headers are in */
+        const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+        if (rid != NULL && request_id_valid(rid))
+            hibus_strlcpy(rq->id, rid, sizeof rq->id);
+        else
+            request_id_new(rq->id);
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (errno != 0 || *end != '\0' || v > cfg->max_body)
+                rq->too_large = true;
+        }
+        /* Refuse at once, without reading a body we would throw away; MHD then
+         * closes the connection. */
+        if (rq->too_large && strcmp(url, "/health") != 0 && strcmp(url, "/ready") != 0)
+            return dispatch(c, rq, url, method);
+        return MHD_YES;
+    }
+
+    if (*upload_size > 0) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (rq->too_large || rq->body_len + n > cfg->max_body) {
+            rq->too_large = true;
+            return MHD_YES; /* discard; answered 413 at the end */
+        }
+        if (rq->body_len + n + 1 > rq->body_cap) {
+            size_t cap = rq->body_cap ? rq->body_cap : 8192;
+            while (cap < rq->body_len + n + 1)
+                cap *= 2;
+            char *b = realloc(rq->body, cap);
+            if (b == NULL)
+                return MHD_NO;
+            rq->body = b;
+            rq->body_cap = cap;
+        }
+        memcpy(rq->body + rq->body_len, upload, n);
+        rq->body_len += n;
+        rq->body[rq->body_len] = '\0';
+        return MHD_YES;
+    }
+    return dispatch(c, rq, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    struct listener *l = cls;
+    struct request *rq = *con_cls;
+    if (rq == NULL)
+        return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->id[0])
+        LOG_DEBUG(rq->id, "request ended early (code %d)", (int)toe);
+    if (rq->counted)
+        in_flight_add(l, -1);
+    free(rq->uri);
+    free(rq->body);
+    free(rq);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    LOG_WARN(NULL, "libmicrohttpd: %s", buf);
+}
+
+/* ------------------------------------------------------------ life cycle */
+
+enum hibus_err listener_start(const struct listener_deps *deps, struct listener **out,
+                              struct hibus_error *err)
+{
+    const struct config *cfg = deps->cfg;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg->listen_port);
+    int gai = getaddrinfo(cfg->listen_address, port, &hints, &ai);
+    if (gai != 0)
+        return hibus_error_set(err, HIBUS_E_CONFIG, "could not resolve listen address \"%s\": %s",
+                               cfg->listen_address, gai_strerror(gai));
+
+    struct listener *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        freeaddrinfo(ai);
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
+    l->deps = *deps;
+    l->started = time(NULL);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->idle, NULL);
+
+    /* One thread per connection: a sync request waits on its target for up to
+     * the route's timeout, and in a shared event-loop thread that wait would
+     * stall every other connection on that thread. ITC lets quiesce work. */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    l->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, l, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, l, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((cfg->connection_timeout_ms + 999) / 1000),
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (l->mhd == NULL) {
+        int e = errno;
+        pthread_cond_destroy(&l->idle);
+        pthread_mutex_destroy(&l->mu);
+        free(l);
+        hibus_error_set(err, HIBUS_E_IO, "could not listen on %s:%d: %s", cfg->listen_address,
+                        cfg->listen_port, strerror(e));
+        hibus_error_hint(err, "Is another process using the port? Change listen.port in %s.",
+                         cfg->path);
+        return HIBUS_E_IO;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    l->port = di ? (int)di->port : cfg->listen_port;
+    *out = l;
+    return HIBUS_OK;
+}
+
+int listener_port(const struct listener *l)
+{
+    return l->port;
+}
+
+void listener_quiesce(struct listener *l)
+{
+    atomic_store(&l->draining, true);
+    MHD_socket s = MHD_quiesce_daemon(l->mhd);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+}
+
+bool listener_drain(struct listener *l, long timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&l->mu);
+    int rc = 0;
+    while (l->in_flight > 0 && rc == 0)
+        rc = pthread_cond_timedwait(&l->idle, &l->mu, &dl);
+    bool idle = l->in_flight == 0;
+    pthread_mutex_unlock(&l->mu);
+    return idle;
+}
+
+void listener_stop(struct listener *l)
+{
+    if (l == NULL)
+        return;
+    MHD_stop_daemon(l->mhd);
+    pthread_cond_destroy(&l->idle);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}

@@ -1,0 +1,107 @@
+/*
+ * log.c - the server log (see hibus/log.h).
+ *
+ * Lines are formatted into a fixed buffer and cut with "..." rather than
+ * allocating, so logging works even when memory is short.
+ */
+#include "hibus/log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 4096
+
+static atomic_int log_level_cur = LOG_LEVEL_INFO;
+static atomic_int log_format_cur = LOG_FORMAT_TEXT;
+
+static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+
+void log_setup(enum log_level level, enum log_format format)
+{
+    atomic_store(&log_level_cur, (int)level);
+    atomic_store(&log_format_cur, (int)format);
+}
+
+int log_enabled(enum log_level level)
+{
+    return (int)level <= atomic_load(&log_level_cur);
+}
+
+int log_level_parse(const char *s)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* Appends s to buf as the inside of a JSON string. */
+static size_t json_escape(char *buf, size_t at, size_t cap, const char *s)
+{
+    for (; *s && at + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            buf[at++] = '\\';
+            buf[at++] = (char)c;
+        } else if (c == '\n') {
+            buf[at++] = '\\';
+            buf[at++] = 'n';
+        } else if (c < 0x20) {
+            at += (size_t)snprintf(buf + at, cap - at, "\\u%04x", c);
+        } else {
+            buf[at++] = (char)c;
+        }
+    }
+    return at;
+}
+
+void log_write(enum log_level level, const char *req, const char *subsys, const char *fmt, ...)
+{
+    char msg[LOG_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (m >= (int)sizeof msg)
+        memcpy(msg + sizeof msg - 4, "...", 4);
+
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[40];
+    size_t w = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + w, sizeof when - w, ".%03ldZ", ts.tv_nsec / 1000000);
+
+    char line[LOG_LINE_MAX + 256];
+    size_t at;
+    const char *lv = level_names[level];
+    if (atomic_load(&log_format_cur) == LOG_FORMAT_JSON) {
+        at = (size_t)snprintf(line, sizeof line, "{\"time\":\"%s\",\"level\":\"%s\",", when, lv);
+        if (req) {
+            at += (size_t)snprintf(line + at, sizeof line - at, "\"req\":\"");
+            at = json_escape(line, at, sizeof line, req);
+            at += (size_t)snprintf(line + at, sizeof line - at, "\",");
+        }
+        at += (size_t)snprintf(line + at, sizeof line - at, "\"subsys\":\"%s\",\"msg\":\"", subsys);
+        at = json_escape(line, at, sizeof line - 3, msg);
+        line[at++] = '"';
+        line[at++] = '}';
+    } else {
+        at = (size_t)snprintf(line, sizeof line, "%s %s %s%s%s%s: ", when, lv, req ? "req=" : "",
+                              req ? req : "", req ? " " : "", subsys);
+        size_t ml = strlen(msg);
+        if (at + ml > sizeof line - 2)
+            ml = sizeof line - 2 - at;
+        memcpy(line + at, msg, ml);
+        at += ml;
+    }
+    line[at++] = '\n';
+    /* One write per line, so lines from different threads never interleave. */
+    ssize_t r = write(STDERR_FILENO, line, at);
+    (void)r;
+}

@@ -1,0 +1,53 @@
+/*
+ * main.c - the hibus command line: picks a command and runs it.
+ * The commands themselves live in cli.c.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "hibus/cli.h"
+
+static const struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"serve", cli_serve, "run the daemon: listen, route, deliver, log"},
+    {"check", cli_check, "validate the configuration offline"},
+    {"migrate", cli_migrate, "apply database migrations"},
+    {"passwd", cli_passwd, "print a password hash for clients.yaml (password on stdin)"},
+    {"tx", cli_tx, "show one transaction and its delivery attempts"},
+    {"tail", cli_tail, "follow transactions live as they change"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: hibus COMMAND [OPTIONS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'hibus COMMAND --help' describes each. The configuration file is -c FILE,\n"
+               "else $HIBUS_CONFIG, else /etc/hibus/hibus.yaml.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("hibus %s\n", HIBUS_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "hibus: unknown command \"%s\"\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

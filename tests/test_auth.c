@@ -1,0 +1,203 @@
+/*
+ * test_auth.c - basic authentication, the verification cache, allow lists and
+ * password hashing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <crypt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hibus/auth.h"
+
+/* A config with two clients, built by hand so these tests depend on auth alone. */
+struct fixture {
+    struct config cfg;
+    struct config_client clients[2];
+    char *lmis_roles[1];
+    char hash_good[256];
+    char hash_other[256];
+};
+
+static char basic_buf[512];
+
+/* "Basic " + base64(user:pass), enough for short test credentials. */
+static const char *basic(const char *user, const char *pass)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char raw[256];
+    int n = snprintf(raw, sizeof raw, "%s:%s", user, pass);
+    char *o = basic_buf + snprintf(basic_buf, sizeof basic_buf, "Basic ");
+    for (int i = 0; i < n; i += 3) {
+        unsigned v = (unsigned char)raw[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned char)raw[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)raw[i + 2];
+        *o++ = tbl[(v >> 18) & 63];
+        *o++ = tbl[(v >> 12) & 63];
+        *o++ = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
+        *o++ = i + 2 < n ? tbl[v & 63] : '=';
+    }
+    *o = '\0';
+    return basic_buf;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    assert_int_equal(auth_hash_password("s3cret", f->hash_good, sizeof f->hash_good, NULL), HIBUS_OK);
+    assert_int_equal(auth_hash_password("other", f->hash_other, sizeof f->hash_other, NULL), HIBUS_OK);
+    f->lmis_roles[0] = "lmis";
+    f->clients[0] = (struct config_client){.id = "lmis-national", .password_hash = f->hash_good,
+                                           .roles = f->lmis_roles, .n_roles = 1, .enabled = true};
+    f->clients[1] = (struct config_client){.id = "old-system", .password_hash = f->hash_good,
+                                           .enabled = false};
+    f->cfg.clients = f->clients;
+    f->cfg.n_clients = 2;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    free(*state);
+    return 0;
+}
+
+static void test_hash_is_yescrypt_and_verifies(void **state)
+{
+    struct fixture *f = *state;
+    assert_memory_equal(f->hash_good, "$y$", 3);
+    assert_true(auth_verify_password("s3cret", f->hash_good));
+    assert_false(auth_verify_password("s3creT", f->hash_good));
+    assert_false(auth_verify_password("", f->hash_good));
+    /* Two hashes of one password differ (random salt). */
+    char again[256];
+    assert_int_equal(auth_hash_password("s3cret", again, sizeof again, NULL), HIBUS_OK);
+    assert_string_not_equal(again, f->hash_good);
+    assert_true(auth_verify_password("s3cret", again));
+}
+
+static void test_sha512_crypt_verifies(void **state)
+{
+    (void)state;
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    assert_non_null(crypt_gensalt_rn("$6$", 0, NULL, 0, salt, sizeof salt));
+    struct crypt_data cd = {0};
+    char *h = crypt_r("pa55", salt, &cd);
+    assert_non_null(h);
+    char hash[256];
+    snprintf(hash, sizeof hash, "%s", h);
+    assert_true(auth_verify_password("pa55", hash));
+    assert_false(auth_verify_password("pa56", hash));
+}
+
+static void test_hash_too_small_buffer(void **state)
+{
+    (void)state;
+    char small[10];
+    struct hibus_error err = {0};
+    assert_int_equal(auth_hash_password("x", small, sizeof small, &err), HIBUS_E_INVALID);
+    assert_string_equal(err.msg, "password hash longer than 9 bytes");
+}
+
+static void test_basic_results(void **state)
+{
+    struct fixture *f = *state;
+    const struct config_client *cl = NULL;
+    assert_int_equal(auth_basic(&f->cfg, NULL, NULL, &cl), AUTH_MISSING);
+    assert_int_equal(auth_basic(&f->cfg, NULL, "Bearer abc", &cl), AUTH_MISSING);
+    assert_int_equal(auth_basic(&f->cfg, NULL, "Basic !!!notbase64", &cl), AUTH_MALFORMED);
+    assert_int_equal(auth_basic(&f->cfg, NULL, "Basic bm9jb2xvbg==", &cl), AUTH_MALFORMED); /* "nocolon" */
+    assert_int_equal(auth_basic(&f->cfg, NULL, "Basic ", &cl), AUTH_MALFORMED);
+    assert_int_equal(auth_basic(&f->cfg, NULL, basic("nobody", "s3cret"), &cl), AUTH_INVALID);
+    assert_int_equal(auth_basic(&f->cfg, NULL, basic("lmis-national", "wrong"), &cl), AUTH_INVALID);
+    assert_int_equal(auth_basic(&f->cfg, NULL, basic("old-system", "s3cret"), &cl), AUTH_INVALID);
+    assert_null(cl);
+    assert_int_equal(auth_basic(&f->cfg, NULL, basic("lmis-national", "s3cret"), &cl), AUTH_OK);
+    assert_non_null(cl);
+    assert_string_equal(cl->id, "lmis-national");
+    /* The scheme name is case-insensitive (RFC 9110 11.1). */
+    char lower[512];
+    snprintf(lower, sizeof lower, "basic %s", basic("lmis-national", "s3cret") + 6);
+    assert_int_equal(auth_basic(&f->cfg, NULL, lower, &cl), AUTH_OK);
+    /* A password may contain colons: only the first one separates. */
+    assert_int_equal(auth_basic(&f->cfg, NULL, basic("lmis-national", "s3cret:"), &cl), AUTH_INVALID);
+}
+
+static void test_cache_never_accepts_wrong_password(void **state)
+{
+    struct fixture *f = *state;
+    struct auth_cache *c = auth_cache_new();
+    assert_non_null(c);
+    const struct config_client *cl = NULL;
+    assert_int_equal(auth_basic(&f->cfg, c, basic("lmis-national", "s3cret"), &cl), AUTH_OK);
+    assert_int_equal(auth_basic(&f->cfg, c, basic("lmis-national", "s3cret"), &cl), AUTH_OK);
+    assert_int_equal(auth_basic(&f->cfg, c, basic("lmis-national", "s3cre"), &cl), AUTH_INVALID);
+    /* A reloaded config with a new hash: the cached success no longer counts. */
+    f->clients[0].password_hash = f->hash_other;
+    assert_int_equal(auth_basic(&f->cfg, c, basic("lmis-national", "s3cret"), &cl), AUTH_INVALID);
+    assert_int_equal(auth_basic(&f->cfg, c, basic("lmis-national", "other"), &cl), AUTH_OK);
+    f->clients[0].password_hash = f->hash_good;
+    /* A disabled client stays refused even with a cached success for its hash. */
+    assert_int_equal(auth_basic(&f->cfg, c, basic("old-system", "s3cret"), &cl), AUTH_INVALID);
+    auth_cache_free(c);
+    auth_cache_free(NULL);
+}
+
+static void test_cache_survives_many_clients(void **state)
+{
+    struct fixture *f = *state;
+    struct auth_cache *c = auth_cache_new();
+    const struct config_client *cl = NULL;
+    /* More distinct successes than the table holds: it empties and refills, and
+     * answers stay right throughout. */
+    char pw[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(pw, sizeof pw, "pw-%d", i);
+        assert_int_equal(auth_hash_password(pw, f->hash_other, sizeof f->hash_other, NULL), HIBUS_OK);
+        f->clients[0].password_hash = f->hash_other;
+        assert_int_equal(auth_basic(&f->cfg, c, basic("lmis-national", pw), &cl), AUTH_OK);
+        assert_int_equal(auth_basic(&f->cfg, c, basic("lmis-national", "s3cret"), &cl), AUTH_INVALID);
+    }
+    f->clients[0].password_hash = f->hash_good;
+    auth_cache_free(c);
+}
+
+static void test_allowed(void **state)
+{
+    struct fixture *f = *state;
+    char *roles[] = {"ops", "lmis"};
+    char *clients[] = {"old-system"};
+    struct config_channel ch = {.name = "c", .allow_roles = roles, .n_allow_roles = 2};
+    assert_true(auth_allowed(&ch, &f->clients[0]));
+    assert_false(auth_allowed(&ch, &f->clients[1]));
+    assert_false(auth_allowed(&ch, NULL));
+    ch.n_allow_roles = 1; /* only ops */
+    assert_false(auth_allowed(&ch, &f->clients[0]));
+    ch.allow_clients = clients;
+    ch.n_allow_clients = 1;
+    assert_true(auth_allowed(&ch, &f->clients[1]));
+    assert_false(auth_allowed(&ch, &f->clients[0]));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_hash_is_yescrypt_and_verifies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sha512_crypt_verifies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hash_too_small_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_basic_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_never_accepts_wrong_password, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_survives_many_clients, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_allowed, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
