@@ -422,7 +422,7 @@ int cli_tx(int argc, char **argv)
             print_error("could not read the transaction", &err);
     } else {
         if (o.json) {
-            json_dumpf(tx, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+            json_dumpf(tx, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
             putchar('\n');
         } else {
             print_tx(tx);

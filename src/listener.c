@@ -284,7 +284,7 @@ static enum MHD_Result route_miss(struct MHD_Connection *c, struct request *rq,
                                   const char *ctype)
 {
     const struct config *cfg = rq->l->deps.cfg;
-    char msg[512];
+    char msg[640];
     switch (why) {
     case ROUTER_MATCH:
         break;
@@ -339,7 +339,7 @@ static enum MHD_Result answer_from_primary(struct MHD_Connection *c, struct requ
     snprintf(txid, sizeof txid, "%lld", (long long)tx_id);
     if (resp->status == 0) {
         char msg[512];
-        snprintf(msg, sizeof msg, "route \"%s\": %s", route->name, resp->error);
+        snprintf(msg, sizeof msg, "route \"%.200s\": %s", route->name, resp->error);
         json_t *details = details1(msg);
         json_t *doc = json_pack("{s:s, s:s, s:o, s:s, s:I}", "error",
                                 rc == HIBUS_E_TIMEOUT ? "target timed out" : "target did not answer",
@@ -439,7 +439,8 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
         json_decref(rh);
         at[done] = (struct txlog_attempt){
             .route = rt->name, .attempt = 1, .method = method, .url = resp[i].url,
-            .status_code = (int)resp[i].status, .duration_ms = resp[i].duration_ms,
+            .status_code = (int)resp[i].status, .started_epoch_ms = resp[i].started_epoch_ms,
+            .duration_ms = resp[i].duration_ms,
             .error = resp[i].status ? NULL : resp[i].error, .response_excerpt = resp[i].body,
             .response_excerpt_len = resp[i].body_len < EXCERPT_MAX ? resp[i].body_len : EXCERPT_MAX,
             .response_headers_json = resp_hdrs[i]};
@@ -668,11 +669,12 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     l->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, l, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, l, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((cfg->connection_timeout_ms + 999) / 1000),
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (l->mhd == NULL) {
         int e = errno;

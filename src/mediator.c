@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "hibus/log.h"
 
@@ -267,6 +268,9 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
                                 struct mediator_response *resp)
 {
     memset(resp, 0, sizeof *resp);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    resp->started_epoch_ms = (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6;
     resp->url = build_url(route->url, rq->query);
     CURL *h = handle_get();
     if (resp->url == NULL || h == NULL) {

@@ -37,6 +37,7 @@ struct mediator_response {
     char *body;
     size_t body_len;
     char *url;               /* the URL actually requested */
+    double started_epoch_ms; /* wall clock when the request was sent */
     double duration_ms;
     char error[256];         /* why there was no answer; empty when status != 0 */
 };

@@ -71,6 +71,7 @@ struct txlog_attempt {
     const char *method;
     const char *url;
     int status_code;         /* 0 when there was no answer */
+    double started_epoch_ms; /* wall-clock start, ms since 1970; 0 = unknown */
     double duration_ms;
     const char *error;       /* NULL when the target answered */
     const void *response_excerpt; /* first bytes of the answer (may be NULL) */
