@@ -1,0 +1,154 @@
+"""Requests hibus refuses before storing anything: 401 403 404 405 415 413."""
+
+import base64
+import http.client
+import unittest
+
+import harness
+
+LMIS_PW = "lmis-itest-secret"
+OPS_PW = "ops-itest-secret"
+LMIS = ("lmis-national", LMIS_PW)
+OPS = ("ops-console", OPS_PW)
+JSON = {"Content-Type": "application/json"}
+SMALL = b'{"facility": "FAC-1", "items": []}'
+
+PG = TARGET = HB = None
+
+
+def setUpModule():
+    global PG, TARGET, HB
+    PG = harness.PgCluster().start()
+    TARGET = harness.Target().start()
+    HB = harness.Hibus(
+        PG.url,
+        clients=[harness.client("lmis-national", ["lmis"], LMIS_PW),
+                 harness.client("ops-console", ["ops"], OPS_PW)],
+        channels=[harness.channel("lmis-stock", "/lmis/stock-reports", TARGET.url + "/stock")],
+        settings={"limits": {"max_body": "1KiB"}})
+    HB.start()
+
+
+def tearDownModule():
+    try:
+        if HB:
+            HB.stop()
+    finally:
+        if TARGET:
+            TARGET.stop()
+        if PG:
+            PG.stop()
+
+
+class RefusedTest(harness.TestCase):
+
+    def setUp(self):
+        self.rows_before = PG.count("transactions")
+        self.target_before = len(TARGET.requests)
+
+    def assertNothingStored(self):
+        self.assertEqual(PG.count("transactions"), self.rows_before,
+                         "a refused request created a transactions row")
+        self.assertEqual(len(TARGET.requests), self.target_before,
+                         "a refused request reached the target")
+
+    def refused(self, status, code, method="POST", path="/lmis/stock-reports", body=SMALL,
+                headers=None, auth=None, request_id=None):
+        h = dict(JSON)
+        h.update(headers or {})
+        if request_id:
+            h["X-Request-Id"] = request_id
+        r = HB.request(method, path, body=body, headers=h, auth=auth)
+        err = self.assertJsonError(r, status, code)
+        if request_id:
+            self.assertEqual(err["request_id"], request_id)
+        self.assertNotIn("x-hibus-transaction", r.headers)
+        self.assertNothingStored()
+        return r, err
+
+    def assertBasicChallenge(self, r):
+        wa = r.headers.get("www-authenticate", "")
+        self.assertRegex(wa, r'^Basic realm="hibus"', "WWW-Authenticate: %r" % wa)
+
+    def test_401_without_credentials(self):
+        r, err = self.refused(401, "HIBUS_E_AUTH", request_id="itest-401-none")
+        self.assertBasicChallenge(r)
+        self.assertTrue(err["details"], "401 must list details")
+
+    def test_401_wrong_password(self):
+        r, err = self.refused(401, "HIBUS_E_AUTH", auth=("lmis-national", "not-the-password"),
+                              request_id="itest-401-wrong")
+        self.assertBasicChallenge(r)
+        self.assertTrue(err["details"], "401 must list details")
+        self.assertNotIn("not-the-password", r.body.decode("utf-8", "replace"))
+
+    def test_401_unknown_client(self):
+        r, _ = self.refused(401, "HIBUS_E_AUTH", auth=("nobody", LMIS_PW))
+        self.assertBasicChallenge(r)
+
+    def test_401_malformed_authorization(self):
+        r, _ = self.refused(401, "HIBUS_E_AUTH", headers={"Authorization": "Basic %%%not-base64"})
+        self.assertBasicChallenge(r)
+
+    def test_403_client_without_role(self):
+        r, _ = self.refused(403, "HIBUS_E_FORBIDDEN", auth=OPS, request_id="itest-403")
+        self.assertNotIn("www-authenticate", r.headers)
+
+    def test_404_no_channel(self):
+        self.refused(404, "HIBUS_E_NOT_FOUND", path="/lmis/no-such-thing", auth=LMIS,
+                     request_id="itest-404")
+
+    def test_405_method_not_allowed(self):
+        r, _ = self.refused(405, None, method="GET", body=None, auth=LMIS, request_id="itest-405")
+        allow = [m.strip() for m in r.headers.get("allow", "").split(",")]
+        self.assertIn("POST", allow, "Allow: %r" % r.headers.get("allow"))
+        self.assertNotIn("GET", allow)
+
+    def test_415_content_type(self):
+        self.refused(415, None, headers={"Content-Type": "text/plain"}, auth=LMIS,
+                     request_id="itest-415")
+
+    def test_413_body_too_large(self):
+        big = b'{"pad": "' + b"x" * 2048 + b'"}'
+        self.refused(413, "HIBUS_E_TOO_LARGE", body=big, auth=LMIS, request_id="itest-413")
+
+    def test_413_chunked_body_too_large(self):
+        """No Content-Length: the limit must hold while reading the stream."""
+        conn = http.client.HTTPConnection("127.0.0.1", HB.port, timeout=30)
+        try:
+            hdrs = dict(JSON)
+            hdrs["X-Request-Id"] = "itest-413-chunked"
+            hdrs["Authorization"] = "Basic " + base64.b64encode(
+                ("%s:%s" % LMIS).encode()).decode()
+            chunks = [b'{"pad": "'] + [b"y" * 256] * 8 + [b'"}']
+            try:
+                conn.request("POST", "/lmis/stock-reports", body=iter(chunks), headers=hdrs,
+                             encode_chunked=True)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # hibus may answer and close before reading it all
+            resp = conn.getresponse()
+            data = resp.read()
+            h = {k.lower(): v for k, v in resp.getheaders()}
+            r = harness._Response(resp.status, h, data)
+        finally:
+            conn.close()
+        self.assertJsonError(r, 413, "HIBUS_E_TOO_LARGE")
+        self.assertNothingStored()
+
+    def test_body_under_limit_is_accepted(self):
+        """The 1KiB limit refuses only what is larger."""
+        body = b'{"pad": "' + b"z" * 900 + b'"}'
+        r = HB.request("POST", "/lmis/stock-reports", body=body, headers=JSON, auth=LMIS)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(PG.count("transactions"), self.rows_before + 1)
+        self.assertEqual(TARGET.requests[-1].body, body)
+
+    def test_generated_request_id_matches_body(self):
+        r = HB.request("POST", "/lmis/stock-reports", body=SMALL, headers=JSON)
+        err = self.assertJsonError(r, 401, "HIBUS_E_AUTH")
+        self.assertTrue(err["request_id"])
+        self.assertNothingStored()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
