@@ -1,0 +1,71 @@
+/*
+ * mapping.h - code tables: facility code -> org unit UID, (item, measure) ->
+ * (data element UID, category option combo UID), plus the target data set,
+ * period type and attribute option combo. A mapping is loaded by config_load
+ * (mappings/NAME.yaml, with CSV for long lists) into the immutable snapshot and
+ * shared by every channel that names it.
+ *
+ * mapping_apply() fills the UIDs of a report in place and converts its period
+ * to the mapping's period type. Thread-safe for lookups (read-only data).
+ */
+#ifndef HIBUS_MAPPING_H
+#define HIBUS_MAPPING_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hibus/error.h"
+#include "hibus/period.h"
+#include "hibus/report.h"
+
+struct mapping_org_unit {
+    char *code;
+    char *uid;
+};
+
+/* One flattened row. measure NULL: values without a measure (the default
+ * category option combo). coc_uid NULL: the default category option combo. */
+struct mapping_item {
+    char *item;
+    char *measure;
+    char *de_uid;
+    char *coc_uid;
+};
+
+struct mapping {
+    char *name; /* file name without .yaml */
+    char *file;
+    char *data_set_uid;   /* may be NULL */
+    bool has_period_type; /* else the report's period is sent as it is */
+    enum period_type period_type;
+    char *aoc_uid;        /* default attribute option combo; may be NULL */
+    struct mapping_org_unit *org_units; /* sorted by code (mapping_sort) */
+    size_t n_org_units;
+    struct mapping_item *items;         /* sorted by (item, measure) (mapping_sort) */
+    size_t n_items;
+};
+
+enum mapping_policy { MAPPING_REJECT = 0, MAPPING_SKIP = 1 };
+
+/* Sorts the tables for lookups; returns false and names the first duplicate
+ * (*dup_code, borrowed) when a code or (item, measure) appears twice. */
+bool mapping_sort(struct mapping *m, const char **dup_code);
+const char *mapping_org_unit(const struct mapping *m, const char *code);
+const struct mapping_item *mapping_item(const struct mapping *m, const char *item,
+                                        const char *measure);
+void mapping_free(struct mapping *m); /* frees the contents and m; NULL-safe */
+
+/* Maps r in place: org unit(s), every value's data element and category option
+ * combo, the data set and attribute option combo, and the period (converted to
+ * the mapping's period type when it has one; a report period that does not fit
+ * in one target period is a problem).
+ * Unmapped codes: under MAPPING_REJECT each is a problem ({"stage":"mapping",
+ * "code": ..., "kind": "org_unit"|"item", "where": ...}) and the result is
+ * HIBUS_E_INVALID; under MAPPING_SKIP each unmapped value is marked skipped and
+ * described in skipped (same shape), and the result is HIBUS_OK unless nothing
+ * deliverable is left or the org unit or period itself cannot be mapped. */
+enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum mapping_policy policy,
+                             json_t *problems, json_t *skipped);
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * report.h - the canonical report: what every reader produces and every writer
+ * consumes, whatever the format on the wire.
+ *
+ * A report has one org unit and one period (per-value overrides exist for
+ * dhis2-json and adx inputs, which may mix several), and a list of values
+ * {item, measure, value, comment}. The measures of a stock report are the R&R
+ * columns (REPORT_MEASURES). Readers fill the source's codes; mapping_apply()
+ * fills the DHIS2 UIDs beside them, so a message can always name both.
+ *
+ * Problems found by any stage (reader, mapping, quality) are JSON objects
+ * appended to a jansson array, so that the 422 answer, the transaction log and
+ * `hibus map` all show the same list. Each has at least "stage" and "message",
+ * and, where they apply: "where" (position in the payload, e.g. "lines[2].consumed"),
+ * "rule", "facility", "item", "measure", "values" (object), "code".
+ *
+ * Not thread-safe: one report belongs to one thread.
+ */
+#ifndef HIBUS_REPORT_H
+#define HIBUS_REPORT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hibus/error.h"
+
+/* The canonical measures of a stock report, NULL-terminated. */
+extern const char *const REPORT_MEASURES[];
+bool report_is_measure(const char *name);
+
+struct report_value {
+    char *item;     /* commodity (or source data element) code; never NULL */
+    char *measure;  /* canonical measure, or the source's disaggregation code; may be NULL */
+    char *value;    /* as text, exactly as it will be sent */
+    bool is_number; /* value parsed as a finite number */
+    double number;
+    char *comment;  /* may be NULL */
+    char *org_unit; /* per-value org unit code; NULL = the report's */
+    char *period;   /* per-value DHIS2 period id; NULL = the report's */
+    char *where;    /* position in the payload, for messages; may be NULL */
+
+    /* Set by mapping_apply(): */
+    char *de_uid;
+    char *coc_uid;  /* NULL = the default category option combo */
+    char *aoc_uid;  /* NULL = the report's */
+    char *ou_uid;   /* NULL = the report's */
+    bool skipped;   /* unmapped under the skip policy: not delivered */
+};
+
+struct report {
+    char *reader;        /* which reader produced it */
+    char *source_id;     /* the source's own id of the report, if any */
+    char *data_set;      /* data set code or UID from the payload; may be NULL */
+    char *period;        /* DHIS2 period id, e.g. "202610" */
+    char *period_start;  /* ISO date of the period's first day */
+    char *period_end;    /* ISO date of its last day */
+    char *org_unit;      /* facility code in the source's terms */
+    char *complete_date; /* may be NULL */
+    char *attribute_option_combo; /* source's AOC code; may be NULL */
+
+    struct report_value *values;
+    size_t n_values;
+    size_t cap_values;
+
+    /* Set by mapping_apply(): */
+    char *ou_uid;
+    char *data_set_uid;
+    char *aoc_uid;
+};
+
+struct report *report_new(const char *reader);
+void report_free(struct report *r);
+
+/* Appends a value (strings are copied; comment, where may be NULL). Sets
+ * is_number/number from the text. Returns the new value or NULL (no memory). */
+struct report_value *report_add(struct report *r, const char *item, const char *measure,
+                                const char *value, const char *comment, const char *where);
+
+/* Replaces *field with a copy of s (NULL allowed). false when out of memory. */
+bool report_set(char **field, const char *s);
+
+/* Appends {"stage": stage, "message": printf(...)} to problems and returns the
+ * new object (borrowed), so the caller can add more keys. */
+json_t *report_problem(json_t *problems, const char *stage, const char *fmt, ...)
+    HIBUS_PRINTF(3, 4);
+
+/* The report as JSON (for `hibus map` and tests). Caller decrefs. */
+json_t *report_to_json(const struct report *r);
+
+#endif

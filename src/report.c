@@ -1,0 +1,179 @@
+/*
+ * report.c - the canonical report (see hibus/report.h): construction, problems
+ * and the JSON view used by `hibus map` and the tests.
+ */
+#include "hibus/report.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const REPORT_MEASURES[] = {"opening_balance", "received",      "consumed",
+                                       "losses",          "adjustments",   "stock_on_hand",
+                                       "stockout_days",   "requested",     NULL};
+
+bool report_is_measure(const char *name)
+{
+    for (size_t i = 0; name != NULL && REPORT_MEASURES[i] != NULL; i++)
+        if (strcmp(name, REPORT_MEASURES[i]) == 0)
+            return true;
+    return false;
+}
+
+struct report *report_new(const char *reader)
+{
+    struct report *r = calloc(1, sizeof *r);
+    if (r != NULL && reader != NULL && !report_set(&r->reader, reader)) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void value_free(struct report_value *v)
+{
+    free(v->item);
+    free(v->measure);
+    free(v->value);
+    free(v->comment);
+    free(v->org_unit);
+    free(v->period);
+    free(v->where);
+    free(v->de_uid);
+    free(v->coc_uid);
+    free(v->aoc_uid);
+    free(v->ou_uid);
+}
+
+void report_free(struct report *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n_values; i++)
+        value_free(&r->values[i]);
+    free(r->values);
+    free(r->reader);
+    free(r->source_id);
+    free(r->data_set);
+    free(r->period);
+    free(r->period_start);
+    free(r->period_end);
+    free(r->org_unit);
+    free(r->complete_date);
+    free(r->attribute_option_combo);
+    free(r->ou_uid);
+    free(r->data_set_uid);
+    free(r->aoc_uid);
+    free(r);
+}
+
+bool report_set(char **field, const char *s)
+{
+    char *c = NULL;
+    if (s != NULL && (c = strdup(s)) == NULL)
+        return false;
+    free(*field);
+    *field = c;
+    return true;
+}
+
+/* A number as DHIS2 reads one: optional sign, digits, optional fraction and
+ * exponent, nothing else (no spaces, no hex, no "nan"). */
+static bool parse_number(const char *s, double *out)
+{
+    if (s == NULL || *s == '\0' || *s == ' ' || *s == '\t' || *s == '\n')
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' || *p == 'e' ||
+              *p == 'E'))
+            return false;
+    char *end;
+    double d = strtod(s, &end);
+    if (*end != '\0' || !isfinite(d))
+        return false;
+    *out = d;
+    return true;
+}
+
+struct report_value *report_add(struct report *r, const char *item, const char *measure,
+                                const char *value, const char *comment, const char *where)
+{
+    if (r->n_values == r->cap_values) {
+        size_t cap = r->cap_values ? r->cap_values * 2 : 16;
+        struct report_value *v = realloc(r->values, cap * sizeof *v);
+        if (v == NULL)
+            return NULL;
+        r->values = v;
+        r->cap_values = cap;
+    }
+    struct report_value *v = &r->values[r->n_values];
+    memset(v, 0, sizeof *v);
+    if (!report_set(&v->item, item ? item : "") || !report_set(&v->measure, measure) ||
+        !report_set(&v->value, value ? value : "") || !report_set(&v->comment, comment) ||
+        !report_set(&v->where, where)) {
+        value_free(v);
+        return NULL;
+    }
+    v->is_number = parse_number(v->value, &v->number);
+    r->n_values++;
+    return v;
+}
+
+json_t *report_problem(json_t *problems, const char *stage, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *p = json_pack("{s:s, s:s}", "stage", stage, "message", msg);
+    if (p == NULL || json_array_append_new(problems, p) != 0)
+        return NULL;
+    return p;
+}
+
+static void set_opt(json_t *o, const char *key, const char *s)
+{
+    if (s != NULL)
+        json_object_set_new(o, key, json_string(s));
+}
+
+json_t *report_to_json(const struct report *r)
+{
+    json_t *o = json_object();
+    set_opt(o, "reader", r->reader);
+    set_opt(o, "source_id", r->source_id);
+    set_opt(o, "data_set", r->data_set);
+    set_opt(o, "data_set_uid", r->data_set_uid);
+    set_opt(o, "period", r->period);
+    set_opt(o, "period_start", r->period_start);
+    set_opt(o, "period_end", r->period_end);
+    set_opt(o, "org_unit", r->org_unit);
+    set_opt(o, "org_unit_uid", r->ou_uid);
+    set_opt(o, "complete_date", r->complete_date);
+    set_opt(o, "attribute_option_combo", r->attribute_option_combo);
+    set_opt(o, "attribute_option_combo_uid", r->aoc_uid);
+    json_t *vals = json_array();
+    for (size_t i = 0; i < r->n_values; i++) {
+        const struct report_value *v = &r->values[i];
+        json_t *j = json_object();
+        set_opt(j, "item", v->item);
+        set_opt(j, "measure", v->measure);
+        set_opt(j, "value", v->value);
+        set_opt(j, "comment", v->comment);
+        set_opt(j, "org_unit", v->org_unit);
+        set_opt(j, "period", v->period);
+        set_opt(j, "where", v->where);
+        set_opt(j, "data_element", v->de_uid);
+        set_opt(j, "category_option_combo", v->coc_uid);
+        set_opt(j, "attribute_option_combo", v->aoc_uid);
+        set_opt(j, "org_unit_uid", v->ou_uid);
+        if (v->skipped)
+            json_object_set_new(j, "skipped", json_true());
+        json_array_append_new(vals, j);
+    }
+    json_object_set_new(o, "values", vals);
+    return o;
+}
