@@ -1,0 +1,310 @@
+/*
+ * writers.c - a mapped canonical report out, in DHIS2's import formats (see
+ * hibus/writers.h and docs/formats.md).
+ *
+ *   dhis2-datavalueset  compact JSON, keys in a fixed order, every value a string
+ *   adx                 ADX XML written with libxml2's xmlTextWriter (which escapes),
+ *                       one <group> per distinct (org unit, period, attribute option
+ *                       combo) in order of first appearance
+ *
+ * Only values that have a data element UID and are not skipped are written. The
+ * report's period and org unit are the defaults; a value carries its own only when
+ * it overrides them. A value with neither its own nor a report-level org unit or
+ * period makes the whole write fail (HIBUS_E_INVALID): DHIS2 would reject it anyway.
+ *
+ * ADX's mandatory `exported` timestamp is the current UTC time, or the value of the
+ * environment variable HIBUS_ADX_EXPORTED when set (for golden-file tests only).
+ *
+ * Thread-safe: no shared state.
+ */
+#include "hibus/writers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <libxml/xmlwriter.h>
+
+#include "hibus/period.h"
+
+const char *const WRITER_NAMES[] = {"dhis2-datavalueset", "adx", NULL};
+
+#define ADX_NS "urn:ihe:qrph:adx:2015"
+
+bool writer_known(const char *name)
+{
+    for (size_t i = 0; name != NULL && WRITER_NAMES[i] != NULL; i++)
+        if (strcmp(name, WRITER_NAMES[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool written(const struct report_value *v)
+{
+    return !v->skipped && v->de_uid != NULL;
+}
+
+/* A value's own org unit / period when it overrides the report's, else NULL. */
+static const char *own_ou(const struct report *r, const struct report_value *v)
+{
+    if (v->ou_uid != NULL && (r->ou_uid == NULL || strcmp(v->ou_uid, r->ou_uid) != 0))
+        return v->ou_uid;
+    return NULL;
+}
+
+static const char *own_period(const struct report *r, const struct report_value *v)
+{
+    if (v->period != NULL && (r->period == NULL || strcmp(v->period, r->period) != 0))
+        return v->period;
+    return NULL;
+}
+
+static const char *own_aoc(const struct report *r, const struct report_value *v)
+{
+    if (v->aoc_uid != NULL && (r->aoc_uid == NULL || strcmp(v->aoc_uid, r->aoc_uid) != 0))
+        return v->aoc_uid;
+    return NULL;
+}
+
+/* Every written value must end up with an org unit and a period. */
+static enum hibus_err check_complete(const struct report *r, struct hibus_error *err)
+{
+    for (size_t i = 0; i < r->n_values; i++) {
+        const struct report_value *v = &r->values[i];
+        if (!written(v))
+            continue;
+        if (v->ou_uid == NULL && r->ou_uid == NULL) {
+            hibus_error_set(err, HIBUS_E_INVALID, "value %s/%s has no org unit UID", v->item,
+                            v->measure ? v->measure : "-");
+            hibus_error_hint(err, "Map the facility \"%s\" to an org unit.",
+                             r->org_unit ? r->org_unit : "");
+            return HIBUS_E_INVALID;
+        }
+        if (v->period == NULL && r->period == NULL) {
+            hibus_error_set(err, HIBUS_E_INVALID, "value %s/%s has no period", v->item,
+                            v->measure ? v->measure : "-");
+            hibus_error_hint(err, "Set the report's DHIS2 period (the mapping derives it from "
+                                  "the period's dates).");
+            return HIBUS_E_INVALID;
+        }
+    }
+    return HIBUS_OK;
+}
+
+/* ------------------------------------------------------------------------------------
+ * dhis2-datavalueset
+ * ------------------------------------------------------------------------------------ */
+
+/* Sets key to a string, unless s is NULL. Returns false when out of memory. */
+static bool put(json_t *o, const char *key, const char *s)
+{
+    return s == NULL || json_object_set_new(o, key, json_string(s)) == 0;
+}
+
+static enum hibus_err write_datavalueset(const struct report *r, char **body, size_t *len,
+                                         struct hibus_error *err)
+{
+    json_t *o = json_object();
+    json_t *dvs = json_array();
+    bool ok = o != NULL && dvs != NULL;
+    ok = ok && put(o, "dataSet", r->data_set_uid) && put(o, "completeDate", r->complete_date) &&
+         put(o, "period", r->period) && put(o, "orgUnit", r->ou_uid) &&
+         put(o, "attributeOptionCombo", r->aoc_uid);
+    for (size_t i = 0; ok && i < r->n_values; i++) {
+        const struct report_value *v = &r->values[i];
+        if (!written(v))
+            continue;
+        json_t *d = json_object();
+        ok = d != NULL && json_array_append_new(dvs, d) == 0;
+        ok = ok && put(d, "dataElement", v->de_uid) && put(d, "categoryOptionCombo", v->coc_uid) &&
+             put(d, "period", own_period(r, v)) && put(d, "orgUnit", own_ou(r, v)) &&
+             put(d, "attributeOptionCombo", own_aoc(r, v)) && put(d, "value", v->value) &&
+             put(d, "comment", v->comment);
+    }
+    if (ok && json_object_set(o, "dataValues", dvs) != 0)
+        ok = false;
+    json_decref(dvs);
+    char *s = ok ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (s == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory writing a dataValueSet");
+    *body = s;
+    *len = strlen(s);
+    return HIBUS_OK;
+}
+
+/* ------------------------------------------------------------------------------------
+ * adx
+ * ------------------------------------------------------------------------------------ */
+
+/* The group a value belongs to. */
+struct group_key {
+    const char *ou, *period, *aoc;
+};
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static struct group_key key_of(const struct report *r, const struct report_value *v)
+{
+    struct group_key k = {v->ou_uid ? v->ou_uid : r->ou_uid, v->period ? v->period : r->period,
+                          v->aoc_uid ? v->aoc_uid : r->aoc_uid};
+    return k;
+}
+
+static bool same_key(struct group_key a, struct group_key b)
+{
+    return same_str(a.ou, b.ou) && same_str(a.period, b.period) && same_str(a.aoc, b.aoc);
+}
+
+static void exported_now(char out[32])
+{
+    const char *env = getenv("HIBUS_ADX_EXPORTED");
+    if (env != NULL && *env != '\0' && strlen(env) < 32) {
+        snprintf(out, 32, "%s", env);
+        return;
+    }
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+#define W(call)                                                                                    \
+    do {                                                                                           \
+        if ((call) < 0)                                                                            \
+            goto fail;                                                                             \
+    } while (0)
+
+static enum hibus_err write_adx(const struct report *r, char **body, size_t *len,
+                                struct hibus_error *err)
+{
+    if (r->data_set_uid == NULL) {
+        hibus_error_set(err, HIBUS_E_INVALID,
+                        "the adx writer needs a data set: set data_set in the mapping");
+        hibus_error_detail(err, "ADX requires a dataSet attribute on every group.");
+        return HIBUS_E_INVALID;
+    }
+    /* ADX periods for every group, checked before anything is written. */
+    for (size_t i = 0; i < r->n_values; i++) {
+        const struct report_value *v = &r->values[i];
+        struct period p;
+        const char *pe = key_of(r, v).period;
+        if (written(v) && !period_parse(pe, &p)) {
+            hibus_error_set(err, HIBUS_E_INVALID, "period \"%s\" is not a DHIS2 period id", pe);
+            return HIBUS_E_INVALID;
+        }
+    }
+
+    bool *done = calloc(r->n_values ? r->n_values : 1, sizeof *done);
+    xmlBufferPtr buf = xmlBufferCreate();
+    xmlTextWriterPtr w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
+    if (done == NULL || w == NULL)
+        goto fail;
+    char exported[32];
+    exported_now(exported);
+
+    W(xmlTextWriterSetIndent(w, 1));
+    W(xmlTextWriterSetIndentString(w, BAD_CAST "  "));
+    W(xmlTextWriterStartDocument(w, "1.0", "UTF-8", NULL));
+    /* xmlns written as a plain attribute so that it comes first, as in every ADX
+     * example; StartElementNS would put it after exported. */
+    W(xmlTextWriterStartElement(w, BAD_CAST "adx"));
+    W(xmlTextWriterWriteAttribute(w, BAD_CAST "xmlns", BAD_CAST ADX_NS));
+    W(xmlTextWriterWriteAttribute(w, BAD_CAST "exported", BAD_CAST exported));
+
+    /* Groups in the order their first value appears; values keep their order. */
+    for (size_t i = 0; i < r->n_values; i++) {
+        const struct report_value *first = &r->values[i];
+        if (done[i] || !written(first))
+            continue;
+        struct group_key k = key_of(r, first);
+        struct period p;
+        char adx_period[32];
+        if (!period_parse(k.period, &p) || !period_to_adx(&p, adx_period, sizeof adx_period))
+            goto fail; /* checked above */
+        W(xmlTextWriterStartElement(w, BAD_CAST "group"));
+        W(xmlTextWriterWriteAttribute(w, BAD_CAST "orgUnit", BAD_CAST k.ou));
+        W(xmlTextWriterWriteAttribute(w, BAD_CAST "period", BAD_CAST adx_period));
+        W(xmlTextWriterWriteAttribute(w, BAD_CAST "dataSet", BAD_CAST r->data_set_uid));
+        if (r->complete_date != NULL)
+            W(xmlTextWriterWriteAttribute(w, BAD_CAST "completeDate", BAD_CAST r->complete_date));
+        if (k.aoc != NULL)
+            W(xmlTextWriterWriteAttribute(w, BAD_CAST "attributeOptionCombo", BAD_CAST k.aoc));
+        for (size_t j = i; j < r->n_values; j++) {
+            const struct report_value *v = &r->values[j];
+            if (done[j] || !written(v) || !same_key(k, key_of(r, v)))
+                continue;
+            done[j] = true;
+            W(xmlTextWriterStartElement(w, BAD_CAST "dataValue"));
+            W(xmlTextWriterWriteAttribute(w, BAD_CAST "dataElement", BAD_CAST v->de_uid));
+            if (v->coc_uid != NULL)
+                W(xmlTextWriterWriteAttribute(w, BAD_CAST "categoryOptionCombo",
+                                              BAD_CAST v->coc_uid));
+            W(xmlTextWriterWriteAttribute(w, BAD_CAST "value", BAD_CAST v->value));
+            W(xmlTextWriterEndElement(w));
+        }
+        W(xmlTextWriterEndElement(w));
+    }
+    W(xmlTextWriterEndElement(w));
+    W(xmlTextWriterEndDocument(w));
+    xmlFreeTextWriter(w); /* flushes into buf */
+    w = NULL;
+
+    size_t n = (size_t)xmlBufferLength(buf);
+    char *s = malloc(n + 1);
+    if (s == NULL)
+        goto fail;
+    memcpy(s, xmlBufferContent(buf), n);
+    s[n] = '\0';
+    xmlBufferFree(buf);
+    free(done);
+    *body = s;
+    *len = n;
+    return HIBUS_OK;
+
+fail:
+    if (w != NULL)
+        xmlFreeTextWriter(w);
+    if (buf != NULL)
+        xmlBufferFree(buf);
+    free(done);
+    return hibus_error_set(err, HIBUS_E_NOMEM, "could not write the ADX document");
+}
+
+/* ------------------------------------------------------------------------------------
+ * Entry point
+ * ------------------------------------------------------------------------------------ */
+
+enum hibus_err writer_write(const char *name, const struct report *r, char **body, size_t *len,
+                            const char **content_type, struct hibus_error *err)
+{
+    enum hibus_err rc;
+    if (!writer_known(name)) {
+        hibus_error_set(err, HIBUS_E_UNSUPPORTED, "unknown writer \"%s\"", name ? name : "(null)");
+        hibus_error_hint(err, "Use one of: dhis2-datavalueset, adx.");
+        return HIBUS_E_UNSUPPORTED;
+    }
+    if ((rc = check_complete(r, err)) != HIBUS_OK)
+        return rc;
+    char *b = NULL;
+    size_t n = 0;
+    if (strcmp(name, "adx") == 0) {
+        rc = write_adx(r, &b, &n, err);
+        if (rc == HIBUS_OK)
+            *content_type = "application/adx+xml";
+    } else {
+        rc = write_datavalueset(r, &b, &n, err);
+        if (rc == HIBUS_OK)
+            *content_type = "application/json";
+    }
+    if (rc == HIBUS_OK) {
+        *body = b;
+        *len = n;
+    }
+    return rc;
+}
