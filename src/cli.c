@@ -22,6 +22,9 @@
 
 #include "hibus/auth.h"
 #include "hibus/config.h"
+#include "hibus/delivery.h"
+#include "hibus/dhis2.h"
+#include "hibus/readers.h"
 #include "hibus/listener.h"
 #include "hibus/log.h"
 #include "hibus/mediator.h"
@@ -34,8 +37,10 @@
 struct common_opts {
     const char *config;
     bool json;
+    bool remote;
     const char *channel;
     const char *status;
+    const char *route;
     bool no_migrate;
 };
 
@@ -53,6 +58,7 @@ static int parse_opts(int argc, char **argv, struct common_opts *o, const char *
         {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
         {"channel", required_argument, NULL, 'C'}, {"status", required_argument, NULL, 'S'},
         {"no-migrate", no_argument, NULL, 'M'},   {"help", no_argument, NULL, 'h'},
+        {"remote", no_argument, NULL, 'R'},       {"route", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0}};
     o->config = default_config();
     optind = 1;
@@ -64,6 +70,8 @@ static int parse_opts(int argc, char **argv, struct common_opts *o, const char *
         case 'C': o->channel = optarg; break;
         case 'S': o->status = optarg; break;
         case 'M': o->no_migrate = true; break;
+        case 'R': o->remote = true; break;
+        case 'r': o->route = optarg; break;
         case 'h': fputs(usage_text, stdout); return -1;
         default: fputs(usage_text, stderr); return -2;
         }
@@ -136,6 +144,7 @@ int cli_serve(int argc, char **argv)
         goto out;
     }
     curl_ok = true;
+    reader_global_init();
     if (txlog_open(cfg->database_url, cfg->database_pool, cfg->database_connect_timeout_ms, &tl,
                    &err) != HIBUS_OK) {
         print_error("could not open the transaction log", &err);
@@ -177,8 +186,10 @@ out:
     listener_stop(l);
     auth_cache_free(ac);
     txlog_close(tl);
-    if (curl_ok)
+    if (curl_ok) {
         mediator_global_cleanup();
+        reader_global_cleanup();
+    }
     if (rc == 0)
         LOG_INFO(NULL, "stopped");
     config_free(cfg);
@@ -188,10 +199,68 @@ out:
 /* ------------------------------------------------------------------ check */
 
 static const char check_usage[] =
-    "usage: hibus check [-c FILE]\n"
-    "Validates the configuration FILE, its clients file and every channel file,\n"
-    "offline. Prints every problem as file:line:col: message and exits 1, or\n"
-    "prints \"configuration OK\" and exits 0.\n";
+    "usage: hibus check [-c FILE] [--remote]\n"
+    "Validates the configuration FILE, its clients file, every channel file and\n"
+    "every mapping, offline. Prints every problem as file:line:col: message and\n"
+    "exits 1, or prints \"configuration OK\" and exits 0.\n"
+    "--remote also asks each DHIS2 that a dhis2 route names for its version and\n"
+    "for every UID the route's mapping uses, and lists each UID DHIS2 does not know.\n";
+
+/* check --remote: every distinct (DHIS2 URL, mapping) pair once. Returns the
+ * number of problems found. */
+static int check_remote(const struct config *cfg)
+{
+    struct hibus_error err = {0};
+    if (mediator_global_init(&err) != HIBUS_OK) {
+        print_error("check --remote", &err);
+        return 1;
+    }
+    int problems = 0;
+    for (size_t i = 0; i < cfg->n_channels; i++) {
+        const struct config_channel *ch = &cfg->channels[i];
+        for (size_t r = 0; r < ch->n_routes; r++) {
+            const struct config_route *rt = &ch->routes[r];
+            if (rt->mediator != CONFIG_MEDIATOR_DHIS2)
+                continue;
+            const struct mapping *m = ch->has_transform ? ch->transform.mapping : NULL;
+            bool seen = false; /* the same URL and mapping through an earlier route? */
+            for (size_t j = 0; j <= i && !seen; j++)
+                for (size_t k = 0; k < cfg->channels[j].n_routes && !seen; k++) {
+                    const struct config_route *o = &cfg->channels[j].routes[k];
+                    if (o == rt)
+                        break;
+                    seen = o->mediator == CONFIG_MEDIATOR_DHIS2 && strcmp(o->url, rt->url) == 0 &&
+                           cfg->channels[j].has_transform && cfg->channels[j].transform.mapping == m;
+                }
+            if (seen)
+                continue;
+            char version[64];
+            json_t *missing = json_array();
+            if (dhis2_check_remote(rt, m, version, sizeof version, missing, &err) != HIBUS_OK) {
+                fprintf(stderr, "%s: channel \"%s\", route \"%s\": ", rt->pos.file, ch->name,
+                        rt->name);
+                hibus_error_print(&err, stderr);
+                problems++;
+            } else {
+                printf("DHIS2 %s at %s (channel \"%s\", route \"%s\"): ", version, rt->url,
+                       ch->name, rt->name);
+                if (json_array_size(missing) == 0)
+                    printf("every mapped UID exists\n");
+                else
+                    printf("%zu mapped UID%s missing\n", json_array_size(missing),
+                           json_array_size(missing) == 1 ? "" : "s");
+                size_t k;
+                json_t *v;
+                json_array_foreach(missing, k, v)
+                    fprintf(stderr, "  %s\n", json_string_value(v));
+                problems += (int)json_array_size(missing);
+            }
+            json_decref(missing);
+        }
+    }
+    mediator_global_cleanup();
+    return problems;
+}
 
 int cli_check(int argc, char **argv)
 {
@@ -205,10 +274,14 @@ int cli_check(int argc, char **argv)
     size_t enabled = 0;
     for (size_t k = 0; k < cfg->n_channels; k++)
         enabled += cfg->channels[k].enabled;
-    printf("configuration OK: %zu channel%s (%zu enabled), %zu client%s\n", cfg->n_channels,
-           cfg->n_channels == 1 ? "" : "s", enabled, cfg->n_clients, cfg->n_clients == 1 ? "" : "s");
+    printf("configuration OK: %zu channel%s (%zu enabled), %zu client%s, %zu mapping%s\n",
+           cfg->n_channels, cfg->n_channels == 1 ? "" : "s", enabled, cfg->n_clients,
+           cfg->n_clients == 1 ? "" : "s", cfg->n_mappings, cfg->n_mappings == 1 ? "" : "s");
+    int rc = 0;
+    if (o.remote && check_remote(cfg) > 0)
+        rc = 1;
     config_free(cfg);
-    return 0;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- migrate */
@@ -513,6 +586,165 @@ int cli_tail(int argc, char **argv)
         fflush(stdout);
     }
     txlog_listener_close(lis);
+    config_free(cfg);
+    return rc;
+}
+
+/* -------------------------------------------------------------------- map */
+
+static const char map_usage[] =
+    "usage: hibus map [-c FILE] --channel NAME [--route ROUTE] [--json] < payload\n"
+    "Runs the channel's transform (reader, mapping, quality rules, writer) on the\n"
+    "payload read from standard input, offline: no database, no target. Prints\n"
+    "what each route would send, or every problem and exits 1. --json prints one\n"
+    "JSON object: the mapped report, problems, skipped values, warnings and bodies.\n";
+
+/* Reads all of f, up to max bytes. */
+static char *read_all(FILE *f, size_t max, size_t *len)
+{
+    size_t cap = 65536, n = 0;
+    char *b = malloc(cap + 1);
+    while (b != NULL) {
+        size_t r = fread(b + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+        if (n == cap) {
+            if (cap >= max) {
+                free(b);
+                return NULL;
+            }
+            cap *= 2;
+            char *nb = realloc(b, cap + 1);
+            if (nb == NULL)
+                free(b);
+            b = nb;
+        }
+    }
+    if (b != NULL) {
+        b[n] = '\0';
+        *len = n;
+    }
+    return b;
+}
+
+static void print_problem_lines(const char *title, const json_t *list)
+{
+    size_t i;
+    const json_t *p;
+    json_array_foreach(list, i, p)
+    {
+        const char *where = json_string_value(json_object_get(p, "where"));
+        fprintf(stderr, "%s: %s: %s%s%s%s\n", title, json_string_value(json_object_get(p, "stage")),
+                json_string_value(json_object_get(p, "message")), where ? " (at " : "",
+                where ? where : "", where ? ")" : "");
+    }
+}
+
+int cli_map(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = parse_opts(argc, argv, &o, map_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    if (o.channel == NULL || i != argc) {
+        fputs(map_usage, stderr);
+        return 2;
+    }
+    struct config *cfg = load_config(o.config);
+    if (cfg == NULL)
+        return 1;
+    int rc = 1;
+    size_t len = 0;
+    char *body = NULL;
+    json_t *doc = NULL;
+    struct delivery_prepared p = {0};
+    const struct config_channel *ch = config_find_channel(cfg, o.channel);
+    if (ch == NULL) {
+        fprintf(stderr, "hibus map: no channel \"%s\" in %s\n", o.channel, o.config);
+        goto out;
+    }
+    if (!ch->has_transform) {
+        fprintf(stderr, "hibus map: channel \"%s\" has no transform: it forwards payloads as they "
+                        "are\n", ch->name);
+        goto out;
+    }
+    if ((body = read_all(stdin, cfg->max_body, &len)) == NULL) {
+        fprintf(stderr, "hibus map: could not read the payload (over limits.max_body, %zu bytes?)\n",
+                cfg->max_body);
+        goto out;
+    }
+    reader_global_init();
+    bool ok = delivery_prepare(ch, body, len, &p) == HIBUS_OK;
+    doc = json_pack("{s:s, s:s, s:O, s:O, s:O}", "channel", ch->name, "status",
+                    ok ? "deliverable" : "rejected", "problems", p.problems, "skipped", p.skipped,
+                    "warnings", p.warnings);
+    if (p.report != NULL)
+        json_object_set_new(doc, "report", report_to_json(p.report));
+    json_t *routes = json_array();
+    json_object_set_new(doc, "routes", routes);
+    for (size_t r = 0; ok && r < ch->n_routes; r++) {
+        const struct config_route *rt = &ch->routes[r];
+        if (o.route != NULL && strcmp(o.route, rt->name) != 0)
+            continue;
+        char *out = NULL;
+        size_t olen = 0;
+        const char *ctype = NULL, *writer = NULL;
+        struct hibus_error err = {0};
+        if (delivery_route_body(ch, rt, &p, &out, &olen, &ctype, &writer, &err) != HIBUS_OK) {
+            fprintf(stderr, "hibus map: route \"%s\": %s\n", rt->name, err.msg);
+            ok = false;
+            break;
+        }
+        char *url = rt->mediator == CONFIG_MEDIATOR_DHIS2 ? dhis2_import_url(rt, writer) : NULL;
+        json_t *jr = json_pack("{s:s, s:s}", "route", rt->name, "url", url ? url : rt->url);
+        free(url);
+        if (out == NULL) {
+            json_object_set_new(jr, "body", json_string("(the payload as received)"));
+        } else {
+            json_object_set_new(jr, "writer", json_string(writer));
+            json_object_set_new(jr, "content_type", json_string(ctype));
+            json_t *parsed = json_loadb(out, olen, 0, NULL);
+            json_object_set_new(jr, "body", parsed ? parsed : json_stringn(out, olen));
+        }
+        json_array_append_new(routes, jr);
+        free(out);
+    }
+    if (o.json) {
+        json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+        putchar('\n');
+    } else if (!ok) {
+        print_problem_lines("rejected", p.problems);
+        fprintf(stderr, "hibus map: the payload would be rejected (%zu problem%s)\n",
+                json_array_size(p.problems), json_array_size(p.problems) == 1 ? "" : "s");
+    } else {
+        print_problem_lines("skipped", p.skipped);
+        print_problem_lines("warning", p.warnings);
+        size_t k;
+        json_t *jr;
+        json_array_foreach(routes, k, jr)
+        {
+            printf("# route %s -> %s%s%s\n", json_string_value(json_object_get(jr, "route")),
+                   json_string_value(json_object_get(jr, "url")),
+                   json_object_get(jr, "content_type") ? " as " : "",
+                   json_object_get(jr, "content_type")
+                       ? json_string_value(json_object_get(jr, "content_type"))
+                       : "");
+            const json_t *b = json_object_get(jr, "body");
+            if (json_is_string(b))
+                printf("%s\n", json_string_value(b));
+            else {
+                json_dumpf(b, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+                putchar('\n');
+            }
+        }
+    }
+    rc = ok ? 0 : 1;
+    reader_global_cleanup();
+out:
+    json_decref(doc);
+    delivery_prepared_free(&p);
+    free(body);
     config_free(cfg);
     return rc;
 }

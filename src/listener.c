@@ -33,12 +33,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hibus/delivery.h"
 #include "hibus/log.h"
 #include "hibus/mediator.h"
 #include "hibus/router.h"
 
 #define REQUEST_ID_MAX 128
-#define EXCERPT_MAX 1024
 #define DB_RETRY_AFTER "5"
 
 struct listener {
@@ -324,50 +324,93 @@ static enum MHD_Result route_miss(struct MHD_Connection *c, struct request *rq,
     return MHD_NO;
 }
 
-static bool is_2xx(long s)
+/* Queues an answer built from a target's response, plus our own headers. */
+static enum MHD_Result send_target_answer(struct MHD_Connection *c, struct request *rq,
+                                          const char *txid, const struct mediator_response *a)
 {
-    return s >= 200 && s < 300;
-}
-
-/* The answer to the client in sync mode: the primary route's answer, or a JSON
- * error when it gave none. */
-static enum MHD_Result answer_from_primary(struct MHD_Connection *c, struct request *rq,
-                                           int64_t tx_id, const struct config_route *route,
-                                           const struct mediator_response *resp, enum hibus_err rc)
-{
-    char txid[32];
-    snprintf(txid, sizeof txid, "%lld", (long long)tx_id);
-    if (resp->status == 0) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "route \"%.200s\": %s", route->name, resp->error);
-        json_t *details = details1(msg);
-        json_t *doc = json_pack("{s:s, s:s, s:o, s:s, s:I}", "error",
-                                rc == HIBUS_E_TIMEOUT ? "target timed out" : "target did not answer",
-                                "code", hibus_errname(rc), "details", details, "request_id", rq->id,
-                                "transaction", (json_int_t)tx_id);
-        const char *extra[] = {"X-Hibus-Transaction", txid, NULL};
-        LOG_WARN(rq->id, "tx=%s route \"%s\" failed: %s", txid, route->name, resp->error);
-        return send_json(c, rq, rc == HIBUS_E_TIMEOUT ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_BAD_GATEWAY,
-                         doc, extra);
-    }
     struct MHD_Response *r = MHD_create_response_from_buffer(
-        resp->body_len, resp->body_len ? resp->body : (void *)(uintptr_t) "", MHD_RESPMEM_MUST_COPY);
+        a->body_len, a->body_len ? a->body : (void *)(uintptr_t) "", MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
         return MHD_NO;
-    for (size_t i = 0; i < resp->n_headers; i++) {
-        const char *n = resp->headers[i].name;
-        /* MHD writes its own Date and framing headers. */
-        if (strcasecmp(n, "date") == 0 || strcasecmp(n, "x-request-id") == 0)
+    for (size_t i = 0; i < a->n_headers; i++) {
+        const char *n = a->headers[i].name;
+        /* MHD writes its own Date and framing headers; the request id is ours. */
+        if (strcasecmp(n, "date") == 0 || strcasecmp(n, "x-request-id") == 0 ||
+            mediator_header_is_hop_by_hop(n))
             continue;
-        MHD_add_response_header(r, n, resp->headers[i].value);
+        MHD_add_response_header(r, n, a->headers[i].value);
     }
     MHD_add_response_header(r, "X-Request-Id", rq->id);
     MHD_add_response_header(r, "X-Hibus-Transaction", txid);
     if (atomic_load(&rq->l->draining))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)resp->status, r);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)a->status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+/* The answer to a client of a channel without transform: the primary route's
+ * answer as it is (unwrapped for OpenHIM mediators), or a JSON error when the
+ * target gave none. *status and *body get what was answered, for the log. */
+static json_t *passthrough_error(const struct request *rq, int64_t tx_id,
+                                 const struct delivery_route_result *pr, unsigned *status)
+{
+    const char *why = pr->error ? pr->error : pr->resp.error;
+    char msg[800];
+    snprintf(msg, sizeof msg, "route \"%.200s\": %s", pr->route->name, why);
+    *status = pr->rc == HIBUS_E_TIMEOUT ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_BAD_GATEWAY;
+    return json_pack("{s:s, s:s, s:o, s:s, s:I}", "error",
+                     pr->rc == HIBUS_E_TIMEOUT ? "target timed out" : "target did not answer",
+                     "code", hibus_errname(pr->rc == HIBUS_E_TIMEOUT ? HIBUS_E_TIMEOUT : HIBUS_E_TARGET),
+                     "details", details1(msg), "request_id", rq->id, "transaction",
+                     (json_int_t)tx_id);
+}
+
+/* The answer to a client of a channel with a transform: hibus's own account of
+ * what each route did, with DHIS2's counts and conflicts. 200 when the primary
+ * target took the data (successful, completed_with_errors), 502 (504 on a
+ * timeout) when it did not. */
+static json_t *transform_answer(const struct request *rq, int64_t tx_id,
+                                const struct delivery_prepared *p,
+                                const struct delivery_result *res, unsigned *status)
+{
+    json_t *routes = json_array();
+    for (size_t i = 0; i < res->n_routes; i++) {
+        const struct delivery_route_result *rr = &res->routes[i];
+        json_t *o = json_pack("{s:s, s:s}", "route", rr->route->name, "outcome", rr->outcome);
+        if (rr->ran && rr->resp.status)
+            json_object_set_new(o, "status_code", json_integer(rr->resp.status));
+        if (rr->details != NULL)
+            json_object_set(o, rr->route->mediator == CONFIG_MEDIATOR_DHIS2 ? "import" : "mediator",
+                            rr->details);
+        const char *e = rr->error ? rr->error : (rr->ran && !rr->resp.status ? rr->resp.error : NULL);
+        if (e != NULL && e[0])
+            json_object_set_new(o, "error", json_string(e));
+        json_array_append_new(routes, o);
+    }
+    const struct delivery_route_result *pr = &res->routes[0];
+    if (strcmp(res->status, "successful") == 0 || strcmp(res->status, "completed_with_errors") == 0)
+        *status = MHD_HTTP_OK;
+    else
+        *status = pr->rc == HIBUS_E_TIMEOUT ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_BAD_GATEWAY;
+    return json_pack("{s:I, s:s, s:s, s:o, s:O, s:O}", "transaction", (json_int_t)tx_id, "status",
+                     res->status, "request_id", rq->id, "routes", routes, "skipped", p->skipped,
+                     "warnings", p->warnings);
+}
+
+/* 422: every problem the reader, the mapping or the quality rules found. */
+static json_t *rejection_answer(const struct request *rq, int64_t tx_id,
+                                const struct delivery_prepared *p)
+{
+    json_t *details = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(p->problems, i, v)
+        json_array_append_new(details, json_string(json_string_value(json_object_get(v, "message"))));
+    return json_pack("{s:s, s:s, s:o, s:O, s:O, s:s, s:I}", "error", "the payload was rejected",
+                     "code", hibus_errname(HIBUS_E_INVALID), "details", details, "problems",
+                     p->problems, "warnings", p->warnings, "request_id", rq->id, "transaction",
+                     (json_int_t)tx_id);
 }
 
 static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *rq,
@@ -392,8 +435,9 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
         .body_len = rq->body_len, .status = TXLOG_PROCESSING, .node = l->deps.node};
     int64_t tx_id = 0;
     struct hibus_error err = {0};
-    if (txlog_insert(l->deps.tl, &tr, &tx_id, &err) != HIBUS_OK) {
-        free(hjs);
+    enum hibus_err ins = txlog_insert(l->deps.tl, &tr, &tx_id, &err);
+    free(hjs);
+    if (ins != HIBUS_OK) {
         LOG_ERROR(rq->id, "could not store request for channel \"%s\": %s%s%s", ch->name, err.msg,
                   err.detail[0] ? ": " : "", err.detail);
         static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
@@ -403,77 +447,70 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
                                    "was forwarded. Send it again later."),
                           extra);
     }
-    free(hjs);
+    char txid[32];
+    snprintf(txid, sizeof txid, "%lld", (long long)tx_id);
+    const char *extra[] = {"X-Hibus-Transaction", txid, NULL};
 
-    /* Deliver: the primary route first, then the others in file order. */
-    struct mediator_request mr = {.request_id = rq->id, .method = method, .query = query,
-                                  .headers = hl->v, .n_headers = hl->n, .body = rq->body,
-                                  .body_len = rq->body_len, .max_response = cfg->max_body};
-    size_t n = ch->n_routes;
-    struct txlog_attempt *at = calloc(n, sizeof *at);
-    struct mediator_response *resp = calloc(n, sizeof *resp);
-    char **resp_hdrs = calloc(n, sizeof *resp_hdrs);
-    enum hibus_err primary_rc = HIBUS_OK;
-    size_t primary = 0;
-    bool secondary_failed = false;
-    if (at == NULL || resp == NULL || resp_hdrs == NULL) {
-        free(at), free(resp), free(resp_hdrs);
-        return MHD_NO;
-    }
-    for (size_t r = 0; r < n; r++)
-        if (ch->routes[r].primary)
-            primary = r;
-    for (size_t done = 0; done < n; done++) {
-        /* the primary route first, then the others in file order */
-        size_t i = done == 0 ? primary : (done - 1 < primary ? done - 1 : done);
-        const struct config_route *rt = &ch->routes[i];
-        enum hibus_err rc = mediator_forward(rt, &mr, &resp[i]);
-        if (i == primary)
-            primary_rc = rc;
-        else if (rc != HIBUS_OK || !is_2xx(resp[i].status))
-            secondary_failed = true;
-        json_t *rh = json_object();
-        for (size_t h = 0; rh != NULL && h < resp[i].n_headers; h++)
-            json_object_set_new(rh, resp[i].headers[h].name, json_string(resp[i].headers[h].value));
-        resp_hdrs[i] = resp[i].status ? dump_or_null(rh) : NULL;
-        json_decref(rh);
-        at[done] = (struct txlog_attempt){
-            .route = rt->name, .attempt = 1, .method = method, .url = resp[i].url,
-            .status_code = (int)resp[i].status, .started_epoch_ms = resp[i].started_epoch_ms,
-            .duration_ms = resp[i].duration_ms,
-            .error = resp[i].status ? NULL : resp[i].error, .response_excerpt = resp[i].body,
-            .response_excerpt_len = resp[i].body_len < EXCERPT_MAX ? resp[i].body_len : EXCERPT_MAX,
-            .response_headers_json = resp_hdrs[i]};
-    }
-
-    const struct mediator_response *pr = &resp[primary];
+    struct delivery_prepared prep;
+    struct delivery_result res = {0};
     const char *status;
-    if (pr->status == 0)
-        status = TXLOG_FAILED;
-    else if (!is_2xx(pr->status))
-        status = TXLOG_COMPLETED;
-    else
-        status = secondary_failed ? TXLOG_COMPLETED_WITH_ERRORS : TXLOG_SUCCESSFUL;
-    struct txlog_outcome out = {
-        .status = status,
-        .response_status = pr->status ? (int)pr->status
-                                      : (primary_rc == HIBUS_E_TIMEOUT ? 504 : 502),
-        .response_headers_json = resp_hdrs[primary], .response_body = pr->body,
-        .response_body_len = pr->body_len, .error = pr->status ? NULL : pr->error};
-    if (txlog_complete(l->deps.tl, tx_id, at, n, &out, &err) != HIBUS_OK)
-        /* The request is stored; only its outcome is missing. Said loudly, since
-         * the row stays "processing" until an operator (or a later re-run) looks. */
-        LOG_ERROR(rq->id, "tx=%lld delivered (%s) but its outcome could not be recorded: %s%s%s",
-                  (long long)tx_id, status, err.msg, err.detail[0] ? ": " : "", err.detail);
-
-    LOG_INFO(rq->id, "%s %s -> %ld channel=%s client=%s tx=%lld status=%s %.1fms", method, path,
-             pr->status, ch->name, client->id, (long long)tx_id, status, ms_since(&rq->t0));
-    enum MHD_Result ret = answer_from_primary(c, rq, tx_id, &ch->routes[primary], pr, primary_rc);
-    for (size_t i = 0; i < n; i++) {
-        mediator_response_free(&resp[i]);
-        free(resp_hdrs[i]);
+    unsigned code;
+    json_t *answer = NULL;
+    const struct mediator_response *target_answer = NULL;
+    if (delivery_prepare(ch, rq->body, rq->body_len, &prep) != HIBUS_OK) {
+        status = TXLOG_REJECTED;
+        code = MHD_HTTP_UNPROCESSABLE_CONTENT;
+        answer = rejection_answer(rq, tx_id, &prep);
+    } else {
+        struct delivery_input in = {.request_id = rq->id, .method = method, .query = query,
+                                    .headers = hl->v, .n_headers = hl->n, .body = rq->body,
+                                    .body_len = rq->body_len, .max_response = cfg->max_body};
+        delivery_run(ch, &prep, &in, &res);
+        status = res.status;
+        const struct delivery_route_result *pr = &res.routes[0];
+        if (ch->has_transform)
+            answer = transform_answer(rq, tx_id, &prep, &res, &code);
+        else if (pr->resp.status == 0)
+            answer = passthrough_error(rq, tx_id, pr, &code);
+        else {
+            target_answer = delivery_answer(pr);
+            code = (unsigned)target_answer->status;
+        }
     }
-    free(resp), free(resp_hdrs), free(at);
+
+    /* Record the outcome, then answer. A failure to record is said loudly: the
+     * request is stored, only its outcome is missing and the row stays
+     * "processing" until it is looked at. */
+    char *body_text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    char *ans_headers = NULL;
+    if (target_answer != NULL) {
+        json_t *h = json_object();
+        for (size_t i = 0; h != NULL && i < target_answer->n_headers; i++)
+            json_object_set_new(h, target_answer->headers[i].name,
+                                json_string(target_answer->headers[i].value));
+        ans_headers = dump_or_null(h);
+        json_decref(h);
+    }
+    if (delivery_record(l->deps.tl, tx_id, &prep, res.n_routes ? &res : NULL, status, (int)code,
+                        ans_headers,
+                        target_answer ? target_answer->body : body_text,
+                        target_answer ? target_answer->body_len : (body_text ? strlen(body_text) : 0),
+                        &err) != HIBUS_OK)
+        LOG_ERROR(rq->id, "tx=%s ended %s but its outcome could not be recorded: %s%s%s", txid,
+                  status, err.msg, err.detail[0] ? ": " : "", err.detail);
+    LOG_INFO(rq->id, "%s %s -> %u channel=%s client=%s tx=%s status=%s %.1fms", method, path, code,
+             ch->name, client->id, txid, status, ms_since(&rq->t0));
+
+    enum MHD_Result ret;
+    if (target_answer != NULL)
+        ret = send_target_answer(c, rq, txid, target_answer);
+    else
+        ret = send_json(c, rq, code, json_incref(answer), extra);
+    json_decref(answer);
+    free(body_text);
+    free(ans_headers);
+    delivery_result_free(&res);
+    delivery_prepared_free(&prep);
     return ret;
 }
 
@@ -515,7 +552,8 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
 
     const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     const struct config_channel *ch = NULL;
-    enum router_result rr = router_match(cfg, method, path, ctype, &ch);
+    enum router_result rr =
+        router_match(cfg, method, path, ctype, rq->body, rq->body_len, &ch);
     if (rr != ROUTER_MATCH)
         return route_miss(c, rq, rr, method, path, ctype);
 

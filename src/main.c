@@ -18,6 +18,7 @@ static const struct command {
     {"passwd", cli_passwd, "print a password hash for clients.yaml (password on stdin)"},
     {"tx", cli_tx, "show one transaction and its delivery attempts"},
     {"tail", cli_tail, "follow transactions live as they change"},
+    {"map", cli_map, "show offline what a channel would send for a payload (stdin)"},
 };
 
 static void usage(FILE *f)

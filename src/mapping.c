@@ -200,6 +200,23 @@ static void measure_phrase(char *out, size_t outlen, const char *measure)
         msgf(out, outlen, " (no measure)");
 }
 
+/* Does the mapping have any row for item? (items are sorted by item first) */
+static bool item_known(const struct mapping *m, const char *item)
+{
+    size_t lo = 0, hi = m->n_items;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->items[mid].item, item);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
 /* An unmapped (item, measure) of value v: a problem (reject, listed once) or a
  * skipped entry (skip, one per value). */
 static enum hibus_err unmapped_item(struct apply *a, struct report_value *v,
@@ -220,17 +237,26 @@ static enum hibus_err unmapped_item(struct apply *a, struct report_value *v,
         set_opt(s, "where", v->where);
         return json_array_append_new(a->skipped, s) == 0 ? HIBUS_OK : HIBUS_E_NOMEM;
     }
-    if (already_reported(a, "item", v->item, v->measure))
+    /* An item the mapping does not know at all is one problem, not one per
+     * measure; a known item with an unmapped measure is one per measure. */
+    bool known = item_known(a->m, v->item);
+    const char *measure = known ? v->measure : NULL;
+    if (already_reported(a, "item", v->item, measure))
         return HIBUS_OK;
-    msgf(msg, sizeof msg,
-         "item \"%s\"%s has no data element in mapping \"%s\"; add it to %s or set "
-         "unmapped: skip",
-         v->item, meas, a->m->name, a->file);
+    if (known)
+        msgf(msg, sizeof msg,
+             "item \"%s\"%s has no data element in mapping \"%s\"; add it to %s or set "
+             "unmapped: skip",
+             v->item, meas, a->m->name, a->file);
+    else
+        msgf(msg, sizeof msg,
+             "item \"%s\" is not in mapping \"%s\"; add it to %s or set unmapped: skip",
+             v->item, a->m->name, a->file);
     json_t *p = problem(a, "item", v->item, NULL, msg);
     if (p == NULL)
         return HIBUS_E_NOMEM;
     /* "measure" before "where", as in the documented shape. */
-    set_opt(p, "measure", v->measure);
+    set_opt(p, "measure", measure);
     set_opt(p, "where", v->where);
     return HIBUS_OK;
 }

@@ -271,7 +271,7 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     resp->started_epoch_ms = (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6;
-    resp->url = build_url(route->url, rq->query);
+    resp->url = rq->url ? strdup(rq->url) : build_url(route->url, rq->query);
     CURL *h = handle_get();
     if (resp->url == NULL || h == NULL) {
         hibus_strlcpy(resp->error, "out of memory", sizeof resp->error);
@@ -286,7 +286,7 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
     for (size_t i = 0; i < rq->n_headers; i++)
         if (strcasecmp(rq->headers[i].name, "connection") == 0)
             connection = rq->headers[i].value;
-    for (size_t i = 0; i < rq->n_headers; i++) {
+    for (size_t i = 0; !rq->own_body && i < rq->n_headers; i++) {
         const struct mediator_header *x = &rq->headers[i];
         /* The client's credentials are for hibus, never for the target. */
         if (mediator_header_is_hop_by_hop(x->name) || named_in_connection(connection, x->name) ||
@@ -296,14 +296,20 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
     }
     if (rq->request_id != NULL)
         hdrs = append_header(hdrs, "X-Request-Id", rq->request_id, &ok);
+    if (rq->own_body && rq->content_type != NULL)
+        hdrs = append_header(hdrs, "Content-Type", rq->content_type, &ok);
+    if (rq->accept != NULL)
+        hdrs = append_header(hdrs, "Accept", rq->accept, &ok);
     hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
-    if (route->auth_kind == CONFIG_AUTH_BEARER) {
-        size_t len = strlen(route->auth_secret) + 8;
+    if (route->auth_kind == CONFIG_AUTH_BEARER || route->auth_kind == CONFIG_AUTH_TOKEN) {
+        /* DHIS2 personal access tokens use their own scheme name, ApiToken. */
+        const char *scheme = route->auth_kind == CONFIG_AUTH_TOKEN ? "ApiToken" : "Bearer";
+        size_t len = strlen(route->auth_secret) + strlen(scheme) + 2;
         char *v = malloc(len);
         if (v == NULL) {
             ok = false;
         } else {
-            snprintf(v, len, "Bearer %s", route->auth_secret);
+            snprintf(v, len, "%s %s", scheme, route->auth_secret);
             hdrs = append_header(hdrs, "Authorization", v, &ok);
             free(v);
         }

@@ -452,10 +452,10 @@ bool period_date_parse(const char *s, struct period_date *out)
 void period_date_format(struct period_date d, char out[11])
 {
     /* Bounded to what fits: a date_valid() date is always exactly 10 characters. */
-    int y = d.year < 0 ? 0 : d.year % 10000;
-    int m = d.month < 0 ? 0 : d.month % 100;
-    int dd = d.day < 0 ? 0 : d.day % 100;
-    snprintf(out, 11, "%04d-%02d-%02d", y, m, dd);
+    unsigned y = d.year < 0 ? 0u : (unsigned)d.year % 10000u;
+    unsigned m = d.month < 0 ? 0u : (unsigned)d.month % 100u;
+    unsigned dd = d.day < 0 ? 0u : (unsigned)d.day % 100u;
+    snprintf(out, 11, "%04u-%02u-%02u", y, m, dd);
 }
 
 int period_days(const struct period *p)

@@ -66,10 +66,69 @@ static bool content_type_matches(const struct config_channel *ch, const char *co
     return false;
 }
 
+bool router_json_text(const json_t *doc, const char *dotted, char *out, size_t outlen)
+{
+    char key[256];
+    const json_t *cur = doc;
+    for (const char *p = dotted; cur != NULL;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n == 0 || n >= sizeof key || !json_is_object(cur))
+            return false;
+        memcpy(key, p, n);
+        key[n] = '\0';
+        cur = json_object_get(cur, key);
+        if (dot == NULL)
+            break;
+        p = dot + 1;
+    }
+    int w;
+    if (json_is_string(cur))
+        w = snprintf(out, outlen, "%s", json_string_value(cur));
+    else if (json_is_integer(cur))
+        w = snprintf(out, outlen, "%" JSON_INTEGER_FORMAT, json_integer_value(cur));
+    else if (json_is_real(cur))
+        w = snprintf(out, outlen, "%.17g", json_real_value(cur));
+    else if (json_is_boolean(cur))
+        w = snprintf(out, outlen, "%s", json_is_true(cur) ? "true" : "false");
+    else
+        return false;
+    return w >= 0 && (size_t)w < outlen;
+}
+
+/* The body is parsed once per request, and only if some channel asks. */
+struct lazy_json {
+    const char *body;
+    size_t len;
+    bool parsed;
+    json_t *doc;
+};
+
+static bool json_conditions_hold(const struct config_channel *ch, struct lazy_json *lj)
+{
+    if (ch->n_json_match == 0)
+        return true;
+    if (!lj->parsed) {
+        lj->parsed = true;
+        if (lj->body != NULL)
+            lj->doc = json_loadb(lj->body, lj->len, 0, NULL);
+    }
+    if (!json_is_object(lj->doc))
+        return false;
+    char text[1024];
+    for (size_t i = 0; i < ch->n_json_match; i++)
+        if (!router_json_text(lj->doc, ch->json_match[i].path, text, sizeof text) ||
+            strcmp(text, ch->json_match[i].equals) != 0)
+            return false;
+    return true;
+}
+
 enum router_result router_match(const struct config *cfg, const char *method, const char *path,
-                                const char *content_type, const struct config_channel **out)
+                                const char *content_type, const char *body, size_t body_len,
+                                const struct config_channel **out)
 {
     enum router_result best = ROUTER_NO_PATH;
+    struct lazy_json lj = {.body = body, .len = body_len};
     for (size_t i = 0; i < cfg->n_channels; i++) {
         const struct config_channel *ch = &cfg->channels[i];
         if (!ch->enabled || !router_path_matches(ch, path))
@@ -83,10 +142,26 @@ enum router_result router_match(const struct config *cfg, const char *method, co
             best = ROUTER_BAD_CONTENT_TYPE;
             continue;
         }
+        if (!json_conditions_hold(ch, &lj))
+            continue;
         *out = ch;
+        json_decref(lj.doc);
         return ROUTER_MATCH;
     }
+    json_decref(lj.doc);
     return best;
+}
+
+/* Two channels whose match.json conditions require different values at the same
+ * path can never match the same body. */
+static bool json_disjoint(const struct config_channel *a, const struct config_channel *b)
+{
+    for (size_t i = 0; i < a->n_json_match; i++)
+        for (size_t j = 0; j < b->n_json_match; j++)
+            if (strcmp(a->json_match[i].path, b->json_match[j].path) == 0 &&
+                strcmp(a->json_match[i].equals, b->json_match[j].equals) != 0)
+                return true;
+    return false;
 }
 
 /* Two lists of alternatives can both accept one value; an empty list accepts any. */
@@ -133,7 +208,7 @@ void router_check_ties(const struct config_channel *chs, size_t n, struct hibus_
             if (!lists_intersect(a->methods, a->n_methods, b->methods, b->n_methods) ||
                 !lists_intersect(a->content_types, a->n_content_types, b->content_types,
                                  b->n_content_types) ||
-                !paths_may_overlap(a, b))
+                !paths_may_overlap(a, b) || json_disjoint(a, b))
                 continue;
             hibus_diags_add(diags, b->pos.file, b->pos.line, b->pos.col,
                             "channel \"%s\" and channel \"%s\" (%s:%d:%d) have the same priority "

@@ -107,35 +107,37 @@ static const struct stmt_def stmts[ST_COUNT] = {
      * caller's start time, or "now minus the duration" when it gave none. */
     [ST_ATTEMPT] = {"hibus_tx_attempt",
                     "INSERT INTO attempts (transaction_id, route, attempt, method, url, status_code,"
-                    " duration_ms, error, response_headers, response_excerpt, started_at)"
+                    " duration_ms, error, response_headers, response_excerpt, started_at, details)"
                     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
                     " COALESCE(to_timestamp($11 / 1000.0),"
-                    "          clock_timestamp() - make_interval(secs => $7 / 1000.0)))",
-                    11,
+                    "          clock_timestamp() - make_interval(secs => $7 / 1000.0)), $12)",
+                    12,
                     {OID_INT8, OID_TEXT, OID_INT4, OID_TEXT, OID_TEXT, OID_INT4, OID_FLOAT8,
-                     OID_TEXT, OID_JSONB, OID_BYTEA, OID_FLOAT8}},
+                     OID_TEXT, OID_JSONB, OID_BYTEA, OID_FLOAT8, OID_JSONB}},
     /* statement_timestamp() rather than clock_timestamp(), so that updated_at
      * and finished_at of a final status are the same instant. */
     [ST_UPDATE] = {"hibus_tx_update",
                    "UPDATE transactions SET status = $2, updated_at = statement_timestamp(),"
                    " finished_at = CASE WHEN $2 IN ('queued', 'processing') THEN NULL"
                    " ELSE statement_timestamp() END,"
-                   " response_status = $3, response_headers = $4, response_body = $5, error = $6"
+                   " response_status = $3, response_headers = $4, response_body = $5, error = $6,"
+                   " problems = $7"
                    " WHERE id = $1",
-                   6,
-                   {OID_INT8, OID_TEXT, OID_INT4, OID_JSONB, OID_BYTEA, OID_TEXT}},
+                   7,
+                   {OID_INT8, OID_TEXT, OID_INT4, OID_JSONB, OID_BYTEA, OID_TEXT, OID_JSONB}},
     [ST_GET] = {"hibus_tx_get",
                 "SELECT id, request_id, channel, client, method, path, query, status, node,"
                 " " TS_UTC("received_at") ", " TS_UTC("updated_at") ", " TS_UTC("finished_at") ","
                 " round(extract(epoch FROM finished_at - received_at) * 1000, 3)::float8,"
                 " request_headers::text, request_body, response_status,"
-                " response_headers::text, response_body, error"
+                " response_headers::text, response_body, error, problems::text"
                 " FROM transactions WHERE id = $1",
                 1,
                 {OID_INT8}},
     [ST_GET_ATTEMPTS] = {"hibus_tx_get_attempts",
                          "SELECT route, attempt, method, url, status_code, " TS_UTC("started_at") ","
-                         " duration_ms, error, response_excerpt, response_headers::text"
+                         " duration_ms, error, response_excerpt, response_headers::text,"
+                         " details::text"
                          " FROM attempts WHERE transaction_id = $1 ORDER BY id",
                          1,
                          {OID_INT8}},
@@ -703,7 +705,7 @@ static enum hibus_err insert_attempt(PGconn *conn, unsigned *prepared, const cha
     snprintf(start, sizeof start, "%.3f", a->started_epoch_ms);
     snprintf(code, sizeof code, "%d", a->status_code);
     snprintf(dur, sizeof dur, "%.3f", isfinite(a->duration_ms) ? a->duration_ms : 0.0);
-    const char *const vals[11] = {
+    const char *const vals[12] = {
         txid,
         a->route,
         num,
@@ -715,9 +717,10 @@ static enum hibus_err insert_attempt(PGconn *conn, unsigned *prepared, const cha
         a->response_headers_json,
         a->response_excerpt,
         a->started_epoch_ms > 0 && isfinite(a->started_epoch_ms) ? start : NULL,
+        a->details_json,
     };
-    const int lens[11] = {[9] = (int)a->response_excerpt_len};
-    const int fmts[11] = {[9] = 1};
+    const int lens[12] = {[9] = (int)a->response_excerpt_len};
+    const int fmts[12] = {[9] = 1};
     PGresult *res = exec_stmt(conn, prepared, ST_ATTEMPT, vals, lens, fmts);
     enum hibus_err rc = HIBUS_OK;
     if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -745,16 +748,17 @@ static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
 
     char rstatus[16];
     snprintf(rstatus, sizeof rstatus, "%d", o->response_status);
-    const char *const vals[6] = {
+    const char *const vals[7] = {
         txid,
         o->status,
         o->response_status ? rstatus : NULL,
         o->response_headers_json,
         o->response_body,
         o->error,
+        o->problems_json,
     };
-    const int lens[6] = {[4] = (int)o->response_body_len};
-    const int fmts[6] = {[4] = 1};
+    const int lens[7] = {[4] = (int)o->response_body_len};
+    const int fmts[7] = {[4] = 1};
     PGresult *res = exec_stmt(conn, prepared, ST_UPDATE, vals, lens, fmts);
     if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
         db_fail(err, conn, res, "record the transaction's outcome");
@@ -970,6 +974,7 @@ static json_t *attempts_json(const PGresult *res)
         jset_text(&b, "error", res, r, 7);
         jset_body(&b, "response_excerpt", NULL, res, r, 8);
         jset_json(&b, "response_headers", res, r, 9);
+        jset_json(&b, "details", res, r, 10);
         if (!b.ok)
             json_decref(b.obj);
         /* json_array_append_new takes the reference even when it fails */
@@ -1043,6 +1048,7 @@ static enum hibus_err op_get(PGconn *conn, unsigned *prepared, void *vctx, struc
     jset_json(&b, "response_headers", tx, 0, 16);
     jset_body(&b, "response_body", NULL, tx, 0, 17);
     jset_text(&b, "error", tx, 0, 18);
+    jset_json(&b, "problems", tx, 0, 19);
     jset(&b, "attempts", attempts_json(at));
     if (!b.ok) {
         json_decref(b.obj);

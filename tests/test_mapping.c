@@ -322,6 +322,7 @@ static struct report *report_with_unmapped(void)
     add(r, "AMOX250", "opening_balance", "1200", "lines[0].opening_balance");
     add(r, "AMOX250", "losses", "10", "lines[0].losses");
     add(r, "ZINC", "consumed", "4", "lines[1].consumed");
+    add(r, "ZINC", "received", "5", "lines[1].received");
     add(r, "AMOX250", "losses", "3", "lines[2].losses");
     add(r, "ORS", "consumed", "9", NULL);
     return r;
@@ -341,11 +342,11 @@ static void test_apply_reject_lists_each_code_once(void **state)
         "\"message\":\"item \\\"AMOX250\\\" with measure \\\"losses\\\" has no data element "
         "in mapping \\\"national\\\"; add it to mappings/national.yaml or set unmapped: "
         "skip\"},"
+        /* an item the mapping does not know at all: one problem, no measure */
         "{\"stage\":\"mapping\",\"kind\":\"item\",\"code\":\"ZINC\","
-        "\"measure\":\"consumed\",\"where\":\"lines[1].consumed\","
-        "\"message\":\"item \\\"ZINC\\\" with measure \\\"consumed\\\" has no data element "
-        "in mapping \\\"national\\\"; add it to mappings/national.yaml or set unmapped: "
-        "skip\"},"
+        "\"where\":\"lines[1].consumed\","
+        "\"message\":\"item \\\"ZINC\\\" is not in mapping \\\"national\\\"; add it to "
+        "mappings/national.yaml or set unmapped: skip\"},"
         "{\"stage\":\"mapping\",\"kind\":\"item\",\"code\":\"ORS\","
         "\"measure\":\"consumed\","
         "\"message\":\"item \\\"ORS\\\" with measure \\\"consumed\\\" has no data element "
@@ -411,6 +412,7 @@ static void test_apply_skip_marks_values(void **state)
     assert_true(r->values[2].skipped);
     assert_true(r->values[3].skipped);
     assert_true(r->values[4].skipped);
+    assert_true(r->values[5].skipped);
     assert_null(r->values[1].de_uid);
     /* One entry per skipped value, even for the same code. */
     assert_json(
@@ -422,6 +424,10 @@ static void test_apply_skip_marks_values(void **state)
         "{\"stage\":\"mapping\",\"kind\":\"item\",\"code\":\"ZINC\","
         "\"measure\":\"consumed\",\"where\":\"lines[1].consumed\","
         "\"message\":\"item \\\"ZINC\\\" with measure \\\"consumed\\\" has no data element "
+        "in mapping \\\"national\\\"; the value was skipped\"},"
+        "{\"stage\":\"mapping\",\"kind\":\"item\",\"code\":\"ZINC\","
+        "\"measure\":\"received\",\"where\":\"lines[1].received\","
+        "\"message\":\"item \\\"ZINC\\\" with measure \\\"received\\\" has no data element "
         "in mapping \\\"national\\\"; the value was skipped\"},"
         "{\"stage\":\"mapping\",\"kind\":\"item\",\"code\":\"AMOX250\","
         "\"measure\":\"losses\",\"where\":\"lines[2].losses\","

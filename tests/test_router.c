@@ -77,7 +77,7 @@ static char *CSV[] = {"text/csv", NULL};
 static const char *route(const char *method, const char *path, const char *ct)
 {
     const struct config_channel *out = NULL;
-    enum router_result r = router_match(&cfg, method, path, ct, &out);
+    enum router_result r = router_match(&cfg, method, path, ct, NULL, 0, &out);
     switch (r) {
     case ROUTER_MATCH: assert_non_null(out); return out->name;
     case ROUTER_NO_PATH: assert_null(out); return "404";
@@ -216,7 +216,7 @@ static void test_out_untouched_on_miss(void **state)
     add("a", 10, CONFIG_PATH_EXACT, "/a", NULL, NULL);
     const struct config_channel *sentinel = &chs[MAX_CHANNELS - 1];
     const struct config_channel *out = sentinel;
-    assert_int_equal(router_match(&cfg, "GET", "/b", NULL, &out), ROUTER_NO_PATH);
+    assert_int_equal(router_match(&cfg, "GET", "/b", NULL, NULL, 0, &out), ROUTER_NO_PATH);
     assert_ptr_equal(out, sentinel);
 }
 

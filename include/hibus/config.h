@@ -21,15 +21,25 @@
 #include <stddef.h>
 
 #include "hibus/error.h"
+#include "hibus/mapping.h"
+#include "hibus/quality.h"
 
 enum config_path_kind { CONFIG_PATH_EXACT = 0, CONFIG_PATH_PREFIX = 1, CONFIG_PATH_REGEX = 2 };
 enum config_mode { CONFIG_MODE_SYNC = 0 };
-enum config_mediator { CONFIG_MEDIATOR_HTTP = 0 };
+enum config_mediator {
+    CONFIG_MEDIATOR_HTTP = 0, /* forward to any HTTP target */
+    CONFIG_MEDIATOR_DHIS2 = 1 /* POST <url>/api/dataValueSets, parse the import summary */
+};
+/* What an http route sends: the request as received (default) or the output of
+ * the channel's transform (body: transformed). dhis2 routes always send the
+ * transformed report. */
+enum config_route_body { CONFIG_BODY_ORIGINAL = 0, CONFIG_BODY_TRANSFORMED = 1 };
 enum config_auth_kind {
     CONFIG_AUTH_NONE = 0,
     CONFIG_AUTH_BASIC = 1,  /* auth: { basic: { username: U, password: P } } */
     CONFIG_AUTH_BEARER = 2, /* auth: { bearer: TOKEN } -> Authorization: Bearer TOKEN */
-    CONFIG_AUTH_HEADER = 3  /* auth: { header: { name: N, value: V } } */
+    CONFIG_AUTH_HEADER = 3, /* auth: { header: { name: N, value: V } } */
+    CONFIG_AUTH_TOKEN = 4   /* auth: { token: T } -> Authorization: ApiToken T (DHIS2 PAT) */
 };
 
 /* Where a thing was defined, for messages about it. */
@@ -49,7 +59,36 @@ struct config_route {
     char *auth_user;   /* BASIC */
     char *auth_secret; /* BASIC password, BEARER token, HEADER value */
     char *auth_header; /* HEADER name */
+    enum config_route_body body;
+    char *writer; /* dhis2 routes, or http with body: transformed: "dhis2-datavalueset" or
+                     "adx"; default: the channel's transform.writer */
+    /* dhis2 routes (key dhis2: { dry_run, import_strategy, id_scheme }): */
+    bool dry_run;          /* dryRun=true: DHIS2 validates and stores nothing */
+    char *import_strategy; /* CREATE_AND_UPDATE (default), CREATE, UPDATE or DELETE */
+    char *id_scheme;       /* idScheme sent with JSON (default: none, DHIS2 uses UID) */
+    /* when: [2xx, 409, failed, ...]: run only after the primary route, and only
+     * when its outcome matches one entry: a status code, a class "2xx".."5xx", or
+     * "failed" (no answer). Empty: always run. Never set on the primary. */
+    char **when;
+    size_t n_when;
     struct config_pos pos;
+};
+
+/* match.json: { "program": "essential-medicines", "report.kind": "monthly" }:
+ * the body must be a JSON object whose value at each dotted path is a string
+ * (or number or boolean written the same way) equal to the given text. */
+struct config_json_match {
+    char *path;
+    char *equals;
+};
+
+/* transform: { reader, mapping, quality: [...], writer } */
+struct config_transform {
+    char *reader;                 /* a reader_known() name */
+    const struct mapping *mapping; /* borrowed from config.mappings; NULL = none */
+    struct quality_rule *quality; /* in the order written */
+    size_t n_quality;
+    char *writer;                 /* default writer of the channel's routes */
 };
 
 struct config_channel {
@@ -64,11 +103,16 @@ struct config_channel {
     size_t n_methods;
     char **content_types; /* lower case media types without parameters; 0 means any */
     size_t n_content_types;
+    struct config_json_match *json_match; /* all must hold; n_json_match 0 = no condition */
+    size_t n_json_match;
     char **allow_roles;
     size_t n_allow_roles;
     char **allow_clients;
     size_t n_allow_clients;
     enum config_mode mode;
+    bool has_transform;
+    struct config_transform transform;
+    enum mapping_policy unmapped; /* unmapped: reject (default) | skip */
     struct config_route *routes;
     size_t n_routes;
     struct config_pos pos;
@@ -116,6 +160,10 @@ struct config {
     size_t n_clients;
     struct config_channel *channels; /* sorted by priority, then name */
     size_t n_channels;
+
+    char *mappings_dir;        /* mappings: in hibus.yaml, default "mappings" */
+    struct mapping **mappings; /* every mapping a channel names, loaded once */
+    size_t n_mappings;
 };
 
 /* Loads and validates. On success returns HIBUS_OK and *out (caller frees with
@@ -126,6 +174,7 @@ void config_free(struct config *cfg);
 
 const struct config_client *config_find_client(const struct config *cfg, const char *id);
 const struct config_channel *config_find_channel(const struct config *cfg, const char *name);
+const struct mapping *config_find_mapping(const struct config *cfg, const char *name);
 /* The channel's primary route (never NULL in a loaded config). */
 const struct config_route *config_primary_route(const struct config_channel *ch);
 bool config_header_redacted(const struct config *cfg, const char *name);

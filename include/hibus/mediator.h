@@ -22,9 +22,14 @@ struct mediator_header {
 struct mediator_request {
     const char *request_id;
     const char *method;
+    const char *url;   /* the full URL; NULL = the route's URL with query appended */
     const char *query; /* appended to the route's URL; may be NULL */
     const struct mediator_header *headers; /* the client's headers, filtered by the mediator */
     size_t n_headers;
+    bool own_body;            /* the body is hibus's (a transform's output), not the client's:
+                                 the client's headers are not forwarded */
+    const char *content_type; /* with own_body */
+    const char *accept;       /* may be NULL */
     const void *body;
     size_t body_len;
     size_t max_response; /* larger answers are refused as an error */

@@ -8,19 +8,29 @@
 #ifndef HIBUS_ROUTER_H
 #define HIBUS_ROUTER_H
 
+#include <jansson.h>
+
 #include "hibus/config.h"
 
 enum router_result {
     ROUTER_MATCH = 0,
-    ROUTER_NO_PATH = 1,         /* no enabled channel serves this path: 404 */
+    ROUTER_NO_PATH = 1,         /* no enabled channel serves this path (or its body): 404 */
     ROUTER_BAD_METHOD = 2,      /* a channel serves the path, not this method: 405 */
     ROUTER_BAD_CONTENT_TYPE = 3 /* path and method match, content type does not: 415 */
 };
 
 /* content_type may be NULL (no header) or carry parameters ("; charset=utf-8"),
- * which are ignored; comparison is case-insensitive. On ROUTER_MATCH *out is set. */
+ * which are ignored; comparison is case-insensitive. body may be NULL; it is
+ * parsed as JSON at most once, and only when a candidate channel has match.json
+ * conditions (a body that is not JSON matches no such channel).
+ * On ROUTER_MATCH *out is set. */
 enum router_result router_match(const struct config *cfg, const char *method, const char *path,
-                                const char *content_type, const struct config_channel **out);
+                                const char *content_type, const char *body, size_t body_len,
+                                const struct config_channel **out);
+
+/* The value at a dotted path of a JSON object as text (strings as they are,
+ * integers, reals and booleans as written); false when absent or not a scalar. */
+bool router_json_text(const json_t *doc, const char *dotted, char *out, size_t outlen);
 
 /* True when the path alone matches the channel's path rule. */
 bool router_path_matches(const struct config_channel *ch, const char *path);

@@ -77,6 +77,7 @@ struct txlog_attempt {
     const void *response_excerpt; /* first bytes of the answer (may be NULL) */
     size_t response_excerpt_len;
     const char *response_headers_json; /* may be NULL */
+    const char *details_json; /* mediator facts (import summary, ...); may be NULL */
 };
 
 struct txlog_outcome {
@@ -86,6 +87,7 @@ struct txlog_outcome {
     const void *response_body;
     size_t response_body_len;
     const char *error;           /* may be NULL */
+    const char *problems_json;   /* {"problems":[..], "skipped":[..], "warnings":[..]}; may be NULL */
 };
 
 /* Records the attempts and the outcome of transaction id in one database
@@ -98,9 +100,10 @@ enum hibus_err txlog_complete(struct txlog *tl, int64_t id, const struct txlog_a
  * { id, request_id, channel, client, method, path, query, status, node,
  *   received_at, updated_at, finished_at, duration_ms, request_headers (object),
  *   request_body | request_body_base64, request_body_len, response_status,
- *   response_headers, response_body | response_body_base64, error,
+ *   response_headers, response_body | response_body_base64, error, problems,
  *   attempts: [ { route, attempt, method, url, status_code, started_at,
- *                 duration_ms, error, response_excerpt, response_headers } ] }
+ *                 duration_ms, error, response_excerpt, response_headers,
+ *                 details } ] }
  * Bodies are strings when they are valid UTF-8, else base64 under *_base64.
  * HIBUS_E_NOT_FOUND when there is no such transaction. */
 enum hibus_err txlog_get_json(struct txlog *tl, int64_t id, json_t **out, struct hibus_error *err);

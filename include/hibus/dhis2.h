@@ -1,0 +1,64 @@
+/*
+ * dhis2.h - the DHIS2 side of the dhis2 mediator: the import URL, and the
+ * import summary DHIS2 answers with, in both of its shapes:
+ *   - before 2.38 (or a path pinned to /api/37/...): the bare ImportSummary,
+ *     HTTP 200 even when values were ignored;
+ *   - 2.38 and later: a WebMessage envelope {"httpStatus", "httpStatusCode",
+ *     "status", "message", "response": ImportSummary}, HTTP 409 when the
+ *     summary is WARNING or ERROR.
+ * See ../shared/FORMATS.md section 1.4. Pure functions; thread-safe.
+ */
+#ifndef HIBUS_DHIS2_H
+#define HIBUS_DHIS2_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hibus/config.h"
+#include "hibus/error.h"
+#include "hibus/mapping.h"
+
+struct dhis2_summary {
+    char status[16];   /* the ImportSummary's status: SUCCESS, WARNING or ERROR */
+    bool wrapped;      /* came in a 2.38+ WebMessage envelope */
+    long imported, updated, ignored, deleted;
+    json_t *conflicts; /* array of DHIS2's conflict objects, as sent; never NULL once parsed */
+    char description[256];
+};
+
+/* Parses an import summary of either shape. HIBUS_E_INVALID when body is not
+ * one (then *out holds nothing to free). */
+enum hibus_err dhis2_parse_summary(const char *body, size_t len, struct dhis2_summary *out,
+                                   struct hibus_error *err);
+void dhis2_summary_free(struct dhis2_summary *s);
+
+/* The transaction status an import ends in:
+ *   "successful"             2xx/409 with a summary: SUCCESS, nothing ignored, no conflicts
+ *   "completed_with_errors"  a summary with conflicts or ignored values, some data stored
+ *   "failed"                 no answer, 5xx, any other status, an ERROR summary
+ *                            (nothing stored), or an answer that is no summary.
+ * summary may be NULL (no parsable summary). */
+const char *dhis2_outcome(long http_status, const struct dhis2_summary *summary);
+
+/* {"status", "imported", "updated", "ignored", "deleted", "conflicts", "format"}
+ * for the attempt's details. Caller decrefs. */
+json_t *dhis2_summary_json(const struct dhis2_summary *s);
+
+/* <route url>/api/dataValueSets with the route's options as query parameters
+ * (dryRun, importStrategy, idScheme; ADX gets idScheme=UID since hibus writes
+ * UIDs and ADX would otherwise read codes). Caller frees. NULL when out of memory. */
+char *dhis2_import_url(const struct config_route *route, const char *writer);
+
+/* hibus check --remote: asks the DHIS2 behind route for /api/system/info and
+ * for every UID mapping m names (org units, data elements, category option
+ * combos, attribute option combo, data set), in batches with filter=id:in:[..].
+ * Each UID that DHIS2 does not know is appended to missing as a sentence naming
+ * the mapping, the kind, the UID and the code it maps. *version gets DHIS2's
+ * version. HIBUS_E_TARGET when DHIS2 cannot be asked (unreachable, 401, ...). */
+struct mapping;
+enum hibus_err dhis2_check_remote(const struct config_route *route, const struct mapping *m,
+                                  char *version, size_t version_len, json_t *missing,
+                                  struct hibus_error *err);
+
+#endif

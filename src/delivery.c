@@ -1,0 +1,392 @@
+/*
+ * delivery.c - a stored request through its channel's pipeline and routes
+ * (see hibus/delivery.h).
+ *
+ * Status of a transaction, following OpenHIM so integrators recognise it:
+ *   the primary route failed (no answer, 5xx, an import that stored nothing) -> failed
+ *   the primary answered non-2xx (http routes)                              -> completed
+ *   otherwise successful, unless a secondary route that ran did not succeed,
+ *   the primary's import had conflicts, or unmapped values were skipped     -> completed_with_errors
+ */
+#define LOG_SUBSYS "delivery"
+#include "hibus/delivery.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "hibus/dhis2.h"
+#include "hibus/log.h"
+#include "hibus/mapping.h"
+#include "hibus/quality.h"
+#include "hibus/readers.h"
+#include "hibus/writers.h"
+
+#define EXCERPT_MAX 1024
+
+/* ------------------------------------------------------------- prepare */
+
+enum hibus_err delivery_prepare(const struct config_channel *ch, const void *body, size_t len,
+                                struct delivery_prepared *p)
+{
+    memset(p, 0, sizeof *p);
+    p->problems = json_array();
+    p->skipped = json_array();
+    p->warnings = json_array();
+    if (p->problems == NULL || p->skipped == NULL || p->warnings == NULL)
+        return HIBUS_E_NOMEM;
+    if (!ch->has_transform)
+        return HIBUS_OK;
+    const struct config_transform *t = &ch->transform;
+    if (reader_parse(t->reader, body, len, &p->report, p->problems) != HIBUS_OK) {
+        if (json_array_size(p->problems) == 0)
+            report_problem(p->problems, "reader", "the payload could not be read as %s", t->reader);
+        return HIBUS_E_INVALID;
+    }
+    /* Mapping and quality both run, so one answer lists every problem of the
+     * report; the quality rules read the source's codes, which mapping keeps. */
+    bool mapped = t->mapping == NULL ||
+                  mapping_apply(t->mapping, p->report, ch->unmapped, p->problems, p->skipped) ==
+                      HIBUS_OK;
+    if (!mapped && json_array_size(p->problems) == 0)
+        report_problem(p->problems, "mapping", "the report could not be mapped");
+    quality_check(t->quality, t->n_quality, p->report, p->problems, p->warnings);
+    return json_array_size(p->problems) ? HIBUS_E_INVALID : HIBUS_OK;
+}
+
+void delivery_prepared_free(struct delivery_prepared *p)
+{
+    if (p == NULL)
+        return;
+    report_free(p->report);
+    json_decref(p->problems);
+    json_decref(p->skipped);
+    json_decref(p->warnings);
+    memset(p, 0, sizeof *p);
+}
+
+json_t *delivery_problems_json(const struct delivery_prepared *p)
+{
+    if (json_array_size(p->problems) == 0 && json_array_size(p->skipped) == 0 &&
+        json_array_size(p->warnings) == 0)
+        return NULL;
+    return json_pack("{s:O, s:O, s:O}", "problems", p->problems, "skipped", p->skipped,
+                     "warnings", p->warnings);
+}
+
+static bool route_transformed(const struct config_route *rt)
+{
+    return rt->mediator == CONFIG_MEDIATOR_DHIS2 || rt->body == CONFIG_BODY_TRANSFORMED;
+}
+
+enum hibus_err delivery_route_body(const struct config_channel *ch, const struct config_route *rt,
+                                   const struct delivery_prepared *p, char **body, size_t *len,
+                                   const char **content_type, const char **writer,
+                                   struct hibus_error *err)
+{
+    *body = NULL;
+    *len = 0;
+    *content_type = NULL;
+    *writer = NULL;
+    if (!route_transformed(rt))
+        return HIBUS_OK;
+    if (p->report == NULL)
+        return hibus_error_set(err, HIBUS_E_CONFIG, "route \"%s\" needs the channel's transform",
+                               rt->name);
+    *writer = rt->writer ? rt->writer
+              : ch->transform.writer ? ch->transform.writer
+                                     : "dhis2-datavalueset";
+    return writer_write(*writer, p->report, body, len, content_type, err);
+}
+
+/* ---------------------------------------------------------------- routes */
+
+static bool is_2xx(long s)
+{
+    return s >= 200 && s < 300;
+}
+
+/* Does a `when` entry hold for the primary's answer? */
+static bool when_holds(const struct config_route *rt, const struct delivery_route_result *primary)
+{
+    if (rt->n_when == 0)
+        return true;
+    long st = primary->resp.status;
+    for (size_t i = 0; i < rt->n_when; i++) {
+        const char *w = rt->when[i];
+        if (strcmp(w, "failed") == 0) {
+            if (strcmp(primary->outcome, "failed") == 0)
+                return true;
+        } else if (strlen(w) == 3 && w[1] == 'x' && w[2] == 'x') {
+            if (st != 0 && st / 100 == w[0] - '0')
+                return true;
+        } else if (st != 0 && atol(w) == st) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *header_value(const struct mediator_response *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0)
+            return r->headers[i].value;
+    return NULL;
+}
+
+static bool media_type_is(const char *ctype, const char *want)
+{
+    if (ctype == NULL)
+        return false;
+    size_t n = strlen(want);
+    return strncasecmp(ctype, want, n) == 0 && (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
+}
+
+/* An OpenHIM mediator's answer (FORMATS.md 6): the client gets response.status,
+ * headers and body; the mediator's status, orchestrations and properties are
+ * kept as the attempt's details. */
+static void openhim_unwrap(struct delivery_route_result *rr)
+{
+    json_t *doc = json_loadb(rr->resp.body ? rr->resp.body : "", rr->resp.body_len, 0, NULL);
+    const json_t *inner = json_object_get(doc, "response");
+    const json_t *st = json_object_get(inner, "status");
+    if (!json_is_object(inner) || !json_is_integer(st)) {
+        rr->error = strdup("the answer says application/json+openhim but is not an OpenHIM "
+                           "mediator response (no response.status)");
+        json_decref(doc);
+        return;
+    }
+    struct mediator_response *a = &rr->answer;
+    memset(a, 0, sizeof *a);
+    a->status = (long)json_integer_value(st);
+    const char *b = json_string_value(json_object_get(inner, "body"));
+    a->body = strdup(b ? b : "");
+    a->body_len = a->body ? strlen(a->body) : 0;
+    const char *k;
+    json_t *v;
+    json_t *hs = json_object_get(inner, "headers");
+    a->headers = calloc(json_object_size(hs) + 1, sizeof *a->headers);
+    json_object_foreach(hs, k, v)
+    {
+        if (a->headers == NULL || !json_is_string(v) || mediator_header_is_hop_by_hop(k))
+            continue;
+        a->headers[a->n_headers].name = strdup(k);
+        a->headers[a->n_headers].value = strdup(json_string_value(v));
+        a->n_headers++;
+    }
+    rr->unwrapped = true;
+
+    const char *ms = json_string_value(json_object_get(doc, "status"));
+    rr->details = json_pack("{s:s, s:s?, s:O?, s:O?}", "openhim_status", ms ? ms : "",
+                            "mediator_urn", json_string_value(json_object_get(doc, "x-mediator-urn")),
+                            "orchestrations", json_object_get(doc, "orchestrations"),
+                            "properties", json_object_get(doc, "properties"));
+    /* The mediator's own verdict, when it gives one, is the route's outcome. */
+    if (ms == NULL)
+        rr->outcome = is_2xx(a->status) ? "successful" : "completed";
+    else if (strcasecmp(ms, "Successful") == 0)
+        rr->outcome = "successful";
+    else if (strcasecmp(ms, "Failed") == 0)
+        rr->outcome = "failed";
+    else if (strncasecmp(ms, "Completed with error", 20) == 0)
+        rr->outcome = "completed_with_errors";
+    else
+        rr->outcome = "completed";
+    json_decref(doc);
+}
+
+static void run_route(const struct config_channel *ch, const struct config_route *rt,
+                      const struct delivery_prepared *p, const struct delivery_input *in,
+                      struct delivery_route_result *rr)
+{
+    rr->route = rt;
+    rr->ran = true;
+    rr->method = rt->mediator == CONFIG_MEDIATOR_DHIS2 ? "POST" : in->method;
+    struct mediator_request mr = {.request_id = in->request_id, .method = in->method,
+                                  .query = in->query, .headers = in->headers,
+                                  .n_headers = in->n_headers, .body = in->body,
+                                  .body_len = in->body_len, .max_response = in->max_response};
+    char *body = NULL, *url = NULL;
+    size_t len = 0;
+    const char *ctype = NULL, *writer = NULL;
+    struct hibus_error err = {0};
+    if (delivery_route_body(ch, rt, p, &body, &len, &ctype, &writer, &err) != HIBUS_OK) {
+        rr->outcome = "failed";
+        rr->rc = err.code;
+        rr->error = strdup(err.msg);
+        snprintf(rr->resp.error, sizeof rr->resp.error, "%s", err.msg);
+        rr->resp.url = strdup(rt->url);
+        return;
+    }
+    if (body != NULL) {
+        mr.own_body = true;
+        mr.body = body;
+        mr.body_len = len;
+        mr.content_type = ctype;
+        if (rt->mediator == CONFIG_MEDIATOR_DHIS2) {
+            mr.method = "POST";
+            mr.query = NULL;
+            mr.accept = "application/json";
+            mr.url = url = dhis2_import_url(rt, writer);
+        }
+    }
+    rr->method = mr.method;
+    rr->rc = mediator_forward(rt, &mr, &rr->resp);
+    free(body);
+    free(url);
+
+    if (rr->resp.status == 0) {
+        rr->outcome = "failed";
+        return;
+    }
+    if (rt->mediator == CONFIG_MEDIATOR_DHIS2) {
+        struct dhis2_summary s;
+        struct hibus_error e2 = {0};
+        if (dhis2_parse_summary(rr->resp.body, rr->resp.body_len, &s, &e2) == HIBUS_OK) {
+            rr->outcome = dhis2_outcome(rr->resp.status, &s);
+            rr->details = dhis2_summary_json(&s);
+            dhis2_summary_free(&s);
+        } else {
+            rr->outcome = "failed";
+            char msg[600];
+            snprintf(msg, sizeof msg, "DHIS2 answered %ld: %s", rr->resp.status, e2.msg);
+            rr->error = strdup(msg);
+        }
+        return;
+    }
+    rr->outcome = is_2xx(rr->resp.status) ? "successful" : "completed";
+    if (media_type_is(header_value(&rr->resp, "content-type"), "application/json+openhim"))
+        openhim_unwrap(rr);
+}
+
+void delivery_run(const struct config_channel *ch, const struct delivery_prepared *p,
+                  const struct delivery_input *in, struct delivery_result *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = ch->n_routes, primary = 0;
+    out->routes = calloc(n, sizeof *out->routes);
+    if (out->routes == NULL) {
+        out->status = "failed";
+        return;
+    }
+    out->n_routes = n;
+    for (size_t i = 0; i < n; i++)
+        if (ch->routes[i].primary)
+            primary = i;
+    run_route(ch, &ch->routes[primary], p, in, &out->routes[0]);
+    const struct delivery_route_result *pr = &out->routes[0];
+    bool secondary_trouble = false;
+    for (size_t i = 0, k = 1; i < n; i++) {
+        if (i == primary)
+            continue;
+        struct delivery_route_result *rr = &out->routes[k++];
+        if (!when_holds(&ch->routes[i], pr)) {
+            rr->route = &ch->routes[i];
+            rr->outcome = "skipped";
+            continue;
+        }
+        run_route(ch, &ch->routes[i], p, in, rr);
+        if (strcmp(rr->outcome, "successful") != 0)
+            secondary_trouble = true;
+    }
+    if (strcmp(pr->outcome, "failed") == 0 || strcmp(pr->outcome, "completed") == 0)
+        out->status = pr->outcome;
+    else if (strcmp(pr->outcome, "completed_with_errors") == 0 || secondary_trouble ||
+             (p != NULL && json_array_size(p->skipped) > 0))
+        out->status = "completed_with_errors";
+    else
+        out->status = "successful";
+}
+
+void delivery_result_free(struct delivery_result *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n_routes; i++) {
+        struct delivery_route_result *rr = &r->routes[i];
+        mediator_response_free(&rr->resp);
+        if (rr->unwrapped)
+            mediator_response_free(&rr->answer);
+        json_decref(rr->details);
+        free(rr->error);
+    }
+    free(r->routes);
+    memset(r, 0, sizeof *r);
+}
+
+const struct mediator_response *delivery_answer(const struct delivery_route_result *rr)
+{
+    return rr->unwrapped ? &rr->answer : &rr->resp;
+}
+
+/* --------------------------------------------------------------- record */
+
+static char *headers_json(const struct mediator_response *r)
+{
+    if (r->status == 0)
+        return NULL;
+    json_t *o = json_object();
+    for (size_t i = 0; o != NULL && i < r->n_headers; i++)
+        json_object_set_new(o, r->headers[i].name, json_string(r->headers[i].value));
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct delivery_prepared *p,
+                               const struct delivery_result *r, const char *status,
+                               int response_status, const char *response_headers_json,
+                               const char *response_body, size_t response_body_len,
+                               struct hibus_error *err)
+{
+    size_t n = r ? r->n_routes : 0;
+    struct txlog_attempt *at = calloc(n ? n : 1, sizeof *at);
+    char **hj = calloc(n ? n : 1, sizeof *hj);
+    char **dj = calloc(n ? n : 1, sizeof *dj);
+    if (at == NULL || hj == NULL || dj == NULL) {
+        free(at), free(hj), free(dj);
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
+    size_t na = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct delivery_route_result *rr = &r->routes[i];
+        if (!rr->ran)
+            continue;
+        hj[na] = headers_json(&rr->resp);
+        dj[na] = rr->details ? json_dumps(rr->details, JSON_COMPACT) : NULL;
+        const char *e = rr->resp.status ? rr->error : (rr->error ? rr->error : rr->resp.error);
+        at[na] = (struct txlog_attempt){
+            .route = rr->route->name, .attempt = 1,
+            .method = rr->method,
+            .url = rr->resp.url ? rr->resp.url : rr->route->url,
+            .status_code = (int)rr->resp.status, .started_epoch_ms = rr->resp.started_epoch_ms,
+            .duration_ms = rr->resp.duration_ms, .error = e && e[0] ? e : NULL,
+            .response_excerpt = rr->resp.body,
+            .response_excerpt_len = rr->resp.body_len < EXCERPT_MAX ? rr->resp.body_len : EXCERPT_MAX,
+            .response_headers_json = hj[na], .details_json = dj[na]};
+        na++;
+    }
+    json_t *pj = p ? delivery_problems_json(p) : NULL;
+    char *pjs = pj ? json_dumps(pj, JSON_COMPACT) : NULL;
+    json_decref(pj);
+    const struct delivery_route_result *pr = r && r->n_routes ? &r->routes[0] : NULL;
+    const char *error = NULL;
+    if (pr != NULL && strcmp(r->status, "failed") == 0)
+        error = pr->error ? pr->error : pr->resp.error;
+    struct txlog_outcome out = {.status = r ? r->status : status,
+                                .response_status = response_status,
+                                .response_headers_json = response_headers_json,
+                                .response_body = response_body,
+                                .response_body_len = response_body_len,
+                                .error = error && error[0] ? error : NULL,
+                                .problems_json = pjs};
+    enum hibus_err rc = txlog_complete(tl, tx_id, at, na, &out, err);
+    for (size_t i = 0; i < na; i++) {
+        free(hj[i]);
+        free(dj[i]);
+    }
+    free(at), free(hj), free(dj), free(pjs);
+    return rc;
+}

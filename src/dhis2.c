@@ -1,0 +1,263 @@
+/*
+ * dhis2.c - DHIS2 import URLs and import summaries (see hibus/dhis2.h).
+ *
+ * Rule for the client of an import (FORMATS.md 1.4): treat 200 and 409 alike as
+ * "parse the summary"; success means importCount.ignored == 0 and status
+ * SUCCESS. The envelope's own status ("OK"/"WARNING"/"ERROR") is not used: the
+ * inner ImportSummary is the one both shapes share.
+ */
+#include "hibus/dhis2.h"
+
+#include "hibus/mediator.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static long count_of(const json_t *counts, const char *key)
+{
+    const json_t *v = json_object_get(counts, key);
+    return json_is_integer(v) ? (long)json_integer_value(v) : 0;
+}
+
+static bool is_import_summary(const json_t *o)
+{
+    const char *rt = json_string_value(json_object_get(o, "responseType"));
+    return json_is_object(o) &&
+           ((rt != NULL && strcmp(rt, "ImportSummary") == 0) ||
+            json_is_object(json_object_get(o, "importCount")));
+}
+
+enum hibus_err dhis2_parse_summary(const char *body, size_t len, struct dhis2_summary *out,
+                                   struct hibus_error *err)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t je;
+    json_t *doc = json_loadb(body ? body : "", len, 0, &je);
+    if (doc == NULL)
+        return hibus_error_set(err, HIBUS_E_INVALID, "the answer is not JSON: %s (line %d, column %d)",
+                               je.text, je.line, je.column);
+    const json_t *sum = doc;
+    if (!is_import_summary(doc)) {
+        const json_t *inner = json_object_get(doc, "response");
+        if (!is_import_summary(inner)) {
+            const char *msg = json_string_value(json_object_get(doc, "message"));
+            hibus_error_set(err, HIBUS_E_INVALID, "the answer is not an import summary%s%s%s",
+                            msg ? " (DHIS2 said: \"" : "", msg ? msg : "", msg ? "\")" : "");
+            json_decref(doc);
+            return HIBUS_E_INVALID;
+        }
+        sum = inner;
+        out->wrapped = true;
+    }
+    const char *st = json_string_value(json_object_get(sum, "status"));
+    snprintf(out->status, sizeof out->status, "%s", st ? st : "");
+    const json_t *counts = json_object_get(sum, "importCount");
+    out->imported = count_of(counts, "imported");
+    out->updated = count_of(counts, "updated");
+    out->ignored = count_of(counts, "ignored");
+    out->deleted = count_of(counts, "deleted");
+    const json_t *conf = json_object_get(sum, "conflicts");
+    out->conflicts = json_is_array(conf) ? json_deep_copy(conf) : json_array();
+    const char *d = json_string_value(json_object_get(sum, "description"));
+    snprintf(out->description, sizeof out->description, "%s", d ? d : "");
+    json_decref(doc);
+    if (out->conflicts == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    return HIBUS_OK;
+}
+
+void dhis2_summary_free(struct dhis2_summary *s)
+{
+    if (s == NULL)
+        return;
+    json_decref(s->conflicts);
+    s->conflicts = NULL;
+}
+
+const char *dhis2_outcome(long http_status, const struct dhis2_summary *s)
+{
+    if (s == NULL || !((http_status >= 200 && http_status < 300) || http_status == 409))
+        return "failed";
+    if (strcmp(s->status, "ERROR") == 0 || (s->imported + s->updated + s->deleted == 0 &&
+                                            (s->ignored > 0 || json_array_size(s->conflicts) > 0)))
+        return "failed";
+    if (strcmp(s->status, "SUCCESS") == 0 && s->ignored == 0 && json_array_size(s->conflicts) == 0)
+        return "successful";
+    return "completed_with_errors";
+}
+
+json_t *dhis2_summary_json(const struct dhis2_summary *s)
+{
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:O, s:s}", "status", s->status, "imported",
+                     (json_int_t)s->imported, "updated", (json_int_t)s->updated, "ignored",
+                     (json_int_t)s->ignored, "deleted", (json_int_t)s->deleted, "conflicts",
+                     s->conflicts ? s->conflicts : json_array(), "format",
+                     s->wrapped ? "webmessage" : "bare");
+}
+
+char *dhis2_import_url(const struct config_route *route, const char *writer)
+{
+    const char *base = route->url;
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    const char *id_scheme = route->id_scheme;
+    if (id_scheme == NULL && writer != NULL && strcmp(writer, "adx") == 0)
+        id_scheme = "UID";
+    size_t cap = bl + 256 + (id_scheme ? strlen(id_scheme) : 0) +
+                 (route->import_strategy ? strlen(route->import_strategy) : 0);
+    char *u = malloc(cap);
+    if (u == NULL)
+        return NULL;
+    int n = snprintf(u, cap, "%.*s/api/dataValueSets", (int)bl, base);
+    char sep = '?';
+    if (route->dry_run) {
+        n += snprintf(u + n, cap - (size_t)n, "%cdryRun=true", sep);
+        sep = '&';
+    }
+    if (route->import_strategy != NULL && strcmp(route->import_strategy, "CREATE_AND_UPDATE") != 0) {
+        n += snprintf(u + n, cap - (size_t)n, "%cimportStrategy=%s", sep, route->import_strategy);
+        sep = '&';
+    }
+    if (id_scheme != NULL)
+        snprintf(u + n, cap - (size_t)n, "%cidScheme=%s", sep, id_scheme);
+    return u;
+}
+
+/* --------------------------------------------------------- remote check */
+
+/* GET base + path on route, JSON answer into *doc. */
+static enum hibus_err remote_get(const struct config_route *route, const char *path, json_t **doc,
+                                 struct hibus_error *err)
+{
+    const char *base = route->url;
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    size_t cap = bl + strlen(path) + 1;
+    char *url = malloc(cap);
+    if (url == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    snprintf(url, cap, "%.*s%s", (int)bl, base, path);
+    struct mediator_request rq = {.method = "GET", .url = url, .own_body = true,
+                                  .accept = "application/json", .max_response = 64u << 20};
+    struct mediator_response resp;
+    enum hibus_err rc = mediator_forward(route, &rq, &resp);
+    if (rc != HIBUS_OK) {
+        hibus_error_set(err, HIBUS_E_TARGET, "could not reach DHIS2 at %s: %s", url, resp.error);
+    } else if (resp.status != 200) {
+        rc = hibus_error_set(err, HIBUS_E_TARGET, "DHIS2 answered %ld to GET %s", resp.status, url);
+        if (resp.status == 401 || resp.status == 403)
+            hibus_error_hint(err, "Check the credentials in the auth: of route \"%s\".", route->name);
+    } else if ((*doc = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, NULL)) == NULL) {
+        rc = hibus_error_set(err, HIBUS_E_TARGET, "DHIS2 answered GET %s with something that is "
+                                                  "not JSON", url);
+    }
+    mediator_response_free(&resp);
+    free(url);
+    return rc;
+}
+
+struct uid_ref {
+    const char *uid;
+    const char *code; /* what maps to it, for the message */
+};
+
+/* Asks /api/<resource>?filter=id:in:[...] for refs in batches and appends a
+ * sentence per UID absent from the answer. */
+static enum hibus_err check_uids(const struct config_route *route, const struct mapping *m,
+                                 const char *resource, const char *kind,
+                                 const struct uid_ref *refs, size_t n, json_t *missing,
+                                 struct hibus_error *err)
+{
+    enum { BATCH = 50 };
+    for (size_t at = 0; at < n; at += BATCH) {
+        size_t k = n - at < BATCH ? n - at : BATCH;
+        char path[BATCH * 12 + 256];
+        int w = snprintf(path, sizeof path, "/api/%s?paging=false&fields=id&filter=id:in:[", resource);
+        for (size_t i = 0; i < k; i++)
+            w += snprintf(path + w, sizeof path - (size_t)w, "%s%s", i ? "," : "", refs[at + i].uid);
+        snprintf(path + w, sizeof path - (size_t)w, "]");
+        json_t *doc = NULL;
+        enum hibus_err rc = remote_get(route, path, &doc, err);
+        if (rc != HIBUS_OK)
+            return rc;
+        const json_t *list = json_object_get(doc, resource);
+        for (size_t i = 0; i < k; i++) {
+            bool found = false;
+            size_t j;
+            const json_t *o;
+            json_array_foreach(list, j, o)
+            {
+                const char *id = json_string_value(json_object_get(o, "id"));
+                if (id != NULL && strcmp(id, refs[at + i].uid) == 0)
+                    found = true;
+            }
+            if (found)
+                continue;
+            char line[512];
+            snprintf(line, sizeof line, "mapping \"%s\": %s %s (mapped from \"%s\") does not exist in DHIS2",
+                     m->name, kind, refs[at + i].uid, refs[at + i].code);
+            json_array_append_new(missing, json_string(line));
+        }
+        json_decref(doc);
+    }
+    return HIBUS_OK;
+}
+
+/* Adds uid to refs unless it is there already. */
+static void ref_add(struct uid_ref *refs, size_t *n, const char *uid, const char *code)
+{
+    if (uid == NULL)
+        return;
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(refs[i].uid, uid) == 0)
+            return;
+    refs[*n].uid = uid;
+    refs[*n].code = code;
+    (*n)++;
+}
+
+enum hibus_err dhis2_check_remote(const struct config_route *route, const struct mapping *m,
+                                  char *version, size_t version_len, json_t *missing,
+                                  struct hibus_error *err)
+{
+    json_t *info = NULL;
+    enum hibus_err rc = remote_get(route, "/api/system/info", &info, err);
+    if (rc != HIBUS_OK)
+        return rc;
+    const char *v = json_string_value(json_object_get(info, "version"));
+    snprintf(version, version_len, "%s", v ? v : "unknown");
+    json_decref(info);
+    if (m == NULL)
+        return HIBUS_OK;
+
+    size_t cap = m->n_org_units + m->n_items + 2;
+    struct uid_ref *refs = calloc(cap, sizeof *refs);
+    if (refs == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_org_units; i++)
+        ref_add(refs, &n, m->org_units[i].uid, m->org_units[i].code);
+    rc = check_uids(route, m, "organisationUnits", "org unit", refs, n, missing, err);
+    n = 0;
+    for (size_t i = 0; rc == HIBUS_OK && i < m->n_items; i++)
+        ref_add(refs, &n, m->items[i].de_uid, m->items[i].item);
+    if (rc == HIBUS_OK)
+        rc = check_uids(route, m, "dataElements", "data element", refs, n, missing, err);
+    n = 0;
+    for (size_t i = 0; rc == HIBUS_OK && i < m->n_items; i++)
+        ref_add(refs, &n, m->items[i].coc_uid,
+                m->items[i].measure ? m->items[i].measure : m->items[i].item);
+    ref_add(refs, &n, m->aoc_uid, "attribute_option_combo");
+    if (rc == HIBUS_OK)
+        rc = check_uids(route, m, "categoryOptionCombos", "category option combo", refs, n,
+                        missing, err);
+    n = 0;
+    ref_add(refs, &n, m->data_set_uid, "data_set");
+    if (rc == HIBUS_OK)
+        rc = check_uids(route, m, "dataSets", "data set", refs, n, missing, err);
+    free(refs);
+    return rc;
+}
