@@ -228,11 +228,14 @@ static bool build(enum period_type t, int y, int n, int day, struct period *out)
         p.end = month_end(y, n);
         snprintf(p.id, sizeof p.id, "%04d%02d", y, n);
         break;
-    case PERIOD_BIMONTHLY: /* n = first month: 1, 3, .., 11 */
-        if (n < 1 || n > 11 || n % 2 == 0)
+    case PERIOD_BIMONTHLY:
+        /* n = the bi-month, 1..6: 202402B is March-April. dhis2-core's
+         * BiMonthlyPeriodType writes (month + 1) / 2; FORMATS.md's "first
+         * month" reading is wrong. */
+        if (n < 1 || n > 6)
             return false;
-        p.start = (struct period_date){y, n, 1};
-        p.end = months_end(y, n, 2);
+        p.start = (struct period_date){y, 2 * n - 1, 1};
+        p.end = months_end(y, 2 * n - 1, 2);
         snprintf(p.id, sizeof p.id, "%04d%02dB", y, n);
         break;
     case PERIOD_QUARTERLY:
@@ -343,7 +346,7 @@ bool period_containing(enum period_type t, struct period_date d, struct period *
         iso_week_of(day_number(d), &wy, &week);
         return build(t, wy, (week + 1) / 2, 0, out);
     case PERIOD_MONTHLY: return build(t, d.year, d.month, 0, out);
-    case PERIOD_BIMONTHLY: return build(t, d.year, d.month - (d.month - 1) % 2, 0, out);
+    case PERIOD_BIMONTHLY: return build(t, d.year, (d.month + 1) / 2, 0, out);
     case PERIOD_QUARTERLY: return build(t, d.year, (d.month - 1) / 3 + 1, 0, out);
     case PERIOD_SIXMONTHLY: return build(t, d.year, (d.month - 1) / 6 + 1, 0, out);
     case PERIOD_YEARLY: return build(t, d.year, 0, 0, out);
