@@ -408,6 +408,45 @@ static void print_body(const char *title, const json_t *tx, const char *key)
     putchar('\n');
 }
 
+/* An attempt's details: a DHIS2 import summary or an OpenHIM mediator's verdict. */
+static void print_details(const json_t *d)
+{
+    if (!json_is_object(d))
+        return;
+    if (json_object_get(d, "imported") != NULL) {
+        printf("     DHIS2 %s: imported %" JSON_INTEGER_FORMAT ", updated %" JSON_INTEGER_FORMAT
+               ", ignored %" JSON_INTEGER_FORMAT ", deleted %" JSON_INTEGER_FORMAT "\n",
+               jstr(d, "status"), json_integer_value(json_object_get(d, "imported")),
+               json_integer_value(json_object_get(d, "updated")),
+               json_integer_value(json_object_get(d, "ignored")),
+               json_integer_value(json_object_get(d, "deleted")));
+        size_t i;
+        const json_t *c;
+        json_array_foreach(json_object_get(d, "conflicts"), i, c)
+            printf("     conflict %s %s: %s\n", jstr(c, "errorCode")[0] ? jstr(c, "errorCode") : "-",
+                   jstr(c, "object"), jstr(c, "value"));
+    } else if (json_object_get(d, "openhim_status") != NULL) {
+        printf("     OpenHIM mediator %s: %s, %zu orchestration%s\n", jstr(d, "mediator_urn"),
+               jstr(d, "openhim_status"), json_array_size(json_object_get(d, "orchestrations")),
+               json_array_size(json_object_get(d, "orchestrations")) == 1 ? "" : "s");
+    }
+}
+
+static void print_problems(const char *title, const json_t *list)
+{
+    if (json_array_size(list) == 0)
+        return;
+    printf("%s (%zu)\n", title, json_array_size(list));
+    size_t i;
+    const json_t *p;
+    json_array_foreach(list, i, p)
+    {
+        const char *where = jstr(p, "where");
+        printf("  %s: %s%s%s%s\n", jstr(p, "stage"), jstr(p, "message"), where[0] ? " (at " : "",
+               where, where[0] ? ")" : "");
+    }
+}
+
 static void print_tx(const json_t *tx)
 {
     const json_t *dur = json_object_get(tx, "duration_ms");
@@ -453,7 +492,12 @@ static void print_tx(const json_t *tx)
                json_number_value(json_object_get(a, "duration_ms")), jstr(a, "started_at"));
         if (jstr(a, "error")[0])
             printf("     error: %s\n", jstr(a, "error"));
+        print_details(json_object_get(a, "details"));
     }
+    const json_t *pr = json_object_get(tx, "problems");
+    print_problems("problems (why it was rejected)", json_object_get(pr, "problems"));
+    print_problems("skipped (unmapped, not delivered)", json_object_get(pr, "skipped"));
+    print_problems("warnings", json_object_get(pr, "warnings"));
     print_body("response body", tx, "response_body");
 }
 
