@@ -12,10 +12,16 @@
  * first problem: every error in every file is appended to the caller's diags, and
  * config_load fails at the end if any was added.
  *
+ * Mapping files (mappings/NAME.yaml) are read when a channel's transform names them,
+ * once per config, right after that channel file (one YAML document is open at a
+ * time); their CSV tables are read by a small RFC 4180 reader after the YAML, and
+ * duplicates are looked for across both before mapping_sort.
+ *
  * Invariants: a struct config is only handed out when it is complete and valid;
  * regular expressions are compiled only once the channel array has reached its
  * final place (a regex_t is not guaranteed to survive being moved); every
- * struct config_pos.file points into cfg->files.
+ * struct config_pos.file points into cfg->files; a transform's mapping points to
+ * a struct mapping owned by cfg->mappings (never moved, so sorting channels is safe).
  */
 #include "hibus/config.h"
 
@@ -33,7 +39,13 @@
 #include <yaml.h>
 
 #include "hibus/log.h"
+#include "hibus/mapping.h"
+#include "hibus/period.h"
+#include "hibus/quality.h"
+#include "hibus/readers.h"
+#include "hibus/report.h"
 #include "hibus/router.h"
+#include "hibus/writers.h"
 
 /* Limits on input: a config file larger than this is refused, and so is a scalar
  * longer than this once ${NAME} references are expanded. */
@@ -57,6 +69,15 @@ struct loader {
     bool clients_loaded;  /* clients.yaml was read: references to roles/clients can be checked */
     const char *file;     /* file being read, a string owned by cfg->files */
     yaml_document_t *doc;
+    /* Mappings named by the channel file being read and not loaded yet: they are
+     * read after it (one document at a time), each at most once per config. */
+    struct pending_mapping *pending;
+    size_t n_pending, cap_pending;
+};
+
+struct pending_mapping {
+    struct mapping *m;      /* owned by cfg->mappings */
+    struct config_pos from; /* the first mapping: value that named it */
 };
 
 static void err_pos(struct loader *ld, const char *file, int line, int col, const char *fmt, ...)
@@ -125,6 +146,8 @@ static bool grow(struct loader *ld, void **v, size_t *cap, size_t n, size_t size
     *cap = ncap;
     return true;
 }
+
+static char *dir_of(struct loader *ld, const char *path);
 
 static void free_strv(char **v, size_t n)
 {
@@ -541,6 +564,93 @@ static int get_enum(struct loader *ld, const yaml_node_t *n, const char *what,
     return found;
 }
 
+/* "a, b, c" from a NULL-terminated list of names, cut (never overflowing) at size. */
+static const char *join_names(char *buf, size_t size, const char *const *names)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; names[i] && len < size; i++) {
+        int w = snprintf(buf + len, size - len, "%s%s", i ? ", " : "", names[i]);
+        len += w > 0 ? (size_t)w : 0;
+    }
+    return buf;
+}
+
+/* A decimal number: an optional '-', digits, optionally '.' and more digits. No
+ * exponent, '+', hex, inf or nan: what a person writes for a tolerance or a ceiling. */
+static bool parse_decimal(const char *s, double *out)
+{
+    const char *p = s[0] == '-' ? s + 1 : s;
+    size_t digits = strspn(p, "0123456789");
+    if (digits == 0)
+        return false;
+    p += digits;
+    if (*p == '.') {
+        size_t frac = strspn(p + 1, "0123456789");
+        if (frac == 0)
+            return false;
+        p += 1 + frac;
+    }
+    if (*p != '\0' || digits > 15) /* more would not be exact in a double anyway */
+        return false;
+    *out = strtod(s, NULL);
+    return true;
+}
+
+static bool get_number(struct loader *ld, const yaml_node_t *n, const char *what, double min,
+                       double *out)
+{
+    char *s = scalar_dup(ld, n, what);
+    if (s == NULL)
+        return false;
+    double v = 0;
+    bool ok = parse_decimal(s, &v);
+    if (!ok)
+        err_at(ld, n, "expected a number (like 10 or 0.5) for %s, got \"%s\"", what, s);
+    else if (v < min) {
+        err_at(ld, n, "\"%s\" is outside the valid range for %s (at least %g)", s, what, min);
+        ok = false;
+    } else {
+        *out = v;
+    }
+    free(s);
+    return ok;
+}
+
+/* DHIS2 identifiers: 11 characters, a letter then letters or digits
+ * (CodeGenerator.isValidUid in DHIS2). */
+static bool is_uid(const char *s)
+{
+    /* ASCII only, whatever the locale: isalpha() would accept more */
+    if (strlen(s) != 11)
+        return false;
+    for (size_t i = 0; i < 11; i++) {
+        char c = s[i];
+        bool letter = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+        if (!letter && (i == 0 || c < '0' || c > '9'))
+            return false;
+    }
+    return true;
+}
+
+#define UID_EXPECTED "11 characters: a letter, then letters or digits"
+
+/* A UID-valued scalar into *out (replacing it). */
+static bool get_uid(struct loader *ld, const yaml_node_t *n, const char *what, char **out)
+{
+    char *s = NULL;
+    if (!get_string(ld, n, what, true, &s))
+        return false;
+    if (!is_uid(s)) {
+        err_at(ld, n, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", s);
+        free(s);
+        return false;
+    }
+    free(*out);
+    *out = s;
+    return true;
+}
+
 /* A list of strings. check (may be NULL) normalises an item in place and returns NULL,
  * or returns the noun for the message ("HTTP method") when the item is invalid.
  * exists (may be NULL) checks that a reference (a role, a client id) is defined. */
@@ -654,6 +764,27 @@ static const char *check_content_type(char *s)
 static const char *check_name(char *s)
 {
     return s[0] ? NULL : "name";
+}
+
+static const char *check_measure(char *s)
+{
+    return report_is_measure(s) ? NULL : "measure";
+}
+
+/* A route's when: entry: "409", "2xx" (written in any case), or "failed". */
+static const char *check_when(char *s)
+{
+    for (char *p = s; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (strcmp(s, "failed") == 0)
+        return NULL;
+    if (strlen(s) != 3 || s[0] < '1' || s[0] > '5')
+        return "outcome";
+    if (strcmp(s + 1, "xx") == 0)
+        return NULL;
+    if (s[1] >= '0' && s[1] <= '9' && s[2] >= '0' && s[2] <= '9')
+        return NULL;
+    return "outcome";
 }
 
 /* ------------------------------------------------------------------------------------
@@ -777,6 +908,7 @@ static yaml_node_t *parse_file(struct loader *ld, const char *file, const struct
 struct main_refs {
     char *clients; /* clients: value, or NULL for the default */
     char *channels;
+    char *mappings;
     struct config_pos clients_pos, channels_pos; /* file == NULL when the default */
 };
 
@@ -788,6 +920,7 @@ enum {
     K_REDACT,
     K_CLIENTS,
     K_CHANNELS,
+    K_MAPPINGS,
     K_ADMIN,
     K_DELIVERY
 };
@@ -795,8 +928,8 @@ static const struct key_spec main_keys[] = {
     [K_LISTEN] = {"listen", false},         [K_DATABASE] = {"database", true},
     [K_LIMITS] = {"limits", false},         [K_LOG] = {"log", false},
     [K_REDACT] = {"redact_headers", false}, [K_CLIENTS] = {"clients", false},
-    [K_CHANNELS] = {"channels", false},     [K_ADMIN] = {"admin", false},
-    [K_DELIVERY] = {"delivery", false},
+    [K_CHANNELS] = {"channels", false},     [K_MAPPINGS] = {"mappings", false},
+    [K_ADMIN] = {"admin", false},           [K_DELIVERY] = {"delivery", false},
 };
 
 enum { K_L_ADDRESS, K_L_PORT };
@@ -903,6 +1036,8 @@ static void load_main(struct loader *ld, yaml_node_t *root, void *arg)
         refs->clients_pos = pos_of(ld, f[K_CLIENTS].val);
     if (f[K_CHANNELS].val && get_string(ld, f[K_CHANNELS].val, "channels", true, &refs->channels))
         refs->channels_pos = pos_of(ld, f[K_CHANNELS].val);
+    if (f[K_MAPPINGS].val)
+        get_string(ld, f[K_MAPPINGS].val, "mappings", true, &refs->mappings);
     if (f[K_ADMIN].key)
         err_at(ld, f[K_ADMIN].key, "admin is not supported yet");
     if (f[K_DELIVERY].key)
@@ -1047,23 +1182,25 @@ enum {
     K_CH_ALLOW,
     K_CH_MODE,
     K_CH_TRANSFORM,
+    K_CH_UNMAPPED,
     K_CH_ROUTES
 };
 static const struct key_spec channel_keys[] = {
-    [K_CH_NAME] = {"name", true},        [K_CH_DESCRIPTION] = {"description", false},
-    [K_CH_ENABLED] = {"enabled", false}, [K_CH_PRIORITY] = {"priority", false},
-    [K_CH_MATCH] = {"match", true},      [K_CH_ALLOW] = {"allow", false},
-    [K_CH_MODE] = {"mode", false},       [K_CH_TRANSFORM] = {"transform", false},
-    [K_CH_ROUTES] = {"routes", true},
+    [K_CH_NAME] = {"name", true},          [K_CH_DESCRIPTION] = {"description", false},
+    [K_CH_ENABLED] = {"enabled", false},   [K_CH_PRIORITY] = {"priority", false},
+    [K_CH_MATCH] = {"match", true},        [K_CH_ALLOW] = {"allow", false},
+    [K_CH_MODE] = {"mode", false},         [K_CH_TRANSFORM] = {"transform", false},
+    [K_CH_UNMAPPED] = {"unmapped", false}, [K_CH_ROUTES] = {"routes", true},
 };
 
-enum { K_MA_PATH, K_MA_PATH_PREFIX, K_MA_PATH_REGEX, K_MA_METHODS, K_MA_CONTENT_TYPES };
+enum { K_MA_PATH, K_MA_PATH_PREFIX, K_MA_PATH_REGEX, K_MA_METHODS, K_MA_CONTENT_TYPES, K_MA_JSON };
 static const struct key_spec match_keys[] = {
     [K_MA_PATH] = {"path", false},
     [K_MA_PATH_PREFIX] = {"path_prefix", false},
     [K_MA_PATH_REGEX] = {"path_regex", false},
     [K_MA_METHODS] = {"methods", false},
     [K_MA_CONTENT_TYPES] = {"content_types", false},
+    [K_MA_JSON] = {"json", false},
 };
 
 enum { K_AL_ROLES, K_AL_CLIENTS };
@@ -1072,18 +1209,49 @@ static const struct key_spec allow_keys[] = {
     [K_AL_CLIENTS] = {"clients", false},
 };
 
-enum { K_R_NAME, K_R_MEDIATOR, K_R_URL, K_R_PRIMARY, K_R_TIMEOUT, K_R_AUTH };
+enum { K_T_READER, K_T_MAPPING, K_T_QUALITY, K_T_WRITER };
+static const struct key_spec transform_keys[] = {
+    [K_T_READER] = {"reader", true},
+    [K_T_MAPPING] = {"mapping", false},
+    [K_T_QUALITY] = {"quality", false},
+    [K_T_WRITER] = {"writer", false},
+};
+
+enum { K_Q_RULE, K_Q_ACTION, K_Q_TOLERANCE, K_Q_MAX, K_Q_MEASURES };
+static const struct key_spec rule_keys[] = {
+    [K_Q_RULE] = {"rule", true},
+    [K_Q_ACTION] = {"action", false},
+    [K_Q_TOLERANCE] = {"tolerance", false},
+    [K_Q_MAX] = {"max", false},
+    [K_Q_MEASURES] = {"measures", false},
+};
+
+enum {
+    K_R_NAME,
+    K_R_MEDIATOR,
+    K_R_URL,
+    K_R_PRIMARY,
+    K_R_TIMEOUT,
+    K_R_AUTH,
+    K_R_BODY,
+    K_R_WRITER,
+    K_R_DHIS2,
+    K_R_WHEN
+};
 static const struct key_spec route_keys[] = {
     [K_R_NAME] = {"name", true},        [K_R_MEDIATOR] = {"mediator", false},
     [K_R_URL] = {"url", true},          [K_R_PRIMARY] = {"primary", false},
     [K_R_TIMEOUT] = {"timeout", false}, [K_R_AUTH] = {"auth", false},
+    [K_R_BODY] = {"body", false},       [K_R_WRITER] = {"writer", false},
+    [K_R_DHIS2] = {"dhis2", false},     [K_R_WHEN] = {"when", false},
 };
 
-enum { K_AU_BASIC, K_AU_BEARER, K_AU_HEADER };
+enum { K_AU_BASIC, K_AU_BEARER, K_AU_HEADER, K_AU_TOKEN };
 static const struct key_spec auth_keys[] = {
     [K_AU_BASIC] = {"basic", false},
     [K_AU_BEARER] = {"bearer", false},
     [K_AU_HEADER] = {"header", false},
+    [K_AU_TOKEN] = {"token", false},
 };
 
 enum { K_BA_USERNAME, K_BA_PASSWORD };
@@ -1097,6 +1265,21 @@ static const struct key_spec header_keys[] = {
     [K_HD_NAME] = {"name", true},
     [K_HD_VALUE] = {"value", true},
 };
+
+enum { K_DH_DRY_RUN, K_DH_IMPORT_STRATEGY, K_DH_ID_SCHEME };
+static const struct key_spec dhis2_keys[] = {
+    [K_DH_DRY_RUN] = {"dry_run", false},
+    [K_DH_IMPORT_STRATEGY] = {"import_strategy", false},
+    [K_DH_ID_SCHEME] = {"id_scheme", false},
+};
+
+static const char *const mediators[] = {"http", "dhis2", NULL};
+static const char *const route_bodies[] = {"original", "transformed", NULL};
+static const char *const import_strategies[] = {"CREATE_AND_UPDATE", "CREATE", "UPDATE", "DELETE",
+                                                NULL};
+static const char *const id_schemes[] = {"UID", "CODE", NULL};
+static const char *const rule_actions[] = {"reject", "warn", NULL};
+static const char *const unmapped_policies[] = {"reject", "skip", NULL};
 
 static void load_path(struct loader *ld, const yaml_node_t *n, enum config_path_kind kind,
                       struct config_channel *ch)
@@ -1127,6 +1310,104 @@ static void load_path(struct loader *ld, const yaml_node_t *n, enum config_path_
     regfree(&re);
 }
 
+/* The router compares at most this much (router.c's buffers): a longer path segment
+ * or value could never match, so it is refused here. */
+#define JSON_MATCH_MAX_SEGMENT 255
+#define JSON_MATCH_MAX_VALUE 1023
+
+/* "report.kind": non-empty names separated by single dots. */
+static bool is_json_path(const char *p)
+{
+    for (;;) {
+        size_t n = strcspn(p, ".");
+        if (n == 0)
+            return false;
+        if (p[n] == '\0')
+            return true;
+        p += n + 1;
+    }
+}
+
+static bool json_path_segments_fit(const char *p)
+{
+    for (;;) {
+        size_t n = strcspn(p, ".");
+        if (n > JSON_MATCH_MAX_SEGMENT)
+            return false;
+        if (p[n] == '\0')
+            return true;
+        p += n + 1;
+    }
+}
+
+/* match.json: { dotted.path: expected text, ... }. Keys are taken as written (keys
+ * are never ${NAME}-expanded); values are scalars, compared as text. */
+static void load_json_match(struct loader *ld, yaml_node_t *n, struct config_channel *ch)
+{
+    if (!expect_mapping(ld, n, "match.json") || n->type != YAML_MAPPING_NODE)
+        return;
+    yaml_node_pair_t *first = n->data.mapping.pairs.start, *top = n->data.mapping.pairs.top;
+    if (top == first)
+        return;
+    ch->json_match = calloc((size_t)(top - first), sizeof *ch->json_match);
+    if (ch->json_match == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (yaml_node_pair_t *p = first; p < top && !ld->oom; p++) {
+        yaml_node_t *k = node(ld, p->key);
+        yaml_node_t *v = node(ld, p->value);
+        if (k->type != YAML_SCALAR_NODE) {
+            err_at(ld, k, "expected a scalar key in match.json, got %s", kind_name(k));
+            continue;
+        }
+        const char *path = scalar_raw(k);
+        if (strlen(path) != k->data.scalar.length || !is_json_path(path)) {
+            err_at(ld, k,
+                   "invalid path \"%s\" in match.json (expected names separated by \".\", like "
+                   "report.kind)",
+                   path);
+            continue;
+        }
+        if (!json_path_segments_fit(path)) {
+            err_at(ld, k, "a name in match.json path \"%s\" is too long (at most %d bytes)", path,
+                   JSON_MATCH_MAX_SEGMENT);
+            continue;
+        }
+        bool dup = false;
+        for (yaml_node_pair_t *q = first; q < p && !dup; q++) {
+            yaml_node_t *qk = node(ld, q->key);
+            if (qk->type == YAML_SCALAR_NODE && strcmp(scalar_raw(qk), path) == 0) {
+                err_at(ld, k, "duplicate key \"%s\" in match.json (first defined at %s:%d:%d)",
+                       path, ld->file, (int)qk->start_mark.line + 1,
+                       (int)qk->start_mark.column + 1);
+                dup = true;
+            }
+        }
+        if (dup)
+            continue;
+        char what[JSON_MATCH_MAX_SEGMENT + 64];
+        snprintf(what, sizeof what, "match.json \"%s\"", path);
+        if (v->type != YAML_SCALAR_NODE || is_null(v)) {
+            err_at(ld, v, "expected a string, number or boolean for %s, got %s", what,
+                   v->type == YAML_SCALAR_NODE ? "null" : kind_name(v));
+            continue;
+        }
+        char *equals = scalar_dup(ld, v, what);
+        if (equals == NULL)
+            continue;
+        if (strlen(equals) > JSON_MATCH_MAX_VALUE) {
+            err_at(ld, v, "value of %s is too long (at most %d bytes)", what, JSON_MATCH_MAX_VALUE);
+            free(equals);
+            continue;
+        }
+        struct config_json_match *jm = &ch->json_match[ch->n_json_match];
+        jm->path = xstrdup(ld, path);
+        jm->equals = equals;
+        ch->n_json_match++; /* counted even without memory: config_free frees both */
+    }
+}
+
 static void load_match(struct loader *ld, yaml_node_t *n, struct config_channel *ch)
 {
     struct found f[sizeof match_keys / sizeof match_keys[0]];
@@ -1155,6 +1436,8 @@ static void load_match(struct loader *ld, yaml_node_t *n, struct config_channel 
     if (f[K_MA_CONTENT_TYPES].val)
         get_string_list(ld, f[K_MA_CONTENT_TYPES].val, &types, &ch->content_types,
                         &ch->n_content_types);
+    if (f[K_MA_JSON].val)
+        load_json_match(ld, f[K_MA_JSON].val, ch);
 }
 
 static void load_allow(struct loader *ld, yaml_node_t *n, yaml_node_t *root,
@@ -1187,6 +1470,217 @@ static void load_allow(struct loader *ld, yaml_node_t *n, yaml_node_t *root,
                "allow.clients)");
 }
 
+/* Mapping names become file names: no directories, no hidden files. */
+static bool is_mapping_name(const char *s)
+{
+    if (s[0] == '\0' || s[0] == '.')
+        return false;
+    for (; *s; s++)
+        if (!is_name_char(*s) && *s != '-' && *s != '.')
+            return false;
+    return true;
+}
+
+/* The mapping called name: the one already named by another channel, or a new
+ * one (read once the current channel file is done). NULL after reporting that
+ * its file is missing. */
+static struct mapping *use_mapping(struct loader *ld, const yaml_node_t *n, const char *name)
+{
+    struct config *cfg = ld->cfg;
+    for (size_t i = 0; i < cfg->n_mappings; i++)
+        if (strcmp(cfg->mappings[i]->name, name) == 0)
+            return cfg->mappings[i];
+    if (cfg->mappings_dir == NULL) /* out of memory earlier */
+        return NULL;
+    size_t len = strlen(name) + sizeof ".yaml";
+    char *file_name = malloc(len);
+    if (file_name == NULL) {
+        ld->oom = true;
+        return NULL;
+    }
+    snprintf(file_name, len, "%s.yaml", name);
+    char *path = path_join(ld, cfg->mappings_dir, file_name);
+    free(file_name);
+    if (path == NULL)
+        return NULL;
+    /* checked here, so that the message sits with the channel file's own ones */
+    struct stat st;
+    int e = stat(path, &st) != 0 ? errno : !S_ISREG(st.st_mode) ? EISDIR : 0;
+    if (e != 0) {
+        err_at(ld, n, "mapping \"%s\" not found: could not read file \"%s\": %s", name, path,
+               strerror(e));
+        free(path);
+        return NULL;
+    }
+    struct mapping *m = calloc(1, sizeof *m);
+    size_t cap = cfg->n_mappings;
+    if (m == NULL || (m->name = xstrdup(ld, name)) == NULL ||
+        !grow(ld, (void **)&cfg->mappings, &cap, cfg->n_mappings, sizeof *cfg->mappings)) {
+        ld->oom = true;
+        free(path);
+        if (m)
+            free(m->name);
+        free(m);
+        return NULL;
+    }
+    m->file = path;
+    cfg->mappings[cfg->n_mappings++] = m;
+    if (!grow(ld, (void **)&ld->pending, &ld->cap_pending, ld->n_pending, sizeof *ld->pending))
+        return NULL;
+    ld->pending[ld->n_pending++] = (struct pending_mapping){m, pos_of(ld, n)};
+    return m;
+}
+
+static bool get_rule_kind(struct loader *ld, const yaml_node_t *n, const char *what,
+                          enum quality_kind *out)
+{
+    char *s = scalar_dup(ld, n, what);
+    if (s == NULL)
+        return false;
+    bool ok = quality_kind_parse(s, out);
+    if (!ok) {
+        const char *names[QUALITY_NUMERIC + 2];
+        for (int k = QUALITY_NON_NEGATIVE; k <= QUALITY_NUMERIC; k++)
+            names[k] = quality_kind_name((enum quality_kind)k);
+        names[QUALITY_NUMERIC + 1] = NULL;
+        char list[256];
+        err_at(ld, n, "unknown quality rule \"%s\" (expected one of: %s)", s,
+               join_names(list, sizeof list, names));
+    }
+    free(s);
+    return ok;
+}
+
+/* One entry of transform.quality: a rule name, or { rule, action, tolerance, max,
+ * measures }. q is zeroed and counted by the caller, so that config_free frees
+ * whatever was set even when the entry is invalid. */
+static void load_rule(struct loader *ld, yaml_node_t *n, size_t idx, struct quality_rule *q)
+{
+    char where[48], what[80];
+    snprintf(where, sizeof where, "transform.quality[%zu]", idx);
+    q->action = QUALITY_REJECT;
+    if (n->type == YAML_SCALAR_NODE && !is_null(n)) {
+        if (get_rule_kind(ld, n, where, &q->kind) && q->kind == QUALITY_VALUE_CEILING)
+            err_at(ld, n,
+                   "rule value_ceiling needs a ceiling (write it as { rule: value_ceiling, max: "
+                   "100000 })");
+        return;
+    }
+    struct found f[sizeof rule_keys / sizeof rule_keys[0]];
+    if (!MAP_KEYS(ld, n, where, rule_keys, f))
+        return;
+    snprintf(what, sizeof what, "%s.rule", where);
+    bool known = f[K_Q_RULE].val && get_rule_kind(ld, f[K_Q_RULE].val, what, &q->kind);
+    const char *rule = known ? quality_kind_name(q->kind) : NULL;
+    if (f[K_Q_ACTION].val) {
+        snprintf(what, sizeof what, "%s.action", where);
+        int a = get_enum(ld, f[K_Q_ACTION].val, what, rule_actions);
+        if (a >= 0)
+            q->action = a == 1 ? QUALITY_WARN : QUALITY_REJECT;
+    }
+    if (f[K_Q_TOLERANCE].key) {
+        snprintf(what, sizeof what, "%s.tolerance", where);
+        if (known && q->kind != QUALITY_BALANCE)
+            err_at(ld, f[K_Q_TOLERANCE].key,
+                   "tolerance applies only to the balance rule, not to %s", rule);
+        else
+            get_number(ld, f[K_Q_TOLERANCE].val, what, 0, &q->tolerance);
+    }
+    if (known && q->kind == QUALITY_VALUE_CEILING && f[K_Q_MAX].key == NULL)
+        err_at(ld, n, "missing required key \"max\" in %s (rule value_ceiling needs a ceiling)",
+               where);
+    if (f[K_Q_MAX].key) {
+        snprintf(what, sizeof what, "%s.max", where);
+        if (known && q->kind != QUALITY_VALUE_CEILING)
+            err_at(ld, f[K_Q_MAX].key, "max applies only to the value_ceiling rule, not to %s",
+                   rule);
+        else
+            get_number(ld, f[K_Q_MAX].val, what, 0, &q->max);
+    }
+    if (f[K_Q_MEASURES].key) {
+        snprintf(what, sizeof what, "%s.measures", where);
+        if (known && q->kind != QUALITY_REQUIRED_MEASURES && q->kind != QUALITY_VALUE_CEILING) {
+            err_at(ld, f[K_Q_MEASURES].key,
+                   "measures applies only to the required_measures and value_ceiling rules, not "
+                   "to %s",
+                   rule);
+        } else if (!expect_list(ld, f[K_Q_MEASURES].val, what)) {
+            /* reported */
+        } else if (list_len(f[K_Q_MEASURES].val) == 0) {
+            err_at(ld, f[K_Q_MEASURES].val,
+                   "%s must not be empty (leave it out for the rule's default measures)", what);
+        } else {
+            char hint[256] = "expected one of: ";
+            size_t used = strlen(hint);
+            join_names(hint + used, sizeof hint - used, REPORT_MEASURES);
+            struct list_spec spec = {what, check_measure, hint, NULL, "measure", true};
+            get_string_list(ld, f[K_Q_MEASURES].val, &spec, &q->measures, &q->n_measures);
+        }
+    }
+}
+
+static void load_quality(struct loader *ld, yaml_node_t *n, struct config_transform *t)
+{
+    if (!expect_list(ld, n, "transform.quality"))
+        return;
+    size_t len = list_len(n);
+    if (len == 0)
+        return;
+    t->quality = calloc(len, sizeof *t->quality);
+    if (t->quality == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < len && !ld->oom; i++)
+        load_rule(ld, list_item(ld, n, i), i, &t->quality[t->n_quality++]);
+}
+
+/* What load_transform saw, for the checks that need the routes as well. */
+struct transform_seen {
+    yaml_node_t *key;     /* transform: */
+    yaml_node_t *mapping; /* transform.mapping: value, or NULL */
+};
+
+static void load_transform(struct loader *ld, yaml_node_t *key, yaml_node_t *n,
+                           struct config_channel *ch, struct transform_seen *seen)
+{
+    struct found f[sizeof transform_keys / sizeof transform_keys[0]];
+    if (!MAP_KEYS(ld, n, "transform", transform_keys, f))
+        return;
+    struct config_transform *t = &ch->transform;
+    char list[256];
+    ch->has_transform = true;
+    seen->key = key;
+    seen->mapping = f[K_T_MAPPING].val;
+    if (f[K_T_READER].val &&
+        get_string(ld, f[K_T_READER].val, "transform.reader", true, &t->reader) &&
+        !reader_known(t->reader))
+        err_at(ld, f[K_T_READER].val, "unknown reader \"%s\" (expected one of: %s)", t->reader,
+               join_names(list, sizeof list, READER_NAMES));
+    char *name = NULL;
+    if (f[K_T_MAPPING].val &&
+        get_string(ld, f[K_T_MAPPING].val, "transform.mapping", true, &name)) {
+        if (!is_mapping_name(name))
+            err_at(ld, f[K_T_MAPPING].val,
+                   "invalid mapping name \"%s\" (expected the name of a file in the mappings "
+                   "directory, without .yaml: letters, digits, \"-\", \"_\" or \".\")",
+                   name);
+        else
+            t->mapping = use_mapping(ld, f[K_T_MAPPING].val, name);
+        free(name);
+    }
+    if (f[K_T_QUALITY].val)
+        load_quality(ld, f[K_T_QUALITY].val, t);
+    if (f[K_T_WRITER].val) {
+        if (get_string(ld, f[K_T_WRITER].val, "transform.writer", true, &t->writer) &&
+            !writer_known(t->writer))
+            err_at(ld, f[K_T_WRITER].val, "unknown writer \"%s\" (expected one of: %s)", t->writer,
+                   join_names(list, sizeof list, WRITER_NAMES));
+    } else {
+        t->writer = xstrdup(ld, "dhis2-datavalueset");
+    }
+}
+
 static bool has_ctl(const char *s)
 {
     for (; *s; s++)
@@ -1216,12 +1710,11 @@ static bool is_http_url(const char *u)
 static void load_auth(struct loader *ld, yaml_node_t *n, const char *where, struct config_route *r)
 {
     char what[96];
-    struct found f[3];
+    struct found f[sizeof auth_keys / sizeof auth_keys[0]];
     if (!MAP_KEYS(ld, n, where, auth_keys, f))
         return;
-    static const char choices[] = "basic, bearer or header";
-    const struct found *one =
-        exactly_one(ld, f, K_AU_BASIC, K_AU_HEADER, auth_keys, where, choices);
+    static const char choices[] = "basic, bearer, header or token";
+    const struct found *one = exactly_one(ld, f, K_AU_BASIC, K_AU_TOKEN, auth_keys, where, choices);
     if (one == NULL) {
         err_at(ld, n, "%s needs exactly one of %s", where, choices);
         return;
@@ -1243,11 +1736,12 @@ static void load_auth(struct loader *ld, yaml_node_t *n, const char *where, stru
                 get_string(ld, g[K_BA_PASSWORD].val, what, false, &r->auth_secret))
                 check_header_value(ld, g[K_BA_PASSWORD].val, what, r->auth_secret);
         }
-    } else if (one == &f[K_AU_BEARER]) {
-        r->auth_kind = CONFIG_AUTH_BEARER;
-        snprintf(what, sizeof what, "%s.bearer", where);
-        if (get_string(ld, f[K_AU_BEARER].val, what, true, &r->auth_secret))
-            check_header_value(ld, f[K_AU_BEARER].val, what, r->auth_secret);
+    } else if (one == &f[K_AU_BEARER] || one == &f[K_AU_TOKEN]) {
+        bool bearer = one == &f[K_AU_BEARER];
+        r->auth_kind = bearer ? CONFIG_AUTH_BEARER : CONFIG_AUTH_TOKEN;
+        snprintf(what, sizeof what, "%s.%s", where, bearer ? "bearer" : "token");
+        if (get_string(ld, one->val, what, true, &r->auth_secret))
+            check_header_value(ld, one->val, what, r->auth_secret);
     } else {
         r->auth_kind = CONFIG_AUTH_HEADER;
         snprintf(what, sizeof what, "%s.header", where);
@@ -1265,14 +1759,49 @@ static void load_auth(struct loader *ld, yaml_node_t *n, const char *where, stru
     }
 }
 
-static const char *const mediators[] = {"http", "dhis2", NULL};
-
-/* Returns the node of primary: true, or NULL. */
-static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
-                               struct config_channel *ch)
+/* A dhis2 route's url is DHIS2's base URL (with its context path, if any);
+ * the mediator appends /api/dataValueSets and its own query. */
+static bool is_dhis2_base_url(const char *u)
 {
-    char where[32], what[64];
+    const char *path = strchr(strstr(u, "://") + 3, '/');
+    if (strpbrk(u, "?#") != NULL)
+        return false;
+    if (path == NULL)
+        return true;
+    size_t n = strlen(path);
+    return strstr(path, "/api/") == NULL && !(n >= 4 && strcmp(path + n - 4, "/api") == 0);
+}
+
+static void load_dhis2_options(struct loader *ld, yaml_node_t *n, const char *where,
+                               struct config_route *r, yaml_node_t **id_scheme)
+{
+    char what[128];
+    struct found f[sizeof dhis2_keys / sizeof dhis2_keys[0]];
+    if (!MAP_KEYS(ld, n, where, dhis2_keys, f))
+        return;
+    int v;
+    snprintf(what, sizeof what, "%s.dry_run", where);
+    if (f[K_DH_DRY_RUN].val)
+        get_bool(ld, f[K_DH_DRY_RUN].val, what, &r->dry_run);
+    snprintf(what, sizeof what, "%s.import_strategy", where);
+    if (f[K_DH_IMPORT_STRATEGY].val &&
+        (v = get_enum(ld, f[K_DH_IMPORT_STRATEGY].val, what, import_strategies)) >= 0)
+        r->import_strategy = xstrdup(ld, import_strategies[v]);
+    snprintf(what, sizeof what, "%s.id_scheme", where);
+    if (f[K_DH_ID_SCHEME].val && (v = get_enum(ld, f[K_DH_ID_SCHEME].val, what, id_schemes)) >= 0) {
+        r->id_scheme = xstrdup(ld, id_schemes[v]);
+        *id_scheme = f[K_DH_ID_SCHEME].val;
+    }
+}
+
+/* Returns the node of primary: true, or NULL; *when_key is set to the route's
+ * when: key, or NULL. */
+static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
+                               struct config_channel *ch, yaml_node_t **when_key)
+{
+    char where[32], what[64], list[128];
     snprintf(where, sizeof where, "routes[%zu]", idx);
+    *when_key = NULL;
     struct found f[sizeof route_keys / sizeof route_keys[0]];
     if (!MAP_KEYS(ld, n, where, route_keys, f))
         return NULL;
@@ -1296,16 +1825,29 @@ static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
             }
         }
     }
+    const char *rname = r->name ? r->name : "";
     snprintf(what, sizeof what, "%s.mediator", where);
     int m;
-    if (f[K_R_MEDIATOR].val && (m = get_enum(ld, f[K_R_MEDIATOR].val, what, mediators)) > 0)
-        err_at(ld, f[K_R_MEDIATOR].val, "mediator \"%s\" is not supported yet", mediators[m]);
+    if (f[K_R_MEDIATOR].val && (m = get_enum(ld, f[K_R_MEDIATOR].val, what, mediators)) >= 0)
+        r->mediator = m == 1 ? CONFIG_MEDIATOR_DHIS2 : CONFIG_MEDIATOR_HTTP;
+    bool dhis2 = r->mediator == CONFIG_MEDIATOR_DHIS2;
+    if (dhis2 && !ch->has_transform)
+        err_at(ld, f[K_R_MEDIATOR].val,
+               "route \"%s\" delivers to DHIS2, which needs the channel to have a transform "
+               "(add transform: { reader: ..., mapping: ... })",
+               rname);
     snprintf(what, sizeof what, "%s.url", where);
-    if (f[K_R_URL].val && get_string(ld, f[K_R_URL].val, what, true, &r->url) &&
-        !is_http_url(r->url))
-        err_at(ld, f[K_R_URL].val,
-               "invalid url \"%s\" for %s (expected an absolute http:// or https:// URL)", r->url,
-               what);
+    if (f[K_R_URL].val && get_string(ld, f[K_R_URL].val, what, true, &r->url)) {
+        if (!is_http_url(r->url))
+            err_at(ld, f[K_R_URL].val,
+                   "invalid url \"%s\" for %s (expected an absolute http:// or https:// URL)",
+                   r->url, what);
+        else if (dhis2 && !is_dhis2_base_url(r->url))
+            err_at(ld, f[K_R_URL].val,
+                   "invalid url \"%s\" for %s (expected the DHIS2 base URL, like "
+                   "https://dhis.example.org, without query: hibus appends /api/dataValueSets)",
+                   r->url, what);
+    }
     snprintf(what, sizeof what, "%s.primary", where);
     if (f[K_R_PRIMARY].val)
         get_bool(ld, f[K_R_PRIMARY].val, what, &r->primary);
@@ -1315,6 +1857,61 @@ static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
     snprintf(what, sizeof what, "%s.auth", where);
     if (f[K_R_AUTH].val)
         load_auth(ld, f[K_R_AUTH].val, what, r);
+
+    snprintf(what, sizeof what, "%s.body", where);
+    int b;
+    if (f[K_R_BODY].val && (b = get_enum(ld, f[K_R_BODY].val, what, route_bodies)) >= 0) {
+        if (dhis2)
+            err_at(ld, f[K_R_BODY].key,
+                   "body applies only to http routes (a dhis2 route always sends the transformed "
+                   "report)");
+        else if (b == 1 && !ch->has_transform)
+            err_at(ld, f[K_R_BODY].val,
+                   "body: transformed needs the channel to have a transform (add transform: { "
+                   "reader: ..., mapping: ... })");
+        else
+            r->body = b == 1 ? CONFIG_BODY_TRANSFORMED : CONFIG_BODY_ORIGINAL;
+    }
+    if (dhis2)
+        r->body = CONFIG_BODY_TRANSFORMED;
+    bool transformed = r->body == CONFIG_BODY_TRANSFORMED;
+
+    snprintf(what, sizeof what, "%s.writer", where);
+    if (f[K_R_WRITER].val) {
+        if (!transformed && !dhis2)
+            err_at(ld, f[K_R_WRITER].key,
+                   "writer applies only to dhis2 routes and to http routes with body: "
+                   "transformed");
+        else if (get_string(ld, f[K_R_WRITER].val, what, true, &r->writer) &&
+                 !writer_known(r->writer))
+            err_at(ld, f[K_R_WRITER].val, "unknown writer \"%s\" (expected one of: %s)", r->writer,
+                   join_names(list, sizeof list, WRITER_NAMES));
+    } else if (transformed && ch->transform.writer) {
+        r->writer = xstrdup(ld, ch->transform.writer);
+    }
+
+    snprintf(what, sizeof what, "%s.dhis2", where);
+    yaml_node_t *id_scheme = NULL;
+    if (f[K_R_DHIS2].key && !dhis2)
+        err_at(ld, f[K_R_DHIS2].key, "%s applies only to routes with mediator: dhis2", what);
+    else if (f[K_R_DHIS2].val)
+        load_dhis2_options(ld, f[K_R_DHIS2].val, what, r, &id_scheme);
+    if (dhis2 && r->import_strategy == NULL)
+        r->import_strategy = xstrdup(ld, "CREATE_AND_UPDATE");
+    if (id_scheme && r->writer && strcmp(r->writer, "adx") == 0)
+        err_at(ld, id_scheme,
+               "%s.id_scheme applies only to the dhis2-datavalueset writer (ADX is always sent "
+               "with idScheme=UID)",
+               what);
+
+    if (f[K_R_WHEN].val) {
+        snprintf(what, sizeof what, "%s.when", where);
+        struct list_spec spec = {
+            what, check_when, "expected an HTTP status like 409, a class like 2xx, or failed",
+            NULL, "outcome",  true};
+        get_string_list(ld, f[K_R_WHEN].val, &spec, &r->when, &r->n_when);
+        *when_key = f[K_R_WHEN].key;
+    }
     return r->primary ? f[K_R_PRIMARY].val : NULL;
 }
 
@@ -1334,8 +1931,9 @@ static void load_routes(struct loader *ld, yaml_node_t *n, struct config_channel
     }
     size_t start = ld->diags->n;
     const struct config_route *primary = NULL;
+    yaml_node_t *when_key = NULL;
     for (size_t i = 0; i < len; i++) {
-        yaml_node_t *p = load_route(ld, list_item(ld, n, i), i, ch);
+        yaml_node_t *p = load_route(ld, list_item(ld, n, i), i, ch, &when_key);
         if (p == NULL)
             continue;
         const struct config_route *r = &ch->routes[ch->n_routes - 1];
@@ -1346,11 +1944,22 @@ static void load_routes(struct loader *ld, yaml_node_t *n, struct config_channel
                    r->name ? r->name : "", primary->name ? primary->name : "");
         else
             primary = r;
+        if (when_key)
+            err_at(ld, when_key,
+                   "when is not allowed on the primary route \"%s\" (it chooses routes by the "
+                   "primary route's outcome)",
+                   r->name ? r->name : "");
     }
-    if (primary == NULL && ch->n_routes == 1 && len == 1)
+    if (primary == NULL && ch->n_routes == 1 && len == 1) {
         ch->routes[0].primary = true;
-    else if (primary == NULL && ld->diags->n == start)
+        if (when_key) /* the only route is the primary one */
+            err_at(ld, when_key,
+                   "when is not allowed on the primary route \"%s\" (it chooses routes by the "
+                   "primary route's outcome)",
+                   ch->routes[0].name ? ch->routes[0].name : "");
+    } else if (primary == NULL && ld->diags->n == start) {
         err_at(ld, n, "no primary route (mark exactly one route with primary: true)");
+    }
 }
 
 static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
@@ -1399,10 +2008,29 @@ static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
         if (m > 0)
             err_at(ld, f[K_CH_MODE].val, "mode \"%s\" is not supported yet", modes[m]);
     }
-    if (f[K_CH_TRANSFORM].key)
-        err_at(ld, f[K_CH_TRANSFORM].key, "transform is not supported yet");
+    struct transform_seen seen = {0};
+    if (f[K_CH_TRANSFORM].val)
+        load_transform(ld, f[K_CH_TRANSFORM].key, f[K_CH_TRANSFORM].val, ch, &seen);
+    if (f[K_CH_UNMAPPED].val) {
+        int u = get_enum(ld, f[K_CH_UNMAPPED].val, "unmapped", unmapped_policies);
+        if (u >= 0)
+            ch->unmapped = u == 1 ? MAPPING_SKIP : MAPPING_REJECT;
+        if (seen.mapping == NULL)
+            err_at(ld, f[K_CH_UNMAPPED].key,
+                   "unmapped applies only to a channel whose transform has a mapping");
+    }
     if (f[K_CH_ROUTES].val)
         load_routes(ld, f[K_CH_ROUTES].val, ch);
+    /* DHIS2 takes UIDs: a report in source codes must go through a mapping */
+    for (size_t i = 0; ch->has_transform && seen.mapping == NULL && i < ch->n_routes; i++) {
+        if (ch->routes[i].mediator == CONFIG_MEDIATOR_DHIS2) {
+            err_at(ld, seen.key,
+                   "transform has no mapping, but route \"%s\" delivers to DHIS2, which needs "
+                   "UIDs (add mapping: NAME to the transform)",
+                   ch->routes[i].name ? ch->routes[i].name : "");
+            break;
+        }
+    }
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -1457,6 +2085,767 @@ static bool load_file(struct loader *ld, char *path, const struct config_pos *fr
     return true;
 }
 
+/* ------------------------------------------------------------------------------------
+ * Mapping files (mappings/NAME.yaml) and their CSV tables
+ * ------------------------------------------------------------------------------------ */
+
+/* A CSV file may be larger than a YAML file: national facility lists are long. */
+#define CONFIG_MAX_CSV (64 * 1024 * 1024)
+/* After this many problems in one CSV file the rest is not checked: a file with
+ * the wrong separator would otherwise give one message per line. */
+#define CSV_MAX_ERRORS 20
+
+enum {
+    K_MP_DATA_SET,
+    K_MP_PERIOD_TYPE,
+    K_MP_AOC,
+    K_MP_ORG_UNITS,
+    K_MP_ORG_UNITS_CSV,
+    K_MP_MEASURES,
+    K_MP_ITEMS,
+    K_MP_ITEMS_CSV
+};
+static const struct key_spec mapping_keys[] = {
+    [K_MP_DATA_SET] = {"data_set", false},
+    [K_MP_PERIOD_TYPE] = {"period_type", false},
+    [K_MP_AOC] = {"attribute_option_combo", false},
+    [K_MP_ORG_UNITS] = {"org_units", false},
+    [K_MP_ORG_UNITS_CSV] = {"org_units_csv", false},
+    [K_MP_MEASURES] = {"measures", false},
+    [K_MP_ITEMS] = {"items", false},
+    [K_MP_ITEMS_CSV] = {"items_csv", false},
+};
+
+enum { K_IT_DATA_ELEMENT, K_IT_MEASURES };
+static const struct key_spec item_keys[] = {
+    [K_IT_DATA_ELEMENT] = {"data_element", true},
+    [K_IT_MEASURES] = {"measures", false},
+};
+
+enum { CSV_ORG_UNITS = 0, CSV_ITEMS = 1 };
+static const char *const csv_headers[2][5] = {
+    [CSV_ORG_UNITS] = {"code", "uid", NULL},
+    [CSV_ITEMS] = {"item", "measure", "data_element", "category_option_combo", NULL},
+};
+
+/* One mapping being read: the struct mapping's arrays keep no capacity, and each
+ * row's position (for messages about duplicates) lives only here. */
+struct mapping_load {
+    struct mapping *m;
+    size_t cap_ou, cap_ou_pos, cap_items, cap_item_pos;
+    struct config_pos *ou_pos;   /* parallel to m->org_units */
+    struct config_pos *item_pos; /* parallel to m->items */
+    char *csv[2];                /* org_units_csv, items_csv: paths to read, or NULL */
+    struct config_pos csv_pos[2];
+    const char *files[3]; /* the YAML file and the two CSV files, in cfg->files */
+};
+
+/* measures: { measure: COC UID } of the mapping or of one item. */
+struct measure_uid {
+    const char *measure; /* the YAML key's text: lives as long as the document */
+    char *coc;
+    struct config_pos pos;
+};
+
+static bool add_org_unit(struct loader *ld, struct mapping_load *ml, const char *code,
+                         const char *uid, struct config_pos pos)
+{
+    struct mapping *m = ml->m;
+    if (!grow(ld, (void **)&m->org_units, &ml->cap_ou, m->n_org_units, sizeof *m->org_units) ||
+        !grow(ld, (void **)&ml->ou_pos, &ml->cap_ou_pos, m->n_org_units, sizeof *ml->ou_pos))
+        return false;
+    struct mapping_org_unit ou = {xstrdup(ld, code), xstrdup(ld, uid)};
+    if (ou.code == NULL || ou.uid == NULL) {
+        free(ou.code);
+        free(ou.uid);
+        return false;
+    }
+    ml->ou_pos[m->n_org_units] = pos;
+    m->org_units[m->n_org_units++] = ou;
+    return true;
+}
+
+/* measure and coc may be NULL (no measure / the default category option combo). */
+static bool add_item(struct loader *ld, struct mapping_load *ml, const char *item,
+                     const char *measure, const char *de, const char *coc, struct config_pos pos)
+{
+    struct mapping *m = ml->m;
+    if (!grow(ld, (void **)&m->items, &ml->cap_items, m->n_items, sizeof *m->items) ||
+        !grow(ld, (void **)&ml->item_pos, &ml->cap_item_pos, m->n_items, sizeof *ml->item_pos))
+        return false;
+    struct mapping_item it = {xstrdup(ld, item), measure ? xstrdup(ld, measure) : NULL,
+                              xstrdup(ld, de), coc ? xstrdup(ld, coc) : NULL};
+    if (it.item == NULL || it.de_uid == NULL || (measure && it.measure == NULL) ||
+        (coc && it.coc_uid == NULL)) {
+        free(it.item);
+        free(it.measure);
+        free(it.de_uid);
+        free(it.coc_uid);
+        return false;
+    }
+    ml->item_pos[m->n_items] = pos;
+    m->items[m->n_items++] = it;
+    return true;
+}
+
+/* A key of org_units, measures or items: a non-empty scalar, taken as written (keys
+ * are never ${NAME}-expanded). NULL after reporting a problem. */
+static const char *code_of(struct loader *ld, const yaml_node_t *k, const char *what)
+{
+    if (k->type != YAML_SCALAR_NODE) {
+        err_at(ld, k, "expected a scalar key in %s, got %s", what, kind_name(k));
+        return NULL;
+    }
+    const char *s = scalar_raw(k);
+    if (is_null(k) || s[0] == '\0') {
+        err_at(ld, k, "empty code in %s", what);
+        return NULL;
+    }
+    if (strlen(s) != k->data.scalar.length || strlen(s) > CONFIG_MAX_VALUE || has_ctl(s)) {
+        err_at(ld, k, "invalid code in %s (control characters, or longer than %d bytes)", what,
+               CONFIG_MAX_VALUE);
+        return NULL;
+    }
+    return s;
+}
+
+static void free_measure_table(struct measure_uid *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(t[i].coc);
+    free(t);
+}
+
+/* Reads { measure: COC UID, ... } (where: "measures" or "items.X.measures"). */
+static void load_measure_table(struct loader *ld, yaml_node_t *n, const char *where,
+                               struct measure_uid **out, size_t *count)
+{
+    if (!expect_mapping(ld, n, where) || n->type != YAML_MAPPING_NODE)
+        return;
+    size_t cap = 0;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node(ld, p->key);
+        const char *measure = code_of(ld, k, where);
+        if (measure == NULL)
+            continue;
+        size_t j = 0;
+        while (j < *count && strcmp((*out)[j].measure, measure) != 0)
+            j++;
+        if (j < *count) {
+            err_at(ld, k, "duplicate measure \"%s\" in %s (first defined at %s:%d:%d)", measure,
+                   where, (*out)[j].pos.file, (*out)[j].pos.line, (*out)[j].pos.col);
+            continue;
+        }
+        char what[CONFIG_MAX_VALUE + 64];
+        snprintf(what, sizeof what, "%s.%s", where, measure);
+        char *coc = NULL;
+        if (!get_uid(ld, node(ld, p->value), what, &coc))
+            continue;
+        if (!grow(ld, (void **)out, &cap, *count, sizeof **out)) {
+            free(coc);
+            return;
+        }
+        (*out)[(*count)++] = (struct measure_uid){measure, coc, pos_of(ld, k)};
+    }
+}
+
+static void load_org_units(struct loader *ld, yaml_node_t *n, struct mapping_load *ml)
+{
+    if (!expect_mapping(ld, n, "org_units") || n->type != YAML_MAPPING_NODE)
+        return;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node(ld, p->key);
+        const char *code = code_of(ld, k, "org_units");
+        if (code == NULL)
+            continue;
+        char what[CONFIG_MAX_VALUE + 16];
+        snprintf(what, sizeof what, "org_units.%s", code);
+        char *uid = NULL;
+        if (get_uid(ld, node(ld, p->value), what, &uid))
+            add_org_unit(ld, ml, code, uid, pos_of(ld, k));
+        free(uid);
+    }
+}
+
+/* items: { CODE: UID } or { CODE: { data_element: UID, measures: {...} } }. Each item
+ * gives a row without measure, then one per measure: its own measures if it has
+ * the key (even empty), else the mapping's. Rows are placed at the item's key, or
+ * at the measure's key for its own measures. */
+static void load_items(struct loader *ld, yaml_node_t *n, struct mapping_load *ml,
+                       const struct measure_uid *defaults, size_t n_defaults)
+{
+    if (!expect_mapping(ld, n, "items") || n->type != YAML_MAPPING_NODE)
+        return;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node(ld, p->key);
+        yaml_node_t *v = node(ld, p->value);
+        const char *item = code_of(ld, k, "items");
+        if (item == NULL)
+            continue;
+        char where[CONFIG_MAX_VALUE + 16], what[CONFIG_MAX_VALUE + 32];
+        snprintf(where, sizeof where, "items.%s", item);
+        yaml_node_t *de_node = v, *own = NULL;
+        if (v->type != YAML_SCALAR_NODE || is_null(v)) {
+            struct found g[sizeof item_keys / sizeof item_keys[0]];
+            if (!MAP_KEYS(ld, v, where, item_keys, g))
+                continue;
+            de_node = g[K_IT_DATA_ELEMENT].val;
+            own = g[K_IT_MEASURES].val;
+            snprintf(what, sizeof what, "%s.data_element", where);
+        } else {
+            snprintf(what, sizeof what, "%s", where);
+        }
+        char *de = NULL;
+        if (de_node == NULL || !get_uid(ld, de_node, what, &de))
+            continue;
+        struct config_pos at = pos_of(ld, k);
+        add_item(ld, ml, item, NULL, de, NULL, at);
+        if (own) {
+            struct measure_uid *t = NULL;
+            size_t nt = 0;
+            snprintf(what, sizeof what, "%s.measures", where);
+            load_measure_table(ld, own, what, &t, &nt);
+            for (size_t i = 0; i < nt; i++)
+                add_item(ld, ml, item, t[i].measure, de, t[i].coc, t[i].pos);
+            free_measure_table(t, nt);
+        } else {
+            for (size_t i = 0; i < n_defaults; i++)
+                add_item(ld, ml, item, defaults[i].measure, de, defaults[i].coc, at);
+        }
+        free(de);
+    }
+}
+
+static void load_mapping_yaml(struct loader *ld, yaml_node_t *root, void *arg)
+{
+    struct mapping_load *ml = arg;
+    struct mapping *m = ml->m;
+    ml->files[0] = ld->file;
+    struct found f[sizeof mapping_keys / sizeof mapping_keys[0]];
+    if (!MAP_KEYS(ld, root, NULL, mapping_keys, f))
+        return;
+    if (f[K_MP_DATA_SET].val)
+        get_uid(ld, f[K_MP_DATA_SET].val, "data_set", &m->data_set_uid);
+    char *s = NULL;
+    if (f[K_MP_PERIOD_TYPE].val &&
+        get_string(ld, f[K_MP_PERIOD_TYPE].val, "period_type", true, &s)) {
+        if (period_type_parse(s, &m->period_type)) {
+            m->has_period_type = true;
+        } else {
+            const char *names[PERIOD_FINANCIAL_OCT + 2];
+            for (int t = PERIOD_DAILY; t <= PERIOD_FINANCIAL_OCT; t++)
+                names[t] = period_type_name((enum period_type)t);
+            names[PERIOD_FINANCIAL_OCT + 1] = NULL;
+            char list[256];
+            err_at(ld, f[K_MP_PERIOD_TYPE].val, "unknown period type \"%s\" (expected one of: %s)",
+                   s, join_names(list, sizeof list, names));
+        }
+        free(s);
+        s = NULL;
+    }
+    if (f[K_MP_AOC].val)
+        get_uid(ld, f[K_MP_AOC].val, "attribute_option_combo", &m->aoc_uid);
+    if (f[K_MP_ORG_UNITS].val)
+        load_org_units(ld, f[K_MP_ORG_UNITS].val, ml);
+    struct measure_uid *defaults = NULL;
+    size_t n_defaults = 0;
+    if (f[K_MP_MEASURES].val)
+        load_measure_table(ld, f[K_MP_MEASURES].val, "measures", &defaults, &n_defaults);
+    if (f[K_MP_ITEMS].val)
+        load_items(ld, f[K_MP_ITEMS].val, ml, defaults, n_defaults);
+    free_measure_table(defaults, n_defaults);
+
+    /* the CSV files are read after this document, so that their messages are not
+     * sorted in among the YAML file's */
+    static const int csv_keys[2] = {
+        [CSV_ORG_UNITS] = K_MP_ORG_UNITS_CSV, [CSV_ITEMS] = K_MP_ITEMS_CSV};
+    char *dir = NULL;
+    for (int i = 0; i < 2; i++) {
+        yaml_node_t *v = f[csv_keys[i]].val;
+        if (v == NULL || !get_string(ld, v, mapping_keys[csv_keys[i]].name, true, &s))
+            continue;
+        if (dir == NULL)
+            dir = dir_of(ld, ld->file);
+        ml->csv[i] = dir ? path_join(ld, dir, s) : NULL;
+        ml->csv_pos[i] = pos_of(ld, v);
+        free(s);
+        s = NULL;
+    }
+    free(dir);
+}
+
+/* --- a small RFC 4180 reader: fields separated by ",", records by CRLF or LF;
+ * a field in double quotes may hold commas, line breaks and "" for a quote. --- */
+
+struct csv_field {
+    char *s;
+    int line, col; /* where the field starts */
+};
+
+struct csv_reader {
+    struct loader *ld;
+    const char *file; /* in cfg->files */
+    const char *p, *end, *line_start;
+    int line;
+    size_t errors;
+    bool stopped;        /* too many errors: the rest is not read */
+    struct csv_field *f; /* the current record */
+    size_t n, cap;
+    int rec_line;
+};
+
+static void csv_err(struct csv_reader *r, int line, int col, const char *fmt, ...)
+    HIBUS_PRINTF(4, 5);
+
+static void csv_err(struct csv_reader *r, int line, int col, const char *fmt, ...)
+{
+    if (r->stopped)
+        return;
+    if (r->errors++ == CSV_MAX_ERRORS) {
+        err_pos(r->ld, r->file, line, col,
+                "too many errors in this file (%d); the rest of it was not checked",
+                CSV_MAX_ERRORS);
+        r->stopped = true;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    verr_pos(r->ld, r->file, line, col, fmt, ap);
+    va_end(ap);
+}
+
+static void csv_clear(struct csv_reader *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->f[i].s);
+    r->n = 0;
+}
+
+static void csv_newline(struct csv_reader *r)
+{
+    r->line++;
+    r->line_start = r->p;
+}
+
+/* After a malformed field: on to the next line. */
+static void csv_skip_line(struct csv_reader *r)
+{
+    while (r->p < r->end && *r->p != '\n')
+        r->p++;
+    if (r->p < r->end)
+        r->p++;
+    csv_newline(r);
+}
+
+static int csv_col(const struct csv_reader *r)
+{
+    return (int)(r->p - r->line_start) + 1;
+}
+
+/* Reads one record into r->f. Returns 1, 0 at the end of the file, -1 when the
+ * record was malformed (reported and skipped), -2 when nothing more can be read. */
+static int csv_record(struct csv_reader *r)
+{
+    csv_clear(r);
+    if (r->p >= r->end || r->stopped)
+        return 0;
+    r->rec_line = r->line;
+    for (;;) {
+        struct csv_field fld = {NULL, r->line, csv_col(r)};
+        struct strbuf b = {0};
+        if (!sb_put(r->ld, &b, "", 0))
+            return -2;
+        if (r->p < r->end && *r->p == '"') {
+            r->p++;
+            for (;;) {
+                if (r->p >= r->end) {
+                    csv_err(r, fld.line, fld.col,
+                            "unterminated quoted field (a field that starts with \" ends with \")");
+                    free(b.s);
+                    return -2;
+                }
+                if (*r->p == '"') {
+                    if (r->p + 1 < r->end && r->p[1] == '"') {
+                        sb_put(r->ld, &b, "\"", 1);
+                        r->p += 2;
+                        continue;
+                    }
+                    r->p++;
+                    break;
+                }
+                sb_put(r->ld, &b, r->p, 1);
+                if (*r->p++ == '\n')
+                    csv_newline(r);
+            }
+            if (r->p < r->end && *r->p != ',' && *r->p != '\r' && *r->p != '\n') {
+                csv_err(r, r->line, csv_col(r),
+                        "unexpected character after a closing quote (inside a quoted field, a "
+                        "quote is written \"\")");
+                free(b.s);
+                csv_skip_line(r);
+                return -1;
+            }
+        } else {
+            size_t n = strcspn(r->p, ",\r\n\""); /* the buffer is NUL-terminated */
+            if (r->p + n > r->end)
+                n = (size_t)(r->end - r->p);
+            sb_put(r->ld, &b, r->p, n);
+            r->p += n;
+            if (r->p < r->end && *r->p == '"') {
+                csv_err(r, r->line, csv_col(r),
+                        "quote inside a field that does not start with one (quote the whole "
+                        "field and double the quote: \"a\"\"b\")");
+                free(b.s);
+                csv_skip_line(r);
+                return -1;
+            }
+        }
+        if (r->ld->oom) {
+            free(b.s);
+            return -2;
+        }
+        if (b.len > CONFIG_MAX_VALUE) {
+            csv_err(r, fld.line, fld.col, "field is too long (%zu bytes, at most %d)", b.len,
+                    CONFIG_MAX_VALUE);
+            free(b.s);
+            csv_skip_line(r);
+            return -1;
+        }
+        fld.s = b.s;
+        if (!grow(r->ld, (void **)&r->f, &r->cap, r->n, sizeof *r->f)) {
+            free(b.s);
+            return -2;
+        }
+        r->f[r->n++] = fld;
+        if (r->p < r->end && *r->p == ',') {
+            r->p++;
+            continue;
+        }
+        break;
+    }
+    if (r->p < r->end && *r->p == '\r')
+        r->p++;
+    if (r->p < r->end && *r->p == '\n')
+        r->p++;
+    csv_newline(r);
+    return 1;
+}
+
+static bool csv_blank(const struct csv_reader *r)
+{
+    return r->n == 1 && r->f[0].s[0] == '\0';
+}
+
+/* Reads a whole file (NUL-terminated) for the CSV reader; problems opening it are
+ * reported at from. */
+static char *read_csv_file(struct loader *ld, const char *file, const struct config_pos *from,
+                           size_t *len)
+{
+    FILE *fp = fopen(file, "rb");
+    struct stat st;
+    int e = 0;
+    if (fp == NULL || fstat(fileno(fp), &st) != 0)
+        e = errno;
+    else if (!S_ISREG(st.st_mode))
+        e = EISDIR;
+    else if (st.st_size > CONFIG_MAX_CSV)
+        e = EFBIG;
+    char *buf = NULL;
+    if (e == 0) {
+        buf = malloc((size_t)st.st_size + 1);
+        if (buf == NULL) {
+            ld->oom = true;
+        } else {
+            *len = fread(buf, 1, (size_t)st.st_size, fp);
+            if (ferror(fp)) {
+                e = EIO;
+                free(buf);
+                buf = NULL;
+            } else {
+                buf[*len] = '\0';
+            }
+        }
+    }
+    if (fp)
+        fclose(fp);
+    if (e != 0)
+        err_pos(ld, from->file, from->line, from->col, "could not read file \"%s\": %s", file,
+                strerror(e));
+    return buf;
+}
+
+static void csv_row(struct csv_reader *r, struct mapping_load *ml, int kind)
+{
+    struct loader *ld = r->ld;
+    const struct csv_field *f = r->f;
+    struct config_pos at = {r->file, f[0].line, f[0].col};
+    if (kind == CSV_ORG_UNITS) {
+        bool ok = true;
+        if (f[0].s[0] == '\0') {
+            csv_err(r, f[0].line, f[0].col, "code must not be empty");
+            ok = false;
+        }
+        if (f[1].s[0] == '\0') {
+            csv_err(r, f[1].line, f[1].col, "uid must not be empty");
+            ok = false;
+        } else if (!is_uid(f[1].s)) {
+            csv_err(r, f[1].line, f[1].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[1].s);
+            ok = false;
+        }
+        if (ok)
+            add_org_unit(ld, ml, f[0].s, f[1].s, at);
+        return;
+    }
+    bool ok = true;
+    if (f[0].s[0] == '\0') {
+        csv_err(r, f[0].line, f[0].col, "item must not be empty");
+        ok = false;
+    }
+    if (f[2].s[0] == '\0') {
+        csv_err(r, f[2].line, f[2].col, "data_element must not be empty");
+        ok = false;
+    } else if (!is_uid(f[2].s)) {
+        csv_err(r, f[2].line, f[2].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[2].s);
+        ok = false;
+    }
+    if (f[3].s[0] != '\0' && !is_uid(f[3].s)) {
+        csv_err(r, f[3].line, f[3].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[3].s);
+        ok = false;
+    }
+    if (ok)
+        add_item(ld, ml, f[0].s, f[1].s[0] ? f[1].s : NULL, f[2].s, f[3].s[0] ? f[3].s : NULL, at);
+}
+
+static void load_csv(struct loader *ld, struct mapping_load *ml, int kind)
+{
+    const char *file = add_file(ld, ml->csv[kind]);
+    ml->csv[kind] = NULL;
+    if (file == NULL)
+        return;
+    ml->files[1 + kind] = file;
+    size_t len = 0;
+    char *buf = read_csv_file(ld, file, &ml->csv_pos[kind], &len);
+    if (buf == NULL)
+        return;
+    const char *const *header = csv_headers[kind];
+    size_t nh = 0;
+    while (header[nh])
+        nh++;
+    char want[128];
+    snprintf(want, sizeof want, "%s", header[0]);
+    for (size_t i = 1; i < nh; i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), ",%s", header[i]);
+
+    struct csv_reader r = {.ld = ld, .file = file, .p = buf, .end = buf + len, .line = 1};
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) /* a UTF-8 BOM, as spreadsheets write */
+        r.p += 3;
+    r.line_start = r.p;
+    const char *nul = memchr(buf, '\0', len);
+    if (nul) {
+        int line = 1;
+        const char *ls = buf;
+        for (const char *q = buf; q < nul; q++)
+            if (*q == '\n') {
+                line++;
+                ls = q + 1;
+            }
+        err_pos(ld, file, line, (int)(nul - ls) + 1,
+                "file contains a NUL byte (expected a text file)");
+        free(buf);
+        return;
+    }
+
+    int rc = csv_record(&r);
+    bool header_ok = rc == 1 && r.n == nh;
+    for (size_t i = 0; header_ok && i < nh; i++)
+        header_ok = strcmp(r.f[i].s, header[i]) == 0;
+    if (rc == 0) {
+        err_pos(ld, file, 1, 1, "expected the header \"%s\", got an empty file", want);
+    } else if (rc == 1 && !header_ok) {
+        char got[256] = "";
+        for (size_t i = 0; i < r.n && strlen(got) + 1 < sizeof got; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? "," : "", r.f[i].s);
+        err_pos(ld, file, r.rec_line, 1, "expected the header \"%s\", got \"%s\"", want, got);
+    }
+    while (header_ok && !r.stopped && !ld->oom) {
+        rc = csv_record(&r);
+        if (rc == 0 || rc == -2)
+            break;
+        if (rc < 0 || csv_blank(&r))
+            continue;
+        if (r.n != nh) {
+            csv_err(&r, r.rec_line, r.n > nh ? r.f[nh].col : 1, "expected %zu fields (%s), got %zu",
+                    nh, want, r.n);
+            continue;
+        }
+        csv_row(&r, ml, kind);
+    }
+    csv_clear(&r);
+    free(r.f);
+    free(buf);
+}
+
+/* --- duplicates, across the YAML file and its CSV files --- */
+
+struct dup_key {
+    const char *a, *b; /* code, or item and measure (b may be NULL) */
+    size_t seq;        /* order of definition: the first of equal keys is the original */
+    struct config_pos pos;
+};
+
+static int cmp_dup_key(const void *x, const void *y)
+{
+    const struct dup_key *p = x, *q = y;
+    int c = strcmp(p->a, q->a);
+    if (c == 0 && p->b != q->b)
+        c = p->b == NULL ? -1 : q->b == NULL ? 1 : strcmp(p->b, q->b);
+    if (c == 0)
+        c = p->seq < q->seq ? -1 : p->seq > q->seq;
+    return c;
+}
+
+struct dup_report {
+    struct config_pos at, first;
+    const char *a, *b;
+    int rank; /* file order: the YAML file, then the CSV files */
+};
+
+static int cmp_dup_report(const void *x, const void *y)
+{
+    const struct dup_report *p = x, *q = y;
+    if (p->rank != q->rank)
+        return p->rank < q->rank ? -1 : 1;
+    if (p->at.line != q->at.line)
+        return p->at.line < q->at.line ? -1 : 1;
+    return p->at.col < q->at.col ? -1 : p->at.col > q->at.col;
+}
+
+/* Reports every org unit code, or (item, measure), defined twice, at the later
+ * definition and naming the first. Returns the number found. */
+static size_t report_duplicates(struct loader *ld, const struct mapping_load *ml, bool items)
+{
+    const struct mapping *m = ml->m;
+    size_t n = items ? m->n_items : m->n_org_units;
+    if (n < 2)
+        return 0;
+    struct dup_key *keys = calloc(n, sizeof *keys);
+    struct dup_report *reps = calloc(n, sizeof *reps);
+    if (keys == NULL || reps == NULL) {
+        ld->oom = true;
+        free(keys);
+        free(reps);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        keys[i] = items
+                      ? (struct dup_key){m->items[i].item, m->items[i].measure, i, ml->item_pos[i]}
+                      : (struct dup_key){m->org_units[i].code, NULL, i, ml->ou_pos[i]};
+    qsort(keys, n, sizeof *keys, cmp_dup_key);
+    size_t nr = 0;
+    for (size_t i = 1, first = 0; i < n; i++) {
+        struct dup_key *k = &keys[i], *f = &keys[first];
+        if (strcmp(k->a, f->a) != 0 ||
+            (k->b != f->b && (k->b == NULL || f->b == NULL || strcmp(k->b, f->b) != 0))) {
+            first = i;
+            continue;
+        }
+        int rank = 0;
+        while (rank < 2 && ml->files[rank] != k->pos.file)
+            rank++;
+        reps[nr++] = (struct dup_report){k->pos, f->pos, k->a, k->b, rank};
+    }
+    qsort(reps, nr, sizeof *reps, cmp_dup_report);
+    size_t said = 0;
+    for (size_t i = 0; i < nr; i++) {
+        const struct dup_report *d = &reps[i];
+        /* an item written twice repeats all its rows at one place: say it once */
+        if (i > 0 && reps[i - 1].at.file == d->at.file && reps[i - 1].at.line == d->at.line &&
+            reps[i - 1].at.col == d->at.col)
+            continue;
+        if (said++ == CSV_MAX_ERRORS) { /* a file listed twice would give one per line */
+            err_pos(ld, d->at.file, d->at.line, d->at.col,
+                    "too many duplicate %s (%d); the others are not listed",
+                    items ? "items" : "org unit codes", CSV_MAX_ERRORS);
+            break;
+        }
+        if (!items)
+            err_pos(ld, d->at.file, d->at.line, d->at.col,
+                    "duplicate org unit code \"%s\" (first defined at %s:%d:%d)", d->a,
+                    d->first.file, d->first.line, d->first.col);
+        else if (d->b == NULL)
+            err_pos(ld, d->at.file, d->at.line, d->at.col,
+                    "duplicate mapping for item \"%s\" (first defined at %s:%d:%d)", d->a,
+                    d->first.file, d->first.line, d->first.col);
+        else
+            err_pos(ld, d->at.file, d->at.line, d->at.col,
+                    "duplicate mapping for item \"%s\", measure \"%s\" (first defined at "
+                    "%s:%d:%d)",
+                    d->a, d->b, d->first.file, d->first.line, d->first.col);
+    }
+    free(keys);
+    free(reps);
+    return nr;
+}
+
+/* Index of a diagnostic's file in cfg->files (the order files were read in). */
+static size_t file_rank(const struct loader *ld, const char *file)
+{
+    for (size_t i = 0; i < ld->cfg->n_files; i++)
+        if (strcmp(ld->cfg->files[i], file) == 0)
+            return i;
+    return ld->cfg->n_files;
+}
+
+/* Like sort_diags, for messages about several files: by file, then position. */
+static void sort_diags_by_file(struct loader *ld, size_t start)
+{
+    struct hibus_diags *d = ld->diags;
+    for (size_t i = start + 1; i < d->n; i++) {
+        struct hibus_diag x = d->v[i];
+        size_t rx = file_rank(ld, x.file), j = i;
+        while (j > start) {
+            const struct hibus_diag *y = &d->v[j - 1];
+            size_t ry = file_rank(ld, y->file);
+            if (ry < rx ||
+                (ry == rx && (y->line < x.line || (y->line == x.line && y->col <= x.col))))
+                break;
+            d->v[j] = d->v[j - 1];
+            j--;
+        }
+        d->v[j] = x;
+    }
+}
+
+/* Reads mappings/NAME.yaml and its CSV files into p->m. */
+static void load_mapping(struct loader *ld, const struct pending_mapping *p)
+{
+    struct mapping_load ml = {.m = p->m};
+    size_t start = ld->diags->n;
+    if (load_file(ld, xstrdup(ld, p->m->file), &p->from, load_mapping_yaml, &ml)) {
+        for (int i = 0; i < 2 && !ld->oom; i++)
+            if (ml.csv[i])
+                load_csv(ld, &ml, i);
+        if (!ld->oom && report_duplicates(ld, &ml, false) + report_duplicates(ld, &ml, true) == 0 &&
+            ld->diags->n == start) {
+            const char *dup = NULL;
+            if (!mapping_sort(p->m, &dup)) /* cannot happen after the checks above */
+                err_pos(ld, ml.files[0], 0, 0, "duplicate code \"%s\"", dup ? dup : "");
+        }
+        sort_diags_by_file(ld, start);
+    }
+    free(ml.csv[0]);
+    free(ml.csv[1]);
+    free(ml.ou_pos);
+    free(ml.item_pos);
+}
+
+static void load_pending_mappings(struct loader *ld)
+{
+    for (size_t i = 0; i < ld->n_pending && !ld->oom; i++)
+        load_mapping(ld, &ld->pending[i]);
+    ld->n_pending = 0;
+}
+
 static void load_channel_dir(struct loader *ld, const char *dir, const struct config_pos *from)
 {
     DIR *d = opendir(dir);
@@ -1486,8 +2875,10 @@ static void load_channel_dir(struct loader *ld, const char *dir, const struct co
     closedir(d);
     if (n > 0)
         qsort(names, n, sizeof *names, cmp_str);
-    for (size_t i = 0; i < n && !ld->oom; i++)
+    for (size_t i = 0; i < n && !ld->oom; i++) {
         load_file(ld, path_join(ld, dir, names[i]), NULL, load_channel, NULL);
+        load_pending_mappings(ld); /* named by this channel for the first time */
+    }
     free_strv(names, n);
 }
 
@@ -1502,6 +2893,19 @@ static void route_free(struct config_route *r)
     free(r->auth_user);
     free(r->auth_secret);
     free(r->auth_header);
+    free(r->writer);
+    free(r->import_strategy);
+    free(r->id_scheme);
+    free_strv(r->when, r->n_when);
+}
+
+static void transform_free(struct config_transform *t)
+{
+    free(t->reader);
+    free(t->writer);
+    for (size_t i = 0; i < t->n_quality; i++)
+        free_strv(t->quality[i].measures, t->quality[i].n_measures);
+    free(t->quality);
 }
 
 static void channel_free(struct config_channel *ch, bool compiled)
@@ -1513,8 +2917,14 @@ static void channel_free(struct config_channel *ch, bool compiled)
         regfree(&ch->path_re);
     free_strv(ch->methods, ch->n_methods);
     free_strv(ch->content_types, ch->n_content_types);
+    for (size_t i = 0; i < ch->n_json_match; i++) {
+        free(ch->json_match[i].path);
+        free(ch->json_match[i].equals);
+    }
+    free(ch->json_match);
     free_strv(ch->allow_roles, ch->n_allow_roles);
     free_strv(ch->allow_clients, ch->n_allow_clients);
+    transform_free(&ch->transform); /* the mapping belongs to cfg->mappings */
     for (size_t i = 0; i < ch->n_routes; i++)
         route_free(&ch->routes[i]);
     free(ch->routes);
@@ -1543,6 +2953,10 @@ static void config_destroy(struct config *cfg, size_t n_compiled)
     for (size_t i = 0; i < cfg->n_channels; i++)
         channel_free(&cfg->channels[i], i < n_compiled);
     free(cfg->channels);
+    free(cfg->mappings_dir);
+    for (size_t i = 0; i < cfg->n_mappings; i++)
+        mapping_free(cfg->mappings[i]);
+    free(cfg->mappings);
     free(cfg);
 }
 
@@ -1634,6 +3048,7 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
         goto done; /* without hibus.yaml, where the other files are is unknown */
     }
 
+    cfg->mappings_dir = path_join(&ld, cfg->dir, refs.mappings ? refs.mappings : "mappings");
     char *clients = path_join(&ld, cfg->dir, refs.clients ? refs.clients : "clients.yaml");
     ld.clients_loaded =
         load_file(&ld, clients, refs.clients ? &refs.clients_pos : NULL, load_clients, NULL);
@@ -1652,6 +3067,8 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
 done:
     free(refs.clients);
     free(refs.channels);
+    free(refs.mappings);
+    free(ld.pending);
     if (ld.oom || has_errors(&ld)) {
         enum hibus_err rc = ld.oom               ? HIBUS_E_NOMEM
                             : ld.main_unreadable ? HIBUS_E_IO
@@ -1676,6 +3093,14 @@ const struct config_channel *config_find_channel(const struct config *cfg, const
     for (size_t i = 0; i < cfg->n_channels; i++)
         if (cfg->channels[i].name && strcmp(cfg->channels[i].name, name) == 0)
             return &cfg->channels[i];
+    return NULL;
+}
+
+const struct mapping *config_find_mapping(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_mappings; i++)
+        if (strcmp(cfg->mappings[i]->name, name) == 0)
+            return cfg->mappings[i];
     return NULL;
 }
 

@@ -25,6 +25,8 @@
 
 #include "hibus/config.h"
 #include "hibus/log.h"
+#include "hibus/mapping.h"
+#include "hibus/quality.h"
 
 #define DATA HIBUS_TEST_DATA "/config/"
 
@@ -75,7 +77,8 @@ static int setup(void **state)
     if (getcwd(oldcwd, sizeof oldcwd) == NULL)
         return -1;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/hibus-test-config-XXXXXX");
-    if (mkdtemp(tmpdir) == NULL || chdir(tmpdir) != 0 || mkdir("channels", 0700) != 0)
+    if (mkdtemp(tmpdir) == NULL || chdir(tmpdir) != 0 || mkdir("channels", 0700) != 0 ||
+        mkdir("mappings", 0700) != 0)
         return -1;
     put("hibus.yaml", main_ok);
     put("clients.yaml", clients_ok);
@@ -128,6 +131,8 @@ static struct config *load_ok_at(const char *path)
 #define EXPECT_ERRORS(expected)                                                                    \
     do {                                                                                           \
         char *got_ = load_fail_at("hibus.yaml", HIBUS_E_CONFIG);                                   \
+        if (strcmp(got_, expected) != 0) /* cmocka cuts long strings */                            \
+            fprintf(stderr, "expected:\n%sgot:\n%s", (const char *)(expected), got_);              \
         assert_string_equal(got_, expected);                                                       \
         free(got_);                                                                                \
     } while (0)
@@ -188,12 +193,20 @@ static void test_defaults(void **state)
     config_free(cfg);
 }
 
+static const char *const sample_env[][2] = {
+    {"HIBUS_PORT", "5099"},
+    {"HIBUS_DATABASE_URL", "postgres://hibus@db/hibus"},
+    {"HIBUS_ARCHIVE_URL", "http://archive.example:8000"},
+    {"HIBUS_DHIS2_URL", "https://dhis.example.org"},
+    {"HIBUS_DHIS2_USER", "hibus"},
+    {"HIBUS_DHIS2_PASSWORD", "Hibus-sim-2026"},
+};
+
 static void test_sample_conf(void **state)
 {
     (void)state;
-    setenv("HIBUS_PORT", "5099", 1);
-    setenv("HIBUS_DATABASE_URL", "postgres://hibus@db/hibus", 1);
-    setenv("HIBUS_ARCHIVE_URL", "http://archive.example:8000", 1);
+    for (size_t i = 0; i < sizeof sample_env / sizeof sample_env[0]; i++)
+        setenv(sample_env[i][0], sample_env[i][1], 1);
     struct config *cfg = load_ok_at(HIBUS_TEST_DATA "/../../conf/hibus.yaml");
     assert_int_equal(cfg->listen_port, 5099);
     assert_string_equal(cfg->database_url, "postgres://hibus@db/hibus");
@@ -207,6 +220,10 @@ static void test_sample_conf(void **state)
     assert_string_equal(c->name, "Operations staff");
     assert_string_equal(c->password_hash, "$y$j9T$BijMUxn9VtJ/WMulMQ11r0$SHT4MCJGkacuRJ9ICQDHjvhmgO"
                                           "Bbz/LZR5CQQ7m6BkA");
+    assert_string_equal(cfg->mappings_dir, HIBUS_TEST_DATA "/../../conf/../mappings");
+    assert_int_equal(cfg->n_channels, 3);
+    assert_int_equal(cfg->n_mappings, 1); /* three channels name it: read once */
+
     const struct config_channel *ch = config_find_channel(cfg, "lmis-stock");
     assert_non_null(ch);
     assert_int_equal(ch->priority, 10);
@@ -214,13 +231,81 @@ static void test_sample_conf(void **state)
     assert_string_equal(ch->methods[0], "POST");
     assert_string_equal(ch->content_types[0], "application/json");
     assert_string_equal(ch->allow_roles[0], "lmis");
+    assert_true(ch->has_transform);
+    assert_string_equal(ch->transform.reader, "lmis-report");
+    assert_string_equal(ch->transform.writer, "dhis2-datavalueset");
+    assert_int_equal(ch->transform.n_quality, 4);
+    assert_int_equal(ch->transform.quality[0].kind, QUALITY_NON_NEGATIVE);
+    assert_int_equal(ch->transform.quality[1].kind, QUALITY_REQUIRED_MEASURES);
+    assert_int_equal(ch->transform.quality[2].kind, QUALITY_BALANCE);
+    assert_int_equal(ch->transform.quality[3].kind, QUALITY_STOCKOUT_DAYS);
+    assert_int_equal(ch->transform.quality[2].action, QUALITY_REJECT);
+    assert_int_equal(ch->unmapped, MAPPING_REJECT);
+    const struct mapping *m = config_find_mapping(cfg, "national");
+    assert_non_null(m);
+    assert_ptr_equal(ch->transform.mapping, m);
+    assert_int_equal(ch->n_routes, 2);
     const struct config_route *r = config_primary_route(ch);
+    assert_string_equal(r->name, "dhis2");
+    assert_int_equal(r->mediator, CONFIG_MEDIATOR_DHIS2);
+    assert_string_equal(r->url, "https://dhis.example.org");
+    assert_int_equal(r->body, CONFIG_BODY_TRANSFORMED);
+    assert_string_equal(r->writer, "dhis2-datavalueset");
+    assert_string_equal(r->import_strategy, "CREATE_AND_UPDATE");
+    assert_null(r->id_scheme);
+    assert_false(r->dry_run);
+    assert_int_equal(r->auth_kind, CONFIG_AUTH_BASIC);
+    assert_string_equal(r->auth_user, "hibus");
+    assert_string_equal(r->auth_secret, "Hibus-sim-2026");
+    assert_int_equal(r->timeout_ms, 30000);
+    r = &ch->routes[1];
+    assert_string_equal(r->name, "archive");
+    assert_int_equal(r->mediator, CONFIG_MEDIATOR_HTTP);
     assert_string_equal(r->url, "http://archive.example:8000/stock-reports");
+    assert_int_equal(r->body, CONFIG_BODY_ORIGINAL);
+    assert_null(r->writer);
+    assert_null(r->import_strategy);
+    assert_int_equal(r->n_when, 1);
+    assert_string_equal(r->when[0], "2xx");
     assert_int_equal(r->timeout_ms, 10000);
+
+    ch = config_find_channel(cfg, "openlmis-requisition");
+    assert_non_null(ch);
+    assert_string_equal(ch->transform.reader, "openlmis-requisition");
+    assert_ptr_equal(ch->transform.mapping, m);
+    assert_string_equal(config_primary_route(ch)->writer, "adx");
+
+    ch = config_find_channel(cfg, "dhis2-passthrough");
+    assert_non_null(ch);
+    assert_string_equal(ch->transform.reader, "dhis2-json");
+    assert_int_equal(ch->unmapped, MAPPING_SKIP);
+    assert_ptr_equal(ch->transform.mapping, m);
+    assert_string_equal(config_primary_route(ch)->writer, "dhis2-datavalueset");
+
+    /* mappings/national.yaml and national-facilities.csv */
+    assert_string_equal(m->name, "national");
+    assert_string_equal(m->data_set_uid, "uRfFkKfeb3Q");
+    assert_true(m->has_period_type);
+    assert_int_equal(m->period_type, PERIOD_MONTHLY);
+    assert_null(m->aoc_uid);
+    assert_int_equal(m->n_org_units, 3);
+    assert_string_equal(mapping_org_unit(m, "FAC-0042"), "cLq0tI1jksz");
+    assert_string_equal(mapping_org_unit(m, "FAC-0043"), "p88r7fYkDc9");
+    assert_string_equal(mapping_org_unit(m, "FAC-0100"), "kVncLVPFjTT");
+    assert_int_equal(m->n_items, 4 * 9); /* 4 items x (8 measures + no measure) */
+    const struct mapping_item *it = mapping_item(m, "ZINC20", "stock_on_hand");
+    assert_non_null(it);
+    assert_string_equal(it->de_uid, "GHgQT4Rrg3i");
+    assert_string_equal(it->coc_uid, "PcAgkuk85UK");
+    it = mapping_item(m, "ACT-AL20", "requested");
+    assert_string_equal(it->de_uid, "rTAGiDO5psX");
+    assert_string_equal(it->coc_uid, "IXRCtTyibWF");
+    it = mapping_item(m, "AMOX250", NULL);
+    assert_string_equal(it->de_uid, "PRIVrEScHcE");
+    assert_null(it->coc_uid);
     config_free(cfg);
-    unsetenv("HIBUS_PORT");
-    unsetenv("HIBUS_DATABASE_URL");
-    unsetenv("HIBUS_ARCHIVE_URL");
+    for (size_t i = 0; i < sizeof sample_env / sizeof sample_env[0]; i++)
+        unsetenv(sample_env[i][0]);
 }
 
 static void test_all_keys(void **state)
@@ -432,7 +517,8 @@ static void test_unknown_key(void **state)
     EXPECT_ERRORS("hibus.yaml:2:3: unknown key \"prot\" in listen (expected one of: address, "
                   "port)\n"
                   "hibus.yaml:4:1: unknown key \"loggin\" at top level (expected one of: listen, "
-                  "database, limits, log, redact_headers, clients, channels, admin, delivery)\n");
+                  "database, limits, log, redact_headers, clients, channels, mappings, admin, "
+                  "delivery)\n");
 }
 
 static void test_wrong_types(void **state)
@@ -586,18 +672,14 @@ static void test_not_supported_yet(void **state)
     put("hibus.yaml", "database: { url: x }\n"
                       "admin: { port: 8080 }\n"
                       "delivery: { workers: 4 }\n");
-    put("channels/stock.yaml",
-        "name: stock\n"
-        "match: { path: /stock }\n"
-        "allow: { roles: [lmis] }\n"
-        "mode: async\n"
-        "transform: { reader: lmis-report }\n"
-        "routes: [{ name: r, mediator: dhis2, url: \"http://t.example\" }]\n");
+    put("channels/stock.yaml", "name: stock\n"
+                               "match: { path: /stock }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "mode: async\n"
+                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
     EXPECT_ERRORS("hibus.yaml:2:1: admin is not supported yet\n"
                   "hibus.yaml:3:1: delivery is not supported yet\n"
-                  "channels/stock.yaml:4:7: mode \"async\" is not supported yet\n"
-                  "channels/stock.yaml:5:1: transform is not supported yet\n"
-                  "channels/stock.yaml:6:31: mediator \"dhis2\" is not supported yet\n");
+                  "channels/stock.yaml:4:7: mode \"async\" is not supported yet\n");
 }
 
 static void test_password_hash(void **state)
@@ -702,7 +784,7 @@ static void test_route_errors(void **state)
         "can be primary)\n"
         "channels/stock.yaml:7:5: missing required key \"name\" in routes[2]\n"
         "channels/stock.yaml:7:51: routes[2].auth has both bearer and basic (use exactly one of "
-        "basic, bearer or header)\n"
+        "basic, bearer, header or token)\n"
         "channels/two.yaml:5:3: no primary route (mark exactly one route with primary: true)\n"
         "channels/zero.yaml:4:9: routes must not be empty (a channel needs at least one route)\n");
 }
@@ -795,6 +877,710 @@ static void test_tie_reported(void **state)
                                   "tie/channels/a.yaml:1:7) have the same priority 100 and can "
                                   "match the same request; give one of them a different "
                                   "priority\n");
+    free(got);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Transform, DHIS2 routes, match.json and mapping files
+ * ------------------------------------------------------------------------------------ */
+
+static const char mapping_small[] = "org_units: { FAC-1: kVncLVPFjTT }\n"
+                                    "items: { AMOX250: PRIVrEScHcE }\n";
+
+/* A channel file: the common head, then what the test needs. */
+#define CHANNEL_HEAD                                                                               \
+    "name: stock\n"                                                                                \
+    "match: { path: /stock }\n"                                                                    \
+    "allow: { roles: [lmis] }\n"
+
+static void test_transform_all_keys(void **state)
+{
+    (void)state;
+    put("mappings/m.yaml", mapping_small);
+    put("channels/stock.yaml", CHANNEL_HEAD /* lines 1-3 */
+        "transform:\n"
+        "  reader: dhis2-json\n"
+        "  mapping: m\n"
+        "  quality:\n"
+        "    - non_negative\n"
+        "    - { rule: balance, action: warn, tolerance: 0.5 }\n"
+        "    - { rule: value_ceiling, max: 100000, measures: [consumed, received] }\n"
+        "    - { rule: required_measures, measures: [stock_on_hand] }\n"
+        "    - { rule: numeric, action: reject }\n"
+        "  writer: adx\n"
+        "unmapped: skip\n"
+        "routes:\n"
+        "  - name: dhis2\n"
+        "    mediator: dhis2\n"
+        "    url: http://127.0.0.1:8080/dhis\n"
+        "    primary: true\n"
+        "    auth: { token: d2pat_abc }\n"
+        "    dhis2: { dry_run: true, import_strategy: UPDATE }\n"
+        "  - name: json\n"
+        "    mediator: dhis2\n"
+        "    url: https://dhis.example.org\n"
+        "    writer: dhis2-datavalueset\n"
+        "    dhis2: { id_scheme: CODE }\n"
+        "    when: [5xx, failed, 409, 2XX]\n"
+        "  - name: copy\n"
+        "    url: http://copy.example\n"
+        "    body: transformed\n"
+        "  - name: raw\n"
+        "    url: http://raw.example\n"
+        "    body: original\n"
+        "    auth: { token: t }\n");
+    put("channels/other.yaml",
+        "name: other\n"
+        "match: { path: /other }\n"
+        "allow: { roles: [lmis] }\n"
+        "transform: { reader: lmis-report, mapping: m }\n"
+        "routes: [{ name: d, mediator: dhis2, url: \"http://d.example\" }]\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    assert_string_equal(cfg->mappings_dir, "mappings");
+    assert_int_equal(cfg->n_mappings, 1);
+    const struct mapping *m = config_find_mapping(cfg, "m");
+    assert_non_null(m);
+    assert_null(config_find_mapping(cfg, "national"));
+    assert_string_equal(m->file, "mappings/m.yaml");
+    /* hibus.yaml, clients.yaml, other.yaml, the mapping it named first, stock.yaml */
+    assert_int_equal(cfg->n_files, 5);
+    assert_string_equal(cfg->files[3], "mappings/m.yaml");
+
+    const struct config_channel *ch = config_find_channel(cfg, "stock");
+    const struct config_transform *t = &ch->transform;
+    assert_true(ch->has_transform);
+    assert_string_equal(t->reader, "dhis2-json");
+    assert_string_equal(t->writer, "adx");
+    assert_ptr_equal(t->mapping, m);
+    assert_ptr_equal(config_find_channel(cfg, "other")->transform.mapping, m);
+    assert_int_equal(ch->unmapped, MAPPING_SKIP);
+    assert_int_equal(t->n_quality, 5);
+    assert_int_equal(t->quality[0].kind, QUALITY_NON_NEGATIVE);
+    assert_int_equal(t->quality[0].action, QUALITY_REJECT);
+    assert_int_equal(t->quality[0].n_measures, 0);
+    assert_int_equal(t->quality[1].kind, QUALITY_BALANCE);
+    assert_int_equal(t->quality[1].action, QUALITY_WARN);
+    assert_true(t->quality[1].tolerance == 0.5);
+    assert_int_equal(t->quality[2].kind, QUALITY_VALUE_CEILING);
+    assert_true(t->quality[2].max == 100000.0);
+    assert_int_equal(t->quality[2].n_measures, 2);
+    assert_string_equal(t->quality[2].measures[0], "consumed");
+    assert_string_equal(t->quality[2].measures[1], "received");
+    assert_int_equal(t->quality[3].kind, QUALITY_REQUIRED_MEASURES);
+    assert_string_equal(t->quality[3].measures[0], "stock_on_hand");
+    assert_int_equal(t->quality[4].kind, QUALITY_NUMERIC);
+
+    assert_int_equal(ch->n_routes, 4);
+    const struct config_route *r = &ch->routes[0];
+    assert_int_equal(r->mediator, CONFIG_MEDIATOR_DHIS2);
+    assert_string_equal(r->url, "http://127.0.0.1:8080/dhis");
+    assert_int_equal(r->body, CONFIG_BODY_TRANSFORMED);
+    assert_string_equal(r->writer, "adx"); /* the transform's */
+    assert_true(r->dry_run);
+    assert_string_equal(r->import_strategy, "UPDATE");
+    assert_null(r->id_scheme);
+    assert_int_equal(r->auth_kind, CONFIG_AUTH_TOKEN);
+    assert_string_equal(r->auth_secret, "d2pat_abc");
+    assert_int_equal(r->n_when, 0);
+    r = &ch->routes[1];
+    assert_string_equal(r->writer, "dhis2-datavalueset");
+    assert_false(r->dry_run);
+    assert_string_equal(r->import_strategy, "CREATE_AND_UPDATE");
+    assert_string_equal(r->id_scheme, "CODE");
+    assert_int_equal(r->n_when, 4);
+    assert_string_equal(r->when[0], "5xx");
+    assert_string_equal(r->when[1], "failed");
+    assert_string_equal(r->when[2], "409");
+    assert_string_equal(r->when[3], "2xx");
+    r = &ch->routes[2];
+    assert_int_equal(r->mediator, CONFIG_MEDIATOR_HTTP);
+    assert_int_equal(r->body, CONFIG_BODY_TRANSFORMED);
+    assert_string_equal(r->writer, "adx");
+    assert_null(r->import_strategy);
+    r = &ch->routes[3];
+    assert_int_equal(r->body, CONFIG_BODY_ORIGINAL);
+    assert_null(r->writer);
+    assert_int_equal(r->auth_kind, CONFIG_AUTH_TOKEN);
+
+    ch = config_find_channel(cfg, "other");
+    assert_string_equal(ch->transform.writer, "dhis2-datavalueset"); /* the default */
+    assert_int_equal(ch->transform.n_quality, 0);
+    assert_int_equal(ch->unmapped, MAPPING_REJECT);
+    assert_string_equal(ch->routes[0].writer, "dhis2-datavalueset");
+    config_free(cfg);
+}
+
+/* A transform without mapping is fine when no route needs UIDs. */
+static void test_transform_without_mapping(void **state)
+{
+    (void)state;
+    put("hibus.yaml", "database: { url: x }\n"
+                      "mappings: tables\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: adx }\n"
+                                            "routes:\n"
+                                            "  - name: a\n"
+                                            "    url: http://a.example\n"
+                                            "    body: transformed\n"
+                                            "    writer: dhis2-datavalueset\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    assert_string_equal(cfg->mappings_dir, "tables");
+    assert_int_equal(cfg->n_mappings, 0);
+    const struct config_channel *ch = &cfg->channels[0];
+    assert_null(ch->transform.mapping);
+    assert_string_equal(ch->routes[0].writer, "dhis2-datavalueset");
+    config_free(cfg);
+}
+
+static void test_json_match(void **state)
+{
+    (void)state;
+    put("channels/stock.yaml", "name: stock\n"
+                               "match:\n"
+                               "  path: /stock\n"
+                               "  json:\n"
+                               "    program: essential-medicines\n"
+                               "    report.kind: \"monthly\"\n"
+                               "    report.version: 2\n"
+                               "    report.final: true\n"
+                               "    \"a b.c-d\": \"\"\n"
+                               "allow: { roles: [lmis] }\n"
+                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    const struct config_channel *ch = &cfg->channels[0];
+    assert_int_equal(ch->n_json_match, 5);
+    assert_string_equal(ch->json_match[0].path, "program");
+    assert_string_equal(ch->json_match[0].equals, "essential-medicines");
+    assert_string_equal(ch->json_match[1].path, "report.kind");
+    assert_string_equal(ch->json_match[1].equals, "monthly");
+    assert_string_equal(ch->json_match[2].equals, "2");
+    assert_string_equal(ch->json_match[3].equals, "true");
+    assert_string_equal(ch->json_match[4].path, "a b.c-d");
+    assert_string_equal(ch->json_match[4].equals, "");
+    config_free(cfg);
+}
+
+/* Flattening: default measures, an item's own measures (replacing them), the UID
+ * shorthand, and CSV rows with quoting, CRLF, a BOM and blank lines. */
+static void test_mapping_file(void **state)
+{
+    (void)state;
+    put("mappings/m.yaml", "data_set: uRfFkKfeb3Q\n"
+                           "period_type: Quarterly\n"
+                           "attribute_option_combo: pafMuhXXF9W\n"
+                           "org_units:\n"
+                           "  FAC-0100: kVncLVPFjTT\n"
+                           "org_units_csv: lists/facilities.csv\n"
+                           "measures:\n"
+                           "  consumed: LelQdVJoKer\n"
+                           "  STOCK_ON_HAND: PcAgkuk85UK\n"
+                           "items:\n"
+                           "  AMOX250: { data_element: PRIVrEScHcE }\n"
+                           "  ZINC20: { data_element: GHgQT4Rrg3i, measures: { stock_on_hand: "
+                           "PcAgkuk85UK } }\n"
+                           "  ORS1L: YpYGky8q06j\n"
+                           "  NONE: { data_element: rTAGiDO5psX, measures: {} }\n"
+                           "items_csv: items.csv\n");
+    assert_int_equal(mkdir("mappings/lists", 0700), 0);
+    put("mappings/lists/facilities.csv", "\xEF\xBB\xBF"
+                                         "code,uid\r\n"
+                                         "FAC-0042,cLq0tI1jksz\r\n"
+                                         "\r\n"
+                                         "\"FAC,43\",\"p88r7fYkDc9\"\r\n"
+                                         "\"FAC \"\"44\"\"\",Z2bdC37H4KV");
+    put("mappings/items.csv", "item,measure,data_element,category_option_combo\n"
+                              "ACT-AL20,,rTAGiDO5psX,\n"
+                              "ACT-AL20,consumed,rTAGiDO5psX,LelQdVJoKer\n"
+                              "ACT-AL20,\"multi\nline\",rTAGiDO5psX,\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    const struct mapping *m = config_find_mapping(cfg, "m");
+    assert_non_null(m);
+    assert_string_equal(m->name, "m");
+    assert_string_equal(m->data_set_uid, "uRfFkKfeb3Q");
+    assert_true(m->has_period_type);
+    assert_int_equal(m->period_type, PERIOD_QUARTERLY);
+    assert_string_equal(m->aoc_uid, "pafMuhXXF9W");
+    assert_int_equal(m->n_org_units, 4);
+    assert_string_equal(mapping_org_unit(m, "FAC-0042"), "cLq0tI1jksz");
+    assert_string_equal(mapping_org_unit(m, "FAC,43"), "p88r7fYkDc9");
+    assert_string_equal(mapping_org_unit(m, "FAC \"44\""), "Z2bdC37H4KV");
+    assert_string_equal(mapping_org_unit(m, "FAC-0100"), "kVncLVPFjTT");
+    /* AMOX250: 1 + 2 defaults; ZINC20: 1 + 1 own; ORS1L: 1 + 2; NONE: 1; CSV: 3 */
+    assert_int_equal(m->n_items, 3 + 2 + 3 + 1 + 3);
+    const struct mapping_item *it = mapping_item(m, "AMOX250", "STOCK_ON_HAND");
+    assert_string_equal(it->de_uid, "PRIVrEScHcE");
+    assert_string_equal(it->coc_uid, "PcAgkuk85UK");
+    assert_null(mapping_item(m, "ZINC20", "consumed")); /* own measures replace the defaults */
+    it = mapping_item(m, "ZINC20", "stock_on_hand");
+    assert_string_equal(it->de_uid, "GHgQT4Rrg3i");
+    assert_string_equal(it->coc_uid, "PcAgkuk85UK");
+    it = mapping_item(m, "ORS1L", "consumed");
+    assert_string_equal(it->de_uid, "YpYGky8q06j");
+    assert_string_equal(it->coc_uid, "LelQdVJoKer");
+    it = mapping_item(m, "NONE", NULL);
+    assert_string_equal(it->de_uid, "rTAGiDO5psX");
+    assert_null(mapping_item(m, "NONE", "consumed"));
+    it = mapping_item(m, "ACT-AL20", NULL);
+    assert_null(it->coc_uid);
+    it = mapping_item(m, "ACT-AL20", "consumed");
+    assert_string_equal(it->coc_uid, "LelQdVJoKer");
+    it = mapping_item(m, "ACT-AL20", "multi\nline");
+    assert_non_null(it);
+    assert_null(it->coc_uid);
+    assert_int_equal(cfg->n_files, 6);
+    assert_string_equal(cfg->files[3], "mappings/m.yaml");
+    assert_string_equal(cfg->files[4], "mappings/lists/facilities.csv");
+    assert_string_equal(cfg->files[5], "mappings/items.csv");
+    config_free(cfg);
+}
+
+static void test_transform_errors(void **state)
+{
+    (void)state;
+    put("mappings/m.yaml", mapping_small);
+    put("channels/stock.yaml", CHANNEL_HEAD "transform:\n"
+                                            "  reader: lmis\n"
+                                            "  mapping: ../m\n"
+                                            "  writer: csv\n"
+                                            "  colour: blue\n"
+                                            "unmapped: skip\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/two.yaml", "name: two\n"
+                             "match: { path: /two }\n"
+                             "allow: { roles: [lmis] }\n"
+                             "transform: { mapping: nowhere }\n"
+                             "unmapped: drop\n"
+                             "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/three.yaml", "name: three\n"
+                               "match: { path: /three }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "transform: { reader: adx, mapping: nowhere }\n"
+                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/four.yaml", "name: four\n"
+                              "match: { path: /four }\n"
+                              "allow: { roles: [lmis] }\n"
+                              "transform: { reader: adx }\n"
+                              "unmapped: skip\n"
+                              "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    EXPECT_ERRORS(
+        "channels/four.yaml:5:1: unmapped applies only to a channel whose transform has a "
+        "mapping\n"
+        "channels/stock.yaml:5:11: unknown reader \"lmis\" (expected one of: lmis-report, "
+        "openlmis-requisition, dhis2-json, adx)\n"
+        "channels/stock.yaml:6:12: invalid mapping name \"../m\" (expected the name of a file in "
+        "the mappings directory, without .yaml: letters, digits, \"-\", \"_\" or \".\")\n"
+        "channels/stock.yaml:7:11: unknown writer \"csv\" (expected one of: dhis2-datavalueset, "
+        "adx)\n"
+        "channels/stock.yaml:8:3: unknown key \"colour\" in transform (expected one of: reader, "
+        "mapping, quality, writer)\n"
+        "channels/three.yaml:4:36: mapping \"nowhere\" not found: could not read file "
+        "\"mappings/nowhere.yaml\": No such file or directory\n"
+        "channels/two.yaml:4:12: missing required key \"reader\" in transform\n"
+        "channels/two.yaml:4:23: mapping \"nowhere\" not found: could not read file "
+        "\"mappings/nowhere.yaml\": No such file or directory\n"
+        "channels/two.yaml:5:11: invalid value \"drop\" for unmapped (expected one of: reject, "
+        "skip)\n");
+}
+
+static void test_quality_errors(void **state)
+{
+    (void)state;
+    put("channels/stock.yaml",
+        CHANNEL_HEAD "transform:\n"
+                     "  reader: lmis-report\n"
+                     "  quality:\n"
+                     "    - non_negativ\n"
+                     "    - value_ceiling\n"
+                     "    - { rule: value_ceiling, measures: [consumed] }\n"
+                     "    - { rule: non_negative, tolerance: 1, max: 2, measures: [consumed] }\n"
+                     "    - { rule: balance, tolerance: -1, action: ignore }\n"
+                     "    - { rule: balance, tolerance: 1e3 }\n"
+                     "    - { rule: value_ceiling, max: lots, measures: [on_hand, consumed, "
+                     "consumed] }\n"
+                     "    - { rule: required_measures, measures: [] }\n"
+                     "    - { action: warn }\n"
+                     "    - [balance]\n"
+                     "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    EXPECT_ERRORS(
+        "channels/stock.yaml:7:7: unknown quality rule \"non_negativ\" (expected one of: "
+        "non_negative, required_measures, balance, stockout_days, value_ceiling, numeric)\n"
+        "channels/stock.yaml:8:7: rule value_ceiling needs a ceiling (write it as { rule: "
+        "value_ceiling, max: 100000 })\n"
+        "channels/stock.yaml:9:7: missing required key \"max\" in transform.quality[2] (rule "
+        "value_ceiling needs a ceiling)\n"
+        "channels/stock.yaml:10:29: tolerance applies only to the balance rule, not to "
+        "non_negative\n"
+        "channels/stock.yaml:10:43: max applies only to the value_ceiling rule, not to "
+        "non_negative\n"
+        "channels/stock.yaml:10:51: measures applies only to the required_measures and "
+        "value_ceiling rules, not to non_negative\n"
+        "channels/stock.yaml:11:35: \"-1\" is outside the valid range for "
+        "transform.quality[4].tolerance (at least 0)\n"
+        "channels/stock.yaml:11:47: invalid value \"ignore\" for transform.quality[4].action "
+        "(expected one of: reject, warn)\n"
+        "channels/stock.yaml:12:35: expected a number (like 10 or 0.5) for "
+        "transform.quality[5].tolerance, got \"1e3\"\n"
+        "channels/stock.yaml:13:35: expected a number (like 10 or 0.5) for "
+        "transform.quality[6].max, got \"lots\"\n"
+        "channels/stock.yaml:13:52: invalid measure \"on_hand\" in transform.quality[6].measures "
+        "(expected one of: opening_balance, received, consumed, losses, adjustments, "
+        "stock_on_hand, stockout_days, requested)\n"
+        "channels/stock.yaml:13:71: duplicate measure \"consumed\" in "
+        "transform.quality[6].measures\n"
+        "channels/stock.yaml:14:44: transform.quality[7].measures must not be empty (leave it "
+        "out for the rule's default measures)\n"
+        "channels/stock.yaml:15:7: missing required key \"rule\" in transform.quality[8]\n"
+        "channels/stock.yaml:16:7: expected a mapping for transform.quality[9], got a list\n");
+}
+
+static void test_dhis2_route_errors(void **state)
+{
+    (void)state;
+    put("mappings/m.yaml", mapping_small);
+    put("channels/a.yaml",
+        "name: a\n"
+        "match: { path: /a }\n"
+        "allow: { roles: [lmis] }\n"
+        "routes:\n"
+        "  - { name: d, mediator: dhis2, url: \"http://d.example\", primary: true }\n"
+        "  - { name: h, url: \"http://h.example\", body: transformed }\n"
+        "  - { name: w, url: \"http://h.example\", writer: adx }\n"
+        "  - { name: o, url: \"http://h.example\", dhis2: { dry_run: true } }\n");
+    put("channels/b.yaml",
+        "name: b\n"
+        "match: { path: /b }\n"
+        "allow: { roles: [lmis] }\n"
+        "transform: { reader: lmis-report }\n"
+        "routes:\n"
+        "  - name: d\n"
+        "    mediator: dhis2\n"
+        "    url: http://d.example/api/dataValueSets\n"
+        "    body: original\n"
+        "    writer: json\n"
+        "    when: [2xx]\n"
+        "    dhis2: { dry_run: maybe, import_strategy: MERGE, id_scheme: name }\n");
+    put("channels/c.yaml", "name: c\n"
+                           "match: { path: /c }\n"
+                           "allow: { roles: [lmis] }\n"
+                           "transform: { reader: lmis-report, mapping: m }\n"
+                           "routes:\n"
+                           "  - name: d\n"
+                           "    mediator: dhis2\n"
+                           "    url: \"https://d.example/dhis?x=1\"\n"
+                           "    writer: adx\n"
+                           "    dhis2: { id_scheme: CODE, colour: red }\n"
+                           "    primary: true\n"
+                           "    when: [failed]\n"
+                           "  - name: h\n"
+                           "    url: http://h.example\n"
+                           "    when: [200, 600, 2x, 6xx, 20, failed, FAILED, ok]\n"
+                           "    auth: { token: \"\" }\n");
+    EXPECT_ERRORS(
+        "channels/a.yaml:5:26: route \"d\" delivers to DHIS2, which needs the channel to have a "
+        "transform (add transform: { reader: ..., mapping: ... })\n"
+        "channels/a.yaml:6:47: body: transformed needs the channel to have a transform (add "
+        "transform: { reader: ..., mapping: ... })\n"
+        "channels/a.yaml:7:41: writer applies only to dhis2 routes and to http routes with body: "
+        "transformed\n"
+        "channels/a.yaml:8:41: routes[3].dhis2 applies only to routes with mediator: dhis2\n"
+        "channels/b.yaml:4:1: transform has no mapping, but route \"d\" delivers to DHIS2, which "
+        "needs UIDs (add mapping: NAME to the transform)\n"
+        "channels/b.yaml:8:10: invalid url \"http://d.example/api/dataValueSets\" for "
+        "routes[0].url (expected the DHIS2 base URL, like https://dhis.example.org, without "
+        "query: hibus appends /api/dataValueSets)\n"
+        "channels/b.yaml:9:5: body applies only to http routes (a dhis2 route always sends the "
+        "transformed report)\n"
+        "channels/b.yaml:10:13: unknown writer \"json\" (expected one of: dhis2-datavalueset, "
+        "adx)\n"
+        "channels/b.yaml:11:5: when is not allowed on the primary route \"d\" (it chooses routes "
+        "by the primary route's outcome)\n"
+        "channels/b.yaml:12:23: expected a boolean (true or false) for routes[0].dhis2.dry_run, "
+        "got \"maybe\"\n"
+        "channels/b.yaml:12:47: invalid value \"MERGE\" for routes[0].dhis2.import_strategy "
+        "(expected one of: CREATE_AND_UPDATE, CREATE, UPDATE, DELETE)\n"
+        "channels/b.yaml:12:65: invalid value \"name\" for routes[0].dhis2.id_scheme (expected "
+        "one of: UID, CODE)\n"
+        "channels/c.yaml:8:10: invalid url \"https://d.example/dhis?x=1\" for routes[0].url "
+        "(expected the DHIS2 base URL, like https://dhis.example.org, without query: hibus "
+        "appends /api/dataValueSets)\n"
+        "channels/c.yaml:10:25: routes[0].dhis2.id_scheme applies only to the "
+        "dhis2-datavalueset writer (ADX is always sent with idScheme=UID)\n"
+        "channels/c.yaml:10:31: unknown key \"colour\" in routes[0].dhis2 (expected one of: "
+        "dry_run, import_strategy, id_scheme)\n"
+        "channels/c.yaml:12:5: when is not allowed on the primary route \"d\" (it chooses routes "
+        "by the primary route's outcome)\n"
+        "channels/c.yaml:15:17: invalid outcome \"600\" in routes[1].when (expected an HTTP "
+        "status like 409, a class like 2xx, or failed)\n"
+        "channels/c.yaml:15:22: invalid outcome \"2x\" in routes[1].when (expected an HTTP status "
+        "like 409, a class like 2xx, or failed)\n"
+        "channels/c.yaml:15:26: invalid outcome \"6xx\" in routes[1].when (expected an HTTP "
+        "status like 409, a class like 2xx, or failed)\n"
+        "channels/c.yaml:15:31: invalid outcome \"20\" in routes[1].when (expected an HTTP status "
+        "like 409, a class like 2xx, or failed)\n"
+        "channels/c.yaml:15:43: duplicate outcome \"failed\" in routes[1].when\n"
+        "channels/c.yaml:15:51: invalid outcome \"ok\" in routes[1].when (expected an HTTP status "
+        "like 409, a class like 2xx, or failed)\n"
+        "channels/c.yaml:16:20: routes[1].auth.token must not be empty\n");
+}
+
+static void test_json_match_errors(void **state)
+{
+    (void)state;
+    put("channels/stock.yaml", "name: stock\n"
+                               "match:\n"
+                               "  path: /stock\n"
+                               "  json:\n"
+                               "    a..b: x\n"
+                               "    .a: x\n"
+                               "    \"a.\": x\n"
+                               "    \"\": x\n"
+                               "    kind: [monthly]\n"
+                               "    nothing: ~\n"
+                               "    program: a\n"
+                               "    program: b\n"
+                               "    [x]: y\n"
+                               "allow: { roles: [lmis] }\n"
+                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/two.yaml", "name: two\n"
+                             "match: { path: /two, json: [program] }\n"
+                             "allow: { roles: [lmis] }\n"
+                             "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    EXPECT_ERRORS("channels/stock.yaml:5:5: invalid path \"a..b\" in match.json (expected names "
+                  "separated by \".\", like report.kind)\n"
+                  "channels/stock.yaml:6:5: invalid path \".a\" in match.json (expected names "
+                  "separated by \".\", like report.kind)\n"
+                  "channels/stock.yaml:7:5: invalid path \"a.\" in match.json (expected names "
+                  "separated by \".\", like report.kind)\n"
+                  "channels/stock.yaml:8:5: invalid path \"\" in match.json (expected names "
+                  "separated by \".\", like report.kind)\n"
+                  "channels/stock.yaml:9:11: expected a string, number or boolean for match.json "
+                  "\"kind\", got a list\n"
+                  "channels/stock.yaml:10:14: expected a string, number or boolean for "
+                  "match.json \"nothing\", got null\n"
+                  "channels/stock.yaml:12:5: duplicate key \"program\" in match.json (first "
+                  "defined at channels/stock.yaml:11:5)\n"
+                  "channels/stock.yaml:13:5: expected a scalar key in match.json, got a list\n"
+                  "channels/two.yaml:2:28: expected a mapping for match.json, got a list\n");
+}
+
+/* Mapping file problems: each at its place in the mapping file. */
+static void test_mapping_errors(void **state)
+{
+    (void)state;
+    put("mappings/m.yaml", "data_set: uRfFkKfeb3\n"
+                           "period_type: monthly\n"
+                           "attribute_option_combo: 1afMuhXXF9W\n"
+                           "org_units:\n"
+                           "  FAC-1: kVncLVPFjTT\n"
+                           "  FAC-2: { uid: x }\n"
+                           "  FAC-1: p88r7fYkDc9\n"
+                           "  \"\": Z2bdC37H4KV\n"
+                           "measures:\n"
+                           "  consumed: XIGEYSslBo\n"
+                           "  received: qgguc6STNsc\n"
+                           "  received: LelQdVJoKer\n"
+                           "items:\n"
+                           "  AMOX250: PRIVrEScHcE\n"
+                           "  ORS1L: { measures: {} }\n"
+                           "  ZINC20: { data_element: GHgQT4Rrg3i, measures: { a: bad-uid-0000 }, "
+                           "x: 1 }\n"
+                           "  AMOX250: { data_element: PRIVrEScHcE, measures: { received: "
+                           "qgguc6STNsc } }\n"
+                           "  ACT: rTAGiDO5ps_\n"
+                           "colour: blue\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    EXPECT_ERRORS(
+        "mappings/m.yaml:1:11: \"uRfFkKfeb3\" is not a DHIS2 UID (11 characters: a letter, then "
+        "letters or digits)\n"
+        "mappings/m.yaml:2:14: unknown period type \"monthly\" (expected one of: Daily, Weekly, "
+        "BiWeekly, Monthly, BiMonthly, Quarterly, SixMonthly, Yearly, FinancialApril, "
+        "FinancialJuly, FinancialOct)\n"
+        "mappings/m.yaml:3:25: \"1afMuhXXF9W\" is not a DHIS2 UID (11 characters: a letter, then "
+        "letters or digits)\n"
+        "mappings/m.yaml:6:10: expected a scalar for org_units.FAC-2, got a mapping\n"
+        "mappings/m.yaml:7:3: duplicate org unit code \"FAC-1\" (first defined at "
+        "mappings/m.yaml:5:3)\n"
+        "mappings/m.yaml:8:3: empty code in org_units\n"
+        "mappings/m.yaml:10:13: \"XIGEYSslBo\" is not a DHIS2 UID (11 characters: a letter, then "
+        "letters or digits)\n"
+        "mappings/m.yaml:12:3: duplicate measure \"received\" in measures (first defined at "
+        "mappings/m.yaml:11:3)\n"
+        "mappings/m.yaml:15:10: missing required key \"data_element\" in items.ORS1L\n"
+        "mappings/m.yaml:16:55: \"bad-uid-0000\" is not a DHIS2 UID (11 characters: a letter, "
+        "then letters or digits)\n"
+        "mappings/m.yaml:16:71: unknown key \"x\" in items.ZINC20 (expected one of: "
+        "data_element, measures)\n"
+        "mappings/m.yaml:17:3: duplicate mapping for item \"AMOX250\" (first defined at "
+        "mappings/m.yaml:14:3)\n"
+        "mappings/m.yaml:17:53: duplicate mapping for item \"AMOX250\", measure \"received\" "
+        "(first defined at mappings/m.yaml:14:3)\n"
+        "mappings/m.yaml:18:8: \"rTAGiDO5ps_\" is not a DHIS2 UID (11 characters: a letter, then "
+        "letters or digits)\n"
+        "mappings/m.yaml:19:1: unknown key \"colour\" at top level (expected one of: data_set, "
+        "period_type, attribute_option_combo, org_units, org_units_csv, measures, items, "
+        "items_csv)\n");
+}
+
+static void test_mapping_csv_errors(void **state)
+{
+    (void)state;
+    put("mappings/m.yaml", "org_units:\n"
+                           "  FAC-1: kVncLVPFjTT\n"
+                           "org_units_csv: ou.csv\n"
+                           "items:\n"
+                           "  AMOX250: { data_element: PRIVrEScHcE, measures: { consumed: "
+                           "LelQdVJoKer } }\n"
+                           "items_csv: items.csv\n");
+    put("mappings/ou.csv", "code,uid\n"
+                           "FAC-2,cLq0tI1jksz\n"
+                           "FAC-3,cLq0tI1jksz,extra\n"
+                           "FAC-4\n"
+                           ",p88r7fYkDc9\n"
+                           "FAC-5,p88r7fYkDc\n"
+                           "FAC-1,Z2bdC37H4KV\n"
+                           "\"FAC-6\"x,Z2bdC37H4KV\n"
+                           "FAC\"7,Z2bdC37H4KV\n"
+                           "FAC-2,\n"
+                           "FAC-2,p88r7fYkDc9\n");
+    put("mappings/items.csv", "item,measure,data_element,category_option_combo\n"
+                              "AMOX250,consumed,PRIVrEScHcE,LelQdVJoKer\n"
+                              "AMOX250,,PRIVrEScHcE,\n"
+                              ",x,PRIVrEScHcE,\n"
+                              "ORS1L,x,,\n"
+                              "ORS1L,y,YpYGky8q06j,default\n"
+                              "ORS1L,\"unterminated,YpYGky8q06j,\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    EXPECT_ERRORS(
+        "mappings/ou.csv:3:19: expected 2 fields (code,uid), got 3\n"
+        "mappings/ou.csv:4:1: expected 2 fields (code,uid), got 1\n"
+        "mappings/ou.csv:5:1: code must not be empty\n"
+        "mappings/ou.csv:6:7: \"p88r7fYkDc\" is not a DHIS2 UID (11 characters: a letter, then "
+        "letters or digits)\n"
+        "mappings/ou.csv:7:1: duplicate org unit code \"FAC-1\" (first defined at "
+        "mappings/m.yaml:2:3)\n"
+        "mappings/ou.csv:8:8: unexpected character after a closing quote (inside a quoted field, "
+        "a quote is written \"\")\n"
+        "mappings/ou.csv:9:4: quote inside a field that does not start with one (quote the whole "
+        "field and double the quote: \"a\"\"b\")\n"
+        "mappings/ou.csv:10:7: uid must not be empty\n"
+        "mappings/ou.csv:11:1: duplicate org unit code \"FAC-2\" (first defined at "
+        "mappings/ou.csv:2:1)\n"
+        "mappings/items.csv:2:1: duplicate mapping for item \"AMOX250\", measure \"consumed\" "
+        "(first defined at mappings/m.yaml:5:53)\n"
+        "mappings/items.csv:3:1: duplicate mapping for item \"AMOX250\" (first defined at "
+        "mappings/m.yaml:5:3)\n"
+        "mappings/items.csv:4:1: item must not be empty\n"
+        "mappings/items.csv:5:9: data_element must not be empty\n"
+        "mappings/items.csv:6:21: \"default\" is not a DHIS2 UID (11 characters: a letter, then "
+        "letters or digits)\n"
+        "mappings/items.csv:7:7: unterminated quoted field (a field that starts with \" ends "
+        "with \")\n");
+}
+
+static void test_mapping_csv_header(void **state)
+{
+    (void)state;
+    put("mappings/m.yaml", "org_units_csv: ou.csv\n"
+                           "items_csv: items.csv\n");
+    put("mappings/ou.csv", "Code;UID\n"
+                           "FAC-1;kVncLVPFjTT\n");
+    put("mappings/items.csv", "");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    EXPECT_ERRORS("mappings/ou.csv:1:1: expected the header \"code,uid\", got \"Code;UID\"\n"
+                  "mappings/items.csv:1:1: expected the header "
+                  "\"item,measure,data_element,category_option_combo\", got an empty file\n");
+
+    put("mappings/m.yaml", "org_units_csv: nowhere.csv\n");
+    EXPECT_ERRORS("mappings/m.yaml:1:16: could not read file \"mappings/nowhere.csv\": No such "
+                  "file or directory\n");
+}
+
+/* A mapping that is not a readable YAML mapping is reported in its own file; a
+ * directory where the file should be is reported at the channel. */
+static void test_mapping_unreadable(void **state)
+{
+    (void)state;
+    put("mappings/m.yaml", "org_units: { FAC-1: kVncLVPFjTT\n");
+    put("mappings/list.yaml", "- a\n");
+    assert_int_equal(mkdir("mappings/dir.yaml", 0700), 0);
+    put("channels/a.yaml", "name: a\n"
+                           "match: { path: /a }\n"
+                           "allow: { roles: [lmis] }\n"
+                           "transform: { reader: lmis-report, mapping: m }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/b.yaml", "name: b\n"
+                           "match: { path: /b }\n"
+                           "allow: { roles: [lmis] }\n"
+                           "transform: { reader: lmis-report, mapping: list }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: dir }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    EXPECT_ERRORS("mappings/m.yaml:2:1: invalid YAML: did not find expected ',' or '}' (while "
+                  "parsing a flow mapping at 1:12)\n"
+                  "mappings/list.yaml:1:1: expected a mapping for the top level, got a list\n"
+                  "channels/stock.yaml:4:44: mapping \"dir\" not found: could not read file "
+                  "\"mappings/dir.yaml\": Is a directory\n");
+}
+
+/* The same facility list twice: a bounded number of messages. */
+static void test_mapping_many_duplicates(void **state)
+{
+    (void)state;
+    char *csv = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&csv, &len);
+    assert_non_null(f);
+    fputs("code,uid\n", f);
+    for (int copy = 0; copy < 2; copy++)
+        for (int i = 0; i < 100; i++)
+            fprintf(f, "FAC-%d,kVncLVPFjTT\n", i);
+    fclose(f);
+    put("mappings/ou.csv", csv);
+    free(csv);
+    put("mappings/m.yaml", "org_units_csv: ou.csv\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    char *got = load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
+    size_t lines = 0;
+    for (const char *p = got; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 21);
+    assert_non_null(strstr(got, "mappings/ou.csv:102:1: duplicate org unit code \"FAC-0\" (first "
+                                "defined at mappings/ou.csv:2:1)\n"));
+    assert_non_null(strstr(got, "mappings/ou.csv:122:1: too many duplicate org unit codes (20); "
+                                "the others are not listed\n"));
+    free(got);
+}
+
+/* A file with one mistake per line is reported up to a limit, not line by line. */
+static void test_mapping_csv_too_many_errors(void **state)
+{
+    (void)state;
+    char *csv = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&csv, &len);
+    assert_non_null(f);
+    fputs("code,uid\n", f);
+    for (int i = 0; i < 1000; i++)
+        fprintf(f, "FAC-%d;x\n", i);
+    fclose(f);
+    put("mappings/ou.csv", csv);
+    free(csv);
+    put("mappings/m.yaml", "org_units_csv: ou.csv\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    char *got = load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
+    size_t lines = 0;
+    for (const char *p = got; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 21);
+    assert_non_null(strstr(got, "mappings/ou.csv:2:1: expected 2 fields (code,uid), got 1\n"));
+    assert_non_null(strstr(got, "mappings/ou.csv:22:1: too many errors in this file (20); the "
+                                "rest of it was not checked\n"));
     free(got);
 }
 
@@ -916,6 +1702,20 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_empty_and_multi_document, setup, teardown),
         cmocka_unit_test(test_many_errors_many_files),
         cmocka_unit_test(test_tie_reported),
+        cmocka_unit_test_setup_teardown(test_transform_all_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transform_without_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_match, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transform_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quality_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dhis2_route_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_match_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_csv_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_csv_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_csv_too_many_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_unreadable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_many_duplicates, setup, teardown),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
     };

@@ -174,7 +174,9 @@ class CheckTest(harness.TestCase):
     def test_sample_config(self):
         sample = os.path.join(harness.SOURCE_DIR, "conf", "hibus.yaml")
         env = {"HIBUS_PORT": "5001", "HIBUS_DATABASE_URL": "postgresql://x/y",
-               "HIBUS_ARCHIVE_URL": "http://127.0.0.1:1"}
+               "HIBUS_ARCHIVE_URL": "http://127.0.0.1:1",
+               "HIBUS_DHIS2_URL": "http://127.0.0.1:1", "HIBUS_DHIS2_USER": "hibus",
+               "HIBUS_DHIS2_PASSWORD": "x"}
         r = self.hb.cli("check", "-c", sample, env=env)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("configuration OK", r.stdout)
