@@ -152,17 +152,28 @@ static void openhim_unwrap(struct delivery_route_result *rr)
     json_t *doc = json_loadb(rr->resp.body ? rr->resp.body : "", rr->resp.body_len, 0, NULL);
     const json_t *inner = json_object_get(doc, "response");
     const json_t *st = json_object_get(inner, "status");
-    if (!json_is_object(inner) || !json_is_integer(st)) {
-        rr->error = strdup("the answer says application/json+openhim but is not an OpenHIM "
-                           "mediator response (no response.status)");
+    json_int_t code = json_is_integer(st) ? json_integer_value(st) : 0;
+    if (!json_is_object(inner) || code < 100 || code > 599) {
+        /* An answer that claims to be a mediator's but is not one cannot be
+         * passed on: its inner status would be what the client sees. */
+        rr->error = strdup(!json_is_object(inner)
+                               ? "the target answered application/json+openhim but its body is "
+                                 "not an OpenHIM mediator response (no response object)"
+                               : "the OpenHIM mediator response has no valid response.status "
+                                 "(an HTTP status from 100 to 599)");
+        rr->outcome = "failed";
         json_decref(doc);
         return;
     }
     struct mediator_response *a = &rr->answer;
     memset(a, 0, sizeof *a);
-    a->status = (long)json_integer_value(st);
-    const char *b = json_string_value(json_object_get(inner, "body"));
-    a->body = strdup(b ? b : "");
+    a->status = (long)code;
+    const json_t *b = json_object_get(inner, "body");
+    /* body is a string in the protocol; a mediator that sends JSON there gets it
+     * passed on as JSON text rather than dropped. */
+    a->body = json_is_string(b) ? strdup(json_string_value(b))
+              : b != NULL && !json_is_null(b) ? json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY)
+                                              : strdup("");
     a->body_len = a->body ? strlen(a->body) : 0;
     const char *k;
     json_t *v;
@@ -170,6 +181,7 @@ static void openhim_unwrap(struct delivery_route_result *rr)
     a->headers = calloc(json_object_size(hs) + 1, sizeof *a->headers);
     json_object_foreach(hs, k, v)
     {
+        /* Framing headers describe the mediator's own message, not this one. */
         if (a->headers == NULL || !json_is_string(v) || mediator_header_is_hop_by_hop(k))
             continue;
         a->headers[a->n_headers].name = strdup(k);
@@ -179,8 +191,8 @@ static void openhim_unwrap(struct delivery_route_result *rr)
     rr->unwrapped = true;
 
     const char *ms = json_string_value(json_object_get(doc, "status"));
-    rr->details = json_pack("{s:s, s:s?, s:O?, s:O?}", "openhim_status", ms ? ms : "",
-                            "mediator_urn", json_string_value(json_object_get(doc, "x-mediator-urn")),
+    rr->details = json_pack("{s:s?, s:s?, s:O?, s:O?}", "openhim_status", ms, "mediator_urn",
+                            json_string_value(json_object_get(doc, "x-mediator-urn")),
                             "orchestrations", json_object_get(doc, "orchestrations"),
                             "properties", json_object_get(doc, "properties"));
     /* The mediator's own verdict, when it gives one, is the route's outcome. */
@@ -341,10 +353,12 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
                                const char *response_body, size_t response_body_len,
                                struct hibus_error *err)
 {
-    size_t n = r ? r->n_routes : 0;
-    struct txlog_attempt *at = calloc(n ? n : 1, sizeof *at);
-    char **hj = calloc(n ? n : 1, sizeof *hj);
-    char **dj = calloc(n ? n : 1, sizeof *dj);
+    size_t n = r ? r->n_routes : 0, cap = 1;
+    for (size_t i = 0; i < n; i++)
+        cap += 1 + (size_t)(r->routes[i].resp.resent > 0 ? r->routes[i].resp.resent : 0);
+    struct txlog_attempt *at = calloc(cap, sizeof *at);
+    char **hj = calloc(cap, sizeof *hj);
+    char **dj = calloc(cap, sizeof *dj);
     if (at == NULL || hj == NULL || dj == NULL) {
         free(at), free(hj), free(dj);
         return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
@@ -354,12 +368,20 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
         const struct delivery_route_result *rr = &r->routes[i];
         if (!rr->ran)
             continue;
+        /* Sends that libcurl repeated on its own are attempts too: the target
+         * may have received them. */
+        for (int k = 0; k < rr->resp.resent && na + 1 < cap; k++, na++)
+            at[na] = (struct txlog_attempt){
+                .route = rr->route->name, .attempt = k + 1, .method = rr->method,
+                .url = rr->resp.url ? rr->resp.url : rr->route->url,
+                .started_epoch_ms = rr->resp.started_epoch_ms,
+                .error = "the kept-alive connection closed before any answer; the request was "
+                         "sent again on a new connection"};
         hj[na] = headers_json(&rr->resp);
         dj[na] = rr->details ? json_dumps(rr->details, JSON_COMPACT) : NULL;
         const char *e = rr->resp.status ? rr->error : (rr->error ? rr->error : rr->resp.error);
         at[na] = (struct txlog_attempt){
-            .route = rr->route->name, .attempt = 1,
-            .method = rr->method,
+            .route = rr->route->name, .attempt = rr->resp.resent + 1, .method = rr->method,
             .url = rr->resp.url ? rr->resp.url : rr->route->url,
             .status_code = (int)rr->resp.status, .started_epoch_ms = rr->resp.started_epoch_ms,
             .duration_ms = rr->resp.duration_ms, .error = e && e[0] ? e : NULL,

@@ -315,6 +315,13 @@ static enum MHD_Result route_miss(struct MHD_Connection *c, struct request *rq,
         return send_error(c, rq, MHD_HTTP_METHOD_NOT_ALLOWED, HIBUS_E_INVALID,
                           "method not allowed", details1(msg), extra);
     }
+    case ROUTER_NO_BODY_MATCH:
+        snprintf(msg, sizeof msg,
+                 "channels serve \"%.200s\", but the body matches none of their match.json "
+                 "conditions (it must be a JSON object with the fields they name)",
+                 path);
+        return send_error(c, rq, MHD_HTTP_NOT_FOUND, HIBUS_E_NOT_FOUND,
+                          "no channel for this request body", details1(msg), NULL);
     case ROUTER_BAD_CONTENT_TYPE:
         snprintf(msg, sizeof msg, "content type \"%.100s\" is not accepted on \"%.200s\"",
                  ctype ? ctype : "(none)", path);
@@ -358,12 +365,14 @@ static json_t *passthrough_error(const struct request *rq, int64_t tx_id,
     const char *why = pr->error ? pr->error : pr->resp.error;
     char msg[800];
     snprintf(msg, sizeof msg, "route \"%.200s\": %s", pr->route->name, why);
-    *status = pr->rc == HIBUS_E_TIMEOUT ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_BAD_GATEWAY;
+    bool timeout = pr->rc == HIBUS_E_TIMEOUT;
+    *status = timeout ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_BAD_GATEWAY;
     return json_pack("{s:s, s:s, s:o, s:s, s:I}", "error",
-                     pr->rc == HIBUS_E_TIMEOUT ? "target timed out" : "target did not answer",
-                     "code", hibus_errname(pr->rc == HIBUS_E_TIMEOUT ? HIBUS_E_TIMEOUT : HIBUS_E_TARGET),
-                     "details", details1(msg), "request_id", rq->id, "transaction",
-                     (json_int_t)tx_id);
+                     timeout                ? "target timed out"
+                     : pr->resp.status == 0 ? "target did not answer"
+                                            : "target gave an answer hibus cannot pass on",
+                     "code", hibus_errname(timeout ? HIBUS_E_TIMEOUT : HIBUS_E_TARGET), "details",
+                     details1(msg), "request_id", rq->id, "transaction", (json_int_t)tx_id);
 }
 
 /* The answer to a client of a channel with a transform: hibus's own account of
@@ -470,7 +479,7 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
         const struct delivery_route_result *pr = &res.routes[0];
         if (ch->has_transform)
             answer = transform_answer(rq, tx_id, &prep, &res, &code);
-        else if (pr->resp.status == 0)
+        else if (pr->resp.status == 0 || (pr->error != NULL && !pr->unwrapped))
             answer = passthrough_error(rq, tx_id, pr, &code);
         else {
             target_answer = delivery_answer(pr);

@@ -379,6 +379,8 @@ static bool resolve_period(struct apply *a, const char *id, const char *start_s,
 
     const char *tname = period_type_name(m->period_type);
     struct period q;
+    /* The report must cover one target period exactly: figures for part of a
+     * month sent as the month would silently overwrite the whole month's. */
     if (!period_containing(m->period_type, start, &q) || date_cmp(end, q.end) > 0) {
         const char *code = id != NULL ? id : start_s;
         if (already_reported(a, "period", code, NULL))
@@ -387,6 +389,21 @@ static bool resolve_period(struct apply *a, const char *id, const char *start_s,
              "period %s does not fit in one %s period; send one report per %s period or "
              "change period_type in %s",
              label, tname, tname, a->file);
+        *nomem |= problem(a, "period", code, where, msg) == NULL;
+        return false;
+    }
+    if (date_cmp(start, q.start) != 0 || date_cmp(end, q.end) != 0) {
+        const char *code = id != NULL ? id : start_s;
+        if (already_reported(a, "period", code, NULL))
+            return false;
+        char q1[11], q2[11];
+        period_date_format(q.start, q1);
+        period_date_format(q.end, q2);
+        msgf(msg, sizeof msg,
+             "period %s covers only part of %s period %s (%s to %s), and DHIS2 would take its "
+             "figures as the whole period's; send one report for the whole %s period or "
+             "change period_type in %s",
+             label, tname, q.id, q1, q2, tname, a->file);
         *nomem |= problem(a, "period", code, where, msg) == NULL;
         return false;
     }

@@ -175,6 +175,20 @@ static void headers_clear(struct mediator_response *r)
     r->n_headers = 0;
 }
 
+/* libcurl resends a request by itself when a reused keep-alive connection turns
+ * out to be closed before any byte of an answer arrived ("Connection died,
+ * retrying a fresh connect"); it has no option to turn that off. The target
+ * may then have received the request twice, so we count those resends from
+ * curl's informational messages and the attempt log shows them. */
+static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *userp)
+{
+    (void)h;
+    static const char needle[] = "retrying a fresh connect";
+    if (type == CURLINFO_TEXT && memmem(data, size, needle, sizeof needle - 1) != NULL)
+        ((struct mediator_response *)userp)->resent++;
+    return 0;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct mediator_response *r = userp;
@@ -339,6 +353,9 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, on_debug);
+    curl_easy_setopt(h, CURLOPT_DEBUGDATA, resp);
+    curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
     if (route->auth_kind == CONFIG_AUTH_BASIC) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERNAME, route->auth_user);

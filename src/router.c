@@ -139,11 +139,14 @@ enum router_result router_match(const struct config *cfg, const char *method, co
             continue;
         }
         if (!content_type_matches(ch, content_type)) {
-            best = ROUTER_BAD_CONTENT_TYPE;
+            if (best != ROUTER_NO_BODY_MATCH)
+                best = ROUTER_BAD_CONTENT_TYPE;
             continue;
         }
-        if (!json_conditions_hold(ch, &lj))
+        if (!json_conditions_hold(ch, &lj)) {
+            best = ROUTER_NO_BODY_MATCH;
             continue;
+        }
         *out = ch;
         json_decref(lj.doc);
         return ROUTER_MATCH;

@@ -1,11 +1,14 @@
 """Integration test harness for hibus (Python 3 standard library only).
 
 Runs real processes: a private PostgreSQL 15 cluster made with initdb in the build
-tree (PgCluster), an HTTP target in a thread of the test process (Target, from
-target.py) and `hibus serve` as a subprocess (Hibus).
+tree (PgCluster), an HTTP target in a thread of the test process (Target: target.py's,
+plus answers as an OpenHIM mediator), the DHIS2 simulator tests/dhis2-sim (DHIS2Sim)
+and `hibus serve` as a subprocess (Hibus, whose `files` adds e.g. mapping files to its
+configuration directory).
 
 Environment (set by ctest, see tests/CMakeLists.txt):
   HIBUS_BIN         the hibus binary
+  HIBUS_DHIS2_SIM   the DHIS2 simulator binary (DHIS2Sim)
   HIBUS_SOURCE_DIR  the source tree (for conf/)
   HIBUS_BUILD_DIR   the build tree; work files go to $HIBUS_BUILD_DIR/itest/<test>-<pid>
   HIBUS_ITEST_KEEP  set to 1 to keep the work directory even when every test passed
@@ -30,13 +33,15 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from target import Target, RecordedRequest  # noqa: E402,F401  (re-exported)
+import target as _target  # noqa: E402
+from target import RecordedRequest  # noqa: E402,F401  (re-exported)
 
 SOURCE_DIR = os.environ.get("HIBUS_SOURCE_DIR") or os.path.dirname(HERE)
 BUILD_DIR = os.environ.get("HIBUS_BUILD_DIR")
@@ -594,7 +599,7 @@ class Hibus:
     _counter = 0
 
     def __init__(self, database_url, channels=(), clients=(), roles=("lmis", "ops"),
-                 settings=None, env=None, name="hibus", root=None):
+                 settings=None, env=None, name="hibus", root=None, files=None):
         Hibus._counter += 1
         self.name = "%s%d" % (name, Hibus._counter)
         self.dir = os.path.join(root or work_dir(), self.name)
@@ -606,6 +611,9 @@ class Hibus:
         self.clients = list(clients)
         self.roles = list(roles)
         self.settings = settings or {}
+        # extra files written under conf/ by write_config: {relative path: text},
+        # e.g. {"mappings/national.yaml": ...} (a dict value is written as YAML)
+        self.files = dict(files or {})
         self.extra_env = dict(env or {})
         self.port = None
         self.proc = None
@@ -653,6 +661,10 @@ class Hibus:
             else:
                 fname, text = ch
             write_file(os.path.join(self.conf_dir, "channels", fname), text)
+        for rel, text in self.files.items():
+            if isinstance(text, (dict, list)):
+                text = to_yaml(text)
+            write_file(os.path.join(self.conf_dir, rel), text)
         return self.config_path
 
     def start(self, timeout=20.0):
@@ -996,3 +1008,368 @@ def expect_sanitizer_clean(text, what="hibus"):
     rep = sanitizer_report(text)
     if rep:
         raise AssertionError("sanitizer error in %s:\n%s" % (what, text))
+
+
+# ---------------------------------------------------------------------------
+# HTTP target that can also answer as an OpenHIM mediator
+
+OPENHIM_CONTENT_TYPE = "application/json+openhim"
+
+
+def openhim_answer(status="Successful", response_status=201, body='{"ok":true}',
+                   headers=None, urn="urn:mediator:itest-openhim", orchestrations=None,
+                   properties=None):
+    """An OpenHIM mediator response object (FORMATS.md section 6)."""
+    if orchestrations is None:
+        orchestrations = [{
+            "name": "itest upstream",
+            "request": {"path": "/upstream", "method": "POST", "headers": {},
+                        "querystring": "", "body": "{}",
+                        "timestamp": "2026-11-03T09:12:00.000Z"},
+            "response": {"status": 200, "headers": {}, "body": "{\"stored\":true}",
+                         "timestamp": "2026-11-03T09:12:01.000Z"}}]
+    if properties is None:
+        properties = {"imported": "3", "ignored": "0"}
+    d = {"x-mediator-urn": urn,
+         "response": {"status": response_status,
+                      "headers": dict(headers or {"content-type": "application/json"}),
+                      "body": body, "timestamp": "2026-11-03T09:12:01.000Z"},
+         "orchestrations": orchestrations, "properties": properties}
+    if status is not None:
+        d["status"] = status
+    return d
+
+
+class _TargetHandler(_target._Handler):
+    """target.py's handler, plus the OpenHIM mediator answers of Target.openhim."""
+
+    def _handle(self):
+        parts = urllib.parse.urlsplit(self.path)
+        answer = self.server.target._openhim_for(parts.path)
+        if answer is None:
+            return super()._handle()
+        status, obj = answer
+        body = self._read_body()
+        self.server.target._record(RecordedRequest(self.command, parts.path, parts.query,
+                                                   list(self.headers.items()), body,
+                                                   time.time()))
+        out = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", OPENHIM_CONTENT_TYPE)
+            self.send_header("X-Target", "hibus-test-target")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+
+class Target(_target.Target):
+    """target.py's Target (see there), plus OpenHIM mediator answers: a request whose
+    path is a key of .openhim gets (HTTP status, object) as application/json+openhim;
+    any other path ending in /openhim gets openhim_answer() with HTTP 200."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.openhim = {}
+
+    def set_openhim(self, path, obj, http_status=200):
+        self.openhim[path] = (http_status, obj)
+
+    def _openhim_for(self, path):
+        if path in self.openhim:
+            return self.openhim[path]
+        if path.endswith("/openhim"):
+            return (200, openhim_answer())
+        return None
+
+    def start(self):
+        self._server = _target._Server((self._host, self._want_port), _TargetHandler)
+        self._server.target = self
+        self._server.verbose = self._verbose
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.1},
+                                        name="target", daemon=True)
+        self._thread.start()
+        return self
+
+
+# ---------------------------------------------------------------------------
+# The DHIS2 simulator (tests/dhis2-sim)
+
+def dhis2_sim_bin():
+    b = os.environ.get("HIBUS_DHIS2_SIM")
+    if not b:
+        raise HarnessError("HIBUS_DHIS2_SIM is not set: run under ctest, or export "
+                           "HIBUS_DHIS2_SIM=/path/to/dhis2-sim")
+    if not os.access(b, os.X_OK):
+        raise HarnessError("HIBUS_DHIS2_SIM=%s is not an executable file" % b)
+    return b
+
+
+def dv(de, pe, ou, coc, value, aoc=None, comment=None):
+    """One data value as the simulator's GET /admin/values lists it."""
+    return {"dataElement": de, "period": pe, "orgUnit": ou, "categoryOptionCombo": coc,
+            "attributeOptionCombo": aoc or DHIS2Sim.DEFAULT_AOC, "value": value,
+            "comment": comment}
+
+
+def sort_values(values):
+    return sorted(values, key=lambda v: (v.get("dataElement") or "", v.get("period") or "",
+                                         v.get("orgUnit") or "",
+                                         v.get("categoryOptionCombo") or "",
+                                         v.get("attributeOptionCombo") or ""))
+
+
+class DHIS2Sim:
+    """A running tests/dhis2-sim on a free port of 127.0.0.1.
+
+    version: None (the simulator's default, 2.40), "2.40" or "2.37" (bare summaries).
+    Admin helpers (no auth): values(), reset(), faults(...), clear_faults(), stats()."""
+
+    USER = "hibus"
+    PASSWORD = "Hibus-sim-2026"
+    TOKEN = "d2pat_hibusSimulatorToken0000000000000001234567890"
+
+    # the UIDs of tests/dhis2-sim/metadata.json
+    DATA_SET = "uRfFkKfeb3Q"
+    ORG_UNITS = {"FAC-0042": "cLq0tI1jksz", "FAC-0043": "p88r7fYkDc9", "FAC-0100": "kVncLVPFjTT"}
+    DATA_ELEMENTS = {"AMOX250": "PRIVrEScHcE", "ORS1L": "YpYGky8q06j",
+                     "ACT-AL20": "rTAGiDO5psX", "ZINC20": "GHgQT4Rrg3i"}
+    MEASURES = {"opening_balance": "XIGEYSslBo4", "received": "qgguc6STNsc",
+                "consumed": "LelQdVJoKer", "losses": "zsdEdrSZ9r3",
+                "adjustments": "LjyzteI7tDK", "stock_on_hand": "PcAgkuk85UK",
+                "stockout_days": "YRxjWDCECJW", "requested": "IXRCtTyibWF"}
+    DEFAULT_COC = "MSc0sorvCNq"
+    DEFAULT_AOC = "pafMuhXXF9W"
+
+    _counter = 0
+
+    def __init__(self, version=None, metadata=None, name="dhis2-sim", root=None):
+        DHIS2Sim._counter += 1
+        self.name = "%s%d" % (name, DHIS2Sim._counter)
+        self.version = version
+        self.metadata = metadata or os.path.join(SOURCE_DIR, "tests", "dhis2-sim",
+                                                 "metadata.json")
+        self.dir = os.path.join(root or work_dir(), self.name)
+        self.port = None
+        self.proc = None
+        self.exit_code = None
+
+    def __repr__(self):
+        return "<DHIS2Sim %s port=%s>" % (self.name, self.port)
+
+    def start(self, timeout=15.0):
+        bin_ = dhis2_sim_bin()
+        os.makedirs(self.dir, exist_ok=True)
+        last = None
+        for _ in range(3):
+            port = free_port()
+            argv = [bin_, "--port", str(port), "--metadata", self.metadata,
+                    "--address", "127.0.0.1"]
+            if self.version:
+                argv += ["--version", self.version]
+            self.proc = Process(argv, env=child_env(), cwd=self.dir)
+            line = self.proc.wait_for_line(lambda ln: ln.startswith("dhis2-sim listening on"),
+                                           timeout)
+            if line is not None:
+                m = re.search(r":(\d+)\s*$", line)
+                self.port = int(m.group(1)) if m else port
+                if self.port != port:
+                    raise HarnessError("dhis2-sim said %r, asked for port %d" % (line, port))
+                return self
+            rc = self.proc.proc.poll()
+            err = self.proc.stderr_text()
+            out = "\n".join(self.proc.lines)
+            try:
+                self.proc.stop()
+            except AssertionError as e:
+                raise HarnessError(str(e))
+            self.proc = None
+            last = "%s\n%s\nstdout:\n%s\nstderr:\n%s" % (
+                " ".join(argv), "it exited with %d" % rc if rc is not None else "still running",
+                out, err)
+            if "in use" in (out + err).lower():
+                continue
+            break
+        raise HarnessError("dhis2-sim did not say it listens (waited up to %.0fs):\n%s"
+                           % (timeout, last))
+
+    def stop(self):
+        """SIGTERM; fails on a sanitizer report in its stderr."""
+        if self.proc is None:
+            return
+        p, self.proc = self.proc, None
+        try:
+            self.exit_code = p.stop()
+        except AssertionError:
+            _outcome["failed"] += 1
+            raise
+
+    def _cleanup(self):
+        if self.proc is not None:
+            self.proc._cleanup()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.proc.poll() is None
+
+    def stderr_text(self):
+        return self.proc.stderr_text() if self.proc else ""
+
+    # --- DHIS2's own API, as a client would use it
+
+    def request(self, method, path, body=None, headers=None, auth=None, timeout=30):
+        return http_request(self.port, method, path, body=body, headers=headers, auth=auth,
+                            timeout=timeout)
+
+    # --- the admin API (no auth)
+
+    def _admin(self, method, path, body=None):
+        r = self.request(method, path, body=body, timeout=10)
+        if r.status // 100 != 2:
+            raise HarnessError("dhis2-sim %s %s answered %d: %r" % (method, path, r.status,
+                                                                     r.body[:300]))
+        return r
+
+    def values(self):
+        """Every stored data value (list of dicts, sorted by harness.sort_values)."""
+        v = self._admin("GET", "/admin/values").json()
+        if not isinstance(v, list):
+            raise AssertionError("dhis2-sim /admin/values is not a JSON array: %r" % (v,))
+        return sort_values(v)
+
+    def reset(self):
+        """Forgets every stored value and fault (and the stats)."""
+        self._admin("POST", "/admin/reset", body={})
+
+    def faults(self, **kw):
+        """POST /admin/faults with kw: fail_status+fail_count, stall_seconds+stall_count,
+        drop_count, or clear=True."""
+        self._admin("POST", "/admin/faults", body=kw)
+
+    def clear_faults(self):
+        self.faults(clear=True)
+
+    def stats(self):
+        return self._admin("GET", "/admin/stats").json()
+
+
+def sim_route(sim, name="dhis2", auth="basic", primary=True, timeout="10s", **extra):
+    """A dhis2 route to sim: auth "basic", "token" or None."""
+    r = {"name": name, "mediator": "dhis2", "url": sim.url}
+    if auth == "basic":
+        r["auth"] = {"basic": {"username": DHIS2Sim.USER, "password": DHIS2Sim.PASSWORD}}
+    elif auth == "token":
+        r["auth"] = {"token": DHIS2Sim.TOKEN}
+    if primary:
+        r["primary"] = True
+    r["timeout"] = timeout
+    r.update(extra)
+    return r
+
+
+def mapping_doc(items=None, org_units=None, org_units_csv=None, measures=None,
+                data_set=DHIS2Sim.DATA_SET, period_type="Monthly"):
+    """A mapping file (as a dict for to_yaml) onto the simulator's metadata."""
+    d = {}
+    if data_set:
+        d["data_set"] = data_set
+    if period_type:
+        d["period_type"] = period_type
+    d["org_units"] = dict(DHIS2Sim.ORG_UNITS if org_units is None else org_units)
+    if org_units_csv:
+        d["org_units_csv"] = org_units_csv
+    d["measures"] = dict(DHIS2Sim.MEASURES if measures is None else measures)
+    d["items"] = dict({k: {"data_element": v} for k, v in DHIS2Sim.DATA_ELEMENTS.items()}
+                      if items is None else items)
+    return d
+
+
+def pipeline_data(name, mode="rb"):
+    """The bytes (or text) of tests/data/pipeline/NAME."""
+    with open(os.path.join(HERE, "data", "pipeline", name), mode) as f:
+        return f.read()
+
+
+def _stock_values(ou, pe, table):
+    """table: [(item code, {measure: int})] -> the simulator's values for them."""
+    out = []
+    for item, measures in table:
+        for m, v in measures.items():
+            out.append(dv(DHIS2Sim.DATA_ELEMENTS[item], pe, ou, DHIS2Sim.MEASURES[m], str(v)))
+    return sort_values(out)
+
+
+def _row(*v, names=("opening_balance", "received", "consumed", "losses", "adjustments",
+                    "stock_on_hand", "stockout_days", "requested")):
+    return {n: x for n, x in zip(names, v) if x is not None}
+
+
+# What the simulator must hold after each sample of tests/data/pipeline went through
+# the test mapping (harness.mapping_doc()), written out by hand from the samples.
+PIPELINE_SAMPLES = {
+    "lmis-report.json": {
+        "reader": "lmis-report", "content_type": "application/json",
+        "values": _stock_values("cLq0tI1jksz", "202610", [
+            ("AMOX250", _row(1200, 500, 640, 10, 0, 1050, 0, 700)),
+            ("ORS1L", _row(300, 0, 180, 0, -5, 115, 0, 400)),
+            ("ACT-AL20", _row(90, 200, 290, 0, 0, 0, 6, 600))])},
+    "openlmis-requisition.json": {
+        # no losses column: totalLossesAndAdjustments is the adjustments measure;
+        # the skipped line item (ORS1L) carries no data
+        "reader": "openlmis-requisition", "content_type": "application/json",
+        "values": _stock_values("kVncLVPFjTT", "202609", [
+            ("AMOX250", _row(800, 300, 420, None, -30, 650, 0, 500)),
+            ("ZINC20", _row(150, 0, 60, None, 0, 90, 2, 100))])},
+    "dhis2-datavalueset.json": {
+        "reader": "dhis2-json", "content_type": "application/json",
+        "values": sort_values([
+            dv("PRIVrEScHcE", "202608", "p88r7fYkDc9", "PcAgkuk85UK", "75"),
+            dv("PRIVrEScHcE", "202608", "p88r7fYkDc9", "LelQdVJoKer", "40"),
+            dv("YpYGky8q06j", "202608", "p88r7fYkDc9", "PcAgkuk85UK", "12",
+               comment="counted twice"),
+            dv("GHgQT4Rrg3i", "202608", "p88r7fYkDc9", "YRxjWDCECJW", "3")])},
+    "adx.xml": {
+        "reader": "adx", "content_type": "application/adx+xml",
+        "values": sort_values([
+            dv("rTAGiDO5psX", "202607", "cLq0tI1jksz", "PcAgkuk85UK", "44"),
+            dv("rTAGiDO5psX", "202607", "cLq0tI1jksz", "qgguc6STNsc", "100"),
+            dv("YpYGky8q06j", "202607", "cLq0tI1jksz", "LelQdVJoKer", "18")])},
+    "adx-multi.xml": {
+        # two groups (org unit and period per value), a comment with markup and non-ASCII
+        "reader": "adx", "content_type": "application/adx+xml",
+        "values": sort_values([
+            dv("PRIVrEScHcE", "202607", "cLq0tI1jksz", "PcAgkuk85UK", "310",
+               comment="recount & <adjusted> \u2013 r\u00e9ception \"partielle\""),
+            dv("PRIVrEScHcE", "202607", "cLq0tI1jksz", "LelQdVJoKer", "95"),
+            dv("GHgQT4Rrg3i", "202606", "p88r7fYkDc9", "YRxjWDCECJW", "4")])},
+}
+
+
+def normalize_values(values):
+    """The simulator's values with exactly the keys of dv() (a missing comment is None),
+    sorted; raises AssertionError on unexpected keys."""
+    keys = {"dataElement", "period", "orgUnit", "categoryOptionCombo", "attributeOptionCombo",
+            "value", "comment"}
+    out = []
+    for v in values:
+        extra = set(v) - keys
+        if extra:
+            raise AssertionError("unexpected keys %s in stored value %r" % (sorted(extra), v))
+        out.append({k: v.get(k) for k in keys})
+    return sort_values(out)

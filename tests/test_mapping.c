@@ -676,22 +676,33 @@ static void test_period_week_spanning_two_months(void **state)
                              "period_type in mappings/national.yaml");
 }
 
-static void test_period_week_and_day_inside_a_month(void **state)
+/* A week or a day inside a month is part of the month: sent as the month, its
+ * figures would replace the whole month's in DHIS2, so it is refused. */
+static void test_period_part_of_a_month_refused(void **state)
 {
     (void)state;
     char out[32], msg[1024];
     assert_int_equal(
         apply_period(true, PERIOD_MONTHLY, "2026W41", NULL, NULL, out, sizeof out, msg, sizeof msg),
-        HIBUS_OK);
-    assert_string_equal(out, "202610");
+        HIBUS_E_INVALID);
+    assert_string_equal(msg, "period \"2026W41\" (2026-10-05 to 2026-10-11) covers only part of "
+                             "Monthly period 202610 (2026-10-01 to 2026-10-31), and DHIS2 would "
+                             "take its figures as the whole period's; send one report for the "
+                             "whole Monthly period or change period_type in mappings/national.yaml");
     assert_int_equal(apply_period(true, PERIOD_MONTHLY, "20261015", NULL, NULL, out, sizeof out,
                                   msg, sizeof msg),
-                     HIBUS_OK);
-    assert_string_equal(out, "202610");
+                     HIBUS_E_INVALID);
     assert_int_equal(apply_period(true, PERIOD_QUARTERLY, "202611", NULL, NULL, out, sizeof out,
                                   msg, sizeof msg),
+                     HIBUS_E_INVALID);
+    /* Dates that cover the month exactly are the month. */
+    assert_int_equal(apply_period(true, PERIOD_MONTHLY, NULL, "2026-10-01", "2026-10-31", out,
+                                  sizeof out, msg, sizeof msg),
                      HIBUS_OK);
-    assert_string_equal(out, "2026Q4");
+    assert_string_equal(out, "202610");
+    assert_int_equal(apply_period(true, PERIOD_MONTHLY, NULL, "2026-10-05", "2026-10-31", out,
+                                  sizeof out, msg, sizeof msg),
+                     HIBUS_E_INVALID);
 }
 
 static void test_period_quarter_into_monthly(void **state)
@@ -765,7 +776,7 @@ static void test_period_value_overrides(void **state)
     (void)state;
     struct mapping *m = national();
     struct report *r = new_report("FAC-0042", NULL);
-    assert_true(report_set(&add(r, "ORS", NULL, "1", "v0")->period, "2026W41"));
+    assert_true(report_set(&add(r, "ORS", NULL, "1", "v0")->period, "202610"));
     assert_true(report_set(&add(r, "ORS", NULL, "2", "v1")->period, "202611"));
     assert_true(report_set(&add(r, "ORS", NULL, "3", "v2")->period, "2026W40"));
     assert_true(report_set(&add(r, "ORS", NULL, "4", "v3")->period, "2026W40"));
@@ -814,7 +825,7 @@ int main(void)
         cmocka_unit_test(test_period_whole_month_dates),
         cmocka_unit_test(test_period_dates_spanning_two_months),
         cmocka_unit_test(test_period_week_spanning_two_months),
-        cmocka_unit_test(test_period_week_and_day_inside_a_month),
+        cmocka_unit_test(test_period_part_of_a_month_refused),
         cmocka_unit_test(test_period_quarter_into_monthly),
         cmocka_unit_test(test_period_invalid),
         cmocka_unit_test(test_period_missing_with_type),

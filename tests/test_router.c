@@ -83,9 +83,21 @@ static const char *route(const char *method, const char *path, const char *ct)
     case ROUTER_NO_PATH: assert_null(out); return "404";
     case ROUTER_BAD_METHOD: assert_null(out); return "405";
     case ROUTER_BAD_CONTENT_TYPE: assert_null(out); return "415";
+    case ROUTER_NO_BODY_MATCH: assert_null(out); return "404-body";
     }
     fail();
     return NULL;
+}
+
+/* Like route(), with a body for match.json conditions. */
+static const char *route_body(const char *path, const char *body)
+{
+    const struct config_channel *out = NULL;
+    enum router_result r =
+        router_match(&cfg, "POST", path, "application/json", body, strlen(body), &out);
+    if (r == ROUTER_MATCH)
+        return out->name;
+    return r == ROUTER_NO_BODY_MATCH ? "404-body" : "other";
 }
 
 /* ------------------------------------------------------------------------------------
@@ -335,10 +347,46 @@ static void test_no_tie_when_priorities_differ_or_disabled(void **state)
     EXPECT_TIES("");
 }
 
+static void test_json_match(void **state)
+{
+    (void)state;
+    static struct config_json_match em[] = {{"program", "essential-medicines"}};
+    static struct config_json_match fp[] = {{"program", "family-planning"}, {"meta.v", "2"}};
+    struct config_channel *a = add("em", 10, CONFIG_PATH_EXACT, "/r", POST, JSON);
+    a->json_match = em;
+    a->n_json_match = 1;
+    struct config_channel *b = add("fp", 10, CONFIG_PATH_EXACT, "/r", POST, JSON);
+    b->json_match = fp;
+    b->n_json_match = 2;
+    assert_string_equal(route_body("/r", "{\"program\":\"essential-medicines\"}"), "em");
+    assert_string_equal(route_body("/r", "{\"program\":\"family-planning\",\"meta\":{\"v\":2}}"),
+                        "fp");
+    /* numbers compare as written; a missing nested field is no match */
+    assert_string_equal(route_body("/r", "{\"program\":\"family-planning\",\"meta\":{}}"),
+                        "404-body");
+    assert_string_equal(route_body("/r", "not json"), "404-body");
+    assert_string_equal(route_body("/r", "[1,2]"), "404-body");
+    /* different required values at the same path: never a tie */
+    struct hibus_diags d = {0};
+    router_check_ties(chs, cfg.n_channels, &d);
+    assert_int_equal(d.n, 0);
+    hibus_diags_free(&d);
+    char text[64];
+    json_t *doc = json_loads("{\"a\":{\"b\":true,\"n\":1.5,\"o\":{}}}", 0, NULL);
+    assert_true(router_json_text(doc, "a.b", text, sizeof text));
+    assert_string_equal(text, "true");
+    assert_true(router_json_text(doc, "a.n", text, sizeof text));
+    assert_string_equal(text, "1.5");
+    assert_false(router_json_text(doc, "a.o", text, sizeof text));
+    assert_false(router_json_text(doc, "a..b", text, sizeof text));
+    json_decref(doc);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(test_json_match),
         T(test_exact),
         T(test_prefix),
         T(test_regex),

@@ -43,6 +43,8 @@ struct mediator_response {
     size_t body_len;
     char *url;               /* the URL actually requested */
     double started_epoch_ms; /* wall clock when the request was sent */
+    int resent;              /* times libcurl sent the request again because a kept-alive
+                                connection closed before any answer (see mediator.c) */
     double duration_ms;
     char error[256];         /* why there was no answer; empty when status != 0 */
 };

@@ -1561,6 +1561,10 @@ static bool resolve_value(const json_t *dv, const json_t *set, long index,
     }
 
     it->value = jstr(dv, "value");
+    const char *vt = jstr(de->src, "valueType");
+    if (json_object_get(dv, "_adxAnnotation") != NULL && vt != NULL &&
+        (strcmp(vt, "TEXT") == 0 || strcmp(vt, "LONG_TEXT") == 0))
+        it->value = jstr(dv, "_adxAnnotation");
     if (it->value && !*it->value)
         it->value = NULL;
     it->comment = jstr(dv, "comment");
@@ -1929,8 +1933,11 @@ static json_t *adx_to_dvs(const char *body, size_t len, char *err, size_t errsz)
             for (xmlNode *a = d->children; a; a = a->next)
                 if (adx_is(a, "annotation")) {
                     xmlChar *text = xmlNodeGetContent(a);
+                    /* DHIS2 reads <annotation> as the value of a text data
+                     * element and ignores it for numeric ones; it is never a
+                     * comment (dhis2-core AdxDataService). */
                     if (text)
-                        json_object_set_new(v, "comment", json_string((const char *)text));
+                        json_object_set_new(v, "_adxAnnotation", json_string((const char *)text));
                     xmlFree(text);
                 }
             if (json_object_size(va))
