@@ -239,15 +239,21 @@ class FanoutTest(harness.TestCase):
     def test_primary_connection_dropped(self):
         payload = harness.pipeline_data("lmis-report.json")
         SIM.faults(drop_count=5)  # every connection of this delivery is dropped
+        before = SIM.stats()
         r = self.post("/fan/failed", payload)
+        after = SIM.stats()
         self.assertEqual(r.status, 502, r.body[:2000])
         tx = self.tx_of(r)
         self.assertEqual(r.json().get("status"), "failed", r.body)
         self.assertEqual(SIM.values(), [])
         atts = self.attempts(tx)
+        # one attempt row per POST the simulator received (its own stats call aside):
+        # two when libcurl resent on a fresh connection after a kept-alive one died
+        sent = after["requests"] - before["requests"] - 1
+        self.assertIn(sent, (1, 2))
         self.assertEqual([(a["route"], a["status_code"]) for a in atts],
-                         [("dhis2", None), ("archive", 200)], atts)
-        self.assertTrue(atts[0]["error"], atts[0])
+                         [("dhis2", None)] * sent + [("archive", 200)], atts)
+        self.assertTrue(all(a["error"] for a in atts[:sent]), atts)
         self.assertEqual(self.tx_row(tx)["status"], "failed")
         reqs = TARGET.wait_for_requests(1, timeout=5)
         self.assertEqual([(q.path, q.body) for q in reqs], [("/dead-letter", payload)])
