@@ -2632,7 +2632,7 @@ static void load_csv(struct loader *ld, struct mapping_load *ml, int kind)
     while (header[nh])
         nh++;
     char want[128];
-    snprintf(want, sizeof want, "%s", header[0]);
+    snprintf(want, sizeof want, "%s", nh > 0 ? header[0] : "");
     for (size_t i = 1; i < nh; i++)
         snprintf(want + strlen(want), sizeof want - strlen(want), ",%s", header[i]);
 

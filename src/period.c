@@ -204,7 +204,8 @@ static bool build(enum period_type t, int y, int n, int day, struct period *out)
         if (!date_valid(p.start))
             return false;
         p.end = p.start;
-        snprintf(p.id, sizeof p.id, "%04d%02d%02d", y, n, day);
+        snprintf(p.id, sizeof p.id, "%04u%02u%02u", (unsigned)y % 10000u, (unsigned)n % 100u,
+                 (unsigned)day % 100u); /* ranges checked by date_valid() */
         break;
     case PERIOD_WEEKLY:
     case PERIOD_BIWEEKLY:
