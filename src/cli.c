@@ -29,8 +29,7 @@
 #include "hibus/log.h"
 #include "hibus/mediator.h"
 #include "hibus/txlog.h"
-
-#define DRAIN_TIMEOUT_MS 30000L
+#include "hibus/worker.h"
 
 /* ------------------------------------------------------------ shared bits */
 
@@ -41,6 +40,9 @@ struct common_opts {
     const char *channel;
     const char *status;
     const char *route;
+    const char *since;
+    double rate;
+    bool cancel;
     bool no_migrate;
 };
 
@@ -59,6 +61,8 @@ static int parse_opts(int argc, char **argv, struct common_opts *o, const char *
         {"channel", required_argument, NULL, 'C'}, {"status", required_argument, NULL, 'S'},
         {"no-migrate", no_argument, NULL, 'M'},   {"help", no_argument, NULL, 'h'},
         {"remote", no_argument, NULL, 'R'},       {"route", required_argument, NULL, 'r'},
+        {"since", required_argument, NULL, 's'},  {"rate", required_argument, NULL, 'T'},
+        {"cancel", no_argument, NULL, 'X'},
         {NULL, 0, NULL, 0}};
     o->config = default_config();
     optind = 1;
@@ -72,6 +76,19 @@ static int parse_opts(int argc, char **argv, struct common_opts *o, const char *
         case 'M': o->no_migrate = true; break;
         case 'R': o->remote = true; break;
         case 'r': o->route = optarg; break;
+        case 's': o->since = optarg; break;
+        case 'T': {
+            char *end;
+            o->rate = strtod(optarg, &end);
+            if (*end != '\0' || o->rate <= 0) {
+                fprintf(stderr, "hibus: --rate expects a positive number of transactions a "
+                                "second, not \"%s\"\n",
+                        optarg);
+                return -2;
+            }
+            break;
+        }
+        case 'X': o->cancel = true; break;
         case 'h': fputs(usage_text, stdout); return -1;
         default: fputs(usage_text, stderr); return -2;
         }
@@ -104,9 +121,11 @@ static void print_error(const char *what, const struct hibus_error *err)
 
 static const char serve_usage[] =
     "usage: hibus serve [-c FILE] [--no-migrate]\n"
-    "Runs the daemon with the configuration FILE. Applies pending database\n"
-    "migrations first unless --no-migrate. SIGTERM or SIGINT: stop accepting,\n"
-    "finish the requests in flight (up to 30 s), exit 0.\n";
+    "Runs the daemon with the configuration FILE: the HTTP listener and\n"
+    "delivery.workers delivery workers. Applies pending database migrations first\n"
+    "unless --no-migrate. SIGTERM or SIGINT: stop accepting and claiming, finish\n"
+    "the requests and deliveries in flight (up to delivery.drain), put back in\n"
+    "the queue what is left, exit 0.\n";
 
 int cli_serve(int argc, char **argv)
 {
@@ -133,7 +152,8 @@ int cli_serve(int argc, char **argv)
     struct txlog *tl = NULL;
     struct auth_cache *ac = NULL;
     struct listener *l = NULL;
-    bool curl_ok = false;
+    struct workers *wk = NULL;
+    bool curl_ok = false, keep_txlog = false;
     char node[300];
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
@@ -160,9 +180,16 @@ int cli_serve(int argc, char **argv)
         print_error("could not start the listener", &err);
         goto out;
     }
-    LOG_INFO(NULL, "hibus %s listening on %s:%d (%zu channels, %zu clients, node %s)",
+    struct worker_deps wdeps = {.cfg = cfg, .tl = tl, .node = node};
+    if (workers_start(&wdeps, &wk, &err) != HIBUS_OK) {
+        print_error("could not start the delivery workers", &err);
+        goto out;
+    }
+    LOG_INFO(NULL,
+             "hibus %s listening on %s:%d (%zu channels, %zu clients, %d delivery workers, "
+             "node %s)",
              HIBUS_VERSION, cfg->listen_address, listener_port(l), cfg->n_channels,
-             cfg->n_clients, node);
+             cfg->n_clients, cfg->delivery_workers, node);
 
     for (;;) {
         int sig = 0;
@@ -173,17 +200,37 @@ int cli_serve(int argc, char **argv)
                            "to apply a changed configuration");
             continue;
         }
-        LOG_INFO(NULL, "%s: no longer accepting connections; finishing requests in flight",
+        LOG_INFO(NULL,
+                 "%s: no longer accepting connections or claiming work; finishing what is "
+                 "in flight",
                  sig == SIGTERM ? "SIGTERM" : "SIGINT");
         break;
     }
+    /* Drain: the listener's sync requests first (they hold leases too), then
+     * the workers' deliveries, all within delivery.drain. */
     listener_quiesce(l);
-    if (!listener_drain(l, DRAIN_TIMEOUT_MS))
+    workers_quiesce(wk);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!listener_drain(l, cfg->drain_ms))
         LOG_WARN(NULL, "requests still in flight after %ld s; closing their connections",
-                 DRAIN_TIMEOUT_MS / 1000);
+                 cfg->drain_ms / 1000);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (!workers_drain(wk, spent < cfg->drain_ms ? cfg->drain_ms - spent : 0))
+        LOG_WARN(NULL, "deliveries still in flight after %ld s; releasing them to the queue",
+                 cfg->drain_ms / 1000);
     rc = 0;
 out:
+    keep_txlog = !workers_stop(wk);
     listener_stop(l);
+    if (keep_txlog) {
+        /* A delivery thread is still inside a target call: end the process now,
+         * without freeing what it uses. Its transaction is back in the queue. */
+        LOG_INFO(NULL, "stopped (one delivery abandoned mid-call; it will be delivered again)");
+        fflush(stdout);
+        _exit(rc);
+    }
     auth_cache_free(ac);
     txlog_close(tl);
     if (curl_ok) {
@@ -790,5 +837,88 @@ out:
     delivery_prepared_free(&p);
     free(body);
     config_free(cfg);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ rerun */
+
+static const char rerun_usage[] =
+    "usage: hibus rerun [-c FILE] [--rate N] ID...\n"
+    "       hibus rerun [-c FILE] [--rate N] [--channel NAME] [--status STATUS] [--since TIME]\n"
+    "       hibus rerun [-c FILE] --cancel [--channel NAME]\n"
+    "Puts finished transactions back in the delivery queue: the given ids, or every\n"
+    "one that matches all the filters (at least one is needed). Each keeps its\n"
+    "history; its new tries are added as further attempts, with a fresh retry\n"
+    "budget. --rate spreads them out, N a second (default 20), so that a large\n"
+    "rerun does not flood DHIS2. --cancel drops reruns that are still queued.\n"
+    "TIME is anything PostgreSQL reads as a timestamp, e.g. 2026-11-01 or\n"
+    "\"2026-11-27 08:00+00\".\n";
+
+int cli_rerun(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = parse_opts(argc, argv, &o, rerun_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    if (o.rate == 0)
+        o.rate = 20;
+    /* ids as "1,2,3", each checked to be a positive integer */
+    size_t cap = 1;
+    for (int k = i; k < argc; k++)
+        cap += strlen(argv[k]) + 1;
+    char *ids = calloc(1, cap);
+    if (ids == NULL)
+        return 1;
+    size_t at = 0;
+    for (int k = i; k < argc; k++) {
+        int64_t id;
+        if (!parse_id(argv[k], &id)) {
+            fprintf(stderr, "hibus rerun: \"%s\" is not a transaction id\n%s", argv[k], rerun_usage);
+            free(ids);
+            return 2;
+        }
+        at += (size_t)snprintf(ids + at, cap - at, "%s%lld", at ? "," : "", (long long)id);
+    }
+    if (!o.cancel && ids[0] == '\0' && !o.channel && !o.status && !o.since) {
+        fprintf(stderr, "hibus rerun: give transaction ids or at least one filter (--channel, "
+                        "--status, --since)\n%s",
+                rerun_usage);
+        free(ids);
+        return 2;
+    }
+    struct config *cfg = load_config(o.config);
+    if (cfg == NULL) {
+        free(ids);
+        return 1;
+    }
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    long n = 0;
+    int rc = 1;
+    if (txlog_open(cfg->database_url, 1, cfg->database_connect_timeout_ms, &tl, &err) != HIBUS_OK) {
+        print_error("rerun", &err);
+    } else if (o.cancel) {
+        if (txlog_rerun_cancel(tl, o.channel, &n, &err) != HIBUS_OK)
+            print_error("could not cancel reruns", &err);
+        else {
+            printf("cancelled %ld queued rerun%s\n", n, n == 1 ? "" : "s");
+            rc = 0;
+        }
+    } else {
+        struct txlog_rerun_filter f = {.ids_csv = ids[0] ? ids : NULL, .channel = o.channel,
+                                       .status = o.status, .since = o.since, .rate_per_s = o.rate};
+        if (txlog_rerun(tl, &f, &n, &err) != HIBUS_OK)
+            print_error("could not re-queue", &err);
+        else {
+            printf("re-queued %ld transaction%s", n, n == 1 ? "" : "s");
+            if (n > 1)
+                printf(", %g a second: the last is due in %.1f s", o.rate, (double)(n - 1) / o.rate);
+            printf("\n");
+            rc = 0;
+        }
+    }
+    txlog_close(tl);
+    config_free(cfg);
+    free(ids);
     return rc;
 }

@@ -497,10 +497,26 @@ static bool get_bool(struct loader *ld, const yaml_node_t *n, const char *what, 
     return ok;
 }
 
-/* Durations are accepted from 1ms up to one day. */
-#define DURATION_MAX_MS (24L * 3600 * 1000)
+/* The range a duration key accepts, with the words used in its messages. Most
+ * keys take 1ms up to one day; the delivery keys that bound a whole transaction's
+ * life take up to 30 days, and retention (where 0 means forever) up to 10 years. */
+struct duration_range {
+    long min, max;       /* milliseconds */
+    const char *text;    /* "1ms .. 24h" */
+    const char *example; /* "500ms, 30s, 2m or 1h" */
+};
 
-static bool get_duration(struct loader *ld, const yaml_node_t *n, const char *what, long *out)
+#define DAY_MS (24L * 3600 * 1000)
+
+static const struct duration_range dur_short = {1, DAY_MS, "1ms .. 24h", "500ms, 30s, 2m or 1h"};
+static const struct duration_range dur_long = {1, 30 * DAY_MS, "1ms .. 30d", "30s, 5m, 24h or 7d"};
+static const struct duration_range dur_keep = {0, 3650 * DAY_MS, "0 .. 3650d",
+                                               "12h, 90d or 2w; 0 for forever"};
+static const struct duration_range dur_prune = {1000, 3650 * DAY_MS, "1s .. 3650d",
+                                                "30m, 1h or 1d"};
+
+static bool get_duration_in(struct loader *ld, const yaml_node_t *n, const char *what,
+                            const struct duration_range *range, long *out)
 {
     char *s = scalar_dup(ld, n, what);
     if (s == NULL)
@@ -508,16 +524,41 @@ static bool get_duration(struct loader *ld, const yaml_node_t *n, const char *wh
     long v = 0;
     bool ok = config_parse_duration_ms(s, &v);
     if (!ok)
-        err_at(ld, n, "expected a duration (like 500ms, 30s, 2m or 1h) for %s, got \"%s\"", what,
-               s);
-    else if (v < 1 || v > DURATION_MAX_MS) {
-        err_at(ld, n, "\"%s\" is outside the valid range for %s (1ms .. 24h)", s, what);
+        err_at(ld, n, "expected a duration (like %s) for %s, got \"%s\"", range->example, what, s);
+    else if (v < range->min || v > range->max) {
+        err_at(ld, n, "\"%s\" is outside the valid range for %s (%s)", s, what, range->text);
         ok = false;
     } else {
         *out = v;
     }
     free(s);
     return ok;
+}
+
+static bool get_duration(struct loader *ld, const yaml_node_t *n, const char *what, long *out)
+{
+    return get_duration_in(ld, n, what, &dur_short, out);
+}
+
+/* A duration for messages, in the largest unit that divides it: "15m", "40s", "90d",
+ * "1500ms", "0". */
+static const char *fmt_duration(char *buf, size_t size, long long ms)
+{
+    static const struct {
+        const char *unit;
+        long long factor;
+    } units[] = {{"d", DAY_MS}, {"h", 3600L * 1000}, {"m", 60L * 1000}, {"s", 1000}};
+    for (size_t i = 0; ms != 0 && i < sizeof units / sizeof units[0]; i++) {
+        if (ms % units[i].factor == 0) {
+            snprintf(buf, size, "%lld%s", ms / units[i].factor, units[i].unit);
+            return buf;
+        }
+    }
+    if (ms == 0)
+        snprintf(buf, size, "0");
+    else
+        snprintf(buf, size, "%lldms", ms);
+    return buf;
 }
 
 static bool get_size(struct loader *ld, const yaml_node_t *n, const char *what, size_t *out)
@@ -922,7 +963,8 @@ enum {
     K_CHANNELS,
     K_MAPPINGS,
     K_ADMIN,
-    K_DELIVERY
+    K_DELIVERY,
+    K_RETENTION
 };
 static const struct key_spec main_keys[] = {
     [K_LISTEN] = {"listen", false},         [K_DATABASE] = {"database", true},
@@ -930,6 +972,7 @@ static const struct key_spec main_keys[] = {
     [K_REDACT] = {"redact_headers", false}, [K_CLIENTS] = {"clients", false},
     [K_CHANNELS] = {"channels", false},     [K_MAPPINGS] = {"mappings", false},
     [K_ADMIN] = {"admin", false},           [K_DELIVERY] = {"delivery", false},
+    [K_RETENTION] = {"retention", false},
 };
 
 enum { K_L_ADDRESS, K_L_PORT };
@@ -958,6 +1001,44 @@ static const struct key_spec log_keys[] = {
     [K_G_FORMAT] = {"format", false},
 };
 
+enum {
+    K_DV_WORKERS,
+    K_DV_LEASE,
+    K_DV_POLL,
+    K_DV_BATCH,
+    K_DV_DRAIN,
+    K_DV_MAX_ATTEMPTS,
+    K_DV_MAX_AGE,
+    K_DV_BACKOFF
+};
+static const struct key_spec delivery_keys[] = {
+    [K_DV_WORKERS] = {"workers", false}, [K_DV_LEASE] = {"lease", false},
+    [K_DV_POLL] = {"poll", false},       [K_DV_BATCH] = {"batch", false},
+    [K_DV_DRAIN] = {"drain", false},     [K_DV_MAX_ATTEMPTS] = {"max_attempts", false},
+    [K_DV_MAX_AGE] = {"max_age", false}, [K_DV_BACKOFF] = {"backoff", false},
+};
+
+/* A channel's retry: holds the delivery: keys that make the retry policy. */
+enum { K_RY_MAX_ATTEMPTS, K_RY_MAX_AGE, K_RY_BACKOFF };
+static const struct key_spec retry_keys[] = {
+    [K_RY_MAX_ATTEMPTS] = {"max_attempts", false},
+    [K_RY_MAX_AGE] = {"max_age", false},
+    [K_RY_BACKOFF] = {"backoff", false},
+};
+
+enum { K_BO_INITIAL, K_BO_MAX };
+static const struct key_spec backoff_keys[] = {
+    [K_BO_INITIAL] = {"initial", false},
+    [K_BO_MAX] = {"max", false},
+};
+
+enum { K_RT_KEEP_BODIES, K_RT_KEEP_TRANSACTIONS, K_RT_PRUNE_EVERY };
+static const struct key_spec retention_keys[] = {
+    [K_RT_KEEP_BODIES] = {"keep_bodies", false},
+    [K_RT_KEEP_TRANSACTIONS] = {"keep_transactions", false},
+    [K_RT_PRUNE_EVERY] = {"prune_every", false},
+};
+
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 
@@ -977,6 +1058,107 @@ static void add_redact(struct loader *ld, char *name)
         return;
     }
     cfg->redact_headers[cfg->n_redact_headers++] = name;
+}
+
+/* max_attempts, max_age and backoff: { initial, max } of delivery: or of a channel's
+ * retry:, over what *r already holds (the defaults, or the global policy): each key
+ * given replaces one value. prefix names the mapping in messages. */
+static void load_retry_policy(struct loader *ld, const char *prefix,
+                              const yaml_node_t *max_attempts, const yaml_node_t *max_age,
+                              const yaml_node_t *backoff, struct config_retry *r)
+{
+    char what[64], a[32], b[32];
+    if (max_attempts) {
+        snprintf(what, sizeof what, "%s.max_attempts", prefix);
+        get_int(ld, max_attempts, what, 1, 1000, &r->max_attempts);
+    }
+    if (max_age) {
+        snprintf(what, sizeof what, "%s.max_age", prefix);
+        get_duration_in(ld, max_age, what, &dur_long, &r->max_age_ms);
+    }
+    struct found g[sizeof backoff_keys / sizeof backoff_keys[0]];
+    snprintf(what, sizeof what, "%s.backoff", prefix);
+    if (backoff == NULL || !MAP_KEYS(ld, backoff, what, backoff_keys, g))
+        return;
+    bool ok = true;
+    if (g[K_BO_INITIAL].val) {
+        snprintf(what, sizeof what, "%s.backoff.initial", prefix);
+        ok = get_duration(ld, g[K_BO_INITIAL].val, what, &r->backoff_initial_ms);
+    }
+    if (g[K_BO_MAX].val) {
+        snprintf(what, sizeof what, "%s.backoff.max", prefix);
+        ok = get_duration(ld, g[K_BO_MAX].val, what, &r->backoff_max_ms) && ok;
+    }
+    if (!ok || r->backoff_max_ms >= r->backoff_initial_ms)
+        return;
+    fmt_duration(a, sizeof a, r->backoff_max_ms);
+    fmt_duration(b, sizeof b, r->backoff_initial_ms);
+    if (g[K_BO_MAX].val)
+        err_at(ld, g[K_BO_MAX].val, "%s.backoff.max (%s) is shorter than backoff.initial (%s)",
+               prefix, a, b);
+    else if (g[K_BO_INITIAL].val)
+        err_at(ld, g[K_BO_INITIAL].val,
+               "%s.backoff.initial (%s) is longer than backoff.max (%s) (set %s.backoff.max to at "
+               "least %s)",
+               prefix, b, a, prefix, b);
+}
+
+/* keep_bodies and keep_transactions of retention: or of a channel (prefix "retention."
+ * or ""): 0 or absent is "forever" (for a channel: the global value). Both given and
+ * not 0: a transaction cannot be removed before its bodies. */
+static void load_keep(struct loader *ld, const char *prefix, const yaml_node_t *bodies,
+                      const yaml_node_t *transactions, long long *bodies_ms,
+                      long long *transactions_ms)
+{
+    char what[64], a[32], b[32];
+    long v = 0;
+    snprintf(what, sizeof what, "%skeep_bodies", prefix);
+    if (bodies && get_duration_in(ld, bodies, what, &dur_keep, &v))
+        *bodies_ms = v;
+    snprintf(what, sizeof what, "%skeep_transactions", prefix);
+    if (transactions && get_duration_in(ld, transactions, what, &dur_keep, &v))
+        *transactions_ms = v;
+    if (bodies && transactions && *bodies_ms > 0 && *transactions_ms > 0 &&
+        *transactions_ms < *bodies_ms)
+        err_at(ld, transactions,
+               "%skeep_transactions (%s) is shorter than %skeep_bodies (%s) (a transaction is "
+               "removed with its bodies: keep transactions at least as long)",
+               prefix, fmt_duration(a, sizeof a, *transactions_ms), prefix,
+               fmt_duration(b, sizeof b, *bodies_ms));
+}
+
+static void load_delivery(struct loader *ld, const yaml_node_t *n)
+{
+    struct config *cfg = ld->cfg;
+    struct found f[sizeof delivery_keys / sizeof delivery_keys[0]];
+    if (!MAP_KEYS(ld, n, "delivery", delivery_keys, f))
+        return;
+    if (f[K_DV_WORKERS].val)
+        get_int(ld, f[K_DV_WORKERS].val, "delivery.workers", 0, 256, &cfg->delivery_workers);
+    if (f[K_DV_LEASE].val)
+        get_duration_in(ld, f[K_DV_LEASE].val, "delivery.lease", &dur_long,
+                        &cfg->delivery_lease_ms);
+    if (f[K_DV_POLL].val)
+        get_duration(ld, f[K_DV_POLL].val, "delivery.poll", &cfg->delivery_poll_ms);
+    if (f[K_DV_BATCH].val)
+        get_int(ld, f[K_DV_BATCH].val, "delivery.batch", 1, 100, &cfg->delivery_batch);
+    if (f[K_DV_DRAIN].val)
+        get_duration_in(ld, f[K_DV_DRAIN].val, "delivery.drain", &dur_long, &cfg->drain_ms);
+    load_retry_policy(ld, "delivery", f[K_DV_MAX_ATTEMPTS].val, f[K_DV_MAX_AGE].val,
+                      f[K_DV_BACKOFF].val, &cfg->retry);
+}
+
+static void load_retention(struct loader *ld, const yaml_node_t *n)
+{
+    struct config *cfg = ld->cfg;
+    struct found f[sizeof retention_keys / sizeof retention_keys[0]];
+    if (!MAP_KEYS(ld, n, "retention", retention_keys, f))
+        return;
+    load_keep(ld, "retention.", f[K_RT_KEEP_BODIES].val, f[K_RT_KEEP_TRANSACTIONS].val,
+              &cfg->keep_bodies_ms, &cfg->keep_transactions_ms);
+    if (f[K_RT_PRUNE_EVERY].val)
+        get_duration_in(ld, f[K_RT_PRUNE_EVERY].val, "retention.prune_every", &dur_prune,
+                        &cfg->prune_every_ms);
 }
 
 static void load_main(struct loader *ld, yaml_node_t *root, void *arg)
@@ -1040,8 +1222,10 @@ static void load_main(struct loader *ld, yaml_node_t *root, void *arg)
         get_string(ld, f[K_MAPPINGS].val, "mappings", true, &refs->mappings);
     if (f[K_ADMIN].key)
         err_at(ld, f[K_ADMIN].key, "admin is not supported yet");
-    if (f[K_DELIVERY].key)
-        err_at(ld, f[K_DELIVERY].key, "delivery is not supported yet");
+    if (f[K_DELIVERY].val)
+        load_delivery(ld, f[K_DELIVERY].val);
+    if (f[K_RETENTION].val)
+        load_retention(ld, f[K_RETENTION].val);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -1181,16 +1365,27 @@ enum {
     K_CH_MATCH,
     K_CH_ALLOW,
     K_CH_MODE,
+    K_CH_RETRY,
+    K_CH_KEEP_BODIES,
+    K_CH_KEEP_TRANSACTIONS,
     K_CH_TRANSFORM,
     K_CH_UNMAPPED,
     K_CH_ROUTES
 };
 static const struct key_spec channel_keys[] = {
-    [K_CH_NAME] = {"name", true},          [K_CH_DESCRIPTION] = {"description", false},
-    [K_CH_ENABLED] = {"enabled", false},   [K_CH_PRIORITY] = {"priority", false},
-    [K_CH_MATCH] = {"match", true},        [K_CH_ALLOW] = {"allow", false},
-    [K_CH_MODE] = {"mode", false},         [K_CH_TRANSFORM] = {"transform", false},
-    [K_CH_UNMAPPED] = {"unmapped", false}, [K_CH_ROUTES] = {"routes", true},
+    [K_CH_NAME] = {"name", true},
+    [K_CH_DESCRIPTION] = {"description", false},
+    [K_CH_ENABLED] = {"enabled", false},
+    [K_CH_PRIORITY] = {"priority", false},
+    [K_CH_MATCH] = {"match", true},
+    [K_CH_ALLOW] = {"allow", false},
+    [K_CH_MODE] = {"mode", false},
+    [K_CH_RETRY] = {"retry", false},
+    [K_CH_KEEP_BODIES] = {"keep_bodies", false},
+    [K_CH_KEEP_TRANSACTIONS] = {"keep_transactions", false},
+    [K_CH_TRANSFORM] = {"transform", false},
+    [K_CH_UNMAPPED] = {"unmapped", false},
+    [K_CH_ROUTES] = {"routes", true},
 };
 
 enum { K_MA_PATH, K_MA_PATH_PREFIX, K_MA_PATH_REGEX, K_MA_METHODS, K_MA_CONTENT_TYPES, K_MA_JSON };
@@ -1962,6 +2157,25 @@ static void load_routes(struct loader *ld, yaml_node_t *n, struct config_channel
     }
 }
 
+/* A worker holds an async transaction for delivery.lease while it runs the routes
+ * one after the other; if they could take longer, another process could claim the
+ * transaction and deliver it a second time. */
+static void check_lease(struct loader *ld, const yaml_node_t *at, const struct config_channel *ch)
+{
+    long long sum = 0;
+    for (size_t i = 0; i < ch->n_routes; i++)
+        sum += ch->routes[i].timeout_ms;
+    if (sum <= ld->cfg->delivery_lease_ms)
+        return;
+    char a[32], b[32];
+    fmt_duration(a, sizeof a, sum);
+    err_at(ld, at,
+           "the routes of async channel \"%s\" may take %s together (the sum of their "
+           "timeouts), longer than delivery.lease (%s); raise delivery.lease in hibus.yaml to at "
+           "least %s, or lower the timeouts",
+           ch->name ? ch->name : "", a, fmt_duration(b, sizeof b, ld->cfg->delivery_lease_ms), a);
+}
+
 static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
 {
     (void)arg;
@@ -2005,9 +2219,18 @@ static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
     if (f[K_CH_MODE].val) {
         static const char *const modes[] = {"sync", "async", NULL};
         int m = get_enum(ld, f[K_CH_MODE].val, "mode", modes);
-        if (m > 0)
-            err_at(ld, f[K_CH_MODE].val, "mode \"%s\" is not supported yet", modes[m]);
+        if (m >= 0)
+            ch->mode = m == 1 ? CONFIG_MODE_ASYNC : CONFIG_MODE_SYNC;
     }
+    ch->retry = cfg->retry;
+    if (f[K_CH_RETRY].val) {
+        struct found g[sizeof retry_keys / sizeof retry_keys[0]];
+        if (MAP_KEYS(ld, f[K_CH_RETRY].val, "retry", retry_keys, g))
+            load_retry_policy(ld, "retry", g[K_RY_MAX_ATTEMPTS].val, g[K_RY_MAX_AGE].val,
+                              g[K_RY_BACKOFF].val, &ch->retry);
+    }
+    load_keep(ld, "", f[K_CH_KEEP_BODIES].val, f[K_CH_KEEP_TRANSACTIONS].val, &ch->keep_bodies_ms,
+              &ch->keep_transactions_ms);
     struct transform_seen seen = {0};
     if (f[K_CH_TRANSFORM].val)
         load_transform(ld, f[K_CH_TRANSFORM].key, f[K_CH_TRANSFORM].val, ch, &seen);
@@ -2019,8 +2242,11 @@ static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
             err_at(ld, f[K_CH_UNMAPPED].key,
                    "unmapped applies only to a channel whose transform has a mapping");
     }
+    size_t before_routes = ld->diags->n;
     if (f[K_CH_ROUTES].val)
         load_routes(ld, f[K_CH_ROUTES].val, ch);
+    if (ch->mode == CONFIG_MODE_ASYNC && f[K_CH_ROUTES].val && ld->diags->n == before_routes)
+        check_lease(ld, f[K_CH_ROUTES].key, ch);
     /* DHIS2 takes UIDs: a report in source codes must go through a mapping */
     for (size_t i = 0; ch->has_transform && seen.mapping == NULL && i < ch->n_routes; i++) {
         if (ch->routes[i].mediator == CONFIG_MEDIATOR_DHIS2) {
@@ -2997,6 +3223,18 @@ static void set_defaults(struct loader *ld, struct config *cfg)
     cfg->connection_timeout_ms = 60000;
     cfg->log_level = LOG_LEVEL_INFO;
     cfg->log_format = LOG_FORMAT_TEXT;
+    cfg->delivery_workers = 4;
+    cfg->delivery_lease_ms = 5L * 60 * 1000;
+    cfg->delivery_poll_ms = 5000;
+    cfg->delivery_batch = 1;
+    cfg->drain_ms = 30000;
+    cfg->retry = (struct config_retry){.max_attempts = 10,
+                                       .max_age_ms = DAY_MS,
+                                       .backoff_initial_ms = 2000,
+                                       .backoff_max_ms = 15L * 60 * 1000};
+    cfg->keep_bodies_ms = 0; /* forever */
+    cfg->keep_transactions_ms = 0;
+    cfg->prune_every_ms = 3600L * 1000;
     for (size_t i = 0; i < sizeof default_redact / sizeof default_redact[0]; i++) {
         char *s = xstrdup(ld, default_redact[i]);
         if (s)
@@ -3167,7 +3405,13 @@ static bool parse_with_units(const char *s, const struct unit *units, size_t nun
 bool config_parse_duration_ms(const char *s, long *out)
 {
     static const struct unit units[] = {
-        {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000},
+        {"", 1000},
+        {"ms", 1},
+        {"s", 1000},
+        {"m", 60 * 1000},
+        {"h", 3600 * 1000},
+        {"d", 24ULL * 3600 * 1000},
+        {"w", 7ULL * 24 * 3600 * 1000},
     };
     unsigned long long v;
     if (!parse_with_units(s, units, sizeof units / sizeof units[0], LONG_MAX, &v))

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "hibus/dhis2.h"
 #include "hibus/log.h"
@@ -112,7 +114,7 @@ static bool when_holds(const struct config_route *rt, const struct delivery_rout
 {
     if (rt->n_when == 0)
         return true;
-    long st = primary->resp.status;
+    long st = primary->status;
     for (size_t i = 0; i < rt->n_when; i++) {
         const char *w = rt->when[i];
         if (strcmp(w, "failed") == 0) {
@@ -209,6 +211,28 @@ static void openhim_unwrap(struct delivery_route_result *rr)
     json_decref(doc);
 }
 
+/* Can this route's failure succeed later? No answer, a timeout, 5xx, 429, and a
+ * 409 that carries no import summary (DHIS2 answers 409 while a data set is
+ * locked for an analytics run) may; a refused payload, a bad credential or an
+ * import that stored nothing because of its data will fail the same way again. */
+static bool failure_retryable(const struct delivery_route_result *rr)
+{
+    if (strcmp(rr->outcome, "failed") != 0 && strcmp(rr->outcome, "completed") != 0)
+        return false;
+    long st = rr->resp.status;
+    if (st == 0)
+        return rr->rc == HIBUS_E_TARGET || rr->rc == HIBUS_E_TIMEOUT;
+    if (st >= 500 || st == 429)
+        return true;
+    if (st == 409 && rr->route->mediator == CONFIG_MEDIATOR_DHIS2 && rr->details == NULL)
+        return true;
+    return false;
+}
+
+static void route_send(const struct config_channel *ch, const struct config_route *rt,
+                       const struct delivery_prepared *p, const struct delivery_input *in,
+                       struct delivery_route_result *rr);
+
 static void run_route(const struct config_channel *ch, const struct config_route *rt,
                       const struct delivery_prepared *p, const struct delivery_input *in,
                       struct delivery_route_result *rr)
@@ -216,6 +240,15 @@ static void run_route(const struct config_channel *ch, const struct config_route
     rr->route = rt;
     rr->ran = true;
     rr->method = rt->mediator == CONFIG_MEDIATOR_DHIS2 ? "POST" : in->method;
+    route_send(ch, rt, p, in, rr);
+    rr->status = rr->unwrapped ? rr->answer.status : rr->resp.status;
+    rr->retryable = failure_retryable(rr);
+}
+
+static void route_send(const struct config_channel *ch, const struct config_route *rt,
+                       const struct delivery_prepared *p, const struct delivery_input *in,
+                       struct delivery_route_result *rr)
+{
     struct mediator_request mr = {.request_id = in->request_id, .method = in->method,
                                   .query = in->query, .headers = in->headers,
                                   .n_headers = in->n_headers, .body = in->body,
@@ -273,35 +306,73 @@ static void run_route(const struct config_channel *ch, const struct config_route
         openhim_unwrap(rr);
 }
 
+static const struct txlog_route_state *prev_state(const struct txlog_route_state *prev,
+                                                  size_t n_prev, const char *route)
+{
+    for (size_t i = 0; prev != NULL && i < n_prev; i++)
+        if (strcmp(prev[i].route, route) == 0 && prev[i].outcome[0])
+            return &prev[i];
+    return NULL;
+}
+
+/* Runs route rt, or carries its earlier outcome when an earlier round finished it. */
+static void run_or_carry(const struct config_channel *ch, const struct config_route *rt,
+                         const struct delivery_prepared *p, const struct delivery_input *in,
+                         const struct txlog_route_state *prev, size_t n_prev,
+                         struct delivery_route_result *rr)
+{
+    const struct txlog_route_state *ps = prev_state(prev, n_prev, rt->name);
+    if (ps != NULL && !ps->retryable) {
+        rr->route = rt;
+        rr->carried = true;
+        rr->status = ps->status_code;
+        /* outcome strings are static: match the stored one to ours */
+        static const char *const outcomes[] = {"successful", "completed", "completed_with_errors",
+                                               "failed", NULL};
+        rr->outcome = "failed";
+        for (size_t i = 0; outcomes[i] != NULL; i++)
+            if (strcmp(ps->outcome, outcomes[i]) == 0)
+                rr->outcome = outcomes[i];
+        return;
+    }
+    run_route(ch, rt, p, in, rr);
+}
+
 void delivery_run(const struct config_channel *ch, const struct delivery_prepared *p,
-                  const struct delivery_input *in, struct delivery_result *out)
+                  const struct delivery_input *in, const struct txlog_route_state *prev,
+                  size_t n_prev, struct delivery_result *out)
 {
     memset(out, 0, sizeof *out);
     size_t n = ch->n_routes, primary = 0;
     out->routes = calloc(n, sizeof *out->routes);
     if (out->routes == NULL) {
         out->status = "failed";
+        out->retry = true;
         return;
     }
     out->n_routes = n;
     for (size_t i = 0; i < n; i++)
         if (ch->routes[i].primary)
             primary = i;
-    run_route(ch, &ch->routes[primary], p, in, &out->routes[0]);
+    run_or_carry(ch, &ch->routes[primary], p, in, prev, n_prev, &out->routes[0]);
     const struct delivery_route_result *pr = &out->routes[0];
     bool secondary_trouble = false;
+    out->retry = pr->retryable;
     for (size_t i = 0, k = 1; i < n; i++) {
         if (i == primary)
             continue;
         struct delivery_route_result *rr = &out->routes[k++];
-        if (!when_holds(&ch->routes[i], pr)) {
+        /* While the primary may still succeed, routes waiting on it wait too. */
+        if (!when_holds(&ch->routes[i], pr) ||
+            (ch->routes[i].n_when > 0 && pr->retryable && in->may_retry)) {
             rr->route = &ch->routes[i];
             rr->outcome = "skipped";
             continue;
         }
-        run_route(ch, &ch->routes[i], p, in, rr);
+        run_or_carry(ch, &ch->routes[i], p, in, prev, n_prev, rr);
         if (strcmp(rr->outcome, "successful") != 0)
             secondary_trouble = true;
+        out->retry = out->retry || rr->retryable;
     }
     if (strcmp(pr->outcome, "failed") == 0 || strcmp(pr->outcome, "completed") == 0)
         out->status = pr->outcome;
@@ -310,6 +381,45 @@ void delivery_run(const struct config_channel *ch, const struct delivery_prepare
         out->status = "completed_with_errors";
     else
         out->status = "successful";
+}
+
+long delivery_backoff_ms(const struct config_retry *rt, int round)
+{
+    double cap = (double)rt->backoff_initial_ms;
+    for (int i = 1; i < round && cap < (double)rt->backoff_max_ms; i++)
+        cap *= 2;
+    if (cap > (double)rt->backoff_max_ms)
+        cap = (double)rt->backoff_max_ms;
+    /* Full jitter: spread retries of many failed transactions over the whole
+     * window instead of sending them back to a recovering DHIS2 together. */
+    unsigned r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+        r = (unsigned)time(NULL) * 2654435761u;
+    return (long)(cap * ((double)r / 4294967295.0));
+}
+
+json_t *delivery_account(int64_t tx_id, const char *request_id, const struct delivery_prepared *p,
+                         const struct delivery_result *r)
+{
+    json_t *routes = json_array();
+    for (size_t i = 0; r != NULL && i < r->n_routes; i++) {
+        const struct delivery_route_result *rr = &r->routes[i];
+        json_t *o = json_pack("{s:s, s:s}", "route", rr->route->name, "outcome", rr->outcome);
+        if (rr->status)
+            json_object_set_new(o, "status_code", json_integer(rr->status));
+        if (rr->carried)
+            json_object_set_new(o, "earlier_round", json_true());
+        if (rr->details != NULL)
+            json_object_set(o, rr->route->mediator == CONFIG_MEDIATOR_DHIS2 ? "import" : "mediator",
+                            rr->details);
+        const char *e = rr->error ? rr->error : (rr->ran && !rr->resp.status ? rr->resp.error : NULL);
+        if (e != NULL && e[0])
+            json_object_set_new(o, "error", json_string(e));
+        json_array_append_new(routes, o);
+    }
+    return json_pack("{s:I, s:s, s:s, s:o, s:O, s:O}", "transaction", (json_int_t)tx_id, "status",
+                     r ? r->status : "rejected", "request_id", request_id, "routes", routes,
+                     "skipped", p->skipped, "warnings", p->warnings);
 }
 
 void delivery_result_free(struct delivery_result *r)
@@ -348,9 +458,7 @@ static char *headers_json(const struct mediator_response *r)
 }
 
 enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct delivery_prepared *p,
-                               const struct delivery_result *r, const char *status,
-                               int response_status, const char *response_headers_json,
-                               const char *response_body, size_t response_body_len,
+                               const struct delivery_result *r, const struct delivery_outcome *o,
                                struct hibus_error *err)
 {
     size_t n = r ? r->n_routes : 0, cap = 1;
@@ -372,7 +480,7 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
          * may have received them. */
         for (int k = 0; k < rr->resp.resent && na + 1 < cap; k++, na++)
             at[na] = (struct txlog_attempt){
-                .route = rr->route->name, .attempt = k + 1, .method = rr->method,
+                .route = rr->route->name, .method = rr->method, .retryable = true,
                 .url = rr->resp.url ? rr->resp.url : rr->route->url,
                 .started_epoch_ms = rr->resp.started_epoch_ms,
                 .error = "the kept-alive connection closed before any answer; the request was "
@@ -381,7 +489,8 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
         dj[na] = rr->details ? json_dumps(rr->details, JSON_COMPACT) : NULL;
         const char *e = rr->resp.status ? rr->error : (rr->error ? rr->error : rr->resp.error);
         at[na] = (struct txlog_attempt){
-            .route = rr->route->name, .attempt = rr->resp.resent + 1, .method = rr->method,
+            .route = rr->route->name, .method = rr->method, .outcome = rr->outcome,
+            .retryable = rr->retryable,
             .url = rr->resp.url ? rr->resp.url : rr->route->url,
             .status_code = (int)rr->resp.status, .started_epoch_ms = rr->resp.started_epoch_ms,
             .duration_ms = rr->resp.duration_ms, .error = e && e[0] ? e : NULL,
@@ -394,17 +503,18 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
     char *pjs = pj ? json_dumps(pj, JSON_COMPACT) : NULL;
     json_decref(pj);
     const struct delivery_route_result *pr = r && r->n_routes ? &r->routes[0] : NULL;
-    const char *error = NULL;
-    if (pr != NULL && strcmp(r->status, "failed") == 0)
+    const char *status = o->status ? o->status : r ? r->status : TXLOG_FAILED;
+    const char *error = o->error;
+    if (error == NULL && pr != NULL && (strcmp(status, "failed") == 0 || strcmp(status, "queued") == 0))
         error = pr->error ? pr->error : pr->resp.error;
-    struct txlog_outcome out = {.status = r ? r->status : status,
-                                .response_status = response_status,
-                                .response_headers_json = response_headers_json,
-                                .response_body = response_body,
-                                .response_body_len = response_body_len,
+    struct txlog_outcome out = {.status = status,
+                                .response_status = o->response_status,
+                                .response_headers_json = o->response_headers_json,
+                                .response_body = o->response_body,
+                                .response_body_len = o->response_body_len,
                                 .error = error && error[0] ? error : NULL,
                                 .problems_json = pjs};
-    enum hibus_err rc = txlog_complete(tl, tx_id, at, na, &out, err);
+    enum hibus_err rc = txlog_finish(tl, tx_id, o->owner, at, na, &out, o->retry_in_ms, err);
     for (size_t i = 0; i < na; i++) {
         free(hj[i]);
         free(dj[i]);

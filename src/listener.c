@@ -375,36 +375,20 @@ static json_t *passthrough_error(const struct request *rq, int64_t tx_id,
                      details1(msg), "request_id", rq->id, "transaction", (json_int_t)tx_id);
 }
 
-/* The answer to a client of a channel with a transform: hibus's own account of
- * what each route did, with DHIS2's counts and conflicts. 200 when the primary
- * target took the data (successful, completed_with_errors), 502 (504 on a
- * timeout) when it did not. */
+/* The answer to a client of a sync channel with a transform: hibus's own account
+ * of what each route did, with DHIS2's counts and conflicts. 200 when the
+ * primary target took the data (successful, completed_with_errors), 502 (504 on
+ * a timeout) when it did not. */
 static json_t *transform_answer(const struct request *rq, int64_t tx_id,
                                 const struct delivery_prepared *p,
                                 const struct delivery_result *res, unsigned *status)
 {
-    json_t *routes = json_array();
-    for (size_t i = 0; i < res->n_routes; i++) {
-        const struct delivery_route_result *rr = &res->routes[i];
-        json_t *o = json_pack("{s:s, s:s}", "route", rr->route->name, "outcome", rr->outcome);
-        if (rr->ran && rr->resp.status)
-            json_object_set_new(o, "status_code", json_integer(rr->resp.status));
-        if (rr->details != NULL)
-            json_object_set(o, rr->route->mediator == CONFIG_MEDIATOR_DHIS2 ? "import" : "mediator",
-                            rr->details);
-        const char *e = rr->error ? rr->error : (rr->ran && !rr->resp.status ? rr->resp.error : NULL);
-        if (e != NULL && e[0])
-            json_object_set_new(o, "error", json_string(e));
-        json_array_append_new(routes, o);
-    }
     const struct delivery_route_result *pr = &res->routes[0];
     if (strcmp(res->status, "successful") == 0 || strcmp(res->status, "completed_with_errors") == 0)
         *status = MHD_HTTP_OK;
     else
         *status = pr->rc == HIBUS_E_TIMEOUT ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_BAD_GATEWAY;
-    return json_pack("{s:I, s:s, s:s, s:o, s:O, s:O}", "transaction", (json_int_t)tx_id, "status",
-                     res->status, "request_id", rq->id, "routes", routes, "skipped", p->skipped,
-                     "warnings", p->warnings);
+    return delivery_account(tx_id, rq->id, p, res);
 }
 
 /* 422: every problem the reader, the mapping or the quality rules found. */
@@ -420,6 +404,92 @@ static json_t *rejection_answer(const struct request *rq, int64_t tx_id,
                      "code", hibus_errname(HIBUS_E_INVALID), "details", details, "problems",
                      p->problems, "warnings", p->warnings, "request_id", rq->id, "transaction",
                      (json_int_t)tx_id);
+}
+
+static enum MHD_Result store_failed(struct MHD_Connection *c, struct request *rq,
+                                    const struct config_channel *ch, const struct hibus_error *err)
+{
+    LOG_ERROR(rq->id, "could not store request for channel \"%s\": %s%s%s", ch->name, err->msg,
+              err->detail[0] ? ": " : "", err->detail);
+    static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
+    return send_error(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, HIBUS_E_DB,
+                      "transaction log unavailable; the request was not accepted",
+                      details1("hibus could not store the request in its database; nothing "
+                               "was forwarded. Send it again later."),
+                      extra);
+}
+
+/* Delivered in arrival order with the others of the same key: one facility's
+ * report for one period, on one channel. */
+static char *order_key(const struct config_channel *ch, const struct report *r)
+{
+    if (r == NULL || r->org_unit == NULL)
+        return NULL;
+    const char *pe = r->period ? r->period : r->period_start ? r->period_start : "";
+    size_t len = strlen(ch->name) + strlen(r->org_unit) + strlen(pe) + 3;
+    char *k = malloc(len);
+    if (k != NULL)
+        snprintf(k, len, "%s|%s|%s", ch->name, r->org_unit, pe);
+    return k;
+}
+
+/* An async channel: check the payload now (a bad one is refused at once, 422),
+ * store it as queued in one commit, answer 202 with where to ask for the
+ * outcome. Delivery workers do the rest. */
+static enum MHD_Result serve_async(struct MHD_Connection *c, struct request *rq,
+                                   const struct config_channel *ch, struct txlog_request *tr)
+{
+    struct listener *l = rq->l;
+    struct delivery_prepared prep;
+    bool ok = delivery_prepare(ch, rq->body, rq->body_len, &prep) == HIBUS_OK;
+    json_t *pj = ok ? NULL : delivery_problems_json(&prep);
+    char *pjs = pj ? json_dumps(pj, JSON_COMPACT) : NULL;
+    json_decref(pj);
+    char *key = ok ? order_key(ch, prep.report) : NULL;
+    tr->status = ok ? TXLOG_QUEUED : TXLOG_REJECTED;
+    tr->mode = "async";
+    tr->order_key = key;
+    tr->problems_json = pjs;
+    int64_t tx_id = 0;
+    struct hibus_error err = {0};
+    enum hibus_err ins = txlog_insert(l->deps.tl, tr, &tx_id, &err);
+    free(pjs);
+    free(key);
+    enum MHD_Result ret;
+    char txid[32], location[64];
+    snprintf(txid, sizeof txid, "%lld", (long long)tx_id);
+    snprintf(location, sizeof location, "/transactions/%lld", (long long)tx_id);
+    if (ins != HIBUS_OK) {
+        ret = store_failed(c, rq, ch, &err);
+    } else if (!ok) {
+        const char *extra[] = {"X-Hibus-Transaction", txid, NULL};
+        LOG_INFO(rq->id, "%s %s -> 422 channel=%s client=%s tx=%s status=rejected", tr->method,
+                 tr->path, ch->name, tr->client, txid);
+        ret = send_json(c, rq, MHD_HTTP_UNPROCESSABLE_CONTENT, rejection_answer(rq, tx_id, &prep),
+                        extra);
+    } else {
+        const char *extra[] = {"X-Hibus-Transaction", txid, MHD_HTTP_HEADER_LOCATION, location,
+                               NULL};
+        LOG_INFO(rq->id, "%s %s -> 202 channel=%s client=%s tx=%s status=queued %.1fms",
+                 tr->method, tr->path, ch->name, tr->client, txid, ms_since(&rq->t0));
+        ret = send_json(c, rq, MHD_HTTP_ACCEPTED,
+                        json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)tx_id, "status",
+                                  "queued", "location", location, "request_id", rq->id),
+                        extra);
+    }
+    delivery_prepared_free(&prep);
+    return ret;
+}
+
+/* How long a sync delivery holds its transaction: every route's timeout, and a
+ * margin. If this process dies meanwhile, the lease lapses and a delivery
+ * worker (of any process) delivers the request. */
+static long sync_lease_ms(const struct config *cfg, const struct config_channel *ch)
+{
+    long total = 30000;
+    for (size_t i = 0; i < ch->n_routes; i++)
+        total += ch->routes[i].timeout_ms;
+    return total > cfg->delivery_lease_ms ? total : cfg->delivery_lease_ms;
 }
 
 static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *rq,
@@ -441,21 +511,20 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
     struct txlog_request tr = {
         .request_id = rq->id, .channel = ch->name, .client = client->id, .method = method,
         .path = path, .query = query, .headers_json = hjs, .body = rq->body,
-        .body_len = rq->body_len, .status = TXLOG_PROCESSING, .node = l->deps.node};
+        .body_len = rq->body_len, .status = TXLOG_PROCESSING, .node = l->deps.node,
+        .lease_ms = sync_lease_ms(cfg, ch)};
+    if (ch->mode == CONFIG_MODE_ASYNC) {
+        tr.lease_ms = 0;
+        enum MHD_Result ret = serve_async(c, rq, ch, &tr);
+        free(hjs);
+        return ret;
+    }
     int64_t tx_id = 0;
     struct hibus_error err = {0};
     enum hibus_err ins = txlog_insert(l->deps.tl, &tr, &tx_id, &err);
     free(hjs);
-    if (ins != HIBUS_OK) {
-        LOG_ERROR(rq->id, "could not store request for channel \"%s\": %s%s%s", ch->name, err.msg,
-                  err.detail[0] ? ": " : "", err.detail);
-        static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
-        return send_error(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, HIBUS_E_DB,
-                          "transaction log unavailable; the request was not accepted",
-                          details1("hibus could not store the request in its database; nothing "
-                                   "was forwarded. Send it again later."),
-                          extra);
-    }
+    if (ins != HIBUS_OK)
+        return store_failed(c, rq, ch, &err);
     char txid[32];
     snprintf(txid, sizeof txid, "%lld", (long long)tx_id);
     const char *extra[] = {"X-Hibus-Transaction", txid, NULL};
@@ -474,7 +543,7 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
         struct delivery_input in = {.request_id = rq->id, .method = method, .query = query,
                                     .headers = hl->v, .n_headers = hl->n, .body = rq->body,
                                     .body_len = rq->body_len, .max_response = cfg->max_body};
-        delivery_run(ch, &prep, &in, &res);
+        delivery_run(ch, &prep, &in, NULL, 0, &res);
         status = res.status;
         const struct delivery_route_result *pr = &res.routes[0];
         if (ch->has_transform)
@@ -488,8 +557,8 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
     }
 
     /* Record the outcome, then answer. A failure to record is said loudly: the
-     * request is stored, only its outcome is missing and the row stays
-     * "processing" until it is looked at. */
+     * request is stored, only its outcome is missing, and the row stays
+     * "processing" until its lease lapses and a delivery worker takes it. */
     char *body_text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
     char *ans_headers = NULL;
     if (target_answer != NULL) {
@@ -500,11 +569,13 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
         ans_headers = dump_or_null(h);
         json_decref(h);
     }
-    if (delivery_record(l->deps.tl, tx_id, &prep, res.n_routes ? &res : NULL, status, (int)code,
-                        ans_headers,
-                        target_answer ? target_answer->body : body_text,
-                        target_answer ? target_answer->body_len : (body_text ? strlen(body_text) : 0),
-                        &err) != HIBUS_OK)
+    struct delivery_outcome out = {
+        .status = status, .response_status = (int)code, .response_headers_json = ans_headers,
+        .response_body = target_answer ? target_answer->body : body_text,
+        .response_body_len = target_answer ? target_answer->body_len
+                                           : (body_text ? strlen(body_text) : 0)};
+    if (delivery_record(l->deps.tl, tx_id, &prep, res.n_routes ? &res : NULL, &out, &err) !=
+        HIBUS_OK)
         LOG_ERROR(rq->id, "tx=%s ended %s but its outcome could not be recorded: %s%s%s", txid,
                   status, err.msg, err.detail[0] ? ": " : "", err.detail);
     LOG_INFO(rq->id, "%s %s -> %u channel=%s client=%s tx=%s status=%s %.1fms", method, path, code,
@@ -521,6 +592,57 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
     delivery_result_free(&res);
     delivery_prepared_free(&prep);
     return ret;
+}
+
+/* GET /transactions/ID: the outcome of a client's own transaction, for clients
+ * of async channels (the 202's Location). Another client's transaction is a
+ * 404, as if it did not exist. */
+static enum MHD_Result serve_transaction(struct MHD_Connection *c, struct request *rq,
+                                         const struct config_client *client, const char *idtext)
+{
+    char *end;
+    long long id = strtoll(idtext, &end, 10);
+    json_t *tx = NULL;
+    struct hibus_error err = {0};
+    enum hibus_err rc = (*idtext == '\0' || *end != '\0' || id <= 0)
+                            ? HIBUS_E_NOT_FOUND
+                            : txlog_get_json(rq->l->deps.tl, id, &tx, &err);
+    const char *owner = rc == HIBUS_OK ? json_string_value(json_object_get(tx, "client")) : NULL;
+    if (rc == HIBUS_OK && (owner == NULL || strcmp(owner, client->id) != 0))
+        rc = HIBUS_E_NOT_FOUND;
+    if (rc == HIBUS_E_NOT_FOUND) {
+        json_decref(tx);
+        return send_error(c, rq, MHD_HTTP_NOT_FOUND, HIBUS_E_NOT_FOUND, "no such transaction",
+                          details1("no transaction with this id was sent by this client"), NULL);
+    }
+    if (rc != HIBUS_OK) {
+        static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
+        return send_error(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, HIBUS_E_DB,
+                          "transaction log unavailable", details1(err.msg), extra);
+    }
+    /* What a client may see: not other clients' headers, not its own body back. */
+    json_t *view = json_object();
+    static const char *const keys[] = {"id", "request_id", "channel", "status", "received_at",
+                                       "finished_at", "duration_ms", "response_status", "error",
+                                       "problems", NULL};
+    for (size_t k = 0; keys[k] != NULL; k++) {
+        json_t *v = json_object_get(tx, keys[k]);
+        json_object_set_new(view, keys[k], v ? json_incref(v) : json_null());
+    }
+    json_t *atts = json_array();
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(tx, "attempts"), i, a)
+        json_array_append_new(atts, json_pack("{s:O, s:O, s:O, s:O, s:O, s:O}", "route",
+                                              json_object_get(a, "route"), "attempt",
+                                              json_object_get(a, "attempt"), "started_at",
+                                              json_object_get(a, "started_at"), "status_code",
+                                              json_object_get(a, "status_code"), "error",
+                                              json_object_get(a, "error"), "details",
+                                              json_object_get(a, "details")));
+    json_object_set_new(view, "attempts", atts);
+    json_decref(tx);
+    return send_json(c, rq, MHD_HTTP_OK, view, NULL);
 }
 
 static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, const char *path,
@@ -558,6 +680,9 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
                           ar == AUTH_MISSING ? "authentication required" : "invalid credentials",
                           details1(d), extra);
     }
+
+    if (strncmp(path, "/transactions/", 14) == 0 && strcmp(method, "GET") == 0)
+        return serve_transaction(c, rq, client, path + 14);
 
     const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     const struct config_channel *ch = NULL;

@@ -19,6 +19,7 @@ static const struct command {
     {"tx", cli_tx, "show one transaction and its delivery attempts"},
     {"tail", cli_tail, "follow transactions live as they change"},
     {"map", cli_map, "show offline what a channel would send for a payload (stdin)"},
+    {"rerun", cli_rerun, "put finished transactions back in the delivery queue"},
 };
 
 static void usage(FILE *f)

@@ -72,6 +72,7 @@ extern const size_t txlog_n_migrations;
 #define TXLOG_MIGRATE_LOCK 0x6869627573LL
 
 /* Type OIDs from pg_type.h (stable across PostgreSQL versions). */
+#define OID_BOOL 16
 #define OID_INT8 20
 #define OID_INT4 23
 #define OID_TEXT 25
@@ -85,35 +86,62 @@ extern const size_t txlog_n_migrations;
 /* Prepared statements                                                       */
 /* ------------------------------------------------------------------------- */
 
-enum stmt { ST_INSERT, ST_ATTEMPT, ST_UPDATE, ST_GET, ST_GET_ATTEMPTS, ST_SUMMARY, ST_COUNT };
+enum stmt {
+    ST_INSERT,
+    ST_ATTEMPT,
+    ST_UPDATE,
+    ST_GET,
+    ST_GET_ATTEMPTS,
+    ST_SUMMARY,
+    ST_CLAIM,
+    ST_ROUTES,
+    ST_NEXT_DUE,
+    ST_COUNT
+};
 
 struct stmt_def {
     const char *name;
     const char *sql;
     int nparams;
-    Oid types[12];
+    Oid types[16];
 };
 
 /* clang-format off */
 static const struct stmt_def stmts[ST_COUNT] = {
+    /* A queued request is due at once; a request delivered right away (sync)
+     * is leased to this process while it delivers, so that if the process dies
+     * the lease lapses and a delivery worker picks the request up again. */
     [ST_INSERT] = {"hibus_tx_insert",
                    "INSERT INTO transactions (request_id, channel, client, method, path, query,"
-                   " request_headers, request_body, status, node)"
-                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-                   10,
+                   " request_headers, request_body, status, node, mode, order_key,"
+                   " next_attempt_at, lease_owner, lease_until, problems, finished_at)"
+                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11, 'sync'), $12,"
+                   " CASE WHEN $9 = 'queued' THEN clock_timestamp() END,"
+                   " CASE WHEN $13::float8 IS NOT NULL THEN $10 END,"
+                   " CASE WHEN $13::float8 IS NOT NULL"
+                   "      THEN clock_timestamp() + make_interval(secs => $13 / 1000.0) END,"
+                   " $14,"
+                   " CASE WHEN $9 NOT IN ('queued', 'processing') THEN clock_timestamp() END)"
+                   " RETURNING id",
+                   14,
                    {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_JSONB,
-                    OID_BYTEA, OID_TEXT, OID_TEXT}},
+                    OID_BYTEA, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_FLOAT8, OID_JSONB}},
     /* Attempts are written when the transaction completes; started_at is the
      * caller's start time, or "now minus the duration" when it gave none. */
     [ST_ATTEMPT] = {"hibus_tx_attempt",
                     "INSERT INTO attempts (transaction_id, route, attempt, method, url, status_code,"
-                    " duration_ms, error, response_headers, response_excerpt, started_at, details)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+                    " duration_ms, error, response_headers, response_excerpt, started_at, details,"
+                    " outcome, retryable)"
+                    " VALUES ($1, $2,"
+                    " coalesce(nullif($3, 0), (SELECT coalesce(max(a.attempt), 0) + 1"
+                    "     FROM attempts a WHERE a.transaction_id = $1 AND a.route = $2)),"
+                    " $4, $5, $6, $7, $8, $9, $10,"
                     " COALESCE(to_timestamp($11 / 1000.0),"
-                    "          clock_timestamp() - make_interval(secs => $7 / 1000.0)), $12)",
-                    12,
+                    "          clock_timestamp() - make_interval(secs => $7 / 1000.0)), $12, $13,"
+                    " coalesce($14, false))",
+                    14,
                     {OID_INT8, OID_TEXT, OID_INT4, OID_TEXT, OID_TEXT, OID_INT4, OID_FLOAT8,
-                     OID_TEXT, OID_JSONB, OID_BYTEA, OID_FLOAT8, OID_JSONB}},
+                     OID_TEXT, OID_JSONB, OID_BYTEA, OID_FLOAT8, OID_JSONB, OID_TEXT, OID_BOOL}},
     /* statement_timestamp() rather than clock_timestamp(), so that updated_at
      * and finished_at of a final status are the same instant. */
     [ST_UPDATE] = {"hibus_tx_update",
@@ -121,10 +149,13 @@ static const struct stmt_def stmts[ST_COUNT] = {
                    " finished_at = CASE WHEN $2 IN ('queued', 'processing') THEN NULL"
                    " ELSE statement_timestamp() END,"
                    " response_status = $3, response_headers = $4, response_body = $5, error = $6,"
-                   " problems = $7"
-                   " WHERE id = $1",
-                   7,
-                   {OID_INT8, OID_TEXT, OID_INT4, OID_JSONB, OID_BYTEA, OID_TEXT, OID_JSONB}},
+                   " problems = $7, lease_owner = NULL, lease_until = NULL,"
+                   " next_attempt_at = CASE WHEN $2 = 'queued'"
+                   "     THEN clock_timestamp() + make_interval(secs => coalesce($9, 0) / 1000.0) END"
+                   " WHERE id = $1 AND ($8::text IS NULL OR lease_owner = $8)",
+                   9,
+                   {OID_INT8, OID_TEXT, OID_INT4, OID_JSONB, OID_BYTEA, OID_TEXT, OID_JSONB,
+                    OID_TEXT, OID_FLOAT8}},
     [ST_GET] = {"hibus_tx_get",
                 "SELECT id, request_id, channel, client, method, path, query, status, node,"
                 " " TS_UTC("received_at") ", " TS_UTC("updated_at") ", " TS_UTC("finished_at") ","
@@ -149,6 +180,42 @@ static const struct stmt_def stmts[ST_COUNT] = {
                     " FROM transactions WHERE id = $1",
                     1,
                     {OID_INT8}},
+    /* Due work: queued and due, or processing under a lapsed lease (its holder
+     * died). A transaction waits while an earlier one with the same order key
+     * (channel, facility, period) is not finished, so a correction posted after
+     * the original is never overwritten by the original's retry. */
+    [ST_CLAIM] = {"hibus_tx_claim",
+                  "WITH c AS ("
+                  " SELECT t.id FROM transactions t"
+                  " WHERE ((t.status = 'queued' AND t.next_attempt_at <= clock_timestamp())"
+                  "     OR (t.status = 'processing' AND t.lease_until < clock_timestamp()))"
+                  "   AND (t.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM transactions o"
+                  "       WHERE o.order_key = t.order_key AND o.id < t.id"
+                  "         AND o.status IN ('queued', 'processing')))"
+                  " ORDER BY t.id LIMIT $2 FOR UPDATE OF t SKIP LOCKED)"
+                  " UPDATE transactions t SET status = 'processing', lease_owner = $1,"
+                  "     lease_until = clock_timestamp() + make_interval(secs => $3 / 1000.0),"
+                  "     rounds = t.rounds + 1, updated_at = clock_timestamp()"
+                  " FROM c WHERE t.id = c.id"
+                  " RETURNING t.id, t.channel, coalesce(t.client, ''), t.method, t.path,"
+                  "     coalesce(t.query, ''), t.request_headers::text, t.request_body,"
+                  "     t.request_id, t.rounds,"
+                  "     extract(epoch FROM clock_timestamp() - t.received_at)::float8 * 1000",
+                  3,
+                  {OID_TEXT, OID_INT4, OID_FLOAT8}},
+    /* The latest try of each route. */
+    [ST_ROUTES] = {"hibus_tx_routes",
+                   "SELECT DISTINCT ON (route) route, coalesce(outcome, ''), retryable,"
+                   " coalesce(status_code, 0)"
+                   " FROM attempts WHERE transaction_id = $1 ORDER BY route, id DESC",
+                   1,
+                   {OID_INT8}},
+    /* Milliseconds until the next queued transaction is due (NULL: none). */
+    [ST_NEXT_DUE] = {"hibus_tx_next_due",
+                     "SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8"
+                     " * 1000 FROM transactions WHERE status = 'queued'",
+                     0,
+                     {0}},
 };
 /* clang-format on */
 
@@ -647,7 +714,9 @@ static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
 {
     struct insert_ctx *ctx = vctx;
     const struct txlog_request *rq = ctx->rq;
-    const char *const vals[11] = {
+    char lease[32];
+    snprintf(lease, sizeof lease, "%ld", rq->lease_ms);
+    const char *const vals[14] = {
         rq->request_id,
         rq->channel,
         rq->client,
@@ -658,9 +727,13 @@ static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
         rq->body, /* NULL body -> SQL NULL */
         rq->status,
         rq->node,
+        rq->mode,
+        rq->order_key,
+        rq->lease_ms > 0 ? lease : NULL,
+        rq->problems_json,
     };
-    const int lens[10] = {[7] = (int)rq->body_len};
-    const int fmts[10] = {[7] = 1};
+    const int lens[14] = {[7] = (int)rq->body_len};
+    const int fmts[14] = {[7] = 1};
     PGresult *res = exec_stmt(conn, prepared, ST_INSERT, vals, lens, fmts);
     enum hibus_err rc = HIBUS_OK;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
@@ -695,6 +768,8 @@ struct complete_ctx {
     const struct txlog_attempt *attempts;
     size_t n_attempts;
     const struct txlog_outcome *out;
+    const char *owner; /* the lease holder that must still hold it; NULL: no check */
+    long retry_in_ms;  /* with status queued: due again after this */
 };
 
 static enum hibus_err insert_attempt(PGconn *conn, unsigned *prepared, const char *txid,
@@ -705,7 +780,7 @@ static enum hibus_err insert_attempt(PGconn *conn, unsigned *prepared, const cha
     snprintf(start, sizeof start, "%.3f", a->started_epoch_ms);
     snprintf(code, sizeof code, "%d", a->status_code);
     snprintf(dur, sizeof dur, "%.3f", isfinite(a->duration_ms) ? a->duration_ms : 0.0);
-    const char *const vals[12] = {
+    const char *const vals[14] = {
         txid,
         a->route,
         num,
@@ -718,9 +793,11 @@ static enum hibus_err insert_attempt(PGconn *conn, unsigned *prepared, const cha
         a->response_excerpt,
         a->started_epoch_ms > 0 && isfinite(a->started_epoch_ms) ? start : NULL,
         a->details_json,
+        a->outcome,
+        a->retryable ? "true" : "false",
     };
-    const int lens[12] = {[9] = (int)a->response_excerpt_len};
-    const int fmts[12] = {[9] = 1};
+    const int lens[14] = {[9] = (int)a->response_excerpt_len};
+    const int fmts[14] = {[9] = 1};
     PGresult *res = exec_stmt(conn, prepared, ST_ATTEMPT, vals, lens, fmts);
     enum hibus_err rc = HIBUS_OK;
     if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -755,9 +832,10 @@ static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
         }
     }
 
-    char rstatus[16];
+    char rstatus[16], retry[32];
     snprintf(rstatus, sizeof rstatus, "%d", o->response_status);
-    const char *const vals[7] = {
+    snprintf(retry, sizeof retry, "%ld", ctx->retry_in_ms > 0 ? ctx->retry_in_ms : 0);
+    const char *const vals[9] = {
         txid,
         o->status,
         o->response_status ? rstatus : NULL,
@@ -765,9 +843,11 @@ static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
         o->response_body,
         o->error,
         o->problems_json,
+        ctx->owner,
+        retry,
     };
-    const int lens[7] = {[4] = (int)o->response_body_len};
-    const int fmts[7] = {[4] = 1};
+    const int lens[9] = {[4] = (int)o->response_body_len};
+    const int fmts[9] = {[4] = 1};
     PGresult *res = exec_stmt(conn, prepared, ST_UPDATE, vals, lens, fmts);
     if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
         db_fail(err, conn, res, "record the transaction's outcome");
@@ -779,6 +859,11 @@ static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
     PQclear(res);
     if (!found) {
         rollback(conn);
+        if (ctx->owner != NULL)
+            return hibus_error_set(err, HIBUS_E_NOT_FOUND,
+                                   "transaction %" PRId64 " is no longer held by %s: its lease "
+                                   "lapsed and another process took it over",
+                                   ctx->id, ctx->owner);
         return hibus_error_set(err, HIBUS_E_NOT_FOUND, "transaction %" PRId64 " does not exist",
                                ctx->id);
     }
@@ -792,6 +877,14 @@ static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
 enum hibus_err txlog_complete(struct txlog *tl, int64_t id, const struct txlog_attempt *attempts,
                               size_t n_attempts, const struct txlog_outcome *out,
                               struct hibus_error *err)
+{
+    return txlog_finish(tl, id, NULL, attempts, n_attempts, out, 0, err);
+}
+
+enum hibus_err txlog_finish(struct txlog *tl, int64_t id, const char *owner,
+                            const struct txlog_attempt *attempts, size_t n_attempts,
+                            const struct txlog_outcome *out, long retry_in_ms,
+                            struct hibus_error *err)
 {
     if (out == NULL || out->status == NULL || (n_attempts > 0 && attempts == NULL))
         return hibus_error_set(err, HIBUS_E_INVALID, "transaction outcome lacks a status");
@@ -810,8 +903,12 @@ enum hibus_err txlog_complete(struct txlog *tl, int64_t id, const struct txlog_a
                                    " lacks route, method or url, or has an invalid excerpt",
                                    i + 1, id);
     }
-    struct complete_ctx ctx = {
-        .id = id, .attempts = attempts, .n_attempts = n_attempts, .out = out};
+    struct complete_ctx ctx = {.id = id,
+                               .attempts = attempts,
+                               .n_attempts = n_attempts,
+                               .out = out,
+                               .owner = owner,
+                               .retry_in_ms = retry_in_ms};
     return with_conn(tl, op_complete, &ctx, err);
 }
 
@@ -1097,6 +1194,12 @@ struct txlog_listener {
 enum hibus_err txlog_listen(const char *url, long connect_timeout_ms, struct txlog_listener **out,
                             struct hibus_error *err)
 {
+    return txlog_listen_on(url, connect_timeout_ms, "hibus_tx", out, err);
+}
+
+enum hibus_err txlog_listen_on(const char *url, long connect_timeout_ms, const char *channel,
+                               struct txlog_listener **out, struct hibus_error *err)
+{
     if (url == NULL || url[0] == '\0')
         return hibus_error_set(err, HIBUS_E_INVALID, "database URL is empty");
     struct txlog_listener *l = calloc(1, sizeof *l);
@@ -1107,7 +1210,15 @@ enum hibus_err txlog_listen(const char *url, long connect_timeout_ms, struct txl
         free(l);
         return err ? err->code : HIBUS_E_DB;
     }
-    if (!exec_cmd(l->conn, "LISTEN hibus_tx", "listen for transaction changes", err)) {
+    char sql[96];
+    if (strcmp(channel, "hibus_tx") != 0 && strcmp(channel, "hibus_queue") != 0) {
+        PQfinish(l->conn);
+        free(l);
+        return hibus_error_set(err, HIBUS_E_INVALID, "unknown notification channel \"%s\"",
+                               channel);
+    }
+    snprintf(sql, sizeof sql, "LISTEN %s", channel);
+    if (!exec_cmd(l->conn, sql, "listen for transaction changes", err)) {
         PQfinish(l->conn);
         free(l);
         return HIBUS_E_DB;
@@ -1235,4 +1346,264 @@ void txlog_listener_close(struct txlog_listener *l)
         return;
     PQfinish(l->conn);
     free(l);
+}
+
+/* ------------------------------------------------------------------------- */
+/* The delivery queue                                                        */
+/* ------------------------------------------------------------------------- */
+
+struct claim_ctx {
+    const char *owner;
+    long lease_ms;
+    int max;
+    struct txlog_claimed *v;
+    size_t n;
+};
+
+static char *value_dup(const PGresult *res, int row, int col)
+{
+    return strdup(PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+}
+
+static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx, struct hibus_error *err)
+{
+    struct claim_ctx *ctx = vctx;
+    char max[16], lease[32];
+    snprintf(max, sizeof max, "%d", ctx->max);
+    snprintf(lease, sizeof lease, "%ld", ctx->lease_ms);
+    const char *const vals[3] = {ctx->owner, max, lease};
+    PGresult *res = exec_stmt(conn, prepared, ST_CLAIM, vals, NULL, NULL);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        enum hibus_err rc = db_fail(err, conn, res, "claim due transactions");
+        PQclear(res);
+        return rc;
+    }
+    int n = PQntuples(res);
+    ctx->v = n ? calloc((size_t)n, sizeof *ctx->v) : NULL;
+    if (n && ctx->v == NULL) {
+        PQclear(res);
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        struct txlog_claimed *c = &ctx->v[i];
+        c->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        c->channel = value_dup(res, i, 1);
+        c->client = value_dup(res, i, 2);
+        c->method = value_dup(res, i, 3);
+        c->path = value_dup(res, i, 4);
+        c->query = value_dup(res, i, 5);
+        c->headers_json = value_dup(res, i, 6);
+        c->request_id = value_dup(res, i, 8);
+        c->rounds = atoi(PQgetvalue(res, i, 9));
+        c->age_ms = strtod(PQgetvalue(res, i, 10), NULL);
+        if (!PQgetisnull(res, i, 7)) {
+            size_t len = 0;
+            unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 7), &len);
+            c->body = b ? malloc(len + 1) : NULL;
+            if (c->body != NULL) {
+                memcpy(c->body, b, len);
+                c->body[len] = '\0';
+                c->body_len = len;
+            }
+            PQfreemem(b);
+            ok = ok && c->body != NULL;
+        }
+        ok = ok && c->channel && c->client && c->method && c->path && c->query &&
+             c->headers_json && c->request_id;
+        ctx->n++;
+    }
+    PQclear(res);
+    if (!ok) {
+        /* The claims stand; their leases lapse and they are taken again. */
+        txlog_claimed_free(ctx->v, ctx->n);
+        ctx->v = NULL;
+        ctx->n = 0;
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
+    return HIBUS_OK;
+}
+
+enum hibus_err txlog_claim(struct txlog *tl, const char *owner, long lease_ms, int max,
+                           struct txlog_claimed **out, size_t *n, struct hibus_error *err)
+{
+    struct claim_ctx ctx = {.owner = owner, .lease_ms = lease_ms, .max = max > 0 ? max : 1};
+    *out = NULL;
+    *n = 0;
+    enum hibus_err rc = with_conn(tl, op_claim, &ctx, err);
+    if (rc == HIBUS_OK) {
+        *out = ctx.v;
+        *n = ctx.n;
+    }
+    return rc;
+}
+
+void txlog_claimed_free(struct txlog_claimed *v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        free(v[i].channel);
+        free(v[i].client);
+        free(v[i].method);
+        free(v[i].path);
+        free(v[i].query);
+        free(v[i].headers_json);
+        free(v[i].request_id);
+        free(v[i].body);
+    }
+    free(v);
+}
+
+struct routes_ctx {
+    int64_t id;
+    struct txlog_route_state *v;
+    size_t n;
+};
+
+static enum hibus_err op_routes(PGconn *conn, unsigned *prepared, void *vctx,
+                                struct hibus_error *err)
+{
+    struct routes_ctx *ctx = vctx;
+    char txid[32];
+    snprintf(txid, sizeof txid, "%" PRId64, ctx->id);
+    const char *const vals[1] = {txid};
+    PGresult *res = exec_stmt(conn, prepared, ST_ROUTES, vals, NULL, NULL);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        enum hibus_err rc = db_fail(err, conn, res, "read the routes' earlier outcomes");
+        PQclear(res);
+        return rc;
+    }
+    int n = PQntuples(res);
+    ctx->v = calloc((size_t)n + 1, sizeof *ctx->v);
+    if (ctx->v == NULL) {
+        PQclear(res);
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        struct txlog_route_state *r = &ctx->v[i];
+        if (hibus_strlcpy(r->route, PQgetvalue(res, i, 0), sizeof r->route) >= sizeof r->route ||
+            hibus_strlcpy(r->outcome, PQgetvalue(res, i, 1), sizeof r->outcome) >=
+                sizeof r->outcome)
+            continue; /* a name hibus could not have written; ignore it */
+        r->retryable = PQgetvalue(res, i, 2)[0] == 't';
+        r->status_code = atoi(PQgetvalue(res, i, 3));
+        ctx->n++;
+    }
+    PQclear(res);
+    return HIBUS_OK;
+}
+
+enum hibus_err txlog_route_states(struct txlog *tl, int64_t id, struct txlog_route_state **out,
+                                  size_t *n, struct hibus_error *err)
+{
+    struct routes_ctx ctx = {.id = id};
+    enum hibus_err rc = with_conn(tl, op_routes, &ctx, err);
+    *out = rc == HIBUS_OK ? ctx.v : NULL;
+    *n = rc == HIBUS_OK ? ctx.n : 0;
+    return rc;
+}
+
+static enum hibus_err op_next_due(PGconn *conn, unsigned *prepared, void *vctx,
+                                  struct hibus_error *err)
+{
+    double *ms = vctx;
+    PGresult *res = exec_stmt(conn, prepared, ST_NEXT_DUE, NULL, NULL, NULL);
+    enum hibus_err rc = HIBUS_OK;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        rc = db_fail(err, conn, res, "find the next due transaction");
+    else
+        *ms = PQgetisnull(res, 0, 0) ? -1 : strtod(PQgetvalue(res, 0, 0), NULL);
+    PQclear(res);
+    return rc;
+}
+
+enum hibus_err txlog_next_due(struct txlog *tl, double *ms, struct hibus_error *err)
+{
+    return with_conn(tl, op_next_due, ms, err);
+}
+
+/* A statement that changes rows and reports how many; for the queue's rare
+ * statements (release, rerun, cancel), not worth preparing. */
+struct count_ctx {
+    const char *sql;
+    const char *what;
+    int nparams;
+    const char *const *vals;
+    long n;
+};
+
+static enum hibus_err op_count(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
+{
+    (void)prepared;
+    struct count_ctx *ctx = vctx;
+    PGresult *res = PQexecParams(conn, ctx->sql, ctx->nparams, NULL, ctx->vals, NULL, NULL, 0);
+    enum hibus_err rc = HIBUS_OK;
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = db_fail(err, conn, res, ctx->what);
+    else
+        ctx->n = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return rc;
+}
+
+static enum hibus_err run_count(struct txlog *tl, const char *sql, const char *what, int nparams,
+                                const char *const *vals, long *n, struct hibus_error *err)
+{
+    struct count_ctx ctx = {.sql = sql, .what = what, .nparams = nparams, .vals = vals};
+    enum hibus_err rc = with_conn(tl, op_count, &ctx, err);
+    if (rc == HIBUS_OK && n != NULL)
+        *n = ctx.n;
+    return rc;
+}
+
+enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released,
+                             struct hibus_error *err)
+{
+    const char *const vals[1] = {owner};
+    return run_count(tl,
+                     "UPDATE transactions SET status = 'queued', lease_owner = NULL,"
+                     " lease_until = NULL, next_attempt_at = clock_timestamp(),"
+                     " rounds = greatest(rounds - 1, 0), updated_at = clock_timestamp()"
+                     " WHERE status = 'processing' AND lease_owner = $1",
+                     "release this process's claims", 1, vals, released, err);
+}
+
+enum hibus_err txlog_rerun(struct txlog *tl, const struct txlog_rerun_filter *f, long *queued,
+                           struct hibus_error *err)
+{
+    /* Reruns are spread out in time (rate per second) so that re-queueing
+     * 100,000 transactions does not send them to DHIS2 at once; the schedule is
+     * in the rows themselves, so it survives restarts. */
+    char rate[32];
+    snprintf(rate, sizeof rate, "%.6f", f->rate_per_s > 0 ? f->rate_per_s : 1e9);
+    const char *const vals[5] = {f->ids_csv, f->channel, f->status, f->since, rate};
+    return run_count(
+        tl,
+        "WITH r AS ("
+        " SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM transactions"
+        " WHERE status NOT IN ('queued', 'processing')"
+        "   AND ($1::text IS NULL OR id = ANY (string_to_array($1, ',')::bigint[]))"
+        "   AND ($2::text IS NULL OR channel = $2)"
+        "   AND ($3::text IS NULL OR status = $3)"
+        "   AND ($4::text IS NULL OR received_at >= $4::timestamptz))"
+        " UPDATE transactions t SET status = 'queued', rounds = 0, rerun_at = clock_timestamp(),"
+        "   next_attempt_at = clock_timestamp() + make_interval(secs => r.k / $5::float8),"
+        "   lease_owner = NULL, lease_until = NULL, finished_at = NULL, error = NULL,"
+        "   updated_at = clock_timestamp()"
+        " FROM r WHERE t.id = r.id",
+        "re-queue transactions", 5, vals, queued, err);
+}
+
+enum hibus_err txlog_rerun_cancel(struct txlog *tl, const char *channel, long *cancelled,
+                                  struct hibus_error *err)
+{
+    const char *const vals[1] = {channel};
+    return run_count(tl,
+                     "UPDATE transactions SET status = 'failed', next_attempt_at = NULL,"
+                     " finished_at = clock_timestamp(), updated_at = clock_timestamp(),"
+                     " error = 'rerun cancelled before it was delivered (hibus rerun --cancel)'"
+                     " WHERE status = 'queued' AND rerun_at IS NOT NULL"
+                     "   AND ($1::text IS NULL OR channel = $1)",
+                     "cancel queued reruns", 1, vals, cancelled, err);
 }

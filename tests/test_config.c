@@ -156,6 +156,18 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->connection_timeout_ms, 60000);
     assert_int_equal(cfg->log_level, LOG_LEVEL_INFO);
     assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
+    assert_int_equal(cfg->delivery_workers, 4);
+    assert_int_equal(cfg->delivery_lease_ms, 5 * 60 * 1000);
+    assert_int_equal(cfg->delivery_poll_ms, 5000);
+    assert_int_equal(cfg->delivery_batch, 1);
+    assert_int_equal(cfg->drain_ms, 30000);
+    assert_int_equal(cfg->retry.max_attempts, 10);
+    assert_int_equal(cfg->retry.max_age_ms, 24L * 3600 * 1000);
+    assert_int_equal(cfg->retry.backoff_initial_ms, 2000);
+    assert_int_equal(cfg->retry.backoff_max_ms, 15 * 60 * 1000);
+    assert_int_equal(cfg->keep_bodies_ms, 0);
+    assert_int_equal(cfg->keep_transactions_ms, 0);
+    assert_int_equal(cfg->prune_every_ms, 3600 * 1000);
     assert_int_equal(cfg->n_redact_headers, 4);
     assert_true(config_header_redacted(cfg, "Authorization"));
     assert_true(config_header_redacted(cfg, "PROXY-AUTHORIZATION"));
@@ -177,6 +189,9 @@ static void test_defaults(void **state)
     assert_true(ch->enabled);
     assert_int_equal(ch->priority, 100);
     assert_int_equal(ch->mode, CONFIG_MODE_SYNC);
+    assert_memory_equal(&ch->retry, &cfg->retry, sizeof ch->retry);
+    assert_int_equal(ch->keep_bodies_ms, 0);
+    assert_int_equal(ch->keep_transactions_ms, 0);
     assert_int_equal(ch->path_kind, CONFIG_PATH_EXACT);
     assert_string_equal(ch->path, "/stock");
     assert_int_equal(ch->n_methods, 0);
@@ -213,6 +228,19 @@ static void test_sample_conf(void **state)
     assert_int_equal(cfg->database_connect_timeout_ms, 3000);
     assert_true(config_header_redacted(cfg, "x-api-key"));
     assert_int_equal(cfg->n_redact_headers, 5);
+    /* delivery: and retention: */
+    assert_int_equal(cfg->delivery_workers, 4);
+    assert_int_equal(cfg->delivery_lease_ms, 5 * 60 * 1000);
+    assert_int_equal(cfg->delivery_poll_ms, 5000);
+    assert_int_equal(cfg->delivery_batch, 1);
+    assert_int_equal(cfg->drain_ms, 30000);
+    assert_int_equal(cfg->retry.max_attempts, 10);
+    assert_int_equal(cfg->retry.max_age_ms, 24L * 3600 * 1000);
+    assert_int_equal(cfg->retry.backoff_initial_ms, 2000);
+    assert_int_equal(cfg->retry.backoff_max_ms, 15 * 60 * 1000);
+    assert_int_equal(cfg->keep_bodies_ms, 90LL * 86400000);
+    assert_int_equal(cfg->keep_transactions_ms, 400LL * 86400000);
+    assert_int_equal(cfg->prune_every_ms, 3600 * 1000);
     assert_int_equal(cfg->n_roles, 2);
     assert_int_equal(cfg->n_clients, 2);
     const struct config_client *c = config_find_client(cfg, "ops-console");
@@ -227,6 +255,13 @@ static void test_sample_conf(void **state)
     const struct config_channel *ch = config_find_channel(cfg, "lmis-stock");
     assert_non_null(ch);
     assert_int_equal(ch->priority, 10);
+    assert_int_equal(ch->mode, CONFIG_MODE_ASYNC);
+    assert_int_equal(ch->retry.max_attempts, 12);
+    assert_int_equal(ch->retry.max_age_ms, cfg->retry.max_age_ms);
+    assert_int_equal(ch->retry.backoff_initial_ms, cfg->retry.backoff_initial_ms);
+    assert_int_equal(ch->retry.backoff_max_ms, cfg->retry.backoff_max_ms);
+    assert_int_equal(ch->keep_bodies_ms, 0);
+    assert_int_equal(ch->keep_transactions_ms, 0);
     assert_int_equal(ch->n_methods, 1);
     assert_string_equal(ch->methods[0], "POST");
     assert_string_equal(ch->content_types[0], "application/json");
@@ -271,6 +306,8 @@ static void test_sample_conf(void **state)
 
     ch = config_find_channel(cfg, "openlmis-requisition");
     assert_non_null(ch);
+    assert_int_equal(ch->mode, CONFIG_MODE_SYNC);
+    assert_memory_equal(&ch->retry, &cfg->retry, sizeof ch->retry);
     assert_string_equal(ch->transform.reader, "openlmis-requisition");
     assert_ptr_equal(ch->transform.mapping, m);
     assert_string_equal(config_primary_route(ch)->writer, "adx");
@@ -518,7 +555,7 @@ static void test_unknown_key(void **state)
                   "port)\n"
                   "hibus.yaml:4:1: unknown key \"loggin\" at top level (expected one of: listen, "
                   "database, limits, log, redact_headers, clients, channels, mappings, admin, "
-                  "delivery)\n");
+                  "delivery, retention)\n");
 }
 
 static void test_wrong_types(void **state)
@@ -670,16 +707,8 @@ static void test_not_supported_yet(void **state)
 {
     (void)state;
     put("hibus.yaml", "database: { url: x }\n"
-                      "admin: { port: 8080 }\n"
-                      "delivery: { workers: 4 }\n");
-    put("channels/stock.yaml", "name: stock\n"
-                               "match: { path: /stock }\n"
-                               "allow: { roles: [lmis] }\n"
-                               "mode: async\n"
-                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
-    EXPECT_ERRORS("hibus.yaml:2:1: admin is not supported yet\n"
-                  "hibus.yaml:3:1: delivery is not supported yet\n"
-                  "channels/stock.yaml:4:7: mode \"async\" is not supported yet\n");
+                      "admin: { port: 8080 }\n");
+    EXPECT_ERRORS("hibus.yaml:2:1: admin is not supported yet\n");
 }
 
 static void test_password_hash(void **state)
@@ -1585,6 +1614,314 @@ static void test_mapping_csv_too_many_errors(void **state)
 }
 
 /* ------------------------------------------------------------------------------------
+ * Asynchronous delivery, retries and retention
+ * ------------------------------------------------------------------------------------ */
+
+static const char channel_async[] = "name: stock\n"
+                                    "match: { path: /stock }\n"
+                                    "allow: { roles: [lmis] }\n"
+                                    "mode: async\n"
+                                    "routes:\n"
+                                    "  - { name: a, url: \"http://a.example\", timeout: 1m,\n"
+                                    "      primary: true }\n"
+                                    "  - { name: b, url: \"http://b.example\", when: [2xx] }\n";
+
+static void test_delivery_all_keys(void **state)
+{
+    (void)state;
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery:\n"
+                      "  workers: 0\n"
+                      "  lease: 2h\n"
+                      "  poll: 250ms\n"
+                      "  batch: 100\n"
+                      "  drain: 2m\n"
+                      "  max_attempts: 1000\n"
+                      "  max_age: 30d\n"
+                      "  backoff: { initial: 500ms, max: 24h }\n"
+                      "retention:\n"
+                      "  keep_bodies: 90d\n"
+                      "  keep_transactions: 2w\n" /* shorter than keep_bodies: see below */
+                      "  prune_every: 1s\n");
+    EXPECT_ERRORS("hibus.yaml:13:22: retention.keep_transactions (14d) is shorter than "
+                  "retention.keep_bodies (90d) (a transaction is removed with its bodies: keep "
+                  "transactions at least as long)\n");
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery:\n"
+                      "  workers: 0\n"
+                      "  lease: 2h\n"
+                      "  poll: 250ms\n"
+                      "  batch: 100\n"
+                      "  drain: 2m\n"
+                      "  max_attempts: 1000\n"
+                      "  max_age: 30d\n"
+                      "  backoff: { initial: 500ms, max: 24h }\n"
+                      "retention:\n"
+                      "  keep_bodies: 90d\n"
+                      "  keep_transactions: 400d\n"
+                      "  prune_every: 1s\n");
+    put("channels/stock.yaml", channel_async);
+    struct config *cfg = load_ok_at("hibus.yaml");
+    assert_int_equal(cfg->delivery_workers, 0);
+    assert_int_equal(cfg->delivery_lease_ms, 2 * 3600 * 1000);
+    assert_int_equal(cfg->delivery_poll_ms, 250);
+    assert_int_equal(cfg->delivery_batch, 100);
+    assert_int_equal(cfg->drain_ms, 120000);
+    assert_int_equal(cfg->retry.max_attempts, 1000);
+    assert_int_equal(cfg->retry.max_age_ms, 30L * 86400000);
+    assert_int_equal(cfg->retry.backoff_initial_ms, 500);
+    assert_int_equal(cfg->retry.backoff_max_ms, 86400000);
+    assert_int_equal(cfg->keep_bodies_ms, 90LL * 86400000);
+    assert_int_equal(cfg->keep_transactions_ms, 400LL * 86400000);
+    assert_int_equal(cfg->prune_every_ms, 1000);
+    const struct config_channel *ch = config_find_channel(cfg, "stock");
+    assert_int_equal(ch->mode, CONFIG_MODE_ASYNC);
+    assert_memory_equal(&ch->retry, &cfg->retry, sizeof ch->retry);
+    assert_int_equal(ch->n_routes, 2);
+    assert_true(ch->routes[0].primary);
+    config_free(cfg);
+}
+
+/* Empty mappings, zeros and the edges of each range. */
+static void test_delivery_edges(void **state)
+{
+    (void)state;
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery: { workers: 256, lease: 30d, drain: 1ms, max_attempts: 1,\n"
+                      "            backoff: { initial: 24h, max: 24h } }\n"
+                      "retention: { keep_bodies: 0, keep_transactions: 3650d, "
+                      "prune_every: 3650d }\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    assert_int_equal(cfg->delivery_workers, 256);
+    assert_int_equal(cfg->delivery_lease_ms, 30L * 86400000);
+    assert_int_equal(cfg->drain_ms, 1);
+    assert_int_equal(cfg->retry.max_attempts, 1);
+    assert_int_equal(cfg->retry.max_age_ms, 86400000); /* the default */
+    assert_int_equal(cfg->retry.backoff_initial_ms, 86400000);
+    assert_int_equal(cfg->retry.backoff_max_ms, 86400000);
+    assert_int_equal(cfg->keep_bodies_ms, 0);
+    assert_int_equal(cfg->keep_transactions_ms, 3650LL * 86400000);
+    assert_int_equal(cfg->prune_every_ms, 3650L * 86400000);
+    config_free(cfg);
+
+    /* keep_bodies: 0 is forever, which a shorter keep_transactions bounds anyway */
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery:\n"
+                      "retention: { keep_bodies: 0, keep_transactions: 1h }\n");
+    cfg = load_ok_at("hibus.yaml");
+    assert_int_equal(cfg->delivery_workers, 4);
+    assert_int_equal(cfg->keep_transactions_ms, 3600000);
+    config_free(cfg);
+}
+
+/* A channel's retry: replaces only the keys it names. */
+static void test_retry_inheritance(void **state)
+{
+    (void)state;
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery:\n"
+                      "  max_attempts: 5\n"
+                      "  max_age: 2d\n"
+                      "  backoff: { initial: 10s, max: 1h }\n"
+                      "retention: { keep_bodies: 30d, keep_transactions: 90d }\n");
+    put("channels/stock.yaml", "name: stock\n"
+                               "match: { path: /stock }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "mode: async\n"
+                               "retry: { max_attempts: 12 }\n"
+                               "keep_bodies: 7d\n"
+                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/other.yaml", "name: other\n"
+                               "match: { path: /other }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "retry:\n"
+                               "  max_age: 1w\n"
+                               "  backoff: { max: 2h }\n"
+                               "keep_bodies: 1d\n"
+                               "keep_transactions: 1d\n"
+                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/third.yaml", "name: third\n"
+                               "match: { path: /third }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "mode: sync\n"
+                               "retry: { backoff: { initial: 1s } }\n"
+                               "keep_transactions: 0\n"
+                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    const struct config_channel *ch = config_find_channel(cfg, "stock");
+    assert_int_equal(ch->mode, CONFIG_MODE_ASYNC);
+    assert_int_equal(ch->retry.max_attempts, 12);
+    assert_int_equal(ch->retry.max_age_ms, 2L * 86400000);
+    assert_int_equal(ch->retry.backoff_initial_ms, 10000);
+    assert_int_equal(ch->retry.backoff_max_ms, 3600000);
+    assert_int_equal(ch->keep_bodies_ms, 7LL * 86400000);
+    assert_int_equal(ch->keep_transactions_ms, 0); /* the global 90d */
+
+    ch = config_find_channel(cfg, "other");
+    assert_int_equal(ch->mode, CONFIG_MODE_SYNC);
+    assert_int_equal(ch->retry.max_attempts, 5);
+    assert_int_equal(ch->retry.max_age_ms, 7L * 86400000);
+    assert_int_equal(ch->retry.backoff_initial_ms, 10000);
+    assert_int_equal(ch->retry.backoff_max_ms, 2 * 3600000);
+    assert_int_equal(ch->keep_bodies_ms, 86400000);
+    assert_int_equal(ch->keep_transactions_ms, 86400000);
+
+    ch = config_find_channel(cfg, "third");
+    assert_int_equal(ch->retry.max_attempts, 5);
+    assert_int_equal(ch->retry.max_age_ms, 2L * 86400000);
+    assert_int_equal(ch->retry.backoff_initial_ms, 1000);
+    assert_int_equal(ch->retry.backoff_max_ms, 3600000);
+    assert_int_equal(ch->keep_bodies_ms, 0);
+    assert_int_equal(ch->keep_transactions_ms, 0);
+
+    /* the global policy is untouched by the channels */
+    assert_int_equal(cfg->retry.max_attempts, 5);
+    assert_int_equal(cfg->retry.max_age_ms, 2L * 86400000);
+    assert_int_equal(cfg->retry.backoff_initial_ms, 10000);
+    assert_int_equal(cfg->retry.backoff_max_ms, 3600000);
+    config_free(cfg);
+}
+
+static void test_delivery_errors(void **state)
+{
+    (void)state;
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery:\n"
+                      "  workers: 257\n"
+                      "  lease: 31d\n"
+                      "  poll: 2d\n"
+                      "  batch: 0\n"
+                      "  drain: 0s\n"
+                      "  max_attempts: 1001\n"
+                      "  max_age: forever\n"
+                      "  backoff: { initial: 2m, max: 1m, jitter: full }\n"
+                      "  threads: 4\n"
+                      "retention:\n"
+                      "  keep_bodies: 3651d\n"
+                      "  keep_transactions: 90\n"
+                      "  prune_every: 500ms\n"
+                      "  keep: 1d\n");
+    EXPECT_ERRORS(
+        "hibus.yaml:3:12: \"257\" is outside the valid range for delivery.workers (0 .. 256)\n"
+        "hibus.yaml:4:10: \"31d\" is outside the valid range for delivery.lease (1ms .. 30d)\n"
+        "hibus.yaml:5:9: \"2d\" is outside the valid range for delivery.poll (1ms .. 24h)\n"
+        "hibus.yaml:6:10: \"0\" is outside the valid range for delivery.batch (1 .. 100)\n"
+        "hibus.yaml:7:10: \"0s\" is outside the valid range for delivery.drain (1ms .. 30d)\n"
+        "hibus.yaml:8:17: \"1001\" is outside the valid range for delivery.max_attempts (1 .. "
+        "1000)\n"
+        "hibus.yaml:9:12: expected a duration (like 30s, 5m, 24h or 7d) for delivery.max_age, "
+        "got \"forever\"\n"
+        "hibus.yaml:10:32: delivery.backoff.max (1m) is shorter than backoff.initial (2m)\n"
+        "hibus.yaml:10:36: unknown key \"jitter\" in delivery.backoff (expected one of: initial, "
+        "max)\n"
+        "hibus.yaml:11:3: unknown key \"threads\" in delivery (expected one of: workers, lease, "
+        "poll, batch, drain, max_attempts, max_age, backoff)\n"
+        "hibus.yaml:13:16: \"3651d\" is outside the valid range for retention.keep_bodies (0 .. "
+        "3650d)\n"
+        "hibus.yaml:15:16: \"500ms\" is outside the valid range for retention.prune_every (1s "
+        ".. 3650d)\n"
+        "hibus.yaml:16:3: unknown key \"keep\" in retention (expected one of: keep_bodies, "
+        "keep_transactions, prune_every)\n");
+
+    /* a plain number is seconds: 90 is 90s, valid, if surely not what was meant */
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery: [workers]\n"
+                      "retention: { keep_bodies: 90, keep_transactions: soon }\n");
+    EXPECT_ERRORS("hibus.yaml:2:11: expected a mapping for delivery, got a list\n"
+                  "hibus.yaml:3:50: expected a duration (like 12h, 90d or 2w; 0 for forever) for "
+                  "retention.keep_transactions, got \"soon\"\n");
+
+    /* only initial given, longer than the default max */
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery: { backoff: { initial: 20m } }\n");
+    EXPECT_ERRORS("hibus.yaml:2:33: delivery.backoff.initial (20m) is longer than backoff.max "
+                  "(15m) (set delivery.backoff.max to at least 20m)\n");
+}
+
+static void test_channel_retry_errors(void **state)
+{
+    (void)state;
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery: { backoff: { initial: 10s, max: 1h } }\n");
+    put("channels/stock.yaml", "name: stock\n"
+                               "match: { path: /stock }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "mode: later\n"
+                               "retry:\n"
+                               "  max_attempts: 0\n"
+                               "  max_age: 31d\n"
+                               "  backoff: { max: 5s }\n"
+                               "  attempts: 3\n"
+                               "keep_bodies: 30d\n"
+                               "keep_transactions: 7d\n"
+                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/two.yaml", "name: two\n"
+                             "match: { path: /two }\n"
+                             "allow: { roles: [lmis] }\n"
+                             "retry: { backoff: { initial: 2h } }\n"
+                             "keep_bodies: -1d\n"
+                             "keep_transactions: 3651d\n"
+                             "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/three.yaml", "name: three\n"
+                               "match: { path: /three }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "retry: 5\n"
+                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    EXPECT_ERRORS(
+        "channels/stock.yaml:4:7: invalid value \"later\" for mode (expected one of: sync, "
+        "async)\n"
+        "channels/stock.yaml:6:17: \"0\" is outside the valid range for retry.max_attempts (1 .. "
+        "1000)\n"
+        "channels/stock.yaml:7:12: \"31d\" is outside the valid range for retry.max_age (1ms .. "
+        "30d)\n"
+        "channels/stock.yaml:8:19: retry.backoff.max (5s) is shorter than backoff.initial (10s)\n"
+        "channels/stock.yaml:9:3: unknown key \"attempts\" in retry (expected one of: "
+        "max_attempts, max_age, backoff)\n"
+        "channels/stock.yaml:11:20: keep_transactions (7d) is shorter than keep_bodies (30d) (a "
+        "transaction is removed with its bodies: keep transactions at least as long)\n"
+        "channels/three.yaml:4:8: expected a mapping for retry, got a scalar\n"
+        "channels/two.yaml:4:30: retry.backoff.initial (2h) is longer than backoff.max (1h) (set "
+        "retry.backoff.max to at least 2h)\n"
+        "channels/two.yaml:5:14: expected a duration (like 12h, 90d or 2w; 0 for forever) for "
+        "keep_bodies, got \"-1d\"\n"
+        "channels/two.yaml:6:20: \"3651d\" is outside the valid range for keep_transactions (0 .. "
+        "3650d)\n");
+}
+
+/* An async channel's routes run one after the other within one lease. */
+static void test_lease_too_short(void **state)
+{
+    (void)state;
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery: { lease: 1m }\n");
+    put("channels/stock.yaml", channel_async); /* 1m + the default 30s */
+    put("channels/sync.yaml", "name: sync\n"
+                              "match: { path: /sync }\n"
+                              "allow: { roles: [lmis] }\n"
+                              "routes: [{ name: r, url: \"http://t.example\", timeout: 2m }]\n");
+    EXPECT_ERRORS("channels/stock.yaml:5:1: the routes of async channel \"stock\" may take 90s "
+                  "together (the sum of their timeouts), longer than delivery.lease (1m); raise "
+                  "delivery.lease in hibus.yaml to at least 90s, or lower the timeouts\n");
+    /* exactly the lease is enough */
+    put("hibus.yaml", "database: { url: x }\n"
+                      "delivery: { lease: 90s }\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    assert_int_equal(config_find_channel(cfg, "stock")->mode, CONFIG_MODE_ASYNC);
+    assert_int_equal(config_find_channel(cfg, "sync")->mode, CONFIG_MODE_SYNC);
+    config_free(cfg);
+    /* an async channel still has exactly one primary route */
+    put("channels/stock.yaml", "name: stock\n"
+                               "match: { path: /stock }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "mode: async\n"
+                               "routes:\n"
+                               "  - { name: a, url: \"http://a.example\", primary: true }\n"
+                               "  - { name: b, url: \"http://b.example\", primary: true }\n");
+    EXPECT_ERRORS("channels/stock.yaml:7:50: route \"b\" and route \"a\" are both primary "
+                  "(exactly one route can be primary)\n");
+}
+
+/* ------------------------------------------------------------------------------------
  * Parsers
  * ------------------------------------------------------------------------------------ */
 
@@ -1595,8 +1932,20 @@ static void test_parse_duration(void **state)
         const char *s;
         long ms;
     } ok[] = {
-        {"500ms", 500}, {"30s", 30000}, {"2m", 120000}, {"1h", 3600000},
-        {"7", 7000},    {"0", 0},       {"0ms", 0},
+        {"500ms", 500},
+        {"30s", 30000},
+        {"2m", 120000},
+        {"1h", 3600000},
+        {"7", 7000},
+        {"0", 0},
+        {"0ms", 0},
+        {"1d", 86400000},
+        {"90d", 90L * 86400000},
+        {"2w", 14L * 86400000},
+        {"3650d", 3650L * 86400000},
+        {"0w", 0},
+        /* the largest: LONG_MAX ms is 15250284452w and some */
+        {"15250284452w", 15250284452L * 7 * 86400000},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         long v = -1;
@@ -1611,7 +1960,13 @@ static void test_parse_duration(void **state)
                                       "1 s",
                                       " 1s",
                                       "1S",
-                                      "1d",
+                                      "1D",
+                                      "1W",
+                                      "1y",
+                                      "1dd",
+                                      "1.5d",
+                                      "15250284453w",
+                                      "106751991168d",
                                       "1sec",
                                       "0x10",
                                       "99999999999999999999s",
@@ -1716,6 +2071,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mapping_csv_too_many_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapping_unreadable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapping_many_duplicates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_all_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_edges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_inheritance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_channel_retry_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_too_short, setup, teardown),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
     };

@@ -25,7 +25,19 @@
 #include "hibus/quality.h"
 
 enum config_path_kind { CONFIG_PATH_EXACT = 0, CONFIG_PATH_PREFIX = 1, CONFIG_PATH_REGEX = 2 };
-enum config_mode { CONFIG_MODE_SYNC = 0 };
+/* sync: the client waits for the primary route's outcome. async: the client
+ * gets 202 once the request is stored; delivery workers deliver it, with
+ * retries. */
+enum config_mode { CONFIG_MODE_SYNC = 0, CONFIG_MODE_ASYNC = 1 };
+
+/* Retry policy: delivery: in hibus.yaml gives the defaults, a channel's retry:
+ * overrides each key it names. */
+struct config_retry {
+    int max_attempts;      /* delivery rounds before a transaction is failed; default 10 */
+    long max_age_ms;       /* no retry once the request is older than this; default 24h */
+    long backoff_initial_ms; /* default 2s */
+    long backoff_max_ms;     /* default 15m; delay = random(0, min(max, initial * 2^(n-1))) */
+};
 enum config_mediator {
     CONFIG_MEDIATOR_HTTP = 0, /* forward to any HTTP target */
     CONFIG_MEDIATOR_DHIS2 = 1 /* POST <url>/api/dataValueSets, parse the import summary */
@@ -110,6 +122,11 @@ struct config_channel {
     char **allow_clients;
     size_t n_allow_clients;
     enum config_mode mode;
+    struct config_retry retry;   /* the global delivery: values with this channel's retry: */
+    long long keep_bodies_ms;    /* keep_bodies: request/response bodies pruned after this;
+                                    0 = the global retention.keep_bodies (0 there = forever) */
+    long long keep_transactions_ms; /* keep_transactions: whole transactions removed after this;
+                                    0 = the global retention.keep_transactions */
     bool has_transform;
     struct config_transform transform;
     enum mapping_policy unmapped; /* unmapped: reject (default) | skip */
@@ -162,6 +179,21 @@ struct config {
     size_t n_channels;
 
     char *mappings_dir;        /* mappings: in hibus.yaml, default "mappings" */
+
+    /* delivery: { workers, lease, poll, max_attempts, max_age, backoff: {initial, max} } */
+    int delivery_workers;      /* threads per process; default 4; 0 = this process only
+                                  takes requests, others deliver */
+    long delivery_lease_ms;    /* how long a claim lasts before another process may take the
+                                  transaction over; default 5m, at least the longest route
+                                  timeout times the number of routes */
+    long delivery_poll_ms;     /* fallback poll when no NOTIFY comes; default 5s */
+    int delivery_batch;        /* transactions claimed per query; default 1 */
+    long drain_ms;             /* SIGTERM: how long in-flight work may finish; default 30s */
+    struct config_retry retry; /* the defaults of every channel */
+    /* retention: { keep_bodies, keep_transactions, prune_every } */
+    long long keep_bodies_ms;       /* 0 = keep forever */
+    long long keep_transactions_ms; /* 0 = keep forever */
+    long prune_every_ms;            /* default 1h */
     struct mapping **mappings; /* every mapping a channel names, loaded once */
     size_t n_mappings;
 };
@@ -179,7 +211,7 @@ const struct mapping *config_find_mapping(const struct config *cfg, const char *
 const struct config_route *config_primary_route(const struct config_channel *ch);
 bool config_header_redacted(const struct config *cfg, const char *name);
 
-/* Helpers shared with tests: "30s", "500ms", "2m", "1h" -> milliseconds; "10MiB",
+/* Helpers shared with tests: "30s", "500ms", "2m", "1h", "90d", "2w" -> milliseconds; "10MiB",
  * "512KiB", "1MB", "2048" -> bytes. Return false on a malformed value. */
 bool config_parse_duration_ms(const char *s, long *out);
 bool config_parse_size(const char *s, size_t *out);

@@ -58,11 +58,17 @@ struct delivery_input {
     const void *body;
     size_t body_len;
     size_t max_response;
+    bool may_retry; /* a retryable failure will get another round (async, budget left):
+                       routes with when: conditions then wait for the primary's last word */
 };
 
 struct delivery_route_result {
     const struct config_route *route;
-    bool ran;              /* false when its `when` condition did not hold */
+    bool ran;              /* false when its `when` condition did not hold, or it was done
+                              in an earlier round (carried) */
+    bool carried;          /* done in an earlier round: outcome and status come from there */
+    long status;           /* the HTTP status it ended with (this round or carried); 0 none */
+    bool retryable;        /* failed in a way that may succeed later */
     const char *method;    /* the method sent (static or the request's) */
     const char *outcome;   /* successful, completed, completed_with_errors or failed */
     enum hibus_err rc;     /* of the mediator: HIBUS_E_TIMEOUT, HIBUS_E_TARGET, ... */
@@ -75,26 +81,51 @@ struct delivery_route_result {
 
 struct delivery_result {
     const char *status; /* the transaction's status */
+    bool retry;         /* some route failed in a way that may succeed later */
     struct delivery_route_result *routes; /* in the order tried: the primary first */
     size_t n_routes;
 };
 
-/* Runs every route. Always fills out (free with delivery_result_free). */
+/* Runs the routes. prev (may be NULL) holds each route's latest state from
+ * earlier rounds: a route that is done (anything but a retryable failure) is not
+ * run again and its earlier outcome counts. Always fills out (free with
+ * delivery_result_free). out->retry tells whether a route failed in a way that
+ * may succeed later. */
 void delivery_run(const struct config_channel *ch, const struct delivery_prepared *p,
-                  const struct delivery_input *in, struct delivery_result *out);
+                  const struct delivery_input *in, const struct txlog_route_state *prev,
+                  size_t n_prev, struct delivery_result *out);
 void delivery_result_free(struct delivery_result *r);
 
 /* What the client of route rr sees: the unwrapped answer or the raw one. */
 const struct mediator_response *delivery_answer(const struct delivery_route_result *rr);
 
 /* Records the attempts of r (NULL for a rejected request) and the outcome.
- * status overrides r->status when r is NULL (e.g. TXLOG_REJECTED). The answer
- * given to the client is response_status / response_body. */
+ * status overrides r->status (e.g. TXLOG_REJECTED, or TXLOG_QUEUED for a retry
+ * due in retry_in_ms). owner (may be NULL) must still hold the transaction's
+ * lease. The answer given to the client is response_status / response_body. */
+struct delivery_outcome {
+    const char *status; /* NULL: r->status */
+    const char *owner;
+    long retry_in_ms;
+    const char *error;  /* NULL: the primary route's error when the status is failed */
+    int response_status;
+    const char *response_headers_json;
+    const char *response_body;
+    size_t response_body_len;
+};
 enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct delivery_prepared *p,
-                               const struct delivery_result *r, const char *status,
-                               int response_status, const char *response_headers_json,
-                               const char *response_body, size_t response_body_len,
+                               const struct delivery_result *r, const struct delivery_outcome *o,
                                struct hibus_error *err);
+
+/* hibus's account of a delivery, as a channel with a transform answers it and
+ * as GET /transactions/ID shows it: {"transaction", "status", "request_id",
+ * "routes": [{route, outcome, status_code, import|mediator, error}], "skipped",
+ * "warnings"}. Caller decrefs. */
+json_t *delivery_account(int64_t tx_id, const char *request_id, const struct delivery_prepared *p,
+                         const struct delivery_result *r);
+
+/* Full-jitter backoff: a random delay in [0, min(max, initial * 2^(round-1))]. */
+long delivery_backoff_ms(const struct config_retry *rt, int round);
 
 /* {"problems": [...], "skipped": [...], "warnings": [...]} of p, or NULL when
  * all three are empty. Caller decrefs. */

@@ -56,8 +56,12 @@ struct txlog_request {
     const char *headers_json; /* a JSON object, already redacted */
     const void *body;
     size_t body_len;
-    const char *status;      /* initial status, e.g. TXLOG_PROCESSING */
+    const char *status;      /* initial status, e.g. TXLOG_PROCESSING, TXLOG_QUEUED */
     const char *node;        /* which hibus process took it (host:pid) */
+    const char *mode;        /* "sync" (default when NULL) or "async" */
+    const char *order_key;   /* delivered in arrival order with others of the same key; may be NULL */
+    long lease_ms;           /* > 0: node holds the transaction this long (a sync delivery) */
+    const char *problems_json; /* for a request rejected before delivery; may be NULL */
 };
 
 /* Inserts and commits one transaction; *id gets its id. Returns only after the
@@ -78,6 +82,8 @@ struct txlog_attempt {
     size_t response_excerpt_len;
     const char *response_headers_json; /* may be NULL */
     const char *details_json; /* mediator facts (import summary, ...); may be NULL */
+    const char *outcome;      /* successful, completed, completed_with_errors, failed */
+    bool retryable;           /* a failure that may succeed later */
 };
 
 struct txlog_outcome {
@@ -95,6 +101,66 @@ struct txlog_outcome {
 enum hibus_err txlog_complete(struct txlog *tl, int64_t id, const struct txlog_attempt *attempts,
                               size_t n_attempts, const struct txlog_outcome *out,
                               struct hibus_error *err);
+
+/* Like txlog_complete, for a delivery worker: owner (when not NULL) must still
+ * hold the lease, else HIBUS_E_NOT_FOUND (another process took it over and this
+ * outcome is not recorded). With out->status TXLOG_QUEUED the transaction is
+ * due again in retry_in_ms. */
+enum hibus_err txlog_finish(struct txlog *tl, int64_t id, const char *owner,
+                            const struct txlog_attempt *attempts, size_t n_attempts,
+                            const struct txlog_outcome *out, long retry_in_ms,
+                            struct hibus_error *err);
+
+/* A transaction claimed for delivery, with what delivery needs of the request. */
+struct txlog_claimed {
+    int64_t id;
+    char *channel, *client, *method, *path, *query, *headers_json, *request_id;
+    char *body; /* NUL-terminated copy; NULL when the request had none */
+    size_t body_len;
+    int rounds;    /* delivery rounds started, this one included */
+    double age_ms; /* since it was received */
+};
+
+/* Claims up to max due transactions (queued and due, or processing under a
+ * lapsed lease) for owner, for lease_ms, skipping rows other processes hold,
+ * and keeping arrival order within an order key. Caller frees with
+ * txlog_claimed_free. */
+enum hibus_err txlog_claim(struct txlog *tl, const char *owner, long lease_ms, int max,
+                           struct txlog_claimed **out, size_t *n, struct hibus_error *err);
+void txlog_claimed_free(struct txlog_claimed *v, size_t n);
+
+/* The latest try of each route of a transaction. */
+struct txlog_route_state {
+    char route[128];
+    char outcome[32]; /* "" for a libcurl resend row */
+    bool retryable;
+    int status_code;
+};
+enum hibus_err txlog_route_states(struct txlog *tl, int64_t id, struct txlog_route_state **out,
+                                  size_t *n, struct hibus_error *err);
+
+/* Milliseconds until the next queued transaction is due: <= 0 now, -1 none. */
+enum hibus_err txlog_next_due(struct txlog *tl, double *ms, struct hibus_error *err);
+
+/* Puts owner's claims back in the queue, due now (SIGTERM after the drain). */
+enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released,
+                             struct hibus_error *err);
+
+/* hibus rerun: re-queues finished transactions (any status but queued and
+ * processing) that match every given filter (NULL: any), spreading them rate_per_s
+ * a second. Their history stays; their retry budget starts again. */
+struct txlog_rerun_filter {
+    const char *ids_csv; /* "12,15,20" */
+    const char *channel;
+    const char *status;
+    const char *since;   /* a timestamp PostgreSQL understands */
+    double rate_per_s;   /* <= 0: all at once */
+};
+enum hibus_err txlog_rerun(struct txlog *tl, const struct txlog_rerun_filter *f, long *queued,
+                           struct hibus_error *err);
+/* Drops reruns still queued (of channel, or all): they end failed again. */
+enum hibus_err txlog_rerun_cancel(struct txlog *tl, const char *channel, long *cancelled,
+                                  struct hibus_error *err);
 
 /* The transaction and its attempts as a JSON object (caller json_decref's):
  * { id, request_id, channel, client, method, path, query, status, node,
@@ -119,10 +185,13 @@ struct txlog_summary {
     double duration_ms;  /* received_at to finished_at (or to now while running) */
 };
 
-/* A dedicated connection that LISTENs on hibus_tx. */
+/* A dedicated connection that LISTENs on hibus_tx (every change of status), or,
+ * with txlog_listen_on, on "hibus_queue" (a transaction became queued). */
 struct txlog_listener;
 enum hibus_err txlog_listen(const char *url, long connect_timeout_ms, struct txlog_listener **out,
                             struct hibus_error *err);
+enum hibus_err txlog_listen_on(const char *url, long connect_timeout_ms, const char *channel,
+                               struct txlog_listener **out, struct hibus_error *err);
 /* Waits up to timeout_ms for a notification; HIBUS_OK with *id set, HIBUS_E_TIMEOUT
  * when none came, HIBUS_E_DB when the connection was lost (the caller may
  * txlog_listen again). */

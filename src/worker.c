@@ -1,0 +1,399 @@
+/*
+ * worker.c - delivery workers (see hibus/worker.h).
+ *
+ * One round of one transaction:
+ *   claim          status processing, lease to this process, rounds + 1
+ *   checks         channel still there and enabled, rounds within max_attempts:
+ *                  otherwise failed at once (lowering max_attempts or disabling a
+ *                  channel stops its retries at the next claim)
+ *   prepare        reader, mapping, quality: a payload that no longer passes is
+ *                  rejected (never retried)
+ *   routes         those not done in earlier rounds (delivery_run with the routes'
+ *                  latest states)
+ *   record         final status, or queued again after a full-jitter backoff when a
+ *                  route failed in a way that may succeed later and the policy
+ *                  (max_attempts, max_age) allows; only while this process still
+ *                  holds the lease
+ *
+ * Waking: a thread LISTENs on hibus_queue and wakes the workers; they also wake
+ * when the next retry is due and, as a fallback, every delivery.poll.
+ */
+#define LOG_SUBSYS "worker"
+#include "hibus/worker.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hibus/delivery.h"
+#include "hibus/log.h"
+
+struct workers {
+    struct worker_deps deps;
+    pthread_t *threads;
+    size_t n_threads;
+    pthread_t waker;
+    bool waker_started;
+    atomic_bool quiescing;
+    atomic_bool stopping;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;   /* work may be due */
+    pthread_cond_t idle;   /* in_flight reached 0 */
+    unsigned long generation; /* bumped on every wake-up; guarded by mu */
+    long in_flight;           /* guarded by mu */
+    size_t exited;            /* worker threads that returned; guarded by mu */
+};
+
+static void deadline_in(struct timespec *ts, long ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void wake_all(struct workers *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->generation++;
+    pthread_cond_broadcast(&w->wake);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Sleeps up to ms, or until woken (after the generation seen was taken). */
+static void sleep_until_woken(struct workers *w, unsigned long seen, long ms)
+{
+    struct timespec dl;
+    deadline_in(&dl, ms);
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    while (w->generation == seen && !atomic_load(&w->stopping) && rc == 0)
+        rc = pthread_cond_timedwait(&w->wake, &w->mu, &dl);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* --------------------------------------------------------------- a round */
+
+/* The stored request headers (a JSON object, secrets already redacted) as a
+ * list for the mediator; redacted ones are not sent. */
+static struct mediator_header *headers_from_json(const char *text, size_t *n)
+{
+    *n = 0;
+    json_t *o = json_loads(text ? text : "{}", 0, NULL);
+    struct mediator_header *v = calloc(json_object_size(o) + 1, sizeof *v);
+    const char *k;
+    json_t *val;
+    json_object_foreach(o, k, val)
+    {
+        const char *s = json_string_value(val);
+        if (v == NULL || s == NULL || strcmp(s, "[redacted]") == 0)
+            continue;
+        v[*n].name = strdup(k);
+        v[*n].value = strdup(s);
+        if (v[*n].name == NULL || v[*n].value == NULL) {
+            free(v[*n].name);
+            free(v[*n].value);
+            continue;
+        }
+        (*n)++;
+    }
+    json_decref(o);
+    return v;
+}
+
+static void headers_free(struct mediator_header *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].value);
+    }
+    free(v);
+}
+
+/* Ends a transaction without delivering it (failed or rejected). */
+static void end_without_delivery(struct workers *w, const struct txlog_claimed *c,
+                                 const struct delivery_prepared *p, const char *status,
+                                 const char *why)
+{
+    struct hibus_error err = {0};
+    struct delivery_outcome o = {.status = status, .owner = w->deps.node, .error = why};
+    LOG_WARN(c->request_id, "tx=%lld channel=%s: %s", (long long)c->id, c->channel, why);
+    if (delivery_record(w->deps.tl, c->id, p, NULL, &o, &err) != HIBUS_OK)
+        LOG_ERROR(c->request_id, "tx=%lld: could not record its end: %s", (long long)c->id, err.msg);
+}
+
+static void deliver_one(struct workers *w, const struct txlog_claimed *c)
+{
+    const struct config *cfg = w->deps.cfg;
+    const struct config_channel *ch = config_find_channel(cfg, c->channel);
+    struct delivery_prepared prep = {0};
+    char why[512];
+    if (ch == NULL || !ch->enabled) {
+        snprintf(why, sizeof why, "channel \"%s\" is %s: delivery stopped", c->channel,
+                 ch == NULL ? "no longer in the configuration" : "disabled");
+        end_without_delivery(w, c, NULL, TXLOG_FAILED, why);
+        return;
+    }
+    if (c->rounds > ch->retry.max_attempts) {
+        snprintf(why, sizeof why, "max_attempts (%d) reached: delivery stopped",
+                 ch->retry.max_attempts);
+        end_without_delivery(w, c, NULL, TXLOG_FAILED, why);
+        return;
+    }
+    if (delivery_prepare(ch, c->body, c->body_len, &prep) != HIBUS_OK) {
+        end_without_delivery(w, c, &prep, TXLOG_REJECTED,
+                             "the payload no longer passes the channel's transform");
+        delivery_prepared_free(&prep);
+        return;
+    }
+
+    struct hibus_error err = {0};
+    struct txlog_route_state *prev = NULL;
+    size_t n_prev = 0;
+    if (c->rounds > 1 && txlog_route_states(w->deps.tl, c->id, &prev, &n_prev, &err) != HIBUS_OK) {
+        /* Without the earlier outcomes every route would run again; better to
+         * leave the claim to lapse and try later. */
+        LOG_ERROR(c->request_id, "tx=%lld: could not read earlier rounds: %s", (long long)c->id,
+                  err.msg);
+        delivery_prepared_free(&prep);
+        return;
+    }
+    size_t n_headers = 0;
+    struct mediator_header *headers = headers_from_json(c->headers_json, &n_headers);
+    struct delivery_input in = {.request_id = c->request_id, .method = c->method,
+                                .query = c->query, .headers = headers, .n_headers = n_headers,
+                                .body = c->body, .body_len = c->body_len,
+                                .max_response = cfg->max_body,
+                                .may_retry = c->rounds < ch->retry.max_attempts &&
+                                             c->age_ms < (double)ch->retry.max_age_ms};
+    struct delivery_result res;
+    delivery_run(ch, &prep, &in, prev, n_prev, &res);
+
+    /* Retry while the policy allows; otherwise the round's status is final. */
+    struct delivery_outcome o = {.owner = w->deps.node};
+    const char *verdict = res.status;
+    if (res.retry) {
+        if (c->rounds >= ch->retry.max_attempts) {
+            snprintf(why, sizeof why, "gave up after %d attempts (max_attempts)", c->rounds);
+            verdict = TXLOG_FAILED;
+            o.error = why;
+        } else if (c->age_ms >= (double)ch->retry.max_age_ms) {
+            snprintf(why, sizeof why, "gave up: the request is older than max_age (%ld s)",
+                     ch->retry.max_age_ms / 1000);
+            verdict = TXLOG_FAILED;
+            o.error = why;
+        } else {
+            verdict = TXLOG_QUEUED;
+            o.retry_in_ms = delivery_backoff_ms(&ch->retry, c->rounds);
+        }
+    }
+    o.status = verdict;
+    json_t *account = delivery_account(c->id, c->request_id, &prep, &res);
+    char *body = account ? json_dumps(account, JSON_COMPACT) : NULL;
+    json_decref(account);
+    o.response_status = (int)res.routes[0].status;
+    o.response_body = body;
+    o.response_body_len = body ? strlen(body) : 0;
+    if (delivery_record(w->deps.tl, c->id, &prep, &res, &o, &err) != HIBUS_OK)
+        LOG_ERROR(c->request_id, "tx=%lld: round %d ended %s but was not recorded: %s%s%s",
+                  (long long)c->id, c->rounds, verdict, err.msg, err.detail[0] ? ": " : "",
+                  err.detail);
+    else if (strcmp(verdict, TXLOG_QUEUED) == 0)
+        LOG_WARN(c->request_id, "tx=%lld channel=%s: round %d failed, retry in %.1f s",
+                 (long long)c->id, c->channel, c->rounds, (double)o.retry_in_ms / 1000.0);
+    else
+        LOG_INFO(c->request_id, "tx=%lld channel=%s: delivered in round %d: %s", (long long)c->id,
+                 c->channel, c->rounds, verdict);
+    free(body);
+    free(prev);
+    headers_free(headers, n_headers);
+    delivery_result_free(&res);
+    delivery_prepared_free(&prep);
+}
+
+/* ------------------------------------------------------------- threads */
+
+static void *worker_main(void *arg)
+{
+    struct workers *w = arg;
+    const struct config *cfg = w->deps.cfg;
+    long error_pause = 1000;
+    while (!atomic_load(&w->quiescing)) {
+        pthread_mutex_lock(&w->mu);
+        unsigned long seen = w->generation;
+        pthread_mutex_unlock(&w->mu);
+
+        struct txlog_claimed *v = NULL;
+        size_t n = 0;
+        struct hibus_error err = {0};
+        if (txlog_claim(w->deps.tl, w->deps.node, cfg->delivery_lease_ms, cfg->delivery_batch, &v,
+                        &n, &err) != HIBUS_OK) {
+            LOG_ERROR(NULL, "could not claim work: %s%s%s", err.msg, err.detail[0] ? ": " : "",
+                      err.detail);
+            sleep_until_woken(w, seen, error_pause);
+            error_pause = error_pause < 30000 ? error_pause * 2 : 30000;
+            continue;
+        }
+        error_pause = 1000;
+        if (n == 0) {
+            double due = -1;
+            long wait = cfg->delivery_poll_ms;
+            if (txlog_next_due(w->deps.tl, &due, &err) == HIBUS_OK && due >= 0 && due < wait)
+                wait = (long)due + 1;
+            sleep_until_woken(w, seen, wait);
+            continue;
+        }
+        pthread_mutex_lock(&w->mu);
+        w->in_flight += (long)n;
+        pthread_mutex_unlock(&w->mu);
+        for (size_t i = 0; i < n; i++)
+            deliver_one(w, &v[i]);
+        txlog_claimed_free(v, n);
+        pthread_mutex_lock(&w->mu);
+        w->in_flight -= (long)n;
+        if (w->in_flight == 0)
+            pthread_cond_broadcast(&w->idle);
+        pthread_mutex_unlock(&w->mu);
+    }
+    pthread_mutex_lock(&w->mu);
+    w->exited++;
+    pthread_cond_broadcast(&w->idle);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Listens for NOTIFY hibus_queue and wakes the workers; reconnects after a loss
+ * (meanwhile the workers' poll keeps things moving). */
+static void *waker_main(void *arg)
+{
+    struct workers *w = arg;
+    const struct config *cfg = w->deps.cfg;
+    struct txlog_listener *l = NULL;
+    bool said = false;
+    while (!atomic_load(&w->stopping)) {
+        struct hibus_error err = {0};
+        if (l == NULL) {
+            if (txlog_listen_on(cfg->database_url, cfg->database_connect_timeout_ms, "hibus_queue",
+                                &l, &err) != HIBUS_OK) {
+                if (!said)
+                    LOG_WARN(NULL, "cannot listen for queued work (%s); polling every %ld ms",
+                             err.msg, cfg->delivery_poll_ms);
+                said = true;
+                pthread_mutex_lock(&w->mu);
+                unsigned long g = w->generation;
+                pthread_mutex_unlock(&w->mu);
+                sleep_until_woken(w, g, 2000);
+                continue;
+            }
+            said = false;
+            wake_all(w); /* anything queued while we were not listening */
+        }
+        int64_t id;
+        enum hibus_err rc = txlog_listener_next(l, 500, &id, &err);
+        if (rc == HIBUS_OK)
+            wake_all(w);
+        else if (rc != HIBUS_E_TIMEOUT) {
+            txlog_listener_close(l);
+            l = NULL;
+        }
+    }
+    txlog_listener_close(l);
+    return NULL;
+}
+
+enum hibus_err workers_start(const struct worker_deps *deps, struct workers **out,
+                             struct hibus_error *err)
+{
+    struct workers *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    w->deps = *deps;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    pthread_cond_init(&w->idle, NULL);
+    size_t n = (size_t)deps->cfg->delivery_workers;
+    w->threads = calloc(n ? n : 1, sizeof *w->threads);
+    if (w->threads == NULL) {
+        workers_stop(w);
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
+    *out = w;
+    if (n == 0)
+        return HIBUS_OK;
+    if (pthread_create(&w->waker, NULL, waker_main, w) == 0)
+        w->waker_started = true;
+    for (; w->n_threads < n; w->n_threads++)
+        if (pthread_create(&w->threads[w->n_threads], NULL, worker_main, w) != 0)
+            break;
+    if (w->n_threads < n)
+        LOG_ERROR(NULL, "started %zu of %zu delivery workers", w->n_threads, n);
+    return HIBUS_OK;
+}
+
+void workers_quiesce(struct workers *w)
+{
+    if (w == NULL)
+        return;
+    atomic_store(&w->quiescing, true);
+    wake_all(w);
+}
+
+bool workers_drain(struct workers *w, long timeout_ms)
+{
+    if (w == NULL)
+        return true;
+    struct timespec dl;
+    deadline_in(&dl, timeout_ms);
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    while ((w->in_flight > 0 || w->exited < w->n_threads) && rc == 0)
+        rc = pthread_cond_timedwait(&w->idle, &w->mu, &dl);
+    bool idle = w->in_flight == 0 && w->exited == w->n_threads;
+    pthread_mutex_unlock(&w->mu);
+    return idle;
+}
+
+bool workers_stop(struct workers *w)
+{
+    if (w == NULL)
+        return true;
+    atomic_store(&w->quiescing, true);
+    atomic_store(&w->stopping, true);
+    wake_all(w);
+    pthread_mutex_lock(&w->mu);
+    bool all_exited = w->exited == w->n_threads;
+    pthread_mutex_unlock(&w->mu);
+    if (w->n_threads > 0) {
+        /* Whatever is still ours goes back to the queue for whoever runs next. */
+        long released = 0;
+        struct hibus_error err = {0};
+        if (txlog_release(w->deps.tl, w->deps.node, &released, &err) != HIBUS_OK)
+            LOG_ERROR(NULL, "could not release claims (their leases will lapse): %s", err.msg);
+        else if (released > 0)
+            LOG_WARN(NULL, "released %ld transaction%s still in delivery back to the queue",
+                     released, released == 1 ? "" : "s");
+    }
+    if (w->waker_started)
+        pthread_join(w->waker, NULL);
+    if (!all_exited) {
+        /* A delivery is still running past the drain deadline: its thread ends
+         * with the process, and its transaction was released above. */
+        for (size_t i = 0; i < w->n_threads; i++)
+            pthread_detach(w->threads[i]);
+        return false; /* w stays allocated for those threads */
+    }
+    for (size_t i = 0; i < w->n_threads; i++)
+        pthread_join(w->threads[i], NULL);
+    pthread_cond_destroy(&w->idle);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->mu);
+    free(w->threads);
+    free(w);
+    return true;
+}
