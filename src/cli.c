@@ -504,6 +504,12 @@ static void print_tx(const json_t *tx)
     const char *q = jstr(tx, "query");
     printf("  request     %s %s%s%s\n", jstr(tx, "method"), jstr(tx, "path"), q[0] ? "?" : "", q);
     printf("  request id  %s\n", jstr(tx, "request_id"));
+    printf("  mode        %s, %" JSON_INTEGER_FORMAT " delivery round%s%s%s\n", jstr(tx, "mode"),
+           json_integer_value(json_object_get(tx, "rounds")),
+           json_integer_value(json_object_get(tx, "rounds")) == 1 ? "" : "s",
+           jstr(tx, "next_attempt_at")[0] ? ", next at " : "", jstr(tx, "next_attempt_at"));
+    if (jstr(tx, "bodies_pruned_at")[0])
+        printf("  bodies      removed by retention at %s\n", jstr(tx, "bodies_pruned_at"));
     printf("  node        %s\n", jstr(tx, "node"));
     printf("  received    %s\n", jstr(tx, "received_at"));
     if (json_is_number(dur))
@@ -920,5 +926,43 @@ int cli_rerun(int argc, char **argv)
     txlog_close(tl);
     config_free(cfg);
     free(ids);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ prune */
+
+static const char prune_usage[] =
+    "usage: hibus prune [-c FILE]\n"
+    "Applies the retention rules once, now: makes the monthly partitions around\n"
+    "today, drops months older than every channel's keep_transactions, removes\n"
+    "transactions past their channel's keep_transactions and empties bodies past\n"
+    "keep_bodies. hibus serve does the same every retention.prune_every.\n";
+
+int cli_prune(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = parse_opts(argc, argv, &o, prune_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    struct config *cfg = load_config(o.config);
+    if (cfg == NULL)
+        return 1;
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    struct txlog_prune_result r;
+    int rc = 1;
+    if (txlog_open(cfg->database_url, 1, cfg->database_connect_timeout_ms, &tl, &err) != HIBUS_OK ||
+        workers_prune_once(cfg, tl, &r, &err) != HIBUS_OK) {
+        print_error("prune", &err);
+    } else if (r.skipped) {
+        printf("another hibus process is pruning right now; nothing done\n");
+        rc = 0;
+    } else {
+        printf("partitions made %d, dropped %d; transactions removed %ld; bodies emptied %ld\n",
+               r.partitions_made, r.partitions_dropped, r.transactions_deleted, r.bodies_pruned);
+        rc = 0;
+    }
+    txlog_close(tl);
+    config_free(cfg);
     return rc;
 }

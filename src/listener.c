@@ -622,9 +622,11 @@ static enum MHD_Result serve_transaction(struct MHD_Connection *c, struct reques
     }
     /* What a client may see: not other clients' headers, not its own body back. */
     json_t *view = json_object();
-    static const char *const keys[] = {"id", "request_id", "channel", "status", "received_at",
-                                       "finished_at", "duration_ms", "response_status", "error",
-                                       "problems", NULL};
+    static const char *const keys[] = {"id",          "request_id",      "channel",
+                                       "status",      "received_at",     "finished_at",
+                                       "duration_ms", "response_status", "error",
+                                       "problems",    "rounds",          "next_attempt_at",
+                                       NULL};
     for (size_t k = 0; keys[k] != NULL; k++) {
         json_t *v = json_object_get(tx, keys[k]);
         json_object_set_new(view, keys[k], v ? json_incref(v) : json_null());

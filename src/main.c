@@ -20,6 +20,7 @@ static const struct command {
     {"tail", cli_tail, "follow transactions live as they change"},
     {"map", cli_map, "show offline what a channel would send for a payload (stdin)"},
     {"rerun", cli_rerun, "put finished transactions back in the delivery queue"},
+    {"prune", cli_prune, "apply the retention rules once, now"},
 };
 
 static void usage(FILE *f)

@@ -129,10 +129,10 @@ static const struct stmt_def stmts[ST_COUNT] = {
     /* Attempts are written when the transaction completes; started_at is the
      * caller's start time, or "now minus the duration" when it gave none. */
     [ST_ATTEMPT] = {"hibus_tx_attempt",
-                    "INSERT INTO attempts (transaction_id, route, attempt, method, url, status_code,"
-                    " duration_ms, error, response_headers, response_excerpt, started_at, details,"
-                    " outcome, retryable)"
-                    " VALUES ($1, $2,"
+                    "INSERT INTO attempts (transaction_id, tx_received_at, route, attempt, method,"
+                    " url, status_code, duration_ms, error, response_headers, response_excerpt,"
+                    " started_at, details, outcome, retryable)"
+                    " VALUES ($1, (SELECT t.received_at FROM transactions t WHERE t.id = $1), $2,"
                     " coalesce(nullif($3, 0), (SELECT coalesce(max(a.attempt), 0) + 1"
                     "     FROM attempts a WHERE a.transaction_id = $1 AND a.route = $2)),"
                     " $4, $5, $6, $7, $8, $9, $10,"
@@ -161,7 +161,8 @@ static const struct stmt_def stmts[ST_COUNT] = {
                 " " TS_UTC("received_at") ", " TS_UTC("updated_at") ", " TS_UTC("finished_at") ","
                 " round(extract(epoch FROM finished_at - received_at) * 1000, 3)::float8,"
                 " request_headers::text, request_body, response_status,"
-                " response_headers::text, response_body, error, problems::text"
+                " response_headers::text, response_body, error, problems::text, mode, rounds,"
+                " " TS_UTC("next_attempt_at") ", " TS_UTC("bodies_pruned_at") ""
                 " FROM transactions WHERE id = $1",
                 1,
                 {OID_INT8}},
@@ -735,6 +736,15 @@ static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
     const int lens[14] = {[7] = (int)rq->body_len};
     const int fmts[14] = {[7] = 1};
     PGresult *res = exec_stmt(conn, prepared, ST_INSERT, vals, lens, fmts);
+    /* No partition for this month yet (hibus was not running when it began):
+     * make it and the next ones, then insert again. */
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL && strcmp(state, "23514") == 0) {
+        PQclear(res);
+        PGresult *mk = PQexec(conn, "SELECT hibus_ensure_partitions(clock_timestamp(), 3)");
+        PQclear(mk);
+        res = exec_stmt(conn, prepared, ST_INSERT, vals, lens, fmts);
+    }
     enum hibus_err rc = HIBUS_OK;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
         rc = db_fail(err, conn, res, "store the transaction");
@@ -1155,6 +1165,10 @@ static enum hibus_err op_get(PGconn *conn, unsigned *prepared, void *vctx, struc
     jset_body(&b, "response_body", NULL, tx, 0, 17);
     jset_text(&b, "error", tx, 0, 18);
     jset_json(&b, "problems", tx, 0, 19);
+    jset_text(&b, "mode", tx, 0, 20);
+    jset_int(&b, "rounds", tx, 0, 21);
+    jset_text(&b, "next_attempt_at", tx, 0, 22);
+    jset_text(&b, "bodies_pruned_at", tx, 0, 23);
     jset(&b, "attempts", attempts_json(at));
     if (!b.ok) {
         json_decref(b.obj);
@@ -1606,4 +1620,174 @@ enum hibus_err txlog_rerun_cancel(struct txlog *tl, const char *channel, long *c
                      " WHERE status = 'queued' AND rerun_at IS NOT NULL"
                      "   AND ($1::text IS NULL OR channel = $1)",
                      "cancel queued reruns", 1, vals, cancelled, err);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Retention                                                                 */
+/* ------------------------------------------------------------------------- */
+
+#define PRUNE_LOCK "7220113105"  /* advisory lock key: one pruner at a time */
+#define PRUNE_BATCH "5000"
+
+struct prune_ctx {
+    const struct txlog_retention *rules;
+    size_t n;
+    struct txlog_prune_result *out;
+};
+
+/* Runs a counting statement until a batch comes back short. */
+static bool prune_loop(PGconn *conn, const char *sql, const char *const *vals, int nparams,
+                       long *total, const char *what, struct hibus_error *err)
+{
+    for (;;) {
+        PGresult *res = PQexecParams(conn, sql, nparams, NULL, vals, NULL, NULL, 0);
+        if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+            db_fail(err, conn, res, what);
+            PQclear(res);
+            return false;
+        }
+        long n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        *total += n;
+        if (n < atol(PRUNE_BATCH))
+            return true;
+    }
+}
+
+static enum hibus_err op_prune(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
+{
+    (void)prepared;
+    struct prune_ctx *ctx = vctx;
+    struct txlog_prune_result *out = ctx->out;
+    PGresult *res = PQexec(conn, "SELECT pg_try_advisory_lock(" PRUNE_LOCK ")");
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        enum hibus_err rc = db_fail(err, conn, res, "take the prune lock");
+        PQclear(res);
+        return rc;
+    }
+    bool mine = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!mine) {
+        out->skipped = true; /* another process is pruning */
+        return HIBUS_OK;
+    }
+    enum hibus_err rc = HIBUS_OK;
+    /* The months around now exist before anything is written to them. */
+    res = PQexec(conn, "SELECT hibus_ensure_partitions(clock_timestamp() - interval '1 month', 4)");
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = db_fail(err, conn, res, "create monthly partitions");
+        PQclear(res);
+        goto unlock;
+    }
+    out->partitions_made = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    /* Whole months older than every channel's keep_transactions: DROP. */
+    long long keep_max = 0;
+    bool forever = false;
+    for (size_t i = 0; i < ctx->n; i++) {
+        if (ctx->rules[i].keep_transactions_ms <= 0)
+            forever = true;
+        else if (ctx->rules[i].keep_transactions_ms > keep_max)
+            keep_max = ctx->rules[i].keep_transactions_ms;
+    }
+    if (!forever && keep_max > 0) {
+        char keep[32];
+        snprintf(keep, sizeof keep, "%lld", keep_max);
+        const char *const vals[1] = {keep};
+        res = PQexecParams(conn,
+                           "SELECT hibus_drop_partitions_before(clock_timestamp()"
+                           " - make_interval(secs => $1::float8 / 1000))",
+                           1, NULL, vals, NULL, NULL, 0);
+        if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+            rc = db_fail(err, conn, res, "drop old monthly partitions");
+            PQclear(res);
+            goto unlock;
+        }
+        out->partitions_dropped = atoi(PQgetvalue(res, 0, 0));
+        PQclear(res);
+    }
+
+    /* Then what remains past each channel's limits, in batches. A rule with
+     * channel NULL covers every channel no other rule names. */
+    size_t names_cap = 4; /* "{", "}", NUL, and one spare */
+    for (size_t i = 0; i < ctx->n; i++)
+        if (ctx->rules[i].channel)
+            names_cap += strlen(ctx->rules[i].channel) * 2 + 4;
+    char *names = malloc(names_cap);
+    if (names == NULL) {
+        rc = hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+        goto unlock;
+    }
+    /* a PostgreSQL array literal of the named channels */
+    size_t at = 0;
+    names[at++] = '{';
+    for (size_t i = 0; i < ctx->n; i++) {
+        const char *c = ctx->rules[i].channel;
+        if (c == NULL)
+            continue;
+        if (at > 1)
+            names[at++] = ',';
+        names[at++] = '"';
+        for (; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                names[at++] = '\\';
+            names[at++] = *c;
+        }
+        names[at++] = '"';
+    }
+    names[at++] = '}';
+    names[at] = '\0';
+#define PRUNE_WHO                                                                                  \
+    "(($1::text IS NOT NULL AND channel = $1) OR"                                                  \
+    " ($1::text IS NULL AND NOT (channel = ANY ($3::text[]))))"                                    \
+    " AND received_at < clock_timestamp() - make_interval(secs => $2::float8 / 1000)"              \
+    " AND status NOT IN ('queued', 'processing')"
+    for (size_t i = 0; i < ctx->n && rc == HIBUS_OK; i++) {
+        const struct txlog_retention *r = &ctx->rules[i];
+        char keep[32];
+        if (r->keep_transactions_ms > 0) {
+            snprintf(keep, sizeof keep, "%lld", r->keep_transactions_ms);
+            const char *const vals[3] = {r->channel, keep, names};
+            if (!prune_loop(conn,
+                            "WITH d AS (DELETE FROM transactions WHERE id IN (SELECT id FROM"
+                            " transactions WHERE " PRUNE_WHO " LIMIT " PRUNE_BATCH ")"
+                            " RETURNING id, received_at),"
+                            " a AS (DELETE FROM attempts x USING d WHERE x.transaction_id = d.id"
+                            " AND x.tx_received_at = d.received_at RETURNING 1)"
+                            " SELECT count(*) FROM d",
+                            vals, 3, &out->transactions_deleted, "remove old transactions", err))
+                rc = HIBUS_E_DB;
+        }
+        if (rc == HIBUS_OK && r->keep_bodies_ms > 0) {
+            snprintf(keep, sizeof keep, "%lld", r->keep_bodies_ms);
+            const char *const vals[3] = {r->channel, keep, names};
+            if (!prune_loop(conn,
+                            "WITH u AS (UPDATE transactions SET request_body = NULL,"
+                            " response_body = NULL, bodies_pruned_at = clock_timestamp()"
+                            " WHERE id IN (SELECT id FROM transactions WHERE " PRUNE_WHO
+                            " AND bodies_pruned_at IS NULL LIMIT " PRUNE_BATCH ")"
+                            " RETURNING id, received_at),"
+                            " a AS (UPDATE attempts x SET response_excerpt = NULL FROM u"
+                            " WHERE x.transaction_id = u.id AND x.tx_received_at = u.received_at"
+                            " RETURNING 1)"
+                            " SELECT count(*) FROM u",
+                            vals, 3, &out->bodies_pruned, "prune old bodies", err))
+                rc = HIBUS_E_DB;
+        }
+    }
+#undef PRUNE_WHO
+    free(names);
+unlock:
+    PQclear(PQexec(conn, "SELECT pg_advisory_unlock(" PRUNE_LOCK ")"));
+    return rc;
+}
+
+enum hibus_err txlog_prune(struct txlog *tl, const struct txlog_retention *rules, size_t n,
+                           struct txlog_prune_result *out, struct hibus_error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct prune_ctx ctx = {.rules = rules, .n = n, .out = out};
+    return with_conn(tl, op_prune, &ctx, err);
 }

@@ -14,5 +14,6 @@ int cli_tx(int argc, char **argv);
 int cli_tail(int argc, char **argv);
 int cli_map(int argc, char **argv);
 int cli_rerun(int argc, char **argv);
+int cli_prune(int argc, char **argv);
 
 #endif

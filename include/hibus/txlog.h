@@ -162,6 +162,28 @@ enum hibus_err txlog_rerun(struct txlog *tl, const struct txlog_rerun_filter *f,
 enum hibus_err txlog_rerun_cancel(struct txlog *tl, const char *channel, long *cancelled,
                                   struct hibus_error *err);
 
+/* Retention. Each rule covers one channel, or (channel NULL) every channel no
+ * other rule names; 0 keeps forever. txlog_prune makes the monthly partitions
+ * around now, DROPs whole months older than the longest keep_transactions (when
+ * none keeps forever), then DELETEs, in batches, transactions past their
+ * channel's keep_transactions and empties bodies past keep_bodies. Queued and
+ * processing transactions are never touched. One process prunes at a time
+ * (advisory lock); the others return with skipped set. */
+struct txlog_retention {
+    const char *channel;
+    long long keep_bodies_ms;
+    long long keep_transactions_ms;
+};
+struct txlog_prune_result {
+    bool skipped;
+    int partitions_made;
+    int partitions_dropped;
+    long transactions_deleted;
+    long bodies_pruned;
+};
+enum hibus_err txlog_prune(struct txlog *tl, const struct txlog_retention *rules, size_t n,
+                           struct txlog_prune_result *out, struct hibus_error *err);
+
 /* The transaction and its attempts as a JSON object (caller json_decref's):
  * { id, request_id, channel, client, method, path, query, status, node,
  *   received_at, updated_at, finished_at, duration_ms, request_headers (object),
