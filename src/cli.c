@@ -111,10 +111,42 @@ static struct config *load_config(const char *path)
     return cfg;
 }
 
+/* One database connection for a command that is not the daemon. */
+static enum hibus_err open_db(const struct config *cfg, struct txlog **tl, struct hibus_error *err)
+{
+    return txlog_open(cfg->database_url, 1, cfg->database_connect_timeout_ms, tl, err);
+}
+
+/* The start every command shares: its options, then the configuration. Returns
+ * NULL when the command ends here, with *rc its exit code (0 after --help, 2 for
+ * a usage error, 1 for a configuration that does not load). */
+static struct config *command_setup(int argc, char **argv, struct common_opts *o,
+                                    const char *usage, int *first_operand, int *rc);
+
 static void print_error(const char *what, const struct hibus_error *err)
 {
     fprintf(stderr, "hibus: %s: ", what);
     hibus_error_print(err, stderr);
+}
+
+static struct config *command_setup(int argc, char **argv, struct common_opts *o,
+                                    const char *usage, int *first_operand, int *rc)
+{
+    int i = parse_opts(argc, argv, o, usage);
+    if (i < 0) {
+        *rc = i == -1 ? 0 : 2;
+        return NULL;
+    }
+    if (first_operand != NULL)
+        *first_operand = i;
+    else if (i != argc) {
+        fputs(usage, stderr);
+        *rc = 2;
+        return NULL;
+    }
+    struct config *cfg = load_config(o->config);
+    *rc = 1;
+    return cfg;
 }
 
 /* ------------------------------------------------------------------ serve */
@@ -130,13 +162,10 @@ static const char serve_usage[] =
 int cli_serve(int argc, char **argv)
 {
     struct common_opts o = {0};
-    int i = parse_opts(argc, argv, &o, serve_usage);
-    if (i < 0)
-        return i == -1 ? 0 : 2;
-
-    struct config *cfg = load_config(o.config);
+    int rc = 0;
+    struct config *cfg = command_setup(argc, argv, &o, serve_usage, NULL, &rc);
     if (cfg == NULL)
-        return 1;
+        return rc;
     log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format);
 
     sigset_t sigs;
@@ -147,7 +176,7 @@ int cli_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread made after this */
     signal(SIGPIPE, SIG_IGN);
 
-    int rc = 1;
+    rc = 1;
     struct hibus_error err = {0};
     struct txlog *tl = NULL;
     struct auth_cache *ac = NULL;
@@ -312,19 +341,17 @@ static int check_remote(const struct config *cfg)
 int cli_check(int argc, char **argv)
 {
     struct common_opts o = {0};
-    int i = parse_opts(argc, argv, &o, check_usage);
-    if (i < 0)
-        return i == -1 ? 0 : 2;
-    struct config *cfg = load_config(o.config);
+    int rc = 0;
+    struct config *cfg = command_setup(argc, argv, &o, check_usage, NULL, &rc);
     if (cfg == NULL)
-        return 1;
+        return rc;
     size_t enabled = 0;
     for (size_t k = 0; k < cfg->n_channels; k++)
         enabled += cfg->channels[k].enabled;
     printf("configuration OK: %zu channel%s (%zu enabled), %zu client%s, %zu mapping%s\n",
            cfg->n_channels, cfg->n_channels == 1 ? "" : "s", enabled, cfg->n_clients,
            cfg->n_clients == 1 ? "" : "s", cfg->n_mappings, cfg->n_mappings == 1 ? "" : "s");
-    int rc = 0;
+    rc = 0;
     if (o.remote && check_remote(cfg) > 0)
         rc = 1;
     config_free(cfg);
@@ -339,16 +366,14 @@ static const char migrate_usage[] = "usage: hibus migrate [-c FILE]\n"
 int cli_migrate(int argc, char **argv)
 {
     struct common_opts o = {0};
-    int i = parse_opts(argc, argv, &o, migrate_usage);
-    if (i < 0)
-        return i == -1 ? 0 : 2;
-    struct config *cfg = load_config(o.config);
+    int rc = 0;
+    struct config *cfg = command_setup(argc, argv, &o, migrate_usage, NULL, &rc);
     if (cfg == NULL)
-        return 1;
+        return rc;
     struct hibus_error err = {0};
     struct txlog *tl = NULL;
-    int applied = 0, rc = 1;
-    if (txlog_open(cfg->database_url, 1, cfg->database_connect_timeout_ms, &tl, &err) != HIBUS_OK ||
+    int applied = 0;
+    if (open_db(cfg, &tl, &err) != HIBUS_OK ||
         txlog_migrate(tl, &applied, &err) != HIBUS_OK) {
         print_error("migration failed", &err);
     } else {
@@ -584,7 +609,7 @@ int cli_tx(int argc, char **argv)
     struct txlog *tl = NULL;
     json_t *tx = NULL;
     int rc = 1;
-    if (txlog_open(cfg->database_url, 1, cfg->database_connect_timeout_ms, &tl, &err) != HIBUS_OK ||
+    if (open_db(cfg, &tl, &err) != HIBUS_OK ||
         txlog_get_json(tl, id, &tx, &err) != HIBUS_OK) {
         if (err.code == HIBUS_E_NOT_FOUND)
             fprintf(stderr, "hibus tx: no transaction %lld\n", (long long)id);
@@ -901,7 +926,7 @@ int cli_rerun(int argc, char **argv)
     struct txlog *tl = NULL;
     long n = 0;
     int rc = 1;
-    if (txlog_open(cfg->database_url, 1, cfg->database_connect_timeout_ms, &tl, &err) != HIBUS_OK) {
+    if (open_db(cfg, &tl, &err) != HIBUS_OK) {
         print_error("rerun", &err);
     } else if (o.cancel) {
         if (txlog_rerun_cancel(tl, o.channel, &n, &err) != HIBUS_OK)
@@ -941,17 +966,15 @@ static const char prune_usage[] =
 int cli_prune(int argc, char **argv)
 {
     struct common_opts o = {0};
-    int i = parse_opts(argc, argv, &o, prune_usage);
-    if (i < 0)
-        return i == -1 ? 0 : 2;
-    struct config *cfg = load_config(o.config);
+    int rc = 0;
+    struct config *cfg = command_setup(argc, argv, &o, prune_usage, NULL, &rc);
     if (cfg == NULL)
-        return 1;
+        return rc;
     struct hibus_error err = {0};
     struct txlog *tl = NULL;
     struct txlog_prune_result r;
-    int rc = 1;
-    if (txlog_open(cfg->database_url, 1, cfg->database_connect_timeout_ms, &tl, &err) != HIBUS_OK ||
+    rc = 1;
+    if (open_db(cfg, &tl, &err) != HIBUS_OK ||
         workers_prune_once(cfg, tl, &r, &err) != HIBUS_OK) {
         print_error("prune", &err);
     } else if (r.skipped) {
