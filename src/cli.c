@@ -924,7 +924,7 @@ int cli_rerun(int argc, char **argv)
     }
     struct hibus_error err = {0};
     struct txlog *tl = NULL;
-    long n = 0;
+    long n = 0, superseded = 0;
     int rc = 1;
     if (open_db(cfg, &tl, &err) != HIBUS_OK) {
         print_error("rerun", &err);
@@ -938,13 +938,18 @@ int cli_rerun(int argc, char **argv)
     } else {
         struct txlog_rerun_filter f = {.ids_csv = ids[0] ? ids : NULL, .channel = o.channel,
                                        .status = o.status, .since = o.since, .rate_per_s = o.rate};
-        if (txlog_rerun(tl, &f, &n, &err) != HIBUS_OK)
+        if (txlog_rerun(tl, &f, &n, &superseded, &err) != HIBUS_OK)
             print_error("could not re-queue", &err);
         else {
             printf("re-queued %ld transaction%s", n, n == 1 ? "" : "s");
             if (n > 1)
                 printf(", %g a second: the last is due in %.1f s", o.rate, (double)(n - 1) / o.rate);
             printf("\n");
+            if (superseded > 0)
+                printf("left %ld transaction%s as %s: a later report of the same facility and "
+                       "period was delivered after %s, and rerunning %s would overwrite it\n",
+                       superseded, superseded == 1 ? "" : "s", superseded == 1 ? "it is" : "they are",
+                       superseded == 1 ? "it" : "them", superseded == 1 ? "it" : "them");
             rc = 0;
         }
     }

@@ -1579,12 +1579,78 @@ enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released
                      "UPDATE transactions SET status = 'queued', lease_owner = NULL,"
                      " lease_until = NULL, next_attempt_at = clock_timestamp(),"
                      " rounds = greatest(rounds - 1, 0), updated_at = clock_timestamp()"
-                     " WHERE status = 'processing' AND lease_owner = $1",
+                     " WHERE status = 'processing'"
+                     "   AND (lease_owner = $1 OR left(lease_owner, length($1) + 1) = $1 || '/')",
                      "release this process's claims", 1, vals, released, err);
 }
 
+enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *owner, long lease_ms,
+                           bool *held, struct hibus_error *err)
+{
+    char txid[32], lease[32];
+    snprintf(txid, sizeof txid, "%" PRId64, id);
+    snprintf(lease, sizeof lease, "%ld", lease_ms);
+    const char *const vals[3] = {txid, owner, lease};
+    long n = 0;
+    enum hibus_err rc = run_count(tl,
+                                  "UPDATE transactions SET lease_until = clock_timestamp()"
+                                  " + make_interval(secs => $3::float8 / 1000)"
+                                  " WHERE id = $1 AND lease_owner = $2 AND status = 'processing'",
+                                  "renew a lease", 3, vals, &n, err);
+    *held = rc == HIBUS_OK && n == 1;
+    return rc;
+}
+
+struct rerun_ctx {
+    const char *const *vals;
+    long queued;
+    long superseded;
+};
+
+static enum hibus_err op_rerun(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
+{
+    (void)prepared;
+    struct rerun_ctx *ctx = vctx;
+    /* A transaction whose facility and period were reported again later (and
+     * that later report was delivered, or is on its way) is superseded: sending
+     * the old figures again would overwrite the newer ones in DHIS2. */
+    PGresult *res = PQexecParams(
+        conn,
+        "WITH cand AS ("
+        " SELECT id, order_key FROM transactions"
+        " WHERE status NOT IN ('queued', 'processing')"
+        "   AND ($1::text IS NULL OR id = ANY (string_to_array($1, ',')::bigint[]))"
+        "   AND ($2::text IS NULL OR channel = $2)"
+        "   AND ($3::text IS NULL OR status = $3)"
+        "   AND ($4::text IS NULL OR received_at >= $4::timestamptz)),"
+        " sup AS (SELECT c.id FROM cand c WHERE c.order_key IS NOT NULL AND EXISTS ("
+        "   SELECT 1 FROM transactions l WHERE l.order_key = c.order_key AND l.id > c.id"
+        "     AND l.status IN ('successful', 'completed', 'completed_with_errors',"
+        "                      'queued', 'processing'))),"
+        " r AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM cand"
+        "   WHERE id NOT IN (SELECT id FROM sup)),"
+        " u AS (UPDATE transactions t SET status = 'queued', rounds = 0,"
+        "   rerun_at = clock_timestamp(),"
+        "   next_attempt_at = clock_timestamp() + make_interval(secs => r.k / $5::float8),"
+        "   lease_owner = NULL, lease_until = NULL, finished_at = NULL, error = NULL,"
+        "   updated_at = clock_timestamp()"
+        "   FROM r WHERE t.id = r.id RETURNING 1)"
+        " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM sup)",
+        5, NULL, ctx->vals, NULL, NULL, 0);
+    enum hibus_err rc = HIBUS_OK;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        rc = db_fail(err, conn, res, "re-queue transactions");
+    } else {
+        ctx->queued = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        ctx->superseded = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
+}
+
 enum hibus_err txlog_rerun(struct txlog *tl, const struct txlog_rerun_filter *f, long *queued,
-                           struct hibus_error *err)
+                           long *superseded, struct hibus_error *err)
 {
     /* Reruns are spread out in time (rate per second) so that re-queueing
      * 100,000 transactions does not send them to DHIS2 at once; the schedule is
@@ -1592,21 +1658,13 @@ enum hibus_err txlog_rerun(struct txlog *tl, const struct txlog_rerun_filter *f,
     char rate[32];
     snprintf(rate, sizeof rate, "%.6f", f->rate_per_s > 0 ? f->rate_per_s : 1e9);
     const char *const vals[5] = {f->ids_csv, f->channel, f->status, f->since, rate};
-    return run_count(
-        tl,
-        "WITH r AS ("
-        " SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM transactions"
-        " WHERE status NOT IN ('queued', 'processing')"
-        "   AND ($1::text IS NULL OR id = ANY (string_to_array($1, ',')::bigint[]))"
-        "   AND ($2::text IS NULL OR channel = $2)"
-        "   AND ($3::text IS NULL OR status = $3)"
-        "   AND ($4::text IS NULL OR received_at >= $4::timestamptz))"
-        " UPDATE transactions t SET status = 'queued', rounds = 0, rerun_at = clock_timestamp(),"
-        "   next_attempt_at = clock_timestamp() + make_interval(secs => r.k / $5::float8),"
-        "   lease_owner = NULL, lease_until = NULL, finished_at = NULL, error = NULL,"
-        "   updated_at = clock_timestamp()"
-        " FROM r WHERE t.id = r.id",
-        "re-queue transactions", 5, vals, queued, err);
+    struct rerun_ctx ctx = {.vals = vals};
+    enum hibus_err rc = with_conn(tl, op_rerun, &ctx, err);
+    if (rc == HIBUS_OK) {
+        *queued = ctx.queued;
+        *superseded = ctx.superseded;
+    }
+    return rc;
 }
 
 enum hibus_err txlog_rerun_cancel(struct txlog *tl, const char *channel, long *cancelled,

@@ -31,9 +31,17 @@
 #include "hibus/delivery.h"
 #include "hibus/log.h"
 
+/* One worker thread: its lease owner name is "host:pid/wN", so that two threads
+ * of one process never mistake each other's claims for their own. */
+struct worker_thread {
+    struct workers *w;
+    char owner[320];
+};
+
 struct workers {
     struct worker_deps deps;
     pthread_t *threads;
+    struct worker_thread *ctx;
     size_t n_threads;
     pthread_t waker;
     bool waker_started;
@@ -119,18 +127,18 @@ static void headers_free(struct mediator_header *v, size_t n)
 }
 
 /* Ends a transaction without delivering it (failed or rejected). */
-static void end_without_delivery(struct workers *w, const struct txlog_claimed *c,
-                                 const struct delivery_prepared *p, const char *status,
-                                 const char *why)
+static void end_without_delivery(struct workers *w, const char *owner,
+                                 const struct txlog_claimed *c, const struct delivery_prepared *p,
+                                 const char *status, const char *why)
 {
     struct hibus_error err = {0};
-    struct delivery_outcome o = {.status = status, .owner = w->deps.node, .error = why};
+    struct delivery_outcome o = {.status = status, .owner = owner, .error = why};
     LOG_WARN(c->request_id, "tx=%lld channel=%s: %s", (long long)c->id, c->channel, why);
     if (delivery_record(w->deps.tl, c->id, p, NULL, &o, &err) != HIBUS_OK)
         LOG_ERROR(c->request_id, "tx=%lld: could not record its end: %s", (long long)c->id, err.msg);
 }
 
-static void deliver_one(struct workers *w, const struct txlog_claimed *c)
+static void deliver_one(struct workers *w, const char *owner, const struct txlog_claimed *c)
 {
     const struct config *cfg = w->deps.cfg;
     const struct config_channel *ch = config_find_channel(cfg, c->channel);
@@ -139,17 +147,17 @@ static void deliver_one(struct workers *w, const struct txlog_claimed *c)
     if (ch == NULL || !ch->enabled) {
         snprintf(why, sizeof why, "channel \"%s\" is %s: delivery stopped", c->channel,
                  ch == NULL ? "no longer in the configuration" : "disabled");
-        end_without_delivery(w, c, NULL, TXLOG_FAILED, why);
+        end_without_delivery(w, owner, c, NULL, TXLOG_FAILED, why);
         return;
     }
     if (c->rounds > ch->retry.max_attempts) {
         snprintf(why, sizeof why, "max_attempts (%d) reached: delivery stopped",
                  ch->retry.max_attempts);
-        end_without_delivery(w, c, NULL, TXLOG_FAILED, why);
+        end_without_delivery(w, owner, c, NULL, TXLOG_FAILED, why);
         return;
     }
     if (delivery_prepare(ch, c->body, c->body_len, &prep) != HIBUS_OK) {
-        end_without_delivery(w, c, &prep, TXLOG_REJECTED,
+        end_without_delivery(w, owner, c, &prep, TXLOG_REJECTED,
                              "the payload no longer passes the channel's transform");
         delivery_prepared_free(&prep);
         return;
@@ -178,7 +186,7 @@ static void deliver_one(struct workers *w, const struct txlog_claimed *c)
     delivery_run(ch, &prep, &in, prev, n_prev, &res);
 
     /* Retry while the policy allows; otherwise the round's status is final. */
-    struct delivery_outcome o = {.owner = w->deps.node};
+    struct delivery_outcome o = {.owner = owner};
     const char *verdict = res.status;
     if (res.retry) {
         if (c->rounds >= ch->retry.max_attempts) {
@@ -223,7 +231,8 @@ static void deliver_one(struct workers *w, const struct txlog_claimed *c)
 
 static void *worker_main(void *arg)
 {
-    struct workers *w = arg;
+    struct worker_thread *self = arg;
+    struct workers *w = self->w;
     const struct config *cfg = w->deps.cfg;
     long error_pause = 1000;
     while (!atomic_load(&w->quiescing)) {
@@ -234,7 +243,7 @@ static void *worker_main(void *arg)
         struct txlog_claimed *v = NULL;
         size_t n = 0;
         struct hibus_error err = {0};
-        if (txlog_claim(w->deps.tl, w->deps.node, cfg->delivery_lease_ms, cfg->delivery_batch, &v,
+        if (txlog_claim(w->deps.tl, self->owner, cfg->delivery_lease_ms, cfg->delivery_batch, &v,
                         &n, &err) != HIBUS_OK) {
             LOG_ERROR(NULL, "could not claim work: %s%s%s", err.msg, err.detail[0] ? ": " : "",
                       err.detail);
@@ -254,8 +263,22 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&w->mu);
         w->in_flight += (long)n;
         pthread_mutex_unlock(&w->mu);
-        for (size_t i = 0; i < n; i++)
-            deliver_one(w, &v[i]);
+        for (size_t i = 0; i < n; i++) {
+            /* A batch is delivered one after another: each transaction's lease
+             * starts again just before its turn, and one that lapsed meanwhile
+             * (another process took it over) is not sent a second time. */
+            bool held = true;
+            if (i > 0 &&
+                (txlog_renew(w->deps.tl, v[i].id, self->owner, cfg->delivery_lease_ms, &held,
+                             &err) != HIBUS_OK ||
+                 !held)) {
+                LOG_WARN(v[i].request_id, "tx=%lld: claim lapsed before its turn in the batch; "
+                                          "left to the process that holds it now",
+                         (long long)v[i].id);
+                continue;
+            }
+            deliver_one(w, self->owner, &v[i]);
+        }
         txlog_claimed_free(v, n);
         pthread_mutex_lock(&w->mu);
         w->in_flight -= (long)n;
@@ -397,7 +420,8 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
     pthread_cond_init(&w->idle, NULL);
     size_t n = (size_t)deps->cfg->delivery_workers;
     w->threads = calloc(n ? n : 1, sizeof *w->threads);
-    if (w->threads == NULL) {
+    w->ctx = calloc(n ? n : 1, sizeof *w->ctx);
+    if (w->threads == NULL || w->ctx == NULL) {
         workers_stop(w);
         return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
     }
@@ -408,9 +432,13 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
         return HIBUS_OK;
     if (pthread_create(&w->waker, NULL, waker_main, w) == 0)
         w->waker_started = true;
-    for (; w->n_threads < n; w->n_threads++)
-        if (pthread_create(&w->threads[w->n_threads], NULL, worker_main, w) != 0)
+    for (; w->n_threads < n; w->n_threads++) {
+        struct worker_thread *t = &w->ctx[w->n_threads];
+        t->w = w;
+        snprintf(t->owner, sizeof t->owner, "%s/w%zu", deps->node, w->n_threads + 1);
+        if (pthread_create(&w->threads[w->n_threads], NULL, worker_main, t) != 0)
             break;
+    }
     if (w->n_threads < n)
         LOG_ERROR(NULL, "started %zu of %zu delivery workers", w->n_threads, n);
     return HIBUS_OK;
@@ -476,6 +504,7 @@ bool workers_stop(struct workers *w)
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->mu);
     free(w->threads);
+    free(w->ctx);
     free(w);
     return true;
 }

@@ -667,12 +667,14 @@ class Hibus:
             write_file(os.path.join(self.conf_dir, rel), text)
         return self.config_path
 
-    def start(self, timeout=20.0):
+    def start(self, timeout=20.0, port=None):
+        """Writes the configuration and starts `hibus serve` on a free port, or on port
+        (kept through tries: a restart after kill9() must answer where clients know it)."""
         bin_ = hibus_bin()
         _register(self)
         last = None
-        for _ in range(3):
-            self.port = free_port()
+        for _ in range(8 if port else 3):
+            self.port = port or free_port()
             self.write_config()
             self._log = open(self.log_path, "ab")
             self._log.write(("=== hibus serve on port %d at %s ===\n" % (
@@ -693,9 +695,43 @@ class Hibus:
                 log = self.log_text()
                 self._kill()
                 if "in use" in log.lower() and "bind" in log.lower():
+                    if port:
+                        time.sleep(0.5)  # the same port: wait for it to be free
                     continue  # another process took our port: try another
                 raise
         raise last
+
+    def restart(self, timeout=20.0):
+        """Starts it again (after stop() or kill9()): same port, same configuration,
+        same database, the log appended to."""
+        if self.running:
+            raise HarnessError("%r is still running" % self)
+        return self.start(timeout=timeout, port=self.port)
+
+    def kill9(self):
+        """SIGKILL, as a crash or an OOM killer would: no drain, no release of leases.
+        Returns the exit code (-9). The log is still checked for sanitizer reports."""
+        if self.proc is None:
+            raise HarnessError("%r is not running" % self)
+        try:
+            self.proc.kill()
+            self.exit_code = self.proc.wait(30)
+            self.stopped_at = time.time()
+        finally:
+            self.proc = None
+            self._disarm()
+            self._close_log()
+            _unregister(self)
+        self.check_sanitizers()
+        return self.exit_code
+
+    def clone(self, name="hibus"):
+        """Another Hibus on the same database with the same channels, clients, settings
+        and files (its own directory and port): a second node of one installation."""
+        return Hibus(self.database_url, channels=self.channels, clients=self.clients,
+                     roles=self.roles, settings=json.loads(json.dumps(self.settings)),
+                     env=self.extra_env, name=name, root=os.path.dirname(self.dir),
+                     files=self.files)
 
     def _wait_healthy(self, timeout):
         deadline = time.monotonic() + timeout
@@ -1159,16 +1195,34 @@ class DHIS2Sim:
         self.port = None
         self.proc = None
         self.exit_code = None
+        self._old_stderr = []  # of earlier runs (stop() then start())
 
     def __repr__(self):
         return "<DHIS2Sim %s port=%s>" % (self.name, self.port)
 
+    def reserve_port(self):
+        """Chooses the port now, without starting: routes can point at a simulator that
+        is down, and start() brings it up there later."""
+        if self.port is None:
+            self.port = free_port()
+        return self.port
+
+    def restart(self, timeout=15.0):
+        """Stops it (when running) and starts a new one on the same port. The
+        simulator keeps values in memory only: the new one starts empty."""
+        if self.running:
+            self.stop()
+        return self.start(timeout=timeout)
+
     def start(self, timeout=15.0):
+        """Starts it on a free port, or on its port when it has one (reserve_port(), or
+        a previous run: URLs were handed out)."""
         bin_ = dhis2_sim_bin()
         os.makedirs(self.dir, exist_ok=True)
         last = None
-        for _ in range(3):
-            port = free_port()
+        fixed = self.port is not None
+        for _ in range(8 if fixed else 3):
+            port = self.port if fixed else free_port()
             argv = [bin_, "--port", str(port), "--metadata", self.metadata,
                     "--address", "127.0.0.1"]
             if self.version:
@@ -1194,10 +1248,30 @@ class DHIS2Sim:
                 " ".join(argv), "it exited with %d" % rc if rc is not None else "still running",
                 out, err)
             if "in use" in (out + err).lower():
+                if fixed:
+                    time.sleep(0.5)
                 continue
             break
         raise HarnessError("dhis2-sim did not say it listens (waited up to %.0fs):\n%s"
                            % (timeout, last))
+
+    _IMPORT_LINE = re.compile(r"^dhis2-sim: import (\w+): imported (\d+), updated (\d+), "
+                              r"ignored (\d+), deleted (\d+)$")
+
+    def import_log(self):
+        """The imports the simulator carried out (it logs one line per dataValueSets
+        import it applied, none for a faulted or dropped one), over every run of this
+        object (restarts included), oldest first: dicts status, imported, updated,
+        ignored, deleted."""
+        out = []
+        for text in self._old_stderr + [self.stderr_text()]:
+            for ln in text.splitlines():
+                m = self._IMPORT_LINE.match(ln)
+                if m:
+                    out.append({"status": m.group(1), "imported": int(m.group(2)),
+                                "updated": int(m.group(3)), "ignored": int(m.group(4)),
+                                "deleted": int(m.group(5))})
+        return out
 
     def stop(self):
         """SIGTERM; fails on a sanitizer report in its stderr."""
@@ -1206,6 +1280,7 @@ class DHIS2Sim:
         p, self.proc = self.proc, None
         try:
             self.exit_code = p.stop()
+            self._old_stderr.append(p.stderr_text())
         except AssertionError:
             _outcome["failed"] += 1
             raise
@@ -1373,3 +1448,253 @@ def normalize_values(values):
             raise AssertionError("unexpected keys %s in stored value %r" % (sorted(extra), v))
         out.append({k: v.get(k) for k in keys})
     return sort_values(out)
+
+
+# ---------------------------------------------------------------------------
+# Fault tests (tests/integration/test_faults_*.py, docs/reliability.md): LMIS
+# reports delivered asynchronously to the DHIS2 simulator while something breaks,
+# and the books that must balance afterwards.
+
+# hibus.yaml's delivery: for the fault tests. The lease (3s) is at least the sum of
+# the async channel's route timeouts (one route, 1s).
+FAULT_DELIVERY = {"workers": 4, "lease": "3s", "poll": "500ms", "max_attempts": 50,
+                  "max_age": "1h", "backoff": {"initial": "100ms", "max": "1s"}, "drain": "5s"}
+FAULT_PASSWORD = "lmis-faults-secret"
+FAULT_AUTH = ("lmis-national", FAULT_PASSWORD)
+FAULT_FACILITIES = ("FAC-0042", "FAC-0043", "FAC-0100")
+FAULT_ITEMS = ("AMOX250", "ORS1L")
+
+
+def fault_channel(name, path, sim, timeout="1s", retry=None):
+    """An async channel: lmis-report -> the simulator's metadata (mapping "faults") ->
+    one dhis2 route to sim with a short timeout."""
+    d = {"name": name, "priority": 10,
+         "match": {"path": path, "methods": ["POST"], "content_types": ["application/json"]},
+         "allow": {"roles": ["lmis"]}, "mode": "async",
+         "transform": {"reader": "lmis-report", "mapping": "faults",
+                       "quality": ["non_negative"], "writer": "dhis2-datavalueset"},
+         "unmapped": "reject", "routes": [sim_route(sim, timeout=timeout)]}
+    if retry:
+        d["retry"] = dict(retry)
+    return d
+
+
+def fault_hibus(pg, channels, name="hibus", delivery=None):
+    """A Hibus (not started) with FAULT_DELIVERY (updated with delivery) and the
+    mapping "faults" (every facility, item and measure of the simulator)."""
+    d = json.loads(json.dumps(FAULT_DELIVERY))
+    d.update(delivery or {})
+    return Hibus(pg.url, clients=[client(FAULT_AUTH[0], ["lmis"], FAULT_PASSWORD)],
+                 channels=channels, name=name,
+                 settings={"mappings": "mappings", "delivery": d},
+                 files={"mappings/faults.yaml": mapping_doc()})
+
+
+def fault_reports(n, first_year, tag, facilities=FAULT_FACILITIES):
+    """n lmis-report documents, each for its own (facility, month): facilities in turn,
+    months from first_year-01 on, so that no two share a DHIS2 value key. Every value
+    differs from report to report (and balances)."""
+    out = []
+    for i in range(n):
+        fac = facilities[i % len(facilities)]
+        k = i // len(facilities)
+        year, month = first_year + k // 12, k % 12 + 1
+        if (year, month) >= time.gmtime()[:2]:
+            # DHIS2 (and the simulator) ignore values for periods not yet started (E7641)
+            raise HarnessError("fault_reports: %d-%02d is not in the past" % (year, month))
+        lines = []
+        for j, item in enumerate(FAULT_ITEMS):
+            ob, rec, con, los, adj = 1000 + 7 * i + j, 100 + i, 300 + 3 * i + j, i % 5, i % 3
+            lines.append({"commodity": item, "opening_balance": ob, "received": rec,
+                          "consumed": con, "losses": los, "adjustments": adj,
+                          "stock_on_hand": ob + rec - con - los + adj,
+                          "stockout_days": (i + j) % 4, "requested": 500 + i + j})
+        out.append({"report_id": "RR-%s-%s-%d-%02d" % (tag, fac, year, month),
+                    "facility": fac, "program": "essential-medicines",
+                    "period": "%d-%02d" % (year, month),
+                    "submitted_at": "%d-%02d-28T09:00:00Z" % (year, month),
+                    "lines": lines})
+    return out
+
+
+def report_values(rep):
+    """What the simulator must hold for one report of fault_reports()."""
+    ou = DHIS2Sim.ORG_UNITS[rep["facility"]]
+    pe = rep["period"].replace("-", "")
+    out = []
+    for line in rep["lines"]:
+        for m, coc in DHIS2Sim.MEASURES.items():
+            out.append(dv(DHIS2Sim.DATA_ELEMENTS[line["commodity"]], pe, ou, coc,
+                          str(line[m])))
+    return sort_values(out)
+
+
+def value_key(v):
+    return (v["dataElement"], v["period"], v["orgUnit"], v["categoryOptionCombo"],
+            v["attributeOptionCombo"])
+
+
+Posted = collections.namedtuple("Posted", "report request_id status tx resp")
+
+
+class FaultTestCase(TestCase):
+    """Posting reports to async channels and checking, once delivery settled, that
+    nothing was lost: the simulator's values, the transaction log, and the count of
+    imports the simulator applied more than once (duplicates)."""
+
+    PG = None  # set by the module
+
+    def post_report(self, hb, path, rep, request_id=None, timeout=30):
+        rid = request_id or "itest-%s" % rep["report_id"]
+        r = hb.request("POST", path, body=rep, auth=FAULT_AUTH, timeout=timeout,
+                       headers={"Content-Type": "application/json", "X-Request-Id": rid})
+        tx = None
+        if r.status == 202:
+            self.assertIn("x-hibus-transaction", r.headers, r.headers)
+            tx = int(r.headers["x-hibus-transaction"])
+            body = r.json()
+            self.assertEqual((body.get("id"), body.get("status")), (tx, "queued"), body)
+        return Posted(rep, rid, r.status, tx, r)
+
+    def post_all(self, hb, path, reports):
+        """Posts each report (one after the other); asserts 202 for each."""
+        out = []
+        for rep in reports:
+            p = self.post_report(hb, path, rep)
+            self.assertEqual(p.status, 202, "%s: %r" % (p.request_id, p.resp.body[:500]))
+            out.append(p)
+        return out
+
+    def unfinished(self, txs):
+        return self.PG.count("transactions", "id IN (%s) AND status IN ('queued', 'processing')"
+                             % ",".join(str(t) for t in txs))
+
+    def wait_settled(self, txs, timeout=60.0, what="delivery to settle"):
+        """Until none of txs is queued or processing (bounded)."""
+        wait_until(lambda: self.unfinished(txs) == 0, timeout=timeout, interval=0.25,
+                   what="%s (%d transactions)" % (what, len(txs)))
+
+    def wait_imports(self, sim, n, timeout=30.0):
+        """Until the simulator counted at least n imports."""
+        wait_until(lambda: sim.stats()["imports"] >= n, timeout=timeout, interval=0.05,
+                   what="%d imports at the simulator" % n)
+
+    def begin(self, sim):
+        """Empties the simulator (values, faults, counters) and marks its import log:
+        account() counts the imports from here."""
+        if sim.running:
+            sim.reset()
+        self._import_mark = (sim, len(sim.import_log()))
+
+    def applied_imports(self, sim):
+        mark = self._import_mark[1] if getattr(self, "_import_mark", (None,))[0] is sim else 0
+        return sim.import_log()[mark:]
+
+    def account(self, fault, posted, sim, faults, unapplied, status="successful",
+                expect_values=None, exact_duplicates=None, cancelled=()):
+        """The books after a fault, for the 202s in posted:
+
+          (1) the simulator holds exactly the values of the reports (expect_values, when
+              given, instead): nothing lost, nothing extra;
+          (2) one transactions row per 202, each ending `status`, with its attempts
+              numbered 1..n, the last of them successful and the only successful one;
+          (3) duplicates: imports the simulator applied beyond one per report.
+
+        Duplicates are counted at the simulator, which logs one line per import it
+        applied ("import SUCCESS: imported 16, updated 0, ..."; a first delivery of a
+        report imports its values, a second one updates them with the same values), and
+        none for an import it failed on purpose or dropped. An import hibus gave up on
+        (a stall beyond the route timeout) or whose sender died is still applied once
+        the stall ends: hibus cannot know, the simulator's log does. So
+        duplicates = applied imports - reports.
+
+        Cross-check: every import that arrived (stats.imports) was either applied or
+        faulted without storing anything (unapplied: the failed and dropped imports,
+        stats.faults when only those were injected; a stall alone stores). This waits
+        (bounded) until applied == imports - unapplied, so that a stalled import still
+        asleep in the simulator is counted (and cannot land in the next test).
+
+        cancelled: more 202s, whose delivery an operator cancelled on purpose (hibus
+        rerun --cancel); they count as sent, and are neither delivered nor lost (the
+        caller checks them).
+
+        Prints one line `RELIABILITY fault=... sent=... faults=... delivered=...
+        duplicates=... lost=...` (plus imports, applied, tries logged by hibus, failed
+        tries, rounds) before asserting, so the figures show even when an assertion
+        fails. Returns the figures as a dict."""
+        accepted = [p for p in posted if p.status == 202]
+        txs = [p.tx for p in accepted]
+        settled = True
+        try:
+            wait_until(lambda: len(self.applied_imports(sim)) >= sim.stats()["imports"] - unapplied,
+                       timeout=20, interval=0.1, what="the simulator to finish every import")
+        except AssertionError:
+            settled = False
+        applied = self.applied_imports(sim)
+        stats = sim.stats()
+        stored = normalize_values(sim.values())
+        have = {value_key(v): v for v in stored}
+        want_all = expect_values if expect_values is not None else sort_values(
+            [v for p in accepted for v in report_values(p.report)])
+        want_keys = {value_key(v) for v in want_all}
+        if expect_values is None:
+            lost = [p.request_id for p in accepted
+                    if any(have.get(value_key(v)) != v for v in report_values(p.report))]
+        else:  # reports overwrite each other: count the values that are not as expected
+            lost = [v for v in want_all if have.get(value_key(v)) != v]
+        extra = [v for v in stored if value_key(v) not in want_keys]
+        duplicates = len(applied) - len(accepted)
+        ids = ",".join(str(t) for t in txs) or "0"
+        rows = {r["id"]: r for r in self.PG.rows(
+            "SELECT id, request_id, status, rounds, error, rerun_at FROM transactions"
+            " WHERE id IN (%s)" % ids)}
+        atts = self.PG.rows("SELECT transaction_id, route, attempt, status_code, outcome, error"
+                            " FROM attempts WHERE transaction_id IN (%s) ORDER BY id" % ids)
+        not_ok = [r for r in rows.values() if r["status"] != status]
+        figures = collections.OrderedDict([
+            ("fault", fault), ("sent", len(accepted) + len(cancelled)), ("faults", faults),
+            ("delivered", len(accepted) - len(lost)), ("duplicates", duplicates),
+            ("lost", len(lost))] + ([("cancelled", len(cancelled))] if cancelled else []) + [
+            ("imports", stats["imports"]), ("applied", len(applied)),
+            ("tries", len(atts)),
+            ("failed_tries", sum(1 for a in atts if a["outcome"] != "successful")),
+            ("rounds", sum(r["rounds"] for r in rows.values()))])
+        print("\nRELIABILITY " + " ".join("%s=%s" % kv for kv in figures.items()),
+              flush=True)
+
+        # (1) the simulator
+        self.assertEqual(lost, [], "reports acknowledged (202) whose values are not all at"
+                                   " the simulator")
+        self.assertEqual(extra, [], "values at the simulator that no accepted report has")
+        self.assertEqual(stored, sort_values(want_all))
+        # (2) the transaction log
+        self.assertEqual(sorted(rows), sorted(txs), "a 202 without its transactions row")
+        for p in accepted:
+            self.assertEqual(rows[p.tx]["request_id"], p.request_id)
+        self.assertEqual(not_ok, [], "transactions that did not end %s" % status)
+        by_tx = collections.defaultdict(list)
+        for a in atts:
+            by_tx[a["transaction_id"]].append(a)
+        for tx in txs:
+            a = by_tx.get(tx, [])
+            self.assertTrue(a, "transaction %d has no attempts" % tx)
+            self.assertEqual([x["attempt"] for x in a], list(range(1, len(a) + 1)),
+                             "attempt numbers of transaction %d: %r" % (tx, a))
+            self.assertGreaterEqual(rows[tx]["rounds"], 1, rows[tx])
+            if status == "successful":
+                self.assertEqual((a[-1]["status_code"], a[-1]["outcome"]), (200, "successful"),
+                                 "last attempt of transaction %d: %r" % (tx, a))
+                self.assertEqual(sum(1 for x in a if x["outcome"] == "successful"), 1,
+                                 "transaction %d: more than one successful attempt logged: %r"
+                                 % (tx, a))
+        # (3) duplicates
+        self.assertTrue(settled, "imports that arrived at the simulator were neither applied"
+                                 " nor faulted: %r, %d applied, %d unapplied"
+                                 % (stats, len(applied), unapplied))
+        self.assertEqual(len(applied), stats["imports"] - unapplied, stats)
+        self.assertTrue(all(a["ignored"] == 0 and a["status"] == "SUCCESS" for a in applied),
+                        [a for a in applied if a["ignored"] or a["status"] != "SUCCESS"])
+        self.assertGreaterEqual(duplicates, 0, "fewer applied imports than reports")
+        if exact_duplicates is not None:
+            self.assertEqual(duplicates, exact_duplicates, "duplicates")
+        return figures

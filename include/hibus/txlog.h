@@ -142,13 +142,21 @@ enum hibus_err txlog_route_states(struct txlog *tl, int64_t id, struct txlog_rou
 /* Milliseconds until the next queued transaction is due: <= 0 now, -1 none. */
 enum hibus_err txlog_next_due(struct txlog *tl, double *ms, struct hibus_error *err);
 
-/* Puts owner's claims back in the queue, due now (SIGTERM after the drain). */
+/* Puts the claims of owner, and of "owner/anything" (its worker threads), back
+ * in the queue, due now (SIGTERM after the drain). */
 enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released,
                              struct hibus_error *err);
 
+/* Extends owner's lease on transaction id by lease_ms from now; *held is false
+ * when owner no longer holds it (the lease lapsed and another took it over). */
+enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *owner, long lease_ms,
+                           bool *held, struct hibus_error *err);
+
 /* hibus rerun: re-queues finished transactions (any status but queued and
  * processing) that match every given filter (NULL: any), spreading them rate_per_s
- * a second. Their history stays; their retry budget starts again. */
+ * a second. Their history stays; their retry budget starts again. A transaction
+ * superseded by a later one of the same order key (delivered or on its way) is
+ * not re-queued: it would overwrite newer figures; *superseded counts those. */
 struct txlog_rerun_filter {
     const char *ids_csv; /* "12,15,20" */
     const char *channel;
@@ -157,7 +165,7 @@ struct txlog_rerun_filter {
     double rate_per_s;   /* <= 0: all at once */
 };
 enum hibus_err txlog_rerun(struct txlog *tl, const struct txlog_rerun_filter *f, long *queued,
-                           struct hibus_error *err);
+                           long *superseded, struct hibus_error *err);
 /* Drops reruns still queued (of channel, or all): they end failed again. */
 enum hibus_err txlog_rerun_cancel(struct txlog *tl, const char *channel, long *cancelled,
                                   struct hibus_error *err);
