@@ -157,16 +157,58 @@ static const char serve_usage[] =
     "delivery.workers delivery workers. Applies pending database migrations first\n"
     "unless --no-migrate. SIGTERM or SIGINT: stop accepting and claiming, finish\n"
     "the requests and deliveries in flight (up to delivery.drain), put back in\n"
-    "the queue what is left, exit 0.\n";
+    "the queue what is left, exit 0. SIGHUP: reload the configuration (a\n"
+    "configuration with any problem is refused and the running one stays).\n";
+
+/* SIGHUP: a complete new snapshot, checked like hibus check, or nothing: a
+ * configuration with any problem is reported and the running one stays.
+ * Returns the snapshot the main thread holds from now on. */
+static const struct config *reload(struct config_holder *configs, const struct config *cur,
+                                   const char *path)
+{
+    struct config *next = NULL;
+    struct hibus_diags d = {0};
+    if (config_load(path, &next, &d) != HIBUS_OK) {
+        for (size_t i = 0; i < d.n; i++)
+            LOG_ERROR(NULL, "reload: %s:%d:%d: %s", d.v[i].file, d.v[i].line, d.v[i].col,
+                      d.v[i].msg);
+        LOG_ERROR(NULL, "reload refused (%zu problem%s): still running with the previous "
+                        "configuration",
+                  d.n, d.n == 1 ? "" : "s");
+        hibus_diags_free(&d);
+        return cur;
+    }
+    hibus_diags_free(&d);
+    const char *why = config_needs_restart(cur, next);
+    if (why != NULL)
+        LOG_WARN(NULL, "reload: %s; that part takes effect at the next restart, the rest now",
+                 why);
+    log_setup((enum log_level)next->log_level, (enum log_format)next->log_format);
+    size_t channels = next->n_channels, clients = next->n_clients;
+    config_holder_swap(configs, next);
+    config_holder_release(configs, cur);
+    LOG_INFO(NULL, "configuration reloaded from \"%s\": %zu channels, %zu clients", path,
+             channels, clients);
+    return config_holder_acquire(configs);
+}
 
 int cli_serve(int argc, char **argv)
 {
     struct common_opts o = {0};
     int rc = 0;
-    struct config *cfg = command_setup(argc, argv, &o, serve_usage, NULL, &rc);
-    if (cfg == NULL)
+    struct config *loaded = command_setup(argc, argv, &o, serve_usage, NULL, &rc);
+    if (loaded == NULL)
         return rc;
-    log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format);
+    log_setup((enum log_level)loaded->log_level, (enum log_format)loaded->log_format);
+    /* Requests and delivery rounds each take the snapshot current when they
+     * start; SIGHUP swaps in a new one. The main thread holds one too (cfg). */
+    struct config_holder *configs = config_holder_new(loaded);
+    if (configs == NULL) {
+        config_free(loaded);
+        fprintf(stderr, "hibus: out of memory\n");
+        return 1;
+    }
+    const struct config *cfg = config_holder_acquire(configs);
 
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -204,12 +246,13 @@ int cli_serve(int argc, char **argv)
         goto out;
     }
     ac = auth_cache_new();
-    struct listener_deps deps = {.cfg = cfg, .tl = tl, .auth = ac, .node = node};
+    struct listener_deps deps = {
+        .cfg = cfg, .configs = configs, .tl = tl, .auth = ac, .node = node};
     if (listener_start(&deps, &l, &err) != HIBUS_OK) {
         print_error("could not start the listener", &err);
         goto out;
     }
-    struct worker_deps wdeps = {.cfg = cfg, .tl = tl, .node = node};
+    struct worker_deps wdeps = {.cfg = cfg, .configs = configs, .tl = tl, .node = node};
     if (workers_start(&wdeps, &wk, &err) != HIBUS_OK) {
         print_error("could not start the delivery workers", &err);
         goto out;
@@ -225,8 +268,7 @@ int cli_serve(int argc, char **argv)
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            LOG_WARN(NULL, "SIGHUP: configuration reload is not supported yet; restart hibus "
-                           "to apply a changed configuration");
+            cfg = reload(configs, cfg, o.config);
             continue;
         }
         LOG_INFO(NULL,
@@ -268,7 +310,8 @@ out:
     }
     if (rc == 0)
         LOG_INFO(NULL, "stopped");
-    config_free(cfg);
+    config_holder_release(configs, cfg);
+    config_holder_free(configs);
     return rc;
 }
 

@@ -29,6 +29,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -3438,4 +3439,123 @@ bool config_parse_size(const char *s, size_t *out)
         return false;
     *out = (size_t)v;
     return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Snapshots and reload                                                     */
+/* ------------------------------------------------------------------------ */
+
+struct config_snapshot {
+    struct config *cfg;
+    long users;
+};
+
+struct config_holder {
+    pthread_mutex_t mu;
+    struct config_snapshot *snaps; /* snaps[n - 1] is the current one */
+    size_t n;
+};
+
+struct config_holder *config_holder_new(struct config *initial)
+{
+    struct config_holder *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return NULL;
+    h->snaps = calloc(1, sizeof *h->snaps);
+    if (h->snaps == NULL) {
+        free(h);
+        return NULL;
+    }
+    h->snaps[0].cfg = initial;
+    h->n = 1;
+    pthread_mutex_init(&h->mu, NULL);
+    return h;
+}
+
+const struct config *config_holder_acquire(struct config_holder *h)
+{
+    pthread_mutex_lock(&h->mu);
+    struct config_snapshot *cur = &h->snaps[h->n - 1];
+    cur->users++;
+    const struct config *cfg = cur->cfg;
+    pthread_mutex_unlock(&h->mu);
+    return cfg;
+}
+
+/* Frees the replaced snapshots nobody uses any more; with h->mu held. */
+static void holder_collect(struct config_holder *h)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        if (i + 1 < h->n && h->snaps[i].users == 0)
+            config_free(h->snaps[i].cfg);
+        else
+            h->snaps[keep++] = h->snaps[i];
+    }
+    h->n = keep;
+}
+
+void config_holder_release(struct config_holder *h, const struct config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    pthread_mutex_lock(&h->mu);
+    for (size_t i = 0; i < h->n; i++)
+        if (h->snaps[i].cfg == cfg) {
+            h->snaps[i].users--;
+            break;
+        }
+    holder_collect(h);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void config_holder_swap(struct config_holder *h, struct config *next)
+{
+    pthread_mutex_lock(&h->mu);
+    struct config_snapshot *v = realloc(h->snaps, (h->n + 1) * sizeof *v);
+    if (v == NULL) {
+        /* Cannot grow: keep serving the old configuration, say so. */
+        pthread_mutex_unlock(&h->mu);
+        config_free(next);
+        return;
+    }
+    h->snaps = v;
+    h->snaps[h->n].cfg = next;
+    h->snaps[h->n].users = 0;
+    h->n++;
+    holder_collect(h);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void config_holder_free(struct config_holder *h)
+{
+    if (h == NULL)
+        return;
+    for (size_t i = 0; i < h->n; i++)
+        config_free(h->snaps[i].cfg);
+    free(h->snaps);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+const char *config_needs_restart(const struct config *old, const struct config *next)
+{
+    if (str_differs(old->listen_address, next->listen_address) ||
+        old->listen_port != next->listen_port)
+        return "listen: changed";
+    if (str_differs(old->database_url, next->database_url) ||
+        old->database_pool != next->database_pool ||
+        old->database_connect_timeout_ms != next->database_connect_timeout_ms)
+        return "database: changed";
+    if (old->max_body != next->max_body || old->max_connections != next->max_connections ||
+        old->connection_timeout_ms != next->connection_timeout_ms)
+        return "limits: changed";
+    if (old->delivery_workers != next->delivery_workers)
+        return "delivery.workers changed";
+    return NULL;
 }

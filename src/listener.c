@@ -56,6 +56,7 @@ struct listener {
  * freed by the completion callback. */
 struct request {
     struct listener *l;
+    const struct config *cfg; /* the snapshot this request started with */
     char id[REQUEST_ID_MAX + 1];
     char *uri;   /* as received, with the query */
     char *body;
@@ -266,7 +267,7 @@ static enum MHD_Result serve_health(struct MHD_Connection *c, struct request *rq
 static enum MHD_Result serve_ready(struct MHD_Connection *c, struct request *rq)
 {
     struct hibus_error err = {0};
-    const struct config *cfg = rq->l->deps.cfg;
+    const struct config *cfg = rq->cfg;
     if (txlog_ping(rq->l->deps.tl, &err) != HIBUS_OK) {
         json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "status", "not ready", "database",
                                 "unreachable", "error", err.msg, "request_id", rq->id);
@@ -283,7 +284,7 @@ static enum MHD_Result route_miss(struct MHD_Connection *c, struct request *rq,
                                   enum router_result why, const char *method, const char *path,
                                   const char *ctype)
 {
-    const struct config *cfg = rq->l->deps.cfg;
+    const struct config *cfg = rq->cfg;
     char msg[640];
     switch (why) {
     case ROUTER_MATCH:
@@ -498,7 +499,7 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
                                      const char *path, const struct header_list *hl)
 {
     struct listener *l = rq->l;
-    const struct config *cfg = l->deps.cfg;
+    const struct config *cfg = rq->cfg;
     const char *q = strchr(rq->uri, '?');
     const char *query = q ? q + 1 : "";
 
@@ -651,7 +652,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
                                 const char *method)
 {
     struct listener *l = rq->l;
-    const struct config *cfg = l->deps.cfg;
+    const struct config *cfg = rq->cfg;
 
     if (strcmp(path, "/health") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
         return serve_health(c, rq);
@@ -717,6 +718,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     if (rq == NULL)
         return NULL;
     rq->l = cls;
+    rq->cfg = config_holder_acquire(rq->l->deps.configs);
     rq->uri = strdup(uri);
     clock_gettime(CLOCK_MONOTONIC, &rq->t0);
     in_flight_add(rq->l, 1);
@@ -732,7 +734,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct request *rq = *con_cls;
     if (rq == NULL || rq->uri == NULL)
         return MHD_NO; /* out of memory in on_uri: drop the connection */
-    const struct config *cfg = rq->l->deps.cfg;
+    const struct config *cfg = rq->cfg;
 
     if (rq->id[0] == '\0') { /* first call: headers are in */
         const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
@@ -790,6 +792,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->id[0])
         LOG_DEBUG(rq->id, "request ended early (code %d)", (int)toe);
+    config_holder_release(l->deps.configs, rq->cfg);
     if (rq->counted)
         in_flight_add(l, -1);
     free(rq->uri);

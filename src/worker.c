@@ -40,6 +40,9 @@ struct worker_thread {
 
 struct workers {
     struct worker_deps deps;
+    char *database_url;       /* copied at start: a reload does not change it */
+    long connect_timeout_ms;
+    long poll_ms;
     pthread_t *threads;
     struct worker_thread *ctx;
     size_t n_threads;
@@ -138,9 +141,9 @@ static void end_without_delivery(struct workers *w, const char *owner,
         LOG_ERROR(c->request_id, "tx=%lld: could not record its end: %s", (long long)c->id, err.msg);
 }
 
-static void deliver_one(struct workers *w, const char *owner, const struct txlog_claimed *c)
+static void deliver_one(struct workers *w, const struct config *cfg, const char *owner,
+                        const struct txlog_claimed *c)
 {
-    const struct config *cfg = w->deps.cfg;
     const struct config_channel *ch = config_find_channel(cfg, c->channel);
     struct delivery_prepared prep = {0};
     char why[512];
@@ -233,9 +236,10 @@ static void *worker_main(void *arg)
 {
     struct worker_thread *self = arg;
     struct workers *w = self->w;
-    const struct config *cfg = w->deps.cfg;
     long error_pause = 1000;
     while (!atomic_load(&w->quiescing)) {
+        /* Each round works with the configuration current when it starts. */
+        const struct config *cfg = config_holder_acquire(w->deps.configs);
         pthread_mutex_lock(&w->mu);
         unsigned long seen = w->generation;
         pthread_mutex_unlock(&w->mu);
@@ -247,6 +251,7 @@ static void *worker_main(void *arg)
                         &n, &err) != HIBUS_OK) {
             LOG_ERROR(NULL, "could not claim work: %s%s%s", err.msg, err.detail[0] ? ": " : "",
                       err.detail);
+            config_holder_release(w->deps.configs, cfg);
             sleep_until_woken(w, seen, error_pause);
             error_pause = error_pause < 30000 ? error_pause * 2 : 30000;
             continue;
@@ -257,6 +262,7 @@ static void *worker_main(void *arg)
             long wait = cfg->delivery_poll_ms;
             if (txlog_next_due(w->deps.tl, &due, &err) == HIBUS_OK && due >= 0 && due < wait)
                 wait = (long)due + 1;
+            config_holder_release(w->deps.configs, cfg);
             sleep_until_woken(w, seen, wait);
             continue;
         }
@@ -277,9 +283,10 @@ static void *worker_main(void *arg)
                          (long long)v[i].id);
                 continue;
             }
-            deliver_one(w, self->owner, &v[i]);
+            deliver_one(w, cfg, self->owner, &v[i]);
         }
         txlog_claimed_free(v, n);
+        config_holder_release(w->deps.configs, cfg);
         pthread_mutex_lock(&w->mu);
         w->in_flight -= (long)n;
         if (w->in_flight == 0)
@@ -298,17 +305,16 @@ static void *worker_main(void *arg)
 static void *waker_main(void *arg)
 {
     struct workers *w = arg;
-    const struct config *cfg = w->deps.cfg;
     struct txlog_listener *l = NULL;
     bool said = false;
     while (!atomic_load(&w->stopping)) {
         struct hibus_error err = {0};
         if (l == NULL) {
-            if (txlog_listen_on(cfg->database_url, cfg->database_connect_timeout_ms, "hibus_queue",
-                                &l, &err) != HIBUS_OK) {
+            if (txlog_listen_on(w->database_url, w->connect_timeout_ms, "hibus_queue", &l, &err) !=
+                HIBUS_OK) {
                 if (!said)
                     LOG_WARN(NULL, "cannot listen for queued work (%s); polling every %ld ms",
-                             err.msg, cfg->delivery_poll_ms);
+                             err.msg, w->poll_ms);
                 said = true;
                 pthread_mutex_lock(&w->mu);
                 unsigned long g = w->generation;
@@ -390,7 +396,9 @@ static void *pruner_main(void *arg)
     /* Every prune_every, on a fixed schedule however often the queue wakes us.
      * (A month's partition that does not exist yet is made by the first insert
      * that needs it, so nothing waits for the first prune.) */
-    long next = now_ms() + w->deps.cfg->prune_every_ms;
+    const struct config *start = config_holder_acquire(w->deps.configs);
+    long next = now_ms() + start->prune_every_ms;
+    config_holder_release(w->deps.configs, start);
     while (!atomic_load(&w->stopping)) {
         long left = next - now_ms();
         if (left > 0) {
@@ -402,8 +410,10 @@ static void *pruner_main(void *arg)
         }
         struct txlog_prune_result res;
         struct hibus_error err = {0};
-        workers_prune_once(w->deps.cfg, w->deps.tl, &res, &err);
-        next = now_ms() + w->deps.cfg->prune_every_ms;
+        const struct config *cfg = config_holder_acquire(w->deps.configs);
+        workers_prune_once(cfg, w->deps.tl, &res, &err);
+        next = now_ms() + cfg->prune_every_ms;
+        config_holder_release(w->deps.configs, cfg);
     }
     return NULL;
 }
@@ -415,13 +425,16 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
     if (w == NULL)
         return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
     w->deps = *deps;
+    w->database_url = strdup(deps->cfg->database_url);
+    w->connect_timeout_ms = deps->cfg->database_connect_timeout_ms;
+    w->poll_ms = deps->cfg->delivery_poll_ms;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->wake, NULL);
     pthread_cond_init(&w->idle, NULL);
     size_t n = (size_t)deps->cfg->delivery_workers;
     w->threads = calloc(n ? n : 1, sizeof *w->threads);
     w->ctx = calloc(n ? n : 1, sizeof *w->ctx);
-    if (w->threads == NULL || w->ctx == NULL) {
+    if (w->threads == NULL || w->ctx == NULL || w->database_url == NULL) {
         workers_stop(w);
         return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
     }
@@ -505,6 +518,7 @@ bool workers_stop(struct workers *w)
     pthread_mutex_destroy(&w->mu);
     free(w->threads);
     free(w->ctx);
+    free(w->database_url);
     free(w);
     return true;
 }

@@ -211,6 +211,23 @@ const struct mapping *config_find_mapping(const struct config *cfg, const char *
 const struct config_route *config_primary_route(const struct config_channel *ch);
 bool config_header_redacted(const struct config *cfg, const char *name);
 
+/* The current snapshot, swapped on reload (SIGHUP). A request or a delivery
+ * round acquires the snapshot it starts with and releases it when done; a
+ * replaced snapshot is freed when its last user releases it. Thread-safe. */
+struct config_holder;
+struct config_holder *config_holder_new(struct config *initial); /* takes ownership */
+const struct config *config_holder_acquire(struct config_holder *h);
+void config_holder_release(struct config_holder *h, const struct config *cfg);
+/* Makes next (owned from now on) the current snapshot. */
+void config_holder_swap(struct config_holder *h, struct config *next);
+/* Frees the holder and every snapshot; only when nothing holds one any more. */
+void config_holder_free(struct config_holder *h);
+
+/* Settings a reload cannot change in a running process (listen address and
+ * port, database, pool, limits, workers): a sentence naming the first that
+ * differs, or NULL. */
+const char *config_needs_restart(const struct config *old, const struct config *next);
+
 /* Helpers shared with tests: "30s", "500ms", "2m", "1h", "90d", "2w" -> milliseconds; "10MiB",
  * "512KiB", "1MB", "2048" -> bytes. Return false on a malformed value. */
 bool config_parse_duration_ms(const char *s, long *out);

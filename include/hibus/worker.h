@@ -20,7 +20,8 @@
 #include "hibus/txlog.h"
 
 struct worker_deps {
-    const struct config *cfg; /* borrowed; outlives the workers */
+    const struct config *cfg; /* the configuration at start (workers, database) */
+    struct config_holder *configs; /* the current snapshot, for each round */
     struct txlog *tl;         /* borrowed */
     const char *node;         /* "host:pid": the lease owner */
 };

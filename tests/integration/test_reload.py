@@ -1,0 +1,128 @@
+"""SIGHUP reloads the configuration: channel changes apply to the next request and to
+the next delivery round (a disabled channel or a lowered max_attempts stops retries),
+and a configuration with a problem is refused while the running one stays."""
+
+import os
+import signal
+import unittest
+
+import harness
+
+PASSWORD = "lmis-itest-secret"
+AUTH = ("lmis-national", PASSWORD)
+PG = TARGET = HB = None
+
+
+def async_channel(name, path, url, **extra):
+    ch = harness.channel(name, path, url, timeout="1s", mode="async",
+                         retry={"max_attempts": 50, "backoff": {"initial": "100ms", "max": "300ms"}})
+    ch.update(extra)
+    return ch
+
+
+def setUpModule():
+    global PG, TARGET, HB
+    PG = harness.PgCluster().start()
+    TARGET = harness.Target().start()
+    dead = "http://127.0.0.1:%d/nobody" % harness.free_port()
+    HB = harness.Hibus(
+        PG.url, clients=[harness.client("lmis-national", ["lmis"], PASSWORD)],
+        channels=[harness.channel("alpha", "/alpha", TARGET.url + "/a"),
+                  async_channel("stuck", "/stuck", dead),
+                  async_channel("stuck2", "/stuck2", dead)],
+        settings={"delivery": {"workers": 2, "poll": "200ms", "lease": "10s"}})
+    HB.start()
+
+
+def tearDownModule():
+    try:
+        if HB:
+            HB.stop()
+    finally:
+        if TARGET:
+            TARGET.stop()
+        if PG:
+            PG.stop()
+
+
+class ReloadTest(harness.TestCase):
+
+    def post(self, path):
+        return HB.request("POST", path, body=b'{"n": 1}', auth=AUTH,
+                          headers={"Content-Type": "application/json"})
+
+    def reload(self, marker):
+        """Writes HB.channels out, sends SIGHUP, waits for the log line that says so."""
+        before = HB.log_text().count(marker)
+        HB.write_config()
+        os.kill(HB.proc.pid, signal.SIGHUP)
+        harness.wait_until(lambda: HB.log_text().count(marker) > before, timeout=10,
+                           what="%r in the hibus log" % marker)
+
+    def channel(self, name):
+        return next(c for c in HB.channels if c["name"] == name)
+
+    def test_1_channels_change_on_sighup(self):
+        self.assertEqual(self.post("/alpha").status, 200)
+        self.assertEqual(self.post("/beta").status, 404)
+        self.channel("alpha")["enabled"] = False
+        HB.channels.append(harness.channel("beta", "/beta", TARGET.url + "/b"))
+        self.reload("configuration reloaded")
+        self.assertEqual(self.post("/alpha").status, 404)
+        r = self.post("/beta")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(TARGET.requests[-1].path, "/b")
+
+    def test_2_a_bad_configuration_is_refused(self):
+        HB.channels.append(harness.channel("broken", "/broken", TARGET.url + "/x",
+                                           priority="high"))
+        try:
+            self.reload("reload refused")
+        finally:
+            HB.channels.pop()
+        text = HB.log_text()
+        self.assertRegex(text, r"reload: .*broken\.yaml:\d+:\d+: .*priority")
+        # the running configuration still serves
+        self.assertEqual(self.post("/beta").status, 200)
+        self.assertEqual(self.post("/broken").status, 404)
+
+    def wait_rounds(self, tx, n):
+        harness.wait_until(lambda: int(PG.scalar("SELECT rounds FROM transactions WHERE id = %d"
+                                                 % tx)) >= n, timeout=15,
+                           what="tx %d to have %d delivery rounds" % (tx, n))
+
+    def final(self, tx):
+        return harness.wait_until(
+            lambda: PG.row("SELECT status, error FROM transactions WHERE id = %d AND status"
+                           " NOT IN ('queued', 'processing')" % tx),
+            timeout=15, what="tx %d to end" % tx)
+
+    def test_3_disabling_a_channel_stops_its_retries(self):
+        r = self.post("/stuck")
+        self.assertEqual(r.status, 202, r.body)
+        tx = r.json()["id"]
+        self.wait_rounds(tx, 2)
+        self.channel("stuck")["enabled"] = False
+        self.reload("configuration reloaded")
+        row = self.final(tx)
+        self.assertEqual(row["status"], "failed")
+        self.assertIn('channel "stuck" is disabled', row["error"])
+
+    def test_4_lowering_max_attempts_stops_retries(self):
+        r = self.post("/stuck2")
+        self.assertEqual(r.status, 202, r.body)
+        tx = r.json()["id"]
+        self.wait_rounds(tx, 2)
+        self.channel("stuck2")["retry"] = {"max_attempts": 1}
+        self.reload("configuration reloaded")
+        row = self.final(tx)
+        self.assertEqual(row["status"], "failed")
+        self.assertIn("max_attempts (1) reached", row["error"])
+        rounds = int(PG.scalar("SELECT rounds FROM transactions WHERE id = %d" % tx))
+        attempts = PG.count("attempts", "transaction_id = %d" % tx)
+        # the round that found the lower limit sent nothing
+        self.assertEqual(attempts, rounds - 1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
