@@ -226,7 +226,8 @@ enum hibus_err auth_hash_password(const char *password, char *out, size_t outlen
     if (h == NULL || h[0] == '*')
         rc = hibus_error_set(err, HIBUS_E_INVALID, "could not hash the password");
     else if (hibus_strlcpy(out, h, outlen) >= outlen)
-        rc = hibus_error_set(err, HIBUS_E_INVALID, "password hash longer than %zu bytes", outlen - 1);
+        rc = hibus_error_set(err, HIBUS_E_INVALID, "password hash longer than %zu bytes",
+                             outlen - 1);
     explicit_bzero(cd, sizeof *cd);
     free(cd);
     return rc;

@@ -57,13 +57,12 @@ static const char *default_config(void)
 static int parse_opts(int argc, char **argv, struct common_opts *o, const char *usage_text)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
+        {"config", required_argument, NULL, 'c'},  {"json", no_argument, NULL, 'j'},
         {"channel", required_argument, NULL, 'C'}, {"status", required_argument, NULL, 'S'},
-        {"no-migrate", no_argument, NULL, 'M'},   {"help", no_argument, NULL, 'h'},
-        {"remote", no_argument, NULL, 'R'},       {"route", required_argument, NULL, 'r'},
-        {"since", required_argument, NULL, 's'},  {"rate", required_argument, NULL, 'T'},
-        {"cancel", no_argument, NULL, 'X'},
-        {NULL, 0, NULL, 0}};
+        {"no-migrate", no_argument, NULL, 'M'},    {"help", no_argument, NULL, 'h'},
+        {"remote", no_argument, NULL, 'R'},        {"route", required_argument, NULL, 'r'},
+        {"since", required_argument, NULL, 's'},   {"rate", required_argument, NULL, 'T'},
+        {"cancel", no_argument, NULL, 'X'},        {NULL, 0, NULL, 0}};
     o->config = default_config();
     optind = 1;
     int ch;
@@ -81,8 +80,9 @@ static int parse_opts(int argc, char **argv, struct common_opts *o, const char *
             char *end;
             o->rate = strtod(optarg, &end);
             if (*end != '\0' || o->rate <= 0) {
-                fprintf(stderr, "hibus: --rate expects a positive number of transactions a "
-                                "second, not \"%s\"\n",
+                fprintf(stderr,
+                        "hibus: --rate expects a positive number of transactions a "
+                        "second, not \"%s\"\n",
                         optarg);
                 return -2;
             }
@@ -120,8 +120,8 @@ static enum hibus_err open_db(const struct config *cfg, struct txlog **tl, struc
 /* The start every command shares: its options, then the configuration. Returns
  * NULL when the command ends here, with *rc its exit code (0 after --help, 2 for
  * a usage error, 1 for a configuration that does not load). */
-static struct config *command_setup(int argc, char **argv, struct common_opts *o,
-                                    const char *usage, int *first_operand, int *rc);
+static struct config *command_setup(int argc, char **argv, struct common_opts *o, const char *usage,
+                                    int *first_operand, int *rc);
 
 static void print_error(const char *what, const struct hibus_error *err)
 {
@@ -129,8 +129,8 @@ static void print_error(const char *what, const struct hibus_error *err)
     hibus_error_print(err, stderr);
 }
 
-static struct config *command_setup(int argc, char **argv, struct common_opts *o,
-                                    const char *usage, int *first_operand, int *rc)
+static struct config *command_setup(int argc, char **argv, struct common_opts *o, const char *usage,
+                                    int *first_operand, int *rc)
 {
     int i = parse_opts(argc, argv, o, usage);
     if (i < 0) {
@@ -172,8 +172,9 @@ static const struct config *reload(struct config_holder *configs, const struct c
         for (size_t i = 0; i < d.n; i++)
             LOG_ERROR(NULL, "reload: %s:%d:%d: %s", d.v[i].file, d.v[i].line, d.v[i].col,
                       d.v[i].msg);
-        LOG_ERROR(NULL, "reload refused (%zu problem%s): still running with the previous "
-                        "configuration",
+        LOG_ERROR(NULL,
+                  "reload refused (%zu problem%s): still running with the previous "
+                  "configuration",
                   d.n, d.n == 1 ? "" : "s");
         hibus_diags_free(&d);
         return cur;
@@ -181,14 +182,13 @@ static const struct config *reload(struct config_holder *configs, const struct c
     hibus_diags_free(&d);
     const char *why = config_needs_restart(cur, next);
     if (why != NULL)
-        LOG_WARN(NULL, "reload: %s; that part takes effect at the next restart, the rest now",
-                 why);
+        LOG_WARN(NULL, "reload: %s; that part takes effect at the next restart, the rest now", why);
     log_setup((enum log_level)next->log_level, (enum log_format)next->log_format);
     size_t channels = next->n_channels, clients = next->n_clients;
     config_holder_swap(configs, next);
     config_holder_release(configs, cur);
-    LOG_INFO(NULL, "configuration reloaded from \"%s\": %zu channels, %zu clients", path,
-             channels, clients);
+    LOG_INFO(NULL, "configuration reloaded from \"%s\": %zu channels, %zu clients", path, channels,
+             clients);
     return config_holder_acquire(configs);
 }
 
@@ -260,8 +260,8 @@ int cli_serve(int argc, char **argv)
     LOG_INFO(NULL,
              "hibus %s listening on %s:%d (%zu channels, %zu clients, %d delivery workers, "
              "node %s)",
-             HIBUS_VERSION, cfg->listen_address, listener_port(l), cfg->n_channels,
-             cfg->n_clients, cfg->delivery_workers, node);
+             HIBUS_VERSION, cfg->listen_address, listener_port(l), cfg->n_channels, cfg->n_clients,
+             cfg->delivery_workers, node);
 
     for (;;) {
         int sig = 0;
@@ -349,7 +349,8 @@ static int check_remote(const struct config *cfg)
                     if (o == rt)
                         break;
                     seen = o->mediator == CONFIG_MEDIATOR_DHIS2 && strcmp(o->url, rt->url) == 0 &&
-                           cfg->channels[j].has_transform && cfg->channels[j].transform.mapping == m;
+                           cfg->channels[j].has_transform &&
+                           cfg->channels[j].transform.mapping == m;
                 }
             if (seen)
                 continue;
@@ -370,8 +371,7 @@ static int check_remote(const struct config *cfg)
                            json_array_size(missing) == 1 ? "" : "s");
                 size_t k;
                 json_t *v;
-                json_array_foreach(missing, k, v)
-                    fprintf(stderr, "  %s\n", json_string_value(v));
+                json_array_foreach(missing, k, v) fprintf(stderr, "  %s\n", json_string_value(v));
                 problems += (int)json_array_size(missing);
             }
             json_decref(missing);
@@ -416,8 +416,7 @@ int cli_migrate(int argc, char **argv)
     struct hibus_error err = {0};
     struct txlog *tl = NULL;
     int applied = 0;
-    if (open_db(cfg, &tl, &err) != HIBUS_OK ||
-        txlog_migrate(tl, &applied, &err) != HIBUS_OK) {
+    if (open_db(cfg, &tl, &err) != HIBUS_OK || txlog_migrate(tl, &applied, &err) != HIBUS_OK) {
         print_error("migration failed", &err);
     } else {
         if (applied == 0)
@@ -537,9 +536,9 @@ static void print_details(const json_t *d)
                json_integer_value(json_object_get(d, "deleted")));
         size_t i;
         const json_t *c;
-        json_array_foreach(json_object_get(d, "conflicts"), i, c)
-            printf("     conflict %s %s: %s\n", jstr(c, "errorCode")[0] ? jstr(c, "errorCode") : "-",
-                   jstr(c, "object"), jstr(c, "value"));
+        json_array_foreach(json_object_get(d, "conflicts"), i, c) printf(
+            "     conflict %s %s: %s\n", jstr(c, "errorCode")[0] ? jstr(c, "errorCode") : "-",
+            jstr(c, "object"), jstr(c, "value"));
     } else if (json_object_get(d, "openhim_status") != NULL) {
         printf("     OpenHIM mediator %s: %s, %zu orchestration%s\n", jstr(d, "mediator_urn"),
                jstr(d, "openhim_status"), json_array_size(json_object_get(d, "orchestrations")),
@@ -565,8 +564,8 @@ static void print_problems(const char *title, const json_t *list)
 static void print_tx(const json_t *tx)
 {
     const json_t *dur = json_object_get(tx, "duration_ms");
-    printf("transaction %" JSON_INTEGER_FORMAT "  %s\n", json_integer_value(json_object_get(tx, "id")),
-           jstr(tx, "status"));
+    printf("transaction %" JSON_INTEGER_FORMAT "  %s\n",
+           json_integer_value(json_object_get(tx, "id")), jstr(tx, "status"));
     printf("  channel     %s\n", jstr(tx, "channel"));
     printf("  client      %s\n", jstr(tx, "client"));
     const char *q = jstr(tx, "query");
@@ -652,8 +651,7 @@ int cli_tx(int argc, char **argv)
     struct txlog *tl = NULL;
     json_t *tx = NULL;
     int rc = 1;
-    if (open_db(cfg, &tl, &err) != HIBUS_OK ||
-        txlog_get_json(tl, id, &tx, &err) != HIBUS_OK) {
+    if (open_db(cfg, &tl, &err) != HIBUS_OK || txlog_get_json(tl, id, &tx, &err) != HIBUS_OK) {
         if (err.code == HIBUS_E_NOT_FOUND)
             fprintf(stderr, "hibus tx: no transaction %lld\n", (long long)id);
         else
@@ -830,12 +828,15 @@ int cli_map(int argc, char **argv)
         goto out;
     }
     if (!ch->has_transform) {
-        fprintf(stderr, "hibus map: channel \"%s\" has no transform: it forwards payloads as they "
-                        "are\n", ch->name);
+        fprintf(stderr,
+                "hibus map: channel \"%s\" has no transform: it forwards payloads as they "
+                "are\n",
+                ch->name);
         goto out;
     }
     if ((body = read_all(stdin, cfg->max_body, &len)) == NULL) {
-        fprintf(stderr, "hibus map: could not read the payload (over limits.max_body, %zu bytes?)\n",
+        fprintf(stderr,
+                "hibus map: could not read the payload (over limits.max_body, %zu bytes?)\n",
                 cfg->max_body);
         goto out;
     }
@@ -947,15 +948,17 @@ int cli_rerun(int argc, char **argv)
     for (int k = i; k < argc; k++) {
         int64_t id;
         if (!parse_id(argv[k], &id)) {
-            fprintf(stderr, "hibus rerun: \"%s\" is not a transaction id\n%s", argv[k], rerun_usage);
+            fprintf(stderr, "hibus rerun: \"%s\" is not a transaction id\n%s", argv[k],
+                    rerun_usage);
             free(ids);
             return 2;
         }
         at += (size_t)snprintf(ids + at, cap - at, "%s%lld", at ? "," : "", (long long)id);
     }
     if (!o.cancel && ids[0] == '\0' && !o.channel && !o.status && !o.since) {
-        fprintf(stderr, "hibus rerun: give transaction ids or at least one filter (--channel, "
-                        "--status, --since)\n%s",
+        fprintf(stderr,
+                "hibus rerun: give transaction ids or at least one filter (--channel, "
+                "--status, --since)\n%s",
                 rerun_usage);
         free(ids);
         return 2;
@@ -979,20 +982,25 @@ int cli_rerun(int argc, char **argv)
             rc = 0;
         }
     } else {
-        struct txlog_rerun_filter f = {.ids_csv = ids[0] ? ids : NULL, .channel = o.channel,
-                                       .status = o.status, .since = o.since, .rate_per_s = o.rate};
+        struct txlog_rerun_filter f = {.ids_csv = ids[0] ? ids : NULL,
+                                       .channel = o.channel,
+                                       .status = o.status,
+                                       .since = o.since,
+                                       .rate_per_s = o.rate};
         if (txlog_rerun(tl, &f, &n, &superseded, &err) != HIBUS_OK)
             print_error("could not re-queue", &err);
         else {
             printf("re-queued %ld transaction%s", n, n == 1 ? "" : "s");
             if (n > 1)
-                printf(", %g a second: the last is due in %.1f s", o.rate, (double)(n - 1) / o.rate);
+                printf(", %g a second: the last is due in %.1f s", o.rate,
+                       (double)(n - 1) / o.rate);
             printf("\n");
             if (superseded > 0)
                 printf("left %ld transaction%s as %s: a later report of the same facility and "
                        "period was delivered after %s, and rerunning %s would overwrite it\n",
-                       superseded, superseded == 1 ? "" : "s", superseded == 1 ? "it is" : "they are",
-                       superseded == 1 ? "it" : "them", superseded == 1 ? "it" : "them");
+                       superseded, superseded == 1 ? "" : "s",
+                       superseded == 1 ? "it is" : "they are", superseded == 1 ? "it" : "them",
+                       superseded == 1 ? "it" : "them");
             rc = 0;
         }
     }
@@ -1022,8 +1030,7 @@ int cli_prune(int argc, char **argv)
     struct txlog *tl = NULL;
     struct txlog_prune_result r;
     rc = 1;
-    if (open_db(cfg, &tl, &err) != HIBUS_OK ||
-        workers_prune_once(cfg, tl, &r, &err) != HIBUS_OK) {
+    if (open_db(cfg, &tl, &err) != HIBUS_OK || workers_prune_once(cfg, tl, &r, &err) != HIBUS_OK) {
         print_error("prune", &err);
     } else if (r.skipped) {
         printf("another hibus process is pruning right now; nothing done\n");

@@ -6,7 +6,8 @@
  *   the primary route failed (no answer, 5xx, an import that stored nothing) -> failed
  *   the primary answered non-2xx (http routes)                              -> completed
  *   otherwise successful, unless a secondary route that ran did not succeed,
- *   the primary's import had conflicts, or unmapped values were skipped     -> completed_with_errors
+ *   the primary's import had conflicts, or unmapped values were skipped     ->
+ * completed_with_errors
  */
 #define LOG_SUBSYS "delivery"
 #include "hibus/delivery.h"
@@ -48,9 +49,8 @@ enum hibus_err delivery_prepare(const struct config_channel *ch, const void *bod
     }
     /* Mapping and quality both run, so one answer lists every problem of the
      * report; the quality rules read the source's codes, which mapping keeps. */
-    bool mapped = t->mapping == NULL ||
-                  mapping_apply(t->mapping, p->report, ch->unmapped, p->problems, p->skipped) ==
-                      HIBUS_OK;
+    bool mapped = t->mapping == NULL || mapping_apply(t->mapping, p->report, ch->unmapped,
+                                                      p->problems, p->skipped) == HIBUS_OK;
     if (!mapped && json_array_size(p->problems) == 0)
         report_problem(p->problems, "mapping", "the report could not be mapped");
     quality_check(t->quality, t->n_quality, p->report, p->problems, p->warnings);
@@ -73,8 +73,8 @@ json_t *delivery_problems_json(const struct delivery_prepared *p)
     if (json_array_size(p->problems) == 0 && json_array_size(p->skipped) == 0 &&
         json_array_size(p->warnings) == 0)
         return NULL;
-    return json_pack("{s:O, s:O, s:O}", "problems", p->problems, "skipped", p->skipped,
-                     "warnings", p->warnings);
+    return json_pack("{s:O, s:O, s:O}", "problems", p->problems, "skipped", p->skipped, "warnings",
+                     p->warnings);
 }
 
 static bool route_transformed(const struct config_route *rt)
@@ -96,7 +96,7 @@ enum hibus_err delivery_route_body(const struct config_channel *ch, const struct
     if (p->report == NULL)
         return hibus_error_set(err, HIBUS_E_CONFIG, "route \"%s\" needs the channel's transform",
                                rt->name);
-    *writer = rt->writer ? rt->writer
+    *writer = rt->writer             ? rt->writer
               : ch->transform.writer ? ch->transform.writer
                                      : "dhis2-datavalueset";
     return writer_write(*writer, p->report, body, len, content_type, err);
@@ -143,7 +143,8 @@ static bool media_type_is(const char *ctype, const char *want)
     if (ctype == NULL)
         return false;
     size_t n = strlen(want);
-    return strncasecmp(ctype, want, n) == 0 && (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
+    return strncasecmp(ctype, want, n) == 0 &&
+           (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
 }
 
 /* An OpenHIM mediator's answer (FORMATS.md 6): the client gets response.status,
@@ -173,7 +174,7 @@ static void openhim_unwrap(struct delivery_route_result *rr)
     const json_t *b = json_object_get(inner, "body");
     /* body is a string in the protocol; a mediator that sends JSON there gets it
      * passed on as JSON text rather than dropped. */
-    a->body = json_is_string(b) ? strdup(json_string_value(b))
+    a->body = json_is_string(b)               ? strdup(json_string_value(b))
               : b != NULL && !json_is_null(b) ? json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY)
                                               : strdup("");
     a->body_len = a->body ? strlen(a->body) : 0;
@@ -195,8 +196,8 @@ static void openhim_unwrap(struct delivery_route_result *rr)
     const char *ms = json_string_value(json_object_get(doc, "status"));
     rr->details = json_pack("{s:s?, s:s?, s:O?, s:O?}", "openhim_status", ms, "mediator_urn",
                             json_string_value(json_object_get(doc, "x-mediator-urn")),
-                            "orchestrations", json_object_get(doc, "orchestrations"),
-                            "properties", json_object_get(doc, "properties"));
+                            "orchestrations", json_object_get(doc, "orchestrations"), "properties",
+                            json_object_get(doc, "properties"));
     /* The mediator's own verdict, when it gives one, is the route's outcome. */
     if (ms == NULL)
         rr->outcome = is_2xx(a->status) ? "successful" : "completed";
@@ -249,10 +250,14 @@ static void route_send(const struct config_channel *ch, const struct config_rout
                        const struct delivery_prepared *p, const struct delivery_input *in,
                        struct delivery_route_result *rr)
 {
-    struct mediator_request mr = {.request_id = in->request_id, .method = in->method,
-                                  .query = in->query, .headers = in->headers,
-                                  .n_headers = in->n_headers, .body = in->body,
-                                  .body_len = in->body_len, .max_response = in->max_response};
+    struct mediator_request mr = {.request_id = in->request_id,
+                                  .method = in->method,
+                                  .query = in->query,
+                                  .headers = in->headers,
+                                  .n_headers = in->n_headers,
+                                  .body = in->body,
+                                  .body_len = in->body_len,
+                                  .max_response = in->max_response};
     char *body = NULL, *url = NULL;
     size_t len = 0;
     const char *ctype = NULL, *writer = NULL;
@@ -412,7 +417,8 @@ json_t *delivery_account(int64_t tx_id, const char *request_id, const struct del
         if (rr->details != NULL)
             json_object_set(o, rr->route->mediator == CONFIG_MEDIATOR_DHIS2 ? "import" : "mediator",
                             rr->details);
-        const char *e = rr->error ? rr->error : (rr->ran && !rr->resp.status ? rr->resp.error : NULL);
+        const char *e =
+            rr->error ? rr->error : (rr->ran && !rr->resp.status ? rr->resp.error : NULL);
         if (e != NULL && e[0])
             json_object_set_new(o, "error", json_string(e));
         json_array_append_new(routes, o);
@@ -480,7 +486,9 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
          * may have received them. */
         for (int k = 0; k < rr->resp.resent && na + 1 < cap; k++, na++)
             at[na] = (struct txlog_attempt){
-                .route = rr->route->name, .method = rr->method, .retryable = true,
+                .route = rr->route->name,
+                .method = rr->method,
+                .retryable = true,
                 .url = rr->resp.url ? rr->resp.url : rr->route->url,
                 .started_epoch_ms = rr->resp.started_epoch_ms,
                 .error = "the kept-alive connection closed before any answer; the request was "
@@ -488,15 +496,21 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
         hj[na] = headers_json(&rr->resp);
         dj[na] = rr->details ? json_dumps(rr->details, JSON_COMPACT) : NULL;
         const char *e = rr->resp.status ? rr->error : (rr->error ? rr->error : rr->resp.error);
-        at[na] = (struct txlog_attempt){
-            .route = rr->route->name, .method = rr->method, .outcome = rr->outcome,
-            .retryable = rr->retryable,
-            .url = rr->resp.url ? rr->resp.url : rr->route->url,
-            .status_code = (int)rr->resp.status, .started_epoch_ms = rr->resp.started_epoch_ms,
-            .duration_ms = rr->resp.duration_ms, .error = e && e[0] ? e : NULL,
-            .response_excerpt = rr->resp.body,
-            .response_excerpt_len = rr->resp.body_len < EXCERPT_MAX ? rr->resp.body_len : EXCERPT_MAX,
-            .response_headers_json = hj[na], .details_json = dj[na]};
+        at[na] = (struct txlog_attempt){.route = rr->route->name,
+                                        .method = rr->method,
+                                        .outcome = rr->outcome,
+                                        .retryable = rr->retryable,
+                                        .url = rr->resp.url ? rr->resp.url : rr->route->url,
+                                        .status_code = (int)rr->resp.status,
+                                        .started_epoch_ms = rr->resp.started_epoch_ms,
+                                        .duration_ms = rr->resp.duration_ms,
+                                        .error = e && e[0] ? e : NULL,
+                                        .response_excerpt = rr->resp.body,
+                                        .response_excerpt_len = rr->resp.body_len < EXCERPT_MAX
+                                                                    ? rr->resp.body_len
+                                                                    : EXCERPT_MAX,
+                                        .response_headers_json = hj[na],
+                                        .details_json = dj[na]};
         na++;
     }
     json_t *pj = p ? delivery_problems_json(p) : NULL;
@@ -505,7 +519,8 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
     const struct delivery_route_result *pr = r && r->n_routes ? &r->routes[0] : NULL;
     const char *status = o->status ? o->status : r ? r->status : TXLOG_FAILED;
     const char *error = o->error;
-    if (error == NULL && pr != NULL && (strcmp(status, "failed") == 0 || strcmp(status, "queued") == 0))
+    if (error == NULL && pr != NULL &&
+        (strcmp(status, "failed") == 0 || strcmp(status, "queued") == 0))
         error = pr->error ? pr->error : pr->resp.error;
     struct txlog_outcome out = {.status = status,
                                 .response_status = o->response_status,

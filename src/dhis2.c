@@ -23,9 +23,8 @@ static long count_of(const json_t *counts, const char *key)
 static bool is_import_summary(const json_t *o)
 {
     const char *rt = json_string_value(json_object_get(o, "responseType"));
-    return json_is_object(o) &&
-           ((rt != NULL && strcmp(rt, "ImportSummary") == 0) ||
-            json_is_object(json_object_get(o, "importCount")));
+    return json_is_object(o) && ((rt != NULL && strcmp(rt, "ImportSummary") == 0) ||
+                                 json_is_object(json_object_get(o, "importCount")));
 }
 
 enum hibus_err dhis2_parse_summary(const char *body, size_t len, struct dhis2_summary *out,
@@ -35,8 +34,9 @@ enum hibus_err dhis2_parse_summary(const char *body, size_t len, struct dhis2_su
     json_error_t je;
     json_t *doc = json_loadb(body ? body : "", len, 0, &je);
     if (doc == NULL)
-        return hibus_error_set(err, HIBUS_E_INVALID, "the answer is not JSON: %s (line %d, column %d)",
-                               je.text, je.line, je.column);
+        return hibus_error_set(err, HIBUS_E_INVALID,
+                               "the answer is not JSON: %s (line %d, column %d)", je.text, je.line,
+                               je.column);
     const json_t *sum = doc;
     if (!is_import_summary(doc)) {
         const json_t *inner = json_object_get(doc, "response");
@@ -116,7 +116,8 @@ char *dhis2_import_url(const struct config_route *route, const char *writer)
         n += snprintf(u + n, cap - (size_t)n, "%cdryRun=true", sep);
         sep = '&';
     }
-    if (route->import_strategy != NULL && strcmp(route->import_strategy, "CREATE_AND_UPDATE") != 0) {
+    if (route->import_strategy != NULL &&
+        strcmp(route->import_strategy, "CREATE_AND_UPDATE") != 0) {
         n += snprintf(u + n, cap - (size_t)n, "%cimportStrategy=%s", sep, route->import_strategy);
         sep = '&';
     }
@@ -140,8 +141,11 @@ static enum hibus_err remote_get(const struct config_route *route, const char *p
     if (url == NULL)
         return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
     snprintf(url, cap, "%.*s%s", (int)bl, base, path);
-    struct mediator_request rq = {.method = "GET", .url = url, .own_body = true,
-                                  .accept = "application/json", .max_response = 64u << 20};
+    struct mediator_request rq = {.method = "GET",
+                                  .url = url,
+                                  .own_body = true,
+                                  .accept = "application/json",
+                                  .max_response = 64u << 20};
     struct mediator_response resp;
     enum hibus_err rc = mediator_forward(route, &rq, &resp);
     if (rc != HIBUS_OK) {
@@ -149,10 +153,13 @@ static enum hibus_err remote_get(const struct config_route *route, const char *p
     } else if (resp.status != 200) {
         rc = hibus_error_set(err, HIBUS_E_TARGET, "DHIS2 answered %ld to GET %s", resp.status, url);
         if (resp.status == 401 || resp.status == 403)
-            hibus_error_hint(err, "Check the credentials in the auth: of route \"%s\".", route->name);
+            hibus_error_hint(err, "Check the credentials in the auth: of route \"%s\".",
+                             route->name);
     } else if ((*doc = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, NULL)) == NULL) {
-        rc = hibus_error_set(err, HIBUS_E_TARGET, "DHIS2 answered GET %s with something that is "
-                                                  "not JSON", url);
+        rc = hibus_error_set(err, HIBUS_E_TARGET,
+                             "DHIS2 answered GET %s with something that is "
+                             "not JSON",
+                             url);
     }
     mediator_response_free(&resp);
     free(url);
@@ -167,17 +174,18 @@ struct uid_ref {
 /* Asks /api/<resource>?filter=id:in:[...] for refs in batches and appends a
  * sentence per UID absent from the answer. */
 static enum hibus_err check_uids(const struct config_route *route, const struct mapping *m,
-                                 const char *resource, const char *kind,
-                                 const struct uid_ref *refs, size_t n, json_t *missing,
-                                 struct hibus_error *err)
+                                 const char *resource, const char *kind, const struct uid_ref *refs,
+                                 size_t n, json_t *missing, struct hibus_error *err)
 {
     enum { BATCH = 50 };
     for (size_t at = 0; at < n; at += BATCH) {
         size_t k = n - at < BATCH ? n - at : BATCH;
         char path[BATCH * 12 + 256];
-        int w = snprintf(path, sizeof path, "/api/%s?paging=false&fields=id&filter=id:in:[", resource);
+        int w =
+            snprintf(path, sizeof path, "/api/%s?paging=false&fields=id&filter=id:in:[", resource);
         for (size_t i = 0; i < k; i++)
-            w += snprintf(path + w, sizeof path - (size_t)w, "%s%s", i ? "," : "", refs[at + i].uid);
+            w +=
+                snprintf(path + w, sizeof path - (size_t)w, "%s%s", i ? "," : "", refs[at + i].uid);
         snprintf(path + w, sizeof path - (size_t)w, "]");
         json_t *doc = NULL;
         enum hibus_err rc = remote_get(route, path, &doc, err);
@@ -197,8 +205,9 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
             if (found)
                 continue;
             char line[512];
-            snprintf(line, sizeof line, "mapping \"%s\": %s %s (mapped from \"%s\") does not exist in DHIS2",
-                     m->name, kind, refs[at + i].uid, refs[at + i].code);
+            snprintf(line, sizeof line,
+                     "mapping \"%s\": %s %s (mapped from \"%s\") does not exist in DHIS2", m->name,
+                     kind, refs[at + i].uid, refs[at + i].code);
             json_array_append_new(missing, json_string(line));
         }
         json_decref(doc);
@@ -252,8 +261,8 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
                 m->items[i].measure ? m->items[i].measure : m->items[i].item);
     ref_add(refs, &n, m->aoc_uid, "attribute_option_combo");
     if (rc == HIBUS_OK)
-        rc = check_uids(route, m, "categoryOptionCombos", "category option combo", refs, n,
-                        missing, err);
+        rc = check_uids(route, m, "categoryOptionCombos", "category option combo", refs, n, missing,
+                        err);
     n = 0;
     ref_add(refs, &n, m->data_set_uid, "data_set");
     if (rc == HIBUS_OK)

@@ -99,7 +99,8 @@ void hibus_error_print(const struct hibus_error *err, FILE *f)
         fprintf(f, "HINT: %s\n", err->hint);
 }
 
-void hibus_diags_add(struct hibus_diags *d, const char *file, int line, int col, const char *fmt, ...)
+void hibus_diags_add(struct hibus_diags *d, const char *file, int line, int col, const char *fmt,
+                     ...)
 {
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 8;

@@ -58,7 +58,7 @@ struct request {
     struct listener *l;
     const struct config *cfg; /* the snapshot this request started with */
     char id[REQUEST_ID_MAX + 1];
-    char *uri;   /* as received, with the query */
+    char *uri; /* as received, with the query */
     char *body;
     size_t body_len;
     size_t body_cap;
@@ -227,7 +227,7 @@ static json_t *headers_json(const struct config *cfg, const struct mediator_head
         size_t k = 0;
         for (; h[i].name[k] && k < sizeof name - 1; k++)
             name[k] = (char)((h[i].name[k] >= 'A' && h[i].name[k] <= 'Z') ? h[i].name[k] + 32
-                                                                            : h[i].name[k]);
+                                                                          : h[i].name[k]);
         name[k] = '\0';
         const char *v = config_header_redacted(cfg, name) ? "[redacted]" : h[i].value;
         json_t *old = json_object_get(o, name);
@@ -274,9 +274,8 @@ static enum MHD_Result serve_ready(struct MHD_Connection *c, struct request *rq)
         static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
         return send_json(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, doc, extra);
     }
-    json_t *doc = json_pack("{s:s, s:s, s:I, s:I}", "status", "ready", "database", "ok",
-                            "channels", (json_int_t)cfg->n_channels, "clients",
-                            (json_int_t)cfg->n_clients);
+    json_t *doc = json_pack("{s:s, s:s, s:I, s:I}", "status", "ready", "database", "ok", "channels",
+                            (json_int_t)cfg->n_channels, "clients", (json_int_t)cfg->n_clients);
     return send_json(c, rq, MHD_HTTP_OK, doc, NULL);
 }
 
@@ -287,8 +286,7 @@ static enum MHD_Result route_miss(struct MHD_Connection *c, struct request *rq,
     const struct config *cfg = rq->cfg;
     char msg[640];
     switch (why) {
-    case ROUTER_MATCH:
-        break;
+    case ROUTER_MATCH: break;
     case ROUTER_NO_PATH:
         snprintf(msg, sizeof msg, "no channel serves path \"%.200s\"", path);
         return send_error(c, rq, MHD_HTTP_NOT_FOUND, HIBUS_E_NOT_FOUND, "no channel for this path",
@@ -304,8 +302,8 @@ static enum MHD_Result route_miss(struct MHD_Connection *c, struct request *rq,
             for (size_t m = 0; m < ch->n_methods; m++) {
                 if (strstr(allow, ch->methods[m]) != NULL)
                     continue;
-                int w = snprintf(allow + at, sizeof allow - at, "%s%s", at ? ", " : "",
-                                 ch->methods[m]);
+                int w =
+                    snprintf(allow + at, sizeof allow - at, "%s%s", at ? ", " : "", ch->methods[m]);
                 if (w > 0 && (size_t)w < sizeof allow - at)
                     at += (size_t)w;
             }
@@ -313,8 +311,8 @@ static enum MHD_Result route_miss(struct MHD_Connection *c, struct request *rq,
         snprintf(msg, sizeof msg, "method %.32s is not accepted on \"%.200s\"; allowed: %s", method,
                  path, allow);
         const char *extra[] = {"Allow", allow, NULL};
-        return send_error(c, rq, MHD_HTTP_METHOD_NOT_ALLOWED, HIBUS_E_INVALID,
-                          "method not allowed", details1(msg), extra);
+        return send_error(c, rq, MHD_HTTP_METHOD_NOT_ALLOWED, HIBUS_E_INVALID, "method not allowed",
+                          details1(msg), extra);
     }
     case ROUTER_NO_BODY_MATCH:
         snprintf(msg, sizeof msg,
@@ -399,8 +397,8 @@ static json_t *rejection_answer(const struct request *rq, int64_t tx_id,
     json_t *details = json_array();
     size_t i;
     json_t *v;
-    json_array_foreach(p->problems, i, v)
-        json_array_append_new(details, json_string(json_string_value(json_object_get(v, "message"))));
+    json_array_foreach(p->problems, i, v) json_array_append_new(
+        details, json_string(json_string_value(json_object_get(v, "message"))));
     return json_pack("{s:s, s:s, s:o, s:O, s:O, s:s, s:I}", "error", "the payload was rejected",
                      "code", hibus_errname(HIBUS_E_INVALID), "details", details, "problems",
                      p->problems, "warnings", p->warnings, "request_id", rq->id, "transaction",
@@ -471,8 +469,8 @@ static enum MHD_Result serve_async(struct MHD_Connection *c, struct request *rq,
     } else {
         const char *extra[] = {"X-Hibus-Transaction", txid, MHD_HTTP_HEADER_LOCATION, location,
                                NULL};
-        LOG_INFO(rq->id, "%s %s -> 202 channel=%s client=%s tx=%s status=queued %.1fms",
-                 tr->method, tr->path, ch->name, tr->client, txid, ms_since(&rq->t0));
+        LOG_INFO(rq->id, "%s %s -> 202 channel=%s client=%s tx=%s status=queued %.1fms", tr->method,
+                 tr->path, ch->name, tr->client, txid, ms_since(&rq->t0));
         ret = send_json(c, rq, MHD_HTTP_ACCEPTED,
                         json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)tx_id, "status",
                                   "queued", "location", location, "request_id", rq->id),
@@ -509,11 +507,18 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
     if (hjs == NULL)
         return MHD_NO;
 
-    struct txlog_request tr = {
-        .request_id = rq->id, .channel = ch->name, .client = client->id, .method = method,
-        .path = path, .query = query, .headers_json = hjs, .body = rq->body,
-        .body_len = rq->body_len, .status = TXLOG_PROCESSING, .node = l->deps.node,
-        .lease_ms = sync_lease_ms(cfg, ch)};
+    struct txlog_request tr = {.request_id = rq->id,
+                               .channel = ch->name,
+                               .client = client->id,
+                               .method = method,
+                               .path = path,
+                               .query = query,
+                               .headers_json = hjs,
+                               .body = rq->body,
+                               .body_len = rq->body_len,
+                               .status = TXLOG_PROCESSING,
+                               .node = l->deps.node,
+                               .lease_ms = sync_lease_ms(cfg, ch)};
     if (ch->mode == CONFIG_MODE_ASYNC) {
         tr.lease_ms = 0;
         enum MHD_Result ret = serve_async(c, rq, ch, &tr);
@@ -541,9 +546,14 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
         code = MHD_HTTP_UNPROCESSABLE_CONTENT;
         answer = rejection_answer(rq, tx_id, &prep);
     } else {
-        struct delivery_input in = {.request_id = rq->id, .method = method, .query = query,
-                                    .headers = hl->v, .n_headers = hl->n, .body = rq->body,
-                                    .body_len = rq->body_len, .max_response = cfg->max_body};
+        struct delivery_input in = {.request_id = rq->id,
+                                    .method = method,
+                                    .query = query,
+                                    .headers = hl->v,
+                                    .n_headers = hl->n,
+                                    .body = rq->body,
+                                    .body_len = rq->body_len,
+                                    .max_response = cfg->max_body};
         delivery_run(ch, &prep, &in, NULL, 0, &res);
         status = res.status;
         const struct delivery_route_result *pr = &res.routes[0];
@@ -570,11 +580,13 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
         ans_headers = dump_or_null(h);
         json_decref(h);
     }
-    struct delivery_outcome out = {
-        .status = status, .response_status = (int)code, .response_headers_json = ans_headers,
-        .response_body = target_answer ? target_answer->body : body_text,
-        .response_body_len = target_answer ? target_answer->body_len
-                                           : (body_text ? strlen(body_text) : 0)};
+    struct delivery_outcome out = {.status = status,
+                                   .response_status = (int)code,
+                                   .response_headers_json = ans_headers,
+                                   .response_body = target_answer ? target_answer->body : body_text,
+                                   .response_body_len = target_answer
+                                                            ? target_answer->body_len
+                                                            : (body_text ? strlen(body_text) : 0)};
     if (delivery_record(l->deps.tl, tx_id, &prep, res.n_routes ? &res : NULL, &out, &err) !=
         HIBUS_OK)
         LOG_ERROR(rq->id, "tx=%s ended %s but its outcome could not be recorded: %s%s%s", txid,
@@ -623,11 +635,10 @@ static enum MHD_Result serve_transaction(struct MHD_Connection *c, struct reques
     }
     /* What a client may see: not other clients' headers, not its own body back. */
     json_t *view = json_object();
-    static const char *const keys[] = {"id",          "request_id",      "channel",
-                                       "status",      "received_at",     "finished_at",
-                                       "duration_ms", "response_status", "error",
-                                       "problems",    "rounds",          "next_attempt_at",
-                                       NULL};
+    static const char *const keys[] = {
+        "id",          "request_id",      "channel", "status",   "received_at", "finished_at",
+        "duration_ms", "response_status", "error",   "problems", "rounds",      "next_attempt_at",
+        NULL};
     for (size_t k = 0; keys[k] != NULL; k++) {
         json_t *v = json_object_get(tx, keys[k]);
         json_object_set_new(view, keys[k], v ? json_incref(v) : json_null());
@@ -635,14 +646,12 @@ static enum MHD_Result serve_transaction(struct MHD_Connection *c, struct reques
     json_t *atts = json_array();
     size_t i;
     json_t *a;
-    json_array_foreach(json_object_get(tx, "attempts"), i, a)
-        json_array_append_new(atts, json_pack("{s:O, s:O, s:O, s:O, s:O, s:O}", "route",
-                                              json_object_get(a, "route"), "attempt",
-                                              json_object_get(a, "attempt"), "started_at",
-                                              json_object_get(a, "started_at"), "status_code",
-                                              json_object_get(a, "status_code"), "error",
-                                              json_object_get(a, "error"), "details",
-                                              json_object_get(a, "details")));
+    json_array_foreach(json_object_get(tx, "attempts"), i, a) json_array_append_new(
+        atts,
+        json_pack("{s:O, s:O, s:O, s:O, s:O, s:O}", "route", json_object_get(a, "route"), "attempt",
+                  json_object_get(a, "attempt"), "started_at", json_object_get(a, "started_at"),
+                  "status_code", json_object_get(a, "status_code"), "error",
+                  json_object_get(a, "error"), "details", json_object_get(a, "details")));
     json_object_set_new(view, "attempts", atts);
     json_decref(tx);
     return send_json(c, rq, MHD_HTTP_OK, view, NULL);
@@ -667,18 +676,18 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
                           "request body too large", details1(msg), NULL);
     }
 
-    const char *authz = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *authz =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     const struct config_client *client = NULL;
     enum auth_result ar = auth_basic(cfg, l->deps.auth, authz, &client);
     if (ar != AUTH_OK) {
         static const char *const extra[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                             "Basic realm=\"hibus\", charset=\"UTF-8\"", NULL};
-        const char *d = ar == AUTH_MISSING
-                            ? "send HTTP basic credentials of a client listed in clients.yaml"
-                        : ar == AUTH_MALFORMED
-                            ? "the Authorization header is not valid basic credentials "
-                              "(base64 of client-id:password)"
-                            : "unknown client, disabled client or wrong password";
+        const char *d =
+            ar == AUTH_MISSING ? "send HTTP basic credentials of a client listed in clients.yaml"
+            : ar == AUTH_MALFORMED ? "the Authorization header is not valid basic credentials "
+                                     "(base64 of client-id:password)"
+                                   : "unknown client, disabled client or wrong password";
         return send_error(c, rq, MHD_HTTP_UNAUTHORIZED, HIBUS_E_AUTH,
                           ar == AUTH_MISSING ? "authentication required" : "invalid credentials",
                           details1(d), extra);
@@ -687,10 +696,10 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
     if (strncmp(path, "/transactions/", 14) == 0 && strcmp(method, "GET") == 0)
         return serve_transaction(c, rq, client, path + 14);
 
-    const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ctype =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     const struct config_channel *ch = NULL;
-    enum router_result rr =
-        router_match(cfg, method, path, ctype, rq->body, rq->body_len, &ch);
+    enum router_result rr = router_match(cfg, method, path, ctype, rq->body, rq->body_len, &ch);
     if (rr != ROUTER_MATCH)
         return route_miss(c, rq, rr, method, path, ctype);
 
@@ -742,7 +751,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             hibus_strlcpy(rq->id, rid, sizeof rq->id);
         else
             request_id_new(rq->id);
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl != NULL) {
             char *end;
             errno = 0;
@@ -818,7 +828,8 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
                               struct hibus_error *err)
 {
     const struct config *cfg = deps->cfg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     char port[16];
@@ -847,11 +858,10 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
         flags |= MHD_USE_IPv6;
     l->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, l, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((cfg->connection_timeout_ms + 999) / 1000),
-        MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_URI_LOG_CALLBACK, on_uri, l,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)((cfg->connection_timeout_ms + 999) / 1000), MHD_OPTION_END);
     freeaddrinfo(ai);
     if (l->mhd == NULL) {
         int e = errno;

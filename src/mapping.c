@@ -250,8 +250,8 @@ static enum hibus_err unmapped_item(struct apply *a, struct report_value *v,
              v->item, meas, a->m->name, a->file);
     else
         msgf(msg, sizeof msg,
-             "item \"%s\" is not in mapping \"%s\"; add it to %s or set unmapped: skip",
-             v->item, a->m->name, a->file);
+             "item \"%s\" is not in mapping \"%s\"; add it to %s or set unmapped: skip", v->item,
+             a->m->name, a->file);
     json_t *p = problem(a, "item", v->item, NULL, msg);
     if (p == NULL)
         return HIBUS_E_NOMEM;

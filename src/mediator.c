@@ -103,8 +103,8 @@ static void handle_put(CURL *h)
 bool mediator_header_is_hop_by_hop(const char *name)
 {
     static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
-                                      "proxy-authenticate", "proxy-authorization", "te",
-                                      "trailer", "transfer-encoding", "upgrade",
+                                      "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                                      "transfer-encoding", "upgrade",
                                       /* set by curl or by our listener itself: */
                                       "host", "content-length", "expect"};
     for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
@@ -385,7 +385,8 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
         if (sink.too_large)
             snprintf(resp->error, sizeof resp->error, "response larger than %zu bytes", sink.max);
         else
-            snprintf(resp->error, sizeof resp->error, "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+            snprintf(resp->error, sizeof resp->error, "%s",
+                     errbuf[0] ? errbuf : curl_easy_strerror(cc));
         resp->status = 0;
         headers_clear(resp);
         free(resp->body);

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const REPORT_MEASURES[] = {"opening_balance", "received",      "consumed",
-                                       "losses",          "adjustments",   "stock_on_hand",
-                                       "stockout_days",   "requested",     NULL};
+const char *const REPORT_MEASURES[] = {"opening_balance", "received",    "consumed",
+                                       "losses",          "adjustments", "stock_on_hand",
+                                       "stockout_days",   "requested",   NULL};
 
 bool report_is_measure(const char *name)
 {

@@ -1379,7 +1379,8 @@ static char *value_dup(const PGresult *res, int row, int col)
     return strdup(PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
 }
 
-static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx, struct hibus_error *err)
+static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
 {
     struct claim_ctx *ctx = vctx;
     char max[16], lease[32];
@@ -1423,8 +1424,8 @@ static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx, str
             PQfreemem(b);
             ok = ok && c->body != NULL;
         }
-        ok = ok && c->channel && c->client && c->method && c->path && c->query &&
-             c->headers_json && c->request_id;
+        ok = ok && c->channel && c->client && c->method && c->path && c->query && c->headers_json &&
+             c->request_id;
         ctx->n++;
     }
     PQclear(res);
@@ -1684,7 +1685,7 @@ enum hibus_err txlog_rerun_cancel(struct txlog *tl, const char *channel, long *c
 /* Retention                                                                 */
 /* ------------------------------------------------------------------------- */
 
-#define PRUNE_LOCK "7220113105"  /* advisory lock key: one pruner at a time */
+#define PRUNE_LOCK "7220113105" /* advisory lock key: one pruner at a time */
 #define PRUNE_BATCH "5000"
 
 struct prune_ctx {

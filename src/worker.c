@@ -40,7 +40,7 @@ struct worker_thread {
 
 struct workers {
     struct worker_deps deps;
-    char *database_url;       /* copied at start: a reload does not change it */
+    char *database_url; /* copied at start: a reload does not change it */
     long connect_timeout_ms;
     long poll_ms;
     pthread_t *threads;
@@ -53,8 +53,8 @@ struct workers {
     atomic_bool quiescing;
     atomic_bool stopping;
     pthread_mutex_t mu;
-    pthread_cond_t wake;   /* work may be due */
-    pthread_cond_t idle;   /* in_flight reached 0 */
+    pthread_cond_t wake;      /* work may be due */
+    pthread_cond_t idle;      /* in_flight reached 0 */
     unsigned long generation; /* bumped on every wake-up; guarded by mu */
     long in_flight;           /* guarded by mu */
     size_t exited;            /* worker threads that returned; guarded by mu */
@@ -138,7 +138,8 @@ static void end_without_delivery(struct workers *w, const char *owner,
     struct delivery_outcome o = {.status = status, .owner = owner, .error = why};
     LOG_WARN(c->request_id, "tx=%lld channel=%s: %s", (long long)c->id, c->channel, why);
     if (delivery_record(w->deps.tl, c->id, p, NULL, &o, &err) != HIBUS_OK)
-        LOG_ERROR(c->request_id, "tx=%lld: could not record its end: %s", (long long)c->id, err.msg);
+        LOG_ERROR(c->request_id, "tx=%lld: could not record its end: %s", (long long)c->id,
+                  err.msg);
 }
 
 static void deliver_one(struct workers *w, const struct config *cfg, const char *owner,
@@ -179,9 +180,13 @@ static void deliver_one(struct workers *w, const struct config *cfg, const char 
     }
     size_t n_headers = 0;
     struct mediator_header *headers = headers_from_json(c->headers_json, &n_headers);
-    struct delivery_input in = {.request_id = c->request_id, .method = c->method,
-                                .query = c->query, .headers = headers, .n_headers = n_headers,
-                                .body = c->body, .body_len = c->body_len,
+    struct delivery_input in = {.request_id = c->request_id,
+                                .method = c->method,
+                                .query = c->query,
+                                .headers = headers,
+                                .n_headers = n_headers,
+                                .body = c->body,
+                                .body_len = c->body_len,
                                 .max_response = cfg->max_body,
                                 .may_retry = c->rounds < ch->retry.max_attempts &&
                                              c->age_ms < (double)ch->retry.max_age_ms};
@@ -274,12 +279,12 @@ static void *worker_main(void *arg)
              * starts again just before its turn, and one that lapsed meanwhile
              * (another process took it over) is not sent a second time. */
             bool held = true;
-            if (i > 0 &&
-                (txlog_renew(w->deps.tl, v[i].id, self->owner, cfg->delivery_lease_ms, &held,
-                             &err) != HIBUS_OK ||
-                 !held)) {
-                LOG_WARN(v[i].request_id, "tx=%lld: claim lapsed before its turn in the batch; "
-                                          "left to the process that holds it now",
+            if (i > 0 && (txlog_renew(w->deps.tl, v[i].id, self->owner, cfg->delivery_lease_ms,
+                                      &held, &err) != HIBUS_OK ||
+                          !held)) {
+                LOG_WARN(v[i].request_id,
+                         "tx=%lld: claim lapsed before its turn in the batch; "
+                         "left to the process that holds it now",
                          (long long)v[i].id);
                 continue;
             }

@@ -52,13 +52,18 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    assert_int_equal(auth_hash_password("s3cret", f->hash_good, sizeof f->hash_good, NULL), HIBUS_OK);
-    assert_int_equal(auth_hash_password("other", f->hash_other, sizeof f->hash_other, NULL), HIBUS_OK);
+    assert_int_equal(auth_hash_password("s3cret", f->hash_good, sizeof f->hash_good, NULL),
+                     HIBUS_OK);
+    assert_int_equal(auth_hash_password("other", f->hash_other, sizeof f->hash_other, NULL),
+                     HIBUS_OK);
     f->lmis_roles[0] = "lmis";
-    f->clients[0] = (struct config_client){.id = "lmis-national", .password_hash = f->hash_good,
-                                           .roles = f->lmis_roles, .n_roles = 1, .enabled = true};
-    f->clients[1] = (struct config_client){.id = "old-system", .password_hash = f->hash_good,
-                                           .enabled = false};
+    f->clients[0] = (struct config_client){.id = "lmis-national",
+                                           .password_hash = f->hash_good,
+                                           .roles = f->lmis_roles,
+                                           .n_roles = 1,
+                                           .enabled = true};
+    f->clients[1] =
+        (struct config_client){.id = "old-system", .password_hash = f->hash_good, .enabled = false};
     f->cfg.clients = f->clients;
     f->cfg.n_clients = 2;
     *state = f;
@@ -115,7 +120,8 @@ static void test_basic_results(void **state)
     assert_int_equal(auth_basic(&f->cfg, NULL, NULL, &cl), AUTH_MISSING);
     assert_int_equal(auth_basic(&f->cfg, NULL, "Bearer abc", &cl), AUTH_MISSING);
     assert_int_equal(auth_basic(&f->cfg, NULL, "Basic !!!notbase64", &cl), AUTH_MALFORMED);
-    assert_int_equal(auth_basic(&f->cfg, NULL, "Basic bm9jb2xvbg==", &cl), AUTH_MALFORMED); /* "nocolon" */
+    assert_int_equal(auth_basic(&f->cfg, NULL, "Basic bm9jb2xvbg==", &cl),
+                     AUTH_MALFORMED); /* "nocolon" */
     assert_int_equal(auth_basic(&f->cfg, NULL, "Basic ", &cl), AUTH_MALFORMED);
     assert_int_equal(auth_basic(&f->cfg, NULL, basic("nobody", "s3cret"), &cl), AUTH_INVALID);
     assert_int_equal(auth_basic(&f->cfg, NULL, basic("lmis-national", "wrong"), &cl), AUTH_INVALID);
@@ -129,7 +135,8 @@ static void test_basic_results(void **state)
     snprintf(lower, sizeof lower, "basic %s", basic("lmis-national", "s3cret") + 6);
     assert_int_equal(auth_basic(&f->cfg, NULL, lower, &cl), AUTH_OK);
     /* A password may contain colons: only the first one separates. */
-    assert_int_equal(auth_basic(&f->cfg, NULL, basic("lmis-national", "s3cret:"), &cl), AUTH_INVALID);
+    assert_int_equal(auth_basic(&f->cfg, NULL, basic("lmis-national", "s3cret:"), &cl),
+                     AUTH_INVALID);
 }
 
 static void test_cache_never_accepts_wrong_password(void **state)
@@ -162,10 +169,12 @@ static void test_cache_survives_many_clients(void **state)
     char pw[32];
     for (int i = 0; i < 5; i++) {
         snprintf(pw, sizeof pw, "pw-%d", i);
-        assert_int_equal(auth_hash_password(pw, f->hash_other, sizeof f->hash_other, NULL), HIBUS_OK);
+        assert_int_equal(auth_hash_password(pw, f->hash_other, sizeof f->hash_other, NULL),
+                         HIBUS_OK);
         f->clients[0].password_hash = f->hash_other;
         assert_int_equal(auth_basic(&f->cfg, c, basic("lmis-national", pw), &cl), AUTH_OK);
-        assert_int_equal(auth_basic(&f->cfg, c, basic("lmis-national", "s3cret"), &cl), AUTH_INVALID);
+        assert_int_equal(auth_basic(&f->cfg, c, basic("lmis-national", "s3cret"), &cl),
+                         AUTH_INVALID);
     }
     f->clients[0].password_hash = f->hash_good;
     auth_cache_free(c);

@@ -41,14 +41,15 @@ static void test_wrapped_warning(void **state)
 {
     (void)state;
     struct dhis2_summary s;
-    assert_int_equal(dhis2_parse_summary(wrapped_warning, strlen(wrapped_warning), &s, NULL), HIBUS_OK);
+    assert_int_equal(dhis2_parse_summary(wrapped_warning, strlen(wrapped_warning), &s, NULL),
+                     HIBUS_OK);
     assert_true(s.wrapped);
     assert_string_equal(s.status, "WARNING");
     assert_int_equal(s.imported, 1);
     assert_int_equal(s.ignored, 1);
     assert_int_equal(json_array_size(s.conflicts), 1);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(s.conflicts, 0), "errorCode")),
-                        "E7610");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(s.conflicts, 0), "errorCode")), "E7610");
     assert_string_equal(dhis2_outcome(409, &s), "completed_with_errors");
     json_t *j = dhis2_summary_json(&s);
     char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
@@ -91,10 +92,12 @@ static void test_not_a_summary(void **state)
     (void)state;
     struct dhis2_summary s;
     struct hibus_error err = {0};
-    const char *unauth = "{\"httpStatus\":\"Unauthorized\",\"httpStatusCode\":401,\"status\":\"ERROR\","
-                         "\"message\":\"Account is locked\"}";
+    const char *unauth =
+        "{\"httpStatus\":\"Unauthorized\",\"httpStatusCode\":401,\"status\":\"ERROR\","
+        "\"message\":\"Account is locked\"}";
     assert_int_equal(dhis2_parse_summary(unauth, strlen(unauth), &s, &err), HIBUS_E_INVALID);
-    assert_string_equal(err.msg, "the answer is not an import summary (DHIS2 said: \"Account is locked\")");
+    assert_string_equal(err.msg,
+                        "the answer is not an import summary (DHIS2 said: \"Account is locked\")");
     assert_int_equal(dhis2_parse_summary("<html>", 6, &s, &err), HIBUS_E_INVALID);
     assert_non_null(strstr(err.msg, "the answer is not JSON"));
     assert_int_equal(dhis2_parse_summary(NULL, 0, &s, &err), HIBUS_E_INVALID);
@@ -103,7 +106,8 @@ static void test_not_a_summary(void **state)
 static void test_import_url(void **state)
 {
     (void)state;
-    struct config_route r = {.url = "http://dhis.example.org/", .import_strategy = "CREATE_AND_UPDATE"};
+    struct config_route r = {.url = "http://dhis.example.org/",
+                             .import_strategy = "CREATE_AND_UPDATE"};
     char *u = dhis2_import_url(&r, "dhis2-datavalueset");
     assert_string_equal(u, "http://dhis.example.org/api/dataValueSets");
     free(u);
@@ -115,14 +119,15 @@ static void test_import_url(void **state)
     r.id_scheme = "CODE";
     r.url = "https://h/dhis";
     u = dhis2_import_url(&r, "dhis2-datavalueset");
-    assert_string_equal(u, "https://h/dhis/api/dataValueSets?dryRun=true&importStrategy=UPDATE&idScheme=CODE");
+    assert_string_equal(
+        u, "https://h/dhis/api/dataValueSets?dryRun=true&importStrategy=UPDATE&idScheme=CODE");
     free(u);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wrapped_warning), cmocka_unit_test(test_bare_success),
+        cmocka_unit_test(test_wrapped_warning),     cmocka_unit_test(test_bare_success),
         cmocka_unit_test(test_error_summary_fails), cmocka_unit_test(test_not_a_summary),
         cmocka_unit_test(test_import_url),
     };

@@ -685,10 +685,11 @@ static void test_period_part_of_a_month_refused(void **state)
     assert_int_equal(
         apply_period(true, PERIOD_MONTHLY, "2026W41", NULL, NULL, out, sizeof out, msg, sizeof msg),
         HIBUS_E_INVALID);
-    assert_string_equal(msg, "period \"2026W41\" (2026-10-05 to 2026-10-11) covers only part of "
-                             "Monthly period 202610 (2026-10-01 to 2026-10-31), and DHIS2 would "
-                             "take its figures as the whole period's; send one report for the "
-                             "whole Monthly period or change period_type in mappings/national.yaml");
+    assert_string_equal(msg,
+                        "period \"2026W41\" (2026-10-05 to 2026-10-11) covers only part of "
+                        "Monthly period 202610 (2026-10-01 to 2026-10-31), and DHIS2 would "
+                        "take its figures as the whole period's; send one report for the "
+                        "whole Monthly period or change period_type in mappings/national.yaml");
     assert_int_equal(apply_period(true, PERIOD_MONTHLY, "20261015", NULL, NULL, out, sizeof out,
                                   msg, sizeof msg),
                      HIBUS_E_INVALID);

@@ -33,8 +33,8 @@ enum config_mode { CONFIG_MODE_SYNC = 0, CONFIG_MODE_ASYNC = 1 };
 /* Retry policy: delivery: in hibus.yaml gives the defaults, a channel's retry:
  * overrides each key it names. */
 struct config_retry {
-    int max_attempts;      /* delivery rounds before a transaction is failed; default 10 */
-    long max_age_ms;       /* no retry once the request is older than this; default 24h */
+    int max_attempts;        /* delivery rounds before a transaction is failed; default 10 */
+    long max_age_ms;         /* no retry once the request is older than this; default 24h */
     long backoff_initial_ms; /* default 2s */
     long backoff_max_ms;     /* default 15m; delay = random(0, min(max, initial * 2^(n-1))) */
 };
@@ -96,20 +96,20 @@ struct config_json_match {
 
 /* transform: { reader, mapping, quality: [...], writer } */
 struct config_transform {
-    char *reader;                 /* a reader_known() name */
+    char *reader;                  /* a reader_known() name */
     const struct mapping *mapping; /* borrowed from config.mappings; NULL = none */
-    struct quality_rule *quality; /* in the order written */
+    struct quality_rule *quality;  /* in the order written */
     size_t n_quality;
-    char *writer;                 /* default writer of the channel's routes */
+    char *writer; /* default writer of the channel's routes */
 };
 
 struct config_channel {
     char *name; /* unique */
     char *description;
-    bool enabled;  /* default true; a disabled channel is never matched */
-    int priority;  /* lower matches first; default 100; ties that can overlap are errors */
+    bool enabled; /* default true; a disabled channel is never matched */
+    int priority; /* lower matches first; default 100; ties that can overlap are errors */
     enum config_path_kind path_kind;
-    char *path;    /* match.path (exact), match.path_prefix or match.path_regex */
+    char *path;      /* match.path (exact), match.path_prefix or match.path_regex */
     regex_t path_re; /* compiled (REG_EXTENDED|REG_NOSUB) when path_kind == REGEX */
     char **methods;  /* upper case; n_methods == 0 means any */
     size_t n_methods;
@@ -122,9 +122,9 @@ struct config_channel {
     char **allow_clients;
     size_t n_allow_clients;
     enum config_mode mode;
-    struct config_retry retry;   /* the global delivery: values with this channel's retry: */
-    long long keep_bodies_ms;    /* keep_bodies: request/response bodies pruned after this;
-                                    0 = the global retention.keep_bodies (0 there = forever) */
+    struct config_retry retry;      /* the global delivery: values with this channel's retry: */
+    long long keep_bodies_ms;       /* keep_bodies: request/response bodies pruned after this;
+                                       0 = the global retention.keep_bodies (0 there = forever) */
     long long keep_transactions_ms; /* keep_transactions: whole transactions removed after this;
                                     0 = the global retention.keep_transactions */
     bool has_transform;
@@ -146,20 +146,20 @@ struct config_client {
 };
 
 struct config {
-    char *path; /* hibus.yaml as given */
-    char *dir;  /* its directory */
+    char *path;   /* hibus.yaml as given */
+    char *dir;    /* its directory */
     char **files; /* every file read, for struct config_pos */
     size_t n_files;
 
     char *listen_address; /* listen.address, default 127.0.0.1 */
     int listen_port;      /* listen.port, default 5001 */
 
-    char *database_url;     /* database.url, required */
-    int database_pool;      /* database.pool, default 8 */
+    char *database_url;               /* database.url, required */
+    int database_pool;                /* database.pool, default 8 */
     long database_connect_timeout_ms; /* database.connect_timeout, default 5s */
 
-    size_t max_body;         /* limits.max_body, default 10MiB */
-    unsigned max_connections; /* limits.max_connections, default 1024 */
+    size_t max_body;            /* limits.max_body, default 10MiB */
+    unsigned max_connections;   /* limits.max_connections, default 1024 */
     long connection_timeout_ms; /* limits.connection_timeout (idle), default 60s */
 
     int log_level;  /* enum log_level; log.level, default info */
@@ -178,7 +178,7 @@ struct config {
     struct config_channel *channels; /* sorted by priority, then name */
     size_t n_channels;
 
-    char *mappings_dir;        /* mappings: in hibus.yaml, default "mappings" */
+    char *mappings_dir; /* mappings: in hibus.yaml, default "mappings" */
 
     /* delivery: { workers, lease, poll, max_attempts, max_age, backoff: {initial, max} } */
     int delivery_workers;      /* threads per process; default 4; 0 = this process only
@@ -194,7 +194,7 @@ struct config {
     long long keep_bodies_ms;       /* 0 = keep forever */
     long long keep_transactions_ms; /* 0 = keep forever */
     long prune_every_ms;            /* default 1h */
-    struct mapping **mappings; /* every mapping a channel names, loaded once */
+    struct mapping **mappings;      /* every mapping a channel names, loaded once */
     size_t n_mappings;
 };
 

@@ -64,24 +64,24 @@ struct delivery_input {
 
 struct delivery_route_result {
     const struct config_route *route;
-    bool ran;              /* false when its `when` condition did not hold, or it was done
-                              in an earlier round (carried) */
-    bool carried;          /* done in an earlier round: outcome and status come from there */
-    long status;           /* the HTTP status it ended with (this round or carried); 0 none */
-    bool retryable;        /* failed in a way that may succeed later */
-    const char *method;    /* the method sent (static or the request's) */
-    const char *outcome;   /* successful, completed, completed_with_errors or failed */
-    enum hibus_err rc;     /* of the mediator: HIBUS_E_TIMEOUT, HIBUS_E_TARGET, ... */
+    bool ran;            /* false when its `when` condition did not hold, or it was done
+                            in an earlier round (carried) */
+    bool carried;        /* done in an earlier round: outcome and status come from there */
+    long status;         /* the HTTP status it ended with (this round or carried); 0 none */
+    bool retryable;      /* failed in a way that may succeed later */
+    const char *method;  /* the method sent (static or the request's) */
+    const char *outcome; /* successful, completed, completed_with_errors or failed */
+    enum hibus_err rc;   /* of the mediator: HIBUS_E_TIMEOUT, HIBUS_E_TARGET, ... */
     struct mediator_response resp; /* as the target answered */
-    bool unwrapped;        /* an OpenHIM mediator answer: `answer` is its inner response */
+    bool unwrapped;                /* an OpenHIM mediator answer: `answer` is its inner response */
     struct mediator_response answer;
-    json_t *details;       /* import summary or OpenHIM facts; may be NULL */
-    char *error;           /* why the route failed beyond the transport (may be NULL) */
+    json_t *details; /* import summary or OpenHIM facts; may be NULL */
+    char *error;     /* why the route failed beyond the transport (may be NULL) */
 };
 
 struct delivery_result {
-    const char *status; /* the transaction's status */
-    bool retry;         /* some route failed in a way that may succeed later */
+    const char *status;                   /* the transaction's status */
+    bool retry;                           /* some route failed in a way that may succeed later */
     struct delivery_route_result *routes; /* in the order tried: the primary first */
     size_t n_routes;
 };
@@ -107,7 +107,7 @@ struct delivery_outcome {
     const char *status; /* NULL: r->status */
     const char *owner;
     long retry_in_ms;
-    const char *error;  /* NULL: the primary route's error when the status is failed */
+    const char *error; /* NULL: the primary route's error when the status is failed */
     int response_status;
     const char *response_headers_json;
     const char *response_body;

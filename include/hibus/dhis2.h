@@ -20,8 +20,8 @@
 #include "hibus/mapping.h"
 
 struct dhis2_summary {
-    char status[16];   /* the ImportSummary's status: SUCCESS, WARNING or ERROR */
-    bool wrapped;      /* came in a 2.38+ WebMessage envelope */
+    char status[16]; /* the ImportSummary's status: SUCCESS, WARNING or ERROR */
+    bool wrapped;    /* came in a 2.38+ WebMessage envelope */
     long imported, updated, ignored, deleted;
     json_t *conflicts; /* array of DHIS2's conflict objects, as sent; never NULL once parsed */
     char description[256];

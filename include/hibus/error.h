@@ -68,8 +68,8 @@ struct hibus_diags {
     size_t cap;
 };
 
-void hibus_diags_add(struct hibus_diags *d, const char *file, int line, int col, const char *fmt, ...)
-    HIBUS_PRINTF(5, 6);
+void hibus_diags_add(struct hibus_diags *d, const char *file, int line, int col, const char *fmt,
+                     ...) HIBUS_PRINTF(5, 6);
 /* Each diagnostic on its own line, in the order added. */
 void hibus_diags_print(const struct hibus_diags *d, FILE *f);
 void hibus_diags_free(struct hibus_diags *d);

@@ -20,11 +20,11 @@
 #include "hibus/txlog.h"
 
 struct listener_deps {
-    const struct config *cfg; /* the configuration at start: listen address, limits */
+    const struct config *cfg;      /* the configuration at start: listen address, limits */
     struct config_holder *configs; /* the current snapshot, for each request */
-    struct txlog *tl;         /* borrowed */
-    struct auth_cache *auth;  /* borrowed; may be NULL */
-    const char *node;         /* "host:pid", recorded on each transaction */
+    struct txlog *tl;              /* borrowed */
+    struct auth_cache *auth;       /* borrowed; may be NULL */
+    const char *node;              /* "host:pid", recorded on each transaction */
 };
 
 struct listener;

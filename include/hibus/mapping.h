@@ -39,10 +39,10 @@ struct mapping {
     char *data_set_uid;   /* may be NULL */
     bool has_period_type; /* else the report's period is sent as it is */
     enum period_type period_type;
-    char *aoc_uid;        /* default attribute option combo; may be NULL */
+    char *aoc_uid;                      /* default attribute option combo; may be NULL */
     struct mapping_org_unit *org_units; /* sorted by code (mapping_sort) */
     size_t n_org_units;
-    struct mapping_item *items;         /* sorted by (item, measure) (mapping_sort) */
+    struct mapping_item *items; /* sorted by (item, measure) (mapping_sort) */
     size_t n_items;
 };
 

@@ -36,7 +36,7 @@ struct mediator_request {
 };
 
 struct mediator_response {
-    long status;             /* 0 when the target did not answer */
+    long status;                     /* 0 when the target did not answer */
     struct mediator_header *headers; /* hop-by-hop headers removed */
     size_t n_headers;
     char *body;
@@ -46,7 +46,7 @@ struct mediator_response {
     int resent;              /* times libcurl sent the request again because a kept-alive
                                 connection closed before any answer (see mediator.c) */
     double duration_ms;
-    char error[256];         /* why there was no answer; empty when status != 0 */
+    char error[256]; /* why there was no answer; empty when status != 0 */
 };
 
 enum hibus_err mediator_global_init(struct hibus_error *err);

@@ -11,13 +11,13 @@
 
 enum period_type {
     PERIOD_DAILY,
-    PERIOD_WEEKLY,      /* ISO weeks, Monday start: 2024W1 */
-    PERIOD_BIWEEKLY,    /* 2024BiW1 */
-    PERIOD_MONTHLY,     /* 202401 */
-    PERIOD_BIMONTHLY,   /* 202401B */
-    PERIOD_QUARTERLY,   /* 2024Q1 */
-    PERIOD_SIXMONTHLY,  /* 2024S1 */
-    PERIOD_YEARLY,      /* 2024 */
+    PERIOD_WEEKLY,          /* ISO weeks, Monday start: 2024W1 */
+    PERIOD_BIWEEKLY,        /* 2024BiW1 */
+    PERIOD_MONTHLY,         /* 202401 */
+    PERIOD_BIMONTHLY,       /* 202401B */
+    PERIOD_QUARTERLY,       /* 2024Q1 */
+    PERIOD_SIXMONTHLY,      /* 2024S1 */
+    PERIOD_YEARLY,          /* 2024 */
     PERIOD_FINANCIAL_APRIL, /* 2024April */
     PERIOD_FINANCIAL_JULY,  /* 2024July */
     PERIOD_FINANCIAL_OCT    /* 2024Oct */
@@ -29,9 +29,9 @@ struct period_date {
 
 struct period {
     enum period_type type;
-    char id[16];               /* DHIS2 id */
-    struct period_date start;  /* first day, inclusive */
-    struct period_date end;    /* last day, inclusive */
+    char id[16];              /* DHIS2 id */
+    struct period_date start; /* first day, inclusive */
+    struct period_date end;   /* last day, inclusive */
 };
 
 /* "Monthly", "Quarterly", "Weekly", ... (DHIS2's periodType names) <-> enum. */

@@ -39,9 +39,9 @@ enum quality_action { QUALITY_REJECT = 0, QUALITY_WARN = 1 };
 struct quality_rule {
     enum quality_kind kind;
     enum quality_action action;
-    double tolerance;  /* balance */
-    double max;        /* value_ceiling */
-    char **measures;   /* required_measures, value_ceiling; n_measures 0 = the default */
+    double tolerance; /* balance */
+    double max;       /* value_ceiling */
+    char **measures;  /* required_measures, value_ceiling; n_measures 0 = the default */
     size_t n_measures;
 };
 

@@ -42,21 +42,21 @@ struct report_value {
 
     /* Set by mapping_apply(): */
     char *de_uid;
-    char *coc_uid;  /* NULL = the default category option combo */
-    char *aoc_uid;  /* NULL = the report's */
-    char *ou_uid;   /* NULL = the report's */
-    bool skipped;   /* unmapped under the skip policy: not delivered */
+    char *coc_uid; /* NULL = the default category option combo */
+    char *aoc_uid; /* NULL = the report's */
+    char *ou_uid;  /* NULL = the report's */
+    bool skipped;  /* unmapped under the skip policy: not delivered */
 };
 
 struct report {
-    char *reader;        /* which reader produced it */
-    char *source_id;     /* the source's own id of the report, if any */
-    char *data_set;      /* data set code or UID from the payload; may be NULL */
-    char *period;        /* DHIS2 period id, e.g. "202610" */
-    char *period_start;  /* ISO date of the period's first day */
-    char *period_end;    /* ISO date of its last day */
-    char *org_unit;      /* facility code in the source's terms */
-    char *complete_date; /* may be NULL */
+    char *reader;                 /* which reader produced it */
+    char *source_id;              /* the source's own id of the report, if any */
+    char *data_set;               /* data set code or UID from the payload; may be NULL */
+    char *period;                 /* DHIS2 period id, e.g. "202610" */
+    char *period_start;           /* ISO date of the period's first day */
+    char *period_end;             /* ISO date of its last day */
+    char *org_unit;               /* facility code in the source's terms */
+    char *complete_date;          /* may be NULL */
     char *attribute_option_combo; /* source's AOC code; may be NULL */
 
     struct report_value *values;

@@ -14,8 +14,8 @@
 
 enum router_result {
     ROUTER_MATCH = 0,
-    ROUTER_NO_PATH = 1,         /* no enabled channel serves this path: 404 */
-    ROUTER_BAD_METHOD = 2,      /* a channel serves the path, not this method: 405 */
+    ROUTER_NO_PATH = 1,          /* no enabled channel serves this path: 404 */
+    ROUTER_BAD_METHOD = 2,       /* a channel serves the path, not this method: 405 */
     ROUTER_BAD_CONTENT_TYPE = 3, /* path and method match, content type does not: 415 */
     ROUTER_NO_BODY_MATCH = 4     /* all that, but no channel's match.json holds: 404 */
 };

@@ -49,18 +49,18 @@ enum hibus_err txlog_ping(struct txlog *tl, struct hibus_error *err);
 struct txlog_request {
     const char *request_id;
     const char *channel;
-    const char *client;      /* may be NULL */
+    const char *client; /* may be NULL */
     const char *method;
     const char *path;
-    const char *query;       /* may be NULL or "" */
+    const char *query;        /* may be NULL or "" */
     const char *headers_json; /* a JSON object, already redacted */
     const void *body;
     size_t body_len;
-    const char *status;      /* initial status, e.g. TXLOG_PROCESSING, TXLOG_QUEUED */
-    const char *node;        /* which hibus process took it (host:pid) */
-    const char *mode;        /* "sync" (default when NULL) or "async" */
-    const char *order_key;   /* delivered in arrival order with others of the same key; may be NULL */
-    long lease_ms;           /* > 0: node holds the transaction this long (a sync delivery) */
+    const char *status;    /* initial status, e.g. TXLOG_PROCESSING, TXLOG_QUEUED */
+    const char *node;      /* which hibus process took it (host:pid) */
+    const char *mode;      /* "sync" (default when NULL) or "async" */
+    const char *order_key; /* delivered in arrival order with others of the same key; may be NULL */
+    long lease_ms;         /* > 0: node holds the transaction this long (a sync delivery) */
     const char *problems_json; /* for a request rejected before delivery; may be NULL */
 };
 
@@ -71,29 +71,29 @@ enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, in
 
 struct txlog_attempt {
     const char *route;
-    int attempt;             /* 1 for the first try of this route */
+    int attempt; /* 1 for the first try of this route */
     const char *method;
     const char *url;
     int status_code;         /* 0 when there was no answer */
     double started_epoch_ms; /* wall-clock start, ms since 1970; 0 = unknown */
     double duration_ms;
-    const char *error;       /* NULL when the target answered */
+    const char *error;            /* NULL when the target answered */
     const void *response_excerpt; /* first bytes of the answer (may be NULL) */
     size_t response_excerpt_len;
     const char *response_headers_json; /* may be NULL */
-    const char *details_json; /* mediator facts (import summary, ...); may be NULL */
-    const char *outcome;      /* successful, completed, completed_with_errors, failed */
-    bool retryable;           /* a failure that may succeed later */
+    const char *details_json;          /* mediator facts (import summary, ...); may be NULL */
+    const char *outcome;               /* successful, completed, completed_with_errors, failed */
+    bool retryable;                    /* a failure that may succeed later */
 };
 
 struct txlog_outcome {
-    const char *status;          /* final status */
-    int response_status;         /* what the client was answered; 0 if none */
+    const char *status;                /* final status */
+    int response_status;               /* what the client was answered; 0 if none */
     const char *response_headers_json; /* may be NULL */
     const void *response_body;
     size_t response_body_len;
-    const char *error;           /* may be NULL */
-    const char *problems_json;   /* {"problems":[..], "skipped":[..], "warnings":[..]}; may be NULL */
+    const char *error;         /* may be NULL */
+    const char *problems_json; /* {"problems":[..], "skipped":[..], "warnings":[..]}; may be NULL */
 };
 
 /* Records the attempts and the outcome of transaction id in one database
@@ -161,8 +161,8 @@ struct txlog_rerun_filter {
     const char *ids_csv; /* "12,15,20" */
     const char *channel;
     const char *status;
-    const char *since;   /* a timestamp PostgreSQL understands */
-    double rate_per_s;   /* <= 0: all at once */
+    const char *since; /* a timestamp PostgreSQL understands */
+    double rate_per_s; /* <= 0: all at once */
 };
 enum hibus_err txlog_rerun(struct txlog *tl, const struct txlog_rerun_filter *f, long *queued,
                            long *superseded, struct hibus_error *err);
@@ -207,7 +207,7 @@ enum hibus_err txlog_get_json(struct txlog *tl, int64_t id, json_t **out, struct
 /* A one-line view of a transaction, for hibus tail. */
 struct txlog_summary {
     int64_t id;
-    char time[40];      /* updated_at, ISO 8601 UTC with milliseconds */
+    char time[40]; /* updated_at, ISO 8601 UTC with milliseconds */
     char channel[128];
     char client[128];
     char status[32];

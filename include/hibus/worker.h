@@ -20,10 +20,10 @@
 #include "hibus/txlog.h"
 
 struct worker_deps {
-    const struct config *cfg; /* the configuration at start (workers, database) */
+    const struct config *cfg;      /* the configuration at start (workers, database) */
     struct config_holder *configs; /* the current snapshot, for each round */
-    struct txlog *tl;         /* borrowed */
-    const char *node;         /* "host:pid": the lease owner */
+    struct txlog *tl;              /* borrowed */
+    const char *node;              /* "host:pid": the lease owner */
 };
 
 struct workers;

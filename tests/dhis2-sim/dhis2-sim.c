@@ -282,7 +282,9 @@ static const struct {
     const char *suffix;
     int month;
 } financial_types[] = {
-    {PT_FIN_APRIL, "April", 4}, {PT_FIN_JULY, "July", 7}, {PT_FIN_OCT, "Oct", 10},
+    {PT_FIN_APRIL, "April", 4},
+    {PT_FIN_JULY, "July", 7},
+    {PT_FIN_OCT, "Oct", 10},
     {PT_FIN_NOV, "Nov", 11},
 };
 
@@ -498,27 +500,13 @@ static void period_format(const struct period *p, char *buf, size_t size)
             if (weekly_types[k].type == p->type)
                 snprintf(buf, size, "%04d%s%d", p->year, weekly_types[k].infix, p->index);
         return;
-    case PT_BIWEEKLY:
-        snprintf(buf, size, "%04dBiW%d", p->year, p->index);
-        return;
-    case PT_MONTHLY:
-        snprintf(buf, size, "%04d%02d", p->year, p->index);
-        return;
-    case PT_BIMONTHLY:
-        snprintf(buf, size, "%04d%02dB", p->year, p->index);
-        return;
-    case PT_QUARTERLY:
-        snprintf(buf, size, "%04dQ%d", p->year, p->index);
-        return;
-    case PT_SIXMONTHLY:
-        snprintf(buf, size, "%04dS%d", p->year, p->index);
-        return;
-    case PT_SIXMONTHLY_APRIL:
-        snprintf(buf, size, "%04dAprilS%d", p->year, p->index);
-        return;
-    case PT_YEARLY:
-        snprintf(buf, size, "%04d", p->year);
-        return;
+    case PT_BIWEEKLY: snprintf(buf, size, "%04dBiW%d", p->year, p->index); return;
+    case PT_MONTHLY: snprintf(buf, size, "%04d%02d", p->year, p->index); return;
+    case PT_BIMONTHLY: snprintf(buf, size, "%04d%02dB", p->year, p->index); return;
+    case PT_QUARTERLY: snprintf(buf, size, "%04dQ%d", p->year, p->index); return;
+    case PT_SIXMONTHLY: snprintf(buf, size, "%04dS%d", p->year, p->index); return;
+    case PT_SIXMONTHLY_APRIL: snprintf(buf, size, "%04dAprilS%d", p->year, p->index); return;
+    case PT_YEARLY: snprintf(buf, size, "%04d", p->year); return;
     case PT_FIN_APRIL:
     case PT_FIN_JULY:
     case PT_FIN_OCT:
@@ -623,8 +611,7 @@ static bool period_from_adx(const char *adx, char *out, size_t size)
                     return false;
             }
             break;
-        default:
-            return false;
+        default: return false;
         }
     } else {
         return false;
@@ -732,15 +719,18 @@ static bool md_set_load(struct md_set *s, enum md_kind kind, const char *klass, 
             fprintf(stderr, "dhis2-sim: metadata \"%s\" must be an array\n", what);
             return false;
         }
-        json_array_foreach(arrays[a], i, o) {
+        json_array_foreach(arrays[a], i, o)
+        {
             struct md_obj *m = &s->v[s->n];
             m->src = o;
             m->id = jstr(o, "id");
             m->code = jstr(o, "code");
             m->name = jstr(o, "name");
             if (!is_uid(m->id)) {
-                fprintf(stderr, "dhis2-sim: metadata \"%s\"[%zu]: \"id\" must be an 11-character "
-                        "DHIS2 UID\n", what, i);
+                fprintf(stderr,
+                        "dhis2-sim: metadata \"%s\"[%zu]: \"id\" must be an 11-character "
+                        "DHIS2 UID\n",
+                        what, i);
                 return false;
             }
             s->n++;
@@ -793,8 +783,8 @@ static bool md_load(const char *path)
     json_error_t jerr;
     md.root = json_load_file(path, 0, &jerr);
     if (!md.root) {
-        fprintf(stderr, "dhis2-sim: could not read metadata \"%s\": line %d: %s\n", path,
-                jerr.line, jerr.text);
+        fprintf(stderr, "dhis2-sim: could not read metadata \"%s\": line %d: %s\n", path, jerr.line,
+                jerr.text);
         return false;
     }
     json_t *r = md.root;
@@ -827,7 +817,7 @@ static bool md_load(const char *path)
     md.default_aoc = md_find_default(&md.aocs);
     if (!md.default_coc || !md.default_aoc) {
         fprintf(stderr, "dhis2-sim: metadata needs a category option combo and an attribute "
-                "option combo named \"default\"\n");
+                        "option combo named \"default\"\n");
         return false;
     }
     if (!json_is_array(md.users) && !json_is_array(md.tokens)) {
@@ -882,9 +872,9 @@ static bool md_dataset_has_de(const struct md_obj *ds, const char *de_uid)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(ds->src, "dataElements"), i, v)
-        if (json_is_string(v) && strcmp(json_string_value(v), de_uid) == 0)
-            return true;
+    json_array_foreach(json_object_get(ds->src, "dataElements"), i,
+                       v) if (json_is_string(v) &&
+                              strcmp(json_string_value(v), de_uid) == 0) return true;
     return false;
 }
 
@@ -1143,10 +1133,14 @@ static const struct {
     const char *name;
     enum strategy st;
 } strategies[] = {
-    {"CREATE_AND_UPDATE", ST_CREATE_AND_UPDATE}, {"CREATE", ST_CREATE},
-    {"UPDATE", ST_UPDATE},                       {"DELETE", ST_DELETE},
-    {"NEW_AND_UPDATES", ST_CREATE_AND_UPDATE},   {"NEW", ST_CREATE},
-    {"UPDATES", ST_UPDATE},                      {"DELETES", ST_DELETE},
+    {"CREATE_AND_UPDATE", ST_CREATE_AND_UPDATE},
+    {"CREATE", ST_CREATE},
+    {"UPDATE", ST_UPDATE},
+    {"DELETE", ST_DELETE},
+    {"NEW_AND_UPDATES", ST_CREATE_AND_UPDATE},
+    {"NEW", ST_CREATE},
+    {"UPDATES", ST_UPDATE},
+    {"DELETES", ST_DELETE},
 };
 
 struct import_opts {
@@ -1222,8 +1216,7 @@ static bool import_opts_init(const struct request *r, const json_t *payload, boo
                          specific[i].param, v);
                 return false;
             }
-            json_object_set_new(o->id_schemes, specific[i].param,
-                                json_string(scheme_name(*field)));
+            json_object_set_new(o->id_schemes, specific[i].param, json_string(scheme_name(*field)));
         }
     }
     o->strategy = ST_CREATE_AND_UPDATE;
@@ -1235,8 +1228,10 @@ static bool import_opts_init(const struct request *r, const json_t *payload, boo
                 found = true;
             }
         if (!found) {
-            snprintf(err, errsz, "importStrategy \"%s\" is not one of CREATE_AND_UPDATE, CREATE, "
-                     "UPDATE, DELETE", v);
+            snprintf(err, errsz,
+                     "importStrategy \"%s\" is not one of CREATE_AND_UPDATE, CREATE, "
+                     "UPDATE, DELETE",
+                     v);
             return false;
         }
     }
@@ -1282,8 +1277,8 @@ static void conflict_add(struct conflicts *cs, long index, const char *code, con
 
     if (index >= 0 && (size_t)index < cs->n)
         cs->rejected[index] = true;
-    int kn = snprintf(key, sizeof key, "%s\x1f%s\x1f%s\x1f%s", code ? code : "", property,
-                      object, msg);
+    int kn =
+        snprintf(key, sizeof key, "%s\x1f%s\x1f%s\x1f%s", code ? code : "", property, object, msg);
     json_t *c = (kn > 0 && (size_t)kn < sizeof key) ? json_object_get(cs->by_key, key) : NULL;
     if (c) {
         if (index >= 0)
@@ -1364,7 +1359,7 @@ static const char *value_type_error(const char *vt, const char *v)
         return is_integer(v) ? NULL : "value_not_integer";
     if (strcmp(vt, "INTEGER_POSITIVE") == 0)
         return is_integer(v) && v[0] != '-' && strcmp(v, "0") != 0 ? NULL
-                                                                  : "value_not_positive_integer";
+                                                                   : "value_not_positive_integer";
     if (strcmp(vt, "INTEGER_ZERO_OR_POSITIVE") == 0)
         return is_integer(v) && v[0] != '-' ? NULL : "value_not_zero_or_positive_integer";
     if (strcmp(vt, "INTEGER_NEGATIVE") == 0)
@@ -1422,7 +1417,8 @@ static const struct md_obj *combo_from_categories(const struct md_set *set, cons
     const struct md_obj *found = NULL;
     const char *name;
     json_t *val;
-    json_object_foreach((json_t *)cats, name, val) {
+    json_object_foreach((json_t *)cats, name, val)
+    {
         const char *option = json_string_value(val);
         const struct md_obj *cat = md_find(&md.cats, o->cat, name);
         if (!cat || !cat->code || !option)
@@ -1451,7 +1447,8 @@ static void categories_text(const json_t *cats, char *buf, size_t size)
     json_t *val;
     size_t used = 0;
     buf[0] = '\0';
-    json_object_foreach((json_t *)cats, name, val) {
+    json_object_foreach((json_t *)cats, name, val)
+    {
         int n = snprintf(buf + used, size - used, "%s%s=%s", used ? "," : "", name,
                          json_is_string(val) ? json_string_value(val) : "?");
         if (n < 0 || (size_t)n >= size - used)
@@ -1499,8 +1496,7 @@ static bool resolve_value(const json_t *dv, const json_t *set, long index,
     if (!ou) {
         conflict_add(cs, index, "E7612", "orgUnit", ou_id ? ou_id : "",
                      json_pack("{s:s}", "orgUnit", ou_id ? ou_id : ""),
-                     "Organisation unit not found or not accessible: `%s`",
-                     ou_id ? ou_id : "null");
+                     "Organisation unit not found or not accessible: `%s`", ou_id ? ou_id : "null");
         return false;
     }
     snprintf(it->key.ou, sizeof it->key.ou, "%s", ou->id);
@@ -1582,13 +1578,13 @@ static bool resolve_value(const json_t *dv, const json_t *set, long index,
                          "Data value or comment not specified for data element: `%s`", de->id);
             return false;
         }
-        const char *why = it->value ? value_type_error(jstr(de->src, "valueType"), it->value)
-                                    : NULL;
+        const char *why =
+            it->value ? value_type_error(jstr(de->src, "valueType"), it->value) : NULL;
         if (why) {
             conflict_add(cs, index, "E7619", "value", it->value,
                          json_pack("{s:s, s:s}", "value", it->value, "dataElement", de->id),
-                         "Value must match data element's `%s` type constraints: %s: `%s`",
-                         de->id, why, it->value);
+                         "Value must match data element's `%s` type constraints: %s: `%s`", de->id,
+                         why, it->value);
             return false;
         }
         if (it->comment && strlen(it->comment) > SIM_MAX_VALUE) {
@@ -1676,8 +1672,7 @@ static void apply_items(const struct item *items, size_t n, const struct import_
             c->deleted++;
         } else if (existing) {
             if (o->strategy == ST_CREATE) {
-                ignore_with_conflict(cs, c, it,
-                                     "Data value exists and import strategy is CREATE");
+                ignore_with_conflict(cs, c, it, "Data value exists and import strategy is CREATE");
                 continue;
             }
             if (!o->dry_run && !sv_assign(existing, it, now)) {
@@ -1732,7 +1727,10 @@ static enum MHD_Result reply_summary(struct request *r, json_t *summary, const c
     bool ok = strcmp(status, "SUCCESS") == 0;
     bool warning = strcmp(status, "WARNING") == 0;
     unsigned http = ok ? MHD_HTTP_OK : MHD_HTTP_CONFLICT;
-    json_t *env = webmessage(http, ok ? "OK" : warning ? "WARNING" : "ERROR",
+    json_t *env = webmessage(http,
+                             ok        ? "OK"
+                             : warning ? "WARNING"
+                                       : "ERROR",
                              ok        ? "Import was successful."
                              : warning ? "One more conflicts encountered, please check import "
                                          "summary."
@@ -1976,8 +1974,7 @@ static enum MHD_Result h_dvs_post(struct request *r, const char *tail, const voi
         return reply_error(r, MHD_HTTP_CONFLICT,
                            "Asynchronous import (async=true) is not supported by dhis2-sim");
     if (r->too_large)
-        return reply_error(r, 413, "Request body is larger than %u bytes",
-                           SIM_MAX_BODY);
+        return reply_error(r, 413, "Request body is larger than %u bytes", SIM_MAX_BODY);
     media_type(r, type, sizeof type);
     if (strcmp(type, "application/json") == 0) {
         json_error_t jerr;
@@ -2111,9 +2108,7 @@ static json_t *apply_fields(json_t *obj, const char *fields)
         return obj;
     json_t *out = json_object(), *v;
     const char *k;
-    json_object_foreach(obj, k, v)
-        if (field_wanted(fields, k))
-            json_object_set(out, k, v);
+    json_object_foreach(obj, k, v) if (field_wanted(fields, k)) json_object_set(out, k, v);
     json_decref(obj);
     return out;
 }
@@ -2205,7 +2200,8 @@ static enum MHD_Result h_md_list(struct request *r, const char *tail, const void
     json_t *matched = json_array();
     for (size_t i = 0; i < mr->set->n; i++) {
         bool keep = true;
-        json_array_foreach(filters, fi, f) {
+        json_array_foreach(filters, fi, f)
+        {
             int m = filter_match(&mr->set->v[i], json_string_value(f));
             if (m < 0) {
                 enum MHD_Result ret = reply_error(r, MHD_HTTP_BAD_REQUEST,
@@ -2243,8 +2239,8 @@ static enum MHD_Result h_md_list(struct request *r, const char *tail, const void
         matched = slice;
         json_object_set_new(out, "pager",
                             json_pack("{s:I, s:I, s:I, s:I}", "page", (json_int_t)page, "total",
-                                      (json_int_t)total, "pageSize", (json_int_t)size,
-                                      "pageCount", (json_int_t)pages));
+                                      (json_int_t)total, "pageSize", (json_int_t)size, "pageCount",
+                                      (json_int_t)pages));
     }
     json_object_set_new(out, mr->resource, matched);
     return reply_json(r, MHD_HTTP_OK, out, NULL, NULL);
@@ -2332,9 +2328,8 @@ static enum MHD_Result h_admin_faults_post(struct request *r, const char *tail, 
         faults.fail_status = 500;
     pthread_mutex_unlock(&faults.mu);
     json_decref(b);
-    return reply_json(r, MHD_HTTP_OK, json_pack("{s:s, s:o}", "status", "OK", "faults",
-                                                faults_json()),
-                      NULL, NULL);
+    return reply_json(r, MHD_HTTP_OK,
+                      json_pack("{s:s, s:o}", "status", "OK", "faults", faults_json()), NULL, NULL);
 }
 
 static enum MHD_Result h_admin_faults_get(struct request *r, const char *tail, const void *arg)
@@ -2511,7 +2506,8 @@ static const char *authenticate(const struct request *r)
         if (!colon)
             return NULL;
         *colon = '\0';
-        json_array_foreach(md.users, i, u) {
+        json_array_foreach(md.users, i, u)
+        {
             const char *name = jstr(u, "username"), *pass = jstr(u, "password");
             if (name && pass && strcmp(name, creds) == 0 && strcmp(pass, colon + 1) == 0)
                 return name;
@@ -2521,9 +2517,11 @@ static const char *authenticate(const struct request *r)
     if (strncmp(h, "ApiToken ", 9) == 0) {
         /* A token belongs to a user: the first one of the fixture. */
         const char *owner = jstr(json_array_get(md.users, 0), "username");
-        json_array_foreach(md.tokens, i, u)
-            if (json_is_string(u) && strcmp(json_string_value(u), h + 9) == 0)
-                return owner ? owner : "api-token";
+        json_array_foreach(md.tokens, i,
+                           u) if (json_is_string(u) &&
+                                  strcmp(json_string_value(u), h + 9) == 0) return owner
+            ? owner
+            : "api-token";
     }
     return NULL;
 }
@@ -2620,9 +2618,8 @@ static enum MHD_Result dispatch(struct request *r)
 /* ------------------------------------------------------------------------ */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct request *r = *con_cls;
     (void)cls;
@@ -2702,9 +2699,12 @@ static void usage(FILE *f)
 static bool parse_args(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"port", required_argument, NULL, 'p'},   {"address", required_argument, NULL, 'a'},
-        {"metadata", required_argument, NULL, 'm'}, {"version", required_argument, NULL, 'v'},
-        {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
+        {"port", required_argument, NULL, 'p'},
+        {"address", required_argument, NULL, 'a'},
+        {"metadata", required_argument, NULL, 'm'},
+        {"version", required_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     bool have_port = false;
@@ -2722,12 +2722,8 @@ static bool parse_args(int argc, char **argv)
             have_port = true;
             break;
         }
-        case 'a':
-            opt.address = optarg;
-            break;
-        case 'm':
-            opt.metadata_path = optarg;
-            break;
+        case 'a': opt.address = optarg; break;
+        case 'm': opt.metadata_path = optarg; break;
         case 'v': {
             long major = strtol(optarg, &end, 10);
             long minor = *end == '.' ? strtol(end + 1, &end, 10) : -1;
@@ -2740,15 +2736,9 @@ static bool parse_args(int argc, char **argv)
             opt.version = optarg;
             break;
         }
-        case 'q':
-            opt.quiet = true;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            usage(stderr);
-            return false;
+        case 'q': opt.quiet = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return false;
         }
     }
     if (!have_port || !opt.metadata_path || optind != argc) {
@@ -2795,8 +2785,8 @@ int main(int argc, char **argv)
             MHD_USE_ERROR_LOG,
         (uint16_t)opt.port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sin,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        (unsigned)120, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "dhis2-sim: could not listen on %s:%u: %s\n", opt.address, opt.port,
                 strerror(errno));
