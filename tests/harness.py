@@ -165,6 +165,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_all(*things):
+    """Stops each of things that is not None, in order (a tearDownModule's work): every
+    one is stopped even when an earlier one fails; the first failure is raised after."""
+    first = None
+    for t in things:
+        if t is None:
+            continue
+        try:
+            t.stop()
+        except BaseException as e:  # keep stopping the rest, report the first
+            if first is None:
+                first = e
+    if first is not None:
+        raise first
+
+
 def wait_until(fn, timeout=10.0, interval=0.1, what="condition"):
     """Calls fn until it returns a true value; returns it, or raises AssertionError."""
     deadline = time.monotonic() + timeout

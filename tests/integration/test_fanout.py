@@ -78,18 +78,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    try:
-        if HB:
-            HB.stop()
-    finally:
-        try:
-            if SIM:
-                SIM.stop()
-        finally:
-            if TARGET:
-                TARGET.stop()
-            if PG:
-                PG.stop()
+    harness.stop_all(HB, SIM, TARGET, PG)
 
 
 class FanoutTest(harness.TestCase):

@@ -29,16 +29,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    try:
-        if HB:
-            HB.stop()
-    finally:
-        try:
-            if SIM:
-                SIM.stop()
-        finally:
-            if PG:
-                PG.stop()
+    harness.stop_all(HB, SIM, PG)
 
 
 class DbFaultsTest(harness.FaultTestCase):

@@ -27,12 +27,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    try:
-        if SIM:
-            SIM.stop()
-    finally:
-        if PG:
-            PG.stop()
+    harness.stop_all(SIM, PG)
 
 
 class KillFaultsTest(harness.FaultTestCase):

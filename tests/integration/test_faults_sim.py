@@ -33,17 +33,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    try:
-        if HB:
-            HB.stop()
-    finally:
-        try:
-            for s in (SIM, SIM_DOWN):
-                if s:
-                    s.stop()
-        finally:
-            if PG:
-                PG.stop()
+    harness.stop_all(HB, SIM, SIM_DOWN, PG)
 
 
 class SimFaultsTest(harness.FaultTestCase):

@@ -37,14 +37,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    try:
-        if HB:
-            HB.stop()
-    finally:
-        if TARGET:
-            TARGET.stop()
-        if PG:
-            PG.stop()
+    harness.stop_all(HB, TARGET, PG)
 
 
 def tx_id_of(test, resp):

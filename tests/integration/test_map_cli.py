@@ -77,12 +77,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    try:
-        if SIM:
-            SIM.stop()
-    finally:
-        if TARGET:
-            TARGET.stop()
+    harness.stop_all(SIM, TARGET)
 
 
 def split_routes(text):

@@ -96,19 +96,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    try:
-        if HB:
-            HB.stop()
-    finally:
-        try:
-            for s in (SIM, SIM37):
-                if s:
-                    s.stop()
-        finally:
-            if TARGET:
-                TARGET.stop()
-            if PG:
-                PG.stop()
+    harness.stop_all(HB, SIM, SIM37, TARGET, PG)
 
 
 def report(**changes):

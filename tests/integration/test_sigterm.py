@@ -21,12 +21,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    try:
-        if TARGET:
-            TARGET.stop()
-    finally:
-        if PG:
-            PG.stop()
+    harness.stop_all(TARGET, PG)
 
 
 def connect_refused(port):

@@ -27,14 +27,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    try:
-        if HB:
-            HB.stop()
-    finally:
-        if TARGET:
-            TARGET.stop()
-        if PG:
-            PG.stop()
+    harness.stop_all(HB, TARGET, PG)
 
 
 def post(path, expect):
