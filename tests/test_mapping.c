@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "check_json.h"
+
 #include "hibus/mapping.h"
 
 /* ------------------------------------------------------------------ */
@@ -94,25 +96,6 @@ static struct report_value *add(struct report *r, const char *item, const char *
     struct report_value *v = report_add(r, item, measure, value, NULL, where);
     assert_non_null(v);
     return v;
-}
-
-/* Fails with both texts when actual is not equal to the JSON in expected. */
-static void assert_json(const json_t *actual, const char *expected)
-{
-    json_error_t e;
-    json_t *want = json_loads(expected, 0, &e);
-    if (want == NULL)
-        fail_msg("bad expected JSON: %s: %s", e.text, expected);
-    if (!json_equal(actual, want)) {
-        char *got = json_dumps(actual, JSON_COMPACT | JSON_SORT_KEYS);
-        char *exp = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
-        print_error("expected: %s\n     got: %s\n", exp, got);
-        free(got);
-        free(exp);
-        json_decref(want);
-        fail();
-    }
-    json_decref(want);
 }
 
 /* A call to mapping_apply with fresh problem and skipped arrays. */

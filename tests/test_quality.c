@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "check_json.h"
+
 #include "hibus/quality.h"
 
 /* ------------------------------------------------------------------ */
@@ -56,24 +58,6 @@ static void add_line(struct report *r, const char *item, const char *ob, const c
 static struct quality_rule rule(enum quality_kind k)
 {
     return (struct quality_rule){.kind = k, .action = QUALITY_REJECT};
-}
-
-static void assert_json(const json_t *actual, const char *expected)
-{
-    json_error_t e;
-    json_t *want = json_loads(expected, 0, &e);
-    if (want == NULL)
-        fail_msg("bad expected JSON: %s: %s", e.text, expected);
-    if (!json_equal(actual, want)) {
-        char *got = json_dumps(actual, JSON_COMPACT | JSON_SORT_KEYS);
-        char *exp = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
-        print_error("expected: %s\n     got: %s\n", exp, got);
-        free(got);
-        free(exp);
-        json_decref(want);
-        fail();
-    }
-    json_decref(want);
 }
 
 /* One quality_check call with fresh arrays. */
