@@ -1,0 +1,109 @@
+"""Async channels as a posting client sees them: 202 with a Location once stored, the
+outcome at that Location (its own transactions only), and a payload that cannot be
+delivered refused at once with 422."""
+
+import unittest
+
+import harness
+
+PASSWORD = "lmis-itest-secret"
+AUTH = ("lmis-national", PASSWORD)
+OTHER = ("lmis-district", "district-secret")
+PG = TARGET = HB = None
+
+
+def setUpModule():
+    global PG, TARGET, HB
+    PG = harness.PgCluster().start()
+    TARGET = harness.Target().start()
+    plain = harness.channel("plain", "/async/plain", TARGET.url + "/archive", mode="async")
+    checked = harness.channel("checked", "/async/checked", TARGET.url + "/checked",
+                              mode="async", transform={"reader": "lmis-report"})
+    checked["routes"][0]["body"] = "original"
+    HB = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PASSWORD),
+                                        harness.client("lmis-district", ["lmis"], OTHER[1])],
+                       channels=[plain, checked],
+                       settings={"delivery": {"workers": 2, "poll": "200ms"}})
+    HB.start()
+
+
+def tearDownModule():
+    harness.stop_all(HB, TARGET, PG)
+
+
+REPORT = (b'{"facility": "FAC-0042", "period": "2026-10", "lines": [{"commodity": "AMOX250",'
+          b' "stock_on_hand": 10}]}')
+
+
+class AsyncTest(harness.TestCase):
+
+    def post(self, path, body, auth=AUTH):
+        return HB.request("POST", path, body=body, auth=auth,
+                          headers={"Content-Type": "application/json"})
+
+    def outcome(self, location, auth=AUTH):
+        return harness.wait_until(
+            lambda: (lambda r: r if r.status == 200 and r.json()["status"] not in
+                     ("queued", "processing") else None)(HB.request("GET", location, auth=auth)),
+            timeout=15, what="the outcome at %s" % location)
+
+    def test_202_location_and_outcome(self):
+        r = self.post("/async/plain", b'{"n": 1}')
+        self.assertEqual(r.status, 202, r.body)
+        body = r.json()
+        tx = body["id"]
+        self.assertEqual(body["status"], "queued")
+        self.assertEqual(body["location"], "/transactions/%d" % tx)
+        self.assertEqual(r.headers.get("location"), "/transactions/%d" % tx)
+        self.assertEqual(r.headers.get("x-hibus-transaction"), str(tx))
+        self.assertEqual(body["request_id"], r.headers.get("x-request-id"))
+        # stored before the answer, whatever the workers did since
+        self.assertIn(PG.scalar("SELECT status FROM transactions WHERE id = %d" % tx),
+                      ("queued", "processing", "successful"))
+
+        got = self.outcome(body["location"]).json()
+        self.assertEqual(got["status"], "successful")
+        self.assertEqual(got["id"], tx)
+        self.assertEqual(got["channel"], "plain")
+        self.assertEqual([(a["route"], a["attempt"], a["status_code"]) for a in got["attempts"]],
+                         [("archive", 1, 200)])
+        self.assertNotIn("request_body", got)
+        self.assertNotIn("request_headers", got)
+        self.assertEqual(TARGET.requests[-1].body, b'{"n": 1}')
+
+    def test_only_the_owner_sees_it(self):
+        r = self.post("/async/plain", b'{"n": 2}')
+        loc = r.json()["location"]
+        self.outcome(loc)
+        other = HB.request("GET", loc, auth=OTHER)
+        self.assertEqual(other.status, 404, other.body)
+        self.assertEqual(other.json()["code"], "HIBUS_E_NOT_FOUND")
+        anon = HB.request("GET", loc)
+        self.assertEqual(anon.status, 401)
+        for bad in ("/transactions/abc", "/transactions/0", "/transactions/99999999",
+                    "/transactions/"):
+            self.assertEqual(HB.request("GET", bad, auth=AUTH).status, 404, bad)
+
+    def test_undeliverable_payload_is_refused_at_once(self):
+        before = len(TARGET.requests)
+        r = self.post("/async/checked", b'{"facility": "FAC-0042", "period": ')
+        self.assertEqual(r.status, 422, r.body)
+        body = r.json()
+        self.assertEqual(body["code"], "HIBUS_E_INVALID")
+        self.assertTrue(body["problems"] and body["problems"][0]["stage"] == "reader", body)
+        tx = body["transaction"]
+        row = PG.row("SELECT status, rounds, next_attempt_at FROM transactions WHERE id = %d" % tx)
+        self.assertEqual(row, {"status": "rejected", "rounds": 0, "next_attempt_at": None})
+        # a good one goes through, with its order key
+        r = self.post("/async/checked", REPORT)
+        self.assertEqual(r.status, 202, r.body)
+        got = self.outcome(r.json()["location"]).json()
+        self.assertEqual(got["status"], "successful")
+        self.assertEqual(PG.scalar("SELECT order_key FROM transactions WHERE id = %d"
+                                   % r.json()["id"]), "checked|FAC-0042|202610")
+        self.assertEqual(len(TARGET.requests), before + 1)
+        self.assertEqual(TARGET.requests[-1].body, REPORT)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
