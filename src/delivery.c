@@ -451,7 +451,7 @@ const struct mediator_response *delivery_answer(const struct delivery_route_resu
 
 /* --------------------------------------------------------------- record */
 
-static char *headers_json(const struct mediator_response *r)
+char *delivery_headers_json(const struct mediator_response *r)
 {
     if (r->status == 0)
         return NULL;
@@ -493,7 +493,7 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
                 .started_epoch_ms = rr->resp.started_epoch_ms,
                 .error = "the kept-alive connection closed before any answer; the request was "
                          "sent again on a new connection"};
-        hj[na] = headers_json(&rr->resp);
+        hj[na] = delivery_headers_json(&rr->resp);
         dj[na] = rr->details ? json_dumps(rr->details, JSON_COMPACT) : NULL;
         const char *e = rr->resp.status ? rr->error : (rr->error ? rr->error : rr->resp.error);
         at[na] = (struct txlog_attempt){.route = rr->route->name,

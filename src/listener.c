@@ -571,15 +571,7 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
      * request is stored, only its outcome is missing, and the row stays
      * "processing" until its lease lapses and a delivery worker takes it. */
     char *body_text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
-    char *ans_headers = NULL;
-    if (target_answer != NULL) {
-        json_t *h = json_object();
-        for (size_t i = 0; h != NULL && i < target_answer->n_headers; i++)
-            json_object_set_new(h, target_answer->headers[i].name,
-                                json_string(target_answer->headers[i].value));
-        ans_headers = dump_or_null(h);
-        json_decref(h);
-    }
+    char *ans_headers = target_answer ? delivery_headers_json(target_answer) : NULL;
     struct delivery_outcome out = {.status = status,
                                    .response_status = (int)code,
                                    .response_headers_json = ans_headers,

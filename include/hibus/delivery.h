@@ -96,6 +96,10 @@ void delivery_run(const struct config_channel *ch, const struct delivery_prepare
                   size_t n_prev, struct delivery_result *out);
 void delivery_result_free(struct delivery_result *r);
 
+/* The headers of an answer as a JSON object text (caller frees); NULL when
+ * there was no answer. */
+char *delivery_headers_json(const struct mediator_response *r);
+
 /* What the client of route rr sees: the unwrapped answer or the raw one. */
 const struct mediator_response *delivery_answer(const struct delivery_route_result *rr);
 
