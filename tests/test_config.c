@@ -1555,6 +1555,25 @@ static void test_mapping_unreadable(void **state)
                   "\"mappings/dir.yaml\": Is a directory\n");
 }
 
+/* A channel using mapping m whose org_units_csv is ou.csv with the text csv;
+ * loading must fail; returns the diagnostics (caller frees). */
+static char *load_with_facility_csv(const char *csv)
+{
+    put("mappings/ou.csv", csv);
+    put("mappings/m.yaml", "org_units_csv: ou.csv\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    return load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
 /* The same facility list twice: a bounded number of messages. */
 static void test_mapping_many_duplicates(void **state)
 {
@@ -1568,16 +1587,9 @@ static void test_mapping_many_duplicates(void **state)
         for (int i = 0; i < 100; i++)
             fprintf(f, "FAC-%d,kVncLVPFjTT\n", i);
     fclose(f);
-    put("mappings/ou.csv", csv);
+    char *got = load_with_facility_csv(csv);
     free(csv);
-    put("mappings/m.yaml", "org_units_csv: ou.csv\n");
-    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
-                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
-    char *got = load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
-    size_t lines = 0;
-    for (const char *p = got; *p; p++)
-        lines += *p == '\n';
-    assert_int_equal(lines, 21);
+    assert_int_equal(count_lines(got), 21);
     assert_non_null(strstr(got, "mappings/ou.csv:102:1: duplicate org unit code \"FAC-0\" (first "
                                 "defined at mappings/ou.csv:2:1)\n"));
     assert_non_null(strstr(got, "mappings/ou.csv:122:1: too many duplicate org unit codes (20); "
@@ -1597,16 +1609,9 @@ static void test_mapping_csv_too_many_errors(void **state)
     for (int i = 0; i < 1000; i++)
         fprintf(f, "FAC-%d;x\n", i);
     fclose(f);
-    put("mappings/ou.csv", csv);
+    char *got = load_with_facility_csv(csv);
     free(csv);
-    put("mappings/m.yaml", "org_units_csv: ou.csv\n");
-    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
-                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
-    char *got = load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
-    size_t lines = 0;
-    for (const char *p = got; *p; p++)
-        lines += *p == '\n';
-    assert_int_equal(lines, 21);
+    assert_int_equal(count_lines(got), 21);
     assert_non_null(strstr(got, "mappings/ou.csv:2:1: expected 2 fields (code,uid), got 1\n"));
     assert_non_null(strstr(got, "mappings/ou.csv:22:1: too many errors in this file (20); the "
                                 "rest of it was not checked\n"));

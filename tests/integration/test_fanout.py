@@ -30,6 +30,13 @@ def fchan(name, path, routes, transform=True):
     return d
 
 
+def mediator_chan(name, target_path):
+    """A channel without transform whose one route is an OpenHIM-style mediator."""
+    return fchan("openhim-" + name, "/openhim/" + name,
+                 [{"name": "mediator", "mediator": "http", "url": TARGET.url + target_path,
+                   "primary": True, "timeout": "5s"}], transform=False)
+
+
 def archive(url, **extra):
     d = {"name": "archive", "mediator": "http", "url": url, "body": "original", "timeout": "5s"}
     d.update(extra)
@@ -55,21 +62,11 @@ def setUpModule():
         fchan("fan-timeout", "/fan/timeout",
               [harness.sim_route(SIM, timeout="1s"),
                archive(TARGET.url + "/dead-letter", when=["failed"])]),
-        fchan("openhim-ok", "/openhim/ok",
-              [{"name": "mediator", "mediator": "http", "url": TARGET.url + "/med/openhim",
-                "primary": True, "timeout": "5s"}], transform=False),
-        fchan("openhim-errors", "/openhim/errors",
-              [{"name": "mediator", "mediator": "http", "url": TARGET.url + "/med/errors",
-                "primary": True, "timeout": "5s"}], transform=False),
-        fchan("openhim-bad-status", "/openhim/bad-status",
-              [{"name": "mediator", "mediator": "http", "url": TARGET.url + "/med/bad-status",
-                "primary": True, "timeout": "5s"}], transform=False),
-        fchan("openhim-malformed", "/openhim/malformed",
-              [{"name": "mediator", "mediator": "http", "url": TARGET.url + "/med/malformed",
-                "primary": True, "timeout": "5s"}], transform=False),
-        fchan("openhim-failed", "/openhim/failed",
-              [{"name": "mediator", "mediator": "http", "url": TARGET.url + "/med/failed",
-                "primary": True, "timeout": "5s"}], transform=False),
+        mediator_chan("ok", "/med/openhim"),
+        mediator_chan("errors", "/med/errors"),
+        mediator_chan("bad-status", "/med/bad-status"),
+        mediator_chan("malformed", "/med/malformed"),
+        mediator_chan("failed", "/med/failed"),
     ]
     HB = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PASSWORD)],
                        channels=channels, settings={"mappings": "mappings"},
