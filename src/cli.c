@@ -534,11 +534,32 @@ static void print_details(const json_t *d)
                json_integer_value(json_object_get(d, "updated")),
                json_integer_value(json_object_get(d, "ignored")),
                json_integer_value(json_object_get(d, "deleted")));
+        if (jstr(d, "description")[0])
+            printf("     DHIS2 said: %s\n", jstr(d, "description"));
+        const json_t *quiet = json_object_get(d, "ignored_without_conflict");
+        if (json_integer_value(quiet) > 0)
+            printf("     %" JSON_INTEGER_FORMAT " ignored without a conflict: zeros of data "
+                   "elements whose zeroIsSignificant is false, or values unchanged since the "
+                   "last import (DHIS2 2.38+); not an error\n",
+                   json_integer_value(quiet));
         size_t i;
         const json_t *c;
         json_array_foreach(json_object_get(d, "conflicts"), i, c) printf(
             "     conflict %s %s: %s\n", jstr(c, "errorCode")[0] ? jstr(c, "errorCode") : "-",
             jstr(c, "object"), jstr(c, "value"));
+        const json_t *rej = json_object_get(d, "rejected_indexes");
+        if (json_array_size(rej) > 0) {
+            printf("     rejected values (0-based positions in what hibus sent):");
+            json_array_foreach(rej, i, c)
+            {
+                if (i == 20) {
+                    printf(" ... (%zu in all)", json_array_size(rej));
+                    break;
+                }
+                printf(" %" JSON_INTEGER_FORMAT, json_integer_value(c));
+            }
+            putchar('\n');
+        }
     } else if (json_object_get(d, "openhim_status") != NULL) {
         printf("     OpenHIM mediator %s: %s, %zu orchestration%s\n", jstr(d, "mediator_urn"),
                jstr(d, "openhim_status"), json_array_size(json_object_get(d, "orchestrations")),

@@ -2,9 +2,15 @@
  * dhis2.c - DHIS2 import URLs and import summaries (see hibus/dhis2.h).
  *
  * Rule for the client of an import (FORMATS.md 1.4): treat 200 and 409 alike as
- * "parse the summary"; success means importCount.ignored == 0 and status
- * SUCCESS. The envelope's own status ("OK"/"WARNING"/"ERROR") is not used: the
- * inner ImportSummary is the one both shapes share.
+ * "parse the summary"; the summary's status and conflicts decide (see
+ * dhis2_outcome), never the ignored count: dhis2-core's DefaultDataValueSetService
+ * (dhis2/dhis2-core, dhis-2/dhis-services/dhis-service-dxf2/.../datavalueset/,
+ * 2.36 to 2.41) sets SUCCESS whenever the summary has no conflict, and counts as
+ * ignored both zeros of data elements whose zeroIsSignificant is false
+ * (ValidationUtils.dataValueIsZeroAndInsignificant, ImportSummary.skipValue) and,
+ * from 2.38, values re-sent unchanged (dataValueUpdateShouldBeIgnored). The
+ * envelope's own status ("OK"/"WARNING"/"ERROR") is not used: the inner
+ * ImportSummary is the one both shapes share.
  */
 #include "hibus/dhis2.h"
 
@@ -59,6 +65,8 @@ enum hibus_err dhis2_parse_summary(const char *body, size_t len, struct dhis2_su
     out->deleted = count_of(counts, "deleted");
     const json_t *conf = json_object_get(sum, "conflicts");
     out->conflicts = json_is_array(conf) ? json_deep_copy(conf) : json_array();
+    const json_t *rej = json_object_get(sum, "rejectedIndexes");
+    out->rejected = json_is_array(rej) ? json_deep_copy(rej) : NULL;
     const char *d = json_string_value(json_object_get(sum, "description"));
     snprintf(out->description, sizeof out->description, "%s", d ? d : "");
     json_decref(doc);
@@ -72,28 +80,83 @@ void dhis2_summary_free(struct dhis2_summary *s)
     if (s == NULL)
         return;
     json_decref(s->conflicts);
+    json_decref(s->rejected);
     s->conflicts = NULL;
+    s->rejected = NULL;
+}
+
+long dhis2_rejected_count(const struct dhis2_summary *s)
+{
+    if (s->rejected != NULL)
+        return (long)json_array_size(s->rejected);
+    /* The union of the conflicts' indexes; a conflict without indexes (DHIS2
+     * before 2.37, or a legacy-shaped one) leaves the count unknown. */
+    json_t *seen = json_object();
+    if (seen == NULL)
+        return -1;
+    long n = json_array_size(s->conflicts) > 0 ? 0 : -1;
+    size_t i, k;
+    const json_t *c, *ix;
+    json_array_foreach(s->conflicts, i, c)
+    {
+        const json_t *idx = json_object_get(c, "indexes");
+        if (!json_is_array(idx)) {
+            n = -1;
+            break;
+        }
+        json_array_foreach(idx, k, ix)
+        {
+            char key[32];
+            snprintf(key, sizeof key, "%" JSON_INTEGER_FORMAT, json_integer_value(ix));
+            if (json_object_get(seen, key) == NULL) {
+                json_object_set_new(seen, key, json_true());
+                n++;
+            }
+        }
+    }
+    json_decref(seen);
+    return n;
 }
 
 const char *dhis2_outcome(long http_status, const struct dhis2_summary *s)
 {
     if (s == NULL || !((http_status >= 200 && http_status < 300) || http_status == 409))
         return "failed";
-    if (strcmp(s->status, "ERROR") == 0 || (s->imported + s->updated + s->deleted == 0 &&
-                                            (s->ignored > 0 || json_array_size(s->conflicts) > 0)))
+    if (strcmp(s->status, "ERROR") == 0)
         return "failed";
-    if (strcmp(s->status, "SUCCESS") == 0 && s->ignored == 0 && json_array_size(s->conflicts) == 0)
+    bool conflicts = json_array_size(s->conflicts) > 0;
+    if (strcmp(s->status, "SUCCESS") == 0 && !conflicts)
         return "successful";
+    /* WARNING or conflicts: failed only when every ignored value was rejected and
+     * nothing else reached DHIS2 (a re-send whose other values were unchanged is
+     * still delivered). */
+    long rejected = dhis2_rejected_count(s);
+    if (s->imported + s->updated + s->deleted == 0 && rejected > 0 && rejected >= s->ignored)
+        return "failed";
+    if (strcmp(s->status, "SUCCESS") != 0 && strcmp(s->status, "WARNING") != 0 && !conflicts)
+        return "failed"; /* a status DHIS2 never sends: not a delivery we can vouch for */
     return "completed_with_errors";
 }
 
 json_t *dhis2_summary_json(const struct dhis2_summary *s)
 {
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:O, s:s}", "status", s->status, "imported",
-                     (json_int_t)s->imported, "updated", (json_int_t)s->updated, "ignored",
-                     (json_int_t)s->ignored, "deleted", (json_int_t)s->deleted, "conflicts",
-                     s->conflicts ? s->conflicts : json_array(), "format",
-                     s->wrapped ? "webmessage" : "bare");
+    json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:O, s:s}", "status", s->status, "imported",
+                          (json_int_t)s->imported, "updated", (json_int_t)s->updated, "ignored",
+                          (json_int_t)s->ignored, "deleted", (json_int_t)s->deleted, "conflicts",
+                          s->conflicts ? s->conflicts : json_array(), "format",
+                          s->wrapped ? "webmessage" : "bare");
+    if (j == NULL)
+        return NULL;
+    if (s->description[0] != '\0')
+        json_object_set_new(j, "description", json_string(s->description));
+    if (s->rejected != NULL)
+        json_object_set(j, "rejected_indexes", s->rejected);
+    long rejected = dhis2_rejected_count(s);
+    if (rejected >= 0 || json_array_size(s->conflicts) == 0) {
+        long quiet = s->ignored - (rejected > 0 ? rejected : 0);
+        json_object_set_new(j, "ignored_without_conflict", json_integer(quiet > 0 ? quiet : 0));
+    }
+    return j;
 }
 
 char *dhis2_import_url(const struct config_route *route, const char *writer)

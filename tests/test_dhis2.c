@@ -87,6 +87,82 @@ static void test_error_summary_fails(void **state)
     assert_string_equal(dhis2_outcome(200, NULL), "failed");
 }
 
+/* DHIS2 2.40 re-sent an unchanged report with two zeros: SUCCESS, ignored 5, no
+ * conflict, HTTP 200 (DefaultDataValueSetService sets SUCCESS unless there are
+ * conflicts). Before the fix this ended completed_with_errors, or failed when
+ * nothing was imported. */
+static void test_ignored_without_conflict_is_success(void **state)
+{
+    (void)state;
+    const char *resend =
+        "{\"httpStatus\":\"OK\",\"httpStatusCode\":200,\"status\":\"OK\",\"message\":"
+        "\"Import was successful.\",\"response\":{\"responseType\":\"ImportSummary\","
+        "\"status\":\"SUCCESS\",\"description\":\"Import process completed successfully\","
+        "\"importCount\":{\"imported\":0,\"updated\":0,\"ignored\":5,\"deleted\":0},"
+        "\"conflicts\":[],\"rejectedIndexes\":[],\"dataSetComplete\":\"false\"}}";
+    struct dhis2_summary s;
+    assert_int_equal(dhis2_parse_summary(resend, strlen(resend), &s, NULL), HIBUS_OK);
+    assert_string_equal(dhis2_outcome(200, &s), "successful");
+    assert_int_equal(dhis2_rejected_count(&s), 0);
+    json_t *j = dhis2_summary_json(&s);
+    assert_int_equal(json_integer_value(json_object_get(j, "ignored_without_conflict")), 5);
+    assert_string_equal(json_string_value(json_object_get(j, "description")),
+                        "Import process completed successfully");
+    assert_int_equal(json_array_size(json_object_get(j, "rejected_indexes")), 0);
+    json_decref(j);
+    dhis2_summary_free(&s);
+
+    /* 2.37: bare summary, zeros skipped, no conflicts key at all. */
+    const char *bare = "{\"responseType\":\"ImportSummary\",\"status\":\"SUCCESS\","
+                       "\"importCount\":{\"imported\":6,\"updated\":0,\"ignored\":2,"
+                       "\"deleted\":0}}";
+    assert_int_equal(dhis2_parse_summary(bare, strlen(bare), &s, NULL), HIBUS_OK);
+    assert_string_equal(dhis2_outcome(200, &s), "successful");
+    dhis2_summary_free(&s);
+}
+
+/* A re-send with one value in conflict and the others unchanged stores nothing
+ * new, yet most of the report is in DHIS2: completed_with_errors, not failed.
+ * Every ignored value rejected and nothing stored: failed. */
+static void test_warning_outcomes(void **state)
+{
+    (void)state;
+    const char *resend =
+        "{\"status\":\"WARNING\",\"response\":{\"responseType\":\"ImportSummary\","
+        "\"status\":\"WARNING\",\"importCount\":{\"imported\":0,\"updated\":0,"
+        "\"ignored\":4,\"deleted\":0},\"conflicts\":[{\"object\":\"x\",\"value\":\"v\","
+        "\"errorCode\":\"E7619\",\"indexes\":[3]}],\"rejectedIndexes\":[3]}}";
+    struct dhis2_summary s;
+    assert_int_equal(dhis2_parse_summary(resend, strlen(resend), &s, NULL), HIBUS_OK);
+    assert_int_equal(dhis2_rejected_count(&s), 1);
+    assert_string_equal(dhis2_outcome(409, &s), "completed_with_errors");
+    json_t *j = dhis2_summary_json(&s);
+    assert_int_equal(json_integer_value(json_object_get(j, "ignored_without_conflict")), 3);
+    json_decref(j);
+    dhis2_summary_free(&s);
+
+    /* 2.39: no rejectedIndexes; the conflicts' indexes tell: both values rejected. */
+    const char *all =
+        "{\"status\":\"WARNING\",\"response\":{\"responseType\":\"ImportSummary\","
+        "\"status\":\"WARNING\",\"importCount\":{\"imported\":0,\"updated\":0,"
+        "\"ignored\":2,\"deleted\":0},\"conflicts\":[{\"object\":\"x\",\"value\":\"v\","
+        "\"errorCode\":\"E7612\",\"indexes\":[0,1]}]}}";
+    assert_int_equal(dhis2_parse_summary(all, strlen(all), &s, NULL), HIBUS_OK);
+    assert_int_equal(dhis2_rejected_count(&s), 2);
+    assert_string_equal(dhis2_outcome(409, &s), "failed");
+    dhis2_summary_free(&s);
+
+    /* Legacy conflicts without indexes: what was ignored cannot be told apart,
+     * so nothing is called failed that might have been delivered. */
+    const char *legacy = "{\"responseType\":\"ImportSummary\",\"status\":\"WARNING\","
+                         "\"importCount\":{\"imported\":0,\"updated\":0,\"ignored\":3,"
+                         "\"deleted\":0},\"conflicts\":[{\"object\":\"x\",\"value\":\"v\"}]}";
+    assert_int_equal(dhis2_parse_summary(legacy, strlen(legacy), &s, NULL), HIBUS_OK);
+    assert_int_equal(dhis2_rejected_count(&s), -1);
+    assert_string_equal(dhis2_outcome(200, &s), "completed_with_errors");
+    dhis2_summary_free(&s);
+}
+
 static void test_not_a_summary(void **state)
 {
     (void)state;
@@ -127,9 +203,13 @@ static void test_import_url(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wrapped_warning),     cmocka_unit_test(test_bare_success),
-        cmocka_unit_test(test_error_summary_fails), cmocka_unit_test(test_not_a_summary),
+        cmocka_unit_test(test_wrapped_warning),
+        cmocka_unit_test(test_bare_success),
+        cmocka_unit_test(test_error_summary_fails),
+        cmocka_unit_test(test_not_a_summary),
         cmocka_unit_test(test_import_url),
+        cmocka_unit_test(test_ignored_without_conflict_is_success),
+        cmocka_unit_test(test_warning_outcomes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

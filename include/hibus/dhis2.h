@@ -24,6 +24,7 @@ struct dhis2_summary {
     bool wrapped;    /* came in a 2.38+ WebMessage envelope */
     long imported, updated, ignored, deleted;
     json_t *conflicts; /* array of DHIS2's conflict objects, as sent; never NULL once parsed */
+    json_t *rejected;  /* rejectedIndexes (DHIS2 2.41+) as sent, or NULL when absent */
     char description[256];
 };
 
@@ -33,16 +34,31 @@ enum hibus_err dhis2_parse_summary(const char *body, size_t len, struct dhis2_su
                                    struct hibus_error *err);
 void dhis2_summary_free(struct dhis2_summary *s);
 
-/* The transaction status an import ends in:
- *   "successful"             2xx/409 with a summary: SUCCESS, nothing ignored, no conflicts
- *   "completed_with_errors"  a summary with conflicts or ignored values, some data stored
- *   "failed"                 no answer, 5xx, any other status, an ERROR summary
- *                            (nothing stored), or an answer that is no summary.
+/* The transaction status an import ends in, following DHIS2's own status and
+ * conflicts, never the ignored count alone (dhis2-core DefaultDataValueSetService:
+ * SUCCESS unless the summary has conflicts, then WARNING; ERROR when the whole
+ * import failed). DHIS2 ignores values without a conflict in two ordinary cases:
+ * zeros of data elements whose zeroIsSignificant is false, and (2.38+) values
+ * re-sent unchanged; neither is an error.
+ *   "successful"             2xx/409 with a summary: SUCCESS and no conflicts,
+ *                            whatever the ignored count
+ *   "completed_with_errors"  WARNING, or any conflict, with something stored or
+ *                            left unchanged
+ *   "failed"                 no answer, 5xx, any other status, an ERROR summary,
+ *                            an answer that is no summary, or a summary whose
+ *                            rejected values are all of its ignored ones while
+ *                            nothing was imported, updated or deleted
  * summary may be NULL (no parsable summary). */
 const char *dhis2_outcome(long http_status, const struct dhis2_summary *summary);
 
-/* {"status", "imported", "updated", "ignored", "deleted", "conflicts", "format"}
- * for the attempt's details. Caller decrefs. */
+/* The number of distinct rejected values: rejectedIndexes when DHIS2 sent it,
+ * else the union of the conflicts' "indexes"; -1 when the summary says neither. */
+long dhis2_rejected_count(const struct dhis2_summary *s);
+
+/* {"status", "imported", "updated", "ignored", "deleted", "conflicts", "format"},
+ * plus "description" and "rejected_indexes" when DHIS2 sent them, and
+ * "ignored_without_conflict" (the ignored values no conflict explains, when that
+ * can be told) for the attempt's details. Caller decrefs. */
 json_t *dhis2_summary_json(const struct dhis2_summary *s);
 
 /* <route url>/api/dataValueSets with the route's options as query parameters
