@@ -40,6 +40,8 @@ static void value_free(struct report_value *v)
     free(v->comment);
     free(v->org_unit);
     free(v->period);
+    free(v->attribute_option_combo);
+    free(v->annotation);
     free(v->where);
     free(v->de_uid);
     free(v->coc_uid);
@@ -168,8 +170,12 @@ json_t *report_to_json(const struct report *r)
         set_opt(j, "where", v->where);
         set_opt(j, "data_element", v->de_uid);
         set_opt(j, "category_option_combo", v->coc_uid);
-        set_opt(j, "attribute_option_combo", v->aoc_uid);
+        set_opt(j, "attribute_option_combo", v->attribute_option_combo);
+        set_opt(j, "attribute_option_combo_uid", v->aoc_uid);
+        set_opt(j, "annotation", v->annotation);
         set_opt(j, "org_unit_uid", v->ou_uid);
+        if (v->is_text)
+            json_object_set_new(j, "text", json_true());
         if (v->skipped)
             json_object_set_new(j, "skipped", json_true());
         json_array_append_new(vals, j);
