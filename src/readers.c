@@ -6,6 +6,9 @@
  *   openlmis-requisition  an OpenLMIS v3 requisition (FORMATS.md section 5)
  *   dhis2-json            a DHIS2 dataValueSet in the source's codes
  *   adx                   ADX XML, urn:ihe:qrph:adx:2015
+ *   dhis2-csv             DHIS2's CSV data value set, in the source's codes
+ *
+ * Entry points: reader_parse_opts() (reader_parse() is it with the default options).
  *
  * Invariants:
  * - A reader never stops at the first problem: it walks the whole payload and adds
@@ -27,12 +30,14 @@
  */
 #include "hibus/readers.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -40,8 +45,20 @@
 
 #include "hibus/period.h"
 
-const char *const READER_NAMES[] = {"lmis-report", "openlmis-requisition", "dhis2-json", "adx",
-                                    NULL};
+const char *const READER_NAMES[] = {
+    "lmis-report", "openlmis-requisition", "dhis2-json", "adx", "dhis2-csv", NULL};
+
+/* Checked against OpenLMIS's own reasons: openlmis-requisition
+ * src/main/resources/db/demo-data/requisition.stock_adjustment_reasons.csv, and in
+ * openlmis-stockmanagement src/main/resources/db/demo-data/
+ * stockmanagement.stock_card_line_item_reasons.csv plus the migrations in
+ * src/main/resources/db/migration/ that add Consumed, Receipts, Beginning Balance
+ * Excess/Insufficiency (20170830105704952, 20170830183723001) and Unpack Kit
+ * (20190325160137376). ADJUSTMENT + DEBIT: Damage, Expired, Stolen, Lost, Passed open-vial
+ * time limit, Cold chain failure (losses), and the hidden system reasons Consumed and
+ * Beginning Balance Insufficiency, which the hidden rule (is_loss) keeps out. Transfer Out is
+ * TRANSFER and Unpack Kit AGGREGATION: neither is a loss. */
+const char *const READER_DEFAULT_LOSS_CATEGORIES[] = {"ADJUSTMENT", NULL};
 
 #define MAX_PROBLEMS 100
 #define WHERE_MAX 256
@@ -59,6 +76,7 @@ struct rd {
     json_t *problems;
     size_t n; /* problems added by this parse */
     bool nomem;
+    const struct reader_options *opts; /* never NULL */
 };
 
 static void problem(struct rd *rd, const char *where, const char *fmt, ...) HIBUS_PRINTF(3, 4);
@@ -260,16 +278,163 @@ static const char *type_name(const json_t *j)
 }
 
 /* ------------------------------------------------------------------------------------
+ * Numbers too large for jansson
+ *
+ * jansson keeps integers in a long long and refuses the whole document when one does not
+ * fit (json_error_numeric_overflow, "too big integer"), and likewise a real beyond DBL_MAX.
+ * DHIS2 maps the body with Jackson onto its DataValueSet, whose data values keep "value" in
+ * a String, and Jackson takes a number token's text as it is (dhis2-core 2.41.0
+ * dhis-2/dhis-services/dhis-service-dxf2/src/main/java/org/hisp/dhis/dxf2/datavalueset/
+ * JsonDataValueSetReader.java and .../dxf2/datavalue/DataValue.java: private String value).
+ * So for dhis2-json such a number becomes a JSON string of its exact text and the body is
+ * parsed again; positions of any other error are mapped back to the original body.
+ * ------------------------------------------------------------------------------------ */
+
+/* One quote inserted into the rewritten body: where, and on which line (1-based). */
+struct big_insert {
+    size_t off;
+    int line;
+};
+
+struct big_body {
+    char *buf;
+    size_t len;
+    struct big_insert *ins;
+    size_t n_ins;
+};
+
+/* Whether the number token s[0..n) overflows what jansson can hold. */
+static bool big_number(const char *s, size_t n, bool *nomem)
+{
+    char *t = strndup(s, n);
+    if (t == NULL) {
+        *nomem = true;
+        return false;
+    }
+    bool real = strpbrk(t, ".eE") != NULL, over;
+    char *end;
+    errno = 0;
+    if (real) {
+        double d = strtod(t, &end);
+        over = errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL);
+    } else {
+        (void)strtoll(t, &end, 10);
+        over = errno == ERANGE;
+    }
+    free(t);
+    return over;
+}
+
+/* Copies s with every overflowing number token quoted. Strings (with their escapes) are
+ * copied untouched, so digits inside them are never taken for numbers. false when out of
+ * memory. */
+static bool big_rewrite(const char *s, size_t len, struct big_body *out)
+{
+    bool nomem = false;
+    size_t cap_ins = 8;
+    memset(out, 0, sizeof *out);
+    out->buf = malloc(len + 1);
+    out->ins = malloc(cap_ins * sizeof *out->ins);
+    if (out->buf == NULL || out->ins == NULL)
+        goto fail;
+    size_t o = 0, cap = len + 1;
+    int line = 1;
+    for (size_t i = 0; i < len;) {
+        char c = s[i];
+        size_t n = 1;
+        bool quote = false;
+        if (c == '"') {
+            /* A string: up to the next unescaped quote (or the end; jansson reports it). */
+            while (i + n < len && s[i + n] != '"')
+                n += s[i + n] == '\\' && i + n + 1 < len ? 2 : 1;
+            if (i + n < len)
+                n++;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            while (i + n < len && strchr("0123456789+-.eE", s[i + n]) != NULL && s[i + n] != '\0')
+                n++;
+            quote = big_number(s + i, n, &nomem);
+            if (nomem)
+                goto fail;
+        }
+        size_t need = o + n + (quote ? 2 : 0) + 1;
+        if (need > cap) {
+            cap = need + len / 4 + 16;
+            char *b = realloc(out->buf, cap);
+            if (b == NULL)
+                goto fail;
+            out->buf = b;
+        }
+        if (quote && out->n_ins + 2 > cap_ins) {
+            cap_ins *= 2;
+            struct big_insert *b = realloc(out->ins, cap_ins * sizeof *b);
+            if (b == NULL)
+                goto fail;
+            out->ins = b;
+        }
+        if (quote) {
+            out->ins[out->n_ins++] = (struct big_insert){o, line};
+            out->buf[o++] = '"';
+        }
+        for (size_t k = 0; k < n; k++)
+            if (s[i + k] == '\n')
+                line++;
+        memcpy(out->buf + o, s + i, n);
+        o += n;
+        if (quote) {
+            out->ins[out->n_ins++] = (struct big_insert){o, line};
+            out->buf[o++] = '"';
+        }
+        i += n;
+    }
+    out->buf[o] = '\0';
+    out->len = o;
+    return true;
+fail:
+    free(out->buf);
+    free(out->ins);
+    memset(out, 0, sizeof *out);
+    return false;
+}
+
+/* An error in the rewritten body, moved back to the column it has in the original:
+ * the quotes inserted before it on its line are taken off. */
+static int big_column(const struct big_body *b, const json_error_t *e)
+{
+    int col = e->column;
+    for (size_t k = 0; k < b->n_ins; k++)
+        if (b->ins[k].line == e->line && b->ins[k].off < (size_t)e->position)
+            col--;
+    return col;
+}
+
+/* ------------------------------------------------------------------------------------
  * JSON helpers
  * ------------------------------------------------------------------------------------ */
 
-static json_t *load_json(struct rd *rd, const void *body, size_t len, const char *what)
+/* Parses a JSON object body. big_numbers: numbers beyond jansson's range become strings
+ * of their text (see above) instead of refusing the body. */
+static json_t *load_json(struct rd *rd, const void *body, size_t len, const char *what,
+                         bool big_numbers)
 {
     size_t skip;
     if (!check_utf8(rd, body, len, what, &skip))
         return NULL;
+    const char *text = (const char *)body + skip;
+    len -= skip;
     json_error_t e;
-    json_t *root = json_loadb((const char *)body + skip, len - skip, JSON_REJECT_DUPLICATES, &e);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    if (root == NULL && big_numbers && json_error_code(&e) == json_error_numeric_overflow) {
+        struct big_body b;
+        if (!big_rewrite(text, len, &b)) {
+            rd->nomem = true;
+            return NULL;
+        }
+        root = json_loadb(b.buf, b.len, JSON_REJECT_DUPLICATES, &e);
+        if (root == NULL)
+            e.column = big_column(&b, &e);
+        free(b.buf);
+        free(b.ins);
+    }
     if (root == NULL) {
         char where[WHERE_MAX];
         where_fmt(where, "line %d, column %d", e.line, e.column);
@@ -534,15 +699,147 @@ static const struct {
 
 #define N_COLUMNS (sizeof requisition_columns / sizeof requisition_columns[0])
 
-/* losses and adjustments of one line item. When every stockAdjustments entry carries
- * reason.reasonType, losses = the sum of DEBIT quantities and adjustments =
- * totalLossesAndAdjustments + losses (total computed from the entries when absent);
- * otherwise there is no losses value and adjustments = totalLossesAndAdjustments. */
-static void requisition_adjustments(struct rd *rd, const json_t *li, size_t i, char *losses,
-                                    char *adjustments)
+/* Stock adjustment reasons.
+ *
+ * A requisition (v1 RequisitionDto and v2, openlmis-requisition
+ * src/main/java/org/openlmis/requisition/dto/BaseRequisitionDto.java, schemas
+ * src/main/resources/schemas/requisitionDto.json and requisitionV2.json) carries the reasons
+ * once, at the top level: stockAdjustmentReasons[] = ReasonDto {id, name, description,
+ * reasonType, reasonCategory, isFreeTextAllowed, hidden} (dto/ReasonDto.java,
+ * schemas/stockAdjustmentReason.json). Each line item's stockAdjustments[] is
+ * StockAdjustmentDto {id, reasonId, quantity} (dto/stockmanagement/StockAdjustmentDto.java),
+ * quantity never negative (domain/requisition/StockAdjustmentsValidator.java).
+ * reasonType: CREDIT, DEBIT, BALANCE_ADJUSTMENT (dto/ReasonType.java); reasonCategory:
+ * TRANSFER, ADJUSTMENT, PHYSICAL_INVENTORY, AGGREGATION (dto/ReasonCategory.java). OpenLMIS
+ * computes totalLossesAndAdjustments as + quantity for a CREDIT reason and - quantity for any
+ * other (domain/requisition/LineItemFieldsCalculator.java,
+ * calculateTotalLossesAndAdjustments); hibus signs them the same way. */
+
+struct reason {
+    const char *name, *type, *category; /* borrowed; name and category may be NULL */
+    bool hidden;
+    bool valid; /* false: its problems were reported */
+};
+
+struct reasons {
+    const json_t *list;   /* stockAdjustmentReasons, NULL when absent */
+    bool list_invalid;    /* present but not an array (reported) */
+    struct reason *items; /* one per list entry */
+    json_t *by_id;        /* id -> index in items (first of equal ids) */
+    bool missing_reported;
+};
+
+/* Reads a reason object, adding a problem for each bad member (where = its position). */
+static bool read_reason(struct rd *rd, const json_t *o, const char *where, struct reason *out)
 {
-    char where[WHERE_MAX];
+    char w[WHERE_MAX];
+    bool ok = true;
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(o)) {
+        problem(rd, where, "a stock adjustment reason must be an object, not %s", type_name(o));
+        return false;
+    }
+    where_fmt(w, "%s.name", where);
+    ok = get_string(rd, o, "name", w, false, CODE_MAX, &out->name) && ok;
+    where_fmt(w, "%s.reasonCategory", where);
+    ok = get_string(rd, o, "reasonCategory", w, false, CODE_MAX, &out->category) && ok;
+    where_fmt(w, "%s.reasonType", where);
+    if (!get_string(rd, o, "reasonType", w, true, CODE_MAX, &out->type)) {
+        ok = false;
+    } else if (strcmp(out->type, "CREDIT") != 0 && strcmp(out->type, "DEBIT") != 0 &&
+               strcmp(out->type, "BALANCE_ADJUSTMENT") != 0) {
+        problem(rd, w, "reasonType \"%.40s\" is not CREDIT, DEBIT or BALANCE_ADJUSTMENT",
+                out->type);
+        ok = false;
+    }
+    const json_t *h = json_object_get(o, "hidden");
+    where_fmt(w, "%s.hidden", where);
+    if (h != NULL && !json_is_null(h) && !json_is_boolean(h)) {
+        problem(rd, w, "hidden must be a boolean, not %s", type_name(h));
+        ok = false;
+    }
+    out->hidden = json_is_true(h);
+    out->valid = ok;
+    return ok;
+}
+
+/* Reads the top-level stockAdjustmentReasons into rs. */
+static void requisition_reasons(struct rd *rd, const json_t *root, struct reasons *rs)
+{
+    memset(rs, 0, sizeof *rs);
+    const json_t *list = json_object_get(root, "stockAdjustmentReasons");
+    if (list == NULL || json_is_null(list))
+        return;
+    if (!json_is_array(list)) {
+        problem(rd, "stockAdjustmentReasons", "stockAdjustmentReasons must be an array, not %s",
+                type_name(list));
+        rs->list_invalid = true;
+        return;
+    }
+    rs->list = list;
+    size_t n = json_array_size(list);
+    rs->by_id = json_object();
+    rs->items = calloc(n ? n : 1, sizeof *rs->items);
+    if (rs->by_id == NULL || rs->items == NULL) {
+        rd->nomem = true;
+        return;
+    }
+    for (size_t j = 0; j < n; j++) {
+        char where[WHERE_MAX], w[WHERE_MAX];
+        const json_t *o = json_array_get(list, j);
+        const char *id;
+        where_fmt(where, "stockAdjustmentReasons[%zu]", j);
+        read_reason(rd, o, where, &rs->items[j]);
+        where_fmt(w, "%s.id", where);
+        if (json_is_object(o) && get_string(rd, o, "id", w, true, CODE_MAX, &id) &&
+            json_object_get(rs->by_id, id) == NULL &&
+            json_object_set_new(rs->by_id, id, json_integer((json_int_t)j)) != 0)
+            rd->nomem = true;
+    }
+}
+
+static void reasons_free(struct reasons *rs)
+{
+    json_decref(rs->by_id);
+    free(rs->items);
+}
+
+static bool in_list(const char *const *list, const char *s)
+{
+    for (size_t k = 0; list != NULL && s != NULL && list[k] != NULL; k++)
+        if (strcasecmp(list[k], s) == 0)
+            return true;
+    return false;
+}
+
+/* Whether a DEBIT reason is a loss under the channel's options. A hidden reason is one of
+ * OpenLMIS's system reasons (the requisition service's reasons.consumed, .receipts,
+ * .beginningBalanceExcess/Insufficiency in src/main/resources/application.properties, marked
+ * hidden in demo-data/requisition.stock_adjustment_reasons.csv): Consumed and Beginning
+ * Balance Insufficiency are ADJUSTMENT + DEBIT but are no loss, so a hidden reason counts
+ * only when it is named. */
+static bool is_loss(const struct reader_options *o, const struct reason *rs)
+{
+    const char *const *cats = o->loss_categories;
+    if (o->loss_reasons == NULL && cats == NULL)
+        cats = READER_DEFAULT_LOSS_CATEGORIES;
+    if (in_list(o->loss_reasons, rs->name))
+        return true;
+    return !rs->hidden && in_list(cats, rs->category);
+}
+
+/* losses and adjustments of one line item (empty strings: no value). With stockAdjustments,
+ * each entry's reason is resolved (reasonId in stockAdjustmentReasons, else an embedded
+ * "reason" object, the shape hibus read before); losses = the sum of loss quantities and
+ * adjustments = the signed sum of all the others, both from the entries (*derived = true),
+ * and totalLossesAndAdjustments, when present, must equal CREDIT - the rest. Without
+ * stockAdjustments: adjustments = totalLossesAndAdjustments and no losses. */
+static void requisition_adjustments(struct rd *rd, const json_t *li, size_t i, struct reasons *rs,
+                                    char *losses, char *adjustments, bool *derived)
+{
+    char where[WHERE_MAX], w[WHERE_MAX];
     losses[0] = adjustments[0] = '\0';
+    *derived = false;
 
     const json_t *total = json_object_get(li, "totalLossesAndAdjustments");
     if (total != NULL && !json_is_null(total) && !json_is_number(total)) {
@@ -553,73 +850,114 @@ static void requisition_adjustments(struct rd *rd, const json_t *li, size_t i, c
     bool have_total = total != NULL && json_is_number(total);
 
     const json_t *adj = json_object_get(li, "stockAdjustments");
-    size_t typed = 0, n = 0;
-    double debit = 0, credit = 0;
-    bool ok = true;
-    if (adj != NULL && !json_is_null(adj)) {
+    if (adj != NULL && !json_is_null(adj) && !json_is_array(adj)) {
         where_fmt(where, "requisitionLineItems[%zu].stockAdjustments", i);
-        if (!json_is_array(adj)) {
-            problem(rd, where, "stockAdjustments must be an array, not %s", type_name(adj));
-            return;
+        problem(rd, where, "stockAdjustments must be an array, not %s", type_name(adj));
+        return;
+    }
+    size_t n = json_array_size(adj); /* 0 when absent or null */
+    if (n == 0) {
+        if (have_total)
+            format_number(total, adjustments);
+        return;
+    }
+
+    double loss = 0, other = 0, net = 0;
+    bool ok = true;
+    for (size_t k = 0; k < n; k++) {
+        const json_t *a = json_array_get(adj, k);
+        where_fmt(where, "requisitionLineItems[%zu].stockAdjustments[%zu]", i, k);
+        if (!json_is_object(a)) {
+            problem(rd, where, "a stock adjustment must be an object, not %s", type_name(a));
+            ok = false;
+            continue;
         }
-        n = json_array_size(adj);
-        for (size_t k = 0; k < n; k++) {
-            const json_t *a = json_array_get(adj, k);
-            where_fmt(where, "requisitionLineItems[%zu].stockAdjustments[%zu]", i, k);
-            if (!json_is_object(a)) {
-                problem(rd, where, "a stock adjustment must be an object, not %s", type_name(a));
-                ok = false;
-                continue;
-            }
-            const json_t *q = json_object_get(a, "quantity");
-            if (!json_is_number(q)) {
-                where_fmt(where, "requisitionLineItems[%zu].stockAdjustments[%zu].quantity", i, k);
-                problem(rd, where, "quantity must be a number, not %s",
-                        q ? type_name(q) : "missing");
-                ok = false;
-                continue;
-            }
-            const json_t *reason = json_object_get(a, "reason");
-            const json_t *rt =
-                json_is_object(reason) ? json_object_get(reason, "reasonType") : NULL;
-            if (rt == NULL)
-                continue;
-            typed++;
-            const char *t = json_string_value(rt);
-            if (t != NULL && strcmp(t, "DEBIT") == 0) {
-                debit += json_number_value(q);
-            } else if (t != NULL && strcmp(t, "CREDIT") == 0) {
-                credit += json_number_value(q);
-            } else {
-                where_fmt(where,
-                          "requisitionLineItems[%zu].stockAdjustments[%zu].reason.reasonType", i,
-                          k);
-                problem(rd, where, "reasonType must be \"DEBIT\" or \"CREDIT\"");
-                ok = false;
-            }
+        const json_t *q = json_object_get(a, "quantity");
+        where_fmt(w, "%s.quantity", where);
+        if (!json_is_number(q)) {
+            problem(rd, w, "quantity must be a number, not %s", q ? type_name(q) : "missing");
+            ok = false;
+        } else if (json_number_value(q) < 0) {
+            problem(rd, w,
+                    "quantity must not be negative (%g): OpenLMIS quantities are unsigned, the "
+                    "sign comes from the reason's reasonType",
+                    json_number_value(q));
+            ok = false;
+        }
+
+        /* The reason: by reasonId in the list, else embedded. */
+        const char *rid;
+        struct reason embedded, *reason = NULL;
+        where_fmt(w, "%s.reasonId", where);
+        if (!get_string(rd, a, "reasonId", w, false, CODE_MAX, &rid)) {
+            ok = false;
+            continue;
+        }
+        const json_t *idx = rid != NULL ? json_object_get(rs->by_id, rid) : NULL;
+        const json_t *er = json_object_get(a, "reason");
+        if (idx != NULL) {
+            reason = &rs->items[json_integer_value(idx)];
+        } else if (er != NULL && !json_is_null(er)) {
+            char we[WHERE_MAX];
+            where_fmt(we, "%s.reason", where);
+            read_reason(rd, er, we, &embedded);
+            reason = &embedded;
+        } else if (rid == NULL) {
+            problem(rd, where,
+                    "line item %zu, stock adjustment %zu: reasonId is required (the reason "
+                    "tells a loss from other adjustments)",
+                    i, k);
+        } else if (rs->list != NULL) {
+            problem(rd, w,
+                    "line item %zu, stock adjustment %zu: reasonId \"%.64s\" is not in the "
+                    "requisition's stockAdjustmentReasons",
+                    i, k, rid);
+        } else if (!rs->list_invalid && !rs->missing_reported) {
+            rs->missing_reported = true;
+            problem(rd, "stockAdjustmentReasons",
+                    "the requisition has stock adjustments (first at %s) but no "
+                    "stockAdjustmentReasons to resolve their reasonId: send the requisition "
+                    "as the requisition service returns it (GET /api/requisitions/{id})",
+                    where);
+        }
+        if (reason == NULL || !reason->valid) {
+            ok = false;
+            continue;
+        }
+        if (!ok)
+            continue;
+        double v = json_number_value(q);
+        if (strcmp(reason->type, "CREDIT") == 0) {
+            net += v;
+            other += v;
+        } else {
+            net -= v;
+            if (strcmp(reason->type, "DEBIT") == 0 && is_loss(rd->opts, reason))
+                loss += v;
+            else
+                other -= v;
         }
     }
     if (!ok)
         return;
-    if (typed > 0 && typed < n) {
-        where_fmt(where, "requisitionLineItems[%zu].stockAdjustments", i);
+    if (have_total && fabs(json_number_value(total) - net) > 1e-9) {
+        char t[NUMBER_MAX], c[NUMBER_MAX];
+        format_number(total, t);
+        format_double(net, c);
+        where_fmt(where, "requisitionLineItems[%zu].totalLossesAndAdjustments", i);
         problem(rd, where,
-                "%zu of %zu stock adjustments have a reason.reasonType: either all or none "
-                "must have one, to tell losses from other adjustments",
-                typed, n);
+                "line item %zu: totalLossesAndAdjustments is %s but its stockAdjustments add up "
+                "to %s (CREDIT quantities minus the others)",
+                i, t, c);
         return;
     }
-    if (typed > 0) {
-        double net = have_total ? json_number_value(total) : credit - debit;
-        format_double(debit, losses);
-        format_double(net + debit, adjustments);
-    } else if (have_total) {
-        format_number(total, adjustments);
-    }
+    format_double(loss, losses);
+    format_double(other, adjustments);
+    *derived = true;
 }
 
 static void requisition_line(struct rd *rd, struct report *r, const json_t *li, size_t i,
-                             json_t *seen, size_t *n_reported)
+                             json_t *seen, size_t *n_reported, struct reasons *rs)
 {
     char where[WHERE_MAX];
     where_fmt(where, "requisitionLineItems[%zu]", i);
@@ -678,14 +1016,16 @@ static void requisition_line(struct rd *rd, struct report *r, const json_t *li, 
             }
     }
     char losses[NUMBER_MAX], adjustments[NUMBER_MAX];
-    requisition_adjustments(rd, li, i, losses, adjustments);
+    bool derived;
+    requisition_adjustments(rd, li, i, rs, losses, adjustments, &derived);
     for (size_t m = 0; m < 8; m++) {
         if (strcmp(REPORT_MEASURES[m], "losses") == 0 && losses[0] != '\0') {
             memcpy(vals[m], losses, NUMBER_MAX);
             where_fmt(wheres[m], "requisitionLineItems[%zu].stockAdjustments", i);
         } else if (strcmp(REPORT_MEASURES[m], "adjustments") == 0 && adjustments[0] != '\0') {
             memcpy(vals[m], adjustments, NUMBER_MAX);
-            where_fmt(wheres[m], "requisitionLineItems[%zu].totalLossesAndAdjustments", i);
+            where_fmt(wheres[m], "requisitionLineItems[%zu].%s", i,
+                      derived ? "stockAdjustments" : "totalLossesAndAdjustments");
         }
     }
     if (item == NULL)
@@ -740,9 +1080,12 @@ static void read_requisition(struct rd *rd, struct report *r, const json_t *root
         rd->nomem = true;
         return;
     }
+    struct reasons rs;
+    requisition_reasons(rd, root, &rs);
     size_t reported = 0;
-    for (size_t i = 0; i < json_array_size(items); i++)
-        requisition_line(rd, r, json_array_get(items, i), i, seen, &reported);
+    for (size_t i = 0; i < json_array_size(items) && !rd->nomem; i++)
+        requisition_line(rd, r, json_array_get(items, i), i, seen, &reported, &rs);
+    reasons_free(&rs);
     json_decref(seen);
     if (reported == 0)
         problem(rd, "requisitionLineItems", "every line item is skipped: nothing to report");
@@ -752,17 +1095,43 @@ static void read_requisition(struct rd *rd, struct report *r, const json_t *root
  * dhis2-json
  * ------------------------------------------------------------------------------------ */
 
-static bool valid_period_id(struct rd *rd, const char *id, const char *where)
+/* Parses a period id in any spelling DHIS2 accepts (period_parse gives the canonical id
+ * in p->id, which is what a report keeps: "2024W01" is stored as "2024W1"). */
+static bool valid_period_id(struct rd *rd, const char *id, const char *where, struct period *p)
 {
-    struct period p;
-    if (period_parse(id, &p))
+    if (period_parse(id, p))
         return true;
     problem(rd, where, "\"%.40s\" is not a DHIS2 period id (such as 202401, 2024Q1, 2024W1)", id);
     return false;
 }
 
+/* Sets the report's period (canonical id and dates). */
+static void set_report_period(struct rd *rd, struct report *r, const struct period *p)
+{
+    char d[11];
+    set_field(rd, &r->period, p->id);
+    period_date_format(p->start, d);
+    set_field(rd, &r->period_start, d);
+    period_date_format(p->end, d);
+    set_field(rd, &r->period_end, d);
+}
+
+/* The per-value overrides of a value: each is kept only when it differs from the
+ * report's own (NULL = the report's). pe is a canonical period id; any may be NULL. */
+static void set_overrides(struct rd *rd, const struct report *r, struct report_value *v,
+                          const char *pe, const char *ou, const char *aoc)
+{
+    if (pe != NULL && (r->period == NULL || strcmp(pe, r->period) != 0))
+        set_field(rd, &v->period, pe);
+    if (ou != NULL && (r->org_unit == NULL || strcmp(ou, r->org_unit) != 0))
+        set_field(rd, &v->org_unit, ou);
+    if (aoc != NULL &&
+        (r->attribute_option_combo == NULL || strcmp(aoc, r->attribute_option_combo) != 0))
+        set_field(rd, &v->attribute_option_combo, aoc);
+}
+
 static void dhis2_value(struct rd *rd, struct report *r, const json_t *dv, size_t i,
-                        const char *set_period, const char *set_ou, const char *set_aoc)
+                        const char *set_period, const char *set_ou)
 {
     char where[WHERE_MAX], w[WHERE_MAX];
     where_fmt(where, "dataValues[%zu]", i);
@@ -771,6 +1140,7 @@ static void dhis2_value(struct rd *rd, struct report *r, const json_t *dv, size_
         return;
     }
     const char *de, *coc, *pe, *ou, *aoc, *comment;
+    struct period p = {.id = ""};
     bool ok = true;
     where_fmt(w, "dataValues[%zu].dataElement", i);
     ok = get_string(rd, dv, "dataElement", w, true, CODE_MAX, &de) && ok;
@@ -782,7 +1152,7 @@ static void dhis2_value(struct rd *rd, struct report *r, const json_t *dv, size_
     where_fmt(w, "dataValues[%zu].period", i);
     if (!get_string(rd, dv, "period", w, false, CODE_MAX, &pe))
         ok = false;
-    else if (pe != NULL && !valid_period_id(rd, pe, w))
+    else if (pe != NULL && !valid_period_id(rd, pe, w, &p))
         ok = false;
     else if (pe == NULL && set_period == NULL) {
         problem(rd, w, "no period: set one on the data value set or on each data value");
@@ -795,18 +1165,12 @@ static void dhis2_value(struct rd *rd, struct report *r, const json_t *dv, size_
         problem(rd, w, "no orgUnit: set one on the data value set or on each data value");
         ok = false;
     }
-    /* The report carries one attribute option combo; a value that names another one
-     * cannot be represented and is refused rather than silently moved. */
+    /* DHIS2 takes an attributeOptionCombo per data value (dhis2-core 2.41.0
+     * dhis-2/dhis-services/dhis-service-dxf2/src/main/java/org/hisp/dhis/dxf2/datavalue/
+     * DataValue.java); the value keeps it when it is not the set's. */
     where_fmt(w, "dataValues[%zu].attributeOptionCombo", i);
     if (!get_string(rd, dv, "attributeOptionCombo", w, false, CODE_MAX, &aoc))
         ok = false;
-    else if (aoc != NULL && (set_aoc == NULL || strcmp(aoc, set_aoc) != 0)) {
-        problem(rd, w,
-                "attributeOptionCombo \"%.64s\" differs from the data value set's: a report has "
-                "one attribute option combo",
-                aoc);
-        ok = false;
-    }
 
     const json_t *v = json_object_get(dv, "value");
     char num[NUMBER_MAX];
@@ -831,11 +1195,7 @@ static void dhis2_value(struct rd *rd, struct report *r, const json_t *dv, size_
         rd->nomem = true;
         return;
     }
-    /* Overrides only where they differ from the report's own period and org unit. */
-    if (pe != NULL && (r->period == NULL || strcmp(pe, r->period) != 0))
-        set_field(rd, &rv->period, pe);
-    if (ou != NULL && (r->org_unit == NULL || strcmp(ou, r->org_unit) != 0))
-        set_field(rd, &rv->org_unit, ou);
+    set_overrides(rd, r, rv, pe != NULL ? p.id : NULL, ou, aoc);
 }
 
 static void read_dhis2_json(struct rd *rd, struct report *r, const json_t *root)
@@ -849,9 +1209,10 @@ static void read_dhis2_json(struct rd *rd, struct report *r, const json_t *root)
         set_field(rd, &r->attribute_option_combo, aoc);
     /* A set-level period or orgUnit that is present but wrong is one problem, not one
      * more per data value: the values are then checked against "" (never matching). */
+    struct period sp;
     if (!get_string(rd, root, "period", "period", false, CODE_MAX, &pe))
         pe = "";
-    else if (pe != NULL && !valid_period_id(rd, pe, "period"))
+    else if (pe != NULL && !valid_period_id(rd, pe, "period", &sp))
         pe = "";
     if (!get_string(rd, root, "orgUnit", "orgUnit", false, CODE_MAX, &ou))
         ou = "";
@@ -884,18 +1245,13 @@ static void read_dhis2_json(struct rd *rd, struct report *r, const json_t *root)
     }
     if (rpe != NULL) {
         struct period p;
-        char d[11];
         period_parse(rpe, &p);
-        set_field(rd, &r->period, p.id);
-        period_date_format(p.start, d);
-        set_field(rd, &r->period_start, d);
-        period_date_format(p.end, d);
-        set_field(rd, &r->period_end, d);
+        set_report_period(rd, r, &p);
     }
     set_field(rd, &r->org_unit, rou);
 
     for (size_t i = 0; i < json_array_size(dvs); i++)
-        dhis2_value(rd, r, json_array_get(dvs, i), i, pe, ou, aoc);
+        dhis2_value(rd, r, json_array_get(dvs, i), i, pe, ou);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -1064,51 +1420,70 @@ static const char *const group_attrs[] = {
     "orgUnit", "period", "dataSet", "completeDate", "attributeOptionCombo", NULL};
 static const char *const value_attrs[] = {"dataElement", "value", "categoryOptionCombo", NULL};
 
-/* Compares an optional string with the report's; a different one is a problem. */
-static void same_as_first(struct rd *rd, const char *first, const char *got, const char *what,
-                          const char *where)
-{
-    if ((first == NULL) != (got == NULL) || (first != NULL && strcmp(first, got) != 0))
-        problem(rd, where,
-                "%s \"%.64s\" differs from the first group's \"%.64s\": a report has one %s", what,
-                got ? got : "", first ? first : "", what);
-}
-
+/* One dataValue. ou, pe (canonical) and aoc are its group's (aoc may be NULL).
+ *
+ * <annotation>: DHIS2 reads it only for a data element whose value type is not numeric,
+ * and then it replaces the value attribute; for a numeric one it is ignored. The value
+ * attribute is required either way: "value attribute is required on 'dataValue'" is checked
+ * before the annotation, and DHIS2's own export writes value="0" beside the annotation of a
+ * text data element (dhis2-core 2.36.0 .. 2.41.0 dhis-2/dhis-services/dhis-service-dxf2/src/
+ * main/java/org/hisp/dhis/dxf2/adx/DefaultAdxDataService.java, parseADXDataValueToDxf /
+ * parseAdxDataValueToDxf and the export loop). Only the mapping knows the value type, so the
+ * annotation is kept apart (report_value.annotation), never as a comment. */
 static void adx_value(struct rd *rd, struct report *r, const xmlNode *dv, const char *gw, size_t vi,
-                      const char *ou, const char *pe)
+                      const char *ou, const char *pe, const char *aoc)
 {
     char where[WHERE_MAX];
     where_fmt(where, "%s/dataValue[%zu]", gw, vi);
+    const xmlNode *an = NULL;
+    for (const xmlNode *c = dv->children; c != NULL && an == NULL; c = c->next)
+        if (is_adx(c, "annotation"))
+            an = c;
+    char *annotation = an != NULL ? (char *)xmlNodeGetContent(an) : NULL;
     char *de = required_attr(rd, dv, "dataElement", where);
-    char *value = required_attr(rd, dv, "value", where);
+    char *value = NULL;
+    char *raw = attr(dv, "value");
+    if (raw == NULL && annotation != NULL) {
+        char w[WHERE_MAX];
+        where_fmt(w, "%s@value", where);
+        problem(rd, w,
+                "attribute value is required, also beside an annotation (DHIS2 refuses a "
+                "dataValue without it; its own ADX export writes value=\"0\" there)");
+    } else {
+        value = required_attr(rd, dv, "value", where);
+    }
+    xmlFree(raw);
     char *measure = disaggregation(rd, dv, value_attrs, "categoryOptionCombo");
-    char *comment = NULL;
     for (const xmlNode *c = dv->children; c != NULL; c = c->next) {
-        if (is_adx(c, "annotation") && comment == NULL) {
-            comment = (char *)xmlNodeGetContent(c);
-        } else if (c->type == XML_ELEMENT_NODE) {
+        if (c != an && c->type == XML_ELEMENT_NODE) {
             char w[WHERE_MAX];
             where_fmt(w, "%s/%s", where, (const char *)c->name);
             problem(rd, w, "unexpected element %.64s in a dataValue", (const char *)c->name);
         }
     }
-    if (comment != NULL && strlen(comment) > TEXT_MAX) {
-        problem(rd, where, "the annotation is too long (%zu bytes)", strlen(comment));
+    if (annotation != NULL && strlen(annotation) > TEXT_MAX) {
+        problem(rd, where, "the annotation is too long (%zu bytes)", strlen(annotation));
     } else if (de != NULL && value != NULL) {
-        struct report_value *v = report_add(r, de, measure, value, comment, where);
-        if (v == NULL)
+        struct report_value *v = report_add(r, de, measure, value, NULL, where);
+        if (v == NULL) {
             rd->nomem = true;
-        else if (r->org_unit != NULL && strcmp(ou, r->org_unit) != 0)
-            set_field(rd, &v->org_unit, ou);
-        if (v != NULL && r->period != NULL && strcmp(pe, r->period) != 0)
-            set_field(rd, &v->period, pe);
+        } else {
+            set_overrides(rd, r, v, pe, ou, aoc);
+            set_field(rd, &v->annotation, annotation);
+        }
     }
     xmlFree(de);
     xmlFree(value);
-    xmlFree(comment);
+    xmlFree(annotation);
     free(measure);
 }
 
+/* One group. Groups are independent in DHIS2 (each is turned into its own data values,
+ * DefaultAdxDataService.parseAdxGroupToDxf), so org unit, period and attribute option combo
+ * may change from group to group: the first group's are the report's, and the values of a
+ * later group carry theirs where they differ. The data set may not change (a report has
+ * one); neither may a group lack the attribute option combo the first group has, since a
+ * value cannot say "the default combo" when the report names another. */
 static void adx_group(struct rd *rd, struct report *r, const xmlNode *g, size_t gi, bool first)
 {
     char gw[WHERE_MAX], where[WHERE_MAX];
@@ -1136,21 +1511,22 @@ static void adx_group(struct rd *rd, struct report *r, const xmlNode *g, size_t 
         set_field(rd, &r->data_set, ds);
         set_field(rd, &r->complete_date, cd);
         set_field(rd, &r->attribute_option_combo, aoc);
-        if (have_period) {
-            char d[11];
-            set_field(rd, &r->period, p.id);
-            period_date_format(p.start, d);
-            set_field(rd, &r->period_start, d);
-            period_date_format(p.end, d);
-            set_field(rd, &r->period_end, d);
-        }
+        if (have_period)
+            set_report_period(rd, r, &p);
     } else {
-        if (ds != NULL) {
+        if (ds != NULL && (r->data_set == NULL || strcmp(ds, r->data_set) != 0)) {
             where_fmt(where, "%s@dataSet", gw);
-            same_as_first(rd, r->data_set, ds, "data set", where);
+            problem(rd, where,
+                    "data set \"%.64s\" differs from the first group's \"%.64s\": a report has "
+                    "one data set",
+                    ds, r->data_set ? r->data_set : "");
         }
-        where_fmt(where, "%s@attributeOptionCombo", gw);
-        same_as_first(rd, r->attribute_option_combo, aoc, "attribute option combo", where);
+        if (aoc == NULL && r->attribute_option_combo != NULL) {
+            problem(rd, gw,
+                    "the group has no attribute option combo but the first group has \"%.64s\": "
+                    "give every group one, or put the groups without one first",
+                    r->attribute_option_combo);
+        }
     }
 
     size_t vi = 0;
@@ -1160,10 +1536,10 @@ static void adx_group(struct rd *rd, struct report *r, const xmlNode *g, size_t 
         if (is_adx(c, "dataValue")) {
             vi++;
             if (ou != NULL && have_period)
-                adx_value(rd, r, c, gw, vi, ou, p.id);
+                adx_value(rd, r, c, gw, vi, ou, p.id, aoc);
             else {
                 /* Still check the values, against placeholders that never match. */
-                adx_value(rd, r, c, gw, vi, "", "");
+                adx_value(rd, r, c, gw, vi, "", "", aoc);
             }
         } else {
             where_fmt(where, "%s/%s", gw, (const char *)c->name);
@@ -1258,6 +1634,285 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------
+ * dhis2-csv
+ *
+ * DHIS2 reads a CSV data value set by column position, never by header name (dhis2-core
+ * 2.41.0 dhis-2/dhis-services/dhis-service-dxf2/src/main/java/org/hisp/dhis/dxf2/
+ * datavalueset/CsvDataValueSetReader.java; 2.36.0 .../dxf2/datavalue/StreamingCsvDataValue
+ * .java), in the order of its own export header (CsvDataValueSetWriter.HEADER_ROW) below.
+ * Whether the first row is a header is an import option, firstRowIsHeader, true by default
+ * (.../dxf2/common/ImportOptions.java): DHIS2 drops the first row whatever it holds. hibus
+ * has no such option and looks instead: the first row is a header when its first cell is
+ * "dataelement" or its second "period" (case-insensitively; DHIS2's own test files spell
+ * the first "dataelelement": dhis-2/dhis-test-integration/src/test/resources/dxf2/
+ * datavalueset/dataValueSetB.csv). The parser (com.csvreader.CsvReader with its defaults,
+ * CsvUtils.getReader) trims blanks around unquoted cells and skips empty records; hibus
+ * does the same, and is otherwise RFC 4180: "," between cells, quoted cells with "" for a
+ * quote and line breaks inside, CRLF or LF between rows.
+ * ------------------------------------------------------------------------------------ */
+
+enum {
+    CSV_DE,
+    CSV_PE,
+    CSV_OU,
+    CSV_COC,
+    CSV_AOC,
+    CSV_VALUE,
+    CSV_STOREDBY,
+    CSV_LASTUPDATED,
+    CSV_COMMENT,
+    CSV_FOLLOWUP,
+    CSV_DELETED,
+    CSV_COLUMNS
+};
+
+/* clang-format off */
+static const char *const csv_names[CSV_COLUMNS] = {
+    "dataelement", "period", "orgunit", "categoryoptioncombo", "attributeoptioncombo", "value",
+    "storedby", "lastupdated", "comment", "followup", "deleted"};
+/* clang-format on */
+
+struct csv {
+    const char *s;
+    size_t len, pos;
+    int line; /* of pos, 1-based */
+    size_t row;
+    char *cell[CSV_COLUMNS]; /* the first CSV_COLUMNS cells of the row */
+    size_t ncells;           /* all cells of the row, also those beyond */
+    bool blank;              /* every cell is empty */
+};
+
+static void csv_clear(struct csv *c)
+{
+    for (size_t k = 0; k < CSV_COLUMNS; k++) {
+        free(c->cell[k]);
+        c->cell[k] = NULL;
+    }
+    c->ncells = 0;
+    c->blank = true;
+}
+
+/* Moves past the rest of the current line (after a problem in it). */
+static void csv_skip_line(struct csv *c)
+{
+    while (c->pos < c->len && c->s[c->pos] != '\n' && c->s[c->pos] != '\r')
+        c->pos++;
+    if (c->pos < c->len && c->s[c->pos] == '\r')
+        c->pos++;
+    if (c->pos < c->len && c->s[c->pos] == '\n')
+        c->pos++;
+    c->line++;
+}
+
+static void csv_where(char *where, size_t row, size_t col)
+{
+    if (col < CSV_COLUMNS)
+        where_fmt(where, "row %zu, column %s", row, csv_names[col]);
+    else
+        where_fmt(where, "row %zu, column %zu", row, col + 1);
+}
+
+/* Reads the next row into c->cell. 1: a row; 0: the end of the body; -1: a row with a
+ * syntax problem (reported, skipped); -2: a problem that ends the body (reported). */
+static int csv_row(struct rd *rd, struct csv *c)
+{
+    csv_clear(c);
+    if (c->pos >= c->len)
+        return 0;
+    c->row++;
+    char where[WHERE_MAX];
+    for (;;) {
+        const char *s = c->s;
+        size_t col = c->ncells;
+        char *cell = NULL;
+        while (c->pos < c->len && (s[c->pos] == ' ' || s[c->pos] == '\t'))
+            c->pos++;
+        if (c->pos < c->len && s[c->pos] == '"') {
+            /* Quoted: up to the lone closing quote; "" is a quote; line breaks are kept.
+             * First find the end (and the length), then copy. */
+            int open_line = c->line;
+            size_t end = c->pos + 1, n = 0;
+            while (end < c->len && !(s[end] == '"' && (end + 1 >= c->len || s[end + 1] != '"'))) {
+                end += s[end] == '"' ? 2 : 1;
+                n++;
+            }
+            if (end >= c->len) {
+                csv_where(where, c->row, col);
+                problem(rd, where,
+                        "a quoted cell opened on line %d is not closed (a quote inside a "
+                        "quoted cell is written \"\")",
+                        open_line);
+                return -2;
+            }
+            cell = malloc(n + 1);
+            if (cell == NULL) {
+                rd->nomem = true;
+                return -2;
+            }
+            n = 0;
+            for (size_t k = c->pos + 1; k < end; k++) {
+                if (s[k] == '\n')
+                    c->line++;
+                cell[n++] = s[k];
+                if (s[k] == '"')
+                    k++; /* the second quote of "" */
+            }
+            c->pos = end + 1;
+            cell[n] = '\0';
+            while (c->pos < c->len && (s[c->pos] == ' ' || s[c->pos] == '\t'))
+                c->pos++;
+            if (c->pos < c->len && s[c->pos] != ',' && s[c->pos] != '\r' && s[c->pos] != '\n') {
+                free(cell);
+                csv_where(where, c->row, col);
+                problem(rd, where,
+                        "unexpected text after the closing quote of a cell (line %d): a quote "
+                        "inside a quoted cell is written \"\"",
+                        c->line);
+                csv_skip_line(c);
+                return -1;
+            }
+        } else {
+            size_t start = c->pos;
+            while (c->pos < c->len && s[c->pos] != ',' && s[c->pos] != '\r' && s[c->pos] != '\n') {
+                if (s[c->pos] == '"') {
+                    csv_where(where, c->row, col);
+                    problem(rd, where,
+                            "a quote inside an unquoted cell (line %d): quote the whole cell "
+                            "and write the quote as \"\"",
+                            c->line);
+                    csv_skip_line(c);
+                    return -1;
+                }
+                c->pos++;
+            }
+            size_t end = c->pos;
+            while (end > start && (s[end - 1] == ' ' || s[end - 1] == '\t'))
+                end--;
+            cell = strndup(s + start, end - start);
+            if (cell == NULL) {
+                rd->nomem = true;
+                return -2;
+            }
+        }
+        if (cell[0] != '\0')
+            c->blank = false;
+        if (col < CSV_COLUMNS)
+            c->cell[col] = cell;
+        else
+            free(cell);
+        c->ncells++;
+        if (c->pos < c->len && s[c->pos] == ',') {
+            c->pos++;
+            continue;
+        }
+        if (c->pos < c->len)
+            csv_skip_line(c); /* the line break itself */
+        return 1;
+    }
+}
+
+/* A cell as a value: NULL when empty or absent; a problem when too long. */
+static const char *csv_cell(struct rd *rd, const struct csv *c, size_t col, bool required,
+                            size_t max, bool *ok)
+{
+    char where[WHERE_MAX];
+    const char *v = col < c->ncells ? c->cell[col] : NULL;
+    csv_where(where, c->row, col);
+    if (v == NULL || *v == '\0') {
+        if (required) {
+            problem(rd, where, "%s is required", csv_names[col]);
+            *ok = false;
+        }
+        return NULL;
+    }
+    if (strlen(v) > max) {
+        problem(rd, where, "%s is too long (%zu bytes, at most %zu)", csv_names[col], strlen(v),
+                max);
+        *ok = false;
+        return NULL;
+    }
+    return v;
+}
+
+static void csv_value(struct rd *rd, struct report *r, const struct csv *c)
+{
+    char where[WHERE_MAX];
+    if (c->ncells <= CSV_VALUE) {
+        where_fmt(where, "row %zu", c->row);
+        problem(rd, where,
+                "the row has %zu cells: DHIS2 reads CSV columns by position and needs at least "
+                "6 (dataelement, period, orgunit, categoryoptioncombo, attributeoptioncombo, "
+                "value)",
+                c->ncells);
+        return;
+    }
+    bool ok = true;
+    struct period p = {.id = ""};
+    const char *de = csv_cell(rd, c, CSV_DE, true, CODE_MAX, &ok);
+    const char *pe = csv_cell(rd, c, CSV_PE, true, CODE_MAX, &ok);
+    if (pe != NULL) {
+        csv_where(where, c->row, CSV_PE);
+        if (!valid_period_id(rd, pe, where, &p))
+            ok = false;
+        else if (r->period == NULL)
+            set_report_period(rd, r, &p);
+    }
+    const char *ou = csv_cell(rd, c, CSV_OU, true, CODE_MAX, &ok);
+    if (ou != NULL && r->org_unit == NULL)
+        set_field(rd, &r->org_unit, ou);
+    const char *coc = csv_cell(rd, c, CSV_COC, false, CODE_MAX, &ok);
+    const char *aoc = csv_cell(rd, c, CSV_AOC, false, CODE_MAX, &ok);
+    const char *value = csv_cell(rd, c, CSV_VALUE, true, TEXT_MAX, &ok);
+    const char *comment = csv_cell(rd, c, CSV_COMMENT, false, TEXT_MAX, &ok);
+    if (!ok)
+        return;
+    where_fmt(where, "row %zu", c->row);
+    struct report_value *v = report_add(r, de, coc, value, comment, where);
+    if (v == NULL)
+        rd->nomem = true;
+    else
+        set_overrides(rd, r, v, p.id, ou, aoc);
+}
+
+static void read_dhis2_csv(struct rd *rd, struct report *r, const void *body, size_t len)
+{
+    size_t skip;
+    if (!check_utf8(rd, body, len, "a DHIS2 CSV data value set", &skip))
+        return;
+    const char *nul = memchr(body, '\0', len);
+    if (nul != NULL) {
+        int line, col;
+        char where[WHERE_MAX];
+        line_col(body, (size_t)(nul - (const char *)body), &line, &col);
+        where_fmt(where, "line %d, column %d", line, col);
+        problem(rd, where, "the body contains a NUL byte (line %d, column %d)", line, col);
+        return;
+    }
+    struct csv c = {.s = (const char *)body + skip, .len = len - skip, .line = 1};
+    size_t rows = 0;
+    bool first = true;
+    int rc;
+    while ((rc = csv_row(rd, &c)) != 0 && rc != -2 && !rd->nomem) {
+        if (rc < 0) {
+            first = false;
+            continue;
+        }
+        if (c.blank)
+            continue; /* a blank line, or a row of empty cells, as CsvReader skips them */
+        bool header = first && ((c.cell[0] != NULL && strcasecmp(c.cell[0], "dataelement") == 0) ||
+                                (c.cell[1] != NULL && strcasecmp(c.cell[1], "period") == 0));
+        first = false;
+        if (header)
+            continue;
+        rows++;
+        csv_value(rd, r, &c);
+    }
+    csv_clear(&c);
+    if (rows == 0 && rd->n == 0)
+        problem(rd, "body", "the CSV has no data row");
+}
+
+/* ------------------------------------------------------------------------------------
  * Entry points
  * ------------------------------------------------------------------------------------ */
 
@@ -1283,10 +1938,18 @@ bool reader_known(const char *name)
 enum hibus_err reader_parse(const char *name, const void *body, size_t len, struct report **out,
                             json_t *problems)
 {
+    return reader_parse_opts(name, body, len, NULL, out, problems);
+}
+
+enum hibus_err reader_parse_opts(const char *name, const void *body, size_t len,
+                                 const struct reader_options *opts, struct report **out,
+                                 json_t *problems)
+{
+    static const struct reader_options defaults = {NULL, NULL};
     json_t *own = NULL;
     if (problems == NULL && (problems = own = json_array()) == NULL)
         return HIBUS_E_NOMEM;
-    struct rd rd = {.problems = problems};
+    struct rd rd = {.problems = problems, .opts = opts != NULL ? opts : &defaults};
     if (!reader_known(name)) {
         report_problem(problems, "reader", "unknown reader \"%s\"", name ? name : "(null)");
         json_decref(own);
@@ -1302,19 +1965,24 @@ enum hibus_err reader_parse(const char *name, const void *body, size_t len, stru
 
     if (strcmp(name, "adx") == 0) {
         read_adx(&rd, r, body, len);
+    } else if (strcmp(name, "dhis2-csv") == 0) {
+        read_dhis2_csv(&rd, r, body, len);
     } else {
         static const struct {
             const char *name, *what;
             void (*read)(struct rd *, struct report *, const json_t *);
+            bool big_numbers; /* numbers beyond 64 bits kept as their text */
         } json_readers[] = {
-            {"lmis-report", "an lmis-report JSON object", read_lmis_report},
-            {"openlmis-requisition", "an OpenLMIS requisition JSON object", read_requisition},
-            {"dhis2-json", "a DHIS2 dataValueSet JSON object", read_dhis2_json},
+            {"lmis-report", "an lmis-report JSON object", read_lmis_report, false},
+            {"openlmis-requisition", "an OpenLMIS requisition JSON object", read_requisition,
+             false},
+            {"dhis2-json", "a DHIS2 dataValueSet JSON object", read_dhis2_json, true},
         };
         for (size_t i = 0; i < sizeof json_readers / sizeof json_readers[0]; i++) {
             if (strcmp(name, json_readers[i].name) != 0)
                 continue;
-            json_t *root = load_json(&rd, body, len, json_readers[i].what);
+            json_t *root =
+                load_json(&rd, body, len, json_readers[i].what, json_readers[i].big_numbers);
             if (root != NULL)
                 json_readers[i].read(&rd, r, root);
             json_decref(root);

@@ -1,5 +1,5 @@
 /*
- * test_readers.c - the four readers against golden files, plus the edges that are
+ * test_readers.c - the five readers against golden files, plus the edges that are
  * easier to state inline (numbers as text, encodings, limits).
  *
  * Golden cases live in tests/data/readers/: <reader>.<case>.<ext> is the input and
@@ -39,15 +39,25 @@ static const struct golden_case {
     {"openlmis-requisition", "openlmis-requisition.valid.json"},
     {"openlmis-requisition", "openlmis-requisition.facility-id.json"},
     {"openlmis-requisition", "openlmis-requisition.bad.json"},
+    {"openlmis-requisition", "openlmis-requisition.demo.json"},
+    {"openlmis-requisition", "openlmis-requisition.bad-reasons.json"},
     {"dhis2-json", "dhis2-json.valid.json"},
     {"dhis2-json", "dhis2-json.no-set-defaults.json"},
     {"dhis2-json", "dhis2-json.bad.json"},
+    {"dhis2-json", "dhis2-json.aoc.json"},
+    {"dhis2-json", "dhis2-json.big-numbers.json"},
     {"adx", "adx.valid.xml"},
     {"adx", "adx.xxe.xml"},
     {"adx", "adx.entity-bomb.xml"},
     {"adx", "adx.wrong-namespace.xml"},
     {"adx", "adx.bad-period.xml"},
     {"adx", "adx.malformed.xml"},
+    {"adx", "adx.aoc.xml"},
+    {"adx", "adx.bad-aoc.xml"},
+    {"dhis2-csv", "dhis2-csv.valid.csv"},
+    {"dhis2-csv", "dhis2-csv.no-header.csv"},
+    {"dhis2-csv", "dhis2-csv.dhis2-test-file.csv"},
+    {"dhis2-csv", "dhis2-csv.bad.csv"},
     /* The example in docs/ must stay readable. */
     {"lmis-report", "../../../docs/examples/stock-report.json"},
 };
@@ -268,7 +278,8 @@ static void test_names_and_unknown_reader(void **state)
         assert_true(reader_known(READER_NAMES[n]));
         n++;
     }
-    assert_int_equal(n, 4);
+    assert_int_equal(n, 5);
+    assert_true(reader_known("dhis2-csv"));
     assert_false(reader_known("csv"));
     assert_false(reader_known(NULL));
 
@@ -353,6 +364,381 @@ static void test_dtd_variants(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------------------
+ * openlmis-requisition: losses from the reasons
+ * ------------------------------------------------------------------------------------ */
+
+/* A requisition with one line item whose stockAdjustments are adj (JSON array text) and
+ * whose totalLossesAndAdjustments is total (NULL: absent), and the demo reason list of
+ * openlmis-requisition src/main/resources/db/demo-data/requisition.stock_adjustment_reasons
+ * .csv (requisition 6167e65c...) plus a BALANCE_ADJUSTMENT reason. Returns the losses and
+ * adjustments values ("" when there is none); fails on any problem. */
+#define R_TRANSFER_IN "e3fc3cf3-da18-44b0-a220-77c985202e06"
+#define R_TRANSFER_OUT "c1fc3cf3-da18-44b0-a220-77c985202e06"
+#define R_FACILITY_RETURN "279d55bd-42e3-438c-a63d-9c021b185dae"
+#define R_DAMAGE "5b09202e-b8a7-4f77-9e0e-8156f8efc613"
+#define R_EXPIRED "3e7940db-49a5-492f-a4eb-75acb981dd2b"
+#define R_STOLEN "09e1d05d-f736-4834-9346-c27196a99eae"
+#define R_LOST "b7e99f5b-af04-433d-9c30-d4f90c60c47b"
+#define R_COLD_CHAIN "6f8d0431-6ec5-4280-9019-c6024b168b23"
+#define R_CONSUMED "b5c27da7-bdda-4790-925a-9484c5dfb594"
+#define R_BB_INSUFFICIENCY "f8bb41e2-ab43-4781-ae7a-7bf3b5116b82"
+#define R_BALANCE "0b6ab3bc-0000-4000-8000-000000000001"
+
+static const char REASONS[] =
+    "[{\"id\":\"" R_TRANSFER_IN "\",\"name\":\"Transfer In\",\"reasonType\":\"CREDIT\","
+    "\"reasonCategory\":\"TRANSFER\"},"
+    "{\"id\":\"" R_TRANSFER_OUT "\",\"name\":\"Transfer Out\",\"reasonType\":\"DEBIT\","
+    "\"reasonCategory\":\"TRANSFER\"},"
+    "{\"id\":\"" R_FACILITY_RETURN "\",\"name\":\"Facility return\",\"reasonType\":\"CREDIT\","
+    "\"reasonCategory\":\"ADJUSTMENT\"},"
+    "{\"id\":\"" R_DAMAGE "\",\"name\":\"Damage\",\"reasonType\":\"DEBIT\","
+    "\"reasonCategory\":\"ADJUSTMENT\"},"
+    "{\"id\":\"" R_EXPIRED "\",\"name\":\"Expired\",\"reasonType\":\"DEBIT\","
+    "\"reasonCategory\":\"ADJUSTMENT\"},"
+    "{\"id\":\"" R_STOLEN "\",\"name\":\"Stolen\",\"reasonType\":\"DEBIT\","
+    "\"reasonCategory\":\"ADJUSTMENT\"},"
+    "{\"id\":\"" R_LOST "\",\"name\":\"Lost\",\"reasonType\":\"DEBIT\","
+    "\"reasonCategory\":\"ADJUSTMENT\",\"isFreeTextAllowed\":true},"
+    "{\"id\":\"" R_COLD_CHAIN "\",\"name\":\"Cold chain failure\",\"reasonType\":\"DEBIT\","
+    "\"reasonCategory\":\"ADJUSTMENT\"},"
+    "{\"id\":\"" R_CONSUMED "\",\"name\":\"Consumed\",\"reasonType\":\"DEBIT\","
+    "\"reasonCategory\":\"ADJUSTMENT\",\"hidden\":true},"
+    "{\"id\":\"" R_BB_INSUFFICIENCY "\",\"name\":\"Beginning Balance Insufficiency\","
+    "\"reasonType\":\"DEBIT\",\"reasonCategory\":\"ADJUSTMENT\",\"hidden\":true},"
+    "{\"id\":\"" R_BALANCE "\",\"name\":\"Recount\",\"reasonType\":\"BALANCE_ADJUSTMENT\","
+    "\"reasonCategory\":\"PHYSICAL_INVENTORY\"}]";
+
+static void losses_of(const struct reader_options *opts, const char *adj, const char *total,
+                      char losses[32], char adjustments[32])
+{
+    char body[4096];
+    int n = snprintf(body, sizeof body,
+                     "{\"facility\":{\"code\":\"HC01\"},\"processingPeriod\":{\"startDate\":"
+                     "\"2017-04-01\",\"endDate\":\"2017-04-30\"},\"requisitionLineItems\":[{"
+                     "\"orderable\":{\"productCode\":\"C100\"},\"stockOnHand\":1,%s%s%s"
+                     "\"stockAdjustments\":%s}],\"stockAdjustmentReasons\":%s}",
+                     total ? "\"totalLossesAndAdjustments\":" : "", total ? total : "",
+                     total ? "," : "", adj, REASONS);
+    assert_true(n > 0 && (size_t)n < sizeof body);
+    json_t *problems = json_array();
+    struct report *r = NULL;
+    if (reader_parse_opts("openlmis-requisition", body, (size_t)n, opts, &r, problems) !=
+        HIBUS_OK) {
+        char *p = json_dumps(problems, 0);
+        fail_msg("%s: %s", adj, p);
+    }
+    losses[0] = adjustments[0] = '\0';
+    for (size_t i = 0; i < r->n_values; i++) {
+        if (strcmp(r->values[i].measure, "losses") == 0)
+            snprintf(losses, 32, "%s", r->values[i].value);
+        if (strcmp(r->values[i].measure, "adjustments") == 0)
+            snprintf(adjustments, 32, "%s", r->values[i].value);
+    }
+    report_free(r);
+    json_decref(problems);
+}
+
+#define ADJ(id, q) "{\"reasonId\":\"" id "\",\"quantity\":" #q "}"
+
+static void expect_losses(const struct reader_options *opts, const char *adj, const char *total,
+                          const char *losses, const char *adjustments)
+{
+    char l[32], a[32];
+    losses_of(opts, adj, total, l, a);
+    if (strcmp(l, losses) != 0 || strcmp(a, adjustments) != 0)
+        fail_msg("%s: expected losses \"%s\" adjustments \"%s\", got \"%s\" and \"%s\"", adj,
+                 losses, adjustments, l, a);
+}
+
+/* Before the fix, reasons were read only from an embedded "reason" object, so a real
+ * requisition (reasonId + the top-level stockAdjustmentReasons) gave no losses and
+ * adjustments = totalLossesAndAdjustments: -5 here instead of losses 20, adjustments 15. */
+static void test_requisition_losses(void **state)
+{
+    (void)state;
+    /* Demo line item 8c8026b8...: Transfer In 15, Damage 20, total -5. */
+    expect_losses(NULL, "[" ADJ(R_TRANSFER_IN, 15) "," ADJ(R_DAMAGE, 20) "]", "-5", "20", "15");
+    /* Demo line item ac49b686...: Transfer In 10, Transfer Out 10, Lost 2: Transfer Out is
+     * TRANSFER, not a loss by default. */
+    expect_losses(NULL,
+                  "[" ADJ(R_TRANSFER_IN, 10) "," ADJ(R_TRANSFER_OUT, 10) "," ADJ(R_LOST, 2) "]",
+                  "-2", "2", "0");
+    /* Every ADJUSTMENT + DEBIT demo reason is a loss; Facility return (CREDIT) is not. */
+    static const char four[] = "[" ADJ(R_EXPIRED, 1) "," ADJ(R_STOLEN, 2) "," ADJ(
+        R_COLD_CHAIN, 4) "," ADJ(R_FACILITY_RETURN, 8) "]";
+    expect_losses(NULL, four, NULL, "7", "8");
+    /* Hidden system reasons (Consumed, Beginning Balance Insufficiency) are not losses by
+     * category, only by name; BALANCE_ADJUSTMENT counts negative, as in OpenLMIS's
+     * LineItemFieldsCalculator, and is never a loss. */
+    expect_losses(NULL,
+                  "[" ADJ(R_CONSUMED, 3) "," ADJ(R_BB_INSUFFICIENCY, 4) "," ADJ(R_BALANCE, 5) "]",
+                  "-12", "0", "-12");
+    static const char *const consumed[] = {"consumed", NULL};
+    struct reader_options by_name = {.loss_reasons = consumed};
+    expect_losses(&by_name, "[" ADJ(R_CONSUMED, 3) "," ADJ(R_DAMAGE, 4) "]", "-7", "3", "-4");
+    /* Categories replace the default; case does not matter. */
+    static const char *const transfer[] = {"transfer", NULL};
+    struct reader_options by_cat = {.loss_categories = transfer};
+    expect_losses(&by_cat,
+                  "[" ADJ(R_TRANSFER_IN, 10) "," ADJ(R_TRANSFER_OUT, 6) "," ADJ(R_LOST, 2) "]", "2",
+                  "6", "8");
+    static const char *const none[] = {NULL};
+    struct reader_options no_losses = {.loss_categories = none};
+    expect_losses(&no_losses, "[" ADJ(R_DAMAGE, 4) "]", "-4", "0", "-4");
+    /* No stockAdjustments (or an empty list): the total is the adjustments, no losses. */
+    expect_losses(NULL, "[]", "-3", "", "-3");
+}
+
+/* A reasonId that the list lacks, and a requisition without the list. */
+static void test_requisition_reason_problems(void **state)
+{
+    (void)state;
+    static const char no_list[] =
+        "{\"facility\":{\"code\":\"HC01\"},\"processingPeriod\":{\"startDate\":\"2017-04-01\","
+        "\"endDate\":\"2017-04-30\"},\"requisitionLineItems\":["
+        "{\"orderable\":{\"productCode\":\"C100\"},\"totalLossesAndAdjustments\":-20,"
+        "\"stockAdjustments\":[" ADJ(
+            R_DAMAGE,
+            20) "]},"
+                "{\"orderable\":{\"productCode\":\"C400\"},\"totalLossesAndAdjustments\":-30,"
+                "\"stockAdjustments\":[" ADJ(R_STOLEN, 30) "]}]}";
+    json_t *problems = json_array();
+    struct report *r = NULL;
+    assert_int_equal(
+        reader_parse("openlmis-requisition", no_list, sizeof no_list - 1, &r, problems),
+        HIBUS_E_INVALID);
+    /* One problem for the whole requisition, not one per adjustment. */
+    assert_int_equal(json_array_size(problems), 1);
+    const json_t *p = json_array_get(problems, 0);
+    assert_string_equal(json_string_value(json_object_get(p, "where")), "stockAdjustmentReasons");
+    assert_non_null(strstr(json_string_value(json_object_get(p, "message")),
+                           "requisitionLineItems[0].stockAdjustments[0]"));
+    json_decref(problems);
+
+    /* Every entry with an embedded reason: no list needed. */
+    static const char embedded[] =
+        "{\"facility\":{\"code\":\"HC01\"},\"processingPeriod\":{\"startDate\":\"2017-04-01\","
+        "\"endDate\":\"2017-04-30\"},\"requisitionLineItems\":["
+        "{\"orderable\":{\"productCode\":\"C100\"},\"stockAdjustments\":[{\"reasonId\":\"x\","
+        "\"quantity\":5,\"reason\":{\"name\":\"Damage\",\"reasonType\":\"DEBIT\","
+        "\"reasonCategory\":\"ADJUSTMENT\"}}]}]}";
+    problems = json_array();
+    assert_int_equal(
+        reader_parse("openlmis-requisition", embedded, sizeof embedded - 1, &r, problems),
+        HIBUS_OK);
+    assert_int_equal(r->n_values, 2);
+    assert_string_equal(r->values[0].measure, "losses");
+    assert_string_equal(r->values[0].value, "5");
+    assert_string_equal(r->values[1].value, "0");
+    report_free(r);
+    json_decref(problems);
+}
+
+/* ------------------------------------------------------------------------------------
+ * dhis2-json and adx
+ * ------------------------------------------------------------------------------------ */
+
+static json_t *parse_fail(const char *reader, const char *body)
+{
+    json_t *problems = json_array();
+    struct report *r = NULL;
+    assert_int_equal(reader_parse(reader, body, strlen(body), &r, problems), HIBUS_E_INVALID);
+    assert_null(r);
+    return problems;
+}
+
+static struct report *parse_ok(const char *reader, const char *body)
+{
+    json_t *problems = json_array();
+    struct report *r = NULL;
+    if (reader_parse(reader, body, strlen(body), &r, problems) != HIBUS_OK) {
+        char *p = json_dumps(problems, 0);
+        fail_msg("%s: %s", body, p);
+    }
+    json_decref(problems);
+    return r;
+}
+
+/* Before the fix jansson's "too big integer" refused the whole payload. */
+static void test_big_numbers(void **state)
+{
+    (void)state;
+    struct report *r =
+        parse_ok("dhis2-json", "{\"period\":\"202401\",\"orgUnit\":\"O\",\"dataValues\":["
+                               "{\"dataElement\":\"A\",\"value\":99999999999999999999},"
+                               "{\"dataElement\":\"B\",\"value\":-99999999999999999999}]}");
+    assert_string_equal(r->values[0].value, "99999999999999999999");
+    assert_string_equal(r->values[1].value, "-99999999999999999999");
+    assert_true(r->values[0].is_number);
+    report_free(r);
+
+    /* Another error after a rewritten number keeps the position it has in the body: the
+     * same as with a number of the same length that needs no rewriting. */
+    static const char *const pairs[][2] = {
+        {"{\"dataValues\":[{\"value\":99999999999999999999,}]}",
+         "{\"dataValues\":[{\"value\":1.000000000000000000,}]}"},
+        {"{\"dataValues\":[{\"value\":-99999999999999999999},\n {\"v\":99999999999999999999 x}]}",
+         "{\"dataValues\":[{\"value\":-1.000000000000000000},\n {\"v\":1.000000000000000000 x}]}"},
+        {"{\"a\":\"99999999999999999999\", \"b\":99999999999999999999, \"c\":tru}",
+         "{\"a\":\"99999999999999999999\", \"b\":1.000000000000000000, \"c\":tru}"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        json_t *got = parse_fail("dhis2-json", pairs[i][0]);
+        json_t *want = parse_fail("dhis2-json", pairs[i][1]);
+        if (!json_equal(got, want)) {
+            char *g = json_dumps(got, 0), *w = json_dumps(want, 0);
+            fail_msg("case %zu: got %s, want %s", i, g, w);
+        }
+        json_decref(got);
+        json_decref(want);
+    }
+
+    /* Only dhis2-json does this: the other JSON readers keep refusing. */
+    json_t *p = parse_fail("lmis-report", "{\"facility\":\"F\",\"period\":\"2024-01\",\"lines\":["
+                                          "{\"commodity\":\"X\",\"consumed\":"
+                                          "99999999999999999999}]}");
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(p, 0), "message")),
+                           "too big integer"));
+    json_decref(p);
+}
+
+/* Before the fix a per-value attributeOptionCombo unlike the set's was refused. */
+static void test_per_value_aoc(void **state)
+{
+    (void)state;
+    struct report *r = parse_ok("dhis2-json", "{\"period\":\"202401\",\"orgUnit\":\"O\","
+                                              "\"attributeOptionCombo\":\"GOV\",\"dataValues\":["
+                                              "{\"dataElement\":\"A\",\"value\":\"1\"},"
+                                              "{\"dataElement\":\"A\",\"value\":\"2\","
+                                              "\"attributeOptionCombo\":\"GOV\"},"
+                                              "{\"dataElement\":\"A\",\"value\":\"3\","
+                                              "\"attributeOptionCombo\":\"NGO\"}]}");
+    assert_string_equal(r->attribute_option_combo, "GOV");
+    assert_null(r->values[0].attribute_option_combo);
+    assert_null(r->values[1].attribute_option_combo);
+    assert_string_equal(r->values[2].attribute_option_combo, "NGO");
+    report_free(r);
+
+    /* No set-level combo: each value keeps its own. */
+    r = parse_ok("dhis2-json", "{\"period\":\"202401\",\"orgUnit\":\"O\",\"dataValues\":["
+                               "{\"dataElement\":\"A\",\"value\":\"3\","
+                               "\"attributeOptionCombo\":\"NGO\"}]}");
+    assert_null(r->attribute_option_combo);
+    assert_string_equal(r->values[0].attribute_option_combo, "NGO");
+    report_free(r);
+
+    /* ADX: a later group's combo goes on its values (exploded or legacy form). */
+    r = parse_ok("adx", "<adx xmlns=\"urn:ihe:qrph:adx:2015\">"
+                        "<group dataSet=\"D\" orgUnit=\"O\" period=\"2024-01-01/P1M\" "
+                        "attributeOptionCombo=\"GOV\"><dataValue dataElement=\"E\" value=\"1\"/>"
+                        "</group><group dataSet=\"D\" orgUnit=\"O\" period=\"2024-01-01/P1M\" "
+                        "FUNDER=\"NGO\"><dataValue dataElement=\"E\" value=\"2\"/></group></adx>");
+    assert_string_equal(r->attribute_option_combo, "GOV");
+    assert_null(r->values[0].attribute_option_combo);
+    assert_string_equal(r->values[1].attribute_option_combo, "FUNDER=NGO");
+    report_free(r);
+}
+
+/* Before the fix the annotation became the value's comment. */
+static void test_adx_annotation(void **state)
+{
+    (void)state;
+    struct report *r =
+        parse_ok("adx", "<adx xmlns=\"urn:ihe:qrph:adx:2015\"><group dataSet=\"D\" orgUnit=\"O\" "
+                        "period=\"2024-01-01/P1M\"><dataValue dataElement=\"REMARK\" value=\"0\">"
+                        "<annotation>fridge &amp; generator</annotation></dataValue>"
+                        "</group></adx>");
+    assert_string_equal(r->values[0].value, "0");
+    assert_null(r->values[0].comment);
+    assert_string_equal(r->values[0].annotation, "fridge & generator");
+    report_free(r);
+
+    /* DHIS2 requires the value attribute even beside an annotation. */
+    json_t *p = parse_fail("adx", "<adx xmlns=\"urn:ihe:qrph:adx:2015\"><group dataSet=\"D\" "
+                                  "orgUnit=\"O\" period=\"2024-01-01/P1M\"><dataValue "
+                                  "dataElement=\"REMARK\"><annotation>x</annotation></dataValue>"
+                                  "</group></adx>");
+    assert_int_equal(json_array_size(p), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(p, 0), "where")),
+                        "group[1]/dataValue[1]@value");
+    json_decref(p);
+}
+
+/* Every reader stores the canonical period id, whatever spelling DHIS2 accepted. Needs
+ * period_parse to take 2024W01, 2024-01 and 2024-01-15 (src/period.c). */
+static void test_period_spellings(void **state)
+{
+    (void)state;
+    struct report *r =
+        parse_ok("dhis2-json", "{\"period\":\"2024W01\",\"orgUnit\":\"O\",\"dataValues\":["
+                               "{\"dataElement\":\"A\",\"value\":\"1\"},"
+                               "{\"dataElement\":\"A\",\"value\":\"2\",\"period\":\"2024W1\"},"
+                               "{\"dataElement\":\"A\",\"value\":\"3\",\"period\":\"2024W02\"}]}");
+    assert_string_equal(r->period, "2024W1");
+    assert_null(r->values[1].period); /* the same period as the set's, spelt otherwise */
+    assert_string_equal(r->values[2].period, "2024W2");
+    report_free(r);
+
+    r = parse_ok("dhis2-json", "{\"orgUnit\":\"O\",\"dataValues\":["
+                               "{\"dataElement\":\"A\",\"value\":\"1\",\"period\":\"2024-01\"},"
+                               "{\"dataElement\":\"A\",\"value\":\"2\","
+                               "\"period\":\"2024-01-15\"}]}");
+    assert_string_equal(r->period, "202401");
+    assert_string_equal(r->values[1].period, "20240115");
+    report_free(r);
+
+    r = parse_ok("dhis2-csv", "DE,2024-01,O,,,1\nDE,202401,O,,,2\nDE,2024W01,O,,,3\n");
+    assert_string_equal(r->period, "202401");
+    assert_null(r->values[1].period);
+    assert_string_equal(r->values[2].period, "2024W1");
+    report_free(r);
+}
+
+/* ------------------------------------------------------------------------------------
+ * dhis2-csv
+ * ------------------------------------------------------------------------------------ */
+
+static void test_csv_edges(void **state)
+{
+    (void)state;
+    /* No final line break; a lone CR ends a row too; blanks around unquoted cells go. */
+    struct report *r = parse_ok("dhis2-csv", "DE , 202401 ,O,,, 1 \rDE,202401,O,C,,\"  2 \"");
+    assert_int_equal(r->n_values, 2);
+    assert_string_equal(r->values[0].item, "DE");
+    assert_string_equal(r->values[0].value, "1");
+    assert_string_equal(r->values[1].value, "  2 "); /* quoted: kept as written */
+    assert_string_equal(r->values[1].measure, "C");
+    assert_string_equal(r->values[1].where, "row 2");
+    report_free(r);
+
+    /* A header (any case), then nothing: no data. */
+    json_t *p = parse_fail("dhis2-csv", "DataElement,Period,OrgUnit,COC,AOC,Value\r\n\r\n");
+    assert_int_equal(json_array_size(p), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(p, 0), "message")),
+                        "the CSV has no data row");
+    json_decref(p);
+    p = parse_fail("dhis2-csv", "\xef\xbb\xbf");
+    assert_int_equal(json_array_size(p), 1);
+    json_decref(p);
+
+    /* A NUL byte is refused where it is. */
+    static const char nul[] = "DE,202401,O,,,1\nDE,202401,O,,,\0\n";
+    json_t *problems = json_array();
+    assert_int_equal(reader_parse("dhis2-csv", nul, sizeof nul - 1, &r, problems), HIBUS_E_INVALID);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(problems, 0), "where")),
+                        "line 2, column 15");
+    json_decref(problems);
+
+    /* Row numbers are the rows a spreadsheet shows: a line break inside quotes does not
+     * start a row, a blank line is a row. */
+    p = parse_fail("dhis2-csv", "DE,202401,O,,,\"1\n2\"\n\nDE,202401,O,,,\n");
+    assert_int_equal(json_array_size(p), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(p, 0), "where")),
+                        "row 3, column value");
+    json_decref(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -370,10 +756,20 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden),       cmocka_unit_test(test_numbers_as_text),
-        cmocka_unit_test(test_encodings),    cmocka_unit_test(test_names_and_unknown_reader),
-        cmocka_unit_test(test_problem_cap),  cmocka_unit_test(test_appends),
+        cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_numbers_as_text),
+        cmocka_unit_test(test_encodings),
+        cmocka_unit_test(test_names_and_unknown_reader),
+        cmocka_unit_test(test_problem_cap),
+        cmocka_unit_test(test_appends),
         cmocka_unit_test(test_dtd_variants),
+        cmocka_unit_test(test_requisition_losses),
+        cmocka_unit_test(test_requisition_reason_problems),
+        cmocka_unit_test(test_big_numbers),
+        cmocka_unit_test(test_per_value_aoc),
+        cmocka_unit_test(test_adx_annotation),
+        cmocka_unit_test(test_csv_edges),
+        cmocka_unit_test(test_period_spellings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
