@@ -659,22 +659,6 @@ static bool get_number(struct loader *ld, const yaml_node_t *n, const char *what
     return ok;
 }
 
-/* DHIS2 identifiers: 11 characters, a letter then letters or digits
- * (CodeGenerator.isValidUid in DHIS2). */
-static bool is_uid(const char *s)
-{
-    /* ASCII only, whatever the locale: isalpha() would accept more */
-    if (strlen(s) != 11)
-        return false;
-    for (size_t i = 0; i < 11; i++) {
-        char c = s[i];
-        bool letter = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-        if (!letter && (i == 0 || c < '0' || c > '9'))
-            return false;
-    }
-    return true;
-}
-
 #define UID_EXPECTED "11 characters: a letter, then letters or digits"
 
 /* A UID-valued scalar into *out (replacing it). */
@@ -683,7 +667,7 @@ static bool get_uid(struct loader *ld, const yaml_node_t *n, const char *what, c
     char *s = NULL;
     if (!get_string(ld, n, what, true, &s))
         return false;
-    if (!is_uid(s)) {
+    if (!mapping_is_uid(s)) {
         err_at(ld, n, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", s);
         free(s);
         return false;
@@ -1405,12 +1389,11 @@ static const struct key_spec allow_keys[] = {
     [K_AL_CLIENTS] = {"clients", false},
 };
 
-enum { K_T_READER, K_T_MAPPING, K_T_QUALITY, K_T_WRITER };
+enum { K_T_READER, K_T_MAPPING, K_T_QUALITY, K_T_WRITER, K_T_LOSSES };
 static const struct key_spec transform_keys[] = {
-    [K_T_READER] = {"reader", true},
-    [K_T_MAPPING] = {"mapping", false},
-    [K_T_QUALITY] = {"quality", false},
-    [K_T_WRITER] = {"writer", false},
+    [K_T_READER] = {"reader", true},    [K_T_MAPPING] = {"mapping", false},
+    [K_T_QUALITY] = {"quality", false}, [K_T_WRITER] = {"writer", false},
+    [K_T_LOSSES] = {"losses", false},
 };
 
 enum { K_Q_RULE, K_Q_ACTION, K_Q_TOLERANCE, K_Q_MAX, K_Q_MEASURES };
@@ -1831,6 +1814,72 @@ static void load_quality(struct loader *ld, yaml_node_t *n, struct config_transf
         load_rule(ld, list_item(ld, n, i), i, &t->quality[t->n_quality++]);
 }
 
+enum { K_L_REASONS, K_L_CATEGORIES };
+static const struct key_spec losses_keys[] = {
+    [K_L_REASONS] = {"reasons", false},
+    [K_L_CATEGORIES] = {"categories", false},
+};
+
+/* OpenLMIS's ReasonCategory values (openlmis-requisition,
+ * src/main/java/org/openlmis/requisition/dto/ReasonCategory.java). */
+static const char *check_reason_category(char *s)
+{
+    static const char *const cats[] = {"TRANSFER", "ADJUSTMENT", "PHYSICAL_INVENTORY",
+                                       "AGGREGATION", NULL};
+    for (char *p = s; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+    for (size_t i = 0; cats[i] != NULL; i++)
+        if (strcmp(cats[i], s) == 0)
+            return NULL;
+    return "reason category";
+}
+
+static const char *check_nonempty(char *s)
+{
+    return s[0] != '\0' ? NULL : "reason name";
+}
+
+/* Appends the NULL that struct reader_options expects. */
+static char **null_terminate(struct loader *ld, char **v, size_t n)
+{
+    char **t = realloc(v, (n + 1) * sizeof *t);
+    if (t == NULL) {
+        ld->oom = true;
+        free_strv(v, n);
+        return NULL;
+    }
+    t[n] = NULL;
+    return t;
+}
+
+/* transform.losses: { reasons: [NAME...], categories: [CATEGORY...] }. */
+static void load_losses(struct loader *ld, yaml_node_t *n, struct config_transform *t)
+{
+    struct found f[sizeof losses_keys / sizeof losses_keys[0]];
+    if (!MAP_KEYS(ld, n, "transform.losses", losses_keys, f))
+        return;
+    if (f[K_L_REASONS].val == NULL && f[K_L_CATEGORIES].val == NULL) {
+        err_at(ld, n, "transform.losses needs reasons, categories or both");
+        return;
+    }
+    size_t nr = 0, nc = 0;
+    struct list_spec rs = {"transform.losses.reasons", check_nonempty, NULL, NULL, "reason", true};
+    struct list_spec cs = {"transform.losses.categories",
+                           check_reason_category,
+                           "expected TRANSFER, ADJUSTMENT, PHYSICAL_INVENTORY or AGGREGATION",
+                           NULL,
+                           "category",
+                           true};
+    if (f[K_L_REASONS].val)
+        get_string_list(ld, f[K_L_REASONS].val, &rs, &t->loss_reasons, &nr);
+    if (f[K_L_CATEGORIES].val)
+        get_string_list(ld, f[K_L_CATEGORIES].val, &cs, &t->loss_categories, &nc);
+    t->loss_reasons = null_terminate(ld, t->loss_reasons, nr);
+    t->loss_categories = null_terminate(ld, t->loss_categories, nc);
+    t->reader_opts.loss_reasons = (const char *const *)t->loss_reasons;
+    t->reader_opts.loss_categories = (const char *const *)t->loss_categories;
+}
+
 /* What load_transform saw, for the checks that need the routes as well. */
 struct transform_seen {
     yaml_node_t *key;     /* transform: */
@@ -1867,6 +1916,14 @@ static void load_transform(struct loader *ld, yaml_node_t *key, yaml_node_t *n,
     }
     if (f[K_T_QUALITY].val)
         load_quality(ld, f[K_T_QUALITY].val, t);
+    if (f[K_T_LOSSES].val) {
+        load_losses(ld, f[K_T_LOSSES].val, t);
+        if (t->reader != NULL && strcmp(t->reader, "openlmis-requisition") != 0)
+            err_at(ld, f[K_T_LOSSES].key,
+                   "transform.losses applies only to the openlmis-requisition reader (this "
+                   "channel's reader is %s)",
+                   t->reader);
+    }
     if (f[K_T_WRITER].val) {
         if (get_string(ld, f[K_T_WRITER].val, "transform.writer", true, &t->writer) &&
             !writer_known(t->writer))
@@ -2330,7 +2387,9 @@ enum {
     K_MP_ORG_UNITS_CSV,
     K_MP_MEASURES,
     K_MP_ITEMS,
-    K_MP_ITEMS_CSV
+    K_MP_ITEMS_CSV,
+    K_MP_DATA_SETS,
+    K_MP_AOCS
 };
 static const struct key_spec mapping_keys[] = {
     [K_MP_DATA_SET] = {"data_set", false},
@@ -2341,12 +2400,15 @@ static const struct key_spec mapping_keys[] = {
     [K_MP_MEASURES] = {"measures", false},
     [K_MP_ITEMS] = {"items", false},
     [K_MP_ITEMS_CSV] = {"items_csv", false},
+    [K_MP_DATA_SETS] = {"data_sets", false},
+    [K_MP_AOCS] = {"attribute_option_combos", false},
 };
 
-enum { K_IT_DATA_ELEMENT, K_IT_MEASURES };
+enum { K_IT_DATA_ELEMENT, K_IT_MEASURES, K_IT_VALUE_TYPE };
 static const struct key_spec item_keys[] = {
     [K_IT_DATA_ELEMENT] = {"data_element", true},
     [K_IT_MEASURES] = {"measures", false},
+    [K_IT_VALUE_TYPE] = {"value_type", false},
 };
 
 enum { CSV_ORG_UNITS = 0, CSV_ITEMS = 1 };
@@ -2381,7 +2443,7 @@ static bool add_org_unit(struct loader *ld, struct mapping_load *ml, const char 
     if (!grow(ld, (void **)&m->org_units, &ml->cap_ou, m->n_org_units, sizeof *m->org_units) ||
         !grow(ld, (void **)&ml->ou_pos, &ml->cap_ou_pos, m->n_org_units, sizeof *ml->ou_pos))
         return false;
-    struct mapping_org_unit ou = {xstrdup(ld, code), xstrdup(ld, uid)};
+    struct mapping_code ou = {xstrdup(ld, code), xstrdup(ld, uid)};
     if (ou.code == NULL || ou.uid == NULL) {
         free(ou.code);
         free(ou.uid);
@@ -2394,20 +2456,23 @@ static bool add_org_unit(struct loader *ld, struct mapping_load *ml, const char 
 
 /* measure and coc may be NULL (no measure / the default category option combo). */
 static bool add_item(struct loader *ld, struct mapping_load *ml, const char *item,
-                     const char *measure, const char *de, const char *coc, struct config_pos pos)
+                     const char *measure, const char *de, const char *coc, const char *value_type,
+                     struct config_pos pos)
 {
     struct mapping *m = ml->m;
     if (!grow(ld, (void **)&m->items, &ml->cap_items, m->n_items, sizeof *m->items) ||
         !grow(ld, (void **)&ml->item_pos, &ml->cap_item_pos, m->n_items, sizeof *ml->item_pos))
         return false;
     struct mapping_item it = {xstrdup(ld, item), measure ? xstrdup(ld, measure) : NULL,
-                              xstrdup(ld, de), coc ? xstrdup(ld, coc) : NULL};
+                              xstrdup(ld, de), coc ? xstrdup(ld, coc) : NULL,
+                              value_type ? xstrdup(ld, value_type) : NULL};
     if (it.item == NULL || it.de_uid == NULL || (measure && it.measure == NULL) ||
-        (coc && it.coc_uid == NULL)) {
+        (coc && it.coc_uid == NULL) || (value_type && it.value_type == NULL)) {
         free(it.item);
         free(it.measure);
         free(it.de_uid);
         free(it.coc_uid);
+        free(it.value_type);
         return false;
     }
     ml->item_pos[m->n_items] = pos;
@@ -2494,6 +2559,41 @@ static void load_org_units(struct loader *ld, yaml_node_t *n, struct mapping_loa
     }
 }
 
+/* data_sets: or attribute_option_combos: { CODE: UID }, what a source names
+ * itself translated to DHIS2 UIDs. A code written twice is an error. */
+static void load_code_table(struct loader *ld, yaml_node_t *n, const char *where,
+                            struct mapping_code **out, size_t *count)
+{
+    if (!expect_mapping(ld, n, where) || n->type != YAML_MAPPING_NODE)
+        return;
+    size_t cap = 0;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node(ld, p->key);
+        const char *code = code_of(ld, k, where);
+        if (code == NULL)
+            continue;
+        size_t j = 0;
+        while (j < *count && strcmp((*out)[j].code, code) != 0)
+            j++;
+        if (j < *count) {
+            err_at(ld, k, "duplicate code \"%s\" in %s", code, where);
+            continue;
+        }
+        char what[CONFIG_MAX_VALUE + 64];
+        snprintf(what, sizeof what, "%s.%s", where, code);
+        char *uid = NULL;
+        if (!get_uid(ld, node(ld, p->value), what, &uid))
+            continue;
+        char *c = xstrdup(ld, code);
+        if (c == NULL || !grow(ld, (void **)out, &cap, *count, sizeof **out)) {
+            free(c);
+            free(uid);
+            return;
+        }
+        (*out)[(*count)++] = (struct mapping_code){c, uid};
+    }
+}
+
 /* items: { CODE: UID } or { CODE: { data_element: UID, measures: {...} } }. Each item
  * gives a row without measure, then one per measure: its own measures if it has
  * the key (even empty), else the mapping's. Rows are placed at the item's key, or
@@ -2511,35 +2611,48 @@ static void load_items(struct loader *ld, yaml_node_t *n, struct mapping_load *m
             continue;
         char where[CONFIG_MAX_VALUE + 16], what[CONFIG_MAX_VALUE + 32];
         snprintf(where, sizeof where, "items.%s", item);
-        yaml_node_t *de_node = v, *own = NULL;
+        yaml_node_t *de_node = v, *own = NULL, *vt_node = NULL;
         if (v->type != YAML_SCALAR_NODE || is_null(v)) {
             struct found g[sizeof item_keys / sizeof item_keys[0]];
             if (!MAP_KEYS(ld, v, where, item_keys, g))
                 continue;
             de_node = g[K_IT_DATA_ELEMENT].val;
             own = g[K_IT_MEASURES].val;
+            vt_node = g[K_IT_VALUE_TYPE].val;
             snprintf(what, sizeof what, "%s.data_element", where);
         } else {
             snprintf(what, sizeof what, "%s", where);
         }
-        char *de = NULL;
+        char *de = NULL, *vt = NULL;
         if (de_node == NULL || !get_uid(ld, de_node, what, &de))
             continue;
+        if (vt_node != NULL) {
+            snprintf(what, sizeof what, "%s.value_type", where);
+            if (get_string(ld, vt_node, what, true, &vt) && !mapping_value_type_known(vt)) {
+                err_at(ld, vt_node,
+                       "unknown value type \"%s\" (expected a DHIS2 valueType such as NUMBER, "
+                       "INTEGER_ZERO_OR_POSITIVE, TEXT or LONG_TEXT)",
+                       vt);
+                free(vt);
+                vt = NULL;
+            }
+        }
         struct config_pos at = pos_of(ld, k);
-        add_item(ld, ml, item, NULL, de, NULL, at);
+        add_item(ld, ml, item, NULL, de, NULL, vt, at);
         if (own) {
             struct measure_uid *t = NULL;
             size_t nt = 0;
             snprintf(what, sizeof what, "%s.measures", where);
             load_measure_table(ld, own, what, &t, &nt);
             for (size_t i = 0; i < nt; i++)
-                add_item(ld, ml, item, t[i].measure, de, t[i].coc, t[i].pos);
+                add_item(ld, ml, item, t[i].measure, de, t[i].coc, vt, t[i].pos);
             free_measure_table(t, nt);
         } else {
             for (size_t i = 0; i < n_defaults; i++)
-                add_item(ld, ml, item, defaults[i].measure, de, defaults[i].coc, at);
+                add_item(ld, ml, item, defaults[i].measure, de, defaults[i].coc, vt, at);
         }
         free(de);
+        free(vt);
     }
 }
 
@@ -2559,11 +2672,11 @@ static void load_mapping_yaml(struct loader *ld, yaml_node_t *root, void *arg)
         if (period_type_parse(s, &m->period_type)) {
             m->has_period_type = true;
         } else {
-            const char *names[PERIOD_FINANCIAL_OCT + 2];
-            for (int t = PERIOD_DAILY; t <= PERIOD_FINANCIAL_OCT; t++)
+            const char *names[PERIOD_TYPE_COUNT + 1];
+            for (int t = 0; t < PERIOD_TYPE_COUNT; t++)
                 names[t] = period_type_name((enum period_type)t);
-            names[PERIOD_FINANCIAL_OCT + 1] = NULL;
-            char list[256];
+            names[PERIOD_TYPE_COUNT] = NULL;
+            char list[512];
             err_at(ld, f[K_MP_PERIOD_TYPE].val, "unknown period type \"%s\" (expected one of: %s)",
                    s, join_names(list, sizeof list, names));
         }
@@ -2574,6 +2687,10 @@ static void load_mapping_yaml(struct loader *ld, yaml_node_t *root, void *arg)
         get_uid(ld, f[K_MP_AOC].val, "attribute_option_combo", &m->aoc_uid);
     if (f[K_MP_ORG_UNITS].val)
         load_org_units(ld, f[K_MP_ORG_UNITS].val, ml);
+    if (f[K_MP_DATA_SETS].val)
+        load_code_table(ld, f[K_MP_DATA_SETS].val, "data_sets", &m->data_sets, &m->n_data_sets);
+    if (f[K_MP_AOCS].val)
+        load_code_table(ld, f[K_MP_AOCS].val, "attribute_option_combos", &m->aocs, &m->n_aocs);
     struct measure_uid *defaults = NULL;
     size_t n_defaults = 0;
     if (f[K_MP_MEASURES].val)
@@ -2815,7 +2932,7 @@ static void csv_row(struct csv_reader *r, struct mapping_load *ml, int kind)
         if (f[1].s[0] == '\0') {
             csv_err(r, f[1].line, f[1].col, "uid must not be empty");
             ok = false;
-        } else if (!is_uid(f[1].s)) {
+        } else if (!mapping_is_uid(f[1].s)) {
             csv_err(r, f[1].line, f[1].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[1].s);
             ok = false;
         }
@@ -2831,16 +2948,17 @@ static void csv_row(struct csv_reader *r, struct mapping_load *ml, int kind)
     if (f[2].s[0] == '\0') {
         csv_err(r, f[2].line, f[2].col, "data_element must not be empty");
         ok = false;
-    } else if (!is_uid(f[2].s)) {
+    } else if (!mapping_is_uid(f[2].s)) {
         csv_err(r, f[2].line, f[2].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[2].s);
         ok = false;
     }
-    if (f[3].s[0] != '\0' && !is_uid(f[3].s)) {
+    if (f[3].s[0] != '\0' && !mapping_is_uid(f[3].s)) {
         csv_err(r, f[3].line, f[3].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[3].s);
         ok = false;
     }
     if (ok)
-        add_item(ld, ml, f[0].s, f[1].s[0] ? f[1].s : NULL, f[2].s, f[3].s[0] ? f[3].s : NULL, at);
+        add_item(ld, ml, f[0].s, f[1].s[0] ? f[1].s : NULL, f[2].s, f[3].s[0] ? f[3].s : NULL, NULL,
+                 at);
 }
 
 static void load_csv(struct loader *ld, struct mapping_load *ml, int kind)
@@ -3130,6 +3248,12 @@ static void transform_free(struct config_transform *t)
 {
     free(t->reader);
     free(t->writer);
+    for (size_t i = 0; t->loss_reasons != NULL && t->loss_reasons[i] != NULL; i++)
+        free(t->loss_reasons[i]);
+    for (size_t i = 0; t->loss_categories != NULL && t->loss_categories[i] != NULL; i++)
+        free(t->loss_categories[i]);
+    free(t->loss_reasons);
+    free(t->loss_categories);
     for (size_t i = 0; i < t->n_quality; i++)
         free_strv(t->quality[i].measures, t->quality[i].n_measures);
     free(t->quality);

@@ -42,7 +42,8 @@ enum hibus_err delivery_prepare(const struct config_channel *ch, const void *bod
     if (!ch->has_transform)
         return HIBUS_OK;
     const struct config_transform *t = &ch->transform;
-    if (reader_parse(t->reader, body, len, &p->report, p->problems) != HIBUS_OK) {
+    if (reader_parse_opts(t->reader, body, len, &t->reader_opts, &p->report, p->problems) !=
+        HIBUS_OK) {
         if (json_array_size(p->problems) == 0)
             report_problem(p->problems, "reader", "the payload could not be read as %s", t->reader);
         return HIBUS_E_INVALID;

@@ -15,7 +15,9 @@
 #include "hibus/dhis2.h"
 
 #include "hibus/mediator.h"
+#include "hibus/period.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,7 +240,8 @@ struct uid_ref {
  * sentence per UID absent from the answer. */
 static enum hibus_err check_uids(const struct config_route *route, const struct mapping *m,
                                  const char *resource, const char *kind, const struct uid_ref *refs,
-                                 size_t n, json_t *missing, struct hibus_error *err)
+                                 size_t n, json_t *missing, json_t *unknown,
+                                 struct hibus_error *err)
 {
     enum { BATCH = 50 };
     for (size_t at = 0; at < n; at += BATCH) {
@@ -267,6 +270,7 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
             }
             if (found)
                 continue;
+            json_object_set_new(unknown, refs[at + i].uid, json_true());
             char line[512];
             snprintf(line, sizeof line,
                      "mapping \"%s\": %s %s (mapped from \"%s\") does not exist in DHIS2", m->name,
@@ -291,6 +295,125 @@ static void ref_add(struct uid_ref *refs, size_t *n, const char *uid, const char
     (*n)++;
 }
 
+static void add_sentence(json_t *missing, const char *fmt, ...) HIBUS_PRINTF(2, 3);
+
+static void add_sentence(json_t *missing, const char *fmt, ...)
+{
+    char line[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    json_array_append_new(missing, json_string(line));
+}
+
+/* Is uid among the "id"s of list, or of list[].key? */
+static bool list_has(const json_t *list, const char *key, const char *uid)
+{
+    size_t i;
+    const json_t *o;
+    json_array_foreach(list, i, o)
+    {
+        const json_t *x = key != NULL ? json_object_get(o, key) : o;
+        const char *id = json_string_value(json_object_get(x, "id"));
+        if (id != NULL && strcmp(id, uid) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The data set's period type against the mapping's, and that every mapped data
+ * element is in the data set and every mapped org unit assigned to it: DHIS2 refuses
+ * values of a data element outside the data set named in the payload (E7633), and
+ * an unassigned org unit cannot complete the data set. A data set DHIS2 does not
+ * know was reported by check_uids. */
+static enum hibus_err check_data_set(const struct config_route *route, const struct mapping *m,
+                                     const char *ds_uid, json_t *missing, const json_t *unknown,
+                                     struct hibus_error *err)
+{
+    char path[256];
+    snprintf(path, sizeof path,
+             "/api/dataSets?paging=false&filter=id:eq:%s&fields=id,periodType,"
+             "dataSetElements[dataElement[id]],organisationUnits[id]",
+             ds_uid);
+    json_t *doc = NULL;
+    enum hibus_err rc = remote_get(route, path, &doc, err);
+    if (rc != HIBUS_OK)
+        return rc;
+    const json_t *ds = json_array_get(json_object_get(doc, "dataSets"), 0);
+    if (ds == NULL) {
+        json_decref(doc);
+        return HIBUS_OK;
+    }
+    const char *pt = json_string_value(json_object_get(ds, "periodType"));
+    if (m->has_period_type && pt != NULL && strcmp(pt, period_type_name(m->period_type)) != 0)
+        add_sentence(missing,
+                     "mapping \"%s\": period_type is %s, but data set %s in DHIS2 is %s; set "
+                     "period_type: %s in the mapping",
+                     m->name, period_type_name(m->period_type), ds_uid, pt, pt);
+    const json_t *des = json_object_get(ds, "dataSetElements");
+    const char *last = NULL;
+    for (size_t i = 0; json_is_array(des) && i < m->n_items; i++) {
+        const char *de = m->items[i].de_uid;
+        if (last != NULL && strcmp(last, de) == 0)
+            continue;
+        last = de;
+        if (!list_has(des, "dataElement", de) && json_object_get(unknown, de) == NULL)
+            add_sentence(missing,
+                         "mapping \"%s\": data element %s (mapped from \"%s\") is not in data "
+                         "set %s; DHIS2 rejects its values (E7633)",
+                         m->name, de, m->items[i].item, ds_uid);
+    }
+    const json_t *ous = json_object_get(ds, "organisationUnits");
+    size_t unassigned = 0;
+    for (size_t i = 0; json_is_array(ous) && i < m->n_org_units; i++) {
+        if (list_has(ous, NULL, m->org_units[i].uid) ||
+            json_object_get(unknown, m->org_units[i].uid) != NULL)
+            continue;
+        if (++unassigned <= 20)
+            add_sentence(missing,
+                         "mapping \"%s\": org unit %s (mapped from \"%s\") is not assigned to "
+                         "data set %s; assign it in DHIS2",
+                         m->name, m->org_units[i].uid, m->org_units[i].code, ds_uid);
+    }
+    if (unassigned > 20)
+        add_sentence(missing, "mapping \"%s\": %zu more org units are not assigned to data set %s",
+                     m->name, unassigned - 20, ds_uid);
+    json_decref(doc);
+    return HIBUS_OK;
+}
+
+/* Every item that declares value_type against the data element's valueType in DHIS2. */
+static enum hibus_err check_value_types(const struct config_route *route, const struct mapping *m,
+                                        json_t *missing, const json_t *unknown,
+                                        struct hibus_error *err)
+{
+    const char *last = NULL;
+    for (size_t i = 0; i < m->n_items; i++) {
+        const struct mapping_item *it = &m->items[i];
+        if (it->value_type == NULL || (last != NULL && strcmp(last, it->de_uid) == 0) ||
+            json_object_get(unknown, it->de_uid) != NULL)
+            continue;
+        last = it->de_uid;
+        char path[160];
+        snprintf(path, sizeof path,
+                 "/api/dataElements?paging=false&filter=id:eq:%s&fields=id,valueType", it->de_uid);
+        json_t *doc = NULL;
+        enum hibus_err rc = remote_get(route, path, &doc, err);
+        if (rc != HIBUS_OK)
+            return rc;
+        const json_t *de = json_array_get(json_object_get(doc, "dataElements"), 0);
+        const char *vt = json_string_value(json_object_get(de, "valueType"));
+        if (vt != NULL && strcmp(vt, it->value_type) != 0)
+            add_sentence(missing,
+                         "mapping \"%s\": item \"%s\" says value_type %s, but data element %s "
+                         "is %s in DHIS2",
+                         m->name, it->item, it->value_type, it->de_uid, vt);
+        json_decref(doc);
+    }
+    return HIBUS_OK;
+}
+
 enum hibus_err dhis2_check_remote(const struct config_route *route, const struct mapping *m,
                                   char *version, size_t version_len, json_t *missing,
                                   struct hibus_error *err)
@@ -305,31 +428,46 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
     if (m == NULL)
         return HIBUS_OK;
 
-    size_t cap = m->n_org_units + m->n_items + 2;
+    json_t *unknown = json_object(); /* UIDs DHIS2 does not have: said once */
+    size_t cap = m->n_org_units + m->n_items + m->n_data_sets + m->n_aocs + 2;
     struct uid_ref *refs = calloc(cap, sizeof *refs);
-    if (refs == NULL)
+    if (refs == NULL || unknown == NULL) {
+        free(refs);
+        json_decref(unknown);
         return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
     size_t n = 0;
     for (size_t i = 0; i < m->n_org_units; i++)
         ref_add(refs, &n, m->org_units[i].uid, m->org_units[i].code);
-    rc = check_uids(route, m, "organisationUnits", "org unit", refs, n, missing, err);
+    rc = check_uids(route, m, "organisationUnits", "org unit", refs, n, missing, unknown, err);
     n = 0;
     for (size_t i = 0; rc == HIBUS_OK && i < m->n_items; i++)
         ref_add(refs, &n, m->items[i].de_uid, m->items[i].item);
     if (rc == HIBUS_OK)
-        rc = check_uids(route, m, "dataElements", "data element", refs, n, missing, err);
+        rc = check_uids(route, m, "dataElements", "data element", refs, n, missing, unknown, err);
     n = 0;
     for (size_t i = 0; rc == HIBUS_OK && i < m->n_items; i++)
         ref_add(refs, &n, m->items[i].coc_uid,
                 m->items[i].measure ? m->items[i].measure : m->items[i].item);
     ref_add(refs, &n, m->aoc_uid, "attribute_option_combo");
+    for (size_t i = 0; i < m->n_aocs; i++)
+        ref_add(refs, &n, m->aocs[i].uid, m->aocs[i].code);
     if (rc == HIBUS_OK)
         rc = check_uids(route, m, "categoryOptionCombos", "category option combo", refs, n, missing,
-                        err);
+                        unknown, err);
     n = 0;
     ref_add(refs, &n, m->data_set_uid, "data_set");
+    for (size_t i = 0; i < m->n_data_sets; i++)
+        ref_add(refs, &n, m->data_sets[i].uid, m->data_sets[i].code);
     if (rc == HIBUS_OK)
-        rc = check_uids(route, m, "dataSets", "data set", refs, n, missing, err);
+        rc = check_uids(route, m, "dataSets", "data set", refs, n, missing, unknown, err);
     free(refs);
+    if (rc == HIBUS_OK)
+        rc = check_value_types(route, m, missing, unknown, err);
+    if (rc == HIBUS_OK && m->data_set_uid != NULL)
+        rc = check_data_set(route, m, m->data_set_uid, missing, unknown, err);
+    for (size_t i = 0; rc == HIBUS_OK && i < m->n_data_sets; i++)
+        rc = check_data_set(route, m, m->data_sets[i].uid, missing, unknown, err);
+    json_decref(unknown);
     return rc;
 }

@@ -45,9 +45,9 @@ static int cmp_nullable(const char *a, const char *b)
     return strcmp(a, b);
 }
 
-static int cmp_org_unit(const void *a, const void *b)
+static int cmp_code(const void *a, const void *b)
 {
-    const struct mapping_org_unit *x = a, *y = b;
+    const struct mapping_code *x = a, *y = b;
     return cmp_nullable(x->code, y->code);
 }
 
@@ -62,12 +62,25 @@ bool mapping_sort(struct mapping *m, const char **dup_code)
 {
     /* qsort() with a NULL base is undefined even for 0 elements. */
     if (m->n_org_units > 1)
-        qsort(m->org_units, m->n_org_units, sizeof *m->org_units, cmp_org_unit);
+        qsort(m->org_units, m->n_org_units, sizeof *m->org_units, cmp_code);
     if (m->n_items > 1)
         qsort(m->items, m->n_items, sizeof *m->items, cmp_item);
+    if (m->n_data_sets > 1)
+        qsort(m->data_sets, m->n_data_sets, sizeof *m->data_sets, cmp_code);
+    if (m->n_aocs > 1)
+        qsort(m->aocs, m->n_aocs, sizeof *m->aocs, cmp_code);
+    const struct mapping_code *tables[2] = {m->data_sets, m->aocs};
+    size_t sizes[2] = {m->n_data_sets, m->n_aocs};
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 1; i < sizes[t]; i++)
+            if (cmp_code(&tables[t][i - 1], &tables[t][i]) == 0) {
+                if (dup_code != NULL)
+                    *dup_code = tables[t][i].code;
+                return false;
+            }
 
     for (size_t i = 1; i < m->n_org_units; i++)
-        if (cmp_org_unit(&m->org_units[i - 1], &m->org_units[i]) == 0) {
+        if (cmp_code(&m->org_units[i - 1], &m->org_units[i]) == 0) {
             if (dup_code != NULL)
                 *dup_code = m->org_units[i].code;
             return false;
@@ -81,14 +94,94 @@ bool mapping_sort(struct mapping *m, const char **dup_code)
     return true;
 }
 
+static const char *code_lookup(const struct mapping_code *t, size_t n, const char *code)
+{
+    if (code == NULL || n == 0)
+        return NULL;
+    struct mapping_code key = {.code = (char *)code};
+    const struct mapping_code *c = bsearch(&key, t, n, sizeof *t, cmp_code);
+    return c != NULL ? c->uid : NULL;
+}
+
 const char *mapping_org_unit(const struct mapping *m, const char *code)
 {
-    if (m == NULL || code == NULL || m->n_org_units == 0)
-        return NULL;
-    struct mapping_org_unit key = {.code = (char *)code};
-    const struct mapping_org_unit *ou =
-        bsearch(&key, m->org_units, m->n_org_units, sizeof *m->org_units, cmp_org_unit);
-    return ou != NULL ? ou->uid : NULL;
+    return m != NULL ? code_lookup(m->org_units, m->n_org_units, code) : NULL;
+}
+
+const char *mapping_data_set(const struct mapping *m, const char *code)
+{
+    return m != NULL ? code_lookup(m->data_sets, m->n_data_sets, code) : NULL;
+}
+
+const char *mapping_aoc(const struct mapping *m, const char *code)
+{
+    return m != NULL ? code_lookup(m->aocs, m->n_aocs, code) : NULL;
+}
+
+/* DHIS2's ValueType names; the numeric ones are ValueType.NUMERIC_TYPES
+ * (dhis2/dhis2-core, dhis-2/dhis-api/src/main/java/org/hisp/dhis/common/ValueType.java). */
+static const char *const numeric_types[] = {"NUMBER",
+                                            "UNIT_INTERVAL",
+                                            "PERCENTAGE",
+                                            "INTEGER",
+                                            "INTEGER_POSITIVE",
+                                            "INTEGER_NEGATIVE",
+                                            "INTEGER_ZERO_OR_POSITIVE",
+                                            NULL};
+static const char *const other_types[] = {"TEXT",
+                                          "LONG_TEXT",
+                                          "MULTI_TEXT",
+                                          "LETTER",
+                                          "PHONE_NUMBER",
+                                          "EMAIL",
+                                          "BOOLEAN",
+                                          "TRUE_ONLY",
+                                          "DATE",
+                                          "DATETIME",
+                                          "TIME",
+                                          "TRACKER_ASSOCIATE",
+                                          "USERNAME",
+                                          "COORDINATE",
+                                          "ORGANISATION_UNIT",
+                                          "REFERENCE",
+                                          "AGE",
+                                          "URL",
+                                          "FILE_RESOURCE",
+                                          "IMAGE",
+                                          "GEOJSON",
+                                          NULL};
+
+static bool in_names(const char *const *names, const char *s)
+{
+    for (size_t i = 0; s != NULL && names[i] != NULL; i++)
+        if (strcmp(names[i], s) == 0)
+            return true;
+    return false;
+}
+
+bool mapping_value_type_numeric(const char *value_type)
+{
+    return in_names(numeric_types, value_type);
+}
+
+bool mapping_value_type_known(const char *value_type)
+{
+    return in_names(numeric_types, value_type) || in_names(other_types, value_type);
+}
+
+/* CodeGenerator.isValidUid in dhis2-core: 11 characters, a letter first, ASCII only
+ * whatever the locale (isalpha() would accept more). */
+bool mapping_is_uid(const char *s)
+{
+    if (s == NULL || strlen(s) != 11)
+        return false;
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+        return false;
+    for (size_t i = 1; i < 11; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
 }
 
 const struct mapping_item *mapping_item(const struct mapping *m, const char *item,
@@ -108,11 +201,22 @@ void mapping_free(struct mapping *m)
         free(m->org_units[i].code);
         free(m->org_units[i].uid);
     }
+    for (size_t i = 0; i < m->n_data_sets; i++) {
+        free(m->data_sets[i].code);
+        free(m->data_sets[i].uid);
+    }
+    for (size_t i = 0; i < m->n_aocs; i++) {
+        free(m->aocs[i].code);
+        free(m->aocs[i].uid);
+    }
+    free(m->data_sets);
+    free(m->aocs);
     for (size_t i = 0; i < m->n_items; i++) {
         free(m->items[i].item);
         free(m->items[i].measure);
         free(m->items[i].de_uid);
         free(m->items[i].coc_uid);
+        free(m->items[i].value_type);
     }
     free(m->org_units);
     free(m->items);
@@ -324,7 +428,7 @@ static bool resolve_period(struct apply *a, const char *id, const char *start_s,
             return false;
         }
         if (!m->has_period_type || p.type == m->period_type) {
-            hibus_strlcpy(out, id, 16); /* length checked above */
+            hibus_strlcpy(out, p.id, 16); /* the canonical spelling (2024W01 -> 2024W1) */
             return true;
         }
         start = p.start;
@@ -411,6 +515,109 @@ static bool resolve_period(struct apply *a, const char *id, const char *start_s,
     return true;
 }
 
+/* The data set to send (*out, borrowed; NULL = none). false only when out of
+ * memory; an unknown or unusable source code is a problem. */
+static bool resolve_data_set(struct apply *a, const char **out, bool *nomem)
+{
+    const struct mapping *m = a->m;
+    const char *code = a->r->data_set;
+    char msg[1024];
+    *out = NULL;
+    if (code != NULL && m->n_data_sets > 0) {
+        *out = mapping_data_set(m, code);
+        if (*out == NULL) {
+            msgf(msg, sizeof msg,
+                 "data set \"%s\" is not in data_sets of mapping \"%s\"; add it to %s", code,
+                 m->name, a->file);
+            *nomem |= problem(a, "data_set", code, NULL, msg) == NULL;
+        }
+    } else if (m->data_set_uid != NULL) {
+        *out = m->data_set_uid;
+    } else if (code != NULL) {
+        if (mapping_is_uid(code)) {
+            *out = code;
+        } else {
+            msgf(msg, sizeof msg,
+                 "data set \"%s\" is not a DHIS2 UID, and mapping \"%s\" has neither data_set "
+                 "nor data_sets to translate it; add data_sets: { \"%s\": UID } to %s",
+                 code, m->name, code, a->file);
+            *nomem |= problem(a, "data_set", code, NULL, msg) == NULL;
+        }
+    }
+    return !*nomem;
+}
+
+/* The attribute option combo UID for a source's code (*out, borrowed). v is the
+ * value it belongs to (NULL: the report's, which skip cannot drop). */
+static enum hibus_err resolve_aoc(struct apply *a, const char *code, const char *where,
+                                  struct report_value *v, enum mapping_policy policy,
+                                  const char **out)
+{
+    const struct mapping *m = a->m;
+    char msg[1024];
+    *out = m->n_aocs > 0 ? mapping_aoc(m, code) : mapping_is_uid(code) ? code : NULL;
+    if (*out != NULL)
+        return HIBUS_OK;
+    if (m->n_aocs > 0)
+        msgf(msg, sizeof msg,
+             "attribute option combo \"%s\" is not in attribute_option_combos of mapping "
+             "\"%s\"; add it to %s",
+             code, m->name, a->file);
+    else
+        msgf(msg, sizeof msg,
+             "attribute option combo \"%s\" is not a DHIS2 UID, and mapping \"%s\" has no "
+             "attribute_option_combos to translate it; add attribute_option_combos: { \"%s\": "
+             "UID } to %s",
+             code, m->name, code, a->file);
+    if (v != NULL && policy == MAPPING_SKIP) {
+        v->skipped = true;
+        json_t *s = json_pack("{s:s, s:s, s:s, s:s}", "stage", "mapping", "kind",
+                              "attribute_option_combo", "code", code, "message", msg);
+        if (s == NULL)
+            return HIBUS_E_NOMEM;
+        set_opt(s, "where", where);
+        return json_array_append_new(a->skipped, s) == 0 ? HIBUS_OK : HIBUS_E_NOMEM;
+    }
+    if (already_reported(a, "attribute_option_combo", code, NULL))
+        return HIBUS_OK;
+    return problem(a, "attribute_option_combo", code, where, msg) ? HIBUS_OK : HIBUS_E_NOMEM;
+}
+
+/* An ADX annotation on value v of item it: DHIS2's ADX import takes it as the
+ * value of a non-numeric data element and drops it for a numeric one
+ * (DefaultAdxDataService, dhis2/dhis2-core 2.36-2.41). Which one it is only the
+ * data element's type can tell, so the mapping must say. false when the value is
+ * not deliverable (a problem was added). */
+static bool apply_annotation(struct apply *a, struct report_value *v, const struct mapping_item *it,
+                             bool *nomem)
+{
+    char msg[1024];
+    if (it->value_type == NULL) {
+        if (already_reported(a, "value_type", v->item, NULL))
+            return false;
+        msgf(msg, sizeof msg,
+             "item \"%s\" has an ADX annotation, and mapping \"%s\" does not say whether its "
+             "data element is numeric (DHIS2 drops the annotation) or text (DHIS2 takes the "
+             "annotation as the value); set value_type for it in %s",
+             v->item, a->m->name, a->file);
+        json_t *p = problem(a, "value_type", v->item, v->where, msg);
+        *nomem |= p == NULL;
+        return false;
+    }
+    if (mapping_value_type_numeric(it->value_type)) {
+        free(v->annotation);
+        v->annotation = NULL;
+        return true;
+    }
+    if (!report_set(&v->value, v->annotation)) {
+        *nomem = true;
+        return false;
+    }
+    v->is_text = true;
+    v->is_number = false;
+    return true;
+}
+
 enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum mapping_policy policy,
                              json_t *problems, json_t *skipped)
 {
@@ -457,8 +664,17 @@ enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum map
         }
     }
 
-    /* Data set and attribute option combo come from the mapping. */
-    if (!report_set(&r->data_set_uid, m->data_set_uid) || !report_set(&r->aoc_uid, m->aoc_uid))
+    /* Data set and the report's attribute option combo (mapping.h says which wins). */
+    const char *ds = NULL;
+    if (!resolve_data_set(&a, &ds, &nomem) || !report_set(&r->data_set_uid, ds))
+        goto nomem;
+    const char *aoc = m->aoc_uid;
+    if (r->attribute_option_combo != NULL) {
+        aoc = NULL;
+        if ((rc = resolve_aoc(&a, r->attribute_option_combo, NULL, NULL, policy, &aoc)) != HIBUS_OK)
+            goto out;
+    }
+    if (!report_set(&r->aoc_uid, aoc))
         goto nomem;
 
     /* Period of the report. */
@@ -477,7 +693,7 @@ enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum map
         struct report_value *v = &r->values[i];
         v->skipped = false;
         if (!report_set(&v->ou_uid, NULL) || !report_set(&v->de_uid, NULL) ||
-            !report_set(&v->coc_uid, NULL))
+            !report_set(&v->coc_uid, NULL) || !report_set(&v->aoc_uid, NULL))
             goto nomem;
 
         if (v->org_unit != NULL) {
@@ -499,6 +715,17 @@ enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum map
                 goto nomem;
         }
 
+        if (v->attribute_option_combo != NULL) {
+            const char *vaoc = NULL;
+            if ((rc = resolve_aoc(&a, v->attribute_option_combo, v->where, v, policy, &vaoc)) !=
+                HIBUS_OK)
+                goto out;
+            if (v->skipped)
+                continue;
+            if (!report_set(&v->aoc_uid, vaoc))
+                goto nomem;
+        }
+
         const struct mapping_item *it = mapping_item(m, v->item, v->measure);
         if (it == NULL) {
             if ((rc = unmapped_item(&a, v, policy)) != HIBUS_OK)
@@ -507,6 +734,8 @@ enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum map
                 continue;
         } else if (!report_set(&v->de_uid, it->de_uid) || !report_set(&v->coc_uid, it->coc_uid)) {
             goto nomem;
+        } else if (v->annotation != NULL && !apply_annotation(&a, v, it, &nomem)) {
+            continue;
         }
         deliverable++;
     }

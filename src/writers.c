@@ -194,8 +194,18 @@ static enum hibus_err write_adx(const struct report *r, char **body, size_t *len
         const struct report_value *v = &r->values[i];
         struct period p;
         const char *pe = key_of(r, v).period;
+        char adx[32];
         if (written(v) && !period_parse(pe, &p)) {
             hibus_error_set(err, HIBUS_E_INVALID, "period \"%s\" is not a DHIS2 period id", pe);
+            return HIBUS_E_INVALID;
+        }
+        if (written(v) && !period_to_adx(&p, adx, sizeof adx)) {
+            /* DHIS2's AdxPeriod reads every P3M as a calendar quarter, so a
+             * QuarterlyNov period cannot be said in ADX. */
+            hibus_error_set(err, HIBUS_E_INVALID, "period \"%s\" (%s) cannot be written in ADX", pe,
+                            period_type_name(p.type));
+            hibus_error_hint(err, "DHIS2 reads an ADX duration of P3M as a calendar quarter; "
+                                  "send this channel with the dhis2-datavalueset writer.");
             return HIBUS_E_INVALID;
         }
     }
@@ -245,7 +255,14 @@ static enum hibus_err write_adx(const struct report *r, char **body, size_t *len
             if (v->coc_uid != NULL)
                 W(xmlTextWriterWriteAttribute(w, BAD_CAST "categoryOptionCombo",
                                               BAD_CAST v->coc_uid));
-            W(xmlTextWriterWriteAttribute(w, BAD_CAST "value", BAD_CAST v->value));
+            if (v->is_text) {
+                /* A non-numeric data element, as DHIS2's own ADX export writes it
+                 * (DefaultAdxDataService): value="0" and the text in <annotation>. */
+                W(xmlTextWriterWriteAttribute(w, BAD_CAST "value", BAD_CAST "0"));
+                W(xmlTextWriterWriteElement(w, BAD_CAST "annotation", BAD_CAST v->value));
+            } else {
+                W(xmlTextWriterWriteAttribute(w, BAD_CAST "value", BAD_CAST v->value));
+            }
             W(xmlTextWriterEndElement(w));
         }
         W(xmlTextWriterEndElement(w));

@@ -1386,7 +1386,10 @@ def mapping_doc(items=None, org_units=None, org_units_csv=None, measures=None,
     if org_units_csv:
         d["org_units_csv"] = org_units_csv
     d["measures"] = dict(DHIS2Sim.MEASURES if measures is None else measures)
-    d["items"] = dict({k: {"data_element": v} for k, v in DHIS2Sim.DATA_ELEMENTS.items()}
+    # the simulator's stock data elements are INTEGER: an ADX annotation on them is
+    # dropped, as DHIS2 drops it (the mapping must say, see docs/configuration.md)
+    d["items"] = dict({k: {"data_element": v, "value_type": "INTEGER"}
+                       for k, v in DHIS2Sim.DATA_ELEMENTS.items()}
                       if items is None else items)
     return d
 
@@ -1442,11 +1445,11 @@ PIPELINE_SAMPLES = {
             dv("rTAGiDO5psX", "202607", "cLq0tI1jksz", "qgguc6STNsc", "100"),
             dv("YpYGky8q06j", "202607", "cLq0tI1jksz", "LelQdVJoKer", "18")])},
     "adx-multi.xml": {
-        # two groups (org unit and period per value), a comment with markup and non-ASCII
+        # two groups (org unit and period per value); the annotation (markup, non-ASCII)
+        # is on an INTEGER data element, so it is dropped as DHIS2's ADX import drops it
         "reader": "adx", "content_type": "application/adx+xml",
         "values": sort_values([
-            dv("PRIVrEScHcE", "202607", "cLq0tI1jksz", "PcAgkuk85UK", "310",
-               comment="recount & <adjusted> \u2013 r\u00e9ception \"partielle\""),
+            dv("PRIVrEScHcE", "202607", "cLq0tI1jksz", "PcAgkuk85UK", "310"),
             dv("PRIVrEScHcE", "202607", "cLq0tI1jksz", "LelQdVJoKer", "95"),
             dv("GHgQT4Rrg3i", "202606", "p88r7fYkDc9", "YRxjWDCECJW", "4")])},
 }

@@ -1192,17 +1192,37 @@ static void test_transform_errors(void **state)
                               "transform: { reader: adx }\n"
                               "unmapped: skip\n"
                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/five.yaml",
+        "name: five\n"
+        "match: { path: /five }\n"
+        "allow: { roles: [lmis] }\n"
+        "transform:\n"
+        "  reader: adx\n"
+        "  losses: { reasons: [Damage, Damage], categories: [LOSS, transfer] }\n"
+        "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/six.yaml", "name: six\n"
+                             "match: { path: /six }\n"
+                             "allow: { roles: [lmis] }\n"
+                             "transform: { reader: openlmis-requisition, losses: {} }\n"
+                             "routes: [{ name: r, url: \"http://t.example\" }]\n");
     EXPECT_ERRORS(
+        "channels/five.yaml:6:3: transform.losses applies only to the openlmis-requisition "
+        "reader (this channel's reader is adx)\n"
+        "channels/five.yaml:6:31: duplicate reason \"Damage\" in transform.losses.reasons\n"
+        "channels/five.yaml:6:53: invalid reason category \"LOSS\" in "
+        "transform.losses.categories (expected TRANSFER, ADJUSTMENT, PHYSICAL_INVENTORY or "
+        "AGGREGATION)\n"
         "channels/four.yaml:5:1: unmapped applies only to a channel whose transform has a "
         "mapping\n"
+        "channels/six.yaml:4:52: transform.losses needs reasons, categories or both\n"
         "channels/stock.yaml:5:11: unknown reader \"lmis\" (expected one of: lmis-report, "
-        "openlmis-requisition, dhis2-json, adx)\n"
+        "openlmis-requisition, dhis2-json, adx, dhis2-csv)\n"
         "channels/stock.yaml:6:12: invalid mapping name \"../m\" (expected the name of a file in "
         "the mappings directory, without .yaml: letters, digits, \"-\", \"_\" or \".\")\n"
         "channels/stock.yaml:7:11: unknown writer \"csv\" (expected one of: dhis2-datavalueset, "
         "adx)\n"
         "channels/stock.yaml:8:3: unknown key \"colour\" in transform (expected one of: reader, "
-        "mapping, quality, writer)\n"
+        "mapping, quality, writer, losses)\n"
         "channels/three.yaml:4:36: mapping \"nowhere\" not found: could not read file "
         "\"mappings/nowhere.yaml\": No such file or directory\n"
         "channels/two.yaml:4:12: missing required key \"reader\" in transform\n"
@@ -1417,7 +1437,10 @@ static void test_mapping_errors(void **state)
                            "  AMOX250: { data_element: PRIVrEScHcE, measures: { received: "
                            "qgguc6STNsc } }\n"
                            "  ACT: rTAGiDO5ps_\n"
-                           "colour: blue\n");
+                           "  NOTE: { data_element: rTAGiDO5psX, value_type: STRING }\n"
+                           "colour: blue\n"
+                           "data_sets: { LMIS: uRfFkKfeb3Q, LMIS: uRfFkKfeb3Q, X: nope }\n"
+                           "attribute_option_combos: { \"FUNDING=DONOR\": 2afMuhXXF9W }\n");
     put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
                                             "routes: [{ name: r, url: \"http://t.example\" }]\n");
     EXPECT_ERRORS(
@@ -1425,7 +1448,9 @@ static void test_mapping_errors(void **state)
         "letters or digits)\n"
         "mappings/m.yaml:2:14: unknown period type \"monthly\" (expected one of: Daily, Weekly, "
         "BiWeekly, Monthly, BiMonthly, Quarterly, SixMonthly, Yearly, FinancialApril, "
-        "FinancialJuly, FinancialOct)\n"
+        "FinancialJuly, FinancialOct, WeeklyWednesday, WeeklyThursday, WeeklyFriday, "
+        "WeeklySaturday, WeeklySunday, SixMonthlyApril, SixMonthlyNov, QuarterlyNov, "
+        "FinancialNov, FinancialSep, FinancialFeb, FinancialAug)\n"
         "mappings/m.yaml:3:25: \"1afMuhXXF9W\" is not a DHIS2 UID (11 characters: a letter, then "
         "letters or digits)\n"
         "mappings/m.yaml:6:10: expected a scalar for org_units.FAC-2, got a mapping\n"
@@ -1440,16 +1465,23 @@ static void test_mapping_errors(void **state)
         "mappings/m.yaml:16:55: \"bad-uid-0000\" is not a DHIS2 UID (11 characters: a letter, "
         "then letters or digits)\n"
         "mappings/m.yaml:16:71: unknown key \"x\" in items.ZINC20 (expected one of: "
-        "data_element, measures)\n"
+        "data_element, measures, value_type)\n"
         "mappings/m.yaml:17:3: duplicate mapping for item \"AMOX250\" (first defined at "
         "mappings/m.yaml:14:3)\n"
         "mappings/m.yaml:17:53: duplicate mapping for item \"AMOX250\", measure \"received\" "
         "(first defined at mappings/m.yaml:14:3)\n"
         "mappings/m.yaml:18:8: \"rTAGiDO5ps_\" is not a DHIS2 UID (11 characters: a letter, then "
         "letters or digits)\n"
-        "mappings/m.yaml:19:1: unknown key \"colour\" at top level (expected one of: data_set, "
+        "mappings/m.yaml:19:50: unknown value type \"STRING\" (expected a DHIS2 valueType such "
+        "as NUMBER, INTEGER_ZERO_OR_POSITIVE, TEXT or LONG_TEXT)\n"
+        "mappings/m.yaml:20:1: unknown key \"colour\" at top level (expected one of: data_set, "
         "period_type, attribute_option_combo, org_units, org_units_csv, measures, items, "
-        "items_csv)\n");
+        "items_csv, data_sets, attribute_option_combos)\n"
+        "mappings/m.yaml:21:33: duplicate code \"LMIS\" in data_sets\n"
+        "mappings/m.yaml:21:55: \"nope\" is not a DHIS2 UID (11 characters: a letter, then "
+        "letters or digits)\n"
+        "mappings/m.yaml:22:45: \"2afMuhXXF9W\" is not a DHIS2 UID (11 characters: a letter, "
+        "then letters or digits)\n");
 }
 
 static void test_mapping_csv_errors(void **state)

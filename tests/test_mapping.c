@@ -50,14 +50,23 @@ static struct mapping *new_mapping(const char *name)
 static void add_ou(struct mapping *m, const char *code, const char *uid)
 {
     assert_true(m->n_org_units < 16);
-    m->org_units[m->n_org_units++] = (struct mapping_org_unit){dup(code), dup(uid)};
+    m->org_units[m->n_org_units++] = (struct mapping_code){dup(code), dup(uid)};
 }
 
 static void add_item(struct mapping *m, const char *item, const char *measure, const char *de,
                      const char *coc)
 {
     assert_true(m->n_items < 16);
-    m->items[m->n_items++] = (struct mapping_item){dup(item), dup(measure), dup(de), dup(coc)};
+    m->items[m->n_items++] =
+        (struct mapping_item){dup(item), dup(measure), dup(de), dup(coc), NULL};
+}
+
+/* Adds a code -> UID row to one of the optional tables (data_sets, aocs). */
+static void add_code(struct mapping_code **t, size_t *n, const char *code, const char *uid)
+{
+    *t = realloc(*t, (*n + 1) * sizeof **t);
+    assert_non_null(*t);
+    (*t)[(*n)++] = (struct mapping_code){dup(code), dup(uid)};
 }
 
 /* The "national" mapping most tests use: two facilities, AMOX250 with three
@@ -781,6 +790,206 @@ static void test_period_value_overrides(void **state)
     mapping_free(m);
 }
 
+/* ------------------------------------------------------------------ */
+/* The source's data set and attribute option combo (issue 7, 2 and 3) */
+/* ------------------------------------------------------------------ */
+
+/* A dhis2-json source names a funding mechanism per value and for the set: it
+ * reaches the writer instead of landing in the default combo. */
+static void test_apply_source_aoc_uid_passes(void **state)
+{
+    (void)state;
+    struct mapping *m = national();
+    struct report *r = new_report("FAC-0042", "202401");
+    assert_true(report_set(&r->attribute_option_combo, "FundGov0001"));
+    add(r, "ORS", NULL, "1", "dataValues[0]");
+    struct report_value *v = add(r, "ORS", NULL, "2", "dataValues[1]");
+    assert_true(report_set(&v->attribute_option_combo, "FundDonor01"));
+    struct run run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_OK);
+    assert_string_equal(r->aoc_uid, "FundGov0001");
+    assert_null(r->values[0].aoc_uid);
+    assert_string_equal(r->values[1].aoc_uid, "FundDonor01");
+    run_free(&run);
+    report_free(r);
+    mapping_free(m);
+}
+
+/* The mapping's attribute_option_combo is a default: the source's wins. */
+static void test_apply_source_aoc_wins_over_default(void **state)
+{
+    (void)state;
+    struct mapping *m = national();
+    m->aoc_uid = dup("DefaultAoc1");
+    struct report *r = new_report("FAC-0042", "202401");
+    add(r, "ORS", NULL, "1", NULL);
+    struct run run = apply(m, r, MAPPING_REJECT);
+    assert_string_equal(r->aoc_uid, "DefaultAoc1");
+    run_free(&run);
+    assert_true(report_set(&r->attribute_option_combo, "FundGov0001"));
+    run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_OK);
+    assert_string_equal(r->aoc_uid, "FundGov0001");
+    run_free(&run);
+    report_free(r);
+    mapping_free(m);
+}
+
+/* attribute_option_combos translates codes (ADX exploded categories too); an
+ * unknown code is unmapped: a problem under reject, a skipped value under skip. */
+static void test_apply_aoc_table(void **state)
+{
+    (void)state;
+    struct mapping *m = national();
+    add_code(&m->aocs, &m->n_aocs, "FUNDING=DONOR", "FundDonor01");
+    add_code(&m->aocs, &m->n_aocs, "GOV", "FundGov0001");
+    assert_true(mapping_sort(m, NULL));
+    struct report *r = new_report("FAC-0042", "202401");
+    assert_true(report_set(&r->attribute_option_combo, "GOV"));
+    add(r, "ORS", NULL, "1", "group[1]/dataValue[1]");
+    struct report_value *v = add(r, "ORS", NULL, "2", "group[2]/dataValue[1]");
+    assert_true(report_set(&v->attribute_option_combo, "FUNDING=DONOR"));
+    v = add(r, "ORS", NULL, "3", "group[3]/dataValue[1]");
+    assert_true(report_set(&v->attribute_option_combo, "FUNDING=NGO"));
+    struct run run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_E_INVALID);
+    assert_int_equal(json_array_size(run.problems), 1);
+    json_t *p = json_array_get(run.problems, 0);
+    assert_string_equal(json_string_value(json_object_get(p, "kind")), "attribute_option_combo");
+    assert_string_equal(json_string_value(json_object_get(p, "code")), "FUNDING=NGO");
+    assert_string_equal(json_string_value(json_object_get(p, "where")), "group[3]/dataValue[1]");
+    run_free(&run);
+
+    run = apply(m, r, MAPPING_SKIP);
+    assert_int_equal(run.rc, HIBUS_OK);
+    assert_string_equal(r->aoc_uid, "FundGov0001");
+    assert_string_equal(r->values[1].aoc_uid, "FundDonor01");
+    assert_true(r->values[2].skipped);
+    assert_int_equal(json_array_size(run.skipped), 1);
+    run_free(&run);
+    report_free(r);
+    mapping_free(m);
+}
+
+/* A code that is no UID, with no table to translate it, is never sent as it is. */
+static void test_apply_aoc_code_without_table(void **state)
+{
+    (void)state;
+    struct mapping *m = national();
+    struct report *r = new_report("FAC-0042", "202401");
+    assert_true(report_set(&r->attribute_option_combo, "DONOR"));
+    add(r, "ORS", NULL, "1", NULL);
+    struct run run = apply(m, r, MAPPING_SKIP);
+    assert_int_equal(run.rc, HIBUS_E_INVALID); /* the report's own: skip cannot drop it */
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_array_get(run.problems, 0), "message")),
+               "add attribute_option_combos: { \"DONOR\": UID }"));
+    run_free(&run);
+    report_free(r);
+    mapping_free(m);
+}
+
+/* Data set: the table translates; else the mapping's data_set; else the
+ * source's own when it is a UID (the pass-through used to drop it). */
+static void test_apply_data_set_rules(void **state)
+{
+    (void)state;
+    struct mapping *m = national(); /* data_set Lpw6GcnTrmS */
+    struct report *r = new_report("FAC-0042", "202401");
+    assert_true(report_set(&r->data_set, "LMIS_MONTHLY"));
+    assert_true(report_set(&r->complete_date, "2024-02-05"));
+    add(r, "ORS", NULL, "1", NULL);
+    struct run run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_OK);
+    assert_string_equal(r->data_set_uid, "Lpw6GcnTrmS");
+    run_free(&run);
+
+    free(m->data_set_uid);
+    m->data_set_uid = NULL;
+    assert_true(report_set(&r->data_set, "QX4ZTUbOt3a"));
+    run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_OK);
+    assert_string_equal(r->data_set_uid, "QX4ZTUbOt3a");
+    run_free(&run);
+
+    assert_true(report_set(&r->data_set, "LMIS_MONTHLY"));
+    run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_E_INVALID);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(run.problems, 0), "kind")),
+                        "data_set");
+    run_free(&run);
+
+    add_code(&m->data_sets, &m->n_data_sets, "LMIS_MONTHLY", "Lpw6GcnTrmS");
+    run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_OK);
+    assert_string_equal(r->data_set_uid, "Lpw6GcnTrmS");
+    run_free(&run);
+    assert_true(report_set(&r->data_set, "OTHER"));
+    run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_E_INVALID);
+    run_free(&run);
+    report_free(r);
+    mapping_free(m);
+}
+
+/* ADX annotations: the value of a text data element, dropped for a numeric one
+ * (DefaultAdxDataService), a problem when the mapping does not say which. */
+static void test_apply_annotation(void **state)
+{
+    (void)state;
+    struct mapping *m = national();
+    add_item(m, "REMARK", NULL, "TextDe00001", NULL);
+    m->items[m->n_items - 1].value_type = dup("LONG_TEXT");
+    assert_true(mapping_sort(m, NULL));
+    for (size_t i = 0; i < m->n_items; i++)
+        if (strcmp(m->items[i].item, "ORS") == 0) {
+            free(m->items[i].value_type);
+            m->items[i].value_type = dup("INTEGER_ZERO_OR_POSITIVE");
+        } else if (strcmp(m->items[i].item, "REMARK") != 0) {
+            free(m->items[i].value_type);
+            m->items[i].value_type = NULL;
+        }
+    struct report *r = new_report("FAC-0042", "202401");
+    struct report_value *t = add(r, "REMARK", NULL, "0", "group[1]/dataValue[1]");
+    assert_true(report_set(&t->annotation, "fridge broken"));
+    struct report_value *n = add(r, "ORS", NULL, "7", "group[1]/dataValue[2]");
+    assert_true(report_set(&n->annotation, "counted twice"));
+    struct run run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_OK);
+    assert_string_equal(r->values[0].value, "fridge broken");
+    assert_true(r->values[0].is_text);
+    assert_string_equal(r->values[1].value, "7");
+    assert_null(r->values[1].annotation);
+    assert_null(r->values[1].comment);
+    run_free(&run);
+
+    struct report_value *u = add(r, "AMOX250", "consumed", "3", "group[1]/dataValue[3]");
+    assert_true(report_set(&u->annotation, "?"));
+    run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_E_INVALID);
+    json_t *p = json_array_get(run.problems, 0);
+    assert_string_equal(json_string_value(json_object_get(p, "kind")), "value_type");
+    assert_string_equal(json_string_value(json_object_get(p, "code")), "AMOX250");
+    run_free(&run);
+    report_free(r);
+    mapping_free(m);
+}
+
+static void test_value_types(void **state)
+{
+    (void)state;
+    assert_true(mapping_value_type_numeric("INTEGER_ZERO_OR_POSITIVE"));
+    assert_true(mapping_value_type_numeric("PERCENTAGE"));
+    assert_false(mapping_value_type_numeric("TEXT"));
+    assert_false(mapping_value_type_numeric(NULL));
+    assert_true(mapping_value_type_known("LONG_TEXT"));
+    assert_false(mapping_value_type_known("STRING"));
+    assert_true(mapping_is_uid("Lpw6GcnTrmS"));
+    assert_false(mapping_is_uid("1pw6GcnTrmS"));
+    assert_false(mapping_is_uid("Lpw6GcnTrm"));
+    assert_false(mapping_is_uid("Lpw6GcnTrm_"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -815,6 +1024,13 @@ int main(void)
         cmocka_unit_test(test_period_missing_with_type),
         cmocka_unit_test(test_period_no_type),
         cmocka_unit_test(test_period_value_overrides),
+        cmocka_unit_test(test_apply_source_aoc_uid_passes),
+        cmocka_unit_test(test_apply_source_aoc_wins_over_default),
+        cmocka_unit_test(test_apply_aoc_table),
+        cmocka_unit_test(test_apply_aoc_code_without_table),
+        cmocka_unit_test(test_apply_data_set_rules),
+        cmocka_unit_test(test_apply_annotation),
+        cmocka_unit_test(test_value_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

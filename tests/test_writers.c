@@ -251,9 +251,9 @@ static void test_errors(void **state)
     set(&r->ou_uid, "DiszpKrYNg8");
 
     /* An ADX period must be a DHIS2 id it can convert. */
-    set(&r->period, "2024-01");
+    set(&r->period, "2024-13");
     assert_int_equal(writer_write("adx", r, &body, &len, &ct, &err), HIBUS_E_INVALID);
-    assert_string_equal(err.msg, "period \"2024-01\" is not a DHIS2 period id");
+    assert_string_equal(err.msg, "period \"2024-13\" is not a DHIS2 period id");
     assert_null(body);
     report_free(r);
 

@@ -21,6 +21,7 @@
 #include <stddef.h>
 
 #include "hibus/error.h"
+#include "hibus/readers.h"
 #include "hibus/mapping.h"
 #include "hibus/quality.h"
 
@@ -101,6 +102,12 @@ struct config_transform {
     struct quality_rule *quality;  /* in the order written */
     size_t n_quality;
     char *writer; /* default writer of the channel's routes */
+    /* losses: { reasons: [...], categories: [...] } (openlmis-requisition): which
+     * stock adjustment reasons count as losses. Both NULL-terminated, or NULL
+     * (the reader's default); reader_opts points into them. */
+    char **loss_reasons;
+    char **loss_categories;
+    struct reader_options reader_opts;
 };
 
 struct config_channel {

@@ -19,7 +19,8 @@
 #include "hibus/period.h"
 #include "hibus/report.h"
 
-struct mapping_org_unit {
+/* One row of a code table: a source code and the DHIS2 UID it stands for. */
+struct mapping_code {
     char *code;
     char *uid;
 };
@@ -31,6 +32,8 @@ struct mapping_item {
     char *measure;
     char *de_uid;
     char *coc_uid;
+    char *value_type; /* the data element's DHIS2 valueType when the mapping declares it
+                         (items.X.value_type), else NULL; decides what an ADX annotation is */
 };
 
 struct mapping {
@@ -39,9 +42,16 @@ struct mapping {
     char *data_set_uid;   /* may be NULL */
     bool has_period_type; /* else the report's period is sent as it is */
     enum period_type period_type;
-    char *aoc_uid;                      /* default attribute option combo; may be NULL */
-    struct mapping_org_unit *org_units; /* sorted by code (mapping_sort) */
+    char *aoc_uid;                  /* default attribute option combo; may be NULL */
+    struct mapping_code *org_units; /* sorted by code (mapping_sort) */
     size_t n_org_units;
+    /* Optional translation tables for what a source names itself (dhis2-json,
+     * dhis2-csv, adx): data_sets: { CODE: UID } and attribute_option_combos:
+     * { CODE: UID } (an ADX group's exploded categories as "CAT=OPT[,CAT=OPT]"). */
+    struct mapping_code *data_sets; /* sorted by code */
+    size_t n_data_sets;
+    struct mapping_code *aocs; /* sorted by code */
+    size_t n_aocs;
     struct mapping_item *items; /* sorted by (item, measure) (mapping_sort) */
     size_t n_items;
 };
@@ -52,6 +62,15 @@ enum mapping_policy { MAPPING_REJECT = 0, MAPPING_SKIP = 1 };
  * (*dup_code, borrowed) when a code or (item, measure) appears twice. */
 bool mapping_sort(struct mapping *m, const char **dup_code);
 const char *mapping_org_unit(const struct mapping *m, const char *code);
+/* data_sets / attribute_option_combos lookups; NULL when absent. */
+const char *mapping_data_set(const struct mapping *m, const char *code);
+const char *mapping_aoc(const struct mapping *m, const char *code);
+/* Is a DHIS2 valueType name numeric (NUMBER, INTEGER*, PERCENTAGE, UNIT_INTERVAL)? */
+bool mapping_value_type_numeric(const char *value_type);
+/* Is it one of DHIS2's ValueType names? */
+bool mapping_value_type_known(const char *value_type);
+/* Is s shaped like a DHIS2 UID (11 characters, a letter then letters or digits)? */
+bool mapping_is_uid(const char *s);
 const struct mapping_item *mapping_item(const struct mapping *m, const char *item,
                                         const char *measure);
 void mapping_free(struct mapping *m); /* frees the contents and m; NULL-safe */
@@ -60,6 +79,19 @@ void mapping_free(struct mapping *m); /* frees the contents and m; NULL-safe */
  * combo, the data set and attribute option combo, and the period (converted to
  * the mapping's period type when it has one; a report period that does not fit
  * in one target period is a problem).
+ * Data set: the source's, translated through data_sets when the mapping has that
+ * table (an unknown code is a problem); without the table the mapping's data_set
+ * wins (the source names its data set in its own codes); without either the
+ * source's is sent as it is when it is a DHIS2 UID.
+ * Attribute option combo (per value, else the report's): the source's wins,
+ * translated through attribute_option_combos when the mapping has that table (an
+ * unknown code is unmapped: reject or skip), else sent as it is when it is a
+ * DHIS2 UID (otherwise a problem); a source that names none gets the mapping's
+ * attribute_option_combo (none: DHIS2's default).
+ * ADX annotations: an item whose value_type is not numeric sends the annotation
+ * as its value (as DHIS2's ADX import does); a numeric one drops it, as DHIS2
+ * does; an annotation on an item without value_type is a problem, since only
+ * the data element's type can tell which DHIS2 would keep.
  * Unmapped codes: under MAPPING_REJECT each is a problem ({"stage":"mapping",
  * "code": ..., "kind": "org_unit"|"item", "where": ...}) and the result is
  * HIBUS_E_INVALID; under MAPPING_SKIP each unmapped value is marked skipped and

@@ -35,10 +35,14 @@ struct report_value {
     char *value;    /* as text, exactly as it will be sent */
     bool is_number; /* value parsed as a finite number */
     double number;
-    char *comment;  /* may be NULL */
-    char *org_unit; /* per-value org unit code; NULL = the report's */
-    char *period;   /* per-value DHIS2 period id; NULL = the report's */
-    char *where;    /* position in the payload, for messages; may be NULL */
+    char *comment;                /* may be NULL */
+    char *org_unit;               /* per-value org unit code; NULL = the report's */
+    char *period;                 /* per-value DHIS2 period id; NULL = the report's */
+    char *attribute_option_combo; /* per-value source AOC code (dhis2-json, csv, an ADX
+                                     group's); NULL = the report's */
+    char *annotation;             /* ADX <annotation>: DHIS2 takes it as the value of a non-numeric
+                                     data element and drops it for a numeric one; NULL if none */
+    char *where;                  /* position in the payload, for messages; may be NULL */
 
     /* Set by mapping_apply(): */
     char *de_uid;
@@ -46,6 +50,8 @@ struct report_value {
     char *aoc_uid; /* NULL = the report's */
     char *ou_uid;  /* NULL = the report's */
     bool skipped;  /* unmapped under the skip policy: not delivered */
+    bool is_text;  /* value is a non-numeric data element's text (from an ADX annotation):
+                      the adx writer sends it as DHIS2 does, value="0" and <annotation> */
 };
 
 struct report {
