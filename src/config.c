@@ -677,6 +677,21 @@ static bool get_uid(struct loader *ld, const yaml_node_t *n, const char *what, c
     return true;
 }
 
+/* A mapping's target of kind k into *out: a UID when the mapping's id scheme
+ * for k is UID, else any non-empty identifier (a DHIS2 code). */
+static bool get_target(struct loader *ld, const yaml_node_t *n, const char *what,
+                       const struct mapping *m, enum mapping_kind k, char **out)
+{
+    if (strcmp(mapping_id_scheme(m, k), "UID") == 0)
+        return get_uid(ld, n, what, out);
+    char *s = NULL;
+    if (!get_string(ld, n, what, true, &s))
+        return false;
+    free(*out);
+    *out = s;
+    return true;
+}
+
 /* A list of strings. check (may be NULL) normalises an item in place and returns NULL,
  * or returns the noun for the message ("HTTP method") when the item is invalid.
  * exists (may be NULL) checks that a reference (a role, a client id) is defined. */
@@ -1445,11 +1460,20 @@ static const struct key_spec header_keys[] = {
     [K_HD_VALUE] = {"value", true},
 };
 
-enum { K_DH_DRY_RUN, K_DH_IMPORT_STRATEGY, K_DH_ID_SCHEME };
+enum {
+    K_DH_DRY_RUN,
+    K_DH_IMPORT_STRATEGY,
+    K_DH_ID_SCHEME,
+    K_DH_KIND_SCHEMES /* then one per enum mapping_kind */
+};
 static const struct key_spec dhis2_keys[] = {
     [K_DH_DRY_RUN] = {"dry_run", false},
     [K_DH_IMPORT_STRATEGY] = {"import_strategy", false},
     [K_DH_ID_SCHEME] = {"id_scheme", false},
+    [K_DH_KIND_SCHEMES + MAPPING_DATA_ELEMENT] = {"data_element_id_scheme", false},
+    [K_DH_KIND_SCHEMES + MAPPING_ORG_UNIT] = {"org_unit_id_scheme", false},
+    [K_DH_KIND_SCHEMES + MAPPING_COC] = {"category_option_combo_id_scheme", false},
+    [K_DH_KIND_SCHEMES + MAPPING_DATA_SET] = {"data_set_id_scheme", false},
 };
 
 static const char *const mediators[] = {"http", "dhis2", NULL};
@@ -2045,6 +2069,14 @@ static void load_dhis2_options(struct loader *ld, yaml_node_t *n, const char *wh
         r->id_scheme = xstrdup(ld, id_schemes[v]);
         *id_scheme = f[K_DH_ID_SCHEME].val;
     }
+    for (int k = 0; k < MAPPING_KINDS; k++) {
+        yaml_node_t *val = f[K_DH_KIND_SCHEMES + k].val;
+        snprintf(what, sizeof what, "%s.%s", where, dhis2_keys[K_DH_KIND_SCHEMES + k].name);
+        if (val && (v = get_enum(ld, val, what, id_schemes)) >= 0) {
+            r->id_schemes[k] = id_schemes[v];
+            r->id_scheme_pos[k] = pos_of(ld, val);
+        }
+    }
 }
 
 /* Returns the node of primary: true, or NULL; *when_key is set to the route's
@@ -2317,6 +2349,48 @@ static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
     }
 }
 
+/* Every dhis2 route sends each kind of object in the id scheme of its channel's
+ * mapping (id_schemes:); a route that names another one for a kind (its
+ * *_id_scheme, else its id_scheme) would make DHIS2 look the mapping's targets up
+ * wrongly, and is an error: one per kind the route names, one for its id_scheme. */
+static void settle_id_schemes(struct loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    for (size_t c = 0; c < cfg->n_channels; c++) {
+        struct config_channel *ch = &cfg->channels[c];
+        const struct mapping *m = ch->has_transform ? ch->transform.mapping : NULL;
+        for (size_t i = 0; i < ch->n_routes; i++) {
+            struct config_route *r = &ch->routes[i];
+            if (r->mediator != CONFIG_MEDIATOR_DHIS2)
+                continue;
+            const char *rname = r->name ? r->name : "";
+            char kinds[256] = "";
+            for (int k = 0; k < MAPPING_KINDS; k++) {
+                const char *want = mapping_id_scheme(m, (enum mapping_kind)k);
+                const char *said = r->id_schemes[k];
+                if (m != NULL && said != NULL && strcmp(said, want) != 0)
+                    err_pos(ld, r->id_scheme_pos[k].file, r->id_scheme_pos[k].line,
+                            r->id_scheme_pos[k].col,
+                            "route \"%s\" sends %s identifiers as %s, but mapping \"%s\" maps "
+                            "them to %ss (set id_schemes: { %s: %s } in %s)",
+                            rname, MAPPING_KIND_NAMES[k], said, m->name, want,
+                            MAPPING_KIND_NAMES[k], said, m->file ? m->file : "the mapping");
+                else if (m != NULL && said == NULL && r->id_scheme != NULL &&
+                         strcmp(r->id_scheme, want) != 0 &&
+                         !(r->writer != NULL && strcmp(r->writer, "adx") == 0))
+                    snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s: %s",
+                             kinds[0] ? ", " : "", MAPPING_KIND_NAMES[k], r->id_scheme);
+                r->id_schemes[k] = want;
+            }
+            if (kinds[0] != '\0')
+                err_pos(ld, r->pos.file, r->pos.line, r->pos.col,
+                        "route \"%s\" has id_scheme: %s, but mapping \"%s\" maps to UIDs; set "
+                        "id_schemes: { %s } in %s, or drop the route's id_scheme",
+                        rname, r->id_scheme, m->name, kinds, m->file ? m->file : "the mapping");
+        }
+    }
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -2389,7 +2463,8 @@ enum {
     K_MP_ITEMS,
     K_MP_ITEMS_CSV,
     K_MP_DATA_SETS,
-    K_MP_AOCS
+    K_MP_AOCS,
+    K_MP_ID_SCHEMES
 };
 static const struct key_spec mapping_keys[] = {
     [K_MP_DATA_SET] = {"data_set", false},
@@ -2402,6 +2477,14 @@ static const struct key_spec mapping_keys[] = {
     [K_MP_ITEMS_CSV] = {"items_csv", false},
     [K_MP_DATA_SETS] = {"data_sets", false},
     [K_MP_AOCS] = {"attribute_option_combos", false},
+    [K_MP_ID_SCHEMES] = {"id_schemes", false},
+};
+
+static const struct key_spec id_scheme_keys[MAPPING_KINDS] = {
+    [MAPPING_DATA_ELEMENT] = {"data_element", false},
+    [MAPPING_ORG_UNIT] = {"org_unit", false},
+    [MAPPING_COC] = {"category_option_combo", false},
+    [MAPPING_DATA_SET] = {"data_set", false},
 };
 
 enum { K_IT_DATA_ELEMENT, K_IT_MEASURES, K_IT_VALUE_TYPE };
@@ -2510,7 +2593,7 @@ static void free_measure_table(struct measure_uid *t, size_t n)
 
 /* Reads { measure: COC UID, ... } (where: "measures" or "items.X.measures"). */
 static void load_measure_table(struct loader *ld, yaml_node_t *n, const char *where,
-                               struct measure_uid **out, size_t *count)
+                               const struct mapping *m, struct measure_uid **out, size_t *count)
 {
     if (!expect_mapping(ld, n, where) || n->type != YAML_MAPPING_NODE)
         return;
@@ -2531,7 +2614,7 @@ static void load_measure_table(struct loader *ld, yaml_node_t *n, const char *wh
         char what[CONFIG_MAX_VALUE + 64];
         snprintf(what, sizeof what, "%s.%s", where, measure);
         char *coc = NULL;
-        if (!get_uid(ld, node(ld, p->value), what, &coc))
+        if (!get_target(ld, node(ld, p->value), what, m, MAPPING_COC, &coc))
             continue;
         if (!grow(ld, (void **)out, &cap, *count, sizeof **out)) {
             free(coc);
@@ -2553,7 +2636,7 @@ static void load_org_units(struct loader *ld, yaml_node_t *n, struct mapping_loa
         char what[CONFIG_MAX_VALUE + 16];
         snprintf(what, sizeof what, "org_units.%s", code);
         char *uid = NULL;
-        if (get_uid(ld, node(ld, p->value), what, &uid))
+        if (get_target(ld, node(ld, p->value), what, ml->m, MAPPING_ORG_UNIT, &uid))
             add_org_unit(ld, ml, code, uid, pos_of(ld, k));
         free(uid);
     }
@@ -2562,6 +2645,7 @@ static void load_org_units(struct loader *ld, yaml_node_t *n, struct mapping_loa
 /* data_sets: or attribute_option_combos: { CODE: UID }, what a source names
  * itself translated to DHIS2 UIDs. A code written twice is an error. */
 static void load_code_table(struct loader *ld, yaml_node_t *n, const char *where,
+                            const struct mapping *m, enum mapping_kind kind,
                             struct mapping_code **out, size_t *count)
 {
     if (!expect_mapping(ld, n, where) || n->type != YAML_MAPPING_NODE)
@@ -2582,7 +2666,7 @@ static void load_code_table(struct loader *ld, yaml_node_t *n, const char *where
         char what[CONFIG_MAX_VALUE + 64];
         snprintf(what, sizeof what, "%s.%s", where, code);
         char *uid = NULL;
-        if (!get_uid(ld, node(ld, p->value), what, &uid))
+        if (!get_target(ld, node(ld, p->value), what, m, kind, &uid))
             continue;
         char *c = xstrdup(ld, code);
         if (c == NULL || !grow(ld, (void **)out, &cap, *count, sizeof **out)) {
@@ -2624,7 +2708,7 @@ static void load_items(struct loader *ld, yaml_node_t *n, struct mapping_load *m
             snprintf(what, sizeof what, "%s", where);
         }
         char *de = NULL, *vt = NULL;
-        if (de_node == NULL || !get_uid(ld, de_node, what, &de))
+        if (de_node == NULL || !get_target(ld, de_node, what, ml->m, MAPPING_DATA_ELEMENT, &de))
             continue;
         if (vt_node != NULL) {
             snprintf(what, sizeof what, "%s.value_type", where);
@@ -2643,7 +2727,7 @@ static void load_items(struct loader *ld, yaml_node_t *n, struct mapping_load *m
             struct measure_uid *t = NULL;
             size_t nt = 0;
             snprintf(what, sizeof what, "%s.measures", where);
-            load_measure_table(ld, own, what, &t, &nt);
+            load_measure_table(ld, own, what, ml->m, &t, &nt);
             for (size_t i = 0; i < nt; i++)
                 add_item(ld, ml, item, t[i].measure, de, t[i].coc, vt, t[i].pos);
             free_measure_table(t, nt);
@@ -2664,8 +2748,22 @@ static void load_mapping_yaml(struct loader *ld, yaml_node_t *root, void *arg)
     struct found f[sizeof mapping_keys / sizeof mapping_keys[0]];
     if (!MAP_KEYS(ld, root, NULL, mapping_keys, f))
         return;
+    for (int k = 0; k < MAPPING_KINDS; k++)
+        m->id_schemes[k] = "UID";
+    if (f[K_MP_ID_SCHEMES].val) {
+        /* first: it decides how every target below is checked */
+        struct found g[MAPPING_KINDS];
+        if (MAP_KEYS(ld, f[K_MP_ID_SCHEMES].val, "id_schemes", id_scheme_keys, g))
+            for (int k = 0; k < MAPPING_KINDS; k++) {
+                char what[64];
+                snprintf(what, sizeof what, "id_schemes.%s", MAPPING_KIND_NAMES[k]);
+                int v;
+                if (g[k].val && (v = get_enum(ld, g[k].val, what, id_schemes)) >= 0)
+                    m->id_schemes[k] = id_schemes[v];
+            }
+    }
     if (f[K_MP_DATA_SET].val)
-        get_uid(ld, f[K_MP_DATA_SET].val, "data_set", &m->data_set_uid);
+        get_target(ld, f[K_MP_DATA_SET].val, "data_set", m, MAPPING_DATA_SET, &m->data_set_uid);
     char *s = NULL;
     if (f[K_MP_PERIOD_TYPE].val &&
         get_string(ld, f[K_MP_PERIOD_TYPE].val, "period_type", true, &s)) {
@@ -2684,17 +2782,19 @@ static void load_mapping_yaml(struct loader *ld, yaml_node_t *root, void *arg)
         s = NULL;
     }
     if (f[K_MP_AOC].val)
-        get_uid(ld, f[K_MP_AOC].val, "attribute_option_combo", &m->aoc_uid);
+        get_target(ld, f[K_MP_AOC].val, "attribute_option_combo", m, MAPPING_COC, &m->aoc_uid);
     if (f[K_MP_ORG_UNITS].val)
         load_org_units(ld, f[K_MP_ORG_UNITS].val, ml);
     if (f[K_MP_DATA_SETS].val)
-        load_code_table(ld, f[K_MP_DATA_SETS].val, "data_sets", &m->data_sets, &m->n_data_sets);
+        load_code_table(ld, f[K_MP_DATA_SETS].val, "data_sets", m, MAPPING_DATA_SET, &m->data_sets,
+                        &m->n_data_sets);
     if (f[K_MP_AOCS].val)
-        load_code_table(ld, f[K_MP_AOCS].val, "attribute_option_combos", &m->aocs, &m->n_aocs);
+        load_code_table(ld, f[K_MP_AOCS].val, "attribute_option_combos", m, MAPPING_COC, &m->aocs,
+                        &m->n_aocs);
     struct measure_uid *defaults = NULL;
     size_t n_defaults = 0;
     if (f[K_MP_MEASURES].val)
-        load_measure_table(ld, f[K_MP_MEASURES].val, "measures", &defaults, &n_defaults);
+        load_measure_table(ld, f[K_MP_MEASURES].val, "measures", m, &defaults, &n_defaults);
     if (f[K_MP_ITEMS].val)
         load_items(ld, f[K_MP_ITEMS].val, ml, defaults, n_defaults);
     free_measure_table(defaults, n_defaults);
@@ -2932,7 +3032,7 @@ static void csv_row(struct csv_reader *r, struct mapping_load *ml, int kind)
         if (f[1].s[0] == '\0') {
             csv_err(r, f[1].line, f[1].col, "uid must not be empty");
             ok = false;
-        } else if (!mapping_is_uid(f[1].s)) {
+        } else if (!mapping_id_valid(ml->m, MAPPING_ORG_UNIT, f[1].s)) {
             csv_err(r, f[1].line, f[1].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[1].s);
             ok = false;
         }
@@ -2948,11 +3048,11 @@ static void csv_row(struct csv_reader *r, struct mapping_load *ml, int kind)
     if (f[2].s[0] == '\0') {
         csv_err(r, f[2].line, f[2].col, "data_element must not be empty");
         ok = false;
-    } else if (!mapping_is_uid(f[2].s)) {
+    } else if (!mapping_id_valid(ml->m, MAPPING_DATA_ELEMENT, f[2].s)) {
         csv_err(r, f[2].line, f[2].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[2].s);
         ok = false;
     }
-    if (f[3].s[0] != '\0' && !mapping_is_uid(f[3].s)) {
+    if (f[3].s[0] != '\0' && !mapping_id_valid(ml->m, MAPPING_COC, f[3].s)) {
         csv_err(r, f[3].line, f[3].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[3].s);
         ok = false;
     }
@@ -3419,6 +3519,12 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     if (channels)
         load_channel_dir(&ld, channels, refs.channels ? &refs.channels_pos : NULL);
     free(channels);
+    if (!ld.oom) {
+        size_t before = ld.diags->n;
+        settle_id_schemes(&ld);
+        if (ld.diags->n > before) /* among the others, in file and position order */
+            sort_diags_by_file(&ld, 0);
+    }
 
     if (ld.oom || has_errors(&ld))
         goto done;

@@ -170,7 +170,7 @@ char *dhis2_import_url(const struct config_route *route, const char *writer)
     const char *id_scheme = route->id_scheme;
     if (id_scheme == NULL && writer != NULL && strcmp(writer, "adx") == 0)
         id_scheme = "UID";
-    size_t cap = bl + 256 + (id_scheme ? strlen(id_scheme) : 0) +
+    size_t cap = bl + 512 + (id_scheme ? strlen(id_scheme) : 0) +
                  (route->import_strategy ? strlen(route->import_strategy) : 0);
     char *u = malloc(cap);
     if (u == NULL)
@@ -186,8 +186,20 @@ char *dhis2_import_url(const struct config_route *route, const char *writer)
         n += snprintf(u + n, cap - (size_t)n, "%cimportStrategy=%s", sep, route->import_strategy);
         sep = '&';
     }
-    if (id_scheme != NULL)
-        snprintf(u + n, cap - (size_t)n, "%cidScheme=%s", sep, id_scheme);
+    if (id_scheme != NULL) {
+        n += snprintf(u + n, cap - (size_t)n, "%cidScheme=%s", sep, id_scheme);
+        sep = '&';
+    }
+    /* A kind whose scheme differs from idScheme's (UID when there is none) gets its
+     * own parameter, which DHIS2 prefers to idScheme (ImportOptions.getIdSchemes). */
+    const char *by_default = id_scheme != NULL ? id_scheme : "UID";
+    for (int k = 0; k < MAPPING_KINDS; k++) {
+        const char *ks = route->id_schemes[k];
+        if (ks != NULL && strcmp(ks, by_default) != 0) {
+            n += snprintf(u + n, cap - (size_t)n, "%c%s=%s", sep, MAPPING_KIND_PARAMS[k], ks);
+            sep = '&';
+        }
+    }
     return u;
 }
 
@@ -238,21 +250,71 @@ struct uid_ref {
 
 /* Asks /api/<resource>?filter=id:in:[...] for refs in batches and appends a
  * sentence per UID absent from the answer. */
+/* Percent-encodes s (all but RFC 3986 unreserved characters) onto out. */
+static int url_escape(char *out, size_t cap, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (; *s && n + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~') {
+            out[n++] = (char)c;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        }
+    }
+    out[n] = '\0';
+    return (int)n;
+}
+
+/* The property DHIS2 knows a mapping's targets of kind k by: "id" or "code". */
+static const char *prop_of(const struct mapping *m, enum mapping_kind k)
+{
+    return strcmp(mapping_id_scheme(m, k), "CODE") == 0 ? "code" : "id";
+}
+
+/* Can the identifier go into a filter=PROP:in:[a,b] list? (DHIS2 splits it at
+ * commas, after decoding, and ends it at the bracket.) */
+static bool listable(const char *s)
+{
+    return strpbrk(s, ",[]") == NULL;
+}
+
+/* Asks /api/<resource>?filter=PROP:in:[...] for refs, in batches (an identifier
+ * that cannot stand in such a list is asked alone with PROP:eq:), and appends a
+ * sentence per identifier absent from the answer; unknown gets each of them. */
 static enum hibus_err check_uids(const struct config_route *route, const struct mapping *m,
-                                 const char *resource, const char *kind, const struct uid_ref *refs,
-                                 size_t n, json_t *missing, json_t *unknown,
-                                 struct hibus_error *err)
+                                 enum mapping_kind mk, const char *resource, const char *kind,
+                                 const struct uid_ref *refs, size_t n, json_t *missing,
+                                 json_t *unknown, struct hibus_error *err)
 {
     enum { BATCH = 50 };
-    for (size_t at = 0; at < n; at += BATCH) {
-        size_t k = n - at < BATCH ? n - at : BATCH;
-        char path[BATCH * 12 + 256];
-        int w =
-            snprintf(path, sizeof path, "/api/%s?paging=false&fields=id&filter=id:in:[", resource);
-        for (size_t i = 0; i < k; i++)
-            w +=
-                snprintf(path + w, sizeof path - (size_t)w, "%s%s", i ? "," : "", refs[at + i].uid);
-        snprintf(path + w, sizeof path - (size_t)w, "]");
+    const char *prop = prop_of(m, mk);
+    size_t at = 0;
+    while (at < n) {
+        size_t k = 0;
+        char path[BATCH * 64 + 256];
+        int w;
+        if (!listable(refs[at].uid)) {
+            w = snprintf(path, sizeof path,
+                         "/api/%s?paging=false&fields=id,code&filter=%s:eq:", resource, prop);
+            url_escape(path + w, sizeof path - (size_t)w, refs[at].uid);
+            k = 1;
+        } else {
+            w = snprintf(path, sizeof path, "/api/%s?paging=false&fields=id,code&filter=%s:in:[",
+                         resource, prop);
+            while (k < BATCH && at + k < n && listable(refs[at + k].uid) &&
+                   (size_t)w + 3 * strlen(refs[at + k].uid) + 8 < sizeof path) {
+                if (k > 0)
+                    path[w++] = ',';
+                w += url_escape(path + w, sizeof path - (size_t)w, refs[at + k].uid);
+                k++;
+            }
+            snprintf(path + w, sizeof path - (size_t)w, "]");
+        }
         json_t *doc = NULL;
         enum hibus_err rc = remote_get(route, path, &doc, err);
         if (rc != HIBUS_OK)
@@ -264,20 +326,22 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
             const json_t *o;
             json_array_foreach(list, j, o)
             {
-                const char *id = json_string_value(json_object_get(o, "id"));
+                const char *id = json_string_value(json_object_get(o, prop));
                 if (id != NULL && strcmp(id, refs[at + i].uid) == 0)
                     found = true;
             }
             if (found)
                 continue;
             json_object_set_new(unknown, refs[at + i].uid, json_true());
-            char line[512];
+            char line[768];
             snprintf(line, sizeof line,
-                     "mapping \"%s\": %s %s (mapped from \"%s\") does not exist in DHIS2", m->name,
-                     kind, refs[at + i].uid, refs[at + i].code);
+                     "mapping \"%s\": %s %s%s (mapped from \"%s\") does not exist in DHIS2",
+                     m->name, kind, strcmp(prop, "code") == 0 ? "with code " : "", refs[at + i].uid,
+                     refs[at + i].code);
             json_array_append_new(missing, json_string(line));
         }
         json_decref(doc);
+        at += k;
     }
     return HIBUS_OK;
 }
@@ -307,15 +371,15 @@ static void add_sentence(json_t *missing, const char *fmt, ...)
     json_array_append_new(missing, json_string(line));
 }
 
-/* Is uid among the "id"s of list, or of list[].key? */
-static bool list_has(const json_t *list, const char *key, const char *uid)
+/* Is uid among the prop ("id" or "code") of list's objects, or of list[].key's? */
+static bool list_has(const json_t *list, const char *key, const char *prop, const char *uid)
 {
     size_t i;
     const json_t *o;
     json_array_foreach(list, i, o)
     {
         const json_t *x = key != NULL ? json_object_get(o, key) : o;
-        const char *id = json_string_value(json_object_get(x, "id"));
+        const char *id = json_string_value(json_object_get(x, prop));
         if (id != NULL && strcmp(id, uid) == 0)
             return true;
     }
@@ -331,11 +395,12 @@ static enum hibus_err check_data_set(const struct config_route *route, const str
                                      const char *ds_uid, json_t *missing, const json_t *unknown,
                                      struct hibus_error *err)
 {
-    char path[256];
+    char path[1024], esc[768];
+    url_escape(esc, sizeof esc, ds_uid);
     snprintf(path, sizeof path,
-             "/api/dataSets?paging=false&filter=id:eq:%s&fields=id,periodType,"
-             "dataSetElements[dataElement[id]],organisationUnits[id]",
-             ds_uid);
+             "/api/dataSets?paging=false&filter=%s:eq:%s&fields=id,code,periodType,"
+             "dataSetElements[dataElement[id,code]],organisationUnits[id,code]",
+             prop_of(m, MAPPING_DATA_SET), esc);
     json_t *doc = NULL;
     enum hibus_err rc = remote_get(route, path, &doc, err);
     if (rc != HIBUS_OK)
@@ -358,7 +423,8 @@ static enum hibus_err check_data_set(const struct config_route *route, const str
         if (last != NULL && strcmp(last, de) == 0)
             continue;
         last = de;
-        if (!list_has(des, "dataElement", de) && json_object_get(unknown, de) == NULL)
+        if (!list_has(des, "dataElement", prop_of(m, MAPPING_DATA_ELEMENT), de) &&
+            json_object_get(unknown, de) == NULL)
             add_sentence(missing,
                          "mapping \"%s\": data element %s (mapped from \"%s\") is not in data "
                          "set %s; DHIS2 rejects its values (E7633)",
@@ -367,7 +433,7 @@ static enum hibus_err check_data_set(const struct config_route *route, const str
     const json_t *ous = json_object_get(ds, "organisationUnits");
     size_t unassigned = 0;
     for (size_t i = 0; json_is_array(ous) && i < m->n_org_units; i++) {
-        if (list_has(ous, NULL, m->org_units[i].uid) ||
+        if (list_has(ous, NULL, prop_of(m, MAPPING_ORG_UNIT), m->org_units[i].uid) ||
             json_object_get(unknown, m->org_units[i].uid) != NULL)
             continue;
         if (++unassigned <= 20)
@@ -395,9 +461,11 @@ static enum hibus_err check_value_types(const struct config_route *route, const 
             json_object_get(unknown, it->de_uid) != NULL)
             continue;
         last = it->de_uid;
-        char path[160];
+        char path[1024], esc[768];
+        url_escape(esc, sizeof esc, it->de_uid);
         snprintf(path, sizeof path,
-                 "/api/dataElements?paging=false&filter=id:eq:%s&fields=id,valueType", it->de_uid);
+                 "/api/dataElements?paging=false&filter=%s:eq:%s&fields=id,code,valueType",
+                 prop_of(m, MAPPING_DATA_ELEMENT), esc);
         json_t *doc = NULL;
         enum hibus_err rc = remote_get(route, path, &doc, err);
         if (rc != HIBUS_OK)
@@ -439,12 +507,14 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
     size_t n = 0;
     for (size_t i = 0; i < m->n_org_units; i++)
         ref_add(refs, &n, m->org_units[i].uid, m->org_units[i].code);
-    rc = check_uids(route, m, "organisationUnits", "org unit", refs, n, missing, unknown, err);
+    rc = check_uids(route, m, MAPPING_ORG_UNIT, "organisationUnits", "org unit", refs, n, missing,
+                    unknown, err);
     n = 0;
     for (size_t i = 0; rc == HIBUS_OK && i < m->n_items; i++)
         ref_add(refs, &n, m->items[i].de_uid, m->items[i].item);
     if (rc == HIBUS_OK)
-        rc = check_uids(route, m, "dataElements", "data element", refs, n, missing, unknown, err);
+        rc = check_uids(route, m, MAPPING_DATA_ELEMENT, "dataElements", "data element", refs, n,
+                        missing, unknown, err);
     n = 0;
     for (size_t i = 0; rc == HIBUS_OK && i < m->n_items; i++)
         ref_add(refs, &n, m->items[i].coc_uid,
@@ -453,14 +523,15 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
     for (size_t i = 0; i < m->n_aocs; i++)
         ref_add(refs, &n, m->aocs[i].uid, m->aocs[i].code);
     if (rc == HIBUS_OK)
-        rc = check_uids(route, m, "categoryOptionCombos", "category option combo", refs, n, missing,
-                        unknown, err);
+        rc = check_uids(route, m, MAPPING_COC, "categoryOptionCombos", "category option combo",
+                        refs, n, missing, unknown, err);
     n = 0;
     ref_add(refs, &n, m->data_set_uid, "data_set");
     for (size_t i = 0; i < m->n_data_sets; i++)
         ref_add(refs, &n, m->data_sets[i].uid, m->data_sets[i].code);
     if (rc == HIBUS_OK)
-        rc = check_uids(route, m, "dataSets", "data set", refs, n, missing, unknown, err);
+        rc = check_uids(route, m, MAPPING_DATA_SET, "dataSets", "data set", refs, n, missing,
+                        unknown, err);
     free(refs);
     if (rc == HIBUS_OK)
         rc = check_value_types(route, m, missing, unknown, err);

@@ -169,6 +169,23 @@ bool mapping_value_type_known(const char *value_type)
     return in_names(numeric_types, value_type) || in_names(other_types, value_type);
 }
 
+const char *const MAPPING_KIND_NAMES[MAPPING_KINDS] = {"data_element", "org_unit",
+                                                       "category_option_combo", "data_set"};
+const char *const MAPPING_KIND_PARAMS[MAPPING_KINDS] = {
+    "dataElementIdScheme", "orgUnitIdScheme", "categoryOptionComboIdScheme", "dataSetIdScheme"};
+
+const char *mapping_id_scheme(const struct mapping *m, enum mapping_kind k)
+{
+    return m != NULL && m->id_schemes[k] != NULL ? m->id_schemes[k] : "UID";
+}
+
+bool mapping_id_valid(const struct mapping *m, enum mapping_kind k, const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        return false;
+    return strcmp(mapping_id_scheme(m, k), "UID") != 0 || mapping_is_uid(s);
+}
+
 /* CodeGenerator.isValidUid in dhis2-core: 11 characters, a letter first, ASCII only
  * whatever the locale (isalpha() would accept more). */
 bool mapping_is_uid(const char *s)
@@ -534,7 +551,7 @@ static bool resolve_data_set(struct apply *a, const char **out, bool *nomem)
     } else if (m->data_set_uid != NULL) {
         *out = m->data_set_uid;
     } else if (code != NULL) {
-        if (mapping_is_uid(code)) {
+        if (mapping_id_valid(m, MAPPING_DATA_SET, code)) {
             *out = code;
         } else {
             msgf(msg, sizeof msg,
@@ -555,7 +572,9 @@ static enum hibus_err resolve_aoc(struct apply *a, const char *code, const char 
 {
     const struct mapping *m = a->m;
     char msg[1024];
-    *out = m->n_aocs > 0 ? mapping_aoc(m, code) : mapping_is_uid(code) ? code : NULL;
+    *out = m->n_aocs > 0                            ? mapping_aoc(m, code)
+           : mapping_id_valid(m, MAPPING_COC, code) ? code
+                                                    : NULL;
     if (*out != NULL)
         return HIBUS_OK;
     if (m->n_aocs > 0)

@@ -925,7 +925,11 @@ static const char mapping_small[] = "org_units: { FAC-1: kVncLVPFjTT }\n"
 static void test_transform_all_keys(void **state)
 {
     (void)state;
-    put("mappings/m.yaml", mapping_small);
+    /* targets in DHIS2 codes (id_schemes), so that route "json" may say CODE */
+    put("mappings/m.yaml", "id_schemes: { data_element: CODE, org_unit: CODE, "
+                           "category_option_combo: CODE, data_set: CODE }\n"
+                           "org_units: { FAC-1: FAC_0001 }\n"
+                           "items: { AMOX250: AMOX_250 }\n");
     put("channels/stock.yaml", CHANNEL_HEAD /* lines 1-3 */
         "transform:\n"
         "  reader: dhis2-json\n"
@@ -1016,6 +1020,10 @@ static void test_transform_all_keys(void **state)
     assert_false(r->dry_run);
     assert_string_equal(r->import_strategy, "CREATE_AND_UPDATE");
     assert_string_equal(r->id_scheme, "CODE");
+    for (int k = 0; k < MAPPING_KINDS; k++)
+        assert_string_equal(r->id_schemes[k], "CODE");
+    assert_string_equal(m->org_units[0].uid, "FAC_0001");
+    assert_string_equal(m->items[0].de_uid, "AMOX_250");
     assert_int_equal(r->n_when, 4);
     assert_string_equal(r->when[0], "5xx");
     assert_string_equal(r->when[1], "failed");
@@ -1356,7 +1364,8 @@ static void test_dhis2_route_errors(void **state)
         "channels/c.yaml:10:25: routes[0].dhis2.id_scheme applies only to the "
         "dhis2-datavalueset writer (ADX is always sent with idScheme=UID)\n"
         "channels/c.yaml:10:31: unknown key \"colour\" in routes[0].dhis2 (expected one of: "
-        "dry_run, import_strategy, id_scheme)\n"
+        "dry_run, import_strategy, id_scheme, data_element_id_scheme, org_unit_id_scheme, "
+        "category_option_combo_id_scheme, data_set_id_scheme)\n"
         "channels/c.yaml:12:5: when is not allowed on the primary route \"d\" (it chooses routes "
         "by the primary route's outcome)\n"
         "channels/c.yaml:15:17: invalid outcome \"600\" in routes[1].when (expected an HTTP "
@@ -1411,6 +1420,35 @@ static void test_json_match_errors(void **state)
                   "defined at channels/stock.yaml:11:5)\n"
                   "channels/stock.yaml:13:5: expected a scalar key in match.json, got a list\n"
                   "channels/two.yaml:2:28: expected a mapping for match.json, got a list\n");
+}
+
+/* A route's id schemes must agree with its mapping's targets. */
+static void test_id_scheme_agreement(void **state)
+{
+    (void)state;
+    put("mappings/m.yaml", "id_schemes: { org_unit: CODE, data_set: code }\n"
+                           "data_set: LMIS_MONTHLY\n"
+                           "org_units: { FAC-1: OU_FAC_1 }\n"
+                           "items: { AMOX250: AMOX_250 }\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes:\n"
+                                            "  - name: d\n"
+                                            "    mediator: dhis2\n"
+                                            "    url: http://d.example\n"
+                                            "    dhis2: { org_unit_id_scheme: UID, "
+                                            "data_element_id_scheme: CODE }\n");
+    EXPECT_ERRORS(
+        "channels/stock.yaml:9:34: route \"d\" sends org_unit identifiers as UID, but mapping "
+        "\"m\" maps them to CODEs (set id_schemes: { org_unit: UID } in mappings/m.yaml)\n"
+        "channels/stock.yaml:9:63: route \"d\" sends data_element identifiers as CODE, but "
+        "mapping \"m\" maps them to UIDs (set id_schemes: { data_element: CODE } in "
+        "mappings/m.yaml)\n"
+        "mappings/m.yaml:1:41: invalid value \"code\" for id_schemes.data_set (expected one of: "
+        "UID, CODE)\n"
+        "mappings/m.yaml:2:11: \"LMIS_MONTHLY\" is not a DHIS2 UID (11 characters: a letter, "
+        "then letters or digits)\n"
+        "mappings/m.yaml:4:19: \"AMOX_250\" is not a DHIS2 UID (11 characters: a letter, then "
+        "letters or digits)\n");
 }
 
 /* Mapping file problems: each at its place in the mapping file. */
@@ -1476,7 +1514,7 @@ static void test_mapping_errors(void **state)
         "as NUMBER, INTEGER_ZERO_OR_POSITIVE, TEXT or LONG_TEXT)\n"
         "mappings/m.yaml:20:1: unknown key \"colour\" at top level (expected one of: data_set, "
         "period_type, attribute_option_combo, org_units, org_units_csv, measures, items, "
-        "items_csv, data_sets, attribute_option_combos)\n"
+        "items_csv, data_sets, attribute_option_combos, id_schemes)\n"
         "mappings/m.yaml:21:33: duplicate code \"LMIS\" in data_sets\n"
         "mappings/m.yaml:21:55: \"nope\" is not a DHIS2 UID (11 characters: a letter, then "
         "letters or digits)\n"
@@ -2103,6 +2141,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dhis2_route_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_match_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapping_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_id_scheme_agreement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapping_csv_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapping_csv_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapping_csv_too_many_errors, setup, teardown),

@@ -198,6 +198,27 @@ static void test_import_url(void **state)
     assert_string_equal(
         u, "https://h/dhis/api/dataValueSets?dryRun=true&importStrategy=UPDATE&idScheme=CODE");
     free(u);
+
+    /* Per-kind schemes (from the mapping's id_schemes): only those that differ
+     * from idScheme are sent, with DHIS2's parameter names. */
+    struct config_route k = {.url = "http://d", .import_strategy = "CREATE_AND_UPDATE"};
+    k.id_schemes[MAPPING_DATA_ELEMENT] = "UID";
+    k.id_schemes[MAPPING_ORG_UNIT] = "CODE";
+    k.id_schemes[MAPPING_COC] = "UID";
+    k.id_schemes[MAPPING_DATA_SET] = "CODE";
+    u = dhis2_import_url(&k, "dhis2-datavalueset");
+    assert_string_equal(u, "http://d/api/dataValueSets?orgUnitIdScheme=CODE&dataSetIdScheme=CODE");
+    free(u);
+    u = dhis2_import_url(&k, "adx");
+    assert_string_equal(
+        u, "http://d/api/dataValueSets?idScheme=UID&orgUnitIdScheme=CODE&dataSetIdScheme=CODE");
+    free(u);
+    k.id_scheme = "CODE";
+    k.id_schemes[MAPPING_DATA_ELEMENT] = k.id_schemes[MAPPING_COC] = "CODE";
+    k.id_schemes[MAPPING_ORG_UNIT] = "UID";
+    u = dhis2_import_url(&k, "dhis2-datavalueset");
+    assert_string_equal(u, "http://d/api/dataValueSets?idScheme=CODE&orgUnitIdScheme=UID");
+    free(u);
 }
 
 int main(void)

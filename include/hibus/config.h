@@ -79,6 +79,11 @@ struct config_route {
     bool dry_run;          /* dryRun=true: DHIS2 validates and stores nothing */
     char *import_strategy; /* CREATE_AND_UPDATE (default), CREATE, UPDATE or DELETE */
     char *id_scheme;       /* idScheme sent with JSON (default: none, DHIS2 uses UID) */
+    /* The id scheme of each kind of object the route sends (data_element_id_scheme,
+     * ...): what the channel's mapping's targets are ("UID" or "CODE"; the route's
+     * own keys must agree with it). Static strings; NULL before config_load ends. */
+    const char *id_schemes[MAPPING_KINDS];
+    struct config_pos id_scheme_pos[MAPPING_KINDS]; /* where the route set one; line 0: not */
     /* when: [2xx, 409, failed, ...]: run only after the primary route, and only
      * when its outcome matches one entry: a status code, a class "2xx".."5xx", or
      * "failed" (no answer). Empty: always run. Never set on the primary. */

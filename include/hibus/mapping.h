@@ -36,6 +36,19 @@ struct mapping_item {
                          (items.X.value_type), else NULL; decides what an ADX annotation is */
 };
 
+/* The kinds of DHIS2 object a mapping names, each with its id scheme. */
+enum mapping_kind {
+    MAPPING_DATA_ELEMENT,
+    MAPPING_ORG_UNIT,
+    MAPPING_COC, /* category option combos, and attribute option combos (as in DHIS2) */
+    MAPPING_DATA_SET,
+    MAPPING_KINDS
+};
+/* "data_element", "org_unit", "category_option_combo", "data_set" */
+extern const char *const MAPPING_KIND_NAMES[MAPPING_KINDS];
+/* DHIS2's import parameters: "dataElementIdScheme", "orgUnitIdScheme", ... */
+extern const char *const MAPPING_KIND_PARAMS[MAPPING_KINDS];
+
 struct mapping {
     char *name; /* file name without .yaml */
     char *file;
@@ -52,6 +65,10 @@ struct mapping {
     size_t n_data_sets;
     struct mapping_code *aocs; /* sorted by code */
     size_t n_aocs;
+    /* id_schemes: { data_element: CODE, ... }: what the mapping's targets of each
+     * kind are in DHIS2 ("UID" or "CODE"); never NULL once loaded (default "UID").
+     * The dhis2 mediator sends DHIS2 the matching *IdScheme parameters. */
+    const char *id_schemes[MAPPING_KINDS];
     struct mapping_item *items; /* sorted by (item, measure) (mapping_sort) */
     size_t n_items;
 };
@@ -71,6 +88,11 @@ bool mapping_value_type_numeric(const char *value_type);
 bool mapping_value_type_known(const char *value_type);
 /* Is s shaped like a DHIS2 UID (11 characters, a letter then letters or digits)? */
 bool mapping_is_uid(const char *s);
+/* The id scheme of kind k in m ("UID" when m is NULL or says nothing). */
+const char *mapping_id_scheme(const struct mapping *m, enum mapping_kind k);
+/* Can s be sent as an identifier of kind k as it is (a UID under UID, any
+ * non-empty text under CODE)? */
+bool mapping_id_valid(const struct mapping *m, enum mapping_kind k, const char *s);
 const struct mapping_item *mapping_item(const struct mapping *m, const char *item,
                                         const char *measure);
 void mapping_free(struct mapping *m); /* frees the contents and m; NULL-safe */
