@@ -536,6 +536,8 @@ static void print_details(const json_t *d)
                json_integer_value(json_object_get(d, "deleted")));
         if (jstr(d, "description")[0])
             printf("     DHIS2 said: %s\n", jstr(d, "description"));
+        if (jstr(d, "data_set_complete")[0])
+            printf("     data set registered complete: %s\n", jstr(d, "data_set_complete"));
         const json_t *quiet = json_object_get(d, "ignored_without_conflict");
         if (json_integer_value(quiet) > 0)
             printf("     %" JSON_INTEGER_FORMAT " ignored without a conflict: zeros of data "

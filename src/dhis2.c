@@ -69,6 +69,13 @@ enum hibus_err dhis2_parse_summary(const char *body, size_t len, struct dhis2_su
     out->conflicts = json_is_array(conf) ? json_deep_copy(conf) : json_array();
     const json_t *rej = json_object_get(sum, "rejectedIndexes");
     out->rejected = json_is_array(rej) ? json_deep_copy(rej) : NULL;
+    const json_t *dsc = json_object_get(sum, "dataSetComplete");
+    if (json_is_string(dsc))
+        snprintf(out->data_set_complete, sizeof out->data_set_complete, "%s",
+                 json_string_value(dsc));
+    else if (json_is_boolean(dsc))
+        snprintf(out->data_set_complete, sizeof out->data_set_complete, "%s",
+                 json_is_true(dsc) ? "true" : "false");
     const char *d = json_string_value(json_object_get(sum, "description"));
     snprintf(out->description, sizeof out->description, "%s", d ? d : "");
     json_decref(doc);
@@ -153,6 +160,8 @@ json_t *dhis2_summary_json(const struct dhis2_summary *s)
         json_object_set_new(j, "description", json_string(s->description));
     if (s->rejected != NULL)
         json_object_set(j, "rejected_indexes", s->rejected);
+    if (s->data_set_complete[0] != '\0' && strcmp(s->data_set_complete, "false") != 0)
+        json_object_set_new(j, "data_set_complete", json_string(s->data_set_complete));
     long rejected = dhis2_rejected_count(s);
     if (rejected >= 0 || json_array_size(s->conflicts) == 0) {
         long quiet = s->ignored - (rejected > 0 ? rejected : 0);

@@ -152,9 +152,8 @@ static void test_adx_round_trip(void **state)
     struct report *r = mapped_report();
     /* A value that needs escaping (ADX wants numbers, but nothing may break). */
     add(r, "X", "consumed", "1<2 & \"3\" '4'", NULL, "Aq1Bq2Cq3Dq", NULL);
-    /* A report holds one attribute option combo, so the reader refuses a second one
-     * (a group of its own in ADX): leave that value out of the round trip. */
-    r->values[7].skipped = true;
+    /* The value with an attribute option combo of its own is a group of its own in
+     * ADX, and comes back carrying that combo. */
     char *body = NULL;
     write_ok("adx", r, &body, "application/adx+xml");
 
@@ -169,7 +168,7 @@ static void test_adx_round_trip(void **state)
     assert_string_equal(back->period, "202401");
     assert_string_equal(back->data_set, "Lpw6GcnTrmS");
     assert_string_equal(back->complete_date, "2024-02-05");
-    assert_int_equal(back->n_values, 7);
+    assert_int_equal(back->n_values, 8);
     /* Values come back group by group. */
     static const char *const expect[][5] = {
         /* item (= de), measure (= coc), value, org unit override, period override */
@@ -180,6 +179,7 @@ static void test_adx_round_trip(void **state)
         {"Aq1Bq2Cq3Dq", NULL, "1<2 & \"3\" '4'", NULL, NULL},
         {"fbfJHSPpUQD", "Prlt0C1RF0s", "35", "Rp268JB6Ne4", NULL},
         {"pikOziyCXbM", NULL, "50", NULL, "202402"},
+        {"hfdmMSPBgLG", NULL, "400", NULL, NULL},
     };
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
         const struct report_value *v = &back->values[i];
@@ -198,6 +198,8 @@ static void test_adx_round_trip(void **state)
         else
             assert_string_equal(v->period, expect[i][4]);
     }
+    assert_null(back->attribute_option_combo);
+    assert_string_equal(back->values[7].attribute_option_combo, "HllvX50cXC0");
     report_free(back);
     json_decref(problems);
     free(body);
@@ -265,6 +267,49 @@ static void test_errors(void **state)
 }
 
 /* Nothing left to send: an empty dataValues array and an ADX without groups. */
+/* A text data element's value (an ADX annotation the mapping made the value)
+ * goes out as DHIS2's own ADX export writes it: value="0" and <annotation>; JSON
+ * sends the text as the value. */
+static void test_text_value(void **state)
+{
+    (void)state;
+    struct report *r = mapped_report();
+    struct report_value *v =
+        add(r, "REMARK", NULL, "fridge <broken> & fixed", NULL, "TextDe00001", NULL);
+    v->is_text = true;
+    v->is_number = false;
+    char *body = NULL;
+    write_ok("adx", r, &body, "application/adx+xml");
+    assert_non_null(strstr(body, "<dataValue dataElement=\"TextDe00001\" value=\"0\">"));
+    assert_non_null(strstr(body, "<annotation>fridge &lt;broken&gt; &amp; fixed</annotation>"));
+    free(body);
+    write_ok("dhis2-datavalueset", r, &body, "application/json");
+    assert_non_null(
+        strstr(body, "\"dataElement\":\"TextDe00001\",\"value\":\"fridge <broken> & fixed\""));
+    free(body);
+    report_free(r);
+}
+
+/* DHIS2's AdxPeriod reads any P3M as a calendar quarter: a QuarterlyNov period
+ * cannot be written in ADX, and the writer says so instead of sending it. */
+static void test_adx_refuses_quarterly_nov(void **state)
+{
+    (void)state;
+    struct report *r = mapped_report();
+    set(&r->period, "2025NovQ1");
+    char *body = NULL;
+    size_t len;
+    const char *ct;
+    struct hibus_error err = {0};
+    assert_int_equal(writer_write("adx", r, &body, &len, &ct, &err), HIBUS_E_INVALID);
+    assert_string_equal(err.msg, "period \"2025NovQ1\" (QuarterlyNov) cannot be written in ADX");
+    assert_null(body);
+    write_ok("dhis2-datavalueset", r, &body, "application/json");
+    assert_non_null(strstr(body, "\"period\":\"2025NovQ1\""));
+    free(body);
+    report_free(r);
+}
+
 static void test_all_skipped(void **state)
 {
     (void)state;
@@ -304,10 +349,15 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_datavalueset_golden), cmocka_unit_test(test_adx_golden),
-        cmocka_unit_test(test_adx_exported_now),    cmocka_unit_test(test_adx_round_trip),
-        cmocka_unit_test(test_adx_needs_data_set),  cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_datavalueset_golden),
+        cmocka_unit_test(test_adx_golden),
+        cmocka_unit_test(test_adx_exported_now),
+        cmocka_unit_test(test_adx_round_trip),
+        cmocka_unit_test(test_adx_needs_data_set),
+        cmocka_unit_test(test_errors),
         cmocka_unit_test(test_all_skipped),
+        cmocka_unit_test(test_text_value),
+        cmocka_unit_test(test_adx_refuses_quarterly_nov),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

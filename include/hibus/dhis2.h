@@ -26,6 +26,8 @@ struct dhis2_summary {
     json_t *conflicts; /* array of DHIS2's conflict objects, as sent; never NULL once parsed */
     json_t *rejected;  /* rejectedIndexes (DHIS2 2.41+) as sent, or NULL when absent */
     char description[256];
+    char data_set_complete[64]; /* dataSetComplete: "false", or the completion date DHIS2
+                                   registered (completeDate with a data set) */
 };
 
 /* Parses an import summary of either shape. HIBUS_E_INVALID when body is not
@@ -56,7 +58,8 @@ const char *dhis2_outcome(long http_status, const struct dhis2_summary *summary)
 long dhis2_rejected_count(const struct dhis2_summary *s);
 
 /* {"status", "imported", "updated", "ignored", "deleted", "conflicts", "format"},
- * plus "description" and "rejected_indexes" when DHIS2 sent them, and
+ * plus "description", "rejected_indexes" and "data_set_complete" (a date: DHIS2
+ * registered the completion) when DHIS2 sent them, and
  * "ignored_without_conflict" (the ignored values no conflict explains, when that
  * can be told) for the attempt's details. Caller decrefs. */
 json_t *dhis2_summary_json(const struct dhis2_summary *s);
