@@ -2591,37 +2591,46 @@ static void free_measure_table(struct measure_uid *t, size_t n)
     free(t);
 }
 
-/* Reads { measure: COC UID, ... } (where: "measures" or "items.X.measures"). */
-static void load_measure_table(struct loader *ld, yaml_node_t *n, const char *where,
-                               const struct mapping *m, struct measure_uid **out, size_t *count)
+/* Reads { KEY: target, ... } of kind into *out (where: "measures", "items.X.measures",
+ * "data_sets", ...); noun names a key in the message about one written twice. */
+static void load_target_table(struct loader *ld, yaml_node_t *n, const char *where,
+                              const char *noun, const struct mapping *m, enum mapping_kind kind,
+                              struct measure_uid **out, size_t *count)
 {
     if (!expect_mapping(ld, n, where) || n->type != YAML_MAPPING_NODE)
         return;
     size_t cap = 0;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = node(ld, p->key);
-        const char *measure = code_of(ld, k, where);
-        if (measure == NULL)
+        const char *key = code_of(ld, k, where);
+        if (key == NULL)
             continue;
         size_t j = 0;
-        while (j < *count && strcmp((*out)[j].measure, measure) != 0)
+        while (j < *count && strcmp((*out)[j].measure, key) != 0)
             j++;
         if (j < *count) {
-            err_at(ld, k, "duplicate measure \"%s\" in %s (first defined at %s:%d:%d)", measure,
-                   where, (*out)[j].pos.file, (*out)[j].pos.line, (*out)[j].pos.col);
+            err_at(ld, k, "duplicate %s \"%s\" in %s (first defined at %s:%d:%d)", noun, key, where,
+                   (*out)[j].pos.file, (*out)[j].pos.line, (*out)[j].pos.col);
             continue;
         }
         char what[CONFIG_MAX_VALUE + 64];
-        snprintf(what, sizeof what, "%s.%s", where, measure);
-        char *coc = NULL;
-        if (!get_target(ld, node(ld, p->value), what, m, MAPPING_COC, &coc))
+        snprintf(what, sizeof what, "%s.%s", where, key);
+        char *target = NULL;
+        if (!get_target(ld, node(ld, p->value), what, m, kind, &target))
             continue;
         if (!grow(ld, (void **)out, &cap, *count, sizeof **out)) {
-            free(coc);
+            free(target);
             return;
         }
-        (*out)[(*count)++] = (struct measure_uid){measure, coc, pos_of(ld, k)};
+        (*out)[(*count)++] = (struct measure_uid){key, target, pos_of(ld, k)};
     }
+}
+
+/* Reads { measure: COC UID, ... } (where: "measures" or "items.X.measures"). */
+static void load_measure_table(struct loader *ld, yaml_node_t *n, const char *where,
+                               const struct mapping *m, struct measure_uid **out, size_t *count)
+{
+    load_target_table(ld, n, where, "measure", m, MAPPING_COC, out, count);
 }
 
 static void load_org_units(struct loader *ld, yaml_node_t *n, struct mapping_load *ml)
@@ -2643,39 +2652,25 @@ static void load_org_units(struct loader *ld, yaml_node_t *n, struct mapping_loa
 }
 
 /* data_sets: or attribute_option_combos: { CODE: UID }, what a source names
- * itself translated to DHIS2 UIDs. A code written twice is an error. */
+ * itself translated to DHIS2 identifiers. A code written twice is an error. */
 static void load_code_table(struct loader *ld, yaml_node_t *n, const char *where,
                             const struct mapping *m, enum mapping_kind kind,
                             struct mapping_code **out, size_t *count)
 {
-    if (!expect_mapping(ld, n, where) || n->type != YAML_MAPPING_NODE)
-        return;
-    size_t cap = 0;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node(ld, p->key);
-        const char *code = code_of(ld, k, where);
-        if (code == NULL)
-            continue;
-        size_t j = 0;
-        while (j < *count && strcmp((*out)[j].code, code) != 0)
-            j++;
-        if (j < *count) {
-            err_at(ld, k, "duplicate code \"%s\" in %s", code, where);
-            continue;
-        }
-        char what[CONFIG_MAX_VALUE + 64];
-        snprintf(what, sizeof what, "%s.%s", where, code);
-        char *uid = NULL;
-        if (!get_target(ld, node(ld, p->value), what, m, kind, &uid))
-            continue;
-        char *c = xstrdup(ld, code);
-        if (c == NULL || !grow(ld, (void **)out, &cap, *count, sizeof **out)) {
-            free(c);
-            free(uid);
-            return;
-        }
-        (*out)[(*count)++] = (struct mapping_code){c, uid};
+    struct measure_uid *t = NULL;
+    size_t nt = 0;
+    load_target_table(ld, n, where, "code", m, kind, &t, &nt);
+    *out = nt > 0 ? calloc(nt, sizeof **out) : NULL;
+    if (nt > 0 && *out == NULL)
+        ld->oom = true;
+    for (size_t i = 0; *out != NULL && i < nt; i++) {
+        char *c = xstrdup(ld, t[i].measure);
+        if (c == NULL)
+            break;
+        (*out)[(*count)++] = (struct mapping_code){c, t[i].coc};
+        t[i].coc = NULL;
     }
+    free_measure_table(t, nt);
 }
 
 /* items: { CODE: UID } or { CODE: { data_element: UID, measures: {...} } }. Each item
