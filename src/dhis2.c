@@ -380,6 +380,24 @@ static void add_sentence(json_t *missing, const char *fmt, ...)
     json_array_append_new(missing, json_string(line));
 }
 
+/* The object of resource whose identifier (by the mapping's scheme for kind) is
+ * ident, with fields: *obj (borrowed from *doc, which the caller decrefs; NULL when
+ * DHIS2 has none). */
+static enum hibus_err get_one(const struct config_route *route, const struct mapping *m,
+                              enum mapping_kind kind, const char *resource, const char *ident,
+                              const char *fields, json_t **doc, const json_t **obj,
+                              struct hibus_error *err)
+{
+    char path[1024], esc[768];
+    url_escape(esc, sizeof esc, ident);
+    snprintf(path, sizeof path, "/api/%s?paging=false&filter=%s:eq:%s&fields=%s", resource,
+             prop_of(m, kind), esc, fields);
+    enum hibus_err rc = remote_get(route, path, doc, err);
+    if (rc == HIBUS_OK)
+        *obj = json_array_get(json_object_get(*doc, resource), 0);
+    return rc;
+}
+
 /* Is uid among the prop ("id" or "code") of list's objects, or of list[].key's? */
 static bool list_has(const json_t *list, const char *key, const char *prop, const char *uid)
 {
@@ -404,17 +422,14 @@ static enum hibus_err check_data_set(const struct config_route *route, const str
                                      const char *ds_uid, json_t *missing, const json_t *unknown,
                                      struct hibus_error *err)
 {
-    char path[1024], esc[768];
-    url_escape(esc, sizeof esc, ds_uid);
-    snprintf(path, sizeof path,
-             "/api/dataSets?paging=false&filter=%s:eq:%s&fields=id,code,periodType,"
-             "dataSetElements[dataElement[id,code]],organisationUnits[id,code]",
-             prop_of(m, MAPPING_DATA_SET), esc);
     json_t *doc = NULL;
-    enum hibus_err rc = remote_get(route, path, &doc, err);
+    const json_t *ds = NULL;
+    enum hibus_err rc = get_one(route, m, MAPPING_DATA_SET, "dataSets", ds_uid,
+                                "id,code,periodType,dataSetElements[dataElement[id,code]],"
+                                "organisationUnits[id,code]",
+                                &doc, &ds, err);
     if (rc != HIBUS_OK)
         return rc;
-    const json_t *ds = json_array_get(json_object_get(doc, "dataSets"), 0);
     if (ds == NULL) {
         json_decref(doc);
         return HIBUS_OK;
@@ -470,16 +485,12 @@ static enum hibus_err check_value_types(const struct config_route *route, const 
             json_object_get(unknown, it->de_uid) != NULL)
             continue;
         last = it->de_uid;
-        char path[1024], esc[768];
-        url_escape(esc, sizeof esc, it->de_uid);
-        snprintf(path, sizeof path,
-                 "/api/dataElements?paging=false&filter=%s:eq:%s&fields=id,code,valueType",
-                 prop_of(m, MAPPING_DATA_ELEMENT), esc);
         json_t *doc = NULL;
-        enum hibus_err rc = remote_get(route, path, &doc, err);
+        const json_t *de = NULL;
+        enum hibus_err rc = get_one(route, m, MAPPING_DATA_ELEMENT, "dataElements", it->de_uid,
+                                    "id,code,valueType", &doc, &de, err);
         if (rc != HIBUS_OK)
             return rc;
-        const json_t *de = json_array_get(json_object_get(doc, "dataElements"), 0);
         const char *vt = json_string_value(json_object_get(de, "valueType"));
         if (vt != NULL && strcmp(vt, it->value_type) != 0)
             add_sentence(missing,
