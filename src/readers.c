@@ -1130,8 +1130,26 @@ static void set_overrides(struct rd *rd, const struct report *r, struct report_v
         set_field(rd, &v->attribute_option_combo, aoc);
 }
 
+/* DHIS2 files every value of a set under the set's period, org unit and attribute
+ * option combo when the set has them, whatever the value says
+ * (DefaultDataValueSetService.createDataValueContext, dhis2/dhis2-core 2.36-2.41: "outer"
+ * period/orgUnit/attrOptionCombo first). A value naming another one would land
+ * where its sender did not mean it to: that is a problem, not something to pass on. */
+static bool same_as_set(struct rd *rd, const char *what, const char *set, const char *own,
+                        const char *where)
+{
+    if (set == NULL || *set == '\0' || own == NULL || strcmp(set, own) == 0)
+        return true;
+    problem(rd, where,
+            "%s \"%.64s\" differs from the data value set's \"%.64s\": DHIS2 files every value "
+            "of a set under the set's %s, so this value would land under \"%.64s\"; remove "
+            "the set's %s or this value's",
+            what, own, set, what, set, what);
+    return false;
+}
+
 static void dhis2_value(struct rd *rd, struct report *r, const json_t *dv, size_t i,
-                        const char *set_period, const char *set_ou)
+                        const char *set_period, const char *set_ou, const char *set_aoc)
 {
     char where[WHERE_MAX], w[WHERE_MAX];
     where_fmt(where, "dataValues[%zu]", i);
@@ -1171,6 +1189,13 @@ static void dhis2_value(struct rd *rd, struct report *r, const json_t *dv, size_
     where_fmt(w, "dataValues[%zu].attributeOptionCombo", i);
     if (!get_string(rd, dv, "attributeOptionCombo", w, false, CODE_MAX, &aoc))
         ok = false;
+    else
+        ok = same_as_set(rd, "attributeOptionCombo", set_aoc, aoc, w) && ok;
+    where_fmt(w, "dataValues[%zu].period", i);
+    if (pe != NULL && p.id[0] != '\0')
+        ok = same_as_set(rd, "period", set_period, p.id, w) && ok;
+    where_fmt(w, "dataValues[%zu].orgUnit", i);
+    ok = same_as_set(rd, "orgUnit", set_ou, ou, w) && ok;
 
     const json_t *v = json_object_get(dv, "value");
     char num[NUMBER_MAX];
@@ -1251,7 +1276,7 @@ static void read_dhis2_json(struct rd *rd, struct report *r, const json_t *root)
     set_field(rd, &r->org_unit, rou);
 
     for (size_t i = 0; i < json_array_size(dvs); i++)
-        dhis2_value(rd, r, json_array_get(dvs, i), i, pe, ou);
+        dhis2_value(rd, r, json_array_get(dvs, i), i, pe != NULL && *pe ? sp.id : pe, ou, aoc);
 }
 
 /* ------------------------------------------------------------------------------------

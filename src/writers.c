@@ -7,10 +7,15 @@
  *                       one <group> per distinct (org unit, period, attribute option
  *                       combo) in order of first appearance
  *
- * Only values that have a data element UID and are not skipped are written. The
- * report's period and org unit are the defaults; a value carries its own only when
- * it overrides them. A value with neither its own nor a report-level org unit or
- * period makes the whole write fail (HIBUS_E_INVALID): DHIS2 would reject it anyway.
+ * Only values that have a data element UID and are not skipped are written. DHIS2
+ * files every value of a data value set under the set's period, org unit and
+ * attribute option combo when the set has them, whatever the value says
+ * (DefaultDataValueSetService.createDataValueContext, dhis2/dhis2-core 2.36-2.41), so
+ * the JSON writer puts each of these on the set only when every value shares it,
+ * and otherwise on every value (and then sends no completeDate, which DHIS2
+ * registers for the set's period and org unit only). ADX groups carry them. A value with neither
+ * its own nor a report-level org unit or period makes the whole write fail (HIBUS_E_INVALID): DHIS2
+ * would reject it anyway.
  *
  * ADX's mandatory `exported` timestamp is the current UTC time, or the value of the
  * environment variable HIBUS_ADX_EXPORTED when set (for golden-file tests only).
@@ -103,24 +108,47 @@ static bool put(json_t *o, const char *key, const char *s)
     return s == NULL || json_object_set_new(o, key, json_string(s)) == 0;
 }
 
+/* Does any written value have its own org unit / period / AOC? (DHIS2 files every
+ * value under the set's when the set has one, so then the set must have none.) */
+static void mixed(const struct report *r, bool *ou, bool *pe, bool *aoc)
+{
+    *ou = *pe = *aoc = false;
+    for (size_t i = 0; i < r->n_values; i++) {
+        const struct report_value *v = &r->values[i];
+        if (!written(v))
+            continue;
+        *ou |= own_ou(r, v) != NULL;
+        *pe |= own_period(r, v) != NULL;
+        *aoc |= own_aoc(r, v) != NULL;
+    }
+}
+
 static enum hibus_err write_datavalueset(const struct report *r, char **body, size_t *len,
                                          struct hibus_error *err)
 {
+    bool ou_each, pe_each, aoc_each;
+    mixed(r, &ou_each, &pe_each, &aoc_each);
     json_t *o = json_object();
     json_t *dvs = json_array();
     bool ok = o != NULL && dvs != NULL;
-    ok = ok && put(o, "dataSet", r->data_set_uid) && put(o, "completeDate", r->complete_date) &&
-         put(o, "period", r->period) && put(o, "orgUnit", r->ou_uid) &&
-         put(o, "attributeOptionCombo", r->aoc_uid);
+    /* DHIS2 registers a completion for the set's period and org unit only. */
+    ok = ok && put(o, "dataSet", r->data_set_uid) &&
+         put(o, "completeDate", pe_each || ou_each ? NULL : r->complete_date) &&
+         put(o, "period", pe_each ? NULL : r->period) &&
+         put(o, "orgUnit", ou_each ? NULL : r->ou_uid) &&
+         put(o, "attributeOptionCombo", aoc_each ? NULL : r->aoc_uid);
     for (size_t i = 0; ok && i < r->n_values; i++) {
         const struct report_value *v = &r->values[i];
         if (!written(v))
             continue;
+        const char *vpe = v->period ? v->period : r->period;
+        const char *vou = v->ou_uid ? v->ou_uid : r->ou_uid;
+        const char *vaoc = v->aoc_uid ? v->aoc_uid : r->aoc_uid;
         json_t *d = json_object();
         ok = d != NULL && json_array_append_new(dvs, d) == 0;
         ok = ok && put(d, "dataElement", v->de_uid) && put(d, "categoryOptionCombo", v->coc_uid) &&
-             put(d, "period", own_period(r, v)) && put(d, "orgUnit", own_ou(r, v)) &&
-             put(d, "attributeOptionCombo", own_aoc(r, v)) && put(d, "value", v->value) &&
+             put(d, "period", pe_each ? vpe : NULL) && put(d, "orgUnit", ou_each ? vou : NULL) &&
+             put(d, "attributeOptionCombo", aoc_each ? vaoc : NULL) && put(d, "value", v->value) &&
              put(d, "comment", v->comment);
     }
     if (ok && json_object_set(o, "dataValues", dvs) != 0)

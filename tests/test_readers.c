@@ -45,6 +45,7 @@ static const struct golden_case {
     {"dhis2-json", "dhis2-json.no-set-defaults.json"},
     {"dhis2-json", "dhis2-json.bad.json"},
     {"dhis2-json", "dhis2-json.aoc.json"},
+    {"dhis2-json", "dhis2-json.set-wins.json"},
     {"dhis2-json", "dhis2-json.big-numbers.json"},
     {"adx", "adx.valid.xml"},
     {"adx", "adx.xxe.xml"},
@@ -607,25 +608,34 @@ static void test_big_numbers(void **state)
 static void test_per_value_aoc(void **state)
 {
     (void)state;
-    struct report *r = parse_ok("dhis2-json", "{\"period\":\"202401\",\"orgUnit\":\"O\","
-                                              "\"attributeOptionCombo\":\"GOV\",\"dataValues\":["
-                                              "{\"dataElement\":\"A\",\"value\":\"1\"},"
-                                              "{\"dataElement\":\"A\",\"value\":\"2\","
-                                              "\"attributeOptionCombo\":\"GOV\"},"
-                                              "{\"dataElement\":\"A\",\"value\":\"3\","
-                                              "\"attributeOptionCombo\":\"NGO\"}]}");
-    assert_string_equal(r->attribute_option_combo, "GOV");
-    assert_null(r->values[0].attribute_option_combo);
-    assert_null(r->values[1].attribute_option_combo);
-    assert_string_equal(r->values[2].attribute_option_combo, "NGO");
-    report_free(r);
+    /* A set-level combo is DHIS2's for every value (DefaultDataValueSetService):
+     * a value naming another one is refused, one naming the same is fine. */
+    json_t *problems = json_array();
+    struct report *r = NULL;
+    const char *mixed =
+        "{\"period\":\"202401\",\"orgUnit\":\"O\","
+        "\"attributeOptionCombo\":\"GOV\",\"dataValues\":["
+        "{\"dataElement\":\"A\",\"value\":\"1\"},"
+        "{\"dataElement\":\"A\",\"value\":\"2\",\"attributeOptionCombo\":\"GOV\"},"
+        "{\"dataElement\":\"A\",\"value\":\"3\",\"attributeOptionCombo\":\"NGO\"}]}";
+    assert_int_equal(reader_parse("dhis2-json", mixed, strlen(mixed), &r, problems),
+                     HIBUS_E_INVALID);
+    assert_int_equal(json_array_size(problems), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(problems, 0), "where")),
+                        "dataValues[2].attributeOptionCombo");
+    json_decref(problems);
 
     /* No set-level combo: each value keeps its own. */
     r = parse_ok("dhis2-json", "{\"period\":\"202401\",\"orgUnit\":\"O\",\"dataValues\":["
+                               "{\"dataElement\":\"A\",\"value\":\"1\"},"
+                               "{\"dataElement\":\"A\",\"value\":\"2\","
+                               "\"attributeOptionCombo\":\"GOV\"},"
                                "{\"dataElement\":\"A\",\"value\":\"3\","
                                "\"attributeOptionCombo\":\"NGO\"}]}");
     assert_null(r->attribute_option_combo);
-    assert_string_equal(r->values[0].attribute_option_combo, "NGO");
+    assert_null(r->values[0].attribute_option_combo);
+    assert_string_equal(r->values[1].attribute_option_combo, "GOV");
+    assert_string_equal(r->values[2].attribute_option_combo, "NGO");
     report_free(r);
 
     /* ADX: a later group's combo goes on its values (exploded or legacy form). */
@@ -673,11 +683,16 @@ static void test_period_spellings(void **state)
     struct report *r =
         parse_ok("dhis2-json", "{\"period\":\"2024W01\",\"orgUnit\":\"O\",\"dataValues\":["
                                "{\"dataElement\":\"A\",\"value\":\"1\"},"
-                               "{\"dataElement\":\"A\",\"value\":\"2\",\"period\":\"2024W1\"},"
-                               "{\"dataElement\":\"A\",\"value\":\"3\",\"period\":\"2024W02\"}]}");
+                               "{\"dataElement\":\"A\",\"value\":\"2\",\"period\":\"2024W1\"}]}");
     assert_string_equal(r->period, "2024W1");
     assert_null(r->values[1].period); /* the same period as the set's, spelt otherwise */
-    assert_string_equal(r->values[2].period, "2024W2");
+    report_free(r);
+    r = parse_ok("dhis2-json", "{\"orgUnit\":\"O\",\"dataValues\":["
+                               "{\"dataElement\":\"A\",\"value\":\"1\",\"period\":\"2024W01\"},"
+                               "{\"dataElement\":\"A\",\"value\":\"3\",\"period\":\"2024W02\"}]}");
+    assert_string_equal(r->period, "2024W1");
+    assert_null(r->values[0].period);
+    assert_string_equal(r->values[1].period, "2024W2");
     report_free(r);
 
     r = parse_ok("dhis2-json", "{\"orgUnit\":\"O\",\"dataValues\":["

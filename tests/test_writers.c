@@ -227,7 +227,37 @@ static void test_adx_needs_data_set(void **state)
     char *json = NULL;
     write_ok("dhis2-datavalueset", r, &json, "application/json");
     assert_null(strstr(json, "\"dataSet\""));
-    assert_non_null(strstr(json, "{\"completeDate\":\"2024-02-05\",\"period\":\"202401\""));
+    assert_non_null(strstr(json, "{\"dataValues\":["));
+    free(json);
+    report_free(r);
+}
+
+/* DHIS2 files every value under the set's period, org unit and attribute option
+ * combo when the set has them (DefaultDataValueSetService): the set carries one only
+ * when every value shares it; completeDate only with the set's period and org unit. */
+static void test_set_level_only_when_shared(void **state)
+{
+    (void)state;
+    struct report *r = mapped_report();
+    for (size_t i = 2; i < r->n_values; i++)
+        r->values[i].skipped = true; /* the first two share everything */
+    char *json = NULL;
+    write_ok("dhis2-datavalueset", r, &json, "application/json");
+    assert_string_equal(json, "{\"dataSet\":\"Lpw6GcnTrmS\",\"completeDate\":\"2024-02-05\","
+                              "\"period\":\"202401\",\"orgUnit\":\"DiszpKrYNg8\",\"dataValues\":["
+                              "{\"dataElement\":\"s46m5MS0hxu\",\"categoryOptionCombo\":"
+                              "\"Prlt0C1RF0s\",\"value\":\"120\",\"comment\":\"hibus\"},"
+                              "{\"dataElement\":\"UOlfIjgN8X6\",\"value\":\"4\"}]}");
+    free(json);
+    r->values[5].skipped = false; /* another period */
+    write_ok("dhis2-datavalueset", r, &json, "application/json");
+    assert_string_equal(json, "{\"dataSet\":\"Lpw6GcnTrmS\",\"orgUnit\":\"DiszpKrYNg8\","
+                              "\"dataValues\":[{\"dataElement\":\"s46m5MS0hxu\","
+                              "\"categoryOptionCombo\":\"Prlt0C1RF0s\",\"period\":\"202401\","
+                              "\"value\":\"120\",\"comment\":\"hibus\"},{\"dataElement\":"
+                              "\"UOlfIjgN8X6\",\"period\":\"202401\",\"value\":\"4\"},"
+                              "{\"dataElement\":\"pikOziyCXbM\",\"period\":\"202402\","
+                              "\"value\":\"50\"}]}");
     free(json);
     report_free(r);
 }
@@ -284,8 +314,7 @@ static void test_text_value(void **state)
     assert_non_null(strstr(body, "<annotation>fridge &lt;broken&gt; &amp; fixed</annotation>"));
     free(body);
     write_ok("dhis2-datavalueset", r, &body, "application/json");
-    assert_non_null(
-        strstr(body, "\"dataElement\":\"TextDe00001\",\"value\":\"fridge <broken> & fixed\""));
+    assert_non_null(strstr(body, "\"value\":\"fridge <broken> & fixed\""));
     free(body);
     report_free(r);
 }
@@ -357,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_all_skipped),
         cmocka_unit_test(test_text_value),
+        cmocka_unit_test(test_set_level_only_when_shared),
         cmocka_unit_test(test_adx_refuses_quarterly_nov),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
