@@ -717,9 +717,8 @@ static bool period_from_adx(const char *adx, struct period *p, char *err, size_t
     if (strcmp(dur, "P1D") == 0) {
         t = PT_DAILY;
     } else if (strcmp(dur, "P7D") == 0) {
-        static const enum ptype by_day[7] = {PT_WEEKLY,     PT_COUNT,      PT_WEEKLY_WED,
-                                             PT_WEEKLY_THU, PT_COUNT,      PT_WEEKLY_SAT,
-                                             PT_WEEKLY_SUN};
+        static const enum ptype by_day[7] = {PT_WEEKLY, PT_COUNT,      PT_WEEKLY_WED, PT_WEEKLY_THU,
+                                             PT_COUNT,  PT_WEEKLY_SAT, PT_WEEKLY_SUN};
         t = old ? PT_WEEKLY : by_day[weekday(start)];
         if (t == PT_COUNT) {
             snprintf(err, errsz, "%s is invalid weekly type", adx);
@@ -743,8 +742,8 @@ static bool period_from_adx(const char *adx, struct period *p, char *err, size_t
         else if (!old && (m == 11 || m == 5))
             t = PT_SIXMONTHLY_NOV;
         else {
-            snprintf(err, errsz, old ? "%sis invalid sixmonthly type" : "%s is invalid sixmonthly type",
-                     adx);
+            snprintf(err, errsz,
+                     old ? "%sis invalid sixmonthly type" : "%s is invalid sixmonthly type", adx);
             return false;
         }
     } else if (strcmp(dur, "P1Y") == 0) {
@@ -780,7 +779,15 @@ unsupported:
 
 enum scheme { SCHEME_UID, SCHEME_CODE, SCHEME_NAME };
 
-enum md_kind { MD_ORGUNIT, MD_DATAELEMENT, MD_COC, MD_DATASET, MD_CATEGORY, MD_CATOPTION, MD_COMBO };
+enum md_kind {
+    MD_ORGUNIT,
+    MD_DATAELEMENT,
+    MD_COC,
+    MD_DATASET,
+    MD_CATEGORY,
+    MD_CATOPTION,
+    MD_COMBO
+};
 
 struct md_obj {
     const char *id, *code, *name; /* borrowed from the loaded document */
@@ -949,8 +956,11 @@ static bool md_combo_has(const struct md_obj *combo, const struct md_obj *coc)
     size_t i;
     if (json_array_size(cats) != json_object_size(opts))
         return false;
-    json_array_foreach(cats, i, c) if (!json_is_string(c) ||
-                                       !json_object_get(opts, json_string_value(c))) return false;
+    json_array_foreach(cats, i, c)
+    {
+        if (!json_is_string(c) || !json_object_get(opts, json_string_value(c)))
+            return false;
+    }
     return true;
 }
 
@@ -982,9 +992,9 @@ static bool md_dataset_has_ou(const struct md_obj *ds, const char *ou_uid)
 
 static bool md_de_numeric(const struct md_obj *de)
 {
-    static const char *const numeric[] = {"INTEGER",  "INTEGER_POSITIVE", "INTEGER_NEGATIVE",
-                                          "INTEGER_ZERO_OR_POSITIVE", "NUMBER", "UNIT_INTERVAL",
-                                          "PERCENTAGE"};
+    static const char *const numeric[] = {
+        "INTEGER", "INTEGER_POSITIVE", "INTEGER_NEGATIVE", "INTEGER_ZERO_OR_POSITIVE",
+        "NUMBER",  "UNIT_INTERVAL",    "PERCENTAGE"};
     const char *vt = jstr(de->src, "valueType");
     for (size_t i = 0; vt && i < sizeof numeric / sizeof numeric[0]; i++)
         if (strcmp(vt, numeric[i]) == 0)
@@ -1052,8 +1062,7 @@ static bool md_load(const char *path)
                      json_object_get(r, "organisationUnits"), NULL) ||
         !md_set_load(&md.des, MD_DATAELEMENT, "DataElement", "dataElements",
                      json_object_get(r, "dataElements"), NULL) ||
-        !md_set_load(&md.cocs, MD_COC, "CategoryOptionCombo", "categoryOptionCombos", cocs,
-                     NULL) ||
+        !md_set_load(&md.cocs, MD_COC, "CategoryOptionCombo", "categoryOptionCombos", cocs, NULL) ||
         !md_set_load(&md.aocs, MD_COC, "CategoryOptionCombo", "attributeOptionCombos", aocs,
                      NULL) ||
         !md_set_load(&md.all_cocs, MD_COC, "CategoryOptionCombo", "categoryOptionCombos", cocs,
@@ -1097,9 +1106,8 @@ static json_t *md_obj_json(const struct md_set *s, const struct md_obj *o)
         json_object_set_new(j, "name", json_string(o->name));
         json_object_set_new(j, "displayName", json_string(o->name));
     }
-    const struct md_obj *combo = s->kind == MD_DATAELEMENT || s->kind == MD_DATASET
-                                     ? md_combo_of(o)
-                                     : NULL;
+    const struct md_obj *combo =
+        s->kind == MD_DATAELEMENT || s->kind == MD_DATASET ? md_combo_of(o) : NULL;
     if (combo)
         json_object_set_new(j, "categoryCombo", json_pack("{s:s}", "id", combo->id));
     if (s->kind == MD_DATAELEMENT) {
@@ -1108,8 +1116,9 @@ static json_t *md_obj_json(const struct md_set *s, const struct md_obj *o)
         json_object_set_new(j, "valueType", json_string(vt ? vt : "TEXT"));
         json_object_set_new(j, "domainType", json_string("AGGREGATE"));
         json_object_set_new(j, "aggregationType", json_string(agg ? agg : "SUM"));
-        json_object_set_new(j, "zeroIsSignificant",
-                            json_boolean(json_is_true(json_object_get(o->src, "zeroIsSignificant"))));
+        json_object_set_new(
+            j, "zeroIsSignificant",
+            json_boolean(json_is_true(json_object_get(o->src, "zeroIsSignificant"))));
     } else if (s->kind == MD_DATASET) {
         const char *pt = jstr(o->src, "periodType");
         json_t *dse = json_array(), *ous = json_array(), *v;
@@ -1399,8 +1408,8 @@ static json_t *webmessage(unsigned status, const char *wm_status, const char *me
                      (int)status, "status", wm_status, "message", message);
 }
 
-static enum MHD_Result reply_text(struct request *r, unsigned status, char *text,
-                                  const char *ctype, const char *hname, const char *hval)
+static enum MHD_Result reply_text(struct request *r, unsigned status, char *text, const char *ctype,
+                                  const char *hname, const char *hval)
 {
     if (!text)
         return MHD_NO; /* out of memory: drop the connection */
@@ -1467,9 +1476,8 @@ static void xml_summary_body(xmlTextWriterPtr w, const json_t *s)
     const json_t *count = json_object_get(s, "importCount"), *v;
     const char *k;
     xmlTextWriterStartElement(w, BAD_CAST "importCount");
-    json_object_foreach((json_t *)count, k, v)
-        xmlTextWriterWriteFormatAttribute(w, BAD_CAST k, "%" JSON_INTEGER_FORMAT,
-                                          json_integer_value(v));
+    json_object_foreach((json_t *)count, k, v) xmlTextWriterWriteFormatAttribute(
+        w, BAD_CAST k, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     xmlTextWriterEndElement(w);
     xmlTextWriterStartElement(w, BAD_CAST "conflicts");
     size_t i;
@@ -1675,8 +1683,7 @@ static int import_opts_init(const struct request *r, const json_t *payload, enum
         return 400;
     }
     if ((v = jstr(payload, "strategy")) && !parse_strategy(v, false, &o->strategy)) {
-        snprintf(err, errsz,
-                 "No enum constant org.hisp.dhis.importexport.ImportStrategy.%s", v);
+        snprintf(err, errsz, "No enum constant org.hisp.dhis.importexport.ImportStrategy.%s", v);
         return -1;
     }
     o->dry_run = qarg_true(r, "dryRun");
@@ -1914,8 +1921,7 @@ static const char *value_type_error(const char *vt, const char *v)
                    ? NULL
                    : "value_not_unit_interval";
     if (strcmp(vt, "BOOLEAN") == 0)
-        return strcasecmp(v, "true") == 0 || strcasecmp(v, "false") == 0 ? NULL
-                                                                           : "value_not_bool";
+        return strcasecmp(v, "true") == 0 || strcasecmp(v, "false") == 0 ? NULL : "value_not_bool";
     if (strcmp(vt, "TRUE_ONLY") == 0)
         return strcasecmp(v, "true") == 0 ? NULL : "value_not_true_only";
     if (strcmp(vt, "DATE") == 0) {
@@ -1937,16 +1943,9 @@ static const char *value_type_error(const char *vt, const char *v)
  * categoryOptionCombo, attributeOptionCombo, value, comment, storedBy (strings
  * as sent, absent for null), followup and deleted (booleans).
  */
-static const char *const entry_strings[] = {"dataElement",
-                                            "period",
-                                            "orgUnit",
-                                            "categoryOptionCombo",
-                                            "attributeOptionCombo",
-                                            "value",
-                                            "comment",
-                                            "storedBy",
-                                            "created",
-                                            "lastUpdated"};
+static const char *const entry_strings[] = {
+    "dataElement", "period",   "orgUnit", "categoryOptionCombo", "attributeOptionCombo", "value",
+    "comment",     "storedBy", "created", "lastUpdated"};
 
 /* Jackson's view of a String property: strings as they are, numbers and
  * booleans as their text, null as absent; arrays and objects are an error. */
@@ -1981,10 +1980,10 @@ static bool coerce_bool(json_t *from, const char *key, json_t *to, char *err, si
     if (json_is_boolean(v) ||
         (json_is_string(v) && (strcasecmp(json_string_value(v), "true") == 0 ||
                                strcasecmp(json_string_value(v), "false") == 0))) {
-        json_object_set_new(to, key,
-                            json_boolean(json_is_true(v) ||
-                                         (json_is_string(v) &&
-                                          strcasecmp(json_string_value(v), "true") == 0)));
+        json_object_set_new(
+            to, key,
+            json_boolean(json_is_true(v) ||
+                         (json_is_string(v) && strcasecmp(json_string_value(v), "true") == 0)));
         return true;
     }
     snprintf(err, errsz, "Cannot deserialize value of type `java.lang.Boolean` (property \"%s\")",
@@ -1999,10 +1998,17 @@ static bool coerce_bool(json_t *from, const char *key, json_t *to, char *err, si
 static bool read_json(const struct request *r, json_t **hdr, json_t **values, char *err,
                       size_t errsz)
 {
-    static const char *const header_strings[] = {
-        "dataSet", "completeDate", "period", "orgUnit", "attributeOptionCombo", "idScheme",
-        "dataElementIdScheme", "orgUnitIdScheme", "categoryOptionComboIdScheme",
-        "dataSetIdScheme", "strategy"};
+    static const char *const header_strings[] = {"dataSet",
+                                                 "completeDate",
+                                                 "period",
+                                                 "orgUnit",
+                                                 "attributeOptionCombo",
+                                                 "idScheme",
+                                                 "dataElementIdScheme",
+                                                 "orgUnitIdScheme",
+                                                 "categoryOptionComboIdScheme",
+                                                 "dataSetIdScheme",
+                                                 "strategy"};
     json_error_t jerr;
     json_t *doc = json_loadb(r->body ? r->body : "", r->len, JSON_DECODE_ANY, &jerr);
     *hdr = *values = NULL;
@@ -2032,7 +2038,11 @@ static bool read_json(const struct request *r, json_t **hdr, json_t **values, ch
             ok = false;
         } else {
             json_t *list = json_array();
-            json_array_foreach(aco, i, v) if (json_is_string(v)) json_array_append(list, v);
+            json_array_foreach(aco, i, v)
+            {
+                if (json_is_string(v))
+                    json_array_append(list, v);
+            }
             json_object_set_new(*hdr, "attributeCategoryOptions", list);
         }
     }
@@ -2084,12 +2094,20 @@ static bool read_json(const struct request *r, json_t **hdr, json_t **values, ch
  */
 static bool read_csv(const struct request *r, json_t **hdr, json_t **values)
 {
-    static const char *const columns[] = {"dataElement", "period",  "orgUnit",  "categoryOptionCombo",
-                                          "attributeOptionCombo", "value", "storedBy",
-                                          "lastUpdated", "comment", "followup", "deleted"};
+    static const char *const columns[] = {"dataElement",
+                                          "period",
+                                          "orgUnit",
+                                          "categoryOptionCombo",
+                                          "attributeOptionCombo",
+                                          "value",
+                                          "storedBy",
+                                          "lastUpdated",
+                                          "comment",
+                                          "followup",
+                                          "deleted"};
     const char *p = r->body ? r->body : "", *end = p + r->len;
-    bool skip_first = !(qarg(r, "firstRowIsHeader") &&
-                        strcasecmp(qarg(r, "firstRowIsHeader"), "false") == 0);
+    bool skip_first =
+        !(qarg(r, "firstRowIsHeader") && strcasecmp(qarg(r, "firstRowIsHeader"), "false") == 0);
     bool first = true;
     *hdr = json_object();
     *values = json_array();
@@ -2295,7 +2313,8 @@ static bool adx_convert(json_t *attrs, const char *name, const struct md_obj *co
             found = &md.all_cocs.v[k];
     if (ok && !found) {
         /* like Java's HashMap.toString */
-        size_t used = (size_t)snprintf(err, errsz, "Invalid attributes: {");
+        size_t used =
+            (size_t)snprintf(err, errsz, "Invalid attributes:%s{", opt.minor <= 36 ? "" : " ");
         const char *k;
         json_t *v;
         bool firstkv = true;
@@ -2319,11 +2338,17 @@ static bool adx_convert(json_t *attrs, const char *name, const struct md_obj *co
     return ok;
 }
 
+/* AdxException's object: "ADX Error" unless given, none (null) in 2.36. */
+static const char *adx_object(const char *object)
+{
+    return object ? object : opt.minor <= 36 ? NULL : "ADX Error";
+}
+
 static void adx_fail(struct adx_result *res, long group, const char *object, const char *msg)
 {
     res->failed = true;
     res->fail_group = group;
-    snprintf(res->fail_object, sizeof res->fail_object, "%s", object);
+    snprintf(res->fail_object, sizeof res->fail_object, "%s", object ? object : "");
     snprintf(res->fail_msg, sizeof res->fail_msg, "%s", msg);
 }
 
@@ -2334,7 +2359,7 @@ static void adx_value_problem(struct adx_result *res, long group, const char *ob
     if (rule_adx_reader())
         adx_fail(res, group, object, msg);
     else
-        json_array_append_new(res->conflicts, json_pack("[s,s]", object, msg));
+        json_array_append_new(res->conflicts, json_pack("[s?,s]", object, msg));
 }
 
 /*
@@ -2352,7 +2377,7 @@ static void adx_read(const struct request *r, const struct import_opts *o, struc
     res->values = json_array();
     res->conflicts = json_array();
     if (memmem(body, r->len, "<!DOCTYPE", 9)) {
-        adx_fail(res, 0, "ADX Error", "ADX documents with a DOCTYPE are refused");
+        adx_fail(res, 0, adx_object(NULL), "ADX documents with a DOCTYPE are refused");
         return;
     }
     xmlDoc *doc = xmlReadMemory(body, (int)r->len, "adx.xml", NULL,
@@ -2364,11 +2389,11 @@ static void adx_read(const struct request *r, const struct import_opts *o, struc
         size_t l = strlen(err);
         if (l && err[l - 1] == '\n')
             err[l - 1] = '\0';
-        adx_fail(res, 0, "ADX Error", err);
+        adx_fail(res, 0, adx_object(NULL), err);
         return;
     }
     if (doc->intSubset || doc->extSubset) {
-        adx_fail(res, 0, "ADX Error", "ADX documents with a DOCTYPE are refused");
+        adx_fail(res, 0, adx_object(NULL), "ADX documents with a DOCTYPE are refused");
         xmlFreeDoc(doc);
         return;
     }
@@ -2384,11 +2409,11 @@ static void adx_read(const struct request *r, const struct import_opts *o, struc
         const char *pe = jstr(ga, "period");
         struct period p;
         if (!pe) {
-            adx_fail(res, group, "ADX Error", "period attribute is required on 'group'");
+            adx_fail(res, group, adx_object(NULL), "period attribute is required on 'group'");
         } else if (!jstr(ga, "orgUnit")) {
-            adx_fail(res, group, "ADX Error", "orgUnit attribute is required on 'group'");
+            adx_fail(res, group, adx_object(NULL), "orgUnit attribute is required on 'group'");
         } else if (!period_from_adx(pe, &p, err, sizeof err)) {
-            adx_fail(res, group, "ADX Error", err);
+            adx_fail(res, group, adx_object(NULL), err);
         } else {
             char iso[SIM_PERIOD_MAX];
             period_format(&p, iso, sizeof iso);
@@ -2400,12 +2425,12 @@ static void adx_read(const struct request *r, const struct import_opts *o, struc
                 if (!ds) {
                     snprintf(err, sizeof err, "No data set matching %s '%s'", scheme_lower(o->ds),
                              ds_id);
-                    adx_fail(res, group, "ADX Error", err);
+                    adx_fail(res, group, adx_object(NULL), err);
                 } else {
                     json_object_set_new(ga, "dataSet", json_string(ds->id));
                     if (!adx_convert(ga, "attributeOptionCombo", md_combo_of(ds), o, err,
                                      sizeof err))
-                        adx_fail(res, group, "ADX Error", err);
+                        adx_fail(res, group, adx_object(NULL), err);
                 }
             }
         }
@@ -2417,19 +2442,19 @@ static void adx_read(const struct request *r, const struct import_opts *o, struc
             const struct md_obj *de = NULL;
             char b[256];
             if (!de_id) {
-                adx_value_problem(res, group, "ADX Error",
+                adx_value_problem(res, group, adx_object(NULL),
                                   "dataElement attribute is required on 'dataValue'");
             } else if (!json_object_get(va, "value")) {
-                adx_value_problem(res, group, "ADX Error",
+                adx_value_problem(res, group, adx_object(NULL),
                                   "value attribute is required on 'dataValue'");
             } else if (!(de = md_find(&md.des, o->de, trim_to_null(de_id, b, sizeof b)))) {
-                snprintf(err, sizeof err, "No data element matching %s '%s'",
-                         scheme_lower(o->de), de_id);
-                adx_value_problem(res, group, "ADX Error", err);
+                snprintf(err, sizeof err, "No data element matching %s '%s'", scheme_lower(o->de),
+                         de_id);
+                adx_value_problem(res, group, adx_object(NULL), err);
             } else if (!json_object_get(va, "categoryOptionCombo") &&
                        !adx_convert(va, "categoryOptionCombo", md_combo_of(de), o, err,
                                     sizeof err)) {
-                adx_value_problem(res, group, "ADX Error", err);
+                adx_value_problem(res, group, adx_object(NULL), err);
                 de = NULL;
             } else if (!md_de_numeric(de)) {
                 /* a non-numeric data element takes its value from <annotation> */
@@ -2437,8 +2462,7 @@ static void adx_read(const struct request *r, const struct import_opts *o, struc
                 while (a && !adx_is(a, "annotation"))
                     a = a->next;
                 if (!a) {
-                    adx_value_problem(res, group,
-                                      rule_adx_reader() ? "ADX Error" : de_id,
+                    adx_value_problem(res, group, rule_adx_reader() ? adx_object(NULL) : de_id,
                                       "DataElement expects text annotation");
                     de = NULL;
                 } else {
@@ -2458,7 +2482,7 @@ static void adx_read(const struct request *r, const struct import_opts *o, struc
                 {
                     if (json_is_null(v) && !null_attr && !rule_adx_reader()) {
                         snprintf(err, sizeof err, "Value for %s is null", k);
-                        adx_value_problem(res, group, "ADX Error", err);
+                        adx_value_problem(res, group, adx_object(NULL), err);
                         null_attr = true;
                     }
                 }
@@ -2471,8 +2495,8 @@ static void adx_read(const struct request *r, const struct import_opts *o, struc
                                     json_boolean(jstr(dxf, "followup") &&
                                                  strcasecmp(jstr(dxf, "followup"), "true") == 0));
                 if (jstr(dxf, "deleted"))
-                    json_object_set_new(e, "deleted",
-                                        json_boolean(strcasecmp(jstr(dxf, "deleted"), "true") == 0));
+                    json_object_set_new(
+                        e, "deleted", json_boolean(strcasecmp(jstr(dxf, "deleted"), "true") == 0));
                 if (!null_attr)
                     json_array_append_new(res->values, e);
                 else
@@ -2639,8 +2663,9 @@ static bool check_future(struct import_ctx *c, long index, const struct period *
              "Period: %s is after latest open future period: %s for data element: %s", iso, lid,
              de->id);
     conflict_code(&c->cs, index, "E7641", "period", objs("period", raw_pe, "dataElement", raw_de),
-                  iso, legacy, "Period: `%s` is after latest open future period: `%s` for data "
-                               "element: `%s`",
+                  iso, legacy,
+                  "Period: `%s` is after latest open future period: `%s` for data "
+                  "element: `%s`",
                   raw_pe ? raw_pe : iso, lid, raw_de);
     return false;
 }
@@ -2681,7 +2706,8 @@ static bool resolve_value(struct import_ctx *c, const json_t *dv, long index, st
     char iso[SIM_PERIOD_MAX];
     period_format(&p, iso, sizeof iso);
     const struct md_obj *ou =
-        c->outer_ou ? c->outer_ou : md_find(&md.ous, c->o.ou, trim_to_null(raw_ou, b_ou, sizeof b_ou));
+        c->outer_ou ? c->outer_ou
+                    : md_find(&md.ous, c->o.ou, trim_to_null(raw_ou, b_ou, sizeof b_ou));
     if (!ou) {
         conflict_code(cs, index, "E7612", "orgUnit", objs("organisationUnit", raw_ou, NULL, NULL),
                       raw_ou, "Organisation unit not found or not accessible",
@@ -2714,9 +2740,8 @@ static bool resolve_value(struct import_ctx *c, const json_t *dv, long index, st
     if (!raw_value && !raw_comment && !deleted && (!v237 || c->o.strategy != ST_DELETE)) {
         snprintf(legacy, sizeof legacy, "Data value or comment not specified for data element: %s",
                  de->id);
-        conflict_code(cs, index, "E7618", "value", objs("dataElement", raw_de, NULL, NULL),
-                      "Value", legacy,
-                      "Data value or comment not specified for data element: `%s`", raw_de);
+        conflict_code(cs, index, "E7618", "value", objs("dataElement", raw_de, NULL, NULL), "Value",
+                      legacy, "Data value or comment not specified for data element: `%s`", raw_de);
         return false;
     }
     const char *vt = jstr(de->src, "valueType");
@@ -2724,14 +2749,15 @@ static bool resolve_value(struct import_ctx *c, const json_t *dv, long index, st
     const char *why = value_type_error(vt, value);
     if (why) {
         snprintf(legacy, sizeof legacy, "%s, must match data element type: %s", i18n(why), de->id);
-        if (opt.minor >= 41)
+        if (opt.minor >= 40)
             conflict_code(cs, index, "E7619", "value", objs("dataElement", raw_de, "value", why),
                           value, legacy, "Value must match value type of data element `%s`: `%s`",
                           raw_de, i18n(why));
         else
             conflict_code(cs, index, "E7619", "value", objs("dataElement", raw_de, "value", why),
-                          value, legacy, "Value must match data element's `%s` type constraints: %s",
-                          raw_de, i18n(why));
+                          value, legacy,
+                          "Value must match data element's `%s` type constraints: %s", raw_de,
+                          i18n(why));
         return false;
     }
     if (raw_comment && strlen(raw_comment) > SIM_MAX_VALUE) {
@@ -2764,10 +2790,11 @@ static bool resolve_value(struct import_ctx *c, const json_t *dv, long index, st
             found = md_dataset_has_de(&md.dss.v[i], de->id) &&
                     ptype_by_name(jstr(md.dss.v[i].src, "periodType")) == p.type;
         if (!found) {
-            snprintf(legacy, sizeof legacy, "Period type of period: %s not valid for data element: %s",
-                     iso, de->id);
+            snprintf(legacy, sizeof legacy,
+                     "Period type of period: %s not valid for data element: %s", iso, de->id);
             conflict_code(cs, index, "E7632", NULL, objs("period", raw_pe, "dataElement", raw_de),
-                          raw_pe, legacy, "Period type of period: `%s` not valid for data element: `%s`",
+                          raw_pe, legacy,
+                          "Period type of period: `%s` not valid for data element: `%s`",
                           raw_pe ? raw_pe : iso, raw_de);
             return false;
         }
@@ -2789,7 +2816,7 @@ static bool resolve_value(struct import_ctx *c, const json_t *dv, long index, st
             snprintf(legacy, sizeof legacy, "Data element: %s is not part of dataset: %s", raw_de,
                      c->ds ? c->ds->id : "null");
             json_t *o = objs("dataElement", raw_de, "dataSet", list);
-            if (opt.minor >= 41)
+            if (rule_target_data_sets())
                 conflict_code(cs, index, "E7633", "dataElement", o,
                               "DATA_IMPORT_STRICT_DATA_ELEMENTS", legacy,
                               "Data element: `%s` is not part of dataset(s): `%s`", raw_de, list);
@@ -2833,8 +2860,8 @@ static bool resolve_value(struct import_ctx *c, const json_t *dv, long index, st
     if (c->o.strict_ous) {
         bool found = false;
         for (size_t i = 0; i < md.dss.n && !found; i++)
-            found = md_dataset_has_de(&md.dss.v[i], de->id) &&
-                    md_dataset_has_ou(&md.dss.v[i], ou->id);
+            found =
+                md_dataset_has_de(&md.dss.v[i], de->id) && md_dataset_has_ou(&md.dss.v[i], ou->id);
         if (!found) {
             snprintf(legacy, sizeof legacy,
                      "Data element: %s must be assigned through data sets to organisation unit: %s",
@@ -3094,11 +3121,12 @@ static bool import_outer(struct import_ctx *c, char *err, size_t errsz)
                 continue;
             json_object_foreach(opts, kk, ov)
             {
-                json_array_foreach(codes, i, v) if (json_equal(v, ov))
+                bool hit = false;
+                json_array_foreach(codes, i, v)
                 {
-                    matched++;
-                    break;
+                    hit = hit || json_equal(v, ov);
                 }
+                matched += hit;
             }
             if (matched == json_object_size(opts))
                 c->outer_aoc = cand;
@@ -3111,8 +3139,8 @@ static bool import_outer(struct import_ctx *c, char *err, size_t errsz)
             return false;
         }
     }
-    c->have_outer_pe = period_parse(trim_to_null(jstr(c->hdr, "period"), b, sizeof b),
-                                    &c->outer_pe);
+    c->have_outer_pe =
+        period_parse(trim_to_null(jstr(c->hdr, "period"), b, sizeof b), &c->outer_pe);
     c->outer_ou = md_find(&md.ous, c->o.ou, trim_to_null(jstr(c->hdr, "orgUnit"), b, sizeof b));
     return true;
 }
@@ -3302,8 +3330,7 @@ static enum reply_format reply_format_for(const struct request *r, enum import_f
         return fmt == FMT_ADX ? REPLY_XML : REPLY_JSON;
     if (opt.minor == 37 && opt.patch < 3) {
         if (fmt == FMT_ADX)
-            return any || accept_has(accept, "application/xml") ? REPLY_XML
-                                                               : REPLY_NOT_ACCEPTABLE;
+            return any || accept_has(accept, "application/xml") ? REPLY_XML : REPLY_NOT_ACCEPTABLE;
         return any || accept_has(accept, "json") ? REPLY_JSON : REPLY_NOT_ACCEPTABLE;
     }
     if (!any && !accept_has(accept, "json") && accept_has(accept, "xml"))
@@ -3395,7 +3422,7 @@ static enum MHD_Result run_import(struct request *r, enum import_format fmt)
             import_failed(&c, "The import process failed: %s", adx.fail_msg);
         } else if (adx.failed) {
             import_failed(&c, "Data set import failed within group number: %ld", adx.fail_group);
-            conflict_legacy(&c.cs, adx.fail_object, "%s", adx.fail_msg);
+            conflict_legacy(&c.cs, adx.fail_object[0] ? adx.fail_object : NULL, "%s", adx.fail_msg);
         } else {
             import_values(&c);
             /* DefaultAdxDataService adds its own conflicts after the DXF2 import, with
@@ -3816,13 +3843,14 @@ static enum MHD_Result h_admin_completions(struct request *r, const char *tail, 
     (void)arg;
     json_t *out = json_array();
     pthread_mutex_lock(&store.mu);
-    qsort(completions.v, completions.n, sizeof *completions.v, completion_cmp);
+    if (completions.n)
+        qsort(completions.v, completions.n, sizeof *completions.v, completion_cmp);
     for (size_t i = 0; i < completions.n; i++) {
         const struct completion *c = &completions.v[i];
-        json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "dataSet", c->ds,
-                                             "period", c->pe, "orgUnit", c->ou,
-                                             "attributeOptionCombo", c->aoc, "completeDate",
-                                             c->date, "storedBy", c->stored_by));
+        json_array_append_new(out,
+                              json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "dataSet", c->ds,
+                                        "period", c->pe, "orgUnit", c->ou, "attributeOptionCombo",
+                                        c->aoc, "completeDate", c->date, "storedBy", c->stored_by));
     }
     pthread_mutex_unlock(&store.mu);
     return reply_json(r, MHD_HTTP_OK, out, NULL, NULL);
