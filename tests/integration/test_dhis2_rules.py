@@ -14,7 +14,13 @@ from harness import DHIS2Sim, dv, sort_values
 PASSWORD = "lmis-rules-secret"
 AUTH = ("lmis-rules", PASSWORD)
 
-PG = SIM = SIM37 = SIM41 = HB = None
+PG = SIM = SIM36 = SIM37 = SIM41 = HB = None
+
+# tests/dhis2-sim/metadata.json: data elements beyond the stock ones
+OPD, STAFF = "DeOpdVisits", "DeStaffTrnd"     # zeroIsSignificant false
+REMARKS, NOTES = "DeRemarks01", "DeSupNotes1"  # TEXT, LONG_TEXT
+FUNDED_DS = "DsLmisFund1"                      # attribute category combo FUNDING
+AOC_GOV, AOC_DONOR = "AocGov00001", "AocDonor001"
 
 OU = DHIS2Sim.ORG_UNITS["FAC-0042"]
 M = DHIS2Sim.MEASURES
@@ -51,22 +57,41 @@ def mappings():
     # the source's attribute option combo codes, translated
     aocs = harness.mapping_doc()
     aocs["attribute_option_combos"] = {"DEFAULT": DHIS2Sim.DEFAULT_AOC}
+    # the simulator's other data elements: zeros, text, a funded data set
+    extra = {"OPD": {"data_element": OPD, "measures": {}, "value_type": "INTEGER_ZERO_OR_POSITIVE"},
+             "STAFF": {"data_element": STAFF, "measures": {}, "value_type": "NUMBER"},
+             "REMARKS": {"data_element": REMARKS, "measures": {}, "value_type": "TEXT"},
+             "NOTES": {"data_element": NOTES, "measures": {}, "value_type": "LONG_TEXT"}}
+    rules["items"].update(extra)
+    funded = harness.mapping_doc(data_set=FUNDED_DS)
+    funded["items"].update(extra)
+    funded["attribute_option_combos"] = {"GOV": AOC_GOV, "FUNDING=DONOR": AOC_DONOR}
+    anyperiod = harness.mapping_doc(period_type=None)
     # org units by DHIS2 code: DHIS2 is told orgUnitIdScheme=CODE
     by_code = harness.mapping_doc(org_units={"FAC-0042": "FAC-0042", "FAC-0043": "FAC-0043"})
     by_code["id_schemes"] = {"org_unit": "CODE"}
     return {"mappings/rules.yaml": rules, "mappings/passthrough.yaml": passthrough,
-            "mappings/aocs.yaml": aocs, "mappings/bycode.yaml": by_code}
+            "mappings/aocs.yaml": aocs, "mappings/bycode.yaml": by_code,
+            "mappings/funded.yaml": funded, "mappings/anyperiod.yaml": anyperiod}
 
 
 def setUpModule():
-    global PG, SIM, SIM37, SIM41, HB
+    global PG, SIM, SIM36, SIM37, SIM41, HB
     PG = harness.PgCluster().start()
     SIM = harness.DHIS2Sim().start()
+    SIM36 = harness.DHIS2Sim(version="2.36").start()
     SIM37 = harness.DHIS2Sim(version="2.37").start()
     SIM41 = harness.DHIS2Sim(version="2.41").start()
     channels = [
         chan("json", "/json", [harness.sim_route(SIM)]),
+        chan("json36", "/json36", [harness.sim_route(SIM36)]),
         chan("json37", "/json37", [harness.sim_route(SIM37)]),
+        chan("funded", "/funded", [harness.sim_route(SIM)], mapping="funded"),
+        chan("adx-funded", "/adx-funded", [harness.sim_route(SIM)], mapping="funded",
+             reader="adx", ctype="application/adx+xml"),
+        chan("adx-funded-adx", "/adx-funded-adx", [harness.sim_route(SIM, writer="adx")],
+             mapping="funded", reader="adx", ctype="application/adx+xml"),
+        chan("anyperiod", "/anyperiod", [harness.sim_route(SIM)], mapping="anyperiod"),
         chan("json41", "/json41", [harness.sim_route(SIM41)]),
         chan("lmis", "/lmis", [harness.sim_route(SIM)], reader="lmis-report"),
         chan("lmis37", "/lmis37", [harness.sim_route(SIM37)], reader="lmis-report"),
@@ -88,7 +113,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    harness.stop_all(HB, SIM, SIM37, SIM41, PG)
+    harness.stop_all(HB, SIM, SIM36, SIM37, SIM41, PG)
 
 
 def dataset(values, **top):
@@ -124,7 +149,7 @@ def requisition(adjustments, total, beginning=100, received=50, consumed=30, rea
 class RulesTest(harness.TestCase):
 
     def setUp(self):
-        for s in (SIM, SIM37, SIM41):
+        for s in (SIM, SIM36, SIM37, SIM41):
             s.reset()
 
     def post(self, path, body, ctype="application/json"):
@@ -142,6 +167,44 @@ class RulesTest(harness.TestCase):
         body = r.json()
         self.assertEqual(body.get("status"), status, body)
         return body
+
+    # --- defect 1: values DHIS2 ignores without a conflict are no error
+
+    def test_zeros_of_insignificant_data_elements(self):
+        # zeroIsSignificant false: DHIS2 skips the zero, no conflict, SUCCESS. 2.36
+        # counts it ignored (and before the fix a report of nothing but such zeros
+        # ended failed); later versions count it nowhere.
+        payload = dataset([{"dataElement": "OPD", "value": "0"},
+                           {"dataElement": "STAFF", "value": "0"},
+                           {"dataElement": "AMOX250", "categoryOptionCombo": "consumed",
+                            "value": "0"}])
+        for path, sim, ignored in (("/json36", SIM36, 2), ("/json", SIM, 0)):
+            body = self.outcome(self.post(path, payload))
+            imp = body["routes"][0]["import"]
+            self.assertEqual((imp["status"], imp["imported"], imp["ignored"], imp["conflicts"]),
+                             ("SUCCESS", 1, ignored, []), imp)
+            # the zero of the data element whose zeros are significant is stored
+            self.assertEqual([v["dataElement"] for v in self.stored(sim)],
+                             [DHIS2Sim.DATA_ELEMENTS["AMOX250"]])
+        only_zeros = dataset([{"dataElement": "OPD", "value": "0"}])
+        body = self.outcome(self.post("/json36", only_zeros))
+        self.assertEqual(body["routes"][0]["import"]["ignored_without_conflict"], 1, body)
+
+    def test_rerun_of_a_delivered_report_is_successful(self):
+        r = self.post("/json", dataset(
+            [{"dataElement": "AMOX250", "categoryOptionCombo": "consumed", "value": "7"}]))
+        self.outcome(r)
+        tx = int(r.headers["x-hibus-transaction"])
+        out = HB.cli("rerun", "-c", HB.config_path, str(tx))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        harness.wait_until(lambda: PG.count("attempts", "transaction_id = %d" % tx) == 2,
+                           timeout=30, what="the rerun's attempt")
+        harness.wait_until(lambda: PG.scalar("SELECT status FROM transactions WHERE id = %d"
+                                             % tx) == "successful", timeout=30,
+                           what="the rerun to end")
+        last = HB.tx_json(tx)["attempts"][-1]["details"]
+        self.assertEqual((last["status"], last["ignored"], last["ignored_without_conflict"]),
+                         ("SUCCESS", 1, 1), last)
 
     # --- defect 7: the spellings DHIS2 accepts, normalised before writing
 
@@ -195,6 +258,69 @@ class RulesTest(harness.TestCase):
         kinds = [p.get("kind") for p in body["problems"]]
         self.assertEqual(kinds, ["attribute_option_combo"], body)
         self.assertEqual(self.stored(), [])
+
+    def test_funding_mechanism_reaches_dhis2(self):
+        # dhis2-json: per-value combos named in the source's codes
+        r = self.post("/funded", dataset(
+            [{"dataElement": "AMOX250", "categoryOptionCombo": "consumed", "value": "7",
+              "attributeOptionCombo": "GOV"},
+             {"dataElement": "AMOX250", "categoryOptionCombo": "consumed", "value": "9",
+              "attributeOptionCombo": "FUNDING=DONOR"}], dataSet="LMIS_FUNDED",
+            completeDate="2026-09-02"))
+        self.outcome(r)
+        de = DHIS2Sim.DATA_ELEMENTS["AMOX250"]
+        self.assertEqual(self.stored(), sort_values([
+            dv(de, "202608", OU, M["consumed"], "7", aoc=AOC_GOV),
+            dv(de, "202608", OU, M["consumed"], "9", aoc=AOC_DONOR)]))
+
+    def test_adx_group_categories_and_text_annotation(self):
+        adx = ('<adx xmlns="urn:ihe:qrph:adx:2015" exported="2026-09-01T00:00:00Z">'
+               '<group dataSet="LMIS_FUNDED" orgUnit="FAC-0042" period="2026-08-01/P1M" '
+               'FUNDING="DONOR">'
+               '<dataValue dataElement="AMOX250" categoryOptionCombo="consumed" value="12">'
+               '<annotation>ignored on a number</annotation></dataValue>'
+               '<dataValue dataElement="REMARKS" value="0">'
+               '<annotation>fridge broken &amp; repaired</annotation></dataValue>'
+               '</group></adx>')
+        want = sort_values([
+            dv(DHIS2Sim.DATA_ELEMENTS["AMOX250"], "202608", OU, M["consumed"], "12",
+               aoc=AOC_DONOR),
+            dv(REMARKS, "202608", OU, DHIS2Sim.DEFAULT_COC, "fridge broken & repaired",
+               aoc=AOC_DONOR)])
+        for path in ("/adx-funded", "/adx-funded-adx"):
+            SIM.reset()
+            self.outcome(self.post(path, adx, ctype="application/adx+xml"))
+            self.assertEqual(self.stored(), want, path)
+
+    def test_adx_annotation_on_numeric_item_is_dropped(self):
+        adx = ('<adx xmlns="urn:ihe:qrph:adx:2015" exported="2026-09-01T00:00:00Z">'
+               '<group dataSet="LMIS_FUNDED" orgUnit="FAC-0042" period="2026-08-01/P1M">'
+               '<dataValue dataElement="ZINC20" categoryOptionCombo="consumed" value="1">'
+               '<annotation>text?</annotation></dataValue></group></adx>')
+        # harness.mapping_doc declares INTEGER for the stock items: accepted, dropped
+        self.outcome(self.post("/adx-funded", adx, ctype="application/adx+xml"))
+        self.assertEqual([v["value"] for v in self.stored()], ["1"])
+
+    def test_big_integer_keeps_its_text(self):
+        # DHIS2 reads `value` as text: a number beyond 64 bits keeps its digits
+        body = b'{"period":"202608","orgUnit":"FAC-0042","dataValues":[' \
+               b'{"dataElement":"NOTES","value":99999999999999999999}]}'
+        self.outcome(self.post("/json", body))
+        self.assertIn("99999999999999999999", [v["value"] for v in self.stored()])
+
+    def test_period_types_dhis2_has(self):
+        de = DHIS2Sim.DATA_ELEMENTS["AMOX250"]
+        values = [{"dataElement": "AMOX250", "categoryOptionCombo": "consumed",
+                   "value": str(i + 1), "period": pe}
+                  for i, pe in enumerate(["2024WedW5", "2024SunW01", "2025NovS1", "2025NovQ1",
+                                          "2024AprilS2", "2025Nov", "2024-03-05"])]
+        payload = dataset(values)
+        del payload["period"]
+        self.outcome(self.post("/anyperiod", payload))
+        got = {v["period"]: v["value"] for v in self.stored() if v["dataElement"] == de}
+        self.assertEqual(got, {"2024WedW5": "1", "2024SunW1": "2", "2025NovS1": "3",
+                               "2025NovQ1": "4", "2024AprilS2": "5", "2025Nov": "6",
+                               "20240305": "7"})
 
     # --- defect 4: OpenLMIS losses from a real requisition
 
