@@ -279,7 +279,12 @@ static void route_send(const struct config_channel *ch, const struct config_rout
         if (rt->mediator == CONFIG_MEDIATOR_DHIS2) {
             mr.method = "POST";
             mr.query = NULL;
-            mr.accept = "application/json";
+            /* DHIS2 2.36 answers an ADX import in XML whatever is asked, and
+             * 2.37.0-2.37.2 can only (406 to JSON alone); later ones negotiate and
+             * prefer JSON. dhis2_parse_summary reads both. */
+            mr.accept = writer != NULL && strcmp(writer, "adx") == 0
+                            ? "application/json, application/xml;q=0.5"
+                            : "application/json";
             mr.url = url = dhis2_import_url(rt, writer);
         }
     }

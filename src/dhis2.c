@@ -17,7 +17,11 @@
 #include "hibus/mediator.h"
 #include "hibus/period.h"
 
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +39,124 @@ static bool is_import_summary(const json_t *o)
                                  json_is_object(json_object_get(o, "importCount")));
 }
 
+/* ---------------------------------------------------------- XML summaries */
+
+/* Jackson's XML of an ImportSummary (dhis2-core importsummary/ImportSummary.java,
+ * ImportCount.java, ImportConflict.java): <importSummary> (or <webMessage> with the
+ * summary in <response>) in the DXF 2.0 namespace; status, description and
+ * dataSetComplete are elements, importCount and each <conflicts><conflict> carry
+ * their fields as attributes, rejectedIndexes wraps <rejectedIndex> elements. DHIS2
+ * 2.36 answers ADX imports so whatever the client accepts, and 2.37.0-2.37.2 can
+ * answer them only so. Elements are matched by local name. */
+
+static bool xml_is(const xmlNode *n, const char *name)
+{
+    return n != NULL && n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, BAD_CAST name);
+}
+
+static const xmlNode *xml_child(const xmlNode *n, const char *name)
+{
+    for (const xmlNode *c = n ? n->children : NULL; c != NULL; c = c->next)
+        if (xml_is(c, name))
+            return c;
+    return NULL;
+}
+
+static void xml_text_to(const xmlNode *n, char *out, size_t cap)
+{
+    xmlChar *t = n ? xmlNodeGetContent(n) : NULL;
+    snprintf(out, cap, "%s", t ? (const char *)t : "");
+    xmlFree(t);
+}
+
+static long xml_count(const xmlNode *n, const char *attr)
+{
+    xmlChar *v = n ? xmlGetProp(n, BAD_CAST attr) : NULL;
+    long x = v ? strtol((const char *)v, NULL, 10) : 0;
+    xmlFree(v);
+    return x;
+}
+
+static enum hibus_err parse_xml_summary(const char *body, size_t len, struct dhis2_summary *out,
+                                        struct hibus_error *err)
+{
+    /* A summary has no DTD: refusing one before parsing closes entity expansion. */
+    if (memmem(body, len, "<!DOCTYPE", 9) != NULL || memmem(body, len, "<!ENTITY", 8) != NULL)
+        return hibus_error_set(err, HIBUS_E_INVALID,
+                               "the answer is XML with a DTD, not an "
+                               "import summary");
+    if (len > INT32_MAX)
+        return hibus_error_set(err, HIBUS_E_INVALID, "the answer is too large");
+    xmlDocPtr doc = xmlReadMemory(body, (int)len, "answer.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    const xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+    const xmlNode *sum = xml_is(root, "importSummary") ? root
+                         : xml_is(root, "webMessage")  ? xml_child(root, "response")
+                                                       : NULL;
+    if (sum == NULL || xml_child(sum, "importCount") == NULL) {
+        char msg[256] = "";
+        xml_text_to(xml_child(root, "message"), msg, sizeof msg);
+        xmlFreeDoc(doc);
+        return hibus_error_set(err, HIBUS_E_INVALID, "the answer is not an import summary%s%s%s",
+                               msg[0] ? " (DHIS2 said: \"" : "", msg, msg[0] ? "\")" : "");
+    }
+    out->wrapped = sum != root;
+    xml_text_to(xml_child(sum, "status"), out->status, sizeof out->status);
+    xml_text_to(xml_child(sum, "description"), out->description, sizeof out->description);
+    xml_text_to(xml_child(sum, "dataSetComplete"), out->data_set_complete,
+                sizeof out->data_set_complete);
+    const xmlNode *count = xml_child(sum, "importCount");
+    out->imported = xml_count(count, "imported");
+    out->updated = xml_count(count, "updated");
+    out->ignored = xml_count(count, "ignored");
+    out->deleted = xml_count(count, "deleted");
+    out->conflicts = json_array();
+    const xmlNode *conflicts = xml_child(sum, "conflicts");
+    for (const xmlNode *c = conflicts ? conflicts->children : NULL; c != NULL; c = c->next) {
+        if (!xml_is(c, "conflict"))
+            continue;
+        json_t *o = json_object();
+        static const char *const attrs[] = {"object", "value", "errorCode", "property"};
+        for (size_t i = 0; o != NULL && i < 4; i++) {
+            xmlChar *v = xmlGetProp(c, BAD_CAST attrs[i]);
+            if (v != NULL)
+                json_object_set_new(o, attrs[i], json_string((const char *)v));
+            xmlFree(v);
+        }
+        json_array_append_new(out->conflicts, o);
+    }
+    const xmlNode *rej = xml_child(sum, "rejectedIndexes");
+    if (rej != NULL) {
+        out->rejected = json_array();
+        for (const xmlNode *c = rej->children; c != NULL; c = c->next) {
+            char n[32];
+            if (!xml_is(c, "rejectedIndex"))
+                continue;
+            xml_text_to(c, n, sizeof n);
+            json_array_append_new(out->rejected, json_integer(strtol(n, NULL, 10)));
+        }
+    }
+    xmlFreeDoc(doc);
+    if (out->conflicts == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    return HIBUS_OK;
+}
+
 enum hibus_err dhis2_parse_summary(const char *body, size_t len, struct dhis2_summary *out,
                                    struct hibus_error *err)
 {
     memset(out, 0, sizeof *out);
+    size_t at = 0;
+    while (body != NULL && at < len && strchr(" \t\r\n", body[at]) != NULL)
+        at++;
+    if (body != NULL && len - at >= 3 && memcmp(body + at, "\xEF\xBB\xBF", 3) == 0)
+        at += 3;
+    if (body != NULL && at < len && body[at] == '<') {
+        enum hibus_err rc = parse_xml_summary(body, len, out, err);
+        if (rc != HIBUS_OK)
+            dhis2_summary_free(out);
+        return rc;
+    }
     json_error_t je;
     json_t *doc = json_loadb(body ? body : "", len, 0, &je);
     if (doc == NULL)

@@ -163,6 +163,57 @@ static void test_warning_outcomes(void **state)
     dhis2_summary_free(&s);
 }
 
+/* DHIS2 2.36 answers an ADX import in XML (Jackson XML of ImportSummary: counts and
+ * conflict fields as attributes) whatever the client accepts. */
+static void test_xml_summaries(void **state)
+{
+    (void)state;
+    const char *bare =
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        "<importSummary xmlns=\"http://dhis2.org/schema/dxf/2.0\" responseType=\"ImportSummary\">"
+        "<status>WARNING</status><description>Import process completed successfully</description>"
+        "<importCount imported=\"2\" updated=\"1\" ignored=\"1\" deleted=\"0\"/>"
+        "<conflicts><conflict object=\"XbJwlRD4F9z\" value=\"Value must be an integer\" "
+        "errorCode=\"E7619\" property=\"value\"/></conflicts>"
+        "<rejectedIndexes><rejectedIndex>3</rejectedIndex></rejectedIndexes>"
+        "<dataSetComplete>2024-02-05</dataSetComplete></importSummary>";
+    struct dhis2_summary s;
+    assert_int_equal(dhis2_parse_summary(bare, strlen(bare), &s, NULL), HIBUS_OK);
+    assert_false(s.wrapped);
+    assert_string_equal(s.status, "WARNING");
+    assert_int_equal(s.imported, 2);
+    assert_int_equal(s.updated, 1);
+    assert_int_equal(s.ignored, 1);
+    assert_int_equal(json_array_size(s.conflicts), 1);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(s.conflicts, 0), "errorCode")), "E7619");
+    assert_int_equal(dhis2_rejected_count(&s), 1);
+    assert_string_equal(s.data_set_complete, "2024-02-05");
+    assert_string_equal(dhis2_outcome(200, &s), "completed_with_errors");
+    dhis2_summary_free(&s);
+
+    const char *wrapped =
+        "<webMessage xmlns=\"http://dhis2.org/schema/dxf/2.0\"><httpStatus>OK</httpStatus>"
+        "<httpStatusCode>200</httpStatusCode><status>OK</status><response "
+        "responseType=\"ImportSummary\"><status>SUCCESS</status><importCount imported=\"0\" "
+        "updated=\"0\" ignored=\"4\" deleted=\"0\"/><conflicts/></response></webMessage>";
+    assert_int_equal(dhis2_parse_summary(wrapped, strlen(wrapped), &s, NULL), HIBUS_OK);
+    assert_true(s.wrapped);
+    assert_string_equal(dhis2_outcome(200, &s), "successful");
+    dhis2_summary_free(&s);
+
+    struct hibus_error err = {0};
+    const char *msg = "<webMessage xmlns=\"http://dhis2.org/schema/dxf/2.0\"><status>ERROR</status>"
+                      "<message>Not acceptable</message></webMessage>";
+    assert_int_equal(dhis2_parse_summary(msg, strlen(msg), &s, &err), HIBUS_E_INVALID);
+    assert_string_equal(err.msg,
+                        "the answer is not an import summary (DHIS2 said: \"Not acceptable\")");
+    const char *bomb = "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaa\">]>"
+                       "<importSummary><importCount imported=\"1\"/></importSummary>";
+    assert_int_equal(dhis2_parse_summary(bomb, strlen(bomb), &s, &err), HIBUS_E_INVALID);
+    assert_int_equal(dhis2_parse_summary("<html>oops", 10, &s, &err), HIBUS_E_INVALID);
+}
+
 static void test_not_a_summary(void **state)
 {
     (void)state;
@@ -175,6 +226,8 @@ static void test_not_a_summary(void **state)
     assert_string_equal(err.msg,
                         "the answer is not an import summary (DHIS2 said: \"Account is locked\")");
     assert_int_equal(dhis2_parse_summary("<html>", 6, &s, &err), HIBUS_E_INVALID);
+    assert_string_equal(err.msg, "the answer is not an import summary");
+    assert_int_equal(dhis2_parse_summary("Bad Gateway", 11, &s, &err), HIBUS_E_INVALID);
     assert_non_null(strstr(err.msg, "the answer is not JSON"));
     assert_int_equal(dhis2_parse_summary(NULL, 0, &s, &err), HIBUS_E_INVALID);
 }
@@ -231,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_import_url),
         cmocka_unit_test(test_ignored_without_conflict_is_success),
         cmocka_unit_test(test_warning_outcomes),
+        cmocka_unit_test(test_xml_summaries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,7 @@ from harness import DHIS2Sim, dv, sort_values
 PASSWORD = "lmis-rules-secret"
 AUTH = ("lmis-rules", PASSWORD)
 
-PG = SIM = SIM36 = SIM37 = SIM41 = HB = None
+PG = SIM = SIM36 = SIM37 = SIM371 = SIM41 = HB = None
 
 # tests/dhis2-sim/metadata.json: data elements beyond the stock ones
 OPD, STAFF = "DeOpdVisits", "DeStaffTrnd"     # zeroIsSignificant false
@@ -76,16 +76,19 @@ def mappings():
 
 
 def setUpModule():
-    global PG, SIM, SIM36, SIM37, SIM41, HB
+    global PG, SIM, SIM36, SIM37, SIM371, SIM41, HB
     PG = harness.PgCluster().start()
     SIM = harness.DHIS2Sim().start()
     SIM36 = harness.DHIS2Sim(version="2.36").start()
     SIM37 = harness.DHIS2Sim(version="2.37").start()
+    SIM371 = harness.DHIS2Sim(version="2.37.1").start()
     SIM41 = harness.DHIS2Sim(version="2.41").start()
     channels = [
         chan("json", "/json", [harness.sim_route(SIM)]),
         chan("json36", "/json36", [harness.sim_route(SIM36)]),
         chan("json37", "/json37", [harness.sim_route(SIM37)]),
+        chan("adx36", "/adx36", [harness.sim_route(SIM36, writer="adx")]),
+        chan("adx371", "/adx371", [harness.sim_route(SIM371, writer="adx")]),
         chan("funded", "/funded", [harness.sim_route(SIM)], mapping="funded"),
         chan("adx-funded", "/adx-funded", [harness.sim_route(SIM)], mapping="funded",
              reader="adx", ctype="application/adx+xml"),
@@ -113,7 +116,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    harness.stop_all(HB, SIM, SIM36, SIM37, SIM41, PG)
+    harness.stop_all(HB, SIM, SIM36, SIM37, SIM371, SIM41, PG)
 
 
 def dataset(values, **top):
@@ -149,7 +152,7 @@ def requisition(adjustments, total, beginning=100, received=50, consumed=30, rea
 class RulesTest(harness.TestCase):
 
     def setUp(self):
-        for s in (SIM, SIM36, SIM37, SIM41):
+        for s in (SIM, SIM36, SIM37, SIM371, SIM41):
             s.reset()
 
     def post(self, path, body, ctype="application/json"):
@@ -189,6 +192,20 @@ class RulesTest(harness.TestCase):
         only_zeros = dataset([{"dataElement": "OPD", "value": "0"}])
         body = self.outcome(self.post("/json36", only_zeros))
         self.assertEqual(body["routes"][0]["import"]["ignored_without_conflict"], 1, body)
+
+    def test_adx_answered_in_xml(self):
+        # 2.36 answers an ADX import in XML whatever is accepted; 2.37.0-2.37.2 only in
+        # XML (406 to a client that accepts JSON alone)
+        payload = dataset([{"dataElement": "AMOX250", "categoryOptionCombo": "consumed",
+                            "value": "5"},
+                           {"dataElement": "ORS1L", "categoryOptionCombo": "consumed",
+                            "value": "x"}])
+        for path, sim in (("/adx36", SIM36), ("/adx371", SIM371)):
+            body = self.outcome(self.post(path, payload), "completed_with_errors")
+            imp = body["routes"][0]["import"]
+            self.assertEqual((imp["imported"], imp["ignored"], len(imp["conflicts"])), (1, 1, 1),
+                             imp)
+            self.assertEqual(len(self.stored(sim)), 1, path)
 
     def test_rerun_of_a_delivered_report_is_successful(self):
         r = self.post("/json", dataset(
