@@ -964,30 +964,29 @@ static bool md_combo_has(const struct md_obj *combo, const struct md_obj *coc)
     return true;
 }
 
-/* True when the data set lists the data element (by UID). */
-static bool md_dataset_has_de(const struct md_obj *ds, const char *de_uid)
+/* True when the data set's list `key` ("dataElements", "organisationUnits") holds uid. */
+static bool md_dataset_lists(const struct md_obj *ds, const char *key, const char *uid)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(ds->src, "dataElements"), i, v)
+    json_array_foreach(json_object_get(ds->src, key), i, v)
     {
-        if (json_is_string(v) && strcmp(json_string_value(v), de_uid) == 0)
+        if (json_is_string(v) && strcmp(json_string_value(v), uid) == 0)
             return true;
     }
     return false;
 }
 
+/* True when the data set lists the data element (by UID). */
+static bool md_dataset_has_de(const struct md_obj *ds, const char *de_uid)
+{
+    return md_dataset_lists(ds, "dataElements", de_uid);
+}
+
 /* True when the org unit is assigned to the data set (by UID). */
 static bool md_dataset_has_ou(const struct md_obj *ds, const char *ou_uid)
 {
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(ds->src, "organisationUnits"), i, v)
-    {
-        if (json_is_string(v) && strcmp(json_string_value(v), ou_uid) == 0)
-            return true;
-    }
-    return false;
+    return md_dataset_lists(ds, "organisationUnits", ou_uid);
 }
 
 static bool md_de_numeric(const struct md_obj *de)
