@@ -2464,7 +2464,8 @@ enum {
     K_MP_ITEMS_CSV,
     K_MP_DATA_SETS,
     K_MP_AOCS,
-    K_MP_ID_SCHEMES
+    K_MP_ID_SCHEMES,
+    K_MP_PERIODS
 };
 static const struct key_spec mapping_keys[] = {
     [K_MP_DATA_SET] = {"data_set", false},
@@ -2478,6 +2479,7 @@ static const struct key_spec mapping_keys[] = {
     [K_MP_DATA_SETS] = {"data_sets", false},
     [K_MP_AOCS] = {"attribute_option_combos", false},
     [K_MP_ID_SCHEMES] = {"id_schemes", false},
+    [K_MP_PERIODS] = {"periods", false},
 };
 
 static const struct key_spec id_scheme_keys[MAPPING_KINDS] = {
@@ -2593,9 +2595,46 @@ static void free_measure_table(struct measure_uid *t, size_t n)
 
 /* Reads { KEY: target, ... } of kind into *out (where: "measures", "items.X.measures",
  * "data_sets", ...); noun names a key in the message about one written twice. */
+typedef bool (*target_reader)(struct loader *ld, const yaml_node_t *n, const char *what,
+                              const struct mapping *m, enum mapping_kind k, char **out);
+
+/* A DHIS2 period id (any spelling DHIS2 takes) into *out, canonical. */
+static bool get_period_id(struct loader *ld, const yaml_node_t *n, const char *what,
+                          const struct mapping *m, enum mapping_kind k, char **out)
+{
+    (void)m;
+    (void)k;
+    char *s = NULL;
+    struct period p;
+    if (!get_string(ld, n, what, true, &s))
+        return false;
+    if (!period_parse(s, &p)) {
+        err_at(ld, n, "\"%s\" is not a DHIS2 period id (such as 202608, 2026Q3 or 2026W35)", s);
+        free(s);
+        return false;
+    }
+    free(s);
+    free(*out);
+    *out = xstrdup(ld, p.id);
+    return *out != NULL;
+}
+
+static void load_target_table_with(struct loader *ld, yaml_node_t *n, const char *where,
+                                   const char *noun, const struct mapping *m,
+                                   enum mapping_kind kind, target_reader get,
+                                   struct measure_uid **out, size_t *count);
+
 static void load_target_table(struct loader *ld, yaml_node_t *n, const char *where,
                               const char *noun, const struct mapping *m, enum mapping_kind kind,
                               struct measure_uid **out, size_t *count)
+{
+    load_target_table_with(ld, n, where, noun, m, kind, get_target, out, count);
+}
+
+static void load_target_table_with(struct loader *ld, yaml_node_t *n, const char *where,
+                                   const char *noun, const struct mapping *m,
+                                   enum mapping_kind kind, target_reader get,
+                                   struct measure_uid **out, size_t *count)
 {
     if (!expect_mapping(ld, n, where) || n->type != YAML_MAPPING_NODE)
         return;
@@ -2616,7 +2655,7 @@ static void load_target_table(struct loader *ld, yaml_node_t *n, const char *whe
         char what[CONFIG_MAX_VALUE + 64];
         snprintf(what, sizeof what, "%s.%s", where, key);
         char *target = NULL;
-        if (!get_target(ld, node(ld, p->value), what, m, kind, &target))
+        if (!get(ld, node(ld, p->value), what, m, kind, &target))
             continue;
         if (!grow(ld, (void **)out, &cap, *count, sizeof **out)) {
             free(target);
@@ -2654,12 +2693,12 @@ static void load_org_units(struct loader *ld, yaml_node_t *n, struct mapping_loa
 /* data_sets: or attribute_option_combos: { CODE: UID }, what a source names
  * itself translated to DHIS2 identifiers. A code written twice is an error. */
 static void load_code_table(struct loader *ld, yaml_node_t *n, const char *where,
-                            const struct mapping *m, enum mapping_kind kind,
+                            const struct mapping *m, enum mapping_kind kind, target_reader get,
                             struct mapping_code **out, size_t *count)
 {
     struct measure_uid *t = NULL;
     size_t nt = 0;
-    load_target_table(ld, n, where, "code", m, kind, &t, &nt);
+    load_target_table_with(ld, n, where, "code", m, kind, get, &t, &nt);
     *out = nt > 0 ? calloc(nt, sizeof **out) : NULL;
     if (nt > 0 && *out == NULL)
         ld->oom = true;
@@ -2781,11 +2820,14 @@ static void load_mapping_yaml(struct loader *ld, yaml_node_t *root, void *arg)
     if (f[K_MP_ORG_UNITS].val)
         load_org_units(ld, f[K_MP_ORG_UNITS].val, ml);
     if (f[K_MP_DATA_SETS].val)
-        load_code_table(ld, f[K_MP_DATA_SETS].val, "data_sets", m, MAPPING_DATA_SET, &m->data_sets,
-                        &m->n_data_sets);
+        load_code_table(ld, f[K_MP_DATA_SETS].val, "data_sets", m, MAPPING_DATA_SET, get_target,
+                        &m->data_sets, &m->n_data_sets);
     if (f[K_MP_AOCS].val)
-        load_code_table(ld, f[K_MP_AOCS].val, "attribute_option_combos", m, MAPPING_COC, &m->aocs,
-                        &m->n_aocs);
+        load_code_table(ld, f[K_MP_AOCS].val, "attribute_option_combos", m, MAPPING_COC, get_target,
+                        &m->aocs, &m->n_aocs);
+    if (f[K_MP_PERIODS].val)
+        load_code_table(ld, f[K_MP_PERIODS].val, "periods", m, MAPPING_KINDS, get_period_id,
+                        &m->periods, &m->n_periods);
     struct measure_uid *defaults = NULL;
     size_t n_defaults = 0;
     if (f[K_MP_MEASURES].val)

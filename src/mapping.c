@@ -69,9 +69,11 @@ bool mapping_sort(struct mapping *m, const char **dup_code)
         qsort(m->data_sets, m->n_data_sets, sizeof *m->data_sets, cmp_code);
     if (m->n_aocs > 1)
         qsort(m->aocs, m->n_aocs, sizeof *m->aocs, cmp_code);
-    const struct mapping_code *tables[2] = {m->data_sets, m->aocs};
-    size_t sizes[2] = {m->n_data_sets, m->n_aocs};
-    for (int t = 0; t < 2; t++)
+    if (m->n_periods > 1)
+        qsort(m->periods, m->n_periods, sizeof *m->periods, cmp_code);
+    const struct mapping_code *tables[3] = {m->data_sets, m->aocs, m->periods};
+    size_t sizes[3] = {m->n_data_sets, m->n_aocs, m->n_periods};
+    for (int t = 0; t < 3; t++)
         for (size_t i = 1; i < sizes[t]; i++)
             if (cmp_code(&tables[t][i - 1], &tables[t][i]) == 0) {
                 if (dup_code != NULL)
@@ -116,6 +118,11 @@ const char *mapping_data_set(const struct mapping *m, const char *code)
 const char *mapping_aoc(const struct mapping *m, const char *code)
 {
     return m != NULL ? code_lookup(m->aocs, m->n_aocs, code) : NULL;
+}
+
+const char *mapping_period(const struct mapping *m, const char *code)
+{
+    return m != NULL ? code_lookup(m->periods, m->n_periods, code) : NULL;
 }
 
 /* DHIS2's ValueType names; the numeric ones are ValueType.NUMERIC_TYPES
@@ -226,6 +233,11 @@ void mapping_free(struct mapping *m)
         free(m->aocs[i].code);
         free(m->aocs[i].uid);
     }
+    for (size_t i = 0; i < m->n_periods; i++) {
+        free(m->periods[i].code);
+        free(m->periods[i].uid);
+    }
+    free(m->periods);
     free(m->data_sets);
     free(m->aocs);
     for (size_t i = 0; i < m->n_items; i++) {
@@ -696,8 +708,32 @@ enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum map
     if (!report_set(&r->aoc_uid, aoc))
         goto nomem;
 
+    /* A period the source named without dates: the periods: table says which. */
+    bool period_unknown = false;
+    if (r->period == NULL && r->period_start == NULL && r->source_period != NULL) {
+        const char *pe = mapping_period(m, r->source_period);
+        struct period p;
+        if (pe == NULL || !period_parse(pe, &p)) {
+            period_unknown = true;
+            if (need_period) {
+                msgf(msg, sizeof msg,
+                     "period \"%s\" has no DHIS2 period in mapping \"%s\"; add periods: { "
+                     "\"%s\": DHIS2_PERIOD_ID } to %s",
+                     r->source_period, m->name, r->source_period, a.file);
+                nomem |= !problem(&a, "period", r->source_period, NULL, msg);
+            }
+        } else {
+            char d1[11], d2[11];
+            period_date_format(p.start, d1);
+            period_date_format(p.end, d2);
+            if (!report_set(&r->period, p.id) || !report_set(&r->period_start, d1) ||
+                !report_set(&r->period_end, d2))
+                goto nomem;
+        }
+    }
+
     /* Period of the report. */
-    if (need_period) {
+    if (need_period && !period_unknown) {
         char id[16];
         if (resolve_period(&a, r->period, r->period_start, r->period_end, NULL, id, &nomem)) {
             if (r->period == NULL || strcmp(r->period, id) != 0)

@@ -1059,10 +1059,19 @@ static void read_requisition(struct rd *rd, struct report *r, const json_t *root
     else
         set_field(rd, &r->org_unit, facility);
 
+    /* v1 (RequisitionDto) expands the processing period with its dates; v2
+     * (requisitionV2.json) gives a reference {id, href}, which the mapping's periods:
+     * table translates to a DHIS2 period. */
     const json_t *pp = json_object_get(root, "processingPeriod");
+    const char *pid = NULL;
     if (!json_is_object(pp))
         problem(rd, "processingPeriod",
-                "processingPeriod is required (an object with startDate and endDate)");
+                "processingPeriod is required (an object with startDate and endDate, or an id "
+                "the mapping's periods: translates)");
+    else if (json_object_get(pp, "startDate") == NULL && json_object_get(pp, "endDate") == NULL &&
+             get_string(rd, pp, "id", "processingPeriod.id", false, CODE_MAX, &pid) &&
+             pid != NULL && *pid != '\0')
+        set_field(rd, &r->source_period, pid);
     else
         read_date_range(rd, r, pp, "startDate", "endDate", "processingPeriod");
 

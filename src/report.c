@@ -62,6 +62,7 @@ void report_free(struct report *r)
     free(r->period);
     free(r->period_start);
     free(r->period_end);
+    free(r->source_period);
     free(r->org_unit);
     free(r->complete_date);
     free(r->attribute_option_combo);
@@ -152,6 +153,7 @@ json_t *report_to_json(const struct report *r)
     set_opt(o, "period", r->period);
     set_opt(o, "period_start", r->period_start);
     set_opt(o, "period_end", r->period_end);
+    set_opt(o, "source_period", r->source_period);
     set_opt(o, "org_unit", r->org_unit);
     set_opt(o, "org_unit_uid", r->ou_uid);
     set_opt(o, "complete_date", r->complete_date);

@@ -1478,7 +1478,8 @@ static void test_mapping_errors(void **state)
                            "  NOTE: { data_element: rTAGiDO5psX, value_type: STRING }\n"
                            "colour: blue\n"
                            "data_sets: { LMIS: uRfFkKfeb3Q, LMIS: uRfFkKfeb3Q, X: nope }\n"
-                           "attribute_option_combos: { \"FUNDING=DONOR\": 2afMuhXXF9W }\n");
+                           "attribute_option_combos: { \"FUNDING=DONOR\": 2afMuhXXF9W }\n"
+                           "periods: { 516ac930: 2026-13, ok: 2026-08 }\n");
     put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
                                             "routes: [{ name: r, url: \"http://t.example\" }]\n");
     EXPECT_ERRORS(
@@ -1514,13 +1515,15 @@ static void test_mapping_errors(void **state)
         "as NUMBER, INTEGER_ZERO_OR_POSITIVE, TEXT or LONG_TEXT)\n"
         "mappings/m.yaml:20:1: unknown key \"colour\" at top level (expected one of: data_set, "
         "period_type, attribute_option_combo, org_units, org_units_csv, measures, items, "
-        "items_csv, data_sets, attribute_option_combos, id_schemes)\n"
+        "items_csv, data_sets, attribute_option_combos, id_schemes, periods)\n"
         "mappings/m.yaml:21:33: duplicate code \"LMIS\" in data_sets (first defined at "
         "mappings/m.yaml:21:14)\n"
         "mappings/m.yaml:21:55: \"nope\" is not a DHIS2 UID (11 characters: a letter, then "
         "letters or digits)\n"
         "mappings/m.yaml:22:45: \"2afMuhXXF9W\" is not a DHIS2 UID (11 characters: a letter, "
-        "then letters or digits)\n");
+        "then letters or digits)\n"
+        "mappings/m.yaml:23:22: \"2026-13\" is not a DHIS2 period id (such as 202608, 2026Q3 or "
+        "2026W35)\n");
 }
 
 static void test_mapping_csv_errors(void **state)

@@ -975,6 +975,41 @@ static void test_apply_annotation(void **state)
     mapping_free(m);
 }
 
+/* A period named without dates (an OpenLMIS v2 processingPeriod id) is translated
+ * by periods:, then converted like any other; an unknown one is a problem. */
+static void test_apply_source_period(void **state)
+{
+    (void)state;
+    struct mapping *m = national();
+    add_code(&m->periods, &m->n_periods, "516ac930", "202608");
+    assert_true(mapping_sort(m, NULL));
+    struct report *r = report_new("openlmis-requisition");
+    assert_true(report_set(&r->org_unit, "FAC-0042"));
+    assert_true(report_set(&r->source_period, "516ac930"));
+    add(r, "ORS", NULL, "1", NULL);
+    struct run run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_OK);
+    assert_string_equal(r->period, "202608");
+    assert_string_equal(r->period_start, "2026-08-01");
+    assert_string_equal(r->period_end, "2026-08-31");
+    run_free(&run);
+    report_free(r);
+
+    r = report_new("openlmis-requisition");
+    assert_true(report_set(&r->org_unit, "FAC-0042"));
+    assert_true(report_set(&r->source_period, "feedbeef"));
+    add(r, "ORS", NULL, "1", NULL);
+    run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_E_INVALID);
+    assert_int_equal(json_array_size(run.problems), 1);
+    json_t *p = json_array_get(run.problems, 0);
+    assert_string_equal(json_string_value(json_object_get(p, "code")), "feedbeef");
+    assert_non_null(strstr(json_string_value(json_object_get(p, "message")), "add periods:"));
+    run_free(&run);
+    report_free(r);
+    mapping_free(m);
+}
+
 static void test_value_types(void **state)
 {
     (void)state;
@@ -1031,6 +1066,7 @@ int main(void)
         cmocka_unit_test(test_apply_data_set_rules),
         cmocka_unit_test(test_apply_annotation),
         cmocka_unit_test(test_value_types),
+        cmocka_unit_test(test_apply_source_period),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

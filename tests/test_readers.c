@@ -650,6 +650,27 @@ static void test_per_value_aoc(void **state)
     report_free(r);
 }
 
+/* A v2 requisition names its processing period by reference only
+ * (openlmis-requisition requisitionV2.json: referenceObjectDto): the id is kept for
+ * the mapping's periods: table. */
+static void test_requisition_v2_period_reference(void **state)
+{
+    (void)state;
+    struct report *r = parse_ok(
+        "openlmis-requisition",
+        "{\"id\":\"6167e65c-6f56-4aeb-bff5-fdfe84e01a21\",\"facility\":{\"id\":"
+        "\"e6799d64-d10d-4011-b8c2-0e4d4a3f65ce\",\"href\":\"https://o/api/facilities/e6\"},"
+        "\"processingPeriod\":{\"id\":\"516ac930-0d28-49f5-a178-64764e22b236\",\"href\":"
+        "\"https://o/api/processingPeriods/51\"},\"requisitionLineItems\":[{\"orderable\":"
+        "{\"id\":\"d602d0c6-4052-456c-8ccd-61b4ad77bece\",\"versionNumber\":1},"
+        "\"beginningBalance\":5,\"stockOnHand\":5}]}");
+    assert_null(r->period);
+    assert_null(r->period_start);
+    assert_string_equal(r->source_period, "516ac930-0d28-49f5-a178-64764e22b236");
+    assert_string_equal(r->org_unit, "e6799d64-d10d-4011-b8c2-0e4d4a3f65ce");
+    report_free(r);
+}
+
 /* Before the fix the annotation became the value's comment. */
 static void test_adx_annotation(void **state)
 {
@@ -782,6 +803,7 @@ int main(void)
         cmocka_unit_test(test_requisition_reason_problems),
         cmocka_unit_test(test_big_numbers),
         cmocka_unit_test(test_per_value_aoc),
+        cmocka_unit_test(test_requisition_v2_period_reference),
         cmocka_unit_test(test_adx_annotation),
         cmocka_unit_test(test_csv_edges),
         cmocka_unit_test(test_period_spellings),

@@ -65,6 +65,11 @@ struct mapping {
     size_t n_data_sets;
     struct mapping_code *aocs; /* sorted by code */
     size_t n_aocs;
+    /* periods: { SOURCE_PERIOD_ID: DHIS2 period id }, for sources that name a period
+     * without its dates (OpenLMIS v2 processingPeriod ids); uid holds the canonical
+     * DHIS2 id. Sorted by code. */
+    struct mapping_code *periods;
+    size_t n_periods;
     /* id_schemes: { data_element: CODE, ... }: what the mapping's targets of each
      * kind are in DHIS2 ("UID" or "CODE"); never NULL once loaded (default "UID").
      * The dhis2 mediator sends DHIS2 the matching *IdScheme parameters. */
@@ -82,6 +87,7 @@ const char *mapping_org_unit(const struct mapping *m, const char *code);
 /* data_sets / attribute_option_combos lookups; NULL when absent. */
 const char *mapping_data_set(const struct mapping *m, const char *code);
 const char *mapping_aoc(const struct mapping *m, const char *code);
+const char *mapping_period(const struct mapping *m, const char *code);
 /* Is a DHIS2 valueType name numeric (NUMBER, INTEGER*, PERCENTAGE, UNIT_INTERVAL)? */
 bool mapping_value_type_numeric(const char *value_type);
 /* Is it one of DHIS2's ValueType names? */

@@ -61,6 +61,9 @@ struct report {
     char *period;                 /* DHIS2 period id, e.g. "202610" */
     char *period_start;           /* ISO date of the period's first day */
     char *period_end;             /* ISO date of its last day */
+    char *source_period;          /* the source's own id of a period it gives no dates for
+                                     (an OpenLMIS v2 processingPeriod {id, href}); the
+                                     mapping's periods: table translates it. May be NULL */
     char *org_unit;               /* facility code in the source's terms */
     char *complete_date;          /* may be NULL */
     char *attribute_option_combo; /* source's AOC code; may be NULL */

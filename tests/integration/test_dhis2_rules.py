@@ -21,6 +21,9 @@ OPD, STAFF = "DeOpdVisits", "DeStaffTrnd"     # zeroIsSignificant false
 REMARKS, NOTES = "DeRemarks01", "DeSupNotes1"  # TEXT, LONG_TEXT
 FUNDED_DS = "DsLmisFund1"                      # attribute category combo FUNDING
 AOC_GOV, AOC_DONOR = "AocGov00001", "AocDonor001"
+V2_FACILITY = "e6799d64-d10d-4011-b8c2-0e4d4a3f65ce"
+V2_ORDERABLE = "d602d0c6-4052-456c-8ccd-61b4ad77bece"
+V2_PERIOD = "516ac930-0d28-49f5-a178-64764e22b236"
 
 OU = DHIS2Sim.ORG_UNITS["FAC-0042"]
 M = DHIS2Sim.MEASURES
@@ -67,12 +70,17 @@ def mappings():
     funded["items"].update(extra)
     funded["attribute_option_combos"] = {"GOV": AOC_GOV, "FUNDING=DONOR": AOC_DONOR}
     anyperiod = harness.mapping_doc(period_type=None)
+    # an OpenLMIS v2 requisition: facility, orderable and period by UUID
+    v2 = harness.mapping_doc(org_units={V2_FACILITY: OU},
+                             items={V2_ORDERABLE: DHIS2Sim.DATA_ELEMENTS["AMOX250"]})
+    v2["periods"] = {V2_PERIOD: "2026-08"}
     # org units by DHIS2 code: DHIS2 is told orgUnitIdScheme=CODE
     by_code = harness.mapping_doc(org_units={"FAC-0042": "FAC-0042", "FAC-0043": "FAC-0043"})
     by_code["id_schemes"] = {"org_unit": "CODE"}
     return {"mappings/rules.yaml": rules, "mappings/passthrough.yaml": passthrough,
             "mappings/aocs.yaml": aocs, "mappings/bycode.yaml": by_code,
-            "mappings/funded.yaml": funded, "mappings/anyperiod.yaml": anyperiod}
+            "mappings/funded.yaml": funded, "mappings/anyperiod.yaml": anyperiod,
+            "mappings/v2.yaml": v2}
 
 
 def setUpModule():
@@ -106,6 +114,8 @@ def setUpModule():
         chan("requisition", "/requisition", [harness.sim_route(SIM)],
              reader="openlmis-requisition",
              quality=["non_negative", {"rule": "balance", "tolerance": 0}]),
+        chan("requisition-v2", "/requisition-v2", [harness.sim_route(SIM)],
+             reader="openlmis-requisition", mapping="v2"),
         chan("requisition-names", "/requisition-names", [harness.sim_route(SIM)],
              reader="openlmis-requisition", losses={"reasons": ["Expired"]}),
     ]
@@ -357,6 +367,17 @@ class RulesTest(harness.TestCase):
         self.outcome(r)
         got = {v["categoryOptionCombo"]: v["value"] for v in self.stored()}
         self.assertEqual((got[M["losses"]], got[M["adjustments"]]), ("6", "-3"), got)
+
+    def test_requisition_v2_references(self):
+        # v2 (requisitionV2.json): facility, processingPeriod, orderable as {id, href}
+        req = requisition([(TRANSFER_IN, 15), (DAMAGE, 20)], -5)
+        req["facility"] = {"id": V2_FACILITY, "href": "https://openlmis/api/facilities/x"}
+        req["processingPeriod"] = {"id": V2_PERIOD, "href": "https://openlmis/api/periods/x"}
+        req["requisitionLineItems"][0]["orderable"] = {"id": V2_ORDERABLE, "versionNumber": 1}
+        self.outcome(self.post("/requisition-v2", req))
+        got = {v["categoryOptionCombo"]: (v["period"], v["value"]) for v in self.stored()}
+        self.assertEqual(got[M["losses"]], ("202608", "20"), got)
+        self.assertEqual(got[M["adjustments"]], ("202608", "15"), got)
 
     def test_requisition_unknown_reason_is_a_problem(self):
         r = self.post("/requisition", requisition([("0000dead-beef-4000-8000-000000000000", 3)],
