@@ -1095,6 +1095,16 @@ static bool md_load(const char *path)
 }
 
 /* The JSON a DHIS2 API would return for one metadata object (all fields). */
+/* A reference to the object uid of set: {"id", "code"} (code when it has one). */
+static json_t *md_ref_json(const struct md_set *set, const char *uid)
+{
+    const struct md_obj *o = uid ? md_find(set, SCHEME_UID, uid) : NULL;
+    json_t *j = json_pack("{s:s}", "id", uid ? uid : "");
+    if (o != NULL && o->code != NULL)
+        json_object_set_new(j, "code", json_string(o->code));
+    return j;
+}
+
 static json_t *md_obj_json(const struct md_set *s, const struct md_obj *o)
 {
     json_t *j = json_object();
@@ -1126,10 +1136,11 @@ static json_t *md_obj_json(const struct md_set *s, const struct md_obj *o)
         json_object_set_new(
             j, "openFuturePeriods",
             json_integer(json_integer_value(json_object_get(o->src, "openFuturePeriods"))));
-        json_array_foreach(json_object_get(o->src, "dataElements"), i, v)
-            json_array_append_new(dse, json_pack("{s:{s:O}}", "dataElement", "id", v));
+        /* references carry id and code, as DHIS2 gives them for fields=x[id,code] */
+        json_array_foreach(json_object_get(o->src, "dataElements"), i, v) json_array_append_new(
+            dse, json_pack("{s:o}", "dataElement", md_ref_json(&md.des, json_string_value(v))));
         json_array_foreach(json_object_get(o->src, "organisationUnits"), i, v)
-            json_array_append_new(ous, json_pack("{s:O}", "id", v));
+            json_array_append_new(ous, md_ref_json(&md.ous, json_string_value(v)));
         json_object_set_new(j, "dataSetElements", dse);
         json_object_set_new(j, "organisationUnits", ous);
     } else if (s->kind == MD_COC) {

@@ -1188,8 +1188,9 @@ class MetadataTest(SimTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(body["periodType"], "Monthly")
         self.assertEqual(body["categoryCombo"], {"id": "CcFunding01"})
-        self.assertIn({"dataElement": {"id": DE_AMOX}}, body["dataSetElements"])
-        self.assertIn({"id": OU}, body["organisationUnits"])
+        self.assertIn({"dataElement": {"id": DE_AMOX, "code": "AMOX250"}},
+                      body["dataSetElements"])
+        self.assertIn(OU, [o["id"] for o in body["organisationUnits"]])
         self.assertNotIn("name", body)
         status, _, body = self.sim.get("/api/37/system/info")
         self.assertEqual(status, 200)

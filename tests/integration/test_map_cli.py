@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import harness
 from harness import DHIS2Sim
 
-SIM = TARGET = HB = BROKEN = BADAUTH = None
+SIM = TARGET = HB = BROKEN = BADAUTH = SETCHECK = BYCODE = None
 # hibus map needs no database, but the configuration names one
 NO_DB = "postgresql://nobody@127.0.0.1:1/none"
 
@@ -48,7 +48,7 @@ def config(channels, mappings, name):
 
 
 def setUpModule():
-    global SIM, TARGET, HB, BROKEN, BADAUTH
+    global SIM, TARGET, HB, BROKEN, BADAUTH, SETCHECK, BYCODE
     SIM = harness.DHIS2Sim().start()
     TARGET = harness.Target().start()  # never called: hibus map sends nothing
     dh = harness.sim_route(SIM)
@@ -74,6 +74,24 @@ def setUpModule():
     bad["auth"] = {"basic": {"username": DHIS2Sim.USER, "password": "not-the-password"}}
     BADAUTH = config([mchan("lmis-stock", "/lmis/stock-reports", "lmis-report", [bad])],
                      {"itest": harness.mapping_doc()}, "badauthcfg")
+
+    # every UID exists, but not as the data set DsFacility1 has them
+    setcheck = harness.mapping_doc(
+        data_set="DsFacility1", period_type="Weekly",
+        org_units={"FAC-0042": DHIS2Sim.ORG_UNITS["FAC-0042"],
+                   "FAC-0100": DHIS2Sim.ORG_UNITS["FAC-0100"]},
+        items={"AMOX250": {"data_element": DHIS2Sim.DATA_ELEMENTS["AMOX250"],
+                           "value_type": "TEXT"},
+               "OPD": {"data_element": "DeOpdVisits", "measures": {},
+                       "value_type": "INTEGER_ZERO_OR_POSITIVE"}})
+    SETCHECK = config([mchan("lmis-stock", "/lmis/stock-reports", "lmis-report", [dh],
+                             mapping="setcheck")], {"setcheck": setcheck}, "setcheckcfg")
+    # org units and the data set by DHIS2 code: looked up by code
+    bycode = harness.mapping_doc(data_set="LMIS_MONTHLY",
+                                 org_units={"FAC-0042": "FAC-0042", "X": "FAC-9999"})
+    bycode["id_schemes"] = {"org_unit": "CODE", "data_set": "CODE"}
+    BYCODE = config([mchan("lmis-stock", "/lmis/stock-reports", "lmis-report", [dh],
+                           mapping="bycode")], {"bycode": bycode}, "bycodecfg")
 
 
 def tearDownModule():
@@ -269,6 +287,28 @@ class MapCliTest(harness.TestCase):
             self.assertIn("broken", lines[0])
         for uid in list(DHIS2Sim.DATA_ELEMENTS.values())[:3] + [DHIS2Sim.DATA_SET]:
             self.assertNotIn(uid, r.stderr)
+
+    def test_check_remote_data_set_fit(self):
+        r = SETCHECK.cli("check", "-c", SETCHECK.config_path, "--remote")
+        self.assertEqual(r.returncode, 1, "stdout=%r stderr=%r" % (r.stdout, r.stderr))
+        err = r.stderr
+        self.assertIn('period_type is Weekly, but data set DsFacility1 in DHIS2 is Monthly', err)
+        self.assertIn('data element %s (mapped from "AMOX250") is not in data set DsFacility1'
+                      % DHIS2Sim.DATA_ELEMENTS["AMOX250"], err)
+        self.assertIn('org unit %s (mapped from "FAC-0100") is not assigned to data set '
+                      'DsFacility1' % DHIS2Sim.ORG_UNITS["FAC-0100"], err)
+        self.assertIn('item "AMOX250" says value_type TEXT, but data element %s is INTEGER'
+                      % DHIS2Sim.DATA_ELEMENTS["AMOX250"], err)
+        self.assertNotIn("DeOpdVisits", err)
+        self.assertNotIn("FAC-0042", err)
+
+    def test_check_remote_by_code(self):
+        r = BYCODE.cli("check", "-c", BYCODE.config_path, "--remote")
+        self.assertEqual(r.returncode, 1, "stdout=%r stderr=%r" % (r.stdout, r.stderr))
+        lines = [x for x in r.stderr.splitlines() if "does not exist" in x]
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn('org unit with code FAC-9999 (mapped from "X")', lines[0])
+        self.assertNotIn("LMIS_MONTHLY", r.stderr)
 
     def test_check_remote_bad_credentials(self):
         r = BADAUTH.cli("check", "-c", BADAUTH.config_path, "--remote")
