@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "hibus/csv.h"
 #include "hibus/log.h"
 #include "hibus/mapping.h"
 #include "hibus/period.h"
@@ -2855,24 +2856,14 @@ static void load_mapping_yaml(struct loader *ld, yaml_node_t *root, void *arg)
     free(dir);
 }
 
-/* --- a small RFC 4180 reader: fields separated by ",", records by CRLF or LF;
- * a field in double quotes may hold commas, line breaks and "" for a quote. --- */
-
-struct csv_field {
-    char *s;
-    int line, col; /* where the field starts */
-};
+/* --- CSV files, read with the shared tokenizer (hibus/csv.h), fields as written --- */
 
 struct csv_reader {
     struct loader *ld;
     const char *file; /* in cfg->files */
-    const char *p, *end, *line_start;
-    int line;
     size_t errors;
-    bool stopped;        /* too many errors: the rest is not read */
-    struct csv_field *f; /* the current record */
-    size_t n, cap;
-    int rec_line;
+    bool stopped; /* too many errors: the rest is not read */
+    struct csv t;
 };
 
 static void csv_err(struct csv_reader *r, int line, int col, const char *fmt, ...)
@@ -2895,126 +2886,44 @@ static void csv_err(struct csv_reader *r, int line, int col, const char *fmt, ..
     va_end(ap);
 }
 
-static void csv_clear(struct csv_reader *r)
-{
-    for (size_t i = 0; i < r->n; i++)
-        free(r->f[i].s);
-    r->n = 0;
-}
-
-static void csv_newline(struct csv_reader *r)
-{
-    r->line++;
-    r->line_start = r->p;
-}
-
-/* After a malformed field: on to the next line. */
-static void csv_skip_line(struct csv_reader *r)
-{
-    while (r->p < r->end && *r->p != '\n')
-        r->p++;
-    if (r->p < r->end)
-        r->p++;
-    csv_newline(r);
-}
-
-static int csv_col(const struct csv_reader *r)
-{
-    return (int)(r->p - r->line_start) + 1;
-}
-
-/* Reads one record into r->f. Returns 1, 0 at the end of the file, -1 when the
- * record was malformed (reported and skipped), -2 when nothing more can be read. */
+/* Reads one record into r->t.f. Returns 1, 0 at the end of the file (or after too
+ * many errors), -1 when the record was malformed (reported and skipped), -2 when
+ * nothing more can be read. */
 static int csv_record(struct csv_reader *r)
 {
-    csv_clear(r);
-    if (r->p >= r->end || r->stopped)
+    if (r->stopped)
         return 0;
-    r->rec_line = r->line;
-    for (;;) {
-        struct csv_field fld = {NULL, r->line, csv_col(r)};
-        struct strbuf b = {0};
-        if (!sb_put(r->ld, &b, "", 0))
-            return -2;
-        if (r->p < r->end && *r->p == '"') {
-            r->p++;
-            for (;;) {
-                if (r->p >= r->end) {
-                    csv_err(r, fld.line, fld.col,
-                            "unterminated quoted field (a field that starts with \" ends with \")");
-                    free(b.s);
-                    return -2;
-                }
-                if (*r->p == '"') {
-                    if (r->p + 1 < r->end && r->p[1] == '"') {
-                        sb_put(r->ld, &b, "\"", 1);
-                        r->p += 2;
-                        continue;
-                    }
-                    r->p++;
-                    break;
-                }
-                sb_put(r->ld, &b, r->p, 1);
-                if (*r->p++ == '\n')
-                    csv_newline(r);
-            }
-            if (r->p < r->end && *r->p != ',' && *r->p != '\r' && *r->p != '\n') {
-                csv_err(r, r->line, csv_col(r),
-                        "unexpected character after a closing quote (inside a quoted field, a "
-                        "quote is written \"\")");
-                free(b.s);
-                csv_skip_line(r);
-                return -1;
-            }
-        } else {
-            size_t n = strcspn(r->p, ",\r\n\""); /* the buffer is NUL-terminated */
-            if (r->p + n > r->end)
-                n = (size_t)(r->end - r->p);
-            sb_put(r->ld, &b, r->p, n);
-            r->p += n;
-            if (r->p < r->end && *r->p == '"') {
-                csv_err(r, r->line, csv_col(r),
-                        "quote inside a field that does not start with one (quote the whole "
-                        "field and double the quote: \"a\"\"b\")");
-                free(b.s);
-                csv_skip_line(r);
-                return -1;
-            }
-        }
-        if (r->ld->oom) {
-            free(b.s);
-            return -2;
-        }
-        if (b.len > CONFIG_MAX_VALUE) {
-            csv_err(r, fld.line, fld.col, "field is too long (%zu bytes, at most %d)", b.len,
-                    CONFIG_MAX_VALUE);
-            free(b.s);
-            csv_skip_line(r);
-            return -1;
-        }
-        fld.s = b.s;
-        if (!grow(r->ld, (void **)&r->f, &r->cap, r->n, sizeof *r->f)) {
-            free(b.s);
-            return -2;
-        }
-        r->f[r->n++] = fld;
-        if (r->p < r->end && *r->p == ',') {
-            r->p++;
-            continue;
-        }
+    int rc = csv_next(&r->t);
+    int line = r->t.err_line, col = r->t.err_col;
+    switch (rc < 0 ? r->t.err : CSV_E_NONE) {
+    case CSV_E_NONE: break;
+    case CSV_E_UNTERMINATED:
+        csv_err(r, line, col,
+                "unterminated quoted field (a field that starts with \" ends with \")");
         break;
+    case CSV_E_AFTER_QUOTE:
+        csv_err(r, line, col,
+                "unexpected character after a closing quote (inside a quoted field, a quote "
+                "is written \"\")");
+        break;
+    case CSV_E_QUOTE_IN_FIELD:
+        csv_err(r, line, col,
+                "quote inside a field that does not start with one (quote the whole field "
+                "and double the quote: \"a\"\"b\")");
+        break;
+    case CSV_E_TOO_LONG:
+        csv_err(r, line, col, "field is too long (%zu bytes, at most %d)", r->t.err_len,
+                CONFIG_MAX_VALUE);
+        break;
+    case CSV_E_NOMEM: r->ld->oom = true; break;
     }
-    if (r->p < r->end && *r->p == '\r')
-        r->p++;
-    if (r->p < r->end && *r->p == '\n')
-        r->p++;
-    csv_newline(r);
-    return 1;
+    return rc;
 }
 
-static bool csv_blank(const struct csv_reader *r)
+/* A line with nothing on it. */
+static bool csv_empty_line(const struct csv_reader *r)
 {
-    return r->n == 1 && r->f[0].s[0] == '\0';
+    return r->t.n == 1 && r->t.f[0].len == 0;
 }
 
 /* Reads a whole file (NUL-terminated) for the CSV reader; problems opening it are
@@ -3058,7 +2967,7 @@ static char *read_csv_file(struct loader *ld, const char *file, const struct con
 static void csv_row(struct csv_reader *r, struct mapping_load *ml, int kind)
 {
     struct loader *ld = r->ld;
-    const struct csv_field *f = r->f;
+    const struct csv_field *f = r->t.f;
     struct config_pos at = {r->file, f[0].line, f[0].col};
     if (kind == CSV_ORG_UNITS) {
         bool ok = true;
@@ -3118,10 +3027,10 @@ static void load_csv(struct loader *ld, struct mapping_load *ml, int kind)
     for (size_t i = 1; i < nh; i++)
         snprintf(want + strlen(want), sizeof want - strlen(want), ",%s", header[i]);
 
-    struct csv_reader r = {.ld = ld, .file = file, .p = buf, .end = buf + len, .line = 1};
-    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) /* a UTF-8 BOM, as spreadsheets write */
-        r.p += 3;
-    r.line_start = r.p;
+    struct csv_reader r = {.ld = ld, .file = file};
+    size_t bom =
+        len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; /* as spreadsheets write */
+    csv_init(&r.t, buf + bom, len - bom, false, CONFIG_MAX_VALUE);
     const char *nul = memchr(buf, '\0', len);
     if (nul) {
         int line = 1;
@@ -3138,32 +3047,31 @@ static void load_csv(struct loader *ld, struct mapping_load *ml, int kind)
     }
 
     int rc = csv_record(&r);
-    bool header_ok = rc == 1 && r.n == nh;
+    bool header_ok = rc == 1 && r.t.n == nh;
     for (size_t i = 0; header_ok && i < nh; i++)
-        header_ok = strcmp(r.f[i].s, header[i]) == 0;
+        header_ok = strcmp(r.t.f[i].s, header[i]) == 0;
     if (rc == 0) {
         err_pos(ld, file, 1, 1, "expected the header \"%s\", got an empty file", want);
     } else if (rc == 1 && !header_ok) {
         char got[256] = "";
-        for (size_t i = 0; i < r.n && strlen(got) + 1 < sizeof got; i++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? "," : "", r.f[i].s);
-        err_pos(ld, file, r.rec_line, 1, "expected the header \"%s\", got \"%s\"", want, got);
+        for (size_t i = 0; i < r.t.n && strlen(got) + 1 < sizeof got; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? "," : "", r.t.f[i].s);
+        err_pos(ld, file, r.t.rec_line, 1, "expected the header \"%s\", got \"%s\"", want, got);
     }
     while (header_ok && !r.stopped && !ld->oom) {
         rc = csv_record(&r);
         if (rc == 0 || rc == -2)
             break;
-        if (rc < 0 || csv_blank(&r))
+        if (rc < 0 || csv_empty_line(&r))
             continue;
-        if (r.n != nh) {
-            csv_err(&r, r.rec_line, r.n > nh ? r.f[nh].col : 1, "expected %zu fields (%s), got %zu",
-                    nh, want, r.n);
+        if (r.t.n != nh) {
+            csv_err(&r, r.t.rec_line, r.t.n > nh ? r.t.f[nh].col : 1,
+                    "expected %zu fields (%s), got %zu", nh, want, r.t.n);
             continue;
         }
         csv_row(&r, ml, kind);
     }
-    csv_clear(&r);
-    free(r.f);
+    csv_free(&r.t);
     free(buf);
 }
 

@@ -43,6 +43,7 @@
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 
+#include "hibus/csv.h"
 #include "hibus/period.h"
 
 const char *const READER_NAMES[] = {
@@ -1706,37 +1707,14 @@ static const char *const csv_names[CSV_COLUMNS] = {
     "storedby", "lastupdated", "comment", "followup", "deleted"};
 /* clang-format on */
 
-struct csv {
-    const char *s;
-    size_t len, pos;
-    int line; /* of pos, 1-based */
-    size_t row;
-    char *cell[CSV_COLUMNS]; /* the first CSV_COLUMNS cells of the row */
-    size_t ncells;           /* all cells of the row, also those beyond */
-    bool blank;              /* every cell is empty */
+/* Rows of a DHIS2 CSV, read with the shared tokenizer (hibus/csv.h), trimmed. */
+struct csv_rows {
+    struct csv t;
+    size_t row;                    /* 1-based, counting every row read */
+    const char *cell[CSV_COLUMNS]; /* the first CSV_COLUMNS cells of the row (in t) */
+    size_t ncells;                 /* all cells of the row, also those beyond */
+    bool blank;                    /* every cell is empty */
 };
-
-static void csv_clear(struct csv *c)
-{
-    for (size_t k = 0; k < CSV_COLUMNS; k++) {
-        free(c->cell[k]);
-        c->cell[k] = NULL;
-    }
-    c->ncells = 0;
-    c->blank = true;
-}
-
-/* Moves past the rest of the current line (after a problem in it). */
-static void csv_skip_line(struct csv *c)
-{
-    while (c->pos < c->len && c->s[c->pos] != '\n' && c->s[c->pos] != '\r')
-        c->pos++;
-    if (c->pos < c->len && c->s[c->pos] == '\r')
-        c->pos++;
-    if (c->pos < c->len && c->s[c->pos] == '\n')
-        c->pos++;
-    c->line++;
-}
 
 static void csv_where(char *where, size_t row, size_t col)
 {
@@ -1748,105 +1726,48 @@ static void csv_where(char *where, size_t row, size_t col)
 
 /* Reads the next row into c->cell. 1: a row; 0: the end of the body; -1: a row with a
  * syntax problem (reported, skipped); -2: a problem that ends the body (reported). */
-static int csv_row(struct rd *rd, struct csv *c)
+static int csv_row(struct rd *rd, struct csv_rows *c)
 {
-    csv_clear(c);
-    if (c->pos >= c->len)
+    int rc = csv_next(&c->t);
+    if (rc == 0)
         return 0;
     c->row++;
     char where[WHERE_MAX];
-    for (;;) {
-        const char *s = c->s;
-        size_t col = c->ncells;
-        char *cell = NULL;
-        while (c->pos < c->len && (s[c->pos] == ' ' || s[c->pos] == '\t'))
-            c->pos++;
-        if (c->pos < c->len && s[c->pos] == '"') {
-            /* Quoted: up to the lone closing quote; "" is a quote; line breaks are kept.
-             * First find the end (and the length), then copy. */
-            int open_line = c->line;
-            size_t end = c->pos + 1, n = 0;
-            while (end < c->len && !(s[end] == '"' && (end + 1 >= c->len || s[end + 1] != '"'))) {
-                end += s[end] == '"' ? 2 : 1;
-                n++;
-            }
-            if (end >= c->len) {
-                csv_where(where, c->row, col);
-                problem(rd, where,
-                        "a quoted cell opened on line %d is not closed (a quote inside a "
-                        "quoted cell is written \"\")",
-                        open_line);
-                return -2;
-            }
-            cell = malloc(n + 1);
-            if (cell == NULL) {
-                rd->nomem = true;
-                return -2;
-            }
-            n = 0;
-            for (size_t k = c->pos + 1; k < end; k++) {
-                if (s[k] == '\n')
-                    c->line++;
-                cell[n++] = s[k];
-                if (s[k] == '"')
-                    k++; /* the second quote of "" */
-            }
-            c->pos = end + 1;
-            cell[n] = '\0';
-            while (c->pos < c->len && (s[c->pos] == ' ' || s[c->pos] == '\t'))
-                c->pos++;
-            if (c->pos < c->len && s[c->pos] != ',' && s[c->pos] != '\r' && s[c->pos] != '\n') {
-                free(cell);
-                csv_where(where, c->row, col);
-                problem(rd, where,
-                        "unexpected text after the closing quote of a cell (line %d): a quote "
-                        "inside a quoted cell is written \"\"",
-                        c->line);
-                csv_skip_line(c);
-                return -1;
-            }
-        } else {
-            size_t start = c->pos;
-            while (c->pos < c->len && s[c->pos] != ',' && s[c->pos] != '\r' && s[c->pos] != '\n') {
-                if (s[c->pos] == '"') {
-                    csv_where(where, c->row, col);
-                    problem(rd, where,
-                            "a quote inside an unquoted cell (line %d): quote the whole cell "
-                            "and write the quote as \"\"",
-                            c->line);
-                    csv_skip_line(c);
-                    return -1;
-                }
-                c->pos++;
-            }
-            size_t end = c->pos;
-            while (end > start && (s[end - 1] == ' ' || s[end - 1] == '\t'))
-                end--;
-            cell = strndup(s + start, end - start);
-            if (cell == NULL) {
-                rd->nomem = true;
-                return -2;
-            }
-        }
-        if (cell[0] != '\0')
-            c->blank = false;
-        if (col < CSV_COLUMNS)
-            c->cell[col] = cell;
-        else
-            free(cell);
-        c->ncells++;
-        if (c->pos < c->len && s[c->pos] == ',') {
-            c->pos++;
-            continue;
-        }
-        if (c->pos < c->len)
-            csv_skip_line(c); /* the line break itself */
-        return 1;
+    csv_where(where, c->row, c->t.n); /* the cell being read when it went wrong */
+    switch (rc < 0 ? c->t.err : CSV_E_NONE) {
+    case CSV_E_NONE: break;
+    case CSV_E_UNTERMINATED:
+        problem(rd, where,
+                "a quoted cell opened on line %d is not closed (a quote inside a quoted cell "
+                "is written \"\")",
+                c->t.err_line);
+        break;
+    case CSV_E_AFTER_QUOTE:
+        problem(rd, where,
+                "unexpected text after the closing quote of a cell (line %d): a quote inside a "
+                "quoted cell is written \"\"",
+                c->t.err_line);
+        break;
+    case CSV_E_QUOTE_IN_FIELD:
+        problem(rd, where,
+                "a quote inside an unquoted cell (line %d): quote the whole cell and write the "
+                "quote as \"\"",
+                c->t.err_line);
+        break;
+    case CSV_E_TOO_LONG: /* no limit is set: cells are checked by column */
+    case CSV_E_NOMEM: rd->nomem = true; break;
     }
+    if (rc < 0)
+        return rc;
+    c->ncells = c->t.n;
+    for (size_t k = 0; k < CSV_COLUMNS; k++)
+        c->cell[k] = k < c->t.n ? c->t.f[k].s : NULL;
+    c->blank = csv_blank(&c->t);
+    return 1;
 }
 
 /* A cell as a value: NULL when empty or absent; a problem when too long. */
-static const char *csv_cell(struct rd *rd, const struct csv *c, size_t col, bool required,
+static const char *csv_cell(struct rd *rd, const struct csv_rows *c, size_t col, bool required,
                             size_t max, bool *ok)
 {
     char where[WHERE_MAX];
@@ -1868,7 +1789,7 @@ static const char *csv_cell(struct rd *rd, const struct csv *c, size_t col, bool
     return v;
 }
 
-static void csv_value(struct rd *rd, struct report *r, const struct csv *c)
+static void csv_value(struct rd *rd, struct report *r, const struct csv_rows *c)
 {
     char where[WHERE_MAX];
     if (c->ncells <= CSV_VALUE) {
@@ -1922,7 +1843,8 @@ static void read_dhis2_csv(struct rd *rd, struct report *r, const void *body, si
         problem(rd, where, "the body contains a NUL byte (line %d, column %d)", line, col);
         return;
     }
-    struct csv c = {.s = (const char *)body + skip, .len = len - skip, .line = 1};
+    struct csv_rows c = {.row = 0};
+    csv_init(&c.t, (const char *)body + skip, len - skip, true, 0);
     size_t rows = 0;
     bool first = true;
     int rc;
@@ -1941,7 +1863,7 @@ static void read_dhis2_csv(struct rd *rd, struct report *r, const void *body, si
         rows++;
         csv_value(rd, r, &c);
     }
-    csv_clear(&c);
+    csv_free(&c.t);
     if (rows == 0 && rd->n == 0)
         problem(rd, "body", "the CSV has no data row");
 }
