@@ -252,17 +252,11 @@ const char *dhis2_outcome(long http_status, const struct dhis2_summary *s)
     if (strcmp(s->status, "ERROR") == 0)
         return "failed";
     bool conflicts = json_array_size(s->conflicts) > 0;
-    if (strcmp(s->status, "SUCCESS") == 0 && !conflicts)
-        return "successful";
-    /* WARNING or conflicts: failed only when every ignored value was rejected and
-     * nothing else reached DHIS2 (a re-send whose other values were unchanged is
-     * still delivered). */
-    long rejected = dhis2_rejected_count(s);
-    if (s->imported + s->updated + s->deleted == 0 && rejected > 0 && rejected >= s->ignored)
-        return "failed";
-    if (strcmp(s->status, "SUCCESS") != 0 && strcmp(s->status, "WARNING") != 0 && !conflicts)
-        return "failed"; /* a status DHIS2 never sends: not a delivery we can vouch for */
-    return "completed_with_errors";
+    if (strcmp(s->status, "SUCCESS") == 0)
+        return conflicts ? "completed_with_errors" : "successful";
+    if (strcmp(s->status, "WARNING") == 0)
+        return "completed_with_errors";
+    return "failed"; /* a status DHIS2 never sends: not a delivery hibus can vouch for */
 }
 
 json_t *dhis2_summary_json(const struct dhis2_summary *s)

@@ -24,7 +24,7 @@ struct dhis2_summary {
     bool wrapped;    /* came in a 2.38+ WebMessage envelope */
     long imported, updated, ignored, deleted;
     json_t *conflicts; /* array of DHIS2's conflict objects, as sent; never NULL once parsed */
-    json_t *rejected;  /* rejectedIndexes (DHIS2 2.41+) as sent, or NULL when absent */
+    json_t *rejected;  /* rejectedIndexes (DHIS2 2.39.2, 2.40.1, 2.41+) as sent, or NULL */
     char description[256];
     char data_set_complete[64]; /* dataSetComplete: "false", or the completion date DHIS2
                                    registered (completeDate with a data set) */
@@ -44,12 +44,10 @@ void dhis2_summary_free(struct dhis2_summary *s);
  * re-sent unchanged; neither is an error.
  *   "successful"             2xx/409 with a summary: SUCCESS and no conflicts,
  *                            whatever the ignored count
- *   "completed_with_errors"  WARNING, or any conflict, with something stored or
- *                            left unchanged
- *   "failed"                 no answer, 5xx, any other status, an ERROR summary,
- *                            an answer that is no summary, or a summary whose
- *                            rejected values are all of its ignored ones while
- *                            nothing was imported, updated or deleted
+ *   "completed_with_errors"  WARNING, or SUCCESS with conflicts (DHIS2's ADX import
+ *                            can add a conflict after setting the status)
+ *   "failed"                 no answer, 5xx, any other status, an ERROR summary (the
+ *                            import was aborted), or an answer that is no summary
  * summary may be NULL (no parsable summary). */
 const char *dhis2_outcome(long http_status, const struct dhis2_summary *summary);
 

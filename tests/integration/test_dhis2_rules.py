@@ -414,7 +414,8 @@ class RulesTest(harness.TestCase):
         self.assertIn("orgUnitIdScheme=CODE", url)
         self.assertEqual([v["orgUnit"] for v in self.stored()], [OU])
 
-    # --- defect 8: what DHIS2 2.41 adds to the summary is kept and shown
+    # --- defect 8: what newer DHIS2 adds to the summary (rejectedIndexes from 2.39.2,
+    # 2.40.1 and 2.41) is kept and shown
 
     def test_rejected_indexes_and_description_are_shown(self):
         r = self.post("/json41", dataset([
