@@ -75,6 +75,9 @@ struct loader {
      * read after it (one document at a time), each at most once per config. */
     struct pending_mapping *pending;
     size_t n_pending, cap_pending;
+    /* Environment variables found unset: each is reported once, where first met. */
+    char unset[16][64];
+    size_t n_unset;
 };
 
 struct pending_mapping {
@@ -350,9 +353,78 @@ static bool is_name_char(char c)
     return is_name_start(c) || (c >= '0' && c <= '9');
 }
 
-/* The value of a scalar with ${NAME} replaced by the environment variable NAME and
- * $$ by $; a $ followed by anything else stays (crypt hashes are full of them).
- * Returns a string the caller frees, or NULL after reporting a problem. */
+/* Was NAME reported unset already? Remembers it when not (up to a limit, past which
+ * every use is reported). */
+static bool unset_said(struct loader *ld, const char *name)
+{
+    for (size_t i = 0; i < ld->n_unset; i++)
+        if (strcmp(ld->unset[i], name) == 0)
+            return true;
+    if (ld->n_unset < sizeof ld->unset / sizeof ld->unset[0] && strlen(name) < sizeof ld->unset[0])
+        snprintf(ld->unset[ld->n_unset++], sizeof ld->unset[0], "%s", name);
+    return false;
+}
+
+/* One reference ${NAME}, ${NAME:-default} or ${NAME:?message} (as in POSIX sh: unset
+ * or empty takes the default, or is an error with the message), from s[i] = '$' to
+ * the closing brace; its value is appended to b. Returns the index after the brace,
+ * or 0 after reporting a problem. */
+static size_t expand_ref(struct loader *ld, const yaml_node_t *n, const char *what, const char *s,
+                         size_t len, size_t i, struct strbuf *b)
+{
+    size_t j = i + 2;
+    if (j < len && is_name_start(s[j]))
+        while (j < len && is_name_char(s[j]))
+            j++;
+    size_t name_end = j, word = 0;
+    char op = 0;
+    if (j > i + 2 && j + 1 < len && s[j] == ':' && (s[j + 1] == '-' || s[j + 1] == '?')) {
+        op = s[j + 1];
+        word = j + 2;
+        j = word;
+        while (j < len && s[j] != '}')
+            j++;
+    }
+    if (name_end == i + 2 || j == len || s[j] != '}') {
+        err_at(ld, n,
+               "invalid environment variable reference in \"%s\" (expected ${NAME}, "
+               "${NAME:-default} or ${NAME:?message}, or $$ for a literal $)",
+               s);
+        return 0;
+    }
+    char name[256];
+    if (name_end - (i + 2) >= sizeof name) {
+        err_at(ld, n, "environment variable name in %s is too long", what);
+        return 0;
+    }
+    memcpy(name, s + i + 2, name_end - (i + 2));
+    name[name_end - (i + 2)] = '\0';
+    const char *val = getenv(name);
+    if (val != NULL && (val[0] != '\0' || op == 0)) {
+        sb_put(ld, b, val, strlen(val));
+        return j + 1;
+    }
+    if (op == '-') {
+        sb_put(ld, b, s + word, j - word);
+        return j + 1;
+    }
+    /* Said once: the first report already makes the configuration invalid. */
+    if (!unset_said(ld, name)) {
+        if (op == '?')
+            err_at(ld, n, "environment variable \"%s\" is %s: %.*s", name,
+                   val == NULL ? "not set" : "empty", (int)(j - word), s + word);
+        else
+            err_at(ld, n,
+                   "environment variable \"%s\" is not set (set it, or write "
+                   "${%s:-DEFAULT} for a default)",
+                   name, name);
+    }
+    return 0;
+}
+
+/* The value of a scalar with each ${...} reference expanded (expand_ref) and $$ made
+ * $; a $ followed by anything else stays (crypt hashes are full of them). Returns a
+ * string the caller frees, or NULL after reporting a problem. */
 static char *scalar_dup(struct loader *ld, const yaml_node_t *n, const char *what)
 {
     if (n->type != YAML_SCALAR_NODE) {
@@ -374,35 +446,9 @@ static char *scalar_dup(struct loader *ld, const yaml_node_t *n, const char *wha
         } else if (s[i + 1] == '$') {
             sb_put(ld, &b, "$", 1);
             i += 2;
-        } else {
-            size_t j = i + 2;
-            if (j < len && is_name_start(s[j]))
-                while (j < len && is_name_char(s[j]))
-                    j++;
-            if (j == i + 2 || j == len || s[j] != '}') {
-                err_at(ld, n,
-                       "invalid environment variable reference in \"%s\" (expected ${NAME}, or $$ "
-                       "for a literal $)",
-                       s);
-                ok = false;
-                break;
-            }
-            char name[256];
-            if (j - (i + 2) >= sizeof name) {
-                err_at(ld, n, "environment variable name in %s is too long", what);
-                ok = false;
-                break;
-            }
-            memcpy(name, s + i + 2, j - (i + 2));
-            name[j - (i + 2)] = '\0';
-            const char *val = getenv(name);
-            if (val == NULL) {
-                err_at(ld, n, "environment variable \"%s\" is not set", name);
-                ok = false;
-            } else {
-                sb_put(ld, &b, val, strlen(val));
-            }
-            i = j + 1;
+        } else if ((i = expand_ref(ld, n, what, s, len, i, &b)) == 0) {
+            ok = false;
+            break;
         }
     }
     if (ok && !ld->oom && b.len > CONFIG_MAX_VALUE) {

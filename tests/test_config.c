@@ -504,9 +504,39 @@ static void test_env_unset(void **state)
                                "match: { path: /stock }\n"
                                "allow: { roles: [lmis] }\n"
                                "routes: [{ name: r, url: \"http://${HIBUS_T_UNSET}/x\" }]\n");
-    EXPECT_ERRORS("hibus.yaml:2:8: environment variable \"HIBUS_T_UNSET\" is not set\n"
-                  "hibus.yaml:3:9: environment variable \"HIBUS_T_ALSO_UNSET\" is not set\n"
-                  "channels/stock.yaml:4:26: environment variable \"HIBUS_T_UNSET\" is not set\n");
+    /* each variable once, where it is first used */
+    EXPECT_ERRORS("hibus.yaml:2:8: environment variable \"HIBUS_T_UNSET\" is not set (set it, or "
+                  "write ${HIBUS_T_UNSET:-DEFAULT} for a default)\n"
+                  "hibus.yaml:3:9: environment variable \"HIBUS_T_ALSO_UNSET\" is not set (set "
+                  "it, or write ${HIBUS_T_ALSO_UNSET:-DEFAULT} for a default)\n");
+}
+
+/* ${NAME:-default} and ${NAME:?message}, as in POSIX sh: unset or empty takes the
+ * default, or is an error with the message. */
+static void test_env_default_and_required(void **state)
+{
+    (void)state;
+    unsetenv("HIBUS_T_UNSET");
+    setenv("HIBUS_T_EMPTY", "", 1);
+    setenv("HIBUS_T_HOST", "db.example", 1);
+    put("hibus.yaml",
+        "listen: { port: \"${HIBUS_T_UNSET:-5001}\", address: \"${HIBUS_T_EMPTY:-::1}\" }\n"
+        "database:\n"
+        "  url: \"postgres://${HIBUS_T_HOST:?the database host}/h${HIBUS_T_UNSET:-}\"\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    assert_int_equal(cfg->listen_port, 5001);
+    assert_string_equal(cfg->listen_address, "::1");
+    assert_string_equal(cfg->database_url, "postgres://db.example/h");
+    config_free(cfg);
+    put("hibus.yaml", "database:\n"
+                      "  url: \"${HIBUS_T_UNSET:?set it to the PostgreSQL URL}\"\n"
+                      "listen: { address: \"${HIBUS_T_EMPTY:?an address}\" }\n");
+    EXPECT_ERRORS("hibus.yaml:2:8: environment variable \"HIBUS_T_UNSET\" is not set: set it to "
+                  "the PostgreSQL URL\n"
+                  "hibus.yaml:3:20: environment variable \"HIBUS_T_EMPTY\" is empty: an "
+                  "address\n");
+    unsetenv("HIBUS_T_EMPTY");
+    unsetenv("HIBUS_T_HOST");
 }
 
 static void test_env_bad_reference(void **state)
@@ -515,10 +545,11 @@ static void test_env_bad_reference(void **state)
     put("hibus.yaml", "database:\n"
                       "  url: \"${1X}\"\n"
                       "listen: { address: \"${HOST\" }\n");
-    EXPECT_ERRORS("hibus.yaml:2:8: invalid environment variable reference in \"${1X}\" "
-                  "(expected ${NAME}, or $$ for a literal $)\n"
-                  "hibus.yaml:3:20: invalid environment variable reference in \"${HOST\" "
-                  "(expected ${NAME}, or $$ for a literal $)\n");
+    EXPECT_ERRORS(
+        "hibus.yaml:2:8: invalid environment variable reference in \"${1X}\" "
+        "(expected ${NAME}, ${NAME:-default} or ${NAME:?message}, or $$ for a literal $)\n"
+        "hibus.yaml:3:20: invalid environment variable reference in \"${HOST\" "
+        "(expected ${NAME}, ${NAME:-default} or ${NAME:?message}, or $$ for a literal $)\n");
 }
 
 /* ------------------------------------------------------------------------------------
@@ -2112,6 +2143,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_regex_channel, setup, teardown),
         cmocka_unit_test(test_free_null),
         cmocka_unit_test_setup_teardown(test_env_expansion, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_env_default_and_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_unset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_bad_reference, setup, teardown),
         cmocka_unit_test_setup_teardown(test_yaml_syntax_error, setup, teardown),
