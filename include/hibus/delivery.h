@@ -11,8 +11,8 @@
  *                      OpenHIM mediators (application/json+openhim) are unwrapped
  *   delivery_record    the attempts and the outcome, into the transaction log
  *
- * The sync listener calls these now; asynchronous delivery workers will call the
- * same functions. Thread-safe: everything is per call.
+ * The sync listener and the asynchronous delivery workers call these functions.
+ * Thread-safe: everything is per call.
  */
 #ifndef HIBUS_DELIVERY_H
 #define HIBUS_DELIVERY_H
