@@ -29,6 +29,7 @@
 #include "hibus/log.h"
 #include "hibus/mediator.h"
 #include "hibus/txlog.h"
+#include "hibus/retention.h"
 #include "hibus/worker.h"
 
 /* ------------------------------------------------------------ shared bits */
@@ -224,6 +225,7 @@ int cli_serve(int argc, char **argv)
     struct auth_cache *ac = NULL;
     struct listener *l = NULL;
     struct workers *wk = NULL;
+    struct retention *ret = NULL;
     bool curl_ok = false, keep_txlog = false;
     char node[300];
     char host[256] = "localhost";
@@ -255,6 +257,10 @@ int cli_serve(int argc, char **argv)
     struct worker_deps wdeps = {.cfg = cfg, .configs = configs, .tl = tl, .node = node};
     if (workers_start(&wdeps, &wk, &err) != HIBUS_OK) {
         print_error("could not start the delivery workers", &err);
+        goto out;
+    }
+    if (retention_start(configs, tl, &ret, &err) != HIBUS_OK) {
+        print_error("could not start retention", &err);
         goto out;
     }
     LOG_INFO(NULL,
@@ -293,6 +299,7 @@ int cli_serve(int argc, char **argv)
                  cfg->drain_ms / 1000);
     rc = 0;
 out:
+    retention_stop(ret);
     keep_txlog = !workers_stop(wk);
     listener_stop(l);
     if (keep_txlog) {
@@ -1053,7 +1060,8 @@ int cli_prune(int argc, char **argv)
     struct txlog *tl = NULL;
     struct txlog_prune_result r;
     rc = 1;
-    if (open_db(cfg, &tl, &err) != HIBUS_OK || workers_prune_once(cfg, tl, &r, &err) != HIBUS_OK) {
+    if (open_db(cfg, &tl, &err) != HIBUS_OK ||
+        retention_prune_once(cfg, tl, &r, &err) != HIBUS_OK) {
         print_error("prune", &err);
     } else if (r.skipped) {
         printf("another hibus process is pruning right now; nothing done\n");

@@ -48,8 +48,6 @@ struct workers {
     size_t n_threads;
     pthread_t waker;
     bool waker_started;
-    pthread_t pruner;
-    bool pruner_started;
     atomic_bool quiescing;
     atomic_bool stopping;
     pthread_mutex_t mu;
@@ -343,86 +341,6 @@ static void *waker_main(void *arg)
     return NULL;
 }
 
-/* ------------------------------------------------------------ retention */
-
-struct txlog_retention *workers_retention_rules(const struct config *cfg, size_t *n)
-{
-    struct txlog_retention *r = calloc(cfg->n_channels + 1, sizeof *r);
-    *n = 0;
-    if (r == NULL)
-        return NULL;
-    for (size_t i = 0; i < cfg->n_channels; i++) {
-        const struct config_channel *ch = &cfg->channels[i];
-        r[*n] = (struct txlog_retention){
-            .channel = ch->name,
-            .keep_bodies_ms = ch->keep_bodies_ms ? ch->keep_bodies_ms : cfg->keep_bodies_ms,
-            .keep_transactions_ms =
-                ch->keep_transactions_ms ? ch->keep_transactions_ms : cfg->keep_transactions_ms};
-        (*n)++;
-    }
-    r[(*n)++] = (struct txlog_retention){.keep_bodies_ms = cfg->keep_bodies_ms,
-                                         .keep_transactions_ms = cfg->keep_transactions_ms};
-    return r;
-}
-
-enum hibus_err workers_prune_once(const struct config *cfg, struct txlog *tl,
-                                  struct txlog_prune_result *out, struct hibus_error *err)
-{
-    size_t n = 0;
-    struct txlog_retention *rules = workers_retention_rules(cfg, &n);
-    if (rules == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    enum hibus_err rc = txlog_prune(tl, rules, n, out, err);
-    free(rules);
-    if (rc != HIBUS_OK)
-        LOG_ERROR(NULL, "retention: %s%s%s", err->msg, err->detail[0] ? ": " : "", err->detail);
-    else if (out->partitions_dropped || out->transactions_deleted || out->bodies_pruned ||
-             out->partitions_made)
-        LOG_INFO(NULL,
-                 "retention: %d monthly partition%s made, %d dropped, %ld transaction%s "
-                 "removed, %ld bod%s emptied",
-                 out->partitions_made, out->partitions_made == 1 ? "" : "s",
-                 out->partitions_dropped, out->transactions_deleted,
-                 out->transactions_deleted == 1 ? "" : "s", out->bodies_pruned,
-                 out->bodies_pruned == 1 ? "y" : "ies");
-    return rc;
-}
-
-static long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static void *pruner_main(void *arg)
-{
-    struct workers *w = arg;
-    /* Every prune_every, on a fixed schedule however often the queue wakes us.
-     * (A month's partition that does not exist yet is made by the first insert
-     * that needs it, so nothing waits for the first prune.) */
-    const struct config *start = config_holder_acquire(w->deps.configs);
-    long next = now_ms() + start->prune_every_ms;
-    config_holder_release(w->deps.configs, start);
-    while (!atomic_load(&w->stopping)) {
-        long left = next - now_ms();
-        if (left > 0) {
-            pthread_mutex_lock(&w->mu);
-            unsigned long seen = w->generation;
-            pthread_mutex_unlock(&w->mu);
-            sleep_until_woken(w, seen, left);
-            continue;
-        }
-        struct txlog_prune_result res;
-        struct hibus_error err = {0};
-        const struct config *cfg = config_holder_acquire(w->deps.configs);
-        workers_prune_once(cfg, w->deps.tl, &res, &err);
-        next = now_ms() + cfg->prune_every_ms;
-        config_holder_release(w->deps.configs, cfg);
-    }
-    return NULL;
-}
-
 enum hibus_err workers_start(const struct worker_deps *deps, struct workers **out,
                              struct hibus_error *err)
 {
@@ -444,8 +362,6 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
         return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
     }
     *out = w;
-    if (pthread_create(&w->pruner, NULL, pruner_main, w) == 0)
-        w->pruner_started = true;
     if (n == 0)
         return HIBUS_OK;
     if (pthread_create(&w->waker, NULL, waker_main, w) == 0)
@@ -507,8 +423,6 @@ bool workers_stop(struct workers *w)
     }
     if (w->waker_started)
         pthread_join(w->waker, NULL);
-    if (w->pruner_started)
-        pthread_join(w->pruner, NULL);
     if (!all_exited) {
         /* A delivery is still running past the drain deadline: its thread ends
          * with the process, and its transaction was released above. */

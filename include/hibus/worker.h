@@ -28,9 +28,8 @@ struct worker_deps {
 
 struct workers;
 
-/* Starts cfg->delivery_workers threads (none when 0), the thread that listens
- * for NOTIFY hibus_queue, and the retention thread (prunes every
- * retention.prune_every, in every process; one at a time does the work). */
+/* Starts cfg->delivery_workers threads and the thread that listens for NOTIFY
+ * hibus_queue (none when 0). */
 enum hibus_err workers_start(const struct worker_deps *deps, struct workers **out,
                              struct hibus_error *err);
 /* Stops claiming; deliveries in flight go on. */
@@ -42,14 +41,5 @@ bool workers_drain(struct workers *w, long timeout_ms);
  * it is left to the end of the process (its transaction was released), and the
  * caller must then keep the txlog open until exit. NULL-safe. */
 bool workers_stop(struct workers *w);
-
-/* The retention rules of cfg: one per channel with its effective limits, and
- * one (channel NULL) with the global ones for channels that are gone. Caller
- * frees the array (the strings are borrowed from cfg). */
-struct txlog_retention *workers_retention_rules(const struct config *cfg, size_t *n);
-
-/* One prune, logged; used by the retention thread and by hibus prune. */
-enum hibus_err workers_prune_once(const struct config *cfg, struct txlog *tl,
-                                  struct txlog_prune_result *out, struct hibus_error *err);
 
 #endif

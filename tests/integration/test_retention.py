@@ -1,6 +1,6 @@
 """Retention: old bodies emptied, old transactions removed, whole old months dropped
 as partitions, and nothing queued ever touched (hibus prune, the same code as the
-retention thread of hibus serve)."""
+retention thread of hibus serve, which is tested on its own schedule too)."""
 
 import unittest
 
@@ -28,6 +28,17 @@ def tearDownModule():
     harness.stop_all(HB, TARGET, PG)
 
 
+def age(tx, days):
+    """Makes transaction tx days older. Moving a row to another month moves it to
+    another partition, which must exist first; attempts follow their transaction's
+    received_at."""
+    PG.psql("SELECT hibus_ensure_partitions(clock_timestamp() - interval '%d days', 2)" % days)
+    PG.psql("UPDATE attempts SET tx_received_at = tx_received_at - interval '%d days'"
+            " WHERE transaction_id = %d" % (days, tx))
+    PG.psql("UPDATE transactions SET received_at = received_at - interval '%d days'"
+            " WHERE id = %d" % (days, tx))
+
+
 class RetentionTest(harness.TestCase):
 
     def post(self, path):
@@ -37,13 +48,7 @@ class RetentionTest(harness.TestCase):
         return int(r.headers["x-hibus-transaction"])
 
     def age(self, tx, days):
-        # Moving a row to another month moves it to another partition, which
-        # must exist first; attempts follow their transaction's received_at.
-        PG.psql("SELECT hibus_ensure_partitions(clock_timestamp() - interval '%d days', 2)" % days)
-        PG.psql("UPDATE attempts SET tx_received_at = tx_received_at - interval '%d days'"
-                " WHERE transaction_id = %d" % (days, tx))
-        PG.psql("UPDATE transactions SET received_at = received_at - interval '%d days'"
-                " WHERE id = %d" % (days, tx))
+        age(tx, days)
 
     def partitions(self):
         return {r[0] for r in PG.psql(
@@ -99,6 +104,31 @@ class RetentionTest(harness.TestCase):
         # a second prune finds nothing more to do
         r = HB.cli("prune", "-c", HB.config_path)
         self.assertIn("transactions removed 0; bodies emptied 0", r.stdout)
+
+
+class RetentionThreadTest(harness.TestCase):
+
+    def test_serve_prunes_on_its_schedule(self):
+        # a second process on the same database, pruning every second
+        hb = harness.Hibus(
+            PG.url, clients=[harness.client("lmis-national", ["lmis"], PASSWORD)],
+            channels=[harness.channel("long", "/long", TARGET.url + "/l")],
+            settings={"retention": {"keep_bodies": "1d", "keep_transactions": "30d",
+                                    "prune_every": "1s"}}, name="pruner")
+        hb.start()
+        try:
+            r = hb.request("POST", "/long", body=b'{"n": 2}', auth=AUTH,
+                           headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 200, r.body)
+            tx = int(r.headers["x-hibus-transaction"])
+            age(tx, 2)
+            harness.wait_until(
+                lambda: PG.scalar("SELECT bodies_pruned_at IS NOT NULL FROM transactions"
+                                  " WHERE id = %d" % tx) == "t",
+                timeout=20, what="the retention thread to empty the body")
+            self.assertIn("retention:", hb.log_text())
+        finally:
+            hb.stop()
 
 
 if __name__ == "__main__":
