@@ -8,8 +8,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "hibus/clock.h"
 #include "hibus/log.h"
 
 struct txlog_retention *retention_rules(const struct config *cfg, size_t *n)
@@ -60,22 +60,9 @@ struct retention {
     struct txlog *tl;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* signalled on stop; the clock is CLOCK_MONOTONIC */
+    pthread_cond_t cond; /* signalled on stop; on the monotonic clock (clock.h) */
     bool stopping;       /* guarded by mu */
 };
-
-static struct timespec monotonic_in(long ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
 
 static void *retention_main(void *arg)
 {
@@ -83,7 +70,7 @@ static void *retention_main(void *arg)
     /* (A month's partition that does not exist yet is made by the first insert that
      * needs it, so nothing waits for the first prune.) */
     const struct config *cfg = config_holder_acquire(r->configs);
-    struct timespec next = monotonic_in(cfg->prune_every_ms);
+    struct timespec next = clock_deadline(cfg->prune_every_ms);
     config_holder_release(r->configs, cfg);
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
@@ -94,7 +81,7 @@ static void *retention_main(void *arg)
         struct hibus_error err = {0};
         cfg = config_holder_acquire(r->configs);
         retention_prune_once(cfg, r->tl, &res, &err);
-        next = monotonic_in(cfg->prune_every_ms);
+        next = clock_deadline(cfg->prune_every_ms);
         config_holder_release(r->configs, cfg);
         pthread_mutex_lock(&r->mu);
     }
@@ -110,11 +97,7 @@ enum hibus_err retention_start(struct config_holder *configs, struct txlog *tl,
         return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
     r->configs = configs;
     r->tl = tl;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&r->cond);
     pthread_mutex_init(&r->mu, NULL);
     if (pthread_create(&r->thread, NULL, retention_main, r) != 0) {
         pthread_cond_destroy(&r->cond);

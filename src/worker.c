@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hibus/clock.h"
 #include "hibus/delivery.h"
 #include "hibus/log.h"
 
@@ -58,17 +59,6 @@ struct workers {
     size_t exited;            /* worker threads that returned; guarded by mu */
 };
 
-static void deadline_in(struct timespec *ts, long ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void wake_all(struct workers *w)
 {
     pthread_mutex_lock(&w->mu);
@@ -80,8 +70,7 @@ static void wake_all(struct workers *w)
 /* Sleeps up to ms, or until woken (after the generation seen was taken). */
 static void sleep_until_woken(struct workers *w, unsigned long seen, long ms)
 {
-    struct timespec dl;
-    deadline_in(&dl, ms);
+    struct timespec dl = clock_deadline(ms);
     pthread_mutex_lock(&w->mu);
     int rc = 0;
     while (w->generation == seen && !atomic_load(&w->stopping) && rc == 0)
@@ -352,8 +341,8 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
     w->connect_timeout_ms = deps->cfg->database_connect_timeout_ms;
     w->poll_ms = deps->cfg->delivery_poll_ms;
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->wake, NULL);
-    pthread_cond_init(&w->idle, NULL);
+    clock_cond_init(&w->wake);
+    clock_cond_init(&w->idle);
     size_t n = (size_t)deps->cfg->delivery_workers;
     w->threads = calloc(n ? n : 1, sizeof *w->threads);
     w->ctx = calloc(n ? n : 1, sizeof *w->ctx);
@@ -390,8 +379,7 @@ bool workers_drain(struct workers *w, long timeout_ms)
 {
     if (w == NULL)
         return true;
-    struct timespec dl;
-    deadline_in(&dl, timeout_ms);
+    struct timespec dl = clock_deadline(timeout_ms);
     pthread_mutex_lock(&w->mu);
     int rc = 0;
     while ((w->in_flight > 0 || w->exited < w->n_threads) && rc == 0)
