@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "hibus/auth.h"
+#include "hibus/buf.h"
 #include "hibus/config.h"
 #include "hibus/delivery.h"
 #include "hibus/dhis2.h"
@@ -792,33 +793,26 @@ static const char map_usage[] =
     "what each route would send, or every problem and exits 1. --json prints one\n"
     "JSON object: the mapped report, problems, skipped values, warnings and bodies.\n";
 
-/* Reads all of f, up to max bytes. */
+/* Reads all of f, up to max bytes; NULL when it is longer or out of memory. */
 static char *read_all(FILE *f, size_t max, size_t *len)
 {
-    size_t cap = 65536, n = 0;
-    char *b = malloc(cap + 1);
-    while (b != NULL) {
-        size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
+    struct buf b = {0};
+    for (;;) {
+        if (!buf_reserve(&b, 65536)) {
+            buf_free(&b);
+            return NULL;
+        }
+        size_t r = fread(b.s + b.len, 1, b.cap - b.len - 1, f);
         if (r == 0)
             break;
-        if (n == cap) {
-            if (cap >= max) {
-                free(b);
-                return NULL;
-            }
-            cap *= 2;
-            char *nb = realloc(b, cap + 1);
-            if (nb == NULL)
-                free(b);
-            b = nb;
+        b.len += r;
+        b.s[b.len] = '\0';
+        if (b.len > max) {
+            buf_free(&b);
+            return NULL;
         }
     }
-    if (b != NULL) {
-        b[n] = '\0';
-        *len = n;
-    }
-    return b;
+    return buf_take(&b, len);
 }
 
 static void print_problem_lines(const char *title, const json_t *list)

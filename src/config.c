@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "hibus/buf.h"
 #include "hibus/csv.h"
 #include "hibus/log.h"
 #include "hibus/mapping.h"
@@ -318,29 +319,13 @@ static const struct found *exactly_one(struct loader *ld, const struct found *f,
  * Scalars: ${NAME} expansion and typed values
  * ------------------------------------------------------------------------------------ */
 
-struct strbuf {
-    char *s;
-    size_t len, cap;
-};
-
-static bool sb_put(struct loader *ld, struct strbuf *b, const char *s, size_t n)
+/* Appends to b; out of memory marks the load. */
+static bool sb_put(struct loader *ld, struct buf *b, const char *s, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 64;
-        while (ncap < b->len + n + 1)
-            ncap *= 2;
-        char *ns = realloc(b->s, ncap);
-        if (ns == NULL) {
-            ld->oom = true;
-            return false;
-        }
-        b->s = ns;
-        b->cap = ncap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-    return true;
+    if (buf_append(b, s, n))
+        return true;
+    ld->oom = true;
+    return false;
 }
 
 static bool is_name_start(char c)
@@ -370,7 +355,7 @@ static bool unset_said(struct loader *ld, const char *name)
  * the closing brace; its value is appended to b. Returns the index after the brace,
  * or 0 after reporting a problem. */
 static size_t expand_ref(struct loader *ld, const yaml_node_t *n, const char *what, const char *s,
-                         size_t len, size_t i, struct strbuf *b)
+                         size_t len, size_t i, struct buf *b)
 {
     size_t j = i + 2;
     if (j < len && is_name_start(s[j]))
@@ -437,7 +422,7 @@ static char *scalar_dup(struct loader *ld, const yaml_node_t *n, const char *wha
         err_at(ld, n, "value of %s contains a NUL character", what);
         return NULL;
     }
-    struct strbuf b = {0};
+    struct buf b = {0};
     bool ok = sb_put(ld, &b, "", 0);
     for (size_t i = 0; i < len && !ld->oom;) {
         if (s[i] != '$' || i + 1 == len || (s[i + 1] != '$' && s[i + 1] != '{')) {

@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "hibus/buf.h"
 #include "hibus/log.h"
 
 #define MEDIATOR_FREE_HANDLES 64
@@ -133,8 +134,7 @@ static bool named_in_connection(const char *connection, const char *name)
 }
 
 struct body_sink {
-    struct mediator_response *resp;
-    size_t cap;
+    struct buf body;
     size_t max;
     bool too_large;
 };
@@ -143,25 +143,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct body_sink *s = userp;
     size_t n = size * nmemb;
-    struct mediator_response *r = s->resp;
-    if (r->body_len + n > s->max) {
+    if (s->body.len + n > s->max) {
         s->too_large = true;
         return 0; /* makes curl stop with CURLE_WRITE_ERROR */
     }
-    if (r->body_len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < r->body_len + n + 1)
-            cap *= 2;
-        char *b = realloc(r->body, cap);
-        if (b == NULL)
-            return 0;
-        r->body = b;
-        s->cap = cap;
-    }
-    memcpy(r->body + r->body_len, data, n);
-    r->body_len += n;
-    r->body[r->body_len] = '\0';
-    return n;
+    return buf_append(&s->body, data, n) ? n : 0;
 }
 
 static void headers_clear(struct mediator_response *r)
@@ -337,7 +323,7 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
         return HIBUS_E_NOMEM;
     }
 
-    struct body_sink sink = {.resp = resp, .max = rq->max_response ? rq->max_response : SIZE_MAX};
+    struct body_sink sink = {.max = rq->max_response ? rq->max_response : SIZE_MAX};
     char errbuf[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(h, CURLOPT_SHARE, share);
     curl_easy_setopt(h, CURLOPT_URL, resp->url);
@@ -380,6 +366,8 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
     if (cc == CURLE_OK) {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
         response_strip_hop_by_hop(resp);
+        resp->body = sink.body.s; /* NULL when the answer had no body */
+        resp->body_len = sink.body.len;
     } else {
         rc = cc == CURLE_OPERATION_TIMEDOUT ? HIBUS_E_TIMEOUT : HIBUS_E_TARGET;
         if (sink.too_large)
@@ -389,9 +377,7 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
                      errbuf[0] ? errbuf : curl_easy_strerror(cc));
         resp->status = 0;
         headers_clear(resp);
-        free(resp->body);
-        resp->body = NULL;
-        resp->body_len = 0;
+        buf_free(&sink.body);
     }
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);

@@ -43,6 +43,7 @@
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 
+#include "hibus/buf.h"
 #include "hibus/csv.h"
 #include "hibus/period.h"
 
@@ -298,8 +299,7 @@ struct big_insert {
 };
 
 struct big_body {
-    char *buf;
-    size_t len;
+    struct buf text;
     struct big_insert *ins;
     size_t n_ins;
 };
@@ -334,11 +334,9 @@ static bool big_rewrite(const char *s, size_t len, struct big_body *out)
     bool nomem = false;
     size_t cap_ins = 8;
     memset(out, 0, sizeof *out);
-    out->buf = malloc(len + 1);
     out->ins = malloc(cap_ins * sizeof *out->ins);
-    if (out->buf == NULL || out->ins == NULL)
+    if (out->ins == NULL || !buf_reserve(&out->text, len))
         goto fail;
-    size_t o = 0, cap = len + 1;
     int line = 1;
     for (size_t i = 0; i < len;) {
         char c = s[i];
@@ -357,14 +355,6 @@ static bool big_rewrite(const char *s, size_t len, struct big_body *out)
             if (nomem)
                 goto fail;
         }
-        size_t need = o + n + (quote ? 2 : 0) + 1;
-        if (need > cap) {
-            cap = need + len / 4 + 16;
-            char *b = realloc(out->buf, cap);
-            if (b == NULL)
-                goto fail;
-            out->buf = b;
-        }
         if (quote && out->n_ins + 2 > cap_ins) {
             cap_ins *= 2;
             struct big_insert *b = realloc(out->ins, cap_ins * sizeof *b);
@@ -373,25 +363,25 @@ static bool big_rewrite(const char *s, size_t len, struct big_body *out)
             out->ins = b;
         }
         if (quote) {
-            out->ins[out->n_ins++] = (struct big_insert){o, line};
-            out->buf[o++] = '"';
+            out->ins[out->n_ins++] = (struct big_insert){out->text.len, line};
+            if (!buf_append(&out->text, "\"", 1))
+                goto fail;
         }
         for (size_t k = 0; k < n; k++)
             if (s[i + k] == '\n')
                 line++;
-        memcpy(out->buf + o, s + i, n);
-        o += n;
+        if (!buf_append(&out->text, s + i, n))
+            goto fail;
         if (quote) {
-            out->ins[out->n_ins++] = (struct big_insert){o, line};
-            out->buf[o++] = '"';
+            out->ins[out->n_ins++] = (struct big_insert){out->text.len, line};
+            if (!buf_append(&out->text, "\"", 1))
+                goto fail;
         }
         i += n;
     }
-    out->buf[o] = '\0';
-    out->len = o;
     return true;
 fail:
-    free(out->buf);
+    buf_free(&out->text);
     free(out->ins);
     memset(out, 0, sizeof *out);
     return false;
@@ -430,10 +420,10 @@ static json_t *load_json(struct rd *rd, const void *body, size_t len, const char
             rd->nomem = true;
             return NULL;
         }
-        root = json_loadb(b.buf, b.len, JSON_REJECT_DUPLICATES, &e);
+        root = json_loadb(b.text.s, b.text.len, JSON_REJECT_DUPLICATES, &e);
         if (root == NULL)
             e.column = big_column(&b, &e);
-        free(b.buf);
+        buf_free(&b.text);
         free(b.ins);
     }
     if (root == NULL) {

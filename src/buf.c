@@ -1,0 +1,58 @@
+/*
+ * buf.c - the growable byte buffer (see hibus/buf.h): capacity doubles, from 64.
+ */
+#include "hibus/buf.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool buf_reserve(struct buf *b, size_t extra)
+{
+    if (extra > SIZE_MAX - b->len - 1)
+        return false;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *s = realloc(b->s, cap);
+    if (s == NULL)
+        return false;
+    if (b->s == NULL)
+        s[0] = '\0';
+    b->s = s;
+    b->cap = cap;
+    return true;
+}
+
+bool buf_append(struct buf *b, const void *data, size_t n)
+{
+    if (!buf_reserve(b, n))
+        return false;
+    if (n > 0)
+        memcpy(b->s + b->len, data, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+    return true;
+}
+
+char *buf_take(struct buf *b, size_t *len)
+{
+    if (b->s == NULL && !buf_reserve(b, 0))
+        return NULL;
+    char *s = b->s;
+    if (len != NULL)
+        *len = b->len;
+    b->s = NULL;
+    b->len = b->cap = 0;
+    return s;
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->s);
+    b->s = NULL;
+    b->len = b->cap = 0;
+}

@@ -1,0 +1,47 @@
+/*
+ * test_buf.c - the growable buffer: appends across growth, NUL termination, take,
+ * an empty take, and a reservation too large to make.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "hibus/buf.h"
+
+static void test_buf(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    for (int i = 0; i < 1000; i++)
+        assert_true(buf_append(&b, "abc", 3));
+    assert_int_equal(b.len, 3000);
+    assert_int_equal(strlen(b.s), 3000);
+    assert_true(b.cap > b.len);
+    assert_false(buf_reserve(&b, SIZE_MAX - 10)); /* too large: b unchanged */
+    assert_int_equal(b.len, 3000);
+    size_t len = 0;
+    char *s = buf_take(&b, &len);
+    assert_int_equal(len, 3000);
+    assert_memory_equal(s, "abcabc", 6);
+    assert_null(b.s);
+    free(s);
+    s = buf_take(&b, &len); /* nothing appended: "" */
+    assert_string_equal(s, "");
+    assert_int_equal(len, 0);
+    free(s);
+    assert_true(buf_append(&b, "", 0));
+    assert_string_equal(b.s, "");
+    buf_free(&b);
+    buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_buf)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
