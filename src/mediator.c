@@ -330,7 +330,15 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* Only http and https, also after a redirect: a route URL or a target's Location
+     * must not reach file:// or another scheme. Refused when libcurl cannot say so. */
+    if (curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK) {
+        curl_slist_free_all(hdrs);
+        handle_put(h);
+        hibus_strlcpy(resp->error, "libcurl cannot restrict protocols to http and https",
+                      sizeof resp->error);
+        return HIBUS_E_UNSUPPORTED;
+    }
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, route->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      route->timeout_ms < 10000 ? route->timeout_ms : 10000L);

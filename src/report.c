@@ -66,6 +66,7 @@ void report_free(struct report *r)
     free(r->org_unit);
     free(r->complete_date);
     free(r->attribute_option_combo);
+    free(r->exported);
     free(r->ou_uid);
     free(r->data_set_uid);
     free(r->aoc_uid);

@@ -56,6 +56,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <gnutls/gnutls.h>
+
 #include "hibus/clock.h"
 #include "hibus/log.h"
 
@@ -950,30 +952,17 @@ static bool utf8_valid(const unsigned char *s, size_t n)
     return true;
 }
 
+/* Base64 by GnuTLS; the result is malloc'd (caller frees), NULL when out of memory. */
 static char *base64_encode(const unsigned char *s, size_t n)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((n + 2) / 3 * 4 + 1);
-    if (out == NULL)
+    if (n > UINT_MAX)
         return NULL;
-    char *p = out;
-    size_t i = 0;
-    for (; i + 2 < n; i += 3) {
-        unsigned v = (unsigned)s[i] << 16 | (unsigned)s[i + 1] << 8 | s[i + 2];
-        *p++ = tab[v >> 18];
-        *p++ = tab[(v >> 12) & 63];
-        *p++ = tab[(v >> 6) & 63];
-        *p++ = tab[v & 63];
-    }
-    if (i < n) {
-        unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0);
-        *p++ = tab[v >> 18];
-        *p++ = tab[(v >> 12) & 63];
-        *p++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        *p++ = '=';
-    }
-    *p = '\0';
-    return out;
+    gnutls_datum_t in = {(unsigned char *)(uintptr_t)s, (unsigned)n}, out = {NULL, 0};
+    if (gnutls_base64_encode2(&in, &out) != 0)
+        return NULL;
+    char *copy = strndup((const char *)out.data, out.size);
+    gnutls_free(out.data);
+    return copy;
 }
 
 /* Builds a JSON object field by field; the first failure sticks in ok. */

@@ -17,8 +17,8 @@
  * its own nor a report-level org unit or period makes the whole write fail (HIBUS_E_INVALID): DHIS2
  * would reject it anyway.
  *
- * ADX's mandatory `exported` timestamp is the current UTC time, or the value of the
- * environment variable HIBUS_ADX_EXPORTED when set (for golden-file tests only).
+ * ADX's mandatory `exported` timestamp is the report's `exported` when the caller set
+ * one (the golden-file tests do), else the current UTC time.
  *
  * Thread-safe: no shared state.
  */
@@ -189,11 +189,11 @@ static bool same_key(struct group_key a, struct group_key b)
     return same_str(a.ou, b.ou) && same_str(a.period, b.period) && same_str(a.aoc, b.aoc);
 }
 
-static void exported_now(char out[32])
+/* ADX's exported timestamp: the report's when the caller set one, else now (UTC). */
+static void exported_at(const struct report *r, char out[32])
 {
-    const char *env = getenv("HIBUS_ADX_EXPORTED");
-    if (env != NULL && *env != '\0' && strlen(env) < 32) {
-        snprintf(out, 32, "%s", env);
+    if (r->exported != NULL && *r->exported != '\0' && strlen(r->exported) < 32) {
+        snprintf(out, 32, "%s", r->exported);
         return;
     }
     time_t t = time(NULL);
@@ -244,7 +244,7 @@ static enum hibus_err write_adx(const struct report *r, char **body, size_t *len
     if (done == NULL || w == NULL)
         goto fail;
     char exported[32];
-    exported_now(exported);
+    exported_at(r, exported);
 
     W(xmlTextWriterSetIndent(w, 1));
     W(xmlTextWriterSetIndentString(w, BAD_CAST "  "));

@@ -117,22 +117,20 @@ static void test_adx_golden(void **state)
     (void)state;
     struct report *r = mapped_report();
     char *body = NULL;
-    setenv("HIBUS_ADX_EXPORTED", "2024-02-05T08:00:00Z", 1);
+    set(&r->exported, "2024-02-05T08:00:00Z");
     write_ok("adx", r, &body, "application/adx+xml");
-    unsetenv("HIBUS_ADX_EXPORTED");
     assert_int_equal(golden_compare(DATA "mapped.adx.xml", body), 0);
     assert_null(strstr(body, "Xk0Sm0c6fVw"));
     free(body);
     report_free(r);
 }
 
-/* Without HIBUS_ADX_EXPORTED, exported is the current UTC time. */
+/* Without the report's exported, exported is the current UTC time. */
 static void test_adx_exported_now(void **state)
 {
     (void)state;
     struct report *r = mapped_report();
     char *body = NULL;
-    unsetenv("HIBUS_ADX_EXPORTED");
     write_ok("adx", r, &body, "application/adx+xml");
     const char *e = strstr(body, "exported=\"");
     assert_non_null(e);
@@ -351,9 +349,8 @@ static void test_all_skipped(void **state)
                         "{\"dataSet\":\"Lpw6GcnTrmS\",\"completeDate\":\"2024-02-05\","
                         "\"period\":\"202401\",\"orgUnit\":\"DiszpKrYNg8\",\"dataValues\":[]}");
     free(body);
-    setenv("HIBUS_ADX_EXPORTED", "2024-02-05T08:00:00Z", 1);
+    set(&r->exported, "2024-02-05T08:00:00Z");
     write_ok("adx", r, &body, "application/adx+xml");
-    unsetenv("HIBUS_ADX_EXPORTED");
     assert_string_equal(body, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                               "<adx xmlns=\"urn:ihe:qrph:adx:2015\" "
                               "exported=\"2024-02-05T08:00:00Z\"/>\n");

@@ -67,6 +67,7 @@ struct report {
     char *org_unit;               /* facility code in the source's terms */
     char *complete_date;          /* may be NULL */
     char *attribute_option_combo; /* source's AOC code; may be NULL */
+    char *exported;               /* the adx writer's exported timestamp; NULL: now (UTC) */
 
     struct report_value *values;
     size_t n_values;
