@@ -160,14 +160,21 @@ static enum MHD_Result send_json(struct MHD_Connection *c, struct request *rq, u
 }
 
 /* details: a JSON array of strings, stolen; may be NULL. */
-static enum MHD_Result send_error(struct MHD_Connection *c, struct request *rq, unsigned status,
-                                  enum hibus_err code, const char *msg, json_t *details,
-                                  const char *const *extra)
+static enum MHD_Result send_error_status(struct MHD_Connection *c, struct request *rq,
+                                         unsigned status, enum hibus_err code, const char *msg,
+                                         json_t *details, const char *const *extra)
 {
     json_t *doc = json_pack("{s:s, s:s, s:o, s:s}", "error", msg, "code", hibus_errname(code),
                             "details", details ? details : json_array(), "request_id", rq->id);
     LOG_INFO(rq->id, "%u %s", status, msg);
     return send_json(c, rq, status, doc, extra);
+}
+
+/* An error answer with the status its code has in HIBUS_ERRORS (hibus/error.h). */
+static enum MHD_Result send_error(struct MHD_Connection *c, struct request *rq, enum hibus_err code,
+                                  const char *msg, json_t *details, const char *const *extra)
+{
+    return send_error_status(c, rq, hibus_http_status(code), code, msg, details, extra);
 }
 
 static json_t *details1(const char *s)
@@ -272,7 +279,7 @@ static enum MHD_Result serve_ready(struct MHD_Connection *c, struct request *rq)
         json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "status", "not ready", "database",
                                 "unreachable", "error", err.msg, "request_id", rq->id);
         static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
-        return send_json(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, doc, extra);
+        return send_json(c, rq, hibus_http_status(HIBUS_E_DB), doc, extra);
     }
     json_t *doc = json_pack("{s:s, s:s, s:I, s:I}", "status", "ready", "database", "ok", "channels",
                             (json_int_t)cfg->n_channels, "clients", (json_int_t)cfg->n_clients);
@@ -289,8 +296,8 @@ static enum MHD_Result route_miss(struct MHD_Connection *c, struct request *rq,
     case ROUTER_MATCH: break;
     case ROUTER_NO_PATH:
         snprintf(msg, sizeof msg, "no channel serves path \"%.200s\"", path);
-        return send_error(c, rq, MHD_HTTP_NOT_FOUND, HIBUS_E_NOT_FOUND, "no channel for this path",
-                          details1(msg), NULL);
+        return send_error(c, rq, HIBUS_E_NOT_FOUND, "no channel for this path", details1(msg),
+                          NULL);
     case ROUTER_BAD_METHOD: {
         /* Allow: the union of the methods of channels serving this path. */
         char allow[256] = "";
@@ -311,21 +318,23 @@ static enum MHD_Result route_miss(struct MHD_Connection *c, struct request *rq,
         snprintf(msg, sizeof msg, "method %.32s is not accepted on \"%.200s\"; allowed: %s", method,
                  path, allow);
         const char *extra[] = {"Allow", allow, NULL};
-        return send_error(c, rq, MHD_HTTP_METHOD_NOT_ALLOWED, HIBUS_E_INVALID, "method not allowed",
-                          details1(msg), extra);
+        /* 405 and 415 rather than HIBUS_E_INVALID's 422: HTTP has a status for each
+         * of these two, and a client or proxy acts on it (405 comes with Allow). */
+        return send_error_status(c, rq, MHD_HTTP_METHOD_NOT_ALLOWED, HIBUS_E_INVALID,
+                                 "method not allowed", details1(msg), extra);
     }
     case ROUTER_NO_BODY_MATCH:
         snprintf(msg, sizeof msg,
                  "channels serve \"%.200s\", but the body matches none of their match.json "
                  "conditions (it must be a JSON object with the fields they name)",
                  path);
-        return send_error(c, rq, MHD_HTTP_NOT_FOUND, HIBUS_E_NOT_FOUND,
-                          "no channel for this request body", details1(msg), NULL);
+        return send_error(c, rq, HIBUS_E_NOT_FOUND, "no channel for this request body",
+                          details1(msg), NULL);
     case ROUTER_BAD_CONTENT_TYPE:
         snprintf(msg, sizeof msg, "content type \"%.100s\" is not accepted on \"%.200s\"",
                  ctype ? ctype : "(none)", path);
-        return send_error(c, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, HIBUS_E_INVALID,
-                          "unsupported content type", details1(msg), NULL);
+        return send_error_status(c, rq, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, HIBUS_E_INVALID,
+                                 "unsupported content type", details1(msg), NULL);
     }
     return MHD_NO;
 }
@@ -355,6 +364,13 @@ static enum MHD_Result send_target_answer(struct MHD_Connection *c, struct reque
     return ret;
 }
 
+/* Why the primary route did not deliver, as the client is told: it timed out, or
+ * the target did not answer or gave an answer hibus cannot pass on. */
+static enum hibus_err route_failure(const struct delivery_route_result *pr)
+{
+    return pr->rc == HIBUS_E_TIMEOUT ? HIBUS_E_TIMEOUT : HIBUS_E_TARGET;
+}
+
 /* The answer to a client of a channel without transform: the primary route's
  * answer as it is (unwrapped for OpenHIM mediators), or a JSON error when the
  * target gave none. *status and *body get what was answered, for the log. */
@@ -364,14 +380,14 @@ static json_t *passthrough_error(const struct request *rq, int64_t tx_id,
     const char *why = pr->error ? pr->error : pr->resp.error;
     char msg[800];
     snprintf(msg, sizeof msg, "route \"%.200s\": %s", pr->route->name, why);
-    bool timeout = pr->rc == HIBUS_E_TIMEOUT;
-    *status = timeout ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_BAD_GATEWAY;
+    enum hibus_err code = route_failure(pr);
+    *status = hibus_http_status(code);
     return json_pack("{s:s, s:s, s:o, s:s, s:I}", "error",
-                     timeout                ? "target timed out"
-                     : pr->resp.status == 0 ? "target did not answer"
-                                            : "target gave an answer hibus cannot pass on",
-                     "code", hibus_errname(timeout ? HIBUS_E_TIMEOUT : HIBUS_E_TARGET), "details",
-                     details1(msg), "request_id", rq->id, "transaction", (json_int_t)tx_id);
+                     code == HIBUS_E_TIMEOUT ? "target timed out"
+                     : pr->resp.status == 0  ? "target did not answer"
+                                             : "target gave an answer hibus cannot pass on",
+                     "code", hibus_errname(code), "details", details1(msg), "request_id", rq->id,
+                     "transaction", (json_int_t)tx_id);
 }
 
 /* The answer to a client of a sync channel with a transform: hibus's own account
@@ -386,14 +402,16 @@ static json_t *transform_answer(const struct request *rq, int64_t tx_id,
     if (strcmp(res->status, "successful") == 0 || strcmp(res->status, "completed_with_errors") == 0)
         *status = MHD_HTTP_OK;
     else
-        *status = pr->rc == HIBUS_E_TIMEOUT ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_BAD_GATEWAY;
+        *status = hibus_http_status(route_failure(pr));
     return delivery_account(tx_id, rq->id, p, res);
 }
 
-/* 422: every problem the reader, the mapping or the quality rules found. */
+/* 422 (HIBUS_E_INVALID): every problem the reader, the mapping or the quality rules
+ * found. */
 static json_t *rejection_answer(const struct request *rq, int64_t tx_id,
-                                const struct delivery_prepared *p)
+                                const struct delivery_prepared *p, unsigned *status)
 {
+    *status = hibus_http_status(HIBUS_E_INVALID);
     json_t *details = json_array();
     size_t i;
     json_t *v;
@@ -411,7 +429,7 @@ static enum MHD_Result store_failed(struct MHD_Connection *c, struct request *rq
     LOG_ERROR(rq->id, "could not store request for channel \"%s\": %s%s%s", ch->name, err->msg,
               err->detail[0] ? ": " : "", err->detail);
     static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
-    return send_error(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, HIBUS_E_DB,
+    return send_error(c, rq, HIBUS_E_DB,
                       "transaction log unavailable; the request was not accepted",
                       details1("hibus could not store the request in its database; nothing "
                                "was forwarded. Send it again later."),
@@ -462,10 +480,11 @@ static enum MHD_Result serve_async(struct MHD_Connection *c, struct request *rq,
         ret = store_failed(c, rq, ch, &err);
     } else if (!ok) {
         const char *extra[] = {"X-Hibus-Transaction", txid, NULL};
-        LOG_INFO(rq->id, "%s %s -> 422 channel=%s client=%s tx=%s status=rejected", tr->method,
-                 tr->path, ch->name, tr->client, txid);
-        ret = send_json(c, rq, MHD_HTTP_UNPROCESSABLE_CONTENT, rejection_answer(rq, tx_id, &prep),
-                        extra);
+        unsigned status;
+        json_t *answer = rejection_answer(rq, tx_id, &prep, &status);
+        LOG_INFO(rq->id, "%s %s -> %u channel=%s client=%s tx=%s status=rejected", tr->method,
+                 tr->path, status, ch->name, tr->client, txid);
+        ret = send_json(c, rq, status, answer, extra);
     } else {
         const char *extra[] = {"X-Hibus-Transaction", txid, MHD_HTTP_HEADER_LOCATION, location,
                                NULL};
@@ -543,8 +562,7 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
     const struct mediator_response *target_answer = NULL;
     if (delivery_prepare(ch, rq->body, rq->body_len, &prep) != HIBUS_OK) {
         status = TXLOG_REJECTED;
-        code = MHD_HTTP_UNPROCESSABLE_CONTENT;
-        answer = rejection_answer(rq, tx_id, &prep);
+        answer = rejection_answer(rq, tx_id, &prep, &code);
     } else {
         struct delivery_input in = {.request_id = rq->id,
                                     .method = method,
@@ -617,13 +635,13 @@ static enum MHD_Result serve_transaction(struct MHD_Connection *c, struct reques
         rc = HIBUS_E_NOT_FOUND;
     if (rc == HIBUS_E_NOT_FOUND) {
         json_decref(tx);
-        return send_error(c, rq, MHD_HTTP_NOT_FOUND, HIBUS_E_NOT_FOUND, "no such transaction",
+        return send_error(c, rq, HIBUS_E_NOT_FOUND, "no such transaction",
                           details1("no transaction with this id was sent by this client"), NULL);
     }
     if (rc != HIBUS_OK) {
         static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
-        return send_error(c, rq, MHD_HTTP_SERVICE_UNAVAILABLE, HIBUS_E_DB,
-                          "transaction log unavailable", details1(err.msg), extra);
+        return send_error(c, rq, HIBUS_E_DB, "transaction log unavailable", details1(err.msg),
+                          extra);
     }
     /* What a client may see: not other clients' headers, not its own body back. */
     json_t *view = json_object();
@@ -664,8 +682,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
         char msg[128];
         snprintf(msg, sizeof msg, "the body exceeds the limit of %zu bytes (limits.max_body)",
                  cfg->max_body);
-        return send_error(c, rq, MHD_HTTP_CONTENT_TOO_LARGE, HIBUS_E_TOO_LARGE,
-                          "request body too large", details1(msg), NULL);
+        return send_error(c, rq, HIBUS_E_TOO_LARGE, "request body too large", details1(msg), NULL);
     }
 
     const char *authz =
@@ -680,7 +697,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
             : ar == AUTH_MALFORMED ? "the Authorization header is not valid basic credentials "
                                      "(base64 of client-id:password)"
                                    : "unknown client, disabled client or wrong password";
-        return send_error(c, rq, MHD_HTTP_UNAUTHORIZED, HIBUS_E_AUTH,
+        return send_error(c, rq, HIBUS_E_AUTH,
                           ar == AUTH_MISSING ? "authentication required" : "invalid credentials",
                           details1(d), extra);
     }
@@ -699,8 +716,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
         char msg[384];
         snprintf(msg, sizeof msg, "client \"%s\" is not in the allow list of channel \"%s\"",
                  client->id, ch->name);
-        return send_error(c, rq, MHD_HTTP_FORBIDDEN, HIBUS_E_FORBIDDEN, "not allowed",
-                          details1(msg), NULL);
+        return send_error(c, rq, HIBUS_E_FORBIDDEN, "not allowed", details1(msg), NULL);
     }
 
     struct header_list hl = {0};

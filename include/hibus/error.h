@@ -14,22 +14,34 @@
 
 #define HIBUS_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
-/* Stable codes: never renumber, retire by leaving a gap. */
-enum hibus_err {
-    HIBUS_OK = 0,
-    HIBUS_E_NOMEM = 1,       /* an allocation failed */
-    HIBUS_E_IO = 2,          /* a file or socket operation failed */
-    HIBUS_E_CONFIG = 3,      /* the configuration is invalid */
-    HIBUS_E_INVALID = 4,     /* an argument or input is invalid */
-    HIBUS_E_DB = 5,          /* the database is unreachable or a statement failed */
-    HIBUS_E_NOT_FOUND = 6,   /* the thing asked for does not exist */
-    HIBUS_E_AUTH = 7,        /* credentials missing or wrong */
-    HIBUS_E_FORBIDDEN = 8,   /* authenticated but not allowed */
-    HIBUS_E_TARGET = 9,      /* a delivery target did not answer */
-    HIBUS_E_TIMEOUT = 10,    /* an operation ran out of time */
-    HIBUS_E_TOO_LARGE = 11,  /* an input exceeds its configured maximum */
-    HIBUS_E_UNSUPPORTED = 12 /* asked for a feature that does not exist yet */
-};
+/*
+ * Every error code, once: X(constant, value, HTTP status, sentence).
+ *   value        stable: never renumber; retire a code by deleting its row, leaving a gap
+ *   HTTP status  what a client gets when its request fails with this code; the listener
+ *                refines only HIBUS_E_INVALID from the router, to 405 (method) and 415
+ *                (content type), which HTTP defines for exactly those cases
+ *   sentence     the generic meaning, hibus_strerror()
+ * The constant's own spelling is its stable name, hibus_errname(), sent in JSON error
+ * bodies. The enum and the three functions below are all made from this list.
+ */
+#define HIBUS_ERRORS(X)                                                                            \
+    X(HIBUS_OK, 0, 200, "no error")                                                                \
+    X(HIBUS_E_NOMEM, 1, 500, "out of memory")                                                      \
+    X(HIBUS_E_IO, 2, 500, "input/output error")                                                    \
+    X(HIBUS_E_CONFIG, 3, 500, "invalid configuration")                                             \
+    X(HIBUS_E_INVALID, 4, 422, "invalid input")                                                    \
+    X(HIBUS_E_DB, 5, 503, "database unavailable or statement failed")                              \
+    X(HIBUS_E_NOT_FOUND, 6, 404, "not found")                                                      \
+    X(HIBUS_E_AUTH, 7, 401, "authentication required or failed")                                   \
+    X(HIBUS_E_FORBIDDEN, 8, 403, "not allowed")                                                    \
+    X(HIBUS_E_TARGET, 9, 502, "target did not answer")                                             \
+    X(HIBUS_E_TIMEOUT, 10, 504, "timed out")                                                       \
+    X(HIBUS_E_TOO_LARGE, 11, 413, "input too large")                                               \
+    X(HIBUS_E_UNSUPPORTED, 12, 501, "not supported yet")
+
+#define HIBUS_ERR_ENUM_(name, value, http, sentence) name = value,
+enum hibus_err { HIBUS_ERRORS(HIBUS_ERR_ENUM_) };
+#undef HIBUS_ERR_ENUM_
 
 struct hibus_error {
     enum hibus_err code;
@@ -38,10 +50,14 @@ struct hibus_error {
     char hint[256];   /* what to do, whole sentences; may be empty */
 };
 
-/* Generic sentence for a code. */
+/* Generic sentence for a code; "unknown error" for a value not in the list. */
 const char *hibus_strerror(enum hibus_err e);
-/* Stable machine name for a code, e.g. "HIBUS_E_DB"; used in JSON bodies. */
+/* Stable machine name for a code, e.g. "HIBUS_E_DB"; used in JSON bodies.
+ * "HIBUS_E_UNKNOWN" for a value not in the list. */
 const char *hibus_errname(enum hibus_err e);
+/* The HTTP status a client gets for a code, e.g. 503 for HIBUS_E_DB; 500 for a value
+ * not in the list. */
+unsigned hibus_http_status(enum hibus_err e);
 
 /* Each of these accepts err == NULL (then does nothing). hibus_error_set clears
  * detail and hint. They return the code they were given, or HIBUS_OK for detail/hint. */
