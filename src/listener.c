@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hibus/buf.h"
+#include "hibus/clock.h"
 #include "hibus/delivery.h"
 #include "hibus/log.h"
 #include "hibus/mediator.h"
@@ -58,10 +60,8 @@ struct request {
     struct listener *l;
     const struct config *cfg; /* the snapshot this request started with */
     char id[REQUEST_ID_MAX + 1];
-    char *uri; /* as received, with the query */
-    char *body;
-    size_t body_len;
-    size_t body_cap;
+    char *uri;       /* as received, with the query */
+    struct buf body; /* as received; body.s NULL when there was none */
     bool too_large;
     bool counted; /* counted in l->in_flight */
     struct timespec t0;
@@ -458,7 +458,7 @@ static enum MHD_Result serve_async(struct MHD_Connection *c, struct request *rq,
 {
     struct listener *l = rq->l;
     struct delivery_prepared prep;
-    bool ok = delivery_prepare(ch, rq->body, rq->body_len, &prep) == HIBUS_OK;
+    bool ok = delivery_prepare(ch, rq->body.s, rq->body.len, &prep) == HIBUS_OK;
     json_t *pj = ok ? NULL : delivery_problems_json(&prep);
     char *pjs = pj ? json_dumps(pj, JSON_COMPACT) : NULL;
     json_decref(pj);
@@ -533,8 +533,8 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
                                .path = path,
                                .query = query,
                                .headers_json = hjs,
-                               .body = rq->body,
-                               .body_len = rq->body_len,
+                               .body = rq->body.s,
+                               .body_len = rq->body.len,
                                .status = TXLOG_PROCESSING,
                                .node = l->deps.node,
                                .lease_ms = sync_lease_ms(cfg, ch)};
@@ -560,7 +560,7 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
     unsigned code;
     json_t *answer = NULL;
     const struct mediator_response *target_answer = NULL;
-    if (delivery_prepare(ch, rq->body, rq->body_len, &prep) != HIBUS_OK) {
+    if (delivery_prepare(ch, rq->body.s, rq->body.len, &prep) != HIBUS_OK) {
         status = TXLOG_REJECTED;
         answer = rejection_answer(rq, tx_id, &prep, &code);
     } else {
@@ -569,8 +569,8 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
                                     .query = query,
                                     .headers = hl->v,
                                     .n_headers = hl->n,
-                                    .body = rq->body,
-                                    .body_len = rq->body_len,
+                                    .body = rq->body.s,
+                                    .body_len = rq->body.len,
                                     .max_response = cfg->max_body};
         delivery_run(ch, &prep, &in, NULL, 0, &res);
         status = res.status;
@@ -708,7 +708,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
     const char *ctype =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     const struct config_channel *ch = NULL;
-    enum router_result rr = router_match(cfg, method, path, ctype, rq->body, rq->body_len, &ch);
+    enum router_result rr = router_match(cfg, method, path, ctype, rq->body.s, rq->body.len, &ch);
     if (rr != ROUTER_MATCH)
         return route_miss(c, rq, rr, method, path, ctype);
 
@@ -778,24 +778,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_size > 0) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (rq->too_large || rq->body_len + n > cfg->max_body) {
+        if (rq->too_large || rq->body.len + n > cfg->max_body) {
             rq->too_large = true;
             return MHD_YES; /* discard; answered 413 at the end */
         }
-        if (rq->body_len + n + 1 > rq->body_cap) {
-            size_t cap = rq->body_cap ? rq->body_cap : 8192;
-            while (cap < rq->body_len + n + 1)
-                cap *= 2;
-            char *b = realloc(rq->body, cap);
-            if (b == NULL)
-                return MHD_NO;
-            rq->body = b;
-            rq->body_cap = cap;
-        }
-        memcpy(rq->body + rq->body_len, upload, n);
-        rq->body_len += n;
-        rq->body[rq->body_len] = '\0';
-        return MHD_YES;
+        return buf_append(&rq->body, upload, n) ? MHD_YES : MHD_NO;
     }
     return dispatch(c, rq, url, method);
 }
@@ -814,7 +801,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (rq->counted)
         in_flight_add(l, -1);
     free(rq->uri);
-    free(rq->body);
+    buf_free(&rq->body);
     free(rq);
     *con_cls = NULL;
 }
@@ -855,7 +842,7 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     l->deps = *deps;
     l->started = time(NULL);
     pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->idle, NULL);
+    clock_cond_init(&l->idle);
 
     /* One thread per connection: a sync request waits on its target for up to
      * the route's timeout, and in a shared event-loop thread that wait would
@@ -903,14 +890,7 @@ void listener_quiesce(struct listener *l)
 
 bool listener_drain(struct listener *l, long timeout_ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = clock_deadline(timeout_ms);
     pthread_mutex_lock(&l->mu);
     int rc = 0;
     while (l->in_flight > 0 && rc == 0)
