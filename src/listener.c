@@ -564,15 +564,25 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
         status = TXLOG_REJECTED;
         answer = rejection_answer(rq, tx_id, &prep, &code);
     } else {
+        /* What a target gets of the client's headers is what was stored, less what is
+         * redacted there, in every mode: a delivery worker (async, after a crash, a
+         * rerun) has only the stored headers. A secret a target needs belongs in the
+         * route's auth:, not in the client's request. */
+        struct mediator_header *fwd = calloc(hl->n + 1, sizeof *fwd);
+        size_t n_fwd = 0;
+        for (size_t i = 0; fwd != NULL && i < hl->n; i++)
+            if (!config_header_redacted(cfg, hl->v[i].name))
+                fwd[n_fwd++] = hl->v[i];
         struct delivery_input in = {.request_id = rq->id,
                                     .method = method,
                                     .query = query,
-                                    .headers = hl->v,
-                                    .n_headers = hl->n,
+                                    .headers = fwd,
+                                    .n_headers = n_fwd,
                                     .body = rq->body.s,
                                     .body_len = rq->body.len,
                                     .max_response = cfg->max_body};
         delivery_run(ch, &prep, &in, NULL, 0, &res);
+        free(fwd);
         status = res.status;
         const struct delivery_route_result *pr = &res.routes[0];
         if (ch->has_transform)

@@ -20,10 +20,12 @@ def setUpModule():
     checked = harness.channel("checked", "/async/checked", TARGET.url + "/checked",
                               mode="async", transform={"reader": "lmis-report"})
     checked["routes"][0]["body"] = "original"
+    plain_sync = harness.channel("plain-sync", "/sync/plain", TARGET.url + "/archive")
     HB = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PASSWORD),
                                         harness.client("lmis-district", ["lmis"], OTHER[1])],
-                       channels=[plain, checked],
-                       settings={"delivery": {"workers": 2, "poll": "200ms"}})
+                       channels=[plain, checked, plain_sync],
+                       settings={"delivery": {"workers": 2, "poll": "200ms"},
+                                 "redact_headers": ["X-Api-Key"]})
     HB.start()
 
 
@@ -70,6 +72,33 @@ class AsyncTest(harness.TestCase):
         self.assertNotIn("request_body", got)
         self.assertNotIn("request_headers", got)
         self.assertEqual(TARGET.requests[-1].body, b'{"n": 1}')
+
+    def test_sync_and_async_send_the_same(self):
+        # The same request through a sync and an async channel: the target gets the
+        # same body, query and headers, and never a redacted one (a delivery worker has
+        # only the stored, redacted headers, so sync forwards no more).
+        headers = {"Content-Type": "application/json", "X-Api-Key": "must-stay-with-hibus",
+                   "Cookie": "session=abc", "X-Report-Source": "lmis-national",
+                   "X-Request-Id": "same-request"}
+        got = {}
+        for path, mode in (("/sync/plain?a=1&b=x%20y", "sync"),
+                           ("/async/plain?a=1&b=x%20y", "async")):
+            before = len(TARGET.requests)
+            r = HB.request("POST", path, body=b'{"same": true}', auth=AUTH, headers=headers)
+            self.assertIn(r.status, (200, 202), r.body)
+            TARGET.wait_for_requests(before + 1)
+            t = TARGET.requests[before]
+            got[mode] = (t.body, t.query, sorted((k.lower(), v) for k, v in t.headers
+                                                 if k.lower() not in ("content-length", "host",
+                                                                      "connection")))
+        self.assertEqual(got["sync"], got["async"])
+        body, query, hdrs = got["sync"]
+        hdrs = dict(hdrs)
+        self.assertEqual((body, query), (b'{"same": true}', "a=1&b=x%20y"))
+        self.assertEqual(hdrs.get("x-report-source"), "lmis-national")
+        self.assertEqual(hdrs.get("x-request-id"), "same-request")
+        for secret in ("x-api-key", "cookie", "authorization"):
+            self.assertNotIn(secret, hdrs)
 
     def test_only_the_owner_sees_it(self):
         r = self.post("/async/plain", b'{"n": 2}')
