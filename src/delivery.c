@@ -543,3 +543,120 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
     free(at), free(hj), free(dj), free(pjs);
     return rc;
 }
+
+/* ---------------------------------------------------------------- a round */
+
+char *delivery_order_key(const struct config_channel *ch, const struct delivery_prepared *p)
+{
+    const struct report *r = p->report;
+    if (r == NULL || r->org_unit == NULL)
+        return NULL;
+    const char *pe = r->period ? r->period : r->period_start ? r->period_start : "";
+    size_t len = strlen(ch->name) + strlen(r->org_unit) + strlen(pe) + 3;
+    char *k = malloc(len);
+    if (k != NULL)
+        snprintf(k, len, "%s|%s|%s", ch->name, r->org_unit, pe);
+    return k;
+}
+
+/* The stored request headers (a JSON object) as a list for the mediator; values
+ * stored redacted, or as invalid UTF-8, are not sent. */
+static struct mediator_header *headers_from_json(const char *text, size_t *n)
+{
+    *n = 0;
+    json_t *o = json_loads(text ? text : "{}", 0, NULL);
+    struct mediator_header *v = calloc(json_object_size(o) + 1, sizeof *v);
+    const char *k;
+    json_t *val;
+    json_object_foreach(o, k, val)
+    {
+        const char *s = json_string_value(val);
+        if (v == NULL || s == NULL || strcmp(s, "[redacted]") == 0 ||
+            strcmp(s, "[invalid UTF-8]") == 0)
+            continue;
+        v[*n].name = strdup(k);
+        v[*n].value = strdup(s);
+        if (v[*n].name == NULL || v[*n].value == NULL) {
+            free(v[*n].name);
+            free(v[*n].value);
+            continue;
+        }
+        (*n)++;
+    }
+    json_decref(o);
+    return v;
+}
+
+static void headers_free(struct mediator_header *v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        free(v[i].name);
+        free(v[i].value);
+    }
+    free(v);
+}
+
+void delivery_round(const struct config *cfg, const struct config_channel *ch,
+                    const struct delivery_request *rq, const struct txlog_route_state *prev,
+                    size_t n_prev, bool retries, struct delivery_round *out)
+{
+    memset(out, 0, sizeof *out);
+    if (ch == NULL || !ch->enabled) {
+        snprintf(out->why, sizeof out->why, "channel \"%s\" is %s: delivery stopped",
+                 rq->channel ? rq->channel : "",
+                 ch == NULL ? "no longer in the configuration" : "disabled");
+        out->status = TXLOG_FAILED;
+        return;
+    }
+    if (retries && rq->round > ch->retry.max_attempts) {
+        snprintf(out->why, sizeof out->why, "max_attempts (%d) reached: delivery stopped",
+                 ch->retry.max_attempts);
+        out->status = TXLOG_FAILED;
+        return;
+    }
+    if (delivery_prepare(ch, rq->body, rq->body_len, &out->prep) != HIBUS_OK) {
+        snprintf(out->why, sizeof out->why, "the payload no longer passes the channel's transform");
+        out->status = TXLOG_REJECTED;
+        return;
+    }
+    size_t n_headers = 0;
+    struct mediator_header *headers = headers_from_json(rq->headers_json, &n_headers);
+    struct delivery_input in = {.request_id = rq->request_id,
+                                .method = rq->method,
+                                .query = rq->query,
+                                .headers = headers,
+                                .n_headers = n_headers,
+                                .body = rq->body,
+                                .body_len = rq->body_len,
+                                .max_response = cfg->max_body,
+                                .may_retry = retries && rq->round < ch->retry.max_attempts &&
+                                             rq->age_ms < (double)ch->retry.max_age_ms};
+    delivery_run(ch, &out->prep, &in, prev, n_prev, &out->res);
+    headers_free(headers, n_headers);
+
+    /* Retry while the policy allows; otherwise the round's status is final. */
+    out->status = out->res.status;
+    if (retries && out->res.retry) {
+        if (rq->round >= ch->retry.max_attempts) {
+            snprintf(out->why, sizeof out->why, "gave up after %d attempts (max_attempts)",
+                     rq->round);
+            out->status = TXLOG_FAILED;
+        } else if (rq->age_ms >= (double)ch->retry.max_age_ms) {
+            snprintf(out->why, sizeof out->why,
+                     "gave up: the request is older than max_age (%ld s)",
+                     ch->retry.max_age_ms / 1000);
+            out->status = TXLOG_FAILED;
+        } else {
+            out->status = TXLOG_QUEUED;
+            out->retry_in_ms = delivery_backoff_ms(&ch->retry, rq->round);
+        }
+    }
+}
+
+void delivery_round_free(struct delivery_round *r)
+{
+    if (r == NULL)
+        return;
+    delivery_result_free(&r->res);
+    delivery_prepared_free(&r->prep);
+}

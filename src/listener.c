@@ -436,20 +436,6 @@ static enum MHD_Result store_failed(struct MHD_Connection *c, struct request *rq
                       extra);
 }
 
-/* Delivered in arrival order with the others of the same key: one facility's
- * report for one period, on one channel. */
-static char *order_key(const struct config_channel *ch, const struct report *r)
-{
-    if (r == NULL || r->org_unit == NULL)
-        return NULL;
-    const char *pe = r->period ? r->period : r->period_start ? r->period_start : "";
-    size_t len = strlen(ch->name) + strlen(r->org_unit) + strlen(pe) + 3;
-    char *k = malloc(len);
-    if (k != NULL)
-        snprintf(k, len, "%s|%s|%s", ch->name, r->org_unit, pe);
-    return k;
-}
-
 /* An async channel: check the payload now (a bad one is refused at once, 422),
  * store it as queued in one commit, answer 202 with where to ask for the
  * outcome. Delivery workers do the rest. */
@@ -462,7 +448,7 @@ static enum MHD_Result serve_async(struct MHD_Connection *c, struct request *rq,
     json_t *pj = ok ? NULL : delivery_problems_json(&prep);
     char *pjs = pj ? json_dumps(pj, JSON_COMPACT) : NULL;
     json_decref(pj);
-    char *key = ok ? order_key(ch, prep.report) : NULL;
+    char *key = ok ? delivery_order_key(ch, &prep) : NULL;
     tr->status = ok ? TXLOG_QUEUED : TXLOG_REJECTED;
     tr->mode = "async";
     tr->order_key = key;
@@ -547,46 +533,40 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
     int64_t tx_id = 0;
     struct hibus_error err = {0};
     enum hibus_err ins = txlog_insert(l->deps.tl, &tr, &tx_id, &err);
-    free(hjs);
-    if (ins != HIBUS_OK)
+    if (ins != HIBUS_OK) {
+        free(hjs);
         return store_failed(c, rq, ch, &err);
+    }
     char txid[32];
     snprintf(txid, sizeof txid, "%lld", (long long)tx_id);
     const char *extra[] = {"X-Hibus-Transaction", txid, NULL};
 
-    struct delivery_prepared prep;
-    struct delivery_result res = {0};
-    const char *status;
+    /* The round a delivery worker would run, from what was stored; this thread
+     * only turns its outcome into the answer. */
+    struct delivery_request drq = {.tx_id = tx_id,
+                                   .channel = ch->name,
+                                   .request_id = rq->id,
+                                   .method = method,
+                                   .query = query,
+                                   .headers_json = hjs,
+                                   .body = rq->body.s,
+                                   .body_len = rq->body.len,
+                                   .round = 1};
+    struct delivery_round round;
+    delivery_round(cfg, ch, &drq, NULL, 0, false, &round);
+    free(hjs);
+    const struct delivery_prepared *prep = &round.prep;
+    const struct delivery_result *res = &round.res;
+    const char *status = round.status;
     unsigned code;
     json_t *answer = NULL;
     const struct mediator_response *target_answer = NULL;
-    if (delivery_prepare(ch, rq->body.s, rq->body.len, &prep) != HIBUS_OK) {
-        status = TXLOG_REJECTED;
-        answer = rejection_answer(rq, tx_id, &prep, &code);
+    if (res->n_routes == 0) {
+        answer = rejection_answer(rq, tx_id, prep, &code);
     } else {
-        /* What a target gets of the client's headers is what was stored, less what is
-         * redacted there, in every mode: a delivery worker (async, after a crash, a
-         * rerun) has only the stored headers. A secret a target needs belongs in the
-         * route's auth:, not in the client's request. */
-        struct mediator_header *fwd = calloc(hl->n + 1, sizeof *fwd);
-        size_t n_fwd = 0;
-        for (size_t i = 0; fwd != NULL && i < hl->n; i++)
-            if (!config_header_redacted(cfg, hl->v[i].name))
-                fwd[n_fwd++] = hl->v[i];
-        struct delivery_input in = {.request_id = rq->id,
-                                    .method = method,
-                                    .query = query,
-                                    .headers = fwd,
-                                    .n_headers = n_fwd,
-                                    .body = rq->body.s,
-                                    .body_len = rq->body.len,
-                                    .max_response = cfg->max_body};
-        delivery_run(ch, &prep, &in, NULL, 0, &res);
-        free(fwd);
-        status = res.status;
-        const struct delivery_route_result *pr = &res.routes[0];
+        const struct delivery_route_result *pr = &res->routes[0];
         if (ch->has_transform)
-            answer = transform_answer(rq, tx_id, &prep, &res, &code);
+            answer = transform_answer(rq, tx_id, prep, res, &code);
         else if (pr->resp.status == 0 || (pr->error != NULL && !pr->unwrapped))
             answer = passthrough_error(rq, tx_id, pr, &code);
         else {
@@ -607,7 +587,7 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
                                    .response_body_len = target_answer
                                                             ? target_answer->body_len
                                                             : (body_text ? strlen(body_text) : 0)};
-    if (delivery_record(l->deps.tl, tx_id, &prep, res.n_routes ? &res : NULL, &out, &err) !=
+    if (delivery_record(l->deps.tl, tx_id, prep, res->n_routes ? res : NULL, &out, &err) !=
         HIBUS_OK)
         LOG_ERROR(rq->id, "tx=%s ended %s but its outcome could not be recorded: %s%s%s", txid,
                   status, err.msg, err.detail[0] ? ": " : "", err.detail);
@@ -622,8 +602,7 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
     json_decref(answer);
     free(body_text);
     free(ans_headers);
-    delivery_result_free(&res);
-    delivery_prepared_free(&prep);
+    delivery_round_free(&round);
     return ret;
 }
 

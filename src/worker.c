@@ -80,42 +80,6 @@ static void sleep_until_woken(struct workers *w, unsigned long seen, long ms)
 
 /* --------------------------------------------------------------- a round */
 
-/* The stored request headers (a JSON object, secrets already redacted) as a
- * list for the mediator; redacted ones are not sent. */
-static struct mediator_header *headers_from_json(const char *text, size_t *n)
-{
-    *n = 0;
-    json_t *o = json_loads(text ? text : "{}", 0, NULL);
-    struct mediator_header *v = calloc(json_object_size(o) + 1, sizeof *v);
-    const char *k;
-    json_t *val;
-    json_object_foreach(o, k, val)
-    {
-        const char *s = json_string_value(val);
-        if (v == NULL || s == NULL || strcmp(s, "[redacted]") == 0)
-            continue;
-        v[*n].name = strdup(k);
-        v[*n].value = strdup(s);
-        if (v[*n].name == NULL || v[*n].value == NULL) {
-            free(v[*n].name);
-            free(v[*n].value);
-            continue;
-        }
-        (*n)++;
-    }
-    json_decref(o);
-    return v;
-}
-
-static void headers_free(struct mediator_header *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(v[i].name);
-        free(v[i].value);
-    }
-    free(v);
-}
-
 /* Ends a transaction without delivering it (failed or rejected). */
 static void end_without_delivery(struct workers *w, const char *owner,
                                  const struct txlog_claimed *c, const struct delivery_prepared *p,
@@ -133,27 +97,6 @@ static void deliver_one(struct workers *w, const struct config *cfg, const char 
                         const struct txlog_claimed *c)
 {
     const struct config_channel *ch = config_find_channel(cfg, c->channel);
-    struct delivery_prepared prep = {0};
-    char why[512];
-    if (ch == NULL || !ch->enabled) {
-        snprintf(why, sizeof why, "channel \"%s\" is %s: delivery stopped", c->channel,
-                 ch == NULL ? "no longer in the configuration" : "disabled");
-        end_without_delivery(w, owner, c, NULL, TXLOG_FAILED, why);
-        return;
-    }
-    if (c->rounds > ch->retry.max_attempts) {
-        snprintf(why, sizeof why, "max_attempts (%d) reached: delivery stopped",
-                 ch->retry.max_attempts);
-        end_without_delivery(w, owner, c, NULL, TXLOG_FAILED, why);
-        return;
-    }
-    if (delivery_prepare(ch, c->body, c->body_len, &prep) != HIBUS_OK) {
-        end_without_delivery(w, owner, c, &prep, TXLOG_REJECTED,
-                             "the payload no longer passes the channel's transform");
-        delivery_prepared_free(&prep);
-        return;
-    }
-
     struct hibus_error err = {0};
     struct txlog_route_state *prev = NULL;
     size_t n_prev = 0;
@@ -162,64 +105,50 @@ static void deliver_one(struct workers *w, const struct config *cfg, const char 
          * leave the claim to lapse and try later. */
         LOG_ERROR(c->request_id, "tx=%lld: could not read earlier rounds: %s", (long long)c->id,
                   err.msg);
-        delivery_prepared_free(&prep);
         return;
     }
-    size_t n_headers = 0;
-    struct mediator_header *headers = headers_from_json(c->headers_json, &n_headers);
-    struct delivery_input in = {.request_id = c->request_id,
-                                .method = c->method,
-                                .query = c->query,
-                                .headers = headers,
-                                .n_headers = n_headers,
-                                .body = c->body,
-                                .body_len = c->body_len,
-                                .max_response = cfg->max_body,
-                                .may_retry = c->rounds < ch->retry.max_attempts &&
-                                             c->age_ms < (double)ch->retry.max_age_ms};
-    struct delivery_result res;
-    delivery_run(ch, &prep, &in, prev, n_prev, &res);
-
-    /* Retry while the policy allows; otherwise the round's status is final. */
-    struct delivery_outcome o = {.owner = owner};
-    const char *verdict = res.status;
-    if (res.retry) {
-        if (c->rounds >= ch->retry.max_attempts) {
-            snprintf(why, sizeof why, "gave up after %d attempts (max_attempts)", c->rounds);
-            verdict = TXLOG_FAILED;
-            o.error = why;
-        } else if (c->age_ms >= (double)ch->retry.max_age_ms) {
-            snprintf(why, sizeof why, "gave up: the request is older than max_age (%ld s)",
-                     ch->retry.max_age_ms / 1000);
-            verdict = TXLOG_FAILED;
-            o.error = why;
-        } else {
-            verdict = TXLOG_QUEUED;
-            o.retry_in_ms = delivery_backoff_ms(&ch->retry, c->rounds);
-        }
+    struct delivery_request rq = {.tx_id = c->id,
+                                  .channel = c->channel,
+                                  .request_id = c->request_id,
+                                  .method = c->method,
+                                  .query = c->query,
+                                  .headers_json = c->headers_json,
+                                  .body = c->body,
+                                  .body_len = c->body_len,
+                                  .round = c->rounds,
+                                  .age_ms = c->age_ms};
+    struct delivery_round round;
+    delivery_round(cfg, ch, &rq, prev, n_prev, true, &round);
+    free(prev);
+    if (round.res.n_routes == 0) {
+        end_without_delivery(w, owner, c, ch && round.prep.problems ? &round.prep : NULL,
+                             round.status, round.why);
+        delivery_round_free(&round);
+        return;
     }
-    o.status = verdict;
-    json_t *account = delivery_account(c->id, c->request_id, &prep, &res);
+
+    struct delivery_outcome o = {.owner = owner,
+                                 .status = round.status,
+                                 .retry_in_ms = round.retry_in_ms,
+                                 .error = round.why[0] ? round.why : NULL};
+    json_t *account = delivery_account(c->id, c->request_id, &round.prep, &round.res);
     char *body = account ? json_dumps(account, JSON_COMPACT) : NULL;
     json_decref(account);
-    o.response_status = (int)res.routes[0].status;
+    o.response_status = (int)round.res.routes[0].status;
     o.response_body = body;
     o.response_body_len = body ? strlen(body) : 0;
-    if (delivery_record(w->deps.tl, c->id, &prep, &res, &o, &err) != HIBUS_OK)
+    if (delivery_record(w->deps.tl, c->id, &round.prep, &round.res, &o, &err) != HIBUS_OK)
         LOG_ERROR(c->request_id, "tx=%lld: round %d ended %s but was not recorded: %s%s%s",
-                  (long long)c->id, c->rounds, verdict, err.msg, err.detail[0] ? ": " : "",
+                  (long long)c->id, c->rounds, round.status, err.msg, err.detail[0] ? ": " : "",
                   err.detail);
-    else if (strcmp(verdict, TXLOG_QUEUED) == 0)
+    else if (strcmp(round.status, TXLOG_QUEUED) == 0)
         LOG_WARN(c->request_id, "tx=%lld channel=%s: round %d failed, retry in %.1f s",
-                 (long long)c->id, c->channel, c->rounds, (double)o.retry_in_ms / 1000.0);
+                 (long long)c->id, c->channel, c->rounds, (double)round.retry_in_ms / 1000.0);
     else
         LOG_INFO(c->request_id, "tx=%lld channel=%s: delivered in round %d: %s", (long long)c->id,
-                 c->channel, c->rounds, verdict);
+                 c->channel, c->rounds, round.status);
     free(body);
-    free(prev);
-    headers_free(headers, n_headers);
-    delivery_result_free(&res);
-    delivery_prepared_free(&prep);
+    delivery_round_free(&round);
 }
 
 /* ------------------------------------------------------------- threads */

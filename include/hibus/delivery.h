@@ -11,7 +11,11 @@
  *                      OpenHIM mediators (application/json+openhim) are unwrapped
  *   delivery_record    the attempts and the outcome, into the transaction log
  *
- * The sync listener and the asynchronous delivery workers call these functions.
+ *   delivery_round     one round of a stored request, whoever runs it: the sync
+ *                      listener, a delivery worker (async, a lease taken over after a
+ *                      crash, a rerun); it runs the three above's first two and says
+ *                      what the transaction becomes, so every mode behaves alike
+ *
  * Thread-safe: everything is per call.
  */
 #ifndef HIBUS_DELIVERY_H
@@ -127,6 +131,45 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
  * "warnings"}. Caller decrefs. */
 json_t *delivery_account(int64_t tx_id, const char *request_id, const struct delivery_prepared *p,
                          const struct delivery_result *r);
+
+/* A stored request, as a delivery round reads it. The client's headers are the
+ * stored ones: a redacted value (and one stored as invalid UTF-8) is never sent, so a
+ * target gets the same in every mode. */
+struct delivery_request {
+    int64_t tx_id;
+    const char *channel; /* the channel's name, as stored */
+    const char *request_id;
+    const char *method;
+    const char *query;
+    const char *headers_json; /* as stored (a JSON object text); NULL: none */
+    const void *body;
+    size_t body_len;
+    int round;     /* 1 for the first */
+    double age_ms; /* since it was received */
+};
+
+struct delivery_round {
+    struct delivery_prepared prep;
+    struct delivery_result res; /* n_routes 0 when no route ran */
+    const char *status;         /* what the transaction becomes: a final status, or
+                                   TXLOG_QUEUED for another round in retry_in_ms */
+    long retry_in_ms;
+    char why[512]; /* why it ended without a delivery, or gave up; "" otherwise */
+};
+
+/* Runs one round of rq on channel ch (NULL: the channel is gone). Without retries
+ * (sync) the round's status is final; with them (a delivery worker) a route that
+ * may succeed later sends the transaction back to the queue while the channel's
+ * retry policy allows. prev: the routes' states from earlier rounds (NULL for the
+ * first). Always fills out (free with delivery_round_free). */
+void delivery_round(const struct config *cfg, const struct config_channel *ch,
+                    const struct delivery_request *rq, const struct txlog_route_state *prev,
+                    size_t n_prev, bool retries, struct delivery_round *out);
+void delivery_round_free(struct delivery_round *r);
+
+/* The key that keeps a channel's reports for one facility and period in order
+ * (caller frees; NULL when the report names no facility). */
+char *delivery_order_key(const struct config_channel *ch, const struct delivery_prepared *p);
 
 /* Full-jitter backoff: a random delay in [0, min(max, initial * 2^(round-1))]. */
 long delivery_backoff_ms(const struct config_retry *rt, int round);
