@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "config_internal.h"
 #include "hibus/buf.h"
 #include "hibus/csv.h"
 #include "hibus/log.h"
@@ -52,8 +53,6 @@
 
 /* Limits on input: a config file larger than this is refused, and so is a scalar
  * longer than this once ${NAME} references are expanded. */
-#define CONFIG_MAX_FILE (1024 * 1024)
-#define CONFIG_MAX_VALUE 8192
 
 static const char *const default_redact[] = {"authorization", "proxy-authorization", "cookie",
                                              "set-cookie"};
@@ -62,36 +61,12 @@ static const char *const default_redact[] = {"authorization", "proxy-authorizati
  * Loader state and diagnostics
  * ------------------------------------------------------------------------------------ */
 
-struct loader {
-    struct config *cfg;
-    struct hibus_diags *diags;
-    size_t diags_start;   /* diags->n when loading began: more means the config is invalid */
-    bool oom;             /* an allocation failed: the result is HIBUS_E_NOMEM */
-    bool read_failed;     /* the last parse_file could not read its file */
-    bool main_unreadable; /* ... and that file was hibus.yaml: HIBUS_E_IO */
-    bool clients_loaded;  /* clients.yaml was read: references to roles/clients can be checked */
-    const char *file;     /* file being read, a string owned by cfg->files */
-    yaml_document_t *doc;
-    /* Mappings named by the channel file being read and not loaded yet: they are
-     * read after it (one document at a time), each at most once per config. */
-    struct pending_mapping *pending;
-    size_t n_pending, cap_pending;
-    /* Environment variables found unset: each is reported once, where first met. */
-    char unset[16][64];
-    size_t n_unset;
-};
-
-struct pending_mapping {
-    struct mapping *m;      /* owned by cfg->mappings */
-    struct config_pos from; /* the first mapping: value that named it */
-};
-
-static void err_pos(struct loader *ld, const char *file, int line, int col, const char *fmt, ...)
+void config_err_pos(struct loader *ld, const char *file, int line, int col, const char *fmt, ...)
     HIBUS_PRINTF(5, 6);
-static void err_at(struct loader *ld, const yaml_node_t *n, const char *fmt, ...)
+void config_err_at(struct loader *ld, const yaml_node_t *n, const char *fmt, ...)
     HIBUS_PRINTF(3, 4);
 
-static void verr_pos(struct loader *ld, const char *file, int line, int col, const char *fmt,
+void config_verr_pos(struct loader *ld, const char *file, int line, int col, const char *fmt,
                      va_list ap)
 {
     char buf[1024];
@@ -99,20 +74,21 @@ static void verr_pos(struct loader *ld, const char *file, int line, int col, con
     hibus_diags_add(ld->diags, file, line, col, "%s", buf);
 }
 
-static void err_pos(struct loader *ld, const char *file, int line, int col, const char *fmt, ...)
+void config_err_pos(struct loader *ld, const char *file, int line, int col, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    verr_pos(ld, file, line, col, fmt, ap);
+    config_verr_pos(ld, file, line, col, fmt, ap);
     va_end(ap);
 }
 
 /* Reports at a node of the current document; libyaml marks are 0-based. */
-static void err_at(struct loader *ld, const yaml_node_t *n, const char *fmt, ...)
+void config_err_at(struct loader *ld, const yaml_node_t *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    verr_pos(ld, ld->file, (int)n->start_mark.line + 1, (int)n->start_mark.column + 1, fmt, ap);
+    config_verr_pos(ld, ld->file, (int)n->start_mark.line + 1, (int)n->start_mark.column + 1, fmt,
+                    ap);
     va_end(ap);
 }
 
@@ -121,13 +97,13 @@ static bool has_errors(const struct loader *ld)
     return ld->diags->n > ld->diags_start;
 }
 
-static struct config_pos pos_of(const struct loader *ld, const yaml_node_t *n)
+struct config_pos config_pos_of(const struct loader *ld, const yaml_node_t *n)
 {
     struct config_pos p = {ld->file, (int)n->start_mark.line + 1, (int)n->start_mark.column + 1};
     return p;
 }
 
-static char *xstrdup(struct loader *ld, const char *s)
+char *config_xstrdup(struct loader *ld, const char *s)
 {
     char *d = strdup(s);
     if (d == NULL)
@@ -138,7 +114,7 @@ static char *xstrdup(struct loader *ld, const char *s)
 /* Makes room for one more element in *v (n used, *cap allocated). The arrays of
  * struct config keep no capacity; callers pass cap = n, which reallocates on every
  * append: fine for lists as short as a configuration's. */
-static bool grow(struct loader *ld, void **v, size_t *cap, size_t n, size_t size)
+bool config_grow(struct loader *ld, void **v, size_t *cap, size_t n, size_t size)
 {
     if (n < *cap)
         return true;
@@ -153,7 +129,7 @@ static bool grow(struct loader *ld, void **v, size_t *cap, size_t n, size_t size
     return true;
 }
 
-static char *dir_of(struct loader *ld, const char *path);
+char *config_dir_of(struct loader *ld, const char *path);
 
 static void free_strv(char **v, size_t n)
 {
@@ -166,12 +142,12 @@ static void free_strv(char **v, size_t n)
  * Nodes
  * ------------------------------------------------------------------------------------ */
 
-static yaml_node_t *node(const struct loader *ld, yaml_node_item_t i)
+yaml_node_t *config_node(const struct loader *ld, yaml_node_item_t i)
 {
     return yaml_document_get_node(ld->doc, i);
 }
 
-static const char *kind_name(const yaml_node_t *n)
+const char *config_kind_name(const yaml_node_t *n)
 {
     switch (n->type) {
     case YAML_SCALAR_NODE: return "a scalar";
@@ -182,34 +158,34 @@ static const char *kind_name(const yaml_node_t *n)
     return "nothing";
 }
 
-static const char *scalar_raw(const yaml_node_t *n)
+const char *config_scalar_raw(const yaml_node_t *n)
 {
     return (const char *)n->data.scalar.value;
 }
 
 /* "key:" with nothing after it, or ~ / null: accepted as an empty mapping or list. */
-static bool is_null(const yaml_node_t *n)
+bool config_is_null(const yaml_node_t *n)
 {
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
-    const char *s = scalar_raw(n);
+    const char *s = config_scalar_raw(n);
     return s[0] == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
            strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
 }
 
-static bool expect_mapping(struct loader *ld, const yaml_node_t *n, const char *what)
+bool config_expect_mapping(struct loader *ld, const yaml_node_t *n, const char *what)
 {
-    if (n->type == YAML_MAPPING_NODE || is_null(n))
+    if (n->type == YAML_MAPPING_NODE || config_is_null(n))
         return true;
-    err_at(ld, n, "expected a mapping for %s, got %s", what, kind_name(n));
+    config_err_at(ld, n, "expected a mapping for %s, got %s", what, config_kind_name(n));
     return false;
 }
 
 static bool expect_list(struct loader *ld, const yaml_node_t *n, const char *what)
 {
-    if (n->type == YAML_SEQUENCE_NODE || is_null(n))
+    if (n->type == YAML_SEQUENCE_NODE || config_is_null(n))
         return true;
-    err_at(ld, n, "expected a list for %s, got %s", what, kind_name(n));
+    config_err_at(ld, n, "expected a list for %s, got %s", what, config_kind_name(n));
     return false;
 }
 
@@ -222,29 +198,19 @@ static size_t list_len(const yaml_node_t *n)
 
 static yaml_node_t *list_item(const struct loader *ld, const yaml_node_t *n, size_t i)
 {
-    return node(ld, n->data.sequence.items.start[i]);
+    return config_node(ld, n->data.sequence.items.start[i]);
 }
 
 /* ------------------------------------------------------------------------------------
  * Mappings, checked against a table of allowed keys
  * ------------------------------------------------------------------------------------ */
 
-struct key_spec {
-    const char *name;
-    bool required;
-};
-
-struct found {
-    yaml_node_t *key;
-    yaml_node_t *val;
-};
-
 /* Checks that every key of map is scalar, allowed by keys[] and not repeated, and
  * that every required key is present; found[i] receives the key and value nodes
  * for keys[i] (both NULL when absent). "where" names the mapping in messages
  * ("listen", "routes[0].auth"); NULL means the top level of the file. Returns
  * false if map is not a mapping (then nothing was found). */
-static bool map_keys(struct loader *ld, const yaml_node_t *map, const char *where,
+bool config_map_keys(struct loader *ld, const yaml_node_t *map, const char *where,
                      const struct key_spec *keys, size_t nkeys, struct found *found)
 {
     char in[128];
@@ -254,19 +220,19 @@ static bool map_keys(struct loader *ld, const yaml_node_t *map, const char *wher
         snprintf(in, sizeof in, "at top level");
 
     memset(found, 0, nkeys * sizeof *found);
-    if (!expect_mapping(ld, map, where ? where : "the top level"))
+    if (!config_expect_mapping(ld, map, where ? where : "the top level"))
         return false;
     if (map->type == YAML_MAPPING_NODE) {
         for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
              p++) {
-            yaml_node_t *k = node(ld, p->key);
-            yaml_node_t *v = node(ld, p->value);
+            yaml_node_t *k = config_node(ld, p->key);
+            yaml_node_t *v = config_node(ld, p->value);
             if (k->type != YAML_SCALAR_NODE) {
-                err_at(ld, k, "expected a scalar key %s, got %s", in, kind_name(k));
+                config_err_at(ld, k, "expected a scalar key %s, got %s", in, config_kind_name(k));
                 continue;
             }
             size_t i = 0;
-            while (i < nkeys && strcmp(keys[i].name, scalar_raw(k)) != 0)
+            while (i < nkeys && strcmp(keys[i].name, config_scalar_raw(k)) != 0)
                 i++;
             if (i == nkeys) {
                 char allowed[512];
@@ -277,12 +243,13 @@ static bool map_keys(struct loader *ld, const yaml_node_t *map, const char *wher
                                      keys[j].name);
                     len += w > 0 ? (size_t)w : 0;
                 }
-                err_at(ld, k, "unknown key \"%s\" %s (expected one of: %s)", scalar_raw(k), in,
-                       allowed);
+                config_err_at(ld, k, "unknown key \"%s\" %s (expected one of: %s)",
+                              config_scalar_raw(k), in, allowed);
             } else if (found[i].key) {
-                err_at(ld, k, "duplicate key \"%s\" %s (first defined at %s:%d:%d)", scalar_raw(k),
-                       in, ld->file, (int)found[i].key->start_mark.line + 1,
-                       (int)found[i].key->start_mark.column + 1);
+                config_err_at(ld, k, "duplicate key \"%s\" %s (first defined at %s:%d:%d)",
+                              config_scalar_raw(k), in, ld->file,
+                              (int)found[i].key->start_mark.line + 1,
+                              (int)found[i].key->start_mark.column + 1);
             } else {
                 found[i].key = k;
                 found[i].val = v;
@@ -291,7 +258,7 @@ static bool map_keys(struct loader *ld, const yaml_node_t *map, const char *wher
     }
     for (size_t i = 0; i < nkeys; i++)
         if (keys[i].required && found[i].key == NULL)
-            err_at(ld, map, "missing required key \"%s\" %s", keys[i].name, in);
+            config_err_at(ld, map, "missing required key \"%s\" %s", keys[i].name, in);
     return true;
 }
 
@@ -307,13 +274,10 @@ static const struct found *exactly_one(struct loader *ld, const struct found *f,
             one = &f[k];
     for (size_t k = first; k <= last; k++)
         if (f[k].key && &f[k] != one)
-            err_at(ld, f[k].key, "%s has both %s and %s (use exactly one of %s)", where,
-                   scalar_raw(one->key), keys[k].name, choices);
+            config_err_at(ld, f[k].key, "%s has both %s and %s (use exactly one of %s)", where,
+                          config_scalar_raw(one->key), keys[k].name, choices);
     return one;
 }
-
-#define MAP_KEYS(ld, map, where, table, found)                                                     \
-    map_keys(ld, map, where, table, sizeof(table) / sizeof(table[0]), found)
 
 /* ------------------------------------------------------------------------------------
  * Scalars: ${NAME} expansion and typed values
@@ -371,15 +335,15 @@ static size_t expand_ref(struct loader *ld, const yaml_node_t *n, const char *wh
             j++;
     }
     if (name_end == i + 2 || j == len || s[j] != '}') {
-        err_at(ld, n,
-               "invalid environment variable reference in \"%s\" (expected ${NAME}, "
-               "${NAME:-default} or ${NAME:?message}, or $$ for a literal $)",
-               s);
+        config_err_at(ld, n,
+                      "invalid environment variable reference in \"%s\" (expected ${NAME}, "
+                      "${NAME:-default} or ${NAME:?message}, or $$ for a literal $)",
+                      s);
         return 0;
     }
     char name[256];
     if (name_end - (i + 2) >= sizeof name) {
-        err_at(ld, n, "environment variable name in %s is too long", what);
+        config_err_at(ld, n, "environment variable name in %s is too long", what);
         return 0;
     }
     memcpy(name, s + i + 2, name_end - (i + 2));
@@ -396,13 +360,13 @@ static size_t expand_ref(struct loader *ld, const yaml_node_t *n, const char *wh
     /* Said once: the first report already makes the configuration invalid. */
     if (!unset_said(ld, name)) {
         if (op == '?')
-            err_at(ld, n, "environment variable \"%s\" is %s: %.*s", name,
-                   val == NULL ? "not set" : "empty", (int)(j - word), s + word);
+            config_err_at(ld, n, "environment variable \"%s\" is %s: %.*s", name,
+                          val == NULL ? "not set" : "empty", (int)(j - word), s + word);
         else
-            err_at(ld, n,
-                   "environment variable \"%s\" is not set (set it, or write "
-                   "${%s:-DEFAULT} for a default)",
-                   name, name);
+            config_err_at(ld, n,
+                          "environment variable \"%s\" is not set (set it, or write "
+                          "${%s:-DEFAULT} for a default)",
+                          name, name);
     }
     return 0;
 }
@@ -413,13 +377,13 @@ static size_t expand_ref(struct loader *ld, const yaml_node_t *n, const char *wh
 static char *scalar_dup(struct loader *ld, const yaml_node_t *n, const char *what)
 {
     if (n->type != YAML_SCALAR_NODE) {
-        err_at(ld, n, "expected a scalar for %s, got %s", what, kind_name(n));
+        config_err_at(ld, n, "expected a scalar for %s, got %s", what, config_kind_name(n));
         return NULL;
     }
-    const char *s = scalar_raw(n);
+    const char *s = config_scalar_raw(n);
     size_t len = n->data.scalar.length;
     if (strlen(s) != len) {
-        err_at(ld, n, "value of %s contains a NUL character", what);
+        config_err_at(ld, n, "value of %s contains a NUL character", what);
         return NULL;
     }
     struct buf b = {0};
@@ -437,8 +401,8 @@ static char *scalar_dup(struct loader *ld, const yaml_node_t *n, const char *wha
         }
     }
     if (ok && !ld->oom && b.len > CONFIG_MAX_VALUE) {
-        err_at(ld, n, "value of %s is too long (%zu bytes, at most %d)", what, b.len,
-               CONFIG_MAX_VALUE);
+        config_err_at(ld, n, "value of %s is too long (%zu bytes, at most %d)", what, b.len,
+                      CONFIG_MAX_VALUE);
         ok = false;
     }
     if (!ok || ld->oom) {
@@ -449,14 +413,14 @@ static char *scalar_dup(struct loader *ld, const yaml_node_t *n, const char *wha
 }
 
 /* Replaces *out with the node's string value. */
-static bool get_string(struct loader *ld, const yaml_node_t *n, const char *what, bool nonempty,
+bool config_get_string(struct loader *ld, const yaml_node_t *n, const char *what, bool nonempty,
                        char **out)
 {
     char *s = scalar_dup(ld, n, what);
     if (s == NULL)
         return false;
     if (nonempty && s[0] == '\0') {
-        err_at(ld, n, "%s must not be empty", what);
+        config_err_at(ld, n, "%s must not be empty", what);
         free(s);
         return false;
     }
@@ -491,9 +455,10 @@ static bool get_long(struct loader *ld, const yaml_node_t *n, const char *what, 
     long v = 0;
     bool ok = parse_long(s, &v);
     if (!ok)
-        err_at(ld, n, "expected an integer for %s, got \"%s\"", what, s);
+        config_err_at(ld, n, "expected an integer for %s, got \"%s\"", what, s);
     else if (v < min || v > max) {
-        err_at(ld, n, "\"%s\" is outside the valid range for %s (%ld .. %ld)", s, what, min, max);
+        config_err_at(ld, n, "\"%s\" is outside the valid range for %s (%ld .. %ld)", s, what, min,
+                      max);
         ok = false;
     } else {
         *out = v;
@@ -523,7 +488,7 @@ static bool get_bool(struct loader *ld, const yaml_node_t *n, const char *what, 
     else if (strcmp(s, "false") == 0)
         *out = false;
     else {
-        err_at(ld, n, "expected a boolean (true or false) for %s, got \"%s\"", what, s);
+        config_err_at(ld, n, "expected a boolean (true or false) for %s, got \"%s\"", what, s);
         ok = false;
     }
     free(s);
@@ -557,9 +522,10 @@ static bool get_duration_in(struct loader *ld, const yaml_node_t *n, const char 
     long v = 0;
     bool ok = config_parse_duration_ms(s, &v);
     if (!ok)
-        err_at(ld, n, "expected a duration (like %s) for %s, got \"%s\"", range->example, what, s);
+        config_err_at(ld, n, "expected a duration (like %s) for %s, got \"%s\"", range->example,
+                      what, s);
     else if (v < range->min || v > range->max) {
-        err_at(ld, n, "\"%s\" is outside the valid range for %s (%s)", s, what, range->text);
+        config_err_at(ld, n, "\"%s\" is outside the valid range for %s (%s)", s, what, range->text);
         ok = false;
     } else {
         *out = v;
@@ -602,9 +568,10 @@ static bool get_size(struct loader *ld, const yaml_node_t *n, const char *what, 
     size_t v = 0;
     bool ok = config_parse_size(s, &v);
     if (!ok)
-        err_at(ld, n, "expected a size (like 512KiB, 10MiB or 1GB) for %s, got \"%s\"", what, s);
+        config_err_at(ld, n, "expected a size (like 512KiB, 10MiB or 1GB) for %s, got \"%s\"", what,
+                      s);
     else if (v < 1) {
-        err_at(ld, n, "\"%s\" is outside the valid range for %s (at least 1 byte)", s, what);
+        config_err_at(ld, n, "\"%s\" is outside the valid range for %s (at least 1 byte)", s, what);
         ok = false;
     } else {
         *out = v;
@@ -614,7 +581,7 @@ static bool get_size(struct loader *ld, const yaml_node_t *n, const char *what, 
 }
 
 /* An enumerated value: one of names[] (NULL-terminated); returns its index or -1. */
-static int get_enum(struct loader *ld, const yaml_node_t *n, const char *what,
+int config_get_enum(struct loader *ld, const yaml_node_t *n, const char *what,
                     const char *const *names)
 {
     char *s = scalar_dup(ld, n, what);
@@ -633,13 +600,13 @@ static int get_enum(struct loader *ld, const yaml_node_t *n, const char *what,
         }
     }
     if (found < 0)
-        err_at(ld, n, "invalid value \"%s\" for %s (expected one of: %s)", s, what, allowed);
+        config_err_at(ld, n, "invalid value \"%s\" for %s (expected one of: %s)", s, what, allowed);
     free(s);
     return found;
 }
 
 /* "a, b, c" from a NULL-terminated list of names, cut (never overflowing) at size. */
-static const char *join_names(char *buf, size_t size, const char *const *names)
+const char *config_join_names(char *buf, size_t size, const char *const *names)
 {
     size_t len = 0;
     buf[0] = '\0';
@@ -680,9 +647,10 @@ static bool get_number(struct loader *ld, const yaml_node_t *n, const char *what
     double v = 0;
     bool ok = parse_decimal(s, &v);
     if (!ok)
-        err_at(ld, n, "expected a number (like 10 or 0.5) for %s, got \"%s\"", what, s);
+        config_err_at(ld, n, "expected a number (like 10 or 0.5) for %s, got \"%s\"", what, s);
     else if (v < min) {
-        err_at(ld, n, "\"%s\" is outside the valid range for %s (at least %g)", s, what, min);
+        config_err_at(ld, n, "\"%s\" is outside the valid range for %s (at least %g)", s, what,
+                      min);
         ok = false;
     } else {
         *out = v;
@@ -691,16 +659,14 @@ static bool get_number(struct loader *ld, const yaml_node_t *n, const char *what
     return ok;
 }
 
-#define UID_EXPECTED "11 characters: a letter, then letters or digits"
-
 /* A UID-valued scalar into *out (replacing it). */
 static bool get_uid(struct loader *ld, const yaml_node_t *n, const char *what, char **out)
 {
     char *s = NULL;
-    if (!get_string(ld, n, what, true, &s))
+    if (!config_get_string(ld, n, what, true, &s))
         return false;
     if (!mapping_is_uid(s)) {
-        err_at(ld, n, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", s);
+        config_err_at(ld, n, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", s);
         free(s);
         return false;
     }
@@ -711,13 +677,13 @@ static bool get_uid(struct loader *ld, const yaml_node_t *n, const char *what, c
 
 /* A mapping's target of kind k into *out: a UID when the mapping's id scheme
  * for k is UID, else any non-empty identifier (a DHIS2 code). */
-static bool get_target(struct loader *ld, const yaml_node_t *n, const char *what,
+bool config_get_target(struct loader *ld, const yaml_node_t *n, const char *what,
                        const struct mapping *m, enum mapping_kind k, char **out)
 {
     if (strcmp(mapping_id_scheme(m, k), "UID") == 0)
         return get_uid(ld, n, what, out);
     char *s = NULL;
-    if (!get_string(ld, n, what, true, &s))
+    if (!config_get_string(ld, n, what, true, &s))
         return false;
     free(*out);
     *out = s;
@@ -753,8 +719,9 @@ static void get_string_list(struct loader *ld, const yaml_node_t *n, const struc
             continue;
         const char *noun = spec->check ? spec->check(s) : NULL;
         if (noun) {
-            err_at(ld, it, "invalid %s \"%s\" in %s%s%s%s", noun, scalar_raw(it), spec->what,
-                   spec->hint ? " (" : "", spec->hint ? spec->hint : "", spec->hint ? ")" : "");
+            config_err_at(ld, it, "invalid %s \"%s\" in %s%s%s%s", noun, config_scalar_raw(it),
+                          spec->what, spec->hint ? " (" : "", spec->hint ? spec->hint : "",
+                          spec->hint ? ")" : "");
             free(s);
             continue;
         }
@@ -762,14 +729,14 @@ static void get_string_list(struct loader *ld, const yaml_node_t *n, const struc
         for (size_t j = 0; spec->unique && j < *count && !dup; j++)
             dup = strcmp((*v)[j], s) == 0;
         if (dup) {
-            err_at(ld, it, "duplicate %s \"%s\" in %s", spec->ref_kind ? spec->ref_kind : "item", s,
-                   spec->what);
+            config_err_at(ld, it, "duplicate %s \"%s\" in %s",
+                          spec->ref_kind ? spec->ref_kind : "item", s, spec->what);
             free(s);
             continue;
         }
         if (spec->exists && !spec->exists(ld->cfg, s))
-            err_at(ld, it, "unknown %s \"%s\"", spec->ref_kind, s);
-        if (!grow(ld, (void **)v, &cap, *count, sizeof **v)) {
+            config_err_at(ld, it, "unknown %s \"%s\"", spec->ref_kind, s);
+        if (!config_grow(ld, (void **)v, &cap, *count, sizeof **v)) {
             free(s);
             return;
         }
@@ -865,10 +832,10 @@ static const char *check_when(char *s)
  * ------------------------------------------------------------------------------------ */
 
 /* dir + "/" + name, or name itself when it is absolute or dir is ".". */
-static char *path_join(struct loader *ld, const char *dir, const char *name)
+char *config_path_join(struct loader *ld, const char *dir, const char *name)
 {
     if (name[0] == '/' || strcmp(dir, ".") == 0)
-        return xstrdup(ld, name);
+        return config_xstrdup(ld, name);
     size_t n = strlen(dir) + 1 + strlen(name) + 1;
     char *p = malloc(n);
     if (p == NULL) {
@@ -880,11 +847,12 @@ static char *path_join(struct loader *ld, const char *dir, const char *name)
 }
 
 /* Adds a path to cfg->files (taking ownership) and returns the stored string. */
-static const char *add_file(struct loader *ld, char *path)
+const char *config_add_file(struct loader *ld, char *path)
 {
     struct config *cfg = ld->cfg;
     size_t cap = cfg->n_files;
-    if (path == NULL || !grow(ld, (void **)&cfg->files, &cap, cfg->n_files, sizeof *cfg->files)) {
+    if (path == NULL ||
+        !config_grow(ld, (void **)&cfg->files, &cap, cfg->n_files, sizeof *cfg->files)) {
         free(path);
         return NULL;
     }
@@ -915,10 +883,10 @@ static yaml_node_t *parse_file(struct loader *ld, const char *file, const struct
         if (f)
             fclose(f);
         if (from)
-            err_pos(ld, from->file, from->line, from->col, "could not read file \"%s\": %s", file,
-                    strerror(e));
+            config_err_pos(ld, from->file, from->line, from->col, "could not read file \"%s\": %s",
+                           file, strerror(e));
         else
-            err_pos(ld, file, 0, 0, "could not read file: %s", strerror(e));
+            config_err_pos(ld, file, 0, 0, "could not read file: %s", strerror(e));
         return NULL;
     }
 
@@ -934,31 +902,32 @@ static yaml_node_t *parse_file(struct loader *ld, const char *file, const struct
         if (parser.error == YAML_MEMORY_ERROR)
             ld->oom = true;
         else if (parser.context)
-            err_pos(ld, file, (int)parser.problem_mark.line + 1,
-                    (int)parser.problem_mark.column + 1, "invalid YAML: %s (%s at %d:%d)",
-                    parser.problem ? parser.problem : "syntax error", parser.context,
-                    (int)parser.context_mark.line + 1, (int)parser.context_mark.column + 1);
+            config_err_pos(ld, file, (int)parser.problem_mark.line + 1,
+                           (int)parser.problem_mark.column + 1, "invalid YAML: %s (%s at %d:%d)",
+                           parser.problem ? parser.problem : "syntax error", parser.context,
+                           (int)parser.context_mark.line + 1, (int)parser.context_mark.column + 1);
         else
-            err_pos(ld, file, (int)parser.problem_mark.line + 1,
-                    (int)parser.problem_mark.column + 1, "invalid YAML: %s",
-                    parser.problem ? parser.problem : "syntax error");
+            config_err_pos(ld, file, (int)parser.problem_mark.line + 1,
+                           (int)parser.problem_mark.column + 1, "invalid YAML: %s",
+                           parser.problem ? parser.problem : "syntax error");
     } else {
         root = yaml_document_get_root_node(doc);
         if (root == NULL) {
-            err_pos(ld, file, 1, 1, "empty document (expected a mapping)");
+            config_err_pos(ld, file, 1, 1, "empty document (expected a mapping)");
             yaml_document_delete(doc);
         } else {
             yaml_document_t next;
             if (!yaml_parser_load(&parser, &next)) {
-                err_pos(ld, file, (int)parser.problem_mark.line + 1,
-                        (int)parser.problem_mark.column + 1, "invalid YAML: %s",
-                        parser.problem ? parser.problem : "syntax error");
+                config_err_pos(ld, file, (int)parser.problem_mark.line + 1,
+                               (int)parser.problem_mark.column + 1, "invalid YAML: %s",
+                               parser.problem ? parser.problem : "syntax error");
             } else {
                 yaml_node_t *r2 = yaml_document_get_root_node(&next);
                 if (r2) {
                     /* the file's content is split: checking half of it only adds noise */
-                    err_pos(ld, file, (int)r2->start_mark.line + 1, (int)r2->start_mark.column + 1,
-                            "only one YAML document is allowed per file");
+                    config_err_pos(ld, file, (int)r2->start_mark.line + 1,
+                                   (int)r2->start_mark.column + 1,
+                                   "only one YAML document is allowed per file");
                     root = NULL;
                 }
                 yaml_document_delete(&next);
@@ -1084,8 +1053,8 @@ static void add_redact(struct loader *ld, char *name)
         }
     }
     size_t cap = cfg->n_redact_headers;
-    if (!grow(ld, (void **)&cfg->redact_headers, &cap, cfg->n_redact_headers,
-              sizeof *cfg->redact_headers)) {
+    if (!config_grow(ld, (void **)&cfg->redact_headers, &cap, cfg->n_redact_headers,
+                     sizeof *cfg->redact_headers)) {
         free(name);
         return;
     }
@@ -1126,13 +1095,14 @@ static void load_retry_policy(struct loader *ld, const char *prefix,
     fmt_duration(a, sizeof a, r->backoff_max_ms);
     fmt_duration(b, sizeof b, r->backoff_initial_ms);
     if (g[K_BO_MAX].val)
-        err_at(ld, g[K_BO_MAX].val, "%s.backoff.max (%s) is shorter than backoff.initial (%s)",
-               prefix, a, b);
+        config_err_at(ld, g[K_BO_MAX].val,
+                      "%s.backoff.max (%s) is shorter than backoff.initial (%s)", prefix, a, b);
     else if (g[K_BO_INITIAL].val)
-        err_at(ld, g[K_BO_INITIAL].val,
-               "%s.backoff.initial (%s) is longer than backoff.max (%s) (set %s.backoff.max to at "
-               "least %s)",
-               prefix, b, a, prefix, b);
+        config_err_at(
+            ld, g[K_BO_INITIAL].val,
+            "%s.backoff.initial (%s) is longer than backoff.max (%s) (set %s.backoff.max to at "
+            "least %s)",
+            prefix, b, a, prefix, b);
 }
 
 /* keep_bodies and keep_transactions of retention: or of a channel (prefix "retention."
@@ -1152,11 +1122,12 @@ static void load_keep(struct loader *ld, const char *prefix, const yaml_node_t *
         *transactions_ms = v;
     if (bodies && transactions && *bodies_ms > 0 && *transactions_ms > 0 &&
         *transactions_ms < *bodies_ms)
-        err_at(ld, transactions,
-               "%skeep_transactions (%s) is shorter than %skeep_bodies (%s) (a transaction is "
-               "removed with its bodies: keep transactions at least as long)",
-               prefix, fmt_duration(a, sizeof a, *transactions_ms), prefix,
-               fmt_duration(b, sizeof b, *bodies_ms));
+        config_err_at(
+            ld, transactions,
+            "%skeep_transactions (%s) is shorter than %skeep_bodies (%s) (a transaction is "
+            "removed with its bodies: keep transactions at least as long)",
+            prefix, fmt_duration(a, sizeof a, *transactions_ms), prefix,
+            fmt_duration(b, sizeof b, *bodies_ms));
 }
 
 static void load_delivery(struct loader *ld, const yaml_node_t *n)
@@ -1204,13 +1175,13 @@ static void load_main(struct loader *ld, yaml_node_t *root, void *arg)
     struct found g[3];
     if (f[K_LISTEN].val && MAP_KEYS(ld, f[K_LISTEN].val, "listen", listen_keys, g)) {
         if (g[K_L_ADDRESS].val)
-            get_string(ld, g[K_L_ADDRESS].val, "listen.address", true, &cfg->listen_address);
+            config_get_string(ld, g[K_L_ADDRESS].val, "listen.address", true, &cfg->listen_address);
         if (g[K_L_PORT].val)
             get_int(ld, g[K_L_PORT].val, "listen.port", 1, 65535, &cfg->listen_port);
     }
     if (f[K_DATABASE].val && MAP_KEYS(ld, f[K_DATABASE].val, "database", database_keys, g)) {
         if (g[K_D_URL].val)
-            get_string(ld, g[K_D_URL].val, "database.url", true, &cfg->database_url);
+            config_get_string(ld, g[K_D_URL].val, "database.url", true, &cfg->database_url);
         if (g[K_D_POOL].val)
             get_int(ld, g[K_D_POOL].val, "database.pool", 1, 256, &cfg->database_pool);
         if (g[K_D_CONNECT_TIMEOUT].val)
@@ -1230,10 +1201,11 @@ static void load_main(struct loader *ld, yaml_node_t *root, void *arg)
     }
     if (f[K_LOG].val && MAP_KEYS(ld, f[K_LOG].val, "log", log_keys, g)) {
         int v;
-        if (g[K_G_LEVEL].val && (v = get_enum(ld, g[K_G_LEVEL].val, "log.level", log_levels)) >= 0)
+        if (g[K_G_LEVEL].val &&
+            (v = config_get_enum(ld, g[K_G_LEVEL].val, "log.level", log_levels)) >= 0)
             cfg->log_level = log_level_parse(log_levels[v]);
         if (g[K_G_FORMAT].val &&
-            (v = get_enum(ld, g[K_G_FORMAT].val, "log.format", log_formats)) >= 0)
+            (v = config_get_enum(ld, g[K_G_FORMAT].val, "log.format", log_formats)) >= 0)
             cfg->log_format = v == 1 ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT;
     }
     if (f[K_REDACT].val) {
@@ -1246,14 +1218,16 @@ static void load_main(struct loader *ld, yaml_node_t *root, void *arg)
             add_redact(ld, v[i]);
         free(v);
     }
-    if (f[K_CLIENTS].val && get_string(ld, f[K_CLIENTS].val, "clients", true, &refs->clients))
-        refs->clients_pos = pos_of(ld, f[K_CLIENTS].val);
-    if (f[K_CHANNELS].val && get_string(ld, f[K_CHANNELS].val, "channels", true, &refs->channels))
-        refs->channels_pos = pos_of(ld, f[K_CHANNELS].val);
+    if (f[K_CLIENTS].val &&
+        config_get_string(ld, f[K_CLIENTS].val, "clients", true, &refs->clients))
+        refs->clients_pos = config_pos_of(ld, f[K_CLIENTS].val);
+    if (f[K_CHANNELS].val &&
+        config_get_string(ld, f[K_CHANNELS].val, "channels", true, &refs->channels))
+        refs->channels_pos = config_pos_of(ld, f[K_CHANNELS].val);
     if (f[K_MAPPINGS].val)
-        get_string(ld, f[K_MAPPINGS].val, "mappings", true, &refs->mappings);
+        config_get_string(ld, f[K_MAPPINGS].val, "mappings", true, &refs->mappings);
     if (f[K_ADMIN].key)
-        err_at(ld, f[K_ADMIN].key, "admin is not supported yet");
+        config_err_at(ld, f[K_ADMIN].key, "admin is not supported yet");
     if (f[K_DELIVERY].val)
         load_delivery(ld, f[K_DELIVERY].val);
     if (f[K_RETENTION].val)
@@ -1319,23 +1293,23 @@ static void load_client(struct loader *ld, yaml_node_t *n, size_t idx)
         return;
 
     size_t cap = cfg->n_clients;
-    if (!grow(ld, (void **)&cfg->clients, &cap, cfg->n_clients, sizeof *cfg->clients))
+    if (!config_grow(ld, (void **)&cfg->clients, &cap, cfg->n_clients, sizeof *cfg->clients))
         return;
     struct config_client *c = &cfg->clients[cfg->n_clients++];
     memset(c, 0, sizeof *c);
     c->enabled = true;
-    c->pos = pos_of(ld, n);
+    c->pos = config_pos_of(ld, n);
 
     if (f[K_CL_ID].val) {
         snprintf(what, sizeof what, "%s.id", where);
-        if (get_string(ld, f[K_CL_ID].val, what, true, &c->id)) {
-            c->pos = pos_of(ld, f[K_CL_ID].val);
+        if (config_get_string(ld, f[K_CL_ID].val, what, true, &c->id)) {
+            c->pos = config_pos_of(ld, f[K_CL_ID].val);
             for (size_t i = 0; i + 1 < cfg->n_clients; i++) {
                 const struct config_client *o = &cfg->clients[i];
                 if (o->id && strcmp(o->id, c->id) == 0) {
-                    err_at(ld, f[K_CL_ID].val,
-                           "duplicate client id \"%s\" (first defined at %s:%d:%d)", c->id,
-                           o->pos.file, o->pos.line, o->pos.col);
+                    config_err_at(ld, f[K_CL_ID].val,
+                                  "duplicate client id \"%s\" (first defined at %s:%d:%d)", c->id,
+                                  o->pos.file, o->pos.line, o->pos.col);
                     break;
                 }
             }
@@ -1343,7 +1317,7 @@ static void load_client(struct loader *ld, yaml_node_t *n, size_t idx)
     }
     if (f[K_CL_NAME].val) {
         snprintf(what, sizeof what, "%s.name", where);
-        get_string(ld, f[K_CL_NAME].val, what, false, &c->name);
+        config_get_string(ld, f[K_CL_NAME].val, what, false, &c->name);
     }
     if (f[K_CL_ROLES].val) {
         snprintf(what, sizeof what, "%s.roles", where);
@@ -1353,12 +1327,13 @@ static void load_client(struct loader *ld, yaml_node_t *n, size_t idx)
     }
     if (f[K_CL_PASSWORD_HASH].val) {
         snprintf(what, sizeof what, "%s.password_hash", where);
-        if (get_string(ld, f[K_CL_PASSWORD_HASH].val, what, true, &c->password_hash) &&
+        if (config_get_string(ld, f[K_CL_PASSWORD_HASH].val, what, true, &c->password_hash) &&
             !is_crypt_hash(c->password_hash))
-            err_at(ld, f[K_CL_PASSWORD_HASH].val,
-                   "password_hash of client \"%s\" is not a supported crypt(3) hash (expected one "
-                   "starting with $y$, $6$, $5$, $2b$ or $gy$); make one with \"hibus passwd\"",
-                   c->id ? c->id : "");
+            config_err_at(
+                ld, f[K_CL_PASSWORD_HASH].val,
+                "password_hash of client \"%s\" is not a supported crypt(3) hash (expected one "
+                "starting with $y$, $6$, $5$, $2b$ or $gy$); make one with \"hibus passwd\"",
+                c->id ? c->id : "");
     }
     if (f[K_CL_ENABLED].val) {
         snprintf(what, sizeof what, "%s.enabled", where);
@@ -1512,7 +1487,7 @@ static const char *const mediators[] = {"http", "dhis2", NULL};
 static const char *const route_bodies[] = {"original", "transformed", NULL};
 static const char *const import_strategies[] = {"CREATE_AND_UPDATE", "CREATE", "UPDATE", "DELETE",
                                                 NULL};
-static const char *const id_schemes[] = {"UID", "CODE", NULL};
+const char *const config_id_schemes[] = {"UID", "CODE", NULL};
 static const char *const rule_actions[] = {"reject", "warn", NULL};
 static const char *const unmapped_policies[] = {"reject", "skip", NULL};
 
@@ -1524,12 +1499,12 @@ static void load_path(struct loader *ld, const yaml_node_t *n, enum config_path_
         [CONFIG_PATH_PREFIX] = "match.path_prefix",
         [CONFIG_PATH_REGEX] = "match.path_regex",
     };
-    if (!get_string(ld, n, names[kind], true, &ch->path))
+    if (!config_get_string(ld, n, names[kind], true, &ch->path))
         return;
     ch->path_kind = kind;
     if (kind != CONFIG_PATH_REGEX) {
         if (ch->path[0] != '/')
-            err_at(ld, n, "%s must start with \"/\", got \"%s\"", names[kind], ch->path);
+            config_err_at(ld, n, "%s must start with \"/\", got \"%s\"", names[kind], ch->path);
         return;
     }
     /* compiled here only to report errors: the kept copy is compiled once the channel
@@ -1539,7 +1514,8 @@ static void load_path(struct loader *ld, const yaml_node_t *n, enum config_path_
     if (rc != 0) {
         char msg[256];
         regerror(rc, &re, msg, sizeof msg);
-        err_at(ld, n, "invalid regular expression \"%s\" in match.path_regex: %s", ch->path, msg);
+        config_err_at(ld, n, "invalid regular expression \"%s\" in match.path_regex: %s", ch->path,
+                      msg);
         return;
     }
     regfree(&re);
@@ -1579,7 +1555,7 @@ static bool json_path_segments_fit(const char *p)
  * are never ${NAME}-expanded); values are scalars, compared as text. */
 static void load_json_match(struct loader *ld, yaml_node_t *n, struct config_channel *ch)
 {
-    if (!expect_mapping(ld, n, "match.json") || n->type != YAML_MAPPING_NODE)
+    if (!config_expect_mapping(ld, n, "match.json") || n->type != YAML_MAPPING_NODE)
         return;
     yaml_node_pair_t *first = n->data.mapping.pairs.start, *top = n->data.mapping.pairs.top;
     if (top == first)
@@ -1590,32 +1566,34 @@ static void load_json_match(struct loader *ld, yaml_node_t *n, struct config_cha
         return;
     }
     for (yaml_node_pair_t *p = first; p < top && !ld->oom; p++) {
-        yaml_node_t *k = node(ld, p->key);
-        yaml_node_t *v = node(ld, p->value);
+        yaml_node_t *k = config_node(ld, p->key);
+        yaml_node_t *v = config_node(ld, p->value);
         if (k->type != YAML_SCALAR_NODE) {
-            err_at(ld, k, "expected a scalar key in match.json, got %s", kind_name(k));
+            config_err_at(ld, k, "expected a scalar key in match.json, got %s",
+                          config_kind_name(k));
             continue;
         }
-        const char *path = scalar_raw(k);
+        const char *path = config_scalar_raw(k);
         if (strlen(path) != k->data.scalar.length || !is_json_path(path)) {
-            err_at(ld, k,
-                   "invalid path \"%s\" in match.json (expected names separated by \".\", like "
-                   "report.kind)",
-                   path);
+            config_err_at(
+                ld, k,
+                "invalid path \"%s\" in match.json (expected names separated by \".\", like "
+                "report.kind)",
+                path);
             continue;
         }
         if (!json_path_segments_fit(path)) {
-            err_at(ld, k, "a name in match.json path \"%s\" is too long (at most %d bytes)", path,
-                   JSON_MATCH_MAX_SEGMENT);
+            config_err_at(ld, k, "a name in match.json path \"%s\" is too long (at most %d bytes)",
+                          path, JSON_MATCH_MAX_SEGMENT);
             continue;
         }
         bool dup = false;
         for (yaml_node_pair_t *q = first; q < p && !dup; q++) {
-            yaml_node_t *qk = node(ld, q->key);
-            if (qk->type == YAML_SCALAR_NODE && strcmp(scalar_raw(qk), path) == 0) {
-                err_at(ld, k, "duplicate key \"%s\" in match.json (first defined at %s:%d:%d)",
-                       path, ld->file, (int)qk->start_mark.line + 1,
-                       (int)qk->start_mark.column + 1);
+            yaml_node_t *qk = config_node(ld, q->key);
+            if (qk->type == YAML_SCALAR_NODE && strcmp(config_scalar_raw(qk), path) == 0) {
+                config_err_at(
+                    ld, k, "duplicate key \"%s\" in match.json (first defined at %s:%d:%d)", path,
+                    ld->file, (int)qk->start_mark.line + 1, (int)qk->start_mark.column + 1);
                 dup = true;
             }
         }
@@ -1623,21 +1601,22 @@ static void load_json_match(struct loader *ld, yaml_node_t *n, struct config_cha
             continue;
         char what[JSON_MATCH_MAX_SEGMENT + 64];
         snprintf(what, sizeof what, "match.json \"%s\"", path);
-        if (v->type != YAML_SCALAR_NODE || is_null(v)) {
-            err_at(ld, v, "expected a string, number or boolean for %s, got %s", what,
-                   v->type == YAML_SCALAR_NODE ? "null" : kind_name(v));
+        if (v->type != YAML_SCALAR_NODE || config_is_null(v)) {
+            config_err_at(ld, v, "expected a string, number or boolean for %s, got %s", what,
+                          v->type == YAML_SCALAR_NODE ? "null" : config_kind_name(v));
             continue;
         }
         char *equals = scalar_dup(ld, v, what);
         if (equals == NULL)
             continue;
         if (strlen(equals) > JSON_MATCH_MAX_VALUE) {
-            err_at(ld, v, "value of %s is too long (at most %d bytes)", what, JSON_MATCH_MAX_VALUE);
+            config_err_at(ld, v, "value of %s is too long (at most %d bytes)", what,
+                          JSON_MATCH_MAX_VALUE);
             free(equals);
             continue;
         }
         struct config_json_match *jm = &ch->json_match[ch->n_json_match];
-        jm->path = xstrdup(ld, path);
+        jm->path = config_xstrdup(ld, path);
         jm->equals = equals;
         ch->n_json_match++; /* counted even without memory: config_free frees both */
     }
@@ -1655,7 +1634,7 @@ static void load_match(struct loader *ld, yaml_node_t *n, struct config_channel 
     const struct found *one =
         exactly_one(ld, f, K_MA_PATH, K_MA_PATH_REGEX, match_keys, "match", choices);
     if (one == NULL)
-        err_at(ld, n, "match needs exactly one of %s", choices);
+        config_err_at(ld, n, "match needs exactly one of %s", choices);
     else
         load_path(ld, one->val, kinds[one - f], ch);
     static const struct list_spec methods = {
@@ -1700,9 +1679,10 @@ static void load_allow(struct loader *ld, yaml_node_t *n, yaml_node_t *root,
         (f[K_AL_ROLES].val == NULL || list_len(f[K_AL_ROLES].val) == ch->n_allow_roles) &&
         (f[K_AL_CLIENTS].val == NULL || list_len(f[K_AL_CLIENTS].val) == ch->n_allow_clients);
     if (lists_ok && ch->n_allow_roles == 0 && ch->n_allow_clients == 0)
-        err_at(ld, n ? n : root,
-               "channel allows no client (add role names under allow.roles, or client ids under "
-               "allow.clients)");
+        config_err_at(
+            ld, n ? n : root,
+            "channel allows no client (add role names under allow.roles, or client ids under "
+            "allow.clients)");
 }
 
 /* Mapping names become file names: no directories, no hidden files. */
@@ -1734,7 +1714,7 @@ static struct mapping *use_mapping(struct loader *ld, const yaml_node_t *n, cons
         return NULL;
     }
     snprintf(file_name, len, "%s.yaml", name);
-    char *path = path_join(ld, cfg->mappings_dir, file_name);
+    char *path = config_path_join(ld, cfg->mappings_dir, file_name);
     free(file_name);
     if (path == NULL)
         return NULL;
@@ -1742,15 +1722,15 @@ static struct mapping *use_mapping(struct loader *ld, const yaml_node_t *n, cons
     struct stat st;
     int e = stat(path, &st) != 0 ? errno : !S_ISREG(st.st_mode) ? EISDIR : 0;
     if (e != 0) {
-        err_at(ld, n, "mapping \"%s\" not found: could not read file \"%s\": %s", name, path,
-               strerror(e));
+        config_err_at(ld, n, "mapping \"%s\" not found: could not read file \"%s\": %s", name, path,
+                      strerror(e));
         free(path);
         return NULL;
     }
     struct mapping *m = calloc(1, sizeof *m);
     size_t cap = cfg->n_mappings;
-    if (m == NULL || (m->name = xstrdup(ld, name)) == NULL ||
-        !grow(ld, (void **)&cfg->mappings, &cap, cfg->n_mappings, sizeof *cfg->mappings)) {
+    if (m == NULL || (m->name = config_xstrdup(ld, name)) == NULL ||
+        !config_grow(ld, (void **)&cfg->mappings, &cap, cfg->n_mappings, sizeof *cfg->mappings)) {
         ld->oom = true;
         free(path);
         if (m)
@@ -1760,9 +1740,10 @@ static struct mapping *use_mapping(struct loader *ld, const yaml_node_t *n, cons
     }
     m->file = path;
     cfg->mappings[cfg->n_mappings++] = m;
-    if (!grow(ld, (void **)&ld->pending, &ld->cap_pending, ld->n_pending, sizeof *ld->pending))
+    if (!config_grow(ld, (void **)&ld->pending, &ld->cap_pending, ld->n_pending,
+                     sizeof *ld->pending))
         return NULL;
-    ld->pending[ld->n_pending++] = (struct pending_mapping){m, pos_of(ld, n)};
+    ld->pending[ld->n_pending++] = (struct pending_mapping){m, config_pos_of(ld, n)};
     return m;
 }
 
@@ -1779,8 +1760,8 @@ static bool get_rule_kind(struct loader *ld, const yaml_node_t *n, const char *w
             names[k] = quality_kind_name((enum quality_kind)k);
         names[QUALITY_NUMERIC + 1] = NULL;
         char list[256];
-        err_at(ld, n, "unknown quality rule \"%s\" (expected one of: %s)", s,
-               join_names(list, sizeof list, names));
+        config_err_at(ld, n, "unknown quality rule \"%s\" (expected one of: %s)", s,
+                      config_join_names(list, sizeof list, names));
     }
     free(s);
     return ok;
@@ -1794,11 +1775,12 @@ static void load_rule(struct loader *ld, yaml_node_t *n, size_t idx, struct qual
     char where[48], what[80];
     snprintf(where, sizeof where, "transform.quality[%zu]", idx);
     q->action = QUALITY_REJECT;
-    if (n->type == YAML_SCALAR_NODE && !is_null(n)) {
+    if (n->type == YAML_SCALAR_NODE && !config_is_null(n)) {
         if (get_rule_kind(ld, n, where, &q->kind) && q->kind == QUALITY_VALUE_CEILING)
-            err_at(ld, n,
-                   "rule value_ceiling needs a ceiling (write it as { rule: value_ceiling, max: "
-                   "100000 })");
+            config_err_at(
+                ld, n,
+                "rule value_ceiling needs a ceiling (write it as { rule: value_ceiling, max: "
+                "100000 })");
         return;
     }
     struct found f[sizeof rule_keys / sizeof rule_keys[0]];
@@ -1809,45 +1791,48 @@ static void load_rule(struct loader *ld, yaml_node_t *n, size_t idx, struct qual
     const char *rule = known ? quality_kind_name(q->kind) : NULL;
     if (f[K_Q_ACTION].val) {
         snprintf(what, sizeof what, "%s.action", where);
-        int a = get_enum(ld, f[K_Q_ACTION].val, what, rule_actions);
+        int a = config_get_enum(ld, f[K_Q_ACTION].val, what, rule_actions);
         if (a >= 0)
             q->action = a == 1 ? QUALITY_WARN : QUALITY_REJECT;
     }
     if (f[K_Q_TOLERANCE].key) {
         snprintf(what, sizeof what, "%s.tolerance", where);
         if (known && q->kind != QUALITY_BALANCE)
-            err_at(ld, f[K_Q_TOLERANCE].key,
-                   "tolerance applies only to the balance rule, not to %s", rule);
+            config_err_at(ld, f[K_Q_TOLERANCE].key,
+                          "tolerance applies only to the balance rule, not to %s", rule);
         else
             get_number(ld, f[K_Q_TOLERANCE].val, what, 0, &q->tolerance);
     }
     if (known && q->kind == QUALITY_VALUE_CEILING && f[K_Q_MAX].key == NULL)
-        err_at(ld, n, "missing required key \"max\" in %s (rule value_ceiling needs a ceiling)",
-               where);
+        config_err_at(ld, n,
+                      "missing required key \"max\" in %s (rule value_ceiling needs a ceiling)",
+                      where);
     if (f[K_Q_MAX].key) {
         snprintf(what, sizeof what, "%s.max", where);
         if (known && q->kind != QUALITY_VALUE_CEILING)
-            err_at(ld, f[K_Q_MAX].key, "max applies only to the value_ceiling rule, not to %s",
-                   rule);
+            config_err_at(ld, f[K_Q_MAX].key,
+                          "max applies only to the value_ceiling rule, not to %s", rule);
         else
             get_number(ld, f[K_Q_MAX].val, what, 0, &q->max);
     }
     if (f[K_Q_MEASURES].key) {
         snprintf(what, sizeof what, "%s.measures", where);
         if (known && q->kind != QUALITY_REQUIRED_MEASURES && q->kind != QUALITY_VALUE_CEILING) {
-            err_at(ld, f[K_Q_MEASURES].key,
-                   "measures applies only to the required_measures and value_ceiling rules, not "
-                   "to %s",
-                   rule);
+            config_err_at(
+                ld, f[K_Q_MEASURES].key,
+                "measures applies only to the required_measures and value_ceiling rules, not "
+                "to %s",
+                rule);
         } else if (!expect_list(ld, f[K_Q_MEASURES].val, what)) {
             /* reported */
         } else if (list_len(f[K_Q_MEASURES].val) == 0) {
-            err_at(ld, f[K_Q_MEASURES].val,
-                   "%s must not be empty (leave it out for the rule's default measures)", what);
+            config_err_at(ld, f[K_Q_MEASURES].val,
+                          "%s must not be empty (leave it out for the rule's default measures)",
+                          what);
         } else {
             char hint[256] = "expected one of: ";
             size_t used = strlen(hint);
-            join_names(hint + used, sizeof hint - used, REPORT_MEASURES);
+            config_join_names(hint + used, sizeof hint - used, REPORT_MEASURES);
             struct list_spec spec = {what, check_measure, hint, NULL, "measure", true};
             get_string_list(ld, f[K_Q_MEASURES].val, &spec, &q->measures, &q->n_measures);
         }
@@ -1915,7 +1900,7 @@ static void load_losses(struct loader *ld, yaml_node_t *n, struct config_transfo
     if (!MAP_KEYS(ld, n, "transform.losses", losses_keys, f))
         return;
     if (f[K_L_REASONS].val == NULL && f[K_L_CATEGORIES].val == NULL) {
-        err_at(ld, n, "transform.losses needs reasons, categories or both");
+        config_err_at(ld, n, "transform.losses needs reasons, categories or both");
         return;
     }
     size_t nr = 0, nc = 0;
@@ -1954,18 +1939,19 @@ static void load_transform(struct loader *ld, yaml_node_t *key, yaml_node_t *n,
     seen->key = key;
     seen->mapping = f[K_T_MAPPING].val;
     if (f[K_T_READER].val &&
-        get_string(ld, f[K_T_READER].val, "transform.reader", true, &t->reader) &&
+        config_get_string(ld, f[K_T_READER].val, "transform.reader", true, &t->reader) &&
         !reader_known(t->reader))
-        err_at(ld, f[K_T_READER].val, "unknown reader \"%s\" (expected one of: %s)", t->reader,
-               join_names(list, sizeof list, READER_NAMES));
+        config_err_at(ld, f[K_T_READER].val, "unknown reader \"%s\" (expected one of: %s)",
+                      t->reader, config_join_names(list, sizeof list, READER_NAMES));
     char *name = NULL;
     if (f[K_T_MAPPING].val &&
-        get_string(ld, f[K_T_MAPPING].val, "transform.mapping", true, &name)) {
+        config_get_string(ld, f[K_T_MAPPING].val, "transform.mapping", true, &name)) {
         if (!is_mapping_name(name))
-            err_at(ld, f[K_T_MAPPING].val,
-                   "invalid mapping name \"%s\" (expected the name of a file in the mappings "
-                   "directory, without .yaml: letters, digits, \"-\", \"_\" or \".\")",
-                   name);
+            config_err_at(
+                ld, f[K_T_MAPPING].val,
+                "invalid mapping name \"%s\" (expected the name of a file in the mappings "
+                "directory, without .yaml: letters, digits, \"-\", \"_\" or \".\")",
+                name);
         else
             t->mapping = use_mapping(ld, f[K_T_MAPPING].val, name);
         free(name);
@@ -1975,22 +1961,22 @@ static void load_transform(struct loader *ld, yaml_node_t *key, yaml_node_t *n,
     if (f[K_T_LOSSES].val) {
         load_losses(ld, f[K_T_LOSSES].val, t);
         if (t->reader != NULL && strcmp(t->reader, "openlmis-requisition") != 0)
-            err_at(ld, f[K_T_LOSSES].key,
-                   "transform.losses applies only to the openlmis-requisition reader (this "
-                   "channel's reader is %s)",
-                   t->reader);
+            config_err_at(ld, f[K_T_LOSSES].key,
+                          "transform.losses applies only to the openlmis-requisition reader (this "
+                          "channel's reader is %s)",
+                          t->reader);
     }
     if (f[K_T_WRITER].val) {
-        if (get_string(ld, f[K_T_WRITER].val, "transform.writer", true, &t->writer) &&
+        if (config_get_string(ld, f[K_T_WRITER].val, "transform.writer", true, &t->writer) &&
             !writer_known(t->writer))
-            err_at(ld, f[K_T_WRITER].val, "unknown writer \"%s\" (expected one of: %s)", t->writer,
-                   join_names(list, sizeof list, WRITER_NAMES));
+            config_err_at(ld, f[K_T_WRITER].val, "unknown writer \"%s\" (expected one of: %s)",
+                          t->writer, config_join_names(list, sizeof list, WRITER_NAMES));
     } else {
-        t->writer = xstrdup(ld, "dhis2-datavalueset");
+        t->writer = config_xstrdup(ld, "dhis2-datavalueset");
     }
 }
 
-static bool has_ctl(const char *s)
+bool config_has_ctl(const char *s)
 {
     for (; *s; s++)
         if ((unsigned char)*s < 0x20 || *s == 0x7f)
@@ -2002,8 +1988,8 @@ static bool has_ctl(const char *s)
 static void check_header_value(struct loader *ld, const yaml_node_t *n, const char *what,
                                const char *s)
 {
-    if (s && has_ctl(s))
-        err_at(ld, n, "%s must not contain control characters", what);
+    if (s && config_has_ctl(s))
+        config_err_at(ld, n, "%s must not contain control characters", what);
 }
 
 static bool is_http_url(const char *u)
@@ -2013,7 +1999,8 @@ static bool is_http_url(const char *u)
         skip = 7;
     else if (strncasecmp(u, "https://", 8) == 0)
         skip = 8;
-    return skip && u[skip] != '\0' && u[skip] != '/' && strchr(u, ' ') == NULL && !has_ctl(u);
+    return skip && u[skip] != '\0' && u[skip] != '/' && strchr(u, ' ') == NULL &&
+           !config_has_ctl(u);
 }
 
 static void load_auth(struct loader *ld, yaml_node_t *n, const char *where, struct config_route *r)
@@ -2025,7 +2012,7 @@ static void load_auth(struct loader *ld, yaml_node_t *n, const char *where, stru
     static const char choices[] = "basic, bearer, header or token";
     const struct found *one = exactly_one(ld, f, K_AU_BASIC, K_AU_TOKEN, auth_keys, where, choices);
     if (one == NULL) {
-        err_at(ld, n, "%s needs exactly one of %s", where, choices);
+        config_err_at(ld, n, "%s needs exactly one of %s", where, choices);
         return;
     }
     struct found g[2];
@@ -2035,34 +2022,35 @@ static void load_auth(struct loader *ld, yaml_node_t *n, const char *where, stru
         if (MAP_KEYS(ld, f[K_AU_BASIC].val, what, basic_keys, g)) {
             snprintf(what, sizeof what, "%s.basic.username", where);
             if (g[K_BA_USERNAME].val &&
-                get_string(ld, g[K_BA_USERNAME].val, what, true, &r->auth_user)) {
+                config_get_string(ld, g[K_BA_USERNAME].val, what, true, &r->auth_user)) {
                 if (strchr(r->auth_user, ':')) /* RFC 7617: user-id cannot contain ':' */
-                    err_at(ld, g[K_BA_USERNAME].val, "%s must not contain \":\"", what);
+                    config_err_at(ld, g[K_BA_USERNAME].val, "%s must not contain \":\"", what);
                 check_header_value(ld, g[K_BA_USERNAME].val, what, r->auth_user);
             }
             snprintf(what, sizeof what, "%s.basic.password", where);
             if (g[K_BA_PASSWORD].val &&
-                get_string(ld, g[K_BA_PASSWORD].val, what, false, &r->auth_secret))
+                config_get_string(ld, g[K_BA_PASSWORD].val, what, false, &r->auth_secret))
                 check_header_value(ld, g[K_BA_PASSWORD].val, what, r->auth_secret);
         }
     } else if (one == &f[K_AU_BEARER] || one == &f[K_AU_TOKEN]) {
         bool bearer = one == &f[K_AU_BEARER];
         r->auth_kind = bearer ? CONFIG_AUTH_BEARER : CONFIG_AUTH_TOKEN;
         snprintf(what, sizeof what, "%s.%s", where, bearer ? "bearer" : "token");
-        if (get_string(ld, one->val, what, true, &r->auth_secret))
+        if (config_get_string(ld, one->val, what, true, &r->auth_secret))
             check_header_value(ld, one->val, what, r->auth_secret);
     } else {
         r->auth_kind = CONFIG_AUTH_HEADER;
         snprintf(what, sizeof what, "%s.header", where);
         if (MAP_KEYS(ld, f[K_AU_HEADER].val, what, header_keys, g)) {
             snprintf(what, sizeof what, "%s.header.name", where);
-            if (g[K_HD_NAME].val && get_string(ld, g[K_HD_NAME].val, what, true, &r->auth_header) &&
+            if (g[K_HD_NAME].val &&
+                config_get_string(ld, g[K_HD_NAME].val, what, true, &r->auth_header) &&
                 !is_token(r->auth_header, strlen(r->auth_header)))
-                err_at(ld, g[K_HD_NAME].val, "invalid header name \"%s\" in %s", r->auth_header,
-                       what);
+                config_err_at(ld, g[K_HD_NAME].val, "invalid header name \"%s\" in %s",
+                              r->auth_header, what);
             snprintf(what, sizeof what, "%s.header.value", where);
             if (g[K_HD_VALUE].val &&
-                get_string(ld, g[K_HD_VALUE].val, what, false, &r->auth_secret))
+                config_get_string(ld, g[K_HD_VALUE].val, what, false, &r->auth_secret))
                 check_header_value(ld, g[K_HD_VALUE].val, what, r->auth_secret);
         }
     }
@@ -2094,19 +2082,20 @@ static void load_dhis2_options(struct loader *ld, yaml_node_t *n, const char *wh
         get_bool(ld, f[K_DH_DRY_RUN].val, what, &r->dry_run);
     snprintf(what, sizeof what, "%s.import_strategy", where);
     if (f[K_DH_IMPORT_STRATEGY].val &&
-        (v = get_enum(ld, f[K_DH_IMPORT_STRATEGY].val, what, import_strategies)) >= 0)
-        r->import_strategy = xstrdup(ld, import_strategies[v]);
+        (v = config_get_enum(ld, f[K_DH_IMPORT_STRATEGY].val, what, import_strategies)) >= 0)
+        r->import_strategy = config_xstrdup(ld, import_strategies[v]);
     snprintf(what, sizeof what, "%s.id_scheme", where);
-    if (f[K_DH_ID_SCHEME].val && (v = get_enum(ld, f[K_DH_ID_SCHEME].val, what, id_schemes)) >= 0) {
-        r->id_scheme = xstrdup(ld, id_schemes[v]);
+    if (f[K_DH_ID_SCHEME].val &&
+        (v = config_get_enum(ld, f[K_DH_ID_SCHEME].val, what, config_id_schemes)) >= 0) {
+        r->id_scheme = config_xstrdup(ld, config_id_schemes[v]);
         *id_scheme = f[K_DH_ID_SCHEME].val;
     }
     for (int k = 0; k < MAPPING_KINDS; k++) {
         yaml_node_t *val = f[K_DH_KIND_SCHEMES + k].val;
         snprintf(what, sizeof what, "%s.%s", where, dhis2_keys[K_DH_KIND_SCHEMES + k].name);
-        if (val && (v = get_enum(ld, val, what, id_schemes)) >= 0) {
-            r->id_schemes[k] = id_schemes[v];
-            r->id_scheme_pos[k] = pos_of(ld, val);
+        if (val && (v = config_get_enum(ld, val, what, config_id_schemes)) >= 0) {
+            r->id_schemes[k] = config_id_schemes[v];
+            r->id_scheme_pos[k] = config_pos_of(ld, val);
         }
     }
 }
@@ -2127,17 +2116,17 @@ static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
     r->mediator = CONFIG_MEDIATOR_HTTP;
     r->timeout_ms = 30000;
     r->auth_kind = CONFIG_AUTH_NONE;
-    r->pos = pos_of(ld, n);
+    r->pos = config_pos_of(ld, n);
 
     snprintf(what, sizeof what, "%s.name", where);
-    if (f[K_R_NAME].val && get_string(ld, f[K_R_NAME].val, what, true, &r->name)) {
-        r->pos = pos_of(ld, f[K_R_NAME].val);
+    if (f[K_R_NAME].val && config_get_string(ld, f[K_R_NAME].val, what, true, &r->name)) {
+        r->pos = config_pos_of(ld, f[K_R_NAME].val);
         for (size_t i = 0; i + 1 < ch->n_routes; i++) {
             const struct config_route *o = &ch->routes[i];
             if (o->name && strcmp(o->name, r->name) == 0) {
-                err_at(ld, f[K_R_NAME].val,
-                       "duplicate route name \"%s\" (first defined at %s:%d:%d)", r->name,
-                       o->pos.file, o->pos.line, o->pos.col);
+                config_err_at(ld, f[K_R_NAME].val,
+                              "duplicate route name \"%s\" (first defined at %s:%d:%d)", r->name,
+                              o->pos.file, o->pos.line, o->pos.col);
                 break;
             }
         }
@@ -2145,25 +2134,27 @@ static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
     const char *rname = r->name ? r->name : "";
     snprintf(what, sizeof what, "%s.mediator", where);
     int m;
-    if (f[K_R_MEDIATOR].val && (m = get_enum(ld, f[K_R_MEDIATOR].val, what, mediators)) >= 0)
+    if (f[K_R_MEDIATOR].val && (m = config_get_enum(ld, f[K_R_MEDIATOR].val, what, mediators)) >= 0)
         r->mediator = m == 1 ? CONFIG_MEDIATOR_DHIS2 : CONFIG_MEDIATOR_HTTP;
     bool dhis2 = r->mediator == CONFIG_MEDIATOR_DHIS2;
     if (dhis2 && !ch->has_transform)
-        err_at(ld, f[K_R_MEDIATOR].val,
-               "route \"%s\" delivers to DHIS2, which needs the channel to have a transform "
-               "(add transform: { reader: ..., mapping: ... })",
-               rname);
+        config_err_at(ld, f[K_R_MEDIATOR].val,
+                      "route \"%s\" delivers to DHIS2, which needs the channel to have a transform "
+                      "(add transform: { reader: ..., mapping: ... })",
+                      rname);
     snprintf(what, sizeof what, "%s.url", where);
-    if (f[K_R_URL].val && get_string(ld, f[K_R_URL].val, what, true, &r->url)) {
+    if (f[K_R_URL].val && config_get_string(ld, f[K_R_URL].val, what, true, &r->url)) {
         if (!is_http_url(r->url))
-            err_at(ld, f[K_R_URL].val,
-                   "invalid url \"%s\" for %s (expected an absolute http:// or https:// URL)",
-                   r->url, what);
+            config_err_at(
+                ld, f[K_R_URL].val,
+                "invalid url \"%s\" for %s (expected an absolute http:// or https:// URL)", r->url,
+                what);
         else if (dhis2 && !is_dhis2_base_url(r->url))
-            err_at(ld, f[K_R_URL].val,
-                   "invalid url \"%s\" for %s (expected the DHIS2 base URL, like "
-                   "https://dhis.example.org, without query: hibus appends /api/dataValueSets)",
-                   r->url, what);
+            config_err_at(
+                ld, f[K_R_URL].val,
+                "invalid url \"%s\" for %s (expected the DHIS2 base URL, like "
+                "https://dhis.example.org, without query: hibus appends /api/dataValueSets)",
+                r->url, what);
     }
     snprintf(what, sizeof what, "%s.primary", where);
     if (f[K_R_PRIMARY].val)
@@ -2177,15 +2168,17 @@ static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
 
     snprintf(what, sizeof what, "%s.body", where);
     int b;
-    if (f[K_R_BODY].val && (b = get_enum(ld, f[K_R_BODY].val, what, route_bodies)) >= 0) {
+    if (f[K_R_BODY].val && (b = config_get_enum(ld, f[K_R_BODY].val, what, route_bodies)) >= 0) {
         if (dhis2)
-            err_at(ld, f[K_R_BODY].key,
-                   "body applies only to http routes (a dhis2 route always sends the transformed "
-                   "report)");
+            config_err_at(
+                ld, f[K_R_BODY].key,
+                "body applies only to http routes (a dhis2 route always sends the transformed "
+                "report)");
         else if (b == 1 && !ch->has_transform)
-            err_at(ld, f[K_R_BODY].val,
-                   "body: transformed needs the channel to have a transform (add transform: { "
-                   "reader: ..., mapping: ... })");
+            config_err_at(
+                ld, f[K_R_BODY].val,
+                "body: transformed needs the channel to have a transform (add transform: { "
+                "reader: ..., mapping: ... })");
         else
             r->body = b == 1 ? CONFIG_BODY_TRANSFORMED : CONFIG_BODY_ORIGINAL;
     }
@@ -2196,30 +2189,31 @@ static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
     snprintf(what, sizeof what, "%s.writer", where);
     if (f[K_R_WRITER].val) {
         if (!transformed && !dhis2)
-            err_at(ld, f[K_R_WRITER].key,
-                   "writer applies only to dhis2 routes and to http routes with body: "
-                   "transformed");
-        else if (get_string(ld, f[K_R_WRITER].val, what, true, &r->writer) &&
+            config_err_at(ld, f[K_R_WRITER].key,
+                          "writer applies only to dhis2 routes and to http routes with body: "
+                          "transformed");
+        else if (config_get_string(ld, f[K_R_WRITER].val, what, true, &r->writer) &&
                  !writer_known(r->writer))
-            err_at(ld, f[K_R_WRITER].val, "unknown writer \"%s\" (expected one of: %s)", r->writer,
-                   join_names(list, sizeof list, WRITER_NAMES));
+            config_err_at(ld, f[K_R_WRITER].val, "unknown writer \"%s\" (expected one of: %s)",
+                          r->writer, config_join_names(list, sizeof list, WRITER_NAMES));
     } else if (transformed && ch->transform.writer) {
-        r->writer = xstrdup(ld, ch->transform.writer);
+        r->writer = config_xstrdup(ld, ch->transform.writer);
     }
 
     snprintf(what, sizeof what, "%s.dhis2", where);
     yaml_node_t *id_scheme = NULL;
     if (f[K_R_DHIS2].key && !dhis2)
-        err_at(ld, f[K_R_DHIS2].key, "%s applies only to routes with mediator: dhis2", what);
+        config_err_at(ld, f[K_R_DHIS2].key, "%s applies only to routes with mediator: dhis2", what);
     else if (f[K_R_DHIS2].val)
         load_dhis2_options(ld, f[K_R_DHIS2].val, what, r, &id_scheme);
     if (dhis2 && r->import_strategy == NULL)
-        r->import_strategy = xstrdup(ld, "CREATE_AND_UPDATE");
+        r->import_strategy = config_xstrdup(ld, "CREATE_AND_UPDATE");
     if (id_scheme && r->writer && strcmp(r->writer, "adx") == 0)
-        err_at(ld, id_scheme,
-               "%s.id_scheme applies only to the dhis2-datavalueset writer (ADX is always sent "
-               "with idScheme=UID)",
-               what);
+        config_err_at(
+            ld, id_scheme,
+            "%s.id_scheme applies only to the dhis2-datavalueset writer (ADX is always sent "
+            "with idScheme=UID)",
+            what);
 
     if (f[K_R_WHEN].val) {
         snprintf(what, sizeof what, "%s.when", where);
@@ -2238,7 +2232,7 @@ static void load_routes(struct loader *ld, yaml_node_t *n, struct config_channel
         return;
     size_t len = list_len(n);
     if (len == 0) {
-        err_at(ld, n, "routes must not be empty (a channel needs at least one route)");
+        config_err_at(ld, n, "routes must not be empty (a channel needs at least one route)");
         return;
     }
     ch->routes = calloc(len, sizeof *ch->routes);
@@ -2255,27 +2249,30 @@ static void load_routes(struct loader *ld, yaml_node_t *n, struct config_channel
             continue;
         const struct config_route *r = &ch->routes[ch->n_routes - 1];
         if (primary)
-            err_at(ld, p,
-                   "route \"%s\" and route \"%s\" are both primary (exactly one route can be "
-                   "primary)",
-                   r->name ? r->name : "", primary->name ? primary->name : "");
+            config_err_at(
+                ld, p,
+                "route \"%s\" and route \"%s\" are both primary (exactly one route can be "
+                "primary)",
+                r->name ? r->name : "", primary->name ? primary->name : "");
         else
             primary = r;
         if (when_key)
-            err_at(ld, when_key,
-                   "when is not allowed on the primary route \"%s\" (it chooses routes by the "
-                   "primary route's outcome)",
-                   r->name ? r->name : "");
+            config_err_at(
+                ld, when_key,
+                "when is not allowed on the primary route \"%s\" (it chooses routes by the "
+                "primary route's outcome)",
+                r->name ? r->name : "");
     }
     if (primary == NULL && ch->n_routes == 1 && len == 1) {
         ch->routes[0].primary = true;
         if (when_key) /* the only route is the primary one */
-            err_at(ld, when_key,
-                   "when is not allowed on the primary route \"%s\" (it chooses routes by the "
-                   "primary route's outcome)",
-                   ch->routes[0].name ? ch->routes[0].name : "");
+            config_err_at(
+                ld, when_key,
+                "when is not allowed on the primary route \"%s\" (it chooses routes by the "
+                "primary route's outcome)",
+                ch->routes[0].name ? ch->routes[0].name : "");
     } else if (primary == NULL && ld->diags->n == start) {
-        err_at(ld, n, "no primary route (mark exactly one route with primary: true)");
+        config_err_at(ld, n, "no primary route (mark exactly one route with primary: true)");
     }
 }
 
@@ -2291,11 +2288,12 @@ static void check_lease(struct loader *ld, const yaml_node_t *at, const struct c
         return;
     char a[32], b[32];
     fmt_duration(a, sizeof a, sum);
-    err_at(ld, at,
-           "the routes of async channel \"%s\" may take %s together (the sum of their "
-           "timeouts), longer than delivery.lease (%s); raise delivery.lease in hibus.yaml to at "
-           "least %s, or lower the timeouts",
-           ch->name ? ch->name : "", a, fmt_duration(b, sizeof b, ld->cfg->delivery_lease_ms), a);
+    config_err_at(
+        ld, at,
+        "the routes of async channel \"%s\" may take %s together (the sum of their "
+        "timeouts), longer than delivery.lease (%s); raise delivery.lease in hibus.yaml to at "
+        "least %s, or lower the timeouts",
+        ch->name ? ch->name : "", a, fmt_duration(b, sizeof b, ld->cfg->delivery_lease_ms), a);
 }
 
 static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
@@ -2307,7 +2305,7 @@ static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
         return;
 
     size_t cap = cfg->n_channels;
-    if (!grow(ld, (void **)&cfg->channels, &cap, cfg->n_channels, sizeof *cfg->channels))
+    if (!config_grow(ld, (void **)&cfg->channels, &cap, cfg->n_channels, sizeof *cfg->channels))
         return;
     struct config_channel *ch = &cfg->channels[cfg->n_channels++];
     memset(ch, 0, sizeof *ch);
@@ -2315,22 +2313,22 @@ static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
     ch->priority = 100;
     ch->mode = CONFIG_MODE_SYNC;
     ch->path_kind = CONFIG_PATH_EXACT;
-    ch->pos = pos_of(ld, root);
+    ch->pos = config_pos_of(ld, root);
 
-    if (f[K_CH_NAME].val && get_string(ld, f[K_CH_NAME].val, "name", true, &ch->name)) {
-        ch->pos = pos_of(ld, f[K_CH_NAME].val);
+    if (f[K_CH_NAME].val && config_get_string(ld, f[K_CH_NAME].val, "name", true, &ch->name)) {
+        ch->pos = config_pos_of(ld, f[K_CH_NAME].val);
         for (size_t i = 0; i + 1 < cfg->n_channels; i++) {
             const struct config_channel *o = &cfg->channels[i];
             if (o->name && strcmp(o->name, ch->name) == 0) {
-                err_at(ld, f[K_CH_NAME].val,
-                       "duplicate channel name \"%s\" (first defined at %s:%d:%d)", ch->name,
-                       o->pos.file, o->pos.line, o->pos.col);
+                config_err_at(ld, f[K_CH_NAME].val,
+                              "duplicate channel name \"%s\" (first defined at %s:%d:%d)", ch->name,
+                              o->pos.file, o->pos.line, o->pos.col);
                 break;
             }
         }
     }
     if (f[K_CH_DESCRIPTION].val)
-        get_string(ld, f[K_CH_DESCRIPTION].val, "description", false, &ch->description);
+        config_get_string(ld, f[K_CH_DESCRIPTION].val, "description", false, &ch->description);
     if (f[K_CH_ENABLED].val)
         get_bool(ld, f[K_CH_ENABLED].val, "enabled", &ch->enabled);
     if (f[K_CH_PRIORITY].val)
@@ -2340,7 +2338,7 @@ static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
     load_allow(ld, f[K_CH_ALLOW].val, root, ch);
     if (f[K_CH_MODE].val) {
         static const char *const modes[] = {"sync", "async", NULL};
-        int m = get_enum(ld, f[K_CH_MODE].val, "mode", modes);
+        int m = config_get_enum(ld, f[K_CH_MODE].val, "mode", modes);
         if (m >= 0)
             ch->mode = m == 1 ? CONFIG_MODE_ASYNC : CONFIG_MODE_SYNC;
     }
@@ -2357,12 +2355,12 @@ static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
     if (f[K_CH_TRANSFORM].val)
         load_transform(ld, f[K_CH_TRANSFORM].key, f[K_CH_TRANSFORM].val, ch, &seen);
     if (f[K_CH_UNMAPPED].val) {
-        int u = get_enum(ld, f[K_CH_UNMAPPED].val, "unmapped", unmapped_policies);
+        int u = config_get_enum(ld, f[K_CH_UNMAPPED].val, "unmapped", unmapped_policies);
         if (u >= 0)
             ch->unmapped = u == 1 ? MAPPING_SKIP : MAPPING_REJECT;
         if (seen.mapping == NULL)
-            err_at(ld, f[K_CH_UNMAPPED].key,
-                   "unmapped applies only to a channel whose transform has a mapping");
+            config_err_at(ld, f[K_CH_UNMAPPED].key,
+                          "unmapped applies only to a channel whose transform has a mapping");
     }
     size_t before_routes = ld->diags->n;
     if (f[K_CH_ROUTES].val)
@@ -2372,10 +2370,11 @@ static void load_channel(struct loader *ld, yaml_node_t *root, void *arg)
     /* DHIS2 takes UIDs: a report in source codes must go through a mapping */
     for (size_t i = 0; ch->has_transform && seen.mapping == NULL && i < ch->n_routes; i++) {
         if (ch->routes[i].mediator == CONFIG_MEDIATOR_DHIS2) {
-            err_at(ld, seen.key,
-                   "transform has no mapping, but route \"%s\" delivers to DHIS2, which needs "
-                   "UIDs (add mapping: NAME to the transform)",
-                   ch->routes[i].name ? ch->routes[i].name : "");
+            config_err_at(
+                ld, seen.key,
+                "transform has no mapping, but route \"%s\" delivers to DHIS2, which needs "
+                "UIDs (add mapping: NAME to the transform)",
+                ch->routes[i].name ? ch->routes[i].name : "");
             break;
         }
     }
@@ -2401,12 +2400,13 @@ static void settle_id_schemes(struct loader *ld)
                 const char *want = mapping_id_scheme(m, (enum mapping_kind)k);
                 const char *said = r->id_schemes[k];
                 if (m != NULL && said != NULL && strcmp(said, want) != 0)
-                    err_pos(ld, r->id_scheme_pos[k].file, r->id_scheme_pos[k].line,
-                            r->id_scheme_pos[k].col,
-                            "route \"%s\" sends %s identifiers as %s, but mapping \"%s\" maps "
-                            "them to %ss (set id_schemes: { %s: %s } in %s)",
-                            rname, MAPPING_KIND_NAMES[k], said, m->name, want,
-                            MAPPING_KIND_NAMES[k], said, m->file ? m->file : "the mapping");
+                    config_err_pos(
+                        ld, r->id_scheme_pos[k].file, r->id_scheme_pos[k].line,
+                        r->id_scheme_pos[k].col,
+                        "route \"%s\" sends %s identifiers as %s, but mapping \"%s\" maps "
+                        "them to %ss (set id_schemes: { %s: %s } in %s)",
+                        rname, MAPPING_KIND_NAMES[k], said, m->name, want, MAPPING_KIND_NAMES[k],
+                        said, m->file ? m->file : "the mapping");
                 else if (m != NULL && said == NULL && r->id_scheme != NULL &&
                          strcmp(r->id_scheme, want) != 0 &&
                          !(r->writer != NULL && strcmp(r->writer, "adx") == 0))
@@ -2415,10 +2415,11 @@ static void settle_id_schemes(struct loader *ld)
                 r->id_schemes[k] = want;
             }
             if (kinds[0] != '\0')
-                err_pos(ld, r->pos.file, r->pos.line, r->pos.col,
-                        "route \"%s\" has id_scheme: %s, but mapping \"%s\" maps to UIDs; set "
-                        "id_schemes: { %s } in %s, or drop the route's id_scheme",
-                        rname, r->id_scheme, m->name, kinds, m->file ? m->file : "the mapping");
+                config_err_pos(
+                    ld, r->pos.file, r->pos.line, r->pos.col,
+                    "route \"%s\" has id_scheme: %s, but mapping \"%s\" maps to UIDs; set "
+                    "id_schemes: { %s } in %s, or drop the route's id_scheme",
+                    rname, r->id_scheme, m->name, kinds, m->file ? m->file : "the mapping");
         }
     }
 }
@@ -2455,12 +2456,11 @@ static void sort_diags(struct hibus_diags *d, size_t start)
 
 /* Reads one file (taking ownership of path) and hands its root to fn; the document
  * lives only during this call. Returns false when the file could not be parsed. */
-typedef void (*file_loader)(struct loader *ld, yaml_node_t *root, void *arg);
 
-static bool load_file(struct loader *ld, char *path, const struct config_pos *from, file_loader fn,
+bool config_load_file(struct loader *ld, char *path, const struct config_pos *from, file_loader fn,
                       void *arg)
 {
-    const char *file = add_file(ld, path);
+    const char *file = config_add_file(ld, path);
     if (file == NULL)
         return false;
     yaml_document_t doc;
@@ -2475,739 +2475,6 @@ static bool load_file(struct loader *ld, char *path, const struct config_pos *fr
     return true;
 }
 
-/* ------------------------------------------------------------------------------------
- * Mapping files (mappings/NAME.yaml) and their CSV tables
- * ------------------------------------------------------------------------------------ */
-
-/* A CSV file may be larger than a YAML file: national facility lists are long. */
-#define CONFIG_MAX_CSV (64 * 1024 * 1024)
-/* After this many problems in one CSV file the rest is not checked: a file with
- * the wrong separator would otherwise give one message per line. */
-#define CSV_MAX_ERRORS 20
-
-enum {
-    K_MP_DATA_SET,
-    K_MP_PERIOD_TYPE,
-    K_MP_AOC,
-    K_MP_ORG_UNITS,
-    K_MP_ORG_UNITS_CSV,
-    K_MP_MEASURES,
-    K_MP_ITEMS,
-    K_MP_ITEMS_CSV,
-    K_MP_DATA_SETS,
-    K_MP_AOCS,
-    K_MP_ID_SCHEMES,
-    K_MP_PERIODS
-};
-static const struct key_spec mapping_keys[] = {
-    [K_MP_DATA_SET] = {"data_set", false},
-    [K_MP_PERIOD_TYPE] = {"period_type", false},
-    [K_MP_AOC] = {"attribute_option_combo", false},
-    [K_MP_ORG_UNITS] = {"org_units", false},
-    [K_MP_ORG_UNITS_CSV] = {"org_units_csv", false},
-    [K_MP_MEASURES] = {"measures", false},
-    [K_MP_ITEMS] = {"items", false},
-    [K_MP_ITEMS_CSV] = {"items_csv", false},
-    [K_MP_DATA_SETS] = {"data_sets", false},
-    [K_MP_AOCS] = {"attribute_option_combos", false},
-    [K_MP_ID_SCHEMES] = {"id_schemes", false},
-    [K_MP_PERIODS] = {"periods", false},
-};
-
-static const struct key_spec id_scheme_keys[MAPPING_KINDS] = {
-    [MAPPING_DATA_ELEMENT] = {"data_element", false},
-    [MAPPING_ORG_UNIT] = {"org_unit", false},
-    [MAPPING_COC] = {"category_option_combo", false},
-    [MAPPING_DATA_SET] = {"data_set", false},
-};
-
-enum { K_IT_DATA_ELEMENT, K_IT_MEASURES, K_IT_VALUE_TYPE };
-static const struct key_spec item_keys[] = {
-    [K_IT_DATA_ELEMENT] = {"data_element", true},
-    [K_IT_MEASURES] = {"measures", false},
-    [K_IT_VALUE_TYPE] = {"value_type", false},
-};
-
-enum { CSV_ORG_UNITS = 0, CSV_ITEMS = 1 };
-static const char *const csv_headers[2][5] = {
-    [CSV_ORG_UNITS] = {"code", "uid", NULL},
-    [CSV_ITEMS] = {"item", "measure", "data_element", "category_option_combo", NULL},
-};
-
-/* One mapping being read: the struct mapping's arrays keep no capacity, and each
- * row's position (for messages about duplicates) lives only here. */
-struct mapping_load {
-    struct mapping *m;
-    size_t cap_ou, cap_ou_pos, cap_items, cap_item_pos;
-    struct config_pos *ou_pos;   /* parallel to m->org_units */
-    struct config_pos *item_pos; /* parallel to m->items */
-    char *csv[2];                /* org_units_csv, items_csv: paths to read, or NULL */
-    struct config_pos csv_pos[2];
-    const char *files[3]; /* the YAML file and the two CSV files, in cfg->files */
-};
-
-/* measures: { measure: COC UID } of the mapping or of one item. */
-struct measure_uid {
-    const char *measure; /* the YAML key's text: lives as long as the document */
-    char *coc;
-    struct config_pos pos;
-};
-
-static bool add_org_unit(struct loader *ld, struct mapping_load *ml, const char *code,
-                         const char *uid, struct config_pos pos)
-{
-    struct mapping *m = ml->m;
-    if (!grow(ld, (void **)&m->org_units, &ml->cap_ou, m->n_org_units, sizeof *m->org_units) ||
-        !grow(ld, (void **)&ml->ou_pos, &ml->cap_ou_pos, m->n_org_units, sizeof *ml->ou_pos))
-        return false;
-    struct mapping_code ou = {xstrdup(ld, code), xstrdup(ld, uid)};
-    if (ou.code == NULL || ou.uid == NULL) {
-        free(ou.code);
-        free(ou.uid);
-        return false;
-    }
-    ml->ou_pos[m->n_org_units] = pos;
-    m->org_units[m->n_org_units++] = ou;
-    return true;
-}
-
-/* measure and coc may be NULL (no measure / the default category option combo). */
-static bool add_item(struct loader *ld, struct mapping_load *ml, const char *item,
-                     const char *measure, const char *de, const char *coc, const char *value_type,
-                     struct config_pos pos)
-{
-    struct mapping *m = ml->m;
-    if (!grow(ld, (void **)&m->items, &ml->cap_items, m->n_items, sizeof *m->items) ||
-        !grow(ld, (void **)&ml->item_pos, &ml->cap_item_pos, m->n_items, sizeof *ml->item_pos))
-        return false;
-    struct mapping_item it = {xstrdup(ld, item), measure ? xstrdup(ld, measure) : NULL,
-                              xstrdup(ld, de), coc ? xstrdup(ld, coc) : NULL,
-                              value_type ? xstrdup(ld, value_type) : NULL};
-    if (it.item == NULL || it.de_uid == NULL || (measure && it.measure == NULL) ||
-        (coc && it.coc_uid == NULL) || (value_type && it.value_type == NULL)) {
-        free(it.item);
-        free(it.measure);
-        free(it.de_uid);
-        free(it.coc_uid);
-        free(it.value_type);
-        return false;
-    }
-    ml->item_pos[m->n_items] = pos;
-    m->items[m->n_items++] = it;
-    return true;
-}
-
-/* A key of org_units, measures or items: a non-empty scalar, taken as written (keys
- * are never ${NAME}-expanded). NULL after reporting a problem. */
-static const char *code_of(struct loader *ld, const yaml_node_t *k, const char *what)
-{
-    if (k->type != YAML_SCALAR_NODE) {
-        err_at(ld, k, "expected a scalar key in %s, got %s", what, kind_name(k));
-        return NULL;
-    }
-    const char *s = scalar_raw(k);
-    if (is_null(k) || s[0] == '\0') {
-        err_at(ld, k, "empty code in %s", what);
-        return NULL;
-    }
-    if (strlen(s) != k->data.scalar.length || strlen(s) > CONFIG_MAX_VALUE || has_ctl(s)) {
-        err_at(ld, k, "invalid code in %s (control characters, or longer than %d bytes)", what,
-               CONFIG_MAX_VALUE);
-        return NULL;
-    }
-    return s;
-}
-
-static void free_measure_table(struct measure_uid *t, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(t[i].coc);
-    free(t);
-}
-
-/* Reads { KEY: target, ... } of kind into *out (where: "measures", "items.X.measures",
- * "data_sets", ...); noun names a key in the message about one written twice. */
-typedef bool (*target_reader)(struct loader *ld, const yaml_node_t *n, const char *what,
-                              const struct mapping *m, enum mapping_kind k, char **out);
-
-/* A DHIS2 period id (any spelling DHIS2 takes) into *out, canonical. */
-static bool get_period_id(struct loader *ld, const yaml_node_t *n, const char *what,
-                          const struct mapping *m, enum mapping_kind k, char **out)
-{
-    (void)m;
-    (void)k;
-    char *s = NULL;
-    struct period p;
-    if (!get_string(ld, n, what, true, &s))
-        return false;
-    if (!period_parse(s, &p)) {
-        err_at(ld, n, "\"%s\" is not a DHIS2 period id (such as 202608, 2026Q3 or 2026W35)", s);
-        free(s);
-        return false;
-    }
-    free(s);
-    free(*out);
-    *out = xstrdup(ld, p.id);
-    return *out != NULL;
-}
-
-static void load_target_table_with(struct loader *ld, yaml_node_t *n, const char *where,
-                                   const char *noun, const struct mapping *m,
-                                   enum mapping_kind kind, target_reader get,
-                                   struct measure_uid **out, size_t *count);
-
-static void load_target_table(struct loader *ld, yaml_node_t *n, const char *where,
-                              const char *noun, const struct mapping *m, enum mapping_kind kind,
-                              struct measure_uid **out, size_t *count)
-{
-    load_target_table_with(ld, n, where, noun, m, kind, get_target, out, count);
-}
-
-static void load_target_table_with(struct loader *ld, yaml_node_t *n, const char *where,
-                                   const char *noun, const struct mapping *m,
-                                   enum mapping_kind kind, target_reader get,
-                                   struct measure_uid **out, size_t *count)
-{
-    if (!expect_mapping(ld, n, where) || n->type != YAML_MAPPING_NODE)
-        return;
-    size_t cap = 0;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node(ld, p->key);
-        const char *key = code_of(ld, k, where);
-        if (key == NULL)
-            continue;
-        size_t j = 0;
-        while (j < *count && strcmp((*out)[j].measure, key) != 0)
-            j++;
-        if (j < *count) {
-            err_at(ld, k, "duplicate %s \"%s\" in %s (first defined at %s:%d:%d)", noun, key, where,
-                   (*out)[j].pos.file, (*out)[j].pos.line, (*out)[j].pos.col);
-            continue;
-        }
-        char what[CONFIG_MAX_VALUE + 64];
-        snprintf(what, sizeof what, "%s.%s", where, key);
-        char *target = NULL;
-        if (!get(ld, node(ld, p->value), what, m, kind, &target))
-            continue;
-        if (!grow(ld, (void **)out, &cap, *count, sizeof **out)) {
-            free(target);
-            return;
-        }
-        (*out)[(*count)++] = (struct measure_uid){key, target, pos_of(ld, k)};
-    }
-}
-
-/* Reads { measure: COC UID, ... } (where: "measures" or "items.X.measures"). */
-static void load_measure_table(struct loader *ld, yaml_node_t *n, const char *where,
-                               const struct mapping *m, struct measure_uid **out, size_t *count)
-{
-    load_target_table(ld, n, where, "measure", m, MAPPING_COC, out, count);
-}
-
-static void load_org_units(struct loader *ld, yaml_node_t *n, struct mapping_load *ml)
-{
-    if (!expect_mapping(ld, n, "org_units") || n->type != YAML_MAPPING_NODE)
-        return;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node(ld, p->key);
-        const char *code = code_of(ld, k, "org_units");
-        if (code == NULL)
-            continue;
-        char what[CONFIG_MAX_VALUE + 16];
-        snprintf(what, sizeof what, "org_units.%s", code);
-        char *uid = NULL;
-        if (get_target(ld, node(ld, p->value), what, ml->m, MAPPING_ORG_UNIT, &uid))
-            add_org_unit(ld, ml, code, uid, pos_of(ld, k));
-        free(uid);
-    }
-}
-
-/* data_sets: or attribute_option_combos: { CODE: UID }, what a source names
- * itself translated to DHIS2 identifiers. A code written twice is an error. */
-static void load_code_table(struct loader *ld, yaml_node_t *n, const char *where,
-                            const struct mapping *m, enum mapping_kind kind, target_reader get,
-                            struct mapping_code **out, size_t *count)
-{
-    struct measure_uid *t = NULL;
-    size_t nt = 0;
-    load_target_table_with(ld, n, where, "code", m, kind, get, &t, &nt);
-    *out = nt > 0 ? calloc(nt, sizeof **out) : NULL;
-    if (nt > 0 && *out == NULL)
-        ld->oom = true;
-    for (size_t i = 0; *out != NULL && i < nt; i++) {
-        char *c = xstrdup(ld, t[i].measure);
-        if (c == NULL)
-            break;
-        (*out)[(*count)++] = (struct mapping_code){c, t[i].coc};
-        t[i].coc = NULL;
-    }
-    free_measure_table(t, nt);
-}
-
-/* items: { CODE: UID } or { CODE: { data_element: UID, measures: {...} } }. Each item
- * gives a row without measure, then one per measure: its own measures if it has
- * the key (even empty), else the mapping's. Rows are placed at the item's key, or
- * at the measure's key for its own measures. */
-static void load_items(struct loader *ld, yaml_node_t *n, struct mapping_load *ml,
-                       const struct measure_uid *defaults, size_t n_defaults)
-{
-    if (!expect_mapping(ld, n, "items") || n->type != YAML_MAPPING_NODE)
-        return;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node(ld, p->key);
-        yaml_node_t *v = node(ld, p->value);
-        const char *item = code_of(ld, k, "items");
-        if (item == NULL)
-            continue;
-        char where[CONFIG_MAX_VALUE + 16], what[CONFIG_MAX_VALUE + 32];
-        snprintf(where, sizeof where, "items.%s", item);
-        yaml_node_t *de_node = v, *own = NULL, *vt_node = NULL;
-        if (v->type != YAML_SCALAR_NODE || is_null(v)) {
-            struct found g[sizeof item_keys / sizeof item_keys[0]];
-            if (!MAP_KEYS(ld, v, where, item_keys, g))
-                continue;
-            de_node = g[K_IT_DATA_ELEMENT].val;
-            own = g[K_IT_MEASURES].val;
-            vt_node = g[K_IT_VALUE_TYPE].val;
-            snprintf(what, sizeof what, "%s.data_element", where);
-        } else {
-            snprintf(what, sizeof what, "%s", where);
-        }
-        char *de = NULL, *vt = NULL;
-        if (de_node == NULL || !get_target(ld, de_node, what, ml->m, MAPPING_DATA_ELEMENT, &de))
-            continue;
-        if (vt_node != NULL) {
-            snprintf(what, sizeof what, "%s.value_type", where);
-            if (get_string(ld, vt_node, what, true, &vt) && !mapping_value_type_known(vt)) {
-                err_at(ld, vt_node,
-                       "unknown value type \"%s\" (expected a DHIS2 valueType such as NUMBER, "
-                       "INTEGER_ZERO_OR_POSITIVE, TEXT or LONG_TEXT)",
-                       vt);
-                free(vt);
-                vt = NULL;
-            }
-        }
-        struct config_pos at = pos_of(ld, k);
-        add_item(ld, ml, item, NULL, de, NULL, vt, at);
-        if (own) {
-            struct measure_uid *t = NULL;
-            size_t nt = 0;
-            snprintf(what, sizeof what, "%s.measures", where);
-            load_measure_table(ld, own, what, ml->m, &t, &nt);
-            for (size_t i = 0; i < nt; i++)
-                add_item(ld, ml, item, t[i].measure, de, t[i].coc, vt, t[i].pos);
-            free_measure_table(t, nt);
-        } else {
-            for (size_t i = 0; i < n_defaults; i++)
-                add_item(ld, ml, item, defaults[i].measure, de, defaults[i].coc, vt, at);
-        }
-        free(de);
-        free(vt);
-    }
-}
-
-static void load_mapping_yaml(struct loader *ld, yaml_node_t *root, void *arg)
-{
-    struct mapping_load *ml = arg;
-    struct mapping *m = ml->m;
-    ml->files[0] = ld->file;
-    struct found f[sizeof mapping_keys / sizeof mapping_keys[0]];
-    if (!MAP_KEYS(ld, root, NULL, mapping_keys, f))
-        return;
-    for (int k = 0; k < MAPPING_KINDS; k++)
-        m->id_schemes[k] = "UID";
-    if (f[K_MP_ID_SCHEMES].val) {
-        /* first: it decides how every target below is checked */
-        struct found g[MAPPING_KINDS];
-        if (MAP_KEYS(ld, f[K_MP_ID_SCHEMES].val, "id_schemes", id_scheme_keys, g))
-            for (int k = 0; k < MAPPING_KINDS; k++) {
-                char what[64];
-                snprintf(what, sizeof what, "id_schemes.%s", MAPPING_KIND_NAMES[k]);
-                int v;
-                if (g[k].val && (v = get_enum(ld, g[k].val, what, id_schemes)) >= 0)
-                    m->id_schemes[k] = id_schemes[v];
-            }
-    }
-    if (f[K_MP_DATA_SET].val)
-        get_target(ld, f[K_MP_DATA_SET].val, "data_set", m, MAPPING_DATA_SET, &m->data_set_uid);
-    char *s = NULL;
-    if (f[K_MP_PERIOD_TYPE].val &&
-        get_string(ld, f[K_MP_PERIOD_TYPE].val, "period_type", true, &s)) {
-        if (period_type_parse(s, &m->period_type)) {
-            m->has_period_type = true;
-        } else {
-            const char *names[PERIOD_TYPE_COUNT + 1];
-            for (int t = 0; t < PERIOD_TYPE_COUNT; t++)
-                names[t] = period_type_name((enum period_type)t);
-            names[PERIOD_TYPE_COUNT] = NULL;
-            char list[512];
-            err_at(ld, f[K_MP_PERIOD_TYPE].val, "unknown period type \"%s\" (expected one of: %s)",
-                   s, join_names(list, sizeof list, names));
-        }
-        free(s);
-        s = NULL;
-    }
-    if (f[K_MP_AOC].val)
-        get_target(ld, f[K_MP_AOC].val, "attribute_option_combo", m, MAPPING_COC, &m->aoc_uid);
-    if (f[K_MP_ORG_UNITS].val)
-        load_org_units(ld, f[K_MP_ORG_UNITS].val, ml);
-    if (f[K_MP_DATA_SETS].val)
-        load_code_table(ld, f[K_MP_DATA_SETS].val, "data_sets", m, MAPPING_DATA_SET, get_target,
-                        &m->data_sets, &m->n_data_sets);
-    if (f[K_MP_AOCS].val)
-        load_code_table(ld, f[K_MP_AOCS].val, "attribute_option_combos", m, MAPPING_COC, get_target,
-                        &m->aocs, &m->n_aocs);
-    if (f[K_MP_PERIODS].val)
-        load_code_table(ld, f[K_MP_PERIODS].val, "periods", m, MAPPING_KINDS, get_period_id,
-                        &m->periods, &m->n_periods);
-    struct measure_uid *defaults = NULL;
-    size_t n_defaults = 0;
-    if (f[K_MP_MEASURES].val)
-        load_measure_table(ld, f[K_MP_MEASURES].val, "measures", m, &defaults, &n_defaults);
-    if (f[K_MP_ITEMS].val)
-        load_items(ld, f[K_MP_ITEMS].val, ml, defaults, n_defaults);
-    free_measure_table(defaults, n_defaults);
-
-    /* the CSV files are read after this document, so that their messages are not
-     * sorted in among the YAML file's */
-    static const int csv_keys[2] = {
-        [CSV_ORG_UNITS] = K_MP_ORG_UNITS_CSV, [CSV_ITEMS] = K_MP_ITEMS_CSV};
-    char *dir = NULL;
-    for (int i = 0; i < 2; i++) {
-        yaml_node_t *v = f[csv_keys[i]].val;
-        if (v == NULL || !get_string(ld, v, mapping_keys[csv_keys[i]].name, true, &s))
-            continue;
-        if (dir == NULL)
-            dir = dir_of(ld, ld->file);
-        ml->csv[i] = dir ? path_join(ld, dir, s) : NULL;
-        ml->csv_pos[i] = pos_of(ld, v);
-        free(s);
-        s = NULL;
-    }
-    free(dir);
-}
-
-/* --- CSV files, read with the shared tokenizer (hibus/csv.h), fields as written --- */
-
-struct csv_reader {
-    struct loader *ld;
-    const char *file; /* in cfg->files */
-    size_t errors;
-    bool stopped; /* too many errors: the rest is not read */
-    struct csv t;
-};
-
-static void csv_err(struct csv_reader *r, int line, int col, const char *fmt, ...)
-    HIBUS_PRINTF(4, 5);
-
-static void csv_err(struct csv_reader *r, int line, int col, const char *fmt, ...)
-{
-    if (r->stopped)
-        return;
-    if (r->errors++ == CSV_MAX_ERRORS) {
-        err_pos(r->ld, r->file, line, col,
-                "too many errors in this file (%d); the rest of it was not checked",
-                CSV_MAX_ERRORS);
-        r->stopped = true;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    verr_pos(r->ld, r->file, line, col, fmt, ap);
-    va_end(ap);
-}
-
-/* Reads one record into r->t.f. Returns 1, 0 at the end of the file (or after too
- * many errors), -1 when the record was malformed (reported and skipped), -2 when
- * nothing more can be read. */
-static int csv_record(struct csv_reader *r)
-{
-    if (r->stopped)
-        return 0;
-    int rc = csv_next(&r->t);
-    int line = r->t.err_line, col = r->t.err_col;
-    switch (rc < 0 ? r->t.err : CSV_E_NONE) {
-    case CSV_E_NONE: break;
-    case CSV_E_UNTERMINATED:
-        csv_err(r, line, col,
-                "unterminated quoted field (a field that starts with \" ends with \")");
-        break;
-    case CSV_E_AFTER_QUOTE:
-        csv_err(r, line, col,
-                "unexpected character after a closing quote (inside a quoted field, a quote "
-                "is written \"\")");
-        break;
-    case CSV_E_QUOTE_IN_FIELD:
-        csv_err(r, line, col,
-                "quote inside a field that does not start with one (quote the whole field "
-                "and double the quote: \"a\"\"b\")");
-        break;
-    case CSV_E_TOO_LONG:
-        csv_err(r, line, col, "field is too long (%zu bytes, at most %d)", r->t.err_len,
-                CONFIG_MAX_VALUE);
-        break;
-    case CSV_E_NOMEM: r->ld->oom = true; break;
-    }
-    return rc;
-}
-
-/* A line with nothing on it. */
-static bool csv_empty_line(const struct csv_reader *r)
-{
-    return r->t.n == 1 && r->t.f[0].len == 0;
-}
-
-/* Reads a whole file (NUL-terminated) for the CSV reader; problems opening it are
- * reported at from. */
-static char *read_csv_file(struct loader *ld, const char *file, const struct config_pos *from,
-                           size_t *len)
-{
-    FILE *fp = fopen(file, "rb");
-    struct stat st;
-    int e = 0;
-    if (fp == NULL || fstat(fileno(fp), &st) != 0)
-        e = errno;
-    else if (!S_ISREG(st.st_mode))
-        e = EISDIR;
-    else if (st.st_size > CONFIG_MAX_CSV)
-        e = EFBIG;
-    char *buf = NULL;
-    if (e == 0) {
-        buf = malloc((size_t)st.st_size + 1);
-        if (buf == NULL) {
-            ld->oom = true;
-        } else {
-            *len = fread(buf, 1, (size_t)st.st_size, fp);
-            if (ferror(fp)) {
-                e = EIO;
-                free(buf);
-                buf = NULL;
-            } else {
-                buf[*len] = '\0';
-            }
-        }
-    }
-    if (fp)
-        fclose(fp);
-    if (e != 0)
-        err_pos(ld, from->file, from->line, from->col, "could not read file \"%s\": %s", file,
-                strerror(e));
-    return buf;
-}
-
-static void csv_row(struct csv_reader *r, struct mapping_load *ml, int kind)
-{
-    struct loader *ld = r->ld;
-    const struct csv_field *f = r->t.f;
-    struct config_pos at = {r->file, f[0].line, f[0].col};
-    if (kind == CSV_ORG_UNITS) {
-        bool ok = true;
-        if (f[0].s[0] == '\0') {
-            csv_err(r, f[0].line, f[0].col, "code must not be empty");
-            ok = false;
-        }
-        if (f[1].s[0] == '\0') {
-            csv_err(r, f[1].line, f[1].col, "uid must not be empty");
-            ok = false;
-        } else if (!mapping_id_valid(ml->m, MAPPING_ORG_UNIT, f[1].s)) {
-            csv_err(r, f[1].line, f[1].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[1].s);
-            ok = false;
-        }
-        if (ok)
-            add_org_unit(ld, ml, f[0].s, f[1].s, at);
-        return;
-    }
-    bool ok = true;
-    if (f[0].s[0] == '\0') {
-        csv_err(r, f[0].line, f[0].col, "item must not be empty");
-        ok = false;
-    }
-    if (f[2].s[0] == '\0') {
-        csv_err(r, f[2].line, f[2].col, "data_element must not be empty");
-        ok = false;
-    } else if (!mapping_id_valid(ml->m, MAPPING_DATA_ELEMENT, f[2].s)) {
-        csv_err(r, f[2].line, f[2].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[2].s);
-        ok = false;
-    }
-    if (f[3].s[0] != '\0' && !mapping_id_valid(ml->m, MAPPING_COC, f[3].s)) {
-        csv_err(r, f[3].line, f[3].col, "\"%s\" is not a DHIS2 UID (" UID_EXPECTED ")", f[3].s);
-        ok = false;
-    }
-    if (ok)
-        add_item(ld, ml, f[0].s, f[1].s[0] ? f[1].s : NULL, f[2].s, f[3].s[0] ? f[3].s : NULL, NULL,
-                 at);
-}
-
-static void load_csv(struct loader *ld, struct mapping_load *ml, int kind)
-{
-    const char *file = add_file(ld, ml->csv[kind]);
-    ml->csv[kind] = NULL;
-    if (file == NULL)
-        return;
-    ml->files[1 + kind] = file;
-    size_t len = 0;
-    char *buf = read_csv_file(ld, file, &ml->csv_pos[kind], &len);
-    if (buf == NULL)
-        return;
-    const char *const *header = csv_headers[kind];
-    size_t nh = 0;
-    while (header[nh])
-        nh++;
-    char want[128];
-    snprintf(want, sizeof want, "%s", nh > 0 ? header[0] : "");
-    for (size_t i = 1; i < nh; i++)
-        snprintf(want + strlen(want), sizeof want - strlen(want), ",%s", header[i]);
-
-    struct csv_reader r = {.ld = ld, .file = file};
-    size_t bom =
-        len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; /* as spreadsheets write */
-    csv_init(&r.t, buf + bom, len - bom, false, CONFIG_MAX_VALUE);
-    const char *nul = memchr(buf, '\0', len);
-    if (nul) {
-        int line = 1;
-        const char *ls = buf;
-        for (const char *q = buf; q < nul; q++)
-            if (*q == '\n') {
-                line++;
-                ls = q + 1;
-            }
-        err_pos(ld, file, line, (int)(nul - ls) + 1,
-                "file contains a NUL byte (expected a text file)");
-        free(buf);
-        return;
-    }
-
-    int rc = csv_record(&r);
-    bool header_ok = rc == 1 && r.t.n == nh;
-    for (size_t i = 0; header_ok && i < nh; i++)
-        header_ok = strcmp(r.t.f[i].s, header[i]) == 0;
-    if (rc == 0) {
-        err_pos(ld, file, 1, 1, "expected the header \"%s\", got an empty file", want);
-    } else if (rc == 1 && !header_ok) {
-        char got[256] = "";
-        for (size_t i = 0; i < r.t.n && strlen(got) + 1 < sizeof got; i++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? "," : "", r.t.f[i].s);
-        err_pos(ld, file, r.t.rec_line, 1, "expected the header \"%s\", got \"%s\"", want, got);
-    }
-    while (header_ok && !r.stopped && !ld->oom) {
-        rc = csv_record(&r);
-        if (rc == 0 || rc == -2)
-            break;
-        if (rc < 0 || csv_empty_line(&r))
-            continue;
-        if (r.t.n != nh) {
-            csv_err(&r, r.t.rec_line, r.t.n > nh ? r.t.f[nh].col : 1,
-                    "expected %zu fields (%s), got %zu", nh, want, r.t.n);
-            continue;
-        }
-        csv_row(&r, ml, kind);
-    }
-    csv_free(&r.t);
-    free(buf);
-}
-
-/* --- duplicates, across the YAML file and its CSV files --- */
-
-struct dup_key {
-    const char *a, *b; /* code, or item and measure (b may be NULL) */
-    size_t seq;        /* order of definition: the first of equal keys is the original */
-    struct config_pos pos;
-};
-
-static int cmp_dup_key(const void *x, const void *y)
-{
-    const struct dup_key *p = x, *q = y;
-    int c = strcmp(p->a, q->a);
-    if (c == 0 && p->b != q->b)
-        c = p->b == NULL ? -1 : q->b == NULL ? 1 : strcmp(p->b, q->b);
-    if (c == 0)
-        c = p->seq < q->seq ? -1 : p->seq > q->seq;
-    return c;
-}
-
-struct dup_report {
-    struct config_pos at, first;
-    const char *a, *b;
-    int rank; /* file order: the YAML file, then the CSV files */
-};
-
-static int cmp_dup_report(const void *x, const void *y)
-{
-    const struct dup_report *p = x, *q = y;
-    if (p->rank != q->rank)
-        return p->rank < q->rank ? -1 : 1;
-    if (p->at.line != q->at.line)
-        return p->at.line < q->at.line ? -1 : 1;
-    return p->at.col < q->at.col ? -1 : p->at.col > q->at.col;
-}
-
-/* Reports every org unit code, or (item, measure), defined twice, at the later
- * definition and naming the first. Returns the number found. */
-static size_t report_duplicates(struct loader *ld, const struct mapping_load *ml, bool items)
-{
-    const struct mapping *m = ml->m;
-    size_t n = items ? m->n_items : m->n_org_units;
-    if (n < 2)
-        return 0;
-    struct dup_key *keys = calloc(n, sizeof *keys);
-    struct dup_report *reps = calloc(n, sizeof *reps);
-    if (keys == NULL || reps == NULL) {
-        ld->oom = true;
-        free(keys);
-        free(reps);
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++)
-        keys[i] = items
-                      ? (struct dup_key){m->items[i].item, m->items[i].measure, i, ml->item_pos[i]}
-                      : (struct dup_key){m->org_units[i].code, NULL, i, ml->ou_pos[i]};
-    qsort(keys, n, sizeof *keys, cmp_dup_key);
-    size_t nr = 0;
-    for (size_t i = 1, first = 0; i < n; i++) {
-        struct dup_key *k = &keys[i], *f = &keys[first];
-        if (strcmp(k->a, f->a) != 0 ||
-            (k->b != f->b && (k->b == NULL || f->b == NULL || strcmp(k->b, f->b) != 0))) {
-            first = i;
-            continue;
-        }
-        int rank = 0;
-        while (rank < 2 && ml->files[rank] != k->pos.file)
-            rank++;
-        reps[nr++] = (struct dup_report){k->pos, f->pos, k->a, k->b, rank};
-    }
-    qsort(reps, nr, sizeof *reps, cmp_dup_report);
-    size_t said = 0;
-    for (size_t i = 0; i < nr; i++) {
-        const struct dup_report *d = &reps[i];
-        /* an item written twice repeats all its rows at one place: say it once */
-        if (i > 0 && reps[i - 1].at.file == d->at.file && reps[i - 1].at.line == d->at.line &&
-            reps[i - 1].at.col == d->at.col)
-            continue;
-        if (said++ == CSV_MAX_ERRORS) { /* a file listed twice would give one per line */
-            err_pos(ld, d->at.file, d->at.line, d->at.col,
-                    "too many duplicate %s (%d); the others are not listed",
-                    items ? "items" : "org unit codes", CSV_MAX_ERRORS);
-            break;
-        }
-        if (!items)
-            err_pos(ld, d->at.file, d->at.line, d->at.col,
-                    "duplicate org unit code \"%s\" (first defined at %s:%d:%d)", d->a,
-                    d->first.file, d->first.line, d->first.col);
-        else if (d->b == NULL)
-            err_pos(ld, d->at.file, d->at.line, d->at.col,
-                    "duplicate mapping for item \"%s\" (first defined at %s:%d:%d)", d->a,
-                    d->first.file, d->first.line, d->first.col);
-        else
-            err_pos(ld, d->at.file, d->at.line, d->at.col,
-                    "duplicate mapping for item \"%s\", measure \"%s\" (first defined at "
-                    "%s:%d:%d)",
-                    d->a, d->b, d->first.file, d->first.line, d->first.col);
-    }
-    free(keys);
-    free(reps);
-    return nr;
-}
-
 /* Index of a diagnostic's file in cfg->files (the order files were read in). */
 static size_t file_rank(const struct loader *ld, const char *file)
 {
@@ -3218,7 +2485,7 @@ static size_t file_rank(const struct loader *ld, const char *file)
 }
 
 /* Like sort_diags, for messages about several files: by file, then position. */
-static void sort_diags_by_file(struct loader *ld, size_t start)
+void config_sort_diags_by_file(struct loader *ld, size_t start)
 {
     struct hibus_diags *d = ld->diags;
     for (size_t i = start + 1; i < d->n; i++) {
@@ -3237,47 +2504,17 @@ static void sort_diags_by_file(struct loader *ld, size_t start)
     }
 }
 
-/* Reads mappings/NAME.yaml and its CSV files into p->m. */
-static void load_mapping(struct loader *ld, const struct pending_mapping *p)
-{
-    struct mapping_load ml = {.m = p->m};
-    size_t start = ld->diags->n;
-    if (load_file(ld, xstrdup(ld, p->m->file), &p->from, load_mapping_yaml, &ml)) {
-        for (int i = 0; i < 2 && !ld->oom; i++)
-            if (ml.csv[i])
-                load_csv(ld, &ml, i);
-        if (!ld->oom && report_duplicates(ld, &ml, false) + report_duplicates(ld, &ml, true) == 0 &&
-            ld->diags->n == start) {
-            const char *dup = NULL;
-            if (!mapping_sort(p->m, &dup)) /* cannot happen after the checks above */
-                err_pos(ld, ml.files[0], 0, 0, "duplicate code \"%s\"", dup ? dup : "");
-        }
-        sort_diags_by_file(ld, start);
-    }
-    free(ml.csv[0]);
-    free(ml.csv[1]);
-    free(ml.ou_pos);
-    free(ml.item_pos);
-}
-
-static void load_pending_mappings(struct loader *ld)
-{
-    for (size_t i = 0; i < ld->n_pending && !ld->oom; i++)
-        load_mapping(ld, &ld->pending[i]);
-    ld->n_pending = 0;
-}
-
 static void load_channel_dir(struct loader *ld, const char *dir, const struct config_pos *from)
 {
     DIR *d = opendir(dir);
     if (d == NULL) {
         int e = errno;
         if (from)
-            err_pos(ld, from->file, from->line, from->col,
-                    "could not open channel directory \"%s\": %s", dir, strerror(e));
+            config_err_pos(ld, from->file, from->line, from->col,
+                           "could not open channel directory \"%s\": %s", dir, strerror(e));
         else
-            err_pos(ld, ld->cfg->files[0], 0, 0, "could not open channel directory \"%s\": %s", dir,
-                    strerror(e));
+            config_err_pos(ld, ld->cfg->files[0], 0, 0,
+                           "could not open channel directory \"%s\": %s", dir, strerror(e));
         return;
     }
     char **names = NULL;
@@ -3286,8 +2523,8 @@ static void load_channel_dir(struct loader *ld, const char *dir, const struct co
     while ((de = readdir(d)) != NULL) {
         if (!is_channel_file(de->d_name))
             continue;
-        char *s = xstrdup(ld, de->d_name);
-        if (s == NULL || !grow(ld, (void **)&names, &cap, n, sizeof *names)) {
+        char *s = config_xstrdup(ld, de->d_name);
+        if (s == NULL || !config_grow(ld, (void **)&names, &cap, n, sizeof *names)) {
             free(s);
             break;
         }
@@ -3297,8 +2534,8 @@ static void load_channel_dir(struct loader *ld, const char *dir, const struct co
     if (n > 0)
         qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n && !ld->oom; i++) {
-        load_file(ld, path_join(ld, dir, names[i]), NULL, load_channel, NULL);
-        load_pending_mappings(ld); /* named by this channel for the first time */
+        config_load_file(ld, config_path_join(ld, dir, names[i]), NULL, load_channel, NULL);
+        config_load_pending_mappings(ld); /* named by this channel for the first time */
     }
     free_strv(names, n);
 }
@@ -3400,13 +2637,13 @@ static int cmp_channel(const void *a, const void *b)
     return strcmp(x->name ? x->name : "", y->name ? y->name : "");
 }
 
-static char *dir_of(struct loader *ld, const char *path)
+char *config_dir_of(struct loader *ld, const char *path)
 {
     const char *slash = strrchr(path, '/');
     if (slash == NULL)
-        return xstrdup(ld, ".");
+        return config_xstrdup(ld, ".");
     if (slash == path)
-        return xstrdup(ld, "/");
+        return config_xstrdup(ld, "/");
     char *d = strndup(path, (size_t)(slash - path));
     if (d == NULL)
         ld->oom = true;
@@ -3415,7 +2652,7 @@ static char *dir_of(struct loader *ld, const char *path)
 
 static void set_defaults(struct loader *ld, struct config *cfg)
 {
-    cfg->listen_address = xstrdup(ld, "127.0.0.1");
+    cfg->listen_address = config_xstrdup(ld, "127.0.0.1");
     cfg->listen_port = 5001;
     cfg->database_pool = 8;
     cfg->database_connect_timeout_ms = 5000;
@@ -3437,7 +2674,7 @@ static void set_defaults(struct loader *ld, struct config *cfg)
     cfg->keep_transactions_ms = 0;
     cfg->prune_every_ms = 3600L * 1000;
     for (size_t i = 0; i < sizeof default_redact / sizeof default_redact[0]; i++) {
-        char *s = xstrdup(ld, default_redact[i]);
+        char *s = config_xstrdup(ld, default_redact[i]);
         if (s)
             add_redact(ld, s);
     }
@@ -3460,8 +2697,8 @@ static bool compile_channels(struct loader *ld, size_t *n_compiled)
         if (rc != 0) {
             char msg[256];
             regerror(rc, &ch->path_re, msg, sizeof msg);
-            err_pos(ld, ch->pos.file, ch->pos.line, ch->pos.col,
-                    "could not compile match.path_regex \"%s\": %s", ch->path, msg);
+            config_err_pos(ld, ch->pos.file, ch->pos.line, ch->pos.col,
+                           "could not compile match.path_regex \"%s\": %s", ch->path, msg);
             return false;
         }
     }
@@ -3477,21 +2714,21 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     struct main_refs refs = {0};
     size_t n_compiled = 0;
     set_defaults(&ld, cfg);
-    cfg->path = xstrdup(&ld, path);
-    cfg->dir = dir_of(&ld, path);
+    cfg->path = config_xstrdup(&ld, path);
+    cfg->dir = config_dir_of(&ld, path);
     if (ld.oom)
         goto done;
 
-    if (!load_file(&ld, xstrdup(&ld, path), NULL, load_main, &refs)) {
+    if (!config_load_file(&ld, config_xstrdup(&ld, path), NULL, load_main, &refs)) {
         ld.main_unreadable = ld.read_failed;
         goto done; /* without hibus.yaml, where the other files are is unknown */
     }
 
-    cfg->mappings_dir = path_join(&ld, cfg->dir, refs.mappings ? refs.mappings : "mappings");
-    char *clients = path_join(&ld, cfg->dir, refs.clients ? refs.clients : "clients.yaml");
+    cfg->mappings_dir = config_path_join(&ld, cfg->dir, refs.mappings ? refs.mappings : "mappings");
+    char *clients = config_path_join(&ld, cfg->dir, refs.clients ? refs.clients : "clients.yaml");
     ld.clients_loaded =
-        load_file(&ld, clients, refs.clients ? &refs.clients_pos : NULL, load_clients, NULL);
-    char *channels = path_join(&ld, cfg->dir, refs.channels ? refs.channels : "channels");
+        config_load_file(&ld, clients, refs.clients ? &refs.clients_pos : NULL, load_clients, NULL);
+    char *channels = config_path_join(&ld, cfg->dir, refs.channels ? refs.channels : "channels");
     if (channels)
         load_channel_dir(&ld, channels, refs.channels ? &refs.channels_pos : NULL);
     free(channels);
@@ -3499,7 +2736,7 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
         size_t before = ld.diags->n;
         settle_id_schemes(&ld);
         if (ld.diags->n > before) /* among the others, in file and position order */
-            sort_diags_by_file(&ld, 0);
+            config_sort_diags_by_file(&ld, 0);
     }
 
     if (ld.oom || has_errors(&ld))
