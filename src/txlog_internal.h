@@ -1,0 +1,79 @@
+/*
+ * txlog_internal.h - what the txlog_*.c files share. Not an API: the contract
+ * is include/hibus/txlog.h, and nothing outside src/txlog*.c includes this.
+ *
+ * The transaction log, file by file:
+ *   src/txlog.c        the pool, connections, prepared statements, libpq errors,
+ *                      migrations, ping: what every other part needs
+ *   src/txlog_write.c  insert, attempts and outcomes; the delivery queue (claim,
+ *                      route states, next due, release, renew, rerun)
+ *   src/txlog_read.c   reads: one transaction as JSON (hibus tx), LISTEN and
+ *                      summaries (hibus tail, the queue waker)
+ *   src/txlog_prune.c  retention: monthly partitions, old transactions and bodies
+ *
+ * Every call on struct txlog runs as a txlog_op under txlog_with_conn, which
+ * borrows a pooled connection and applies the retry rule described at the top
+ * of src/txlog.c. The pool itself (struct txlog, its slots) stays private to
+ * src/txlog.c, so no part can bypass that rule.
+ */
+#ifndef HIBUS_TXLOG_INTERNAL_H
+#define HIBUS_TXLOG_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "hibus/error.h"
+#include "hibus/txlog.h"
+
+/* The prepared statements; their SQL is the table in src/txlog.c. A
+ * connection remembers which it has prepared in an unsigned bit mask, so there
+ * are at most 32. */
+enum txlog_stmt {
+    TXLOG_ST_INSERT,
+    TXLOG_ST_ATTEMPT,
+    TXLOG_ST_UPDATE,
+    TXLOG_ST_GET,
+    TXLOG_ST_GET_ATTEMPTS,
+    TXLOG_ST_SUMMARY,
+    TXLOG_ST_CLAIM,
+    TXLOG_ST_ROUTES,
+    TXLOG_ST_NEXT_DUE,
+    TXLOG_ST_COUNT
+};
+
+/* One call's work on a borrowed connection. It must write its results into
+ * ctx only on success, and must be safe to run twice (see the retry rule). */
+typedef enum hibus_err (*txlog_op)(PGconn *conn, unsigned *prepared, void *ctx,
+                                   struct hibus_error *err);
+
+/* Borrows a pooled connection, runs op, and runs it once more on a new
+ * connection when the first run lost its connection. */
+enum hibus_err txlog_with_conn(struct txlog *tl, txlog_op op, void *ctx, struct hibus_error *err);
+
+/* A new connection (application_name hibus, the configured connect timeout);
+ * NULL with err filled when the database cannot be reached. Caller PQfinish'es. */
+PGconn *txlog_db_connect(const char *url, long connect_timeout_ms, struct hibus_error *err);
+
+/* Runs prepared statement st, preparing it first if this connection has not
+ * (prepared is the connection's bit mask). Never NULL except on out of memory. */
+PGresult *txlog_exec_stmt(PGconn *conn, unsigned *prepared, enum txlog_stmt st,
+                          const char *const *values, const int *lengths, const int *formats);
+
+/* PQexec of a statement with no result rows; true on success, else fills err. */
+bool txlog_exec_cmd(PGconn *conn, const char *sql, const char *what, struct hibus_error *err);
+
+/* After a failure inside BEGIN: roll back if the connection still works. */
+void txlog_rollback(PGconn *conn);
+
+/* True when conn is NULL or libpq reports it CONNECTION_BAD. */
+bool txlog_conn_lost(const PGconn *conn);
+
+/* Fills err for a failed statement ("could not <what>: <server's message>", or
+ * "could not reach the database"); always returns HIBUS_E_DB. */
+enum hibus_err txlog_db_fail(struct hibus_error *err, PGconn *conn, const PGresult *res,
+                             const char *what);
+
+/* Copies a libpq message into err->detail on one line. */
+void txlog_detail_pq(struct hibus_error *err, const char *text);
+
+#endif

@@ -1,0 +1,455 @@
+/*
+ * txlog_read.c - what the transaction log reads (see hibus/txlog.h): one
+ * transaction with its attempts as JSON (hibus tx, GET of a transaction), and
+ * the LISTEN side: a dedicated connection that waits for NOTIFY hibus_tx
+ * (hibus tail) or hibus_queue (the delivery workers' waker) and reads a
+ * one-line summary of the transaction named.
+ *
+ * Entry points: txlog_get_json; txlog_listen, txlog_listen_on,
+ * txlog_listener_next, txlog_listener_summary, txlog_listener_close.
+ *
+ * txlog_get_json borrows a pooled connection (txlog_with_conn) and reads the
+ * row and its attempts in one snapshot. A struct txlog_listener owns its own
+ * connection outside the pool, for one thread: a LISTEN holds its session for
+ * as long as it listens, which a pooled connection must not do.
+ */
+#define LOG_SUBSYS "txlog"
+
+#include "hibus/txlog.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/gnutls.h>
+
+#include "hibus/clock.h"
+#include "hibus/log.h"
+#include "txlog_internal.h"
+
+/* ------------------------------------------------------------------------- */
+/* Reading a transaction as JSON                                             */
+/* ------------------------------------------------------------------------- */
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t len;
+        unsigned min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            len = 2, min = 0x80, c &= 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3, min = 0x800, c &= 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4, min = 0x10000, c &= 0x07;
+        } else {
+            return false;
+        }
+        if (n - i < len)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            c = (c << 6) | (s[i + k] & 0x3F);
+        }
+        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/* Base64 by GnuTLS; the result is malloc'd (caller frees), NULL when out of memory. */
+static char *base64_encode(const unsigned char *s, size_t n)
+{
+    if (n > UINT_MAX)
+        return NULL;
+    gnutls_datum_t in = {(unsigned char *)(uintptr_t)s, (unsigned)n}, out = {NULL, 0};
+    if (gnutls_base64_encode2(&in, &out) != 0)
+        return NULL;
+    char *copy = strndup((const char *)out.data, out.size);
+    gnutls_free(out.data);
+    return copy;
+}
+
+/* Builds a JSON object field by field; the first failure sticks in ok. */
+struct jbuild {
+    json_t *obj;
+    bool ok;
+};
+
+static void jset(struct jbuild *b, const char *key, json_t *val)
+{
+    if (val == NULL || json_object_set_new(b->obj, key, val) != 0)
+        b->ok = false;
+}
+
+static void jset_text(struct jbuild *b, const char *key, const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        jset(b, key, json_null());
+    else
+        jset(b, key, json_stringn(PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col)));
+}
+
+static void jset_int(struct jbuild *b, const char *key, const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        jset(b, key, json_null());
+    else
+        jset(b, key, json_integer(strtoll(PQgetvalue(res, row, col), NULL, 10)));
+}
+
+static void jset_real(struct jbuild *b, const char *key, const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        jset(b, key, json_null());
+    else
+        jset(b, key, json_real(strtod(PQgetvalue(res, row, col), NULL)));
+}
+
+/* A jsonb column (sent as text) becomes the JSON value itself. */
+static void jset_json(struct jbuild *b, const char *key, const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col)) {
+        jset(b, key, json_null());
+        return;
+    }
+    json_error_t jerr;
+    json_t *v = json_loadb(PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col),
+                           JSON_DECODE_ANY, &jerr);
+    if (v == NULL) /* jsonb is always valid JSON; this is running out of memory */
+        b->ok = false;
+    else
+        jset(b, key, v);
+}
+
+/* A bytea column: key as a string when valid UTF-8, else key_base64. Also sets
+ * len_key to the byte count when len_key is not NULL. */
+static void jset_body(struct jbuild *b, const char *key, const char *len_key, const PGresult *res,
+                      int row, int col)
+{
+    if (PQgetisnull(res, row, col)) {
+        jset(b, key, json_null());
+        if (len_key)
+            jset(b, len_key, json_null());
+        return;
+    }
+    size_t n = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), &n);
+    if (raw == NULL) {
+        b->ok = false;
+        return;
+    }
+    if (utf8_valid(raw, n)) {
+        jset(b, key, json_stringn((const char *)raw, n));
+    } else {
+        char k64[64];
+        snprintf(k64, sizeof k64, "%s_base64", key);
+        char *enc = base64_encode(raw, n);
+        jset(b, k64, enc ? json_string(enc) : NULL);
+        free(enc);
+    }
+    if (len_key)
+        jset(b, len_key, json_integer((json_int_t)n));
+    PQfreemem(raw);
+}
+
+static json_t *attempts_json(const PGresult *res)
+{
+    json_t *arr = json_array();
+    if (arr == NULL)
+        return NULL;
+    for (int r = 0; r < PQntuples(res); r++) {
+        struct jbuild b = {json_object(), true};
+        if (b.obj == NULL) {
+            json_decref(arr);
+            return NULL;
+        }
+        jset_text(&b, "route", res, r, 0);
+        jset_int(&b, "attempt", res, r, 1);
+        jset_text(&b, "method", res, r, 2);
+        jset_text(&b, "url", res, r, 3);
+        jset_int(&b, "status_code", res, r, 4);
+        jset_text(&b, "started_at", res, r, 5);
+        jset_real(&b, "duration_ms", res, r, 6);
+        jset_text(&b, "error", res, r, 7);
+        jset_body(&b, "response_excerpt", NULL, res, r, 8);
+        jset_json(&b, "response_headers", res, r, 9);
+        jset_json(&b, "details", res, r, 10);
+        if (!b.ok)
+            json_decref(b.obj);
+        /* json_array_append_new takes the reference even when it fails */
+        if (!b.ok || json_array_append_new(arr, b.obj) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+struct get_ctx {
+    int64_t id;
+    json_t *json;
+};
+
+static enum hibus_err op_get(PGconn *conn, unsigned *prepared, void *vctx, struct hibus_error *err)
+{
+    struct get_ctx *ctx = vctx;
+    char txid[32];
+    snprintf(txid, sizeof txid, "%" PRId64, ctx->id);
+    const char *const vals[1] = {txid};
+    PGresult *tx = NULL, *at = NULL;
+    enum hibus_err rc = HIBUS_OK;
+
+    /* One snapshot for the row and its attempts, which txlog_complete writes
+     * in one commit. */
+    if (!txlog_exec_cmd(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin a read",
+                        err))
+        return HIBUS_E_DB;
+    tx = txlog_exec_stmt(conn, prepared, TXLOG_ST_GET, vals, NULL, NULL);
+    if (tx == NULL || PQresultStatus(tx) != PGRES_TUPLES_OK) {
+        rc = txlog_db_fail(err, conn, tx, "read the transaction");
+        goto out;
+    }
+    if (PQntuples(tx) == 0) {
+        rc = hibus_error_set(err, HIBUS_E_NOT_FOUND, "transaction %" PRId64 " does not exist",
+                             ctx->id);
+        goto out;
+    }
+    at = txlog_exec_stmt(conn, prepared, TXLOG_ST_GET_ATTEMPTS, vals, NULL, NULL);
+    if (at == NULL || PQresultStatus(at) != PGRES_TUPLES_OK) {
+        rc = txlog_db_fail(err, conn, at, "read the transaction's attempts");
+        goto out;
+    }
+    if (!txlog_exec_cmd(conn, "COMMIT", "end a read", err)) {
+        rc = HIBUS_E_DB;
+        goto out;
+    }
+
+    struct jbuild b = {json_object(), true};
+    if (b.obj == NULL) {
+        rc = hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+        goto out;
+    }
+    jset_int(&b, "id", tx, 0, 0);
+    jset_text(&b, "request_id", tx, 0, 1);
+    jset_text(&b, "channel", tx, 0, 2);
+    jset_text(&b, "client", tx, 0, 3);
+    jset_text(&b, "method", tx, 0, 4);
+    jset_text(&b, "path", tx, 0, 5);
+    jset_text(&b, "query", tx, 0, 6);
+    jset_text(&b, "status", tx, 0, 7);
+    jset_text(&b, "node", tx, 0, 8);
+    jset_text(&b, "received_at", tx, 0, 9);
+    jset_text(&b, "updated_at", tx, 0, 10);
+    jset_text(&b, "finished_at", tx, 0, 11);
+    jset_real(&b, "duration_ms", tx, 0, 12);
+    jset_json(&b, "request_headers", tx, 0, 13);
+    jset_body(&b, "request_body", "request_body_len", tx, 0, 14);
+    jset_int(&b, "response_status", tx, 0, 15);
+    jset_json(&b, "response_headers", tx, 0, 16);
+    jset_body(&b, "response_body", NULL, tx, 0, 17);
+    jset_text(&b, "error", tx, 0, 18);
+    jset_json(&b, "problems", tx, 0, 19);
+    jset_text(&b, "mode", tx, 0, 20);
+    jset_int(&b, "rounds", tx, 0, 21);
+    jset_text(&b, "next_attempt_at", tx, 0, 22);
+    jset_text(&b, "bodies_pruned_at", tx, 0, 23);
+    jset(&b, "attempts", attempts_json(at));
+    if (!b.ok) {
+        json_decref(b.obj);
+        rc = hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+        goto out;
+    }
+    ctx->json = b.obj;
+
+out:
+    if (rc != HIBUS_OK)
+        txlog_rollback(conn);
+    PQclear(tx);
+    PQclear(at);
+    return rc;
+}
+
+enum hibus_err txlog_get_json(struct txlog *tl, int64_t id, json_t **out, struct hibus_error *err)
+{
+    struct get_ctx ctx = {.id = id};
+    enum hibus_err rc = txlog_with_conn(tl, op_get, &ctx, err);
+    if (rc == HIBUS_OK)
+        *out = ctx.json;
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
+/* LISTEN hibus_tx                                                           */
+/* ------------------------------------------------------------------------- */
+
+/* libpq queues notifications itself (PQnotifies hands out one per call), so
+ * several arriving in one packet are returned one by one without a queue here. */
+struct txlog_listener {
+    PGconn *conn;
+    unsigned prepared;
+};
+
+enum hibus_err txlog_listen(const char *url, long connect_timeout_ms, struct txlog_listener **out,
+                            struct hibus_error *err)
+{
+    return txlog_listen_on(url, connect_timeout_ms, "hibus_tx", out, err);
+}
+
+enum hibus_err txlog_listen_on(const char *url, long connect_timeout_ms, const char *channel,
+                               struct txlog_listener **out, struct hibus_error *err)
+{
+    if (url == NULL || url[0] == '\0')
+        return hibus_error_set(err, HIBUS_E_INVALID, "database URL is empty");
+    struct txlog_listener *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    l->conn = txlog_db_connect(url, connect_timeout_ms, err);
+    if (l->conn == NULL) {
+        free(l);
+        return err ? err->code : HIBUS_E_DB;
+    }
+    char sql[96];
+    if (strcmp(channel, "hibus_tx") != 0 && strcmp(channel, "hibus_queue") != 0) {
+        PQfinish(l->conn);
+        free(l);
+        return hibus_error_set(err, HIBUS_E_INVALID, "unknown notification channel \"%s\"",
+                               channel);
+    }
+    snprintf(sql, sizeof sql, "LISTEN %s", channel);
+    if (!txlog_exec_cmd(l->conn, sql, "listen for transaction changes", err)) {
+        PQfinish(l->conn);
+        free(l);
+        return HIBUS_E_DB;
+    }
+    *out = l;
+    return HIBUS_OK;
+}
+
+static enum hibus_err listener_lost(struct txlog_listener *l, struct hibus_error *err)
+{
+    hibus_error_set(err, HIBUS_E_DB, "lost the connection to the database");
+    txlog_detail_pq(err, PQerrorMessage(l->conn));
+    hibus_error_hint(err, "Listen again once the database is back.");
+    return HIBUS_E_DB;
+}
+
+enum hibus_err txlog_listener_next(struct txlog_listener *l, int timeout_ms, int64_t *id,
+                                   struct hibus_error *err)
+{
+    int64_t deadline = clock_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        PGnotify *n;
+        while ((n = PQnotifies(l->conn)) != NULL) {
+            char *end;
+            errno = 0;
+            long long v = strtoll(n->extra, &end, 10);
+            bool ok = errno == 0 && end != n->extra && *end == '\0' && v > 0;
+            if (!ok)
+                LOG_DEBUG(NULL, "ignoring a hibus_tx notification with payload \"%.40s\"",
+                          n->extra);
+            PQfreemem(n);
+            if (ok) {
+                *id = (int64_t)v;
+                return HIBUS_OK;
+            }
+        }
+        if (PQstatus(l->conn) == CONNECTION_BAD)
+            return listener_lost(l, err);
+
+        int wait = -1; /* a negative timeout_ms waits for ever */
+        if (timeout_ms >= 0) {
+            int64_t left = deadline - clock_ms();
+            if (left <= 0)
+                return hibus_error_set(err, HIBUS_E_TIMEOUT, "no transaction changed within %d ms",
+                                       timeout_ms);
+            wait = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        int sock = PQsocket(l->conn);
+        if (sock < 0)
+            return listener_lost(l, err);
+        struct pollfd pfd = {.fd = sock, .events = POLLIN};
+        int pr = poll(&pfd, 1, wait);
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            hibus_error_set(err, HIBUS_E_IO, "could not wait for the database");
+            hibus_error_detail(err, "poll: %s.", strerror(errno));
+            return HIBUS_E_IO;
+        }
+        if (pr == 0)
+            continue; /* the deadline check above reports the timeout */
+        if (!PQconsumeInput(l->conn))
+            return listener_lost(l, err);
+    }
+}
+
+enum hibus_err txlog_listener_summary(struct txlog_listener *l, int64_t id,
+                                      struct txlog_summary *out, struct hibus_error *err)
+{
+    char txid[32];
+    snprintf(txid, sizeof txid, "%" PRId64, id);
+    const char *const vals[1] = {txid};
+    PGresult *res = txlog_exec_stmt(l->conn, &l->prepared, TXLOG_ST_SUMMARY, vals, NULL, NULL);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        enum hibus_err rc = txlog_db_fail(err, l->conn, res, "read the transaction summary");
+        if (txlog_conn_lost(l->conn))
+            rc = listener_lost(l, err);
+        PQclear(res);
+        return rc;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return hibus_error_set(err, HIBUS_E_NOT_FOUND, "transaction %" PRId64 " does not exist",
+                               id);
+    }
+
+    struct txlog_summary s = {0};
+    s.id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    static const struct {
+        int col;
+        size_t off, size;
+        const char *what;
+    } fields[] = {
+        {1, offsetof(struct txlog_summary, time), sizeof s.time, "time"},
+        {2, offsetof(struct txlog_summary, channel), sizeof s.channel, "channel name"},
+        {3, offsetof(struct txlog_summary, client), sizeof s.client, "client name"},
+        {4, offsetof(struct txlog_summary, status), sizeof s.status, "status"},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        const char *v = PQgetvalue(res, 0, fields[i].col);
+        if (hibus_strlcpy((char *)&s + fields[i].off, v, fields[i].size) >= fields[i].size) {
+            PQclear(res);
+            return hibus_error_set(err, HIBUS_E_TOO_LARGE,
+                                   "%s of transaction %" PRId64 " is too long to show (max %zu)",
+                                   fields[i].what, id, fields[i].size - 1);
+        }
+    }
+    s.response_status = atoi(PQgetvalue(res, 0, 5));
+    s.duration_ms = strtod(PQgetvalue(res, 0, 6), NULL);
+    PQclear(res);
+    *out = s;
+    return HIBUS_OK;
+}
+
+void txlog_listener_close(struct txlog_listener *l)
+{
+    if (l == NULL)
+        return;
+    PQfinish(l->conn);
+    free(l);
+}

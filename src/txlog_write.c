@@ -1,0 +1,569 @@
+/*
+ * txlog_write.c - what the transaction log writes (see hibus/txlog.h): a
+ * request as it arrives, the attempts and outcome of a delivery, and the
+ * delivery queue that asynchronous channels, takeovers and reruns go through.
+ *
+ * Entry points: txlog_insert; txlog_complete and txlog_finish (attempts and
+ * outcome in one commit); the queue: txlog_claim/txlog_claimed_free (leases),
+ * txlog_route_states, txlog_next_due, txlog_release, txlog_renew, txlog_rerun,
+ * txlog_rerun_cancel. Their SQL, when prepared, is the table in src/txlog.c.
+ *
+ * Invariants: a queued row has next_attempt_at set; a row taken for delivery
+ * (txlog_claim, or txlog_insert with lease_ms) carries lease_owner and
+ * lease_until until its outcome is recorded, and txlog_finish with an owner
+ * records it only while that owner still holds the lease. Every call runs under
+ * txlog_with_conn, so each op here writes its ctx only on success and may run
+ * twice (the retry rule, and where a retry can write twice: src/txlog.c).
+ */
+#include "hibus/txlog.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "txlog_internal.h"
+
+/* ------------------------------------------------------------------------- */
+/* Insert and complete                                                       */
+/* ------------------------------------------------------------------------- */
+
+struct insert_ctx {
+    const struct txlog_request *rq;
+    int64_t id;
+};
+
+static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
+                                struct hibus_error *err)
+{
+    struct insert_ctx *ctx = vctx;
+    const struct txlog_request *rq = ctx->rq;
+    char lease[32];
+    snprintf(lease, sizeof lease, "%ld", rq->lease_ms);
+    const char *const vals[14] = {
+        rq->request_id,
+        rq->channel,
+        rq->client,
+        rq->method,
+        rq->path,
+        rq->query && rq->query[0] ? rq->query : NULL,
+        rq->headers_json ? rq->headers_json : "{}",
+        rq->body, /* NULL body -> SQL NULL */
+        rq->status,
+        rq->node,
+        rq->mode,
+        rq->order_key,
+        rq->lease_ms > 0 ? lease : NULL,
+        rq->problems_json,
+    };
+    const int lens[14] = {[7] = (int)rq->body_len};
+    const int fmts[14] = {[7] = 1};
+    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_INSERT, vals, lens, fmts);
+    /* No partition for this month yet (hibus was not running when it began):
+     * make it and the next ones, then insert again. */
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL && strcmp(state, "23514") == 0) {
+        PQclear(res);
+        PGresult *mk = PQexec(conn, "SELECT hibus_ensure_partitions(clock_timestamp(), 3)");
+        PQclear(mk);
+        res = txlog_exec_stmt(conn, prepared, TXLOG_ST_INSERT, vals, lens, fmts);
+    }
+    enum hibus_err rc = HIBUS_OK;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        rc = txlog_db_fail(err, conn, res, "store the transaction");
+    else
+        ctx->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return rc;
+}
+
+enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, int64_t *id,
+                            struct hibus_error *err)
+{
+    if (rq == NULL || rq->request_id == NULL || rq->channel == NULL || rq->method == NULL ||
+        rq->path == NULL || rq->status == NULL)
+        return hibus_error_set(err, HIBUS_E_INVALID,
+                               "transaction lacks request_id, channel, method, path or status");
+    if (rq->body == NULL && rq->body_len > 0)
+        return hibus_error_set(err, HIBUS_E_INVALID, "transaction body is NULL but has a length");
+    if (rq->body_len > INT_MAX)
+        return hibus_error_set(err, HIBUS_E_TOO_LARGE,
+                               "request body of %zu bytes is too large to store", rq->body_len);
+    struct insert_ctx ctx = {.rq = rq};
+    enum hibus_err rc = txlog_with_conn(tl, op_insert, &ctx, err);
+    if (rc == HIBUS_OK)
+        *id = ctx.id;
+    return rc;
+}
+
+struct complete_ctx {
+    int64_t id;
+    const struct txlog_attempt *attempts;
+    size_t n_attempts;
+    const struct txlog_outcome *out;
+    const char *owner; /* the lease holder that must still hold it; NULL: no check */
+    long retry_in_ms;  /* with status queued: due again after this */
+};
+
+static enum hibus_err insert_attempt(PGconn *conn, unsigned *prepared, const char *txid,
+                                     const struct txlog_attempt *a, struct hibus_error *err)
+{
+    char num[16], code[16], dur[64], start[64];
+    snprintf(num, sizeof num, "%d", a->attempt);
+    snprintf(start, sizeof start, "%.3f", a->started_epoch_ms);
+    snprintf(code, sizeof code, "%d", a->status_code);
+    snprintf(dur, sizeof dur, "%.3f", isfinite(a->duration_ms) ? a->duration_ms : 0.0);
+    const char *const vals[14] = {
+        txid,
+        a->route,
+        num,
+        a->method,
+        a->url,
+        a->status_code ? code : NULL,
+        dur,
+        a->error,
+        a->response_headers_json,
+        a->response_excerpt,
+        a->started_epoch_ms > 0 && isfinite(a->started_epoch_ms) ? start : NULL,
+        a->details_json,
+        a->outcome,
+        a->retryable ? "true" : "false",
+    };
+    const int lens[14] = {[9] = (int)a->response_excerpt_len};
+    const int fmts[14] = {[9] = 1};
+    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_ATTEMPT, vals, lens, fmts);
+    enum hibus_err rc = HIBUS_OK;
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = txlog_db_fail(err, conn, res, "store a delivery attempt");
+    PQclear(res);
+    return rc;
+}
+
+static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
+                                  struct hibus_error *err)
+{
+    const struct complete_ctx *ctx = vctx;
+    const struct txlog_outcome *o = ctx->out;
+    char txid[32];
+    snprintf(txid, sizeof txid, "%" PRId64, ctx->id);
+
+    /* The request itself was committed durably by txlog_insert; this commit
+     * records what happened to it. It need not wait for its WAL flush (one
+     * fsync, the larger part of a request's latency on a slow disk): a crash in
+     * the following fraction of a second loses only the outcome, the row stays
+     * "processing", and delivery picks it up again (at least once). */
+    if (!txlog_exec_cmd(conn, "BEGIN", "begin a transaction", err))
+        return HIBUS_E_DB;
+    if (!txlog_exec_cmd(conn, "SET LOCAL synchronous_commit TO off", "relax the outcome's commit",
+                        err)) {
+        txlog_rollback(conn);
+        return HIBUS_E_DB;
+    }
+    for (size_t i = 0; i < ctx->n_attempts; i++) {
+        if (insert_attempt(conn, prepared, txid, &ctx->attempts[i], err) != HIBUS_OK) {
+            txlog_rollback(conn);
+            return HIBUS_E_DB;
+        }
+    }
+
+    char rstatus[16], retry[32];
+    snprintf(rstatus, sizeof rstatus, "%d", o->response_status);
+    snprintf(retry, sizeof retry, "%ld", ctx->retry_in_ms > 0 ? ctx->retry_in_ms : 0);
+    const char *const vals[9] = {
+        txid,
+        o->status,
+        o->response_status ? rstatus : NULL,
+        o->response_headers_json,
+        o->response_body,
+        o->error,
+        o->problems_json,
+        ctx->owner,
+        retry,
+    };
+    const int lens[9] = {[4] = (int)o->response_body_len};
+    const int fmts[9] = {[4] = 1};
+    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_UPDATE, vals, lens, fmts);
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        txlog_db_fail(err, conn, res, "record the transaction's outcome");
+        PQclear(res);
+        txlog_rollback(conn);
+        return HIBUS_E_DB;
+    }
+    bool found = strcmp(PQcmdTuples(res), "0") != 0;
+    PQclear(res);
+    if (!found) {
+        txlog_rollback(conn);
+        if (ctx->owner != NULL)
+            return hibus_error_set(err, HIBUS_E_NOT_FOUND,
+                                   "transaction %" PRId64 " is no longer held by %s: its lease "
+                                   "lapsed and another process took it over",
+                                   ctx->id, ctx->owner);
+        return hibus_error_set(err, HIBUS_E_NOT_FOUND, "transaction %" PRId64 " does not exist",
+                               ctx->id);
+    }
+    if (!txlog_exec_cmd(conn, "COMMIT", "commit the transaction's outcome", err)) {
+        txlog_rollback(conn);
+        return HIBUS_E_DB;
+    }
+    return HIBUS_OK;
+}
+
+enum hibus_err txlog_complete(struct txlog *tl, int64_t id, const struct txlog_attempt *attempts,
+                              size_t n_attempts, const struct txlog_outcome *out,
+                              struct hibus_error *err)
+{
+    return txlog_finish(tl, id, NULL, attempts, n_attempts, out, 0, err);
+}
+
+enum hibus_err txlog_finish(struct txlog *tl, int64_t id, const char *owner,
+                            const struct txlog_attempt *attempts, size_t n_attempts,
+                            const struct txlog_outcome *out, long retry_in_ms,
+                            struct hibus_error *err)
+{
+    if (out == NULL || out->status == NULL || (n_attempts > 0 && attempts == NULL))
+        return hibus_error_set(err, HIBUS_E_INVALID, "transaction outcome lacks a status");
+    if ((out->response_body == NULL && out->response_body_len > 0) ||
+        out->response_body_len > INT_MAX)
+        return hibus_error_set(err, HIBUS_E_INVALID,
+                               "response body of transaction %" PRId64 " is invalid or too large",
+                               id);
+    for (size_t i = 0; i < n_attempts; i++) {
+        const struct txlog_attempt *a = &attempts[i];
+        if (a->route == NULL || a->method == NULL || a->url == NULL ||
+            (a->response_excerpt == NULL && a->response_excerpt_len > 0) ||
+            a->response_excerpt_len > INT_MAX)
+            return hibus_error_set(err, HIBUS_E_INVALID,
+                                   "delivery attempt %zu of transaction %" PRId64
+                                   " lacks route, method or url, or has an invalid excerpt",
+                                   i + 1, id);
+    }
+    struct complete_ctx ctx = {.id = id,
+                               .attempts = attempts,
+                               .n_attempts = n_attempts,
+                               .out = out,
+                               .owner = owner,
+                               .retry_in_ms = retry_in_ms};
+    return txlog_with_conn(tl, op_complete, &ctx, err);
+}
+
+/* ------------------------------------------------------------------------- */
+/* The delivery queue                                                        */
+/* ------------------------------------------------------------------------- */
+
+struct claim_ctx {
+    const char *owner;
+    long lease_ms;
+    int max;
+    struct txlog_claimed *v;
+    size_t n;
+};
+
+static char *value_dup(const PGresult *res, int row, int col)
+{
+    return strdup(PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+}
+
+static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
+{
+    struct claim_ctx *ctx = vctx;
+    char max[16], lease[32];
+    snprintf(max, sizeof max, "%d", ctx->max);
+    snprintf(lease, sizeof lease, "%ld", ctx->lease_ms);
+    const char *const vals[3] = {ctx->owner, max, lease};
+    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_CLAIM, vals, NULL, NULL);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        enum hibus_err rc = txlog_db_fail(err, conn, res, "claim due transactions");
+        PQclear(res);
+        return rc;
+    }
+    int n = PQntuples(res);
+    ctx->v = n ? calloc((size_t)n, sizeof *ctx->v) : NULL;
+    if (n && ctx->v == NULL) {
+        PQclear(res);
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        struct txlog_claimed *c = &ctx->v[i];
+        c->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        c->channel = value_dup(res, i, 1);
+        c->client = value_dup(res, i, 2);
+        c->method = value_dup(res, i, 3);
+        c->path = value_dup(res, i, 4);
+        c->query = value_dup(res, i, 5);
+        c->headers_json = value_dup(res, i, 6);
+        c->request_id = value_dup(res, i, 8);
+        c->rounds = atoi(PQgetvalue(res, i, 9));
+        c->age_ms = strtod(PQgetvalue(res, i, 10), NULL);
+        if (!PQgetisnull(res, i, 7)) {
+            size_t len = 0;
+            unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 7), &len);
+            c->body = b ? malloc(len + 1) : NULL;
+            if (c->body != NULL) {
+                memcpy(c->body, b, len);
+                c->body[len] = '\0';
+                c->body_len = len;
+            }
+            PQfreemem(b);
+            ok = ok && c->body != NULL;
+        }
+        ok = ok && c->channel && c->client && c->method && c->path && c->query && c->headers_json &&
+             c->request_id;
+        ctx->n++;
+    }
+    PQclear(res);
+    if (!ok) {
+        /* The claims stand; their leases lapse and they are taken again. */
+        txlog_claimed_free(ctx->v, ctx->n);
+        ctx->v = NULL;
+        ctx->n = 0;
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
+    return HIBUS_OK;
+}
+
+enum hibus_err txlog_claim(struct txlog *tl, const char *owner, long lease_ms, int max,
+                           struct txlog_claimed **out, size_t *n, struct hibus_error *err)
+{
+    struct claim_ctx ctx = {.owner = owner, .lease_ms = lease_ms, .max = max > 0 ? max : 1};
+    *out = NULL;
+    *n = 0;
+    enum hibus_err rc = txlog_with_conn(tl, op_claim, &ctx, err);
+    if (rc == HIBUS_OK) {
+        *out = ctx.v;
+        *n = ctx.n;
+    }
+    return rc;
+}
+
+void txlog_claimed_free(struct txlog_claimed *v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        free(v[i].channel);
+        free(v[i].client);
+        free(v[i].method);
+        free(v[i].path);
+        free(v[i].query);
+        free(v[i].headers_json);
+        free(v[i].request_id);
+        free(v[i].body);
+    }
+    free(v);
+}
+
+struct routes_ctx {
+    int64_t id;
+    struct txlog_route_state *v;
+    size_t n;
+};
+
+static enum hibus_err op_routes(PGconn *conn, unsigned *prepared, void *vctx,
+                                struct hibus_error *err)
+{
+    struct routes_ctx *ctx = vctx;
+    char txid[32];
+    snprintf(txid, sizeof txid, "%" PRId64, ctx->id);
+    const char *const vals[1] = {txid};
+    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_ROUTES, vals, NULL, NULL);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        enum hibus_err rc = txlog_db_fail(err, conn, res, "read the routes' earlier outcomes");
+        PQclear(res);
+        return rc;
+    }
+    int n = PQntuples(res);
+    ctx->v = calloc((size_t)n + 1, sizeof *ctx->v);
+    if (ctx->v == NULL) {
+        PQclear(res);
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        struct txlog_route_state *r = &ctx->v[i];
+        if (hibus_strlcpy(r->route, PQgetvalue(res, i, 0), sizeof r->route) >= sizeof r->route ||
+            hibus_strlcpy(r->outcome, PQgetvalue(res, i, 1), sizeof r->outcome) >=
+                sizeof r->outcome)
+            continue; /* a name hibus could not have written; ignore it */
+        r->retryable = PQgetvalue(res, i, 2)[0] == 't';
+        r->status_code = atoi(PQgetvalue(res, i, 3));
+        ctx->n++;
+    }
+    PQclear(res);
+    return HIBUS_OK;
+}
+
+enum hibus_err txlog_route_states(struct txlog *tl, int64_t id, struct txlog_route_state **out,
+                                  size_t *n, struct hibus_error *err)
+{
+    struct routes_ctx ctx = {.id = id};
+    enum hibus_err rc = txlog_with_conn(tl, op_routes, &ctx, err);
+    *out = rc == HIBUS_OK ? ctx.v : NULL;
+    *n = rc == HIBUS_OK ? ctx.n : 0;
+    return rc;
+}
+
+static enum hibus_err op_next_due(PGconn *conn, unsigned *prepared, void *vctx,
+                                  struct hibus_error *err)
+{
+    double *ms = vctx;
+    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_NEXT_DUE, NULL, NULL, NULL);
+    enum hibus_err rc = HIBUS_OK;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        rc = txlog_db_fail(err, conn, res, "find the next due transaction");
+    else
+        *ms = PQgetisnull(res, 0, 0) ? -1 : strtod(PQgetvalue(res, 0, 0), NULL);
+    PQclear(res);
+    return rc;
+}
+
+enum hibus_err txlog_next_due(struct txlog *tl, double *ms, struct hibus_error *err)
+{
+    return txlog_with_conn(tl, op_next_due, ms, err);
+}
+
+/* A statement that changes rows and reports how many; for the queue's rare
+ * statements (release, rerun, cancel), not worth preparing. */
+struct count_ctx {
+    const char *sql;
+    const char *what;
+    int nparams;
+    const char *const *vals;
+    long n;
+};
+
+static enum hibus_err op_count(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
+{
+    (void)prepared;
+    struct count_ctx *ctx = vctx;
+    PGresult *res = PQexecParams(conn, ctx->sql, ctx->nparams, NULL, ctx->vals, NULL, NULL, 0);
+    enum hibus_err rc = HIBUS_OK;
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = txlog_db_fail(err, conn, res, ctx->what);
+    else
+        ctx->n = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return rc;
+}
+
+static enum hibus_err run_count(struct txlog *tl, const char *sql, const char *what, int nparams,
+                                const char *const *vals, long *n, struct hibus_error *err)
+{
+    struct count_ctx ctx = {.sql = sql, .what = what, .nparams = nparams, .vals = vals};
+    enum hibus_err rc = txlog_with_conn(tl, op_count, &ctx, err);
+    if (rc == HIBUS_OK && n != NULL)
+        *n = ctx.n;
+    return rc;
+}
+
+enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released,
+                             struct hibus_error *err)
+{
+    const char *const vals[1] = {owner};
+    return run_count(tl,
+                     "UPDATE transactions SET status = 'queued', lease_owner = NULL,"
+                     " lease_until = NULL, next_attempt_at = clock_timestamp(),"
+                     " rounds = greatest(rounds - 1, 0), updated_at = clock_timestamp()"
+                     " WHERE status = 'processing'"
+                     "   AND (lease_owner = $1 OR left(lease_owner, length($1) + 1) = $1 || '/')",
+                     "release this process's claims", 1, vals, released, err);
+}
+
+enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *owner, long lease_ms,
+                           bool *held, struct hibus_error *err)
+{
+    char txid[32], lease[32];
+    snprintf(txid, sizeof txid, "%" PRId64, id);
+    snprintf(lease, sizeof lease, "%ld", lease_ms);
+    const char *const vals[3] = {txid, owner, lease};
+    long n = 0;
+    enum hibus_err rc = run_count(tl,
+                                  "UPDATE transactions SET lease_until = clock_timestamp()"
+                                  " + make_interval(secs => $3::float8 / 1000)"
+                                  " WHERE id = $1 AND lease_owner = $2 AND status = 'processing'",
+                                  "renew a lease", 3, vals, &n, err);
+    *held = rc == HIBUS_OK && n == 1;
+    return rc;
+}
+
+struct rerun_ctx {
+    const char *const *vals;
+    long queued;
+    long superseded;
+};
+
+static enum hibus_err op_rerun(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
+{
+    (void)prepared;
+    struct rerun_ctx *ctx = vctx;
+    /* A transaction whose facility and period were reported again later (and
+     * that later report was delivered, or is on its way) is superseded: sending
+     * the old figures again would overwrite the newer ones in DHIS2. */
+    PGresult *res = PQexecParams(
+        conn,
+        "WITH cand AS ("
+        " SELECT id, order_key FROM transactions"
+        " WHERE status NOT IN ('queued', 'processing')"
+        "   AND ($1::text IS NULL OR id = ANY (string_to_array($1, ',')::bigint[]))"
+        "   AND ($2::text IS NULL OR channel = $2)"
+        "   AND ($3::text IS NULL OR status = $3)"
+        "   AND ($4::text IS NULL OR received_at >= $4::timestamptz)),"
+        " sup AS (SELECT c.id FROM cand c WHERE c.order_key IS NOT NULL AND EXISTS ("
+        "   SELECT 1 FROM transactions l WHERE l.order_key = c.order_key AND l.id > c.id"
+        "     AND l.status IN ('successful', 'completed', 'completed_with_errors',"
+        "                      'queued', 'processing'))),"
+        " r AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM cand"
+        "   WHERE id NOT IN (SELECT id FROM sup)),"
+        " u AS (UPDATE transactions t SET status = 'queued', rounds = 0,"
+        "   rerun_at = clock_timestamp(),"
+        "   next_attempt_at = clock_timestamp() + make_interval(secs => r.k / $5::float8),"
+        "   lease_owner = NULL, lease_until = NULL, finished_at = NULL, error = NULL,"
+        "   updated_at = clock_timestamp()"
+        "   FROM r WHERE t.id = r.id RETURNING 1)"
+        " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM sup)",
+        5, NULL, ctx->vals, NULL, NULL, 0);
+    enum hibus_err rc = HIBUS_OK;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        rc = txlog_db_fail(err, conn, res, "re-queue transactions");
+    } else {
+        ctx->queued = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        ctx->superseded = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
+}
+
+enum hibus_err txlog_rerun(struct txlog *tl, const struct txlog_rerun_filter *f, long *queued,
+                           long *superseded, struct hibus_error *err)
+{
+    /* Reruns are spread out in time (rate per second) so that re-queueing
+     * 100,000 transactions does not send them to DHIS2 at once; the schedule is
+     * in the rows themselves, so it survives restarts. */
+    char rate[32];
+    snprintf(rate, sizeof rate, "%.6f", f->rate_per_s > 0 ? f->rate_per_s : 1e9);
+    const char *const vals[5] = {f->ids_csv, f->channel, f->status, f->since, rate};
+    struct rerun_ctx ctx = {.vals = vals};
+    enum hibus_err rc = txlog_with_conn(tl, op_rerun, &ctx, err);
+    if (rc == HIBUS_OK) {
+        *queued = ctx.queued;
+        *superseded = ctx.superseded;
+    }
+    return rc;
+}
+
+enum hibus_err txlog_rerun_cancel(struct txlog *tl, const char *channel, long *cancelled,
+                                  struct hibus_error *err)
+{
+    const char *const vals[1] = {channel};
+    return run_count(tl,
+                     "UPDATE transactions SET status = 'failed', next_attempt_at = NULL,"
+                     " finished_at = clock_timestamp(), updated_at = clock_timestamp(),"
+                     " error = 'rerun cancelled before it was delivered (hibus rerun --cancel)'"
+                     " WHERE status = 'queued' AND rerun_at IS NOT NULL"
+                     "   AND ($1::text IS NULL OR channel = $1)",
+                     "cancel queued reruns", 1, vals, cancelled, err);
+}
