@@ -515,7 +515,8 @@ static void print_body(const char *title, const json_t *tx, const char *key)
     const char *b64 = json_string_value(json_object_get(tx, k64));
     if (text == NULL && b64 == NULL)
         return;
-    size_t len = text ? strlen(text) : strlen(b64);
+    /* A text body may hold a NUL (valid UTF-8): measure it by its JSON length. */
+    size_t len = text ? json_string_length(json_object_get(tx, key)) : strlen(b64);
     printf("%s (%s, %zu characters)\n", title, text ? "text" : "binary, base64", len);
     const char *s = text ? text : b64;
     size_t shown = len > 4000 ? 4000 : len;

@@ -39,11 +39,25 @@ int log_level_parse(const char *s)
     return -1;
 }
 
-/* Appends s to buf as the inside of a JSON string. */
+/* The largest length <= n that does not end inside a UTF-8 sequence of s. */
+static size_t utf8_cut(const char *s, size_t n)
+{
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+/* Appends s to buf as the inside of a JSON string; a sequence that does not fit
+ * whole is left out with the rest, so the line stays UTF-8. */
 static size_t json_escape(char *buf, size_t at, size_t cap, const char *s)
 {
     for (; *s && at + 7 < cap; s++) {
         unsigned char c = (unsigned char)*s;
+        if (c >= 0xC0) {
+            size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+            if (at + len + 7 >= cap)
+                break;
+        }
         if (c == '"' || c == '\\') {
             buf[at++] = '\\';
             buf[at++] = (char)c;
@@ -67,7 +81,7 @@ void log_write(enum log_level level, const char *req, const char *subsys, const 
     int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (m >= (int)sizeof msg)
-        memcpy(msg + sizeof msg - 4, "...", 4);
+        memcpy(msg + utf8_cut(msg, sizeof msg - 4), "...", 4);
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -96,7 +110,7 @@ void log_write(enum log_level level, const char *req, const char *subsys, const 
                               req ? req : "", req ? " " : "", subsys);
         size_t ml = strlen(msg);
         if (at + ml > sizeof line - 2)
-            ml = sizeof line - 2 - at;
+            ml = utf8_cut(msg, sizeof line - 2 - at);
         memcpy(line + at, msg, ml);
         at += ml;
     }

@@ -65,6 +65,18 @@ AOC_DONOR = "AocDonor001"       # code DONOR
 RELEASES = ("2.36", "2.37", "2.38", "2.39", "2.40", "2.41", "2.42")
 
 
+def wait_until(fn, timeout=10.0, interval=0.02, what="condition"):
+    """Calls fn until it returns a true value; returns it, or fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
 def fixture_values():
     """Every (stock data element, non-default stock COC) for FAC-0042, January 2024."""
     values = []
@@ -102,7 +114,7 @@ class Sim:
         self.proc = subprocess.Popen(
             [SIM_BIN, "--port", "0", "--metadata", metadata, "--quiet", *extra],
             stdout=subprocess.PIPE, stderr=self.err, text=True)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a bound: the loop ends once it says it listens
         line = ""
         while time.monotonic() < deadline:
             ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
@@ -1208,23 +1220,30 @@ class FaultTest(SimTestCase):
             self.sim.post(fixture_set(), path="/api/dataValueSets?simDrop=1")
         self.assertEqual(self.sim.values(), [])
 
-        # A stall delays only its own request.
+        # A stall delays only its own request: another one is answered while it sleeps.
+        stall = 2.0
         result = {}
 
         def stalled():
             t0 = time.monotonic()
-            result["status"] = self.sim.get("/api/system/info?simStall=0.8")[0]
+            result["status"] = self.sim.get("/api/system/info?simStall=%g" % stall)[0]
             result["elapsed"] = time.monotonic() - t0
+        faults = self.sim.stats()["faults"]
         t = threading.Thread(target=stalled)
         t.start()
-        time.sleep(0.1)
+        # the simulator counts a stall as a fault just before it starts sleeping
+        wait_until(lambda: self.sim.stats()["faults"] > faults,
+                   what="the stalled request to reach the simulator")
         t0 = time.monotonic()
         self.assertEqual(self.sim.get("/api/system/info")[0], 200)
-        self.assertLess(time.monotonic() - t0, 0.5)
-        t.join(5)
+        self.assertTrue(t.is_alive(), "the stalled request ended before the other one did")
+        # not queued behind the stall: well under it, with room for ASan on a busy machine
+        self.assertLess(time.monotonic() - t0, stall / 2)
+        t.join(stall + 10)
         self.assertEqual(result["status"], 200)
-        self.assertGreaterEqual(result["elapsed"], 0.75)
+        self.assertGreaterEqual(result["elapsed"], stall - 0.05)
 
+        # the stall is the point here: the client gives up long before it ends
         with self.assertRaises((socket.timeout, TimeoutError)):
             self.sim.get("/api/system/info?simStall=2", timeout=0.3)
 
@@ -1243,14 +1262,19 @@ class FaultTest(SimTestCase):
             self.sim.post(payload)
         self.assertEqual(self.sim.post(payload)[0], 200)
 
-        self.sim.request("POST", "/admin/faults", body={"stall_seconds": 0.4, "stall_count": 1},
+        stall = 1.0
+        self.sim.request("POST", "/admin/faults", body={"stall_seconds": stall, "stall_count": 1},
                          auth=None)
+        faults = self.sim.stats()["faults"]
         t0 = time.monotonic()
         self.assertEqual(self.sim.post(payload)[0], 200)
-        self.assertGreaterEqual(time.monotonic() - t0, 0.35)
+        self.assertGreaterEqual(time.monotonic() - t0, stall - 0.05)
+        self.assertEqual(self.sim.stats()["faults"], faults + 1)
+        # stall_count 1: the next import is not stalled (a stalled one takes >= stall)
         t0 = time.monotonic()
         self.assertEqual(self.sim.post(payload)[0], 200)
-        self.assertLess(time.monotonic() - t0, 0.35)
+        self.assertLess(time.monotonic() - t0, stall)
+        self.assertEqual(self.sim.stats()["faults"], faults + 1)
 
         self.sim.request("POST", "/admin/faults", body={"fail_status": 503, "fail_count": 5},
                          auth=None)
