@@ -634,23 +634,27 @@ void delivery_round(const struct config *cfg, const struct config_channel *ch,
     delivery_run(ch, &out->prep, &in, prev, n_prev, &out->res);
     headers_free(headers, n_headers);
 
-    /* Retry while the policy allows; otherwise the round's status is final. */
     out->status = out->res.status;
-    if (retries && out->res.retry) {
-        if (rq->round >= ch->retry.max_attempts) {
-            snprintf(out->why, sizeof out->why, "gave up after %d attempts (max_attempts)",
-                     rq->round);
-            out->status = TXLOG_FAILED;
-        } else if (rq->age_ms >= (double)ch->retry.max_age_ms) {
-            snprintf(out->why, sizeof out->why,
-                     "gave up: the request is older than max_age (%ld s)",
-                     ch->retry.max_age_ms / 1000);
-            out->status = TXLOG_FAILED;
-        } else {
-            out->status = TXLOG_QUEUED;
-            out->retry_in_ms = delivery_backoff_ms(&ch->retry, rq->round);
-        }
+    if (retries && out->res.retry)
+        out->status = delivery_verdict(&ch->retry, rq->round, rq->age_ms, &out->retry_in_ms,
+                                       out->why, sizeof out->why);
+}
+
+const char *delivery_verdict(const struct config_retry *rt, int round, double age_ms,
+                             long *retry_in_ms, char *why, size_t why_len)
+{
+    /* Retry while the policy allows; otherwise the round's failure is final. */
+    if (round >= rt->max_attempts) {
+        snprintf(why, why_len, "gave up after %d attempts (max_attempts)", round);
+        return TXLOG_FAILED;
     }
+    if (age_ms >= (double)rt->max_age_ms) {
+        snprintf(why, why_len, "gave up: the request is older than max_age (%ld s)",
+                 rt->max_age_ms / 1000);
+        return TXLOG_FAILED;
+    }
+    *retry_in_ms = delivery_backoff_ms(rt, round);
+    return TXLOG_QUEUED;
 }
 
 void delivery_round_free(struct delivery_round *r)

@@ -167,6 +167,12 @@ void delivery_round(const struct config *cfg, const struct config_channel *ch,
                     size_t n_prev, bool retries, struct delivery_round *out);
 void delivery_round_free(struct delivery_round *r);
 
+/* After a round whose failure may succeed later: TXLOG_QUEUED with the backoff in
+ * *retry_in_ms while round < max_attempts and age_ms < max_age, else TXLOG_FAILED
+ * with the reason in why. */
+const char *delivery_verdict(const struct config_retry *rt, int round, double age_ms,
+                             long *retry_in_ms, char *why, size_t why_len);
+
 /* The key that keeps a channel's reports for one facility and period in order
  * (caller frees; NULL when the report names no facility). */
 char *delivery_order_key(const struct config_channel *ch, const struct delivery_prepared *p);

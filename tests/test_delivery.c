@@ -1,0 +1,78 @@
+/*
+ * test_delivery.c - the retry verdict of a round whose failure may succeed later
+ * (delivery_verdict), the full-jitter backoff it draws from (delivery_backoff_ms),
+ * and the ordering key of a report (delivery_order_key).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "hibus/delivery.h"
+
+static const struct config_retry policy = {
+    .max_attempts = 3, .max_age_ms = 60000, .backoff_initial_ms = 1000, .backoff_max_ms = 4000};
+
+static void test_verdict(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    long in = -1;
+    /* rounds 1 and 2 of 3, young: queued again, within the round's backoff cap */
+    assert_string_equal(delivery_verdict(&policy, 1, 10, &in, why, sizeof why), "queued");
+    assert_true(in >= 0 && in <= 1000);
+    assert_string_equal(why, "");
+    assert_string_equal(delivery_verdict(&policy, 2, 10, &in, why, sizeof why), "queued");
+    assert_true(in >= 0 && in <= 2000);
+    /* the last round: failed, and why */
+    in = -1;
+    assert_string_equal(delivery_verdict(&policy, 3, 10, &in, why, sizeof why), "failed");
+    assert_string_equal(why, "gave up after 3 attempts (max_attempts)");
+    assert_int_equal(in, -1);
+    /* too old, whatever the round */
+    assert_string_equal(delivery_verdict(&policy, 1, 60000, &in, why, sizeof why), "failed");
+    assert_string_equal(why, "gave up: the request is older than max_age (60 s)");
+}
+
+static void test_backoff_caps(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 200; i++) {
+        long b1 = delivery_backoff_ms(&policy, 1), b3 = delivery_backoff_ms(&policy, 3),
+             b9 = delivery_backoff_ms(&policy, 9);
+        assert_true(b1 >= 0 && b1 <= 1000);
+        assert_true(b3 >= 0 && b3 <= 4000);
+        assert_true(b9 >= 0 && b9 <= 4000); /* capped at backoff_max */
+    }
+}
+
+static void test_order_key(void **state)
+{
+    (void)state;
+    struct config_channel ch = {.name = "lmis-stock"};
+    struct delivery_prepared p = {0};
+    assert_null(delivery_order_key(&ch, &p)); /* no report: no key */
+    p.report = report_new("lmis-report");
+    assert_non_null(p.report);
+    assert_null(delivery_order_key(&ch, &p)); /* no facility: no key */
+    assert_true(report_set(&p.report->org_unit, "FAC-0042"));
+    assert_true(report_set(&p.report->period, "202610"));
+    char *k = delivery_order_key(&ch, &p);
+    assert_string_equal(k, "lmis-stock|FAC-0042|202610");
+    free(k);
+    report_free(p.report);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_verdict),
+        cmocka_unit_test(test_backoff_caps),
+        cmocka_unit_test(test_order_key),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
