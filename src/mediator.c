@@ -162,17 +162,19 @@ static void headers_clear(struct mediator_response *r)
 }
 
 /* libcurl resends a request by itself when a reused keep-alive connection turns
- * out to be closed before any byte of an answer arrived ("Connection died,
- * retrying a fresh connect"); it has no option to turn that off. The target
- * may then have received the request twice, so we count those resends from
- * curl's informational messages and the attempt log shows them. */
-static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *userp)
+ * out to be closed before any byte of an answer arrived; it has no option to turn
+ * that off. The target may then have received the request twice. libcurl calls
+ * CURLOPT_PREREQFUNCTION right before it sends each request (7.80.0), so every call
+ * after the first is a resend, and the attempt log shows them. */
+static int on_prereq(void *userp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
 {
-    (void)h;
-    static const char needle[] = "retrying a fresh connect";
-    if (type == CURLINFO_TEXT && memmem(data, size, needle, sizeof needle - 1) != NULL)
-        ((struct mediator_response *)userp)->resent++;
-    return 0;
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    ((struct mediator_response *)userp)->sends++;
+    return CURL_PREREQFUNC_OK;
 }
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
@@ -347,9 +349,8 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, on_debug);
-    curl_easy_setopt(h, CURLOPT_DEBUGDATA, resp);
-    curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
+    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, resp);
     if (route->auth_kind == CONFIG_AUTH_BASIC) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERNAME, route->auth_user);
@@ -367,6 +368,7 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
     }
 
     CURLcode cc = curl_easy_perform(h);
+    resp->resent = resp->sends > 1 ? resp->sends - 1 : 0;
     curl_off_t us = 0;
     curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &us);
     resp->duration_ms = (double)us / 1000.0;

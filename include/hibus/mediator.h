@@ -45,6 +45,7 @@ struct mediator_response {
     double started_epoch_ms; /* wall clock when the request was sent */
     int resent;              /* times libcurl sent the request again because a kept-alive
                                 connection closed before any answer (see mediator.c) */
+    int sends;               /* requests libcurl started (CURLOPT_PREREQFUNCTION) */
     double duration_ms;
     char error[256]; /* why there was no answer; empty when status != 0 */
 };
