@@ -54,6 +54,7 @@
 #include "hibus/readers.h"
 #include "hibus/report.h"
 #include "hibus/router.h"
+#include "hibus/txlog.h"
 #include "hibus/writers.h"
 
 /* Limits on input: a config file larger than this is refused, and so is a scalar
@@ -513,6 +514,8 @@ struct duration_range {
 
 static const struct duration_range dur_short = {1, DAY_MS, "1ms .. 24h", "500ms, 30s, 2m or 1h"};
 static const struct duration_range dur_long = {1, 30 * DAY_MS, "1ms .. 30d", "30s, 5m, 24h or 7d"};
+static const struct duration_range dur_connect = {1, TXLOG_CONNECT_TIMEOUT_MAX_MS, "1ms .. 1h",
+                                                  "500ms, 30s, 2m or 1h"};
 static const struct duration_range dur_keep = {0, 3650 * DAY_MS, "0 .. 3650d",
                                                "12h, 90d or 2w; 0 for forever"};
 static const struct duration_range dur_prune = {1000, 3650 * DAY_MS, "1s .. 3650d",
@@ -1188,10 +1191,10 @@ static void load_main(struct loader *ld, yaml_node_t *root, void *arg)
         if (g[K_D_URL].val)
             config_get_string(ld, g[K_D_URL].val, "database.url", true, &cfg->database_url);
         if (g[K_D_POOL].val)
-            get_int(ld, g[K_D_POOL].val, "database.pool", 1, 256, &cfg->database_pool);
+            get_int(ld, g[K_D_POOL].val, "database.pool", 1, TXLOG_POOL_MAX, &cfg->database_pool);
         if (g[K_D_CONNECT_TIMEOUT].val)
-            get_duration(ld, g[K_D_CONNECT_TIMEOUT].val, "database.connect_timeout",
-                         &cfg->database_connect_timeout_ms);
+            get_duration_in(ld, g[K_D_CONNECT_TIMEOUT].val, "database.connect_timeout",
+                            &dur_connect, &cfg->database_connect_timeout_ms);
     }
     if (f[K_LIMITS].val && MAP_KEYS(ld, f[K_LIMITS].val, "limits", limits_keys, g)) {
         long v = 0;
@@ -3000,9 +3003,10 @@ const char *config_needs_restart(const struct config *old, const struct config *
         old->database_pool != next->database_pool ||
         old->database_connect_timeout_ms != next->database_connect_timeout_ms)
         return "database: changed";
-    if (old->max_body != next->max_body || old->max_connections != next->max_connections ||
+    /* limits.max_body is read from each request's snapshot: it applies on reload. */
+    if (old->max_connections != next->max_connections ||
         old->connection_timeout_ms != next->connection_timeout_ms)
-        return "limits: changed";
+        return "limits.max_connections or limits.connection_timeout changed";
     if (old->delivery_workers != next->delivery_workers)
         return "delivery.workers changed";
     return NULL;

@@ -377,10 +377,11 @@ enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_m
 {
     if (url == NULL || url[0] == '\0')
         return hibus_error_set(err, HIBUS_E_INVALID, "database URL is empty");
-    if (pool_size < 1 || pool_size > 1000)
+    if (pool_size < 1 || pool_size > TXLOG_POOL_MAX)
         return hibus_error_set(err, HIBUS_E_INVALID,
-                               "database pool size %d is out of range (1 to 1000)", pool_size);
-    if (connect_timeout_ms <= 0 || connect_timeout_ms > 3600L * 1000)
+                               "database pool size %d is out of range (1 to %d)", pool_size,
+                               TXLOG_POOL_MAX);
+    if (connect_timeout_ms <= 0 || connect_timeout_ms > TXLOG_CONNECT_TIMEOUT_MAX_MS)
         return hibus_error_set(err, HIBUS_E_INVALID,
                                "database connect timeout %ld ms is out of range",
                                connect_timeout_ms);

@@ -713,7 +713,7 @@ static void test_out_of_range(void **state)
         "hibus.yaml:1:17: \"70000\" is outside the valid range for listen.port (1 .. 65535)\n"
         "hibus.yaml:2:27: \"0\" is outside the valid range for database.pool (1 .. 256)\n"
         "hibus.yaml:2:47: \"0s\" is outside the valid range for database.connect_timeout (1ms .. "
-        "24h)\n"
+        "1h)\n"
         "hibus.yaml:3:21: \"0\" is outside the valid range for limits.max_body (at least 1 byte)\n"
         "hibus.yaml:3:41: \"-1\" is outside the valid range for limits.max_connections (1 .. "
         "1000000)\n"

@@ -33,6 +33,11 @@
 
 struct txlog;
 
+/* The ranges txlog_open accepts, which hibus check applies to database.pool and
+ * database.connect_timeout (so check refuses exactly what serve refuses). */
+#define TXLOG_POOL_MAX 256
+#define TXLOG_CONNECT_TIMEOUT_MAX_MS (3600L * 1000)
+
 /* Creates the pool; connects nothing yet. url is a libpq conninfo or URI. */
 enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_ms,
                           struct txlog **out, struct hibus_error *err);

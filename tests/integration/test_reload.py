@@ -66,6 +66,25 @@ class ReloadTest(harness.TestCase):
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(TARGET.requests[-1].path, "/b")
 
+    def test_1b_max_body_applies_on_reload(self):
+        # limits.max_body is read per request: a reload applies it, and says nothing of
+        # a restart for it (it used to claim one while already applying it)
+        body = b'{"n": "' + b"x" * 2000 + b'"}'
+        ok = HB.request("POST", "/beta", body=body, auth=AUTH,
+                        headers={"Content-Type": "application/json"})
+        self.assertEqual(ok.status, 200, ok.body)
+        log_before = len(HB.log_text())
+        HB.settings.setdefault("limits", {})["max_body"] = "1KiB"
+        try:
+            self.reload("configuration reloaded")
+            r = HB.request("POST", "/beta", body=body, auth=AUTH,
+                           headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 413, r.body)
+            self.assertNotIn("restart", HB.log_text()[log_before:])
+        finally:
+            del HB.settings["limits"]["max_body"]
+            self.reload("configuration reloaded")
+
     def test_2_a_bad_configuration_is_refused(self):
         HB.channels.append(harness.channel("broken", "/broken", TARGET.url + "/x",
                                            priority="high"))
