@@ -2,6 +2,7 @@
 outcome at that Location (its own transactions only), and a payload that cannot be
 delivered refused at once with 422."""
 
+import json
 import unittest
 
 import harness
@@ -21,11 +22,19 @@ def setUpModule():
                               mode="async", transform={"reader": "lmis-report"})
     checked["routes"][0]["body"] = "original"
     plain_sync = harness.channel("plain-sync", "/sync/plain", TARGET.url + "/archive")
+    # the same transform in both modes, its writer's output sent to the target
+    xf = {"reader": "lmis-report", "mapping": "m", "writer": "dhis2-datavalueset"}
+    xf_async = harness.channel("xf-async", "/async/xf", TARGET.url + "/xf", mode="async",
+                               transform=xf)
+    xf_sync = harness.channel("xf-sync", "/sync/xf", TARGET.url + "/xf", transform=xf)
+    for ch in (xf_async, xf_sync):
+        ch["routes"][0]["body"] = "transformed"
     HB = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PASSWORD),
                                         harness.client("lmis-district", ["lmis"], OTHER[1])],
-                       channels=[plain, checked, plain_sync],
+                       channels=[plain, checked, plain_sync, xf_async, xf_sync],
                        settings={"delivery": {"workers": 2, "poll": "200ms"},
-                                 "redact_headers": ["X-Api-Key"]})
+                                 "redact_headers": ["X-Api-Key"], "mappings": "mappings"},
+                       files={"mappings/m.yaml": harness.mapping_doc()})
     HB.start()
 
 
@@ -80,18 +89,26 @@ class AsyncTest(harness.TestCase):
         headers = {"Content-Type": "application/json", "X-Api-Key": "must-stay-with-hibus",
                    "Cookie": "session=abc", "X-Report-Source": "lmis-national",
                    "X-Request-Id": "same-request"}
-        got = {}
-        for path, mode in (("/sync/plain?a=1&b=x%20y", "sync"),
-                           ("/async/plain?a=1&b=x%20y", "async")):
+        def received(path, body):
             before = len(TARGET.requests)
-            r = HB.request("POST", path, body=b'{"same": true}', auth=AUTH, headers=headers)
+            r = HB.request("POST", path, body=body, auth=AUTH, headers=headers)
             self.assertIn(r.status, (200, 202), r.body)
             TARGET.wait_for_requests(before + 1)
             t = TARGET.requests[before]
-            got[mode] = (t.body, t.query, sorted((k.lower(), v) for k, v in t.headers
-                                                 if k.lower() not in ("content-length", "host",
-                                                                      "connection")))
-        self.assertEqual(got["sync"], got["async"])
+            return (t.body, t.query, sorted((k.lower(), v) for k, v in t.headers
+                                            if k.lower() not in ("content-length", "host",
+                                                                 "connection")))
+
+        # a pass-through channel, and one whose route sends the transform's output
+        for sync, asyn, body in (("/sync/plain", "/async/plain", b'{"same": true}'),
+                                 ("/sync/xf", "/async/xf", REPORT)):
+            a = received(sync + "?a=1&b=x%20y", body)
+            b = received(asyn + "?a=1&b=x%20y", body)
+            self.assertEqual(a, b, sync)
+        xf_body = json.loads(a[0])
+        self.assertEqual(xf_body.get("period"), "202610", xf_body)
+        self.assertEqual(len(xf_body.get("dataValues")), 1, xf_body)
+        got = {"sync": received("/sync/plain?a=1&b=x%20y", b'{"same": true}')}
         body, query, hdrs = got["sync"]
         hdrs = dict(hdrs)
         self.assertEqual((body, query), (b'{"same": true}', "a=1&b=x%20y"))
