@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <time.h>
 
@@ -171,15 +172,23 @@ static atomic_ulong n_requests, n_imports, n_faults;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* One write(2) per line: connection threads log at once, and a line split between
+ * two stdio calls could be spliced into another thread's (tests parse these lines). */
 static void logf_(const char *fmt, ...)
 {
     if (opt.quiet)
         return;
+    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 2;
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
 }
 
 /* A string member of a JSON object, or NULL when absent or not a string. */
