@@ -697,7 +697,8 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
     const char *ctype =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     const struct config_channel *ch = NULL;
-    enum router_result rr = router_match(cfg, method, path, ctype, rq->body.s, rq->body.len, &ch);
+    enum router_result rr = router_match(cfg->channels, cfg->n_channels, method, path, ctype,
+                                         rq->body.s, rq->body.len, &ch);
     if (rr != ROUTER_MATCH)
         return route_miss(c, rq, rr, method, path, ctype);
 

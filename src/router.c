@@ -123,14 +123,14 @@ static bool json_conditions_hold(const struct config_channel *ch, struct lazy_js
     return true;
 }
 
-enum router_result router_match(const struct config *cfg, const char *method, const char *path,
-                                const char *content_type, const char *body, size_t body_len,
-                                const struct config_channel **out)
+enum router_result router_match(const struct config_channel *chs, size_t n, const char *method,
+                                const char *path, const char *content_type, const char *body,
+                                size_t body_len, const struct config_channel **out)
 {
     enum router_result best = ROUTER_NO_PATH;
     struct lazy_json lj = {.body = body, .len = body_len};
-    for (size_t i = 0; i < cfg->n_channels; i++) {
-        const struct config_channel *ch = &cfg->channels[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct config_channel *ch = &chs[i];
         if (!ch->enabled || !router_path_matches(ch, path))
             continue;
         if (!method_matches(ch, method)) {

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "hibus/config.h"
 #include "hibus/router.h"
 
 #define MAX_CHANNELS 8
@@ -77,7 +78,8 @@ static char *CSV[] = {"text/csv", NULL};
 static const char *route(const char *method, const char *path, const char *ct)
 {
     const struct config_channel *out = NULL;
-    enum router_result r = router_match(&cfg, method, path, ct, NULL, 0, &out);
+    enum router_result r =
+        router_match(cfg.channels, cfg.n_channels, method, path, ct, NULL, 0, &out);
     switch (r) {
     case ROUTER_MATCH: assert_non_null(out); return out->name;
     case ROUTER_NO_PATH: assert_null(out); return "404";
@@ -93,8 +95,8 @@ static const char *route(const char *method, const char *path, const char *ct)
 static const char *route_body(const char *path, const char *body)
 {
     const struct config_channel *out = NULL;
-    enum router_result r =
-        router_match(&cfg, "POST", path, "application/json", body, strlen(body), &out);
+    enum router_result r = router_match(cfg.channels, cfg.n_channels, "POST", path,
+                                        "application/json", body, strlen(body), &out);
     if (r == ROUTER_MATCH)
         return out->name;
     return r == ROUTER_NO_BODY_MATCH ? "404-body" : "other";
@@ -228,7 +230,8 @@ static void test_out_untouched_on_miss(void **state)
     add("a", 10, CONFIG_PATH_EXACT, "/a", NULL, NULL);
     const struct config_channel *sentinel = &chs[MAX_CHANNELS - 1];
     const struct config_channel *out = sentinel;
-    assert_int_equal(router_match(&cfg, "GET", "/b", NULL, NULL, 0, &out), ROUTER_NO_PATH);
+    assert_int_equal(router_match(cfg.channels, cfg.n_channels, "GET", "/b", NULL, NULL, 0, &out),
+                     ROUTER_NO_PATH);
     assert_ptr_equal(out, sentinel);
 }
 

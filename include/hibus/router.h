@@ -3,14 +3,16 @@
  *
  * Channels are tried in priority order (lower first, then name); the first whose
  * path, method and content type all match wins. Disabled channels never match.
- * Thread-safe: reads only the immutable config.
+ * Thread-safe: reads only the immutable channels. Depends on channel.h, not on the
+ * configuration that loads the channels (config_load calls router_check_ties).
  */
 #ifndef HIBUS_ROUTER_H
 #define HIBUS_ROUTER_H
 
 #include <jansson.h>
 
-#include "hibus/config.h"
+#include "hibus/channel.h"
+#include "hibus/error.h"
 
 enum router_result {
     ROUTER_MATCH = 0,
@@ -25,9 +27,9 @@ enum router_result {
  * parsed as JSON at most once, and only when a candidate channel has match.json
  * conditions (a body that is not JSON matches no such channel).
  * On ROUTER_MATCH *out is set. */
-enum router_result router_match(const struct config *cfg, const char *method, const char *path,
-                                const char *content_type, const char *body, size_t body_len,
-                                const struct config_channel **out);
+enum router_result router_match(const struct config_channel *chs, size_t n, const char *method,
+                                const char *path, const char *content_type, const char *body,
+                                size_t body_len, const struct config_channel **out);
 
 /* The value at a dotted path of a JSON object as text (strings as they are,
  * integers, reals and booleans as written); false when absent or not a scalar. */

@@ -1,0 +1,141 @@
+/*
+ * channel.h - what a channel is, as loaded from channels/NAME.yaml: its match rules,
+ * who may use it, its transform, its routes and its retry policy. The types are
+ * shared by the configuration (config.h, which loads them) and the router
+ * (router.h, which matches requests against them), so that neither depends on the
+ * other's header. A loaded channel is never modified.
+ */
+#ifndef HIBUS_CHANNEL_H
+#define HIBUS_CHANNEL_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hibus/mapping.h"
+#include "hibus/quality.h"
+#include "hibus/readers.h"
+
+enum config_path_kind { CONFIG_PATH_EXACT = 0, CONFIG_PATH_PREFIX = 1, CONFIG_PATH_REGEX = 2 };
+/* sync: the client waits for the primary route's outcome. async: the client
+ * gets 202 once the request is stored; delivery workers deliver it, with
+ * retries. */
+enum config_mode { CONFIG_MODE_SYNC = 0, CONFIG_MODE_ASYNC = 1 };
+
+/* Retry policy: delivery: in hibus.yaml gives the defaults, a channel's retry:
+ * overrides each key it names. */
+struct config_retry {
+    int max_attempts;        /* delivery rounds before a transaction is failed; default 10 */
+    long max_age_ms;         /* no retry once the request is older than this; default 24h */
+    long backoff_initial_ms; /* default 2s */
+    long backoff_max_ms;     /* default 15m; delay = random(0, min(max, initial * 2^(n-1))) */
+};
+enum config_mediator {
+    CONFIG_MEDIATOR_HTTP = 0, /* forward to any HTTP target */
+    CONFIG_MEDIATOR_DHIS2 = 1 /* POST <url>/api/dataValueSets, parse the import summary */
+};
+/* What an http route sends: the request as received (default) or the output of
+ * the channel's transform (body: transformed). dhis2 routes always send the
+ * transformed report. */
+enum config_route_body { CONFIG_BODY_ORIGINAL = 0, CONFIG_BODY_TRANSFORMED = 1 };
+enum config_auth_kind {
+    CONFIG_AUTH_NONE = 0,
+    CONFIG_AUTH_BASIC = 1,  /* auth: { basic: { username: U, password: P } } */
+    CONFIG_AUTH_BEARER = 2, /* auth: { bearer: TOKEN } -> Authorization: Bearer TOKEN */
+    CONFIG_AUTH_HEADER = 3, /* auth: { header: { name: N, value: V } } */
+    CONFIG_AUTH_TOKEN = 4   /* auth: { token: T } -> Authorization: ApiToken T (DHIS2 PAT) */
+};
+
+/* Where a thing was defined, for messages about it. */
+struct config_pos {
+    const char *file; /* points into struct config's file list */
+    int line;
+    int col;
+};
+
+struct config_route {
+    char *name;
+    enum config_mediator mediator;
+    char *url;       /* absolute http:// or https:// URL; the request's query is appended */
+    bool primary;    /* exactly one route per channel is primary */
+    long timeout_ms; /* default 30000 */
+    enum config_auth_kind auth_kind;
+    char *auth_user;   /* BASIC */
+    char *auth_secret; /* BASIC password, BEARER token, HEADER value */
+    char *auth_header; /* HEADER name */
+    enum config_route_body body;
+    char *writer; /* dhis2 routes, or http with body: transformed: "dhis2-datavalueset" or
+                     "adx"; default: the channel's transform.writer */
+    /* dhis2 routes (key dhis2: { dry_run, import_strategy, id_scheme }): */
+    bool dry_run;          /* dryRun=true: DHIS2 validates and stores nothing */
+    char *import_strategy; /* CREATE_AND_UPDATE (default), CREATE, UPDATE or DELETE */
+    char *id_scheme;       /* idScheme sent with JSON (default: none, DHIS2 uses UID) */
+    /* The id scheme of each kind of object the route sends (data_element_id_scheme,
+     * ...): what the channel's mapping's targets are ("UID" or "CODE"; the route's
+     * own keys must agree with it). Static strings; NULL before config_load ends. */
+    const char *id_schemes[MAPPING_KINDS];
+    struct config_pos id_scheme_pos[MAPPING_KINDS]; /* where the route set one; line 0: not */
+    /* when: [2xx, 409, failed, ...]: run only after the primary route, and only
+     * when its outcome matches one entry: a status code, a class "2xx".."5xx", or
+     * "failed" (no answer). Empty: always run. Never set on the primary. */
+    char **when;
+    size_t n_when;
+    struct config_pos pos;
+};
+
+/* match.json: { "program": "essential-medicines", "report.kind": "monthly" }:
+ * the body must be a JSON object whose value at each dotted path is a string
+ * (or number or boolean written the same way) equal to the given text. */
+struct config_json_match {
+    char *path;
+    char *equals;
+};
+
+/* transform: { reader, mapping, quality: [...], writer } */
+struct config_transform {
+    char *reader;                  /* a reader_known() name */
+    const struct mapping *mapping; /* borrowed from config.mappings; NULL = none */
+    struct quality_rule *quality;  /* in the order written */
+    size_t n_quality;
+    char *writer; /* default writer of the channel's routes */
+    /* losses: { reasons: [...], categories: [...] } (openlmis-requisition): which
+     * stock adjustment reasons count as losses. Both NULL-terminated, or NULL
+     * (the reader's default); reader_opts points into them. */
+    char **loss_reasons;
+    char **loss_categories;
+    struct reader_options reader_opts;
+};
+
+struct config_channel {
+    char *name; /* unique */
+    char *description;
+    bool enabled; /* default true; a disabled channel is never matched */
+    int priority; /* lower matches first; default 100; ties that can overlap are errors */
+    enum config_path_kind path_kind;
+    char *path;      /* match.path (exact), match.path_prefix or match.path_regex */
+    regex_t path_re; /* compiled (REG_EXTENDED|REG_NOSUB) when path_kind == REGEX */
+    char **methods;  /* upper case; n_methods == 0 means any */
+    size_t n_methods;
+    char **content_types; /* lower case media types without parameters; 0 means any */
+    size_t n_content_types;
+    struct config_json_match *json_match; /* all must hold; n_json_match 0 = no condition */
+    size_t n_json_match;
+    char **allow_roles;
+    size_t n_allow_roles;
+    char **allow_clients;
+    size_t n_allow_clients;
+    enum config_mode mode;
+    struct config_retry retry;      /* the global delivery: values with this channel's retry: */
+    long long keep_bodies_ms;       /* keep_bodies: request/response bodies pruned after this;
+                                       0 = the global retention.keep_bodies (0 there = forever) */
+    long long keep_transactions_ms; /* keep_transactions: whole transactions removed after this;
+                                    0 = the global retention.keep_transactions */
+    bool has_transform;
+    struct config_transform transform;
+    enum mapping_policy unmapped; /* unmapped: reject (default) | skip */
+    struct config_route *routes;
+    size_t n_routes;
+    struct config_pos pos;
+};
+
+#endif
