@@ -2111,6 +2111,23 @@ static bool read_json(const struct request *r, json_t **hdr, json_t **values, ch
  * firstRowIsHeader=false, whatever it holds. A missing column reads as ""
  * from 2.38 on and as null before.
  */
+/* Appends c to the growing cell *buf (kept NUL-terminable); false when out of
+ * memory (then *buf is freed). */
+static bool push_char(char **buf, size_t *cap, size_t *n, char c)
+{
+    if (*n + 1 >= *cap) {
+        char *nb = realloc(*buf, *cap *= 2);
+        if (nb == NULL) {
+            free(*buf);
+            *buf = NULL;
+            return false;
+        }
+        *buf = nb;
+    }
+    (*buf)[(*n)++] = c;
+    return true;
+}
+
 static bool read_csv(const struct request *r, json_t **hdr, json_t **values)
 {
     static const char *const columns[] = {"dataElement",
@@ -2156,31 +2173,19 @@ static bool read_csv(const struct request *r, json_t **hdr, json_t **values)
                         p++;
                         break;
                     }
-                    if (n + 1 >= cap) {
-                        char *nb = realloc(buf, cap *= 2);
-                        if (!nb) {
-                            free(buf);
-                            json_decref(fields);
-                            return false;
-                        }
-                        buf = nb;
+                    if (!push_char(&buf, &cap, &n, *p++)) {
+                        json_decref(fields);
+                        return false;
                     }
-                    buf[n++] = *p++;
                 }
                 while (p < end && *p != ',' && *p != '\n' && *p != '\r')
                     p++; /* text after the closing quote is dropped */
             } else {
                 while (p < end && *p != ',' && *p != '\n' && *p != '\r') {
-                    if (n + 1 >= cap) {
-                        char *nb = realloc(buf, cap *= 2);
-                        if (!nb) {
-                            free(buf);
-                            json_decref(fields);
-                            return false;
-                        }
-                        buf = nb;
+                    if (!push_char(&buf, &cap, &n, *p++)) {
+                        json_decref(fields);
+                        return false;
                     }
-                    buf[n++] = *p++;
                 }
                 while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
                     n--;
