@@ -3,7 +3,8 @@
  * state, its diagnostics, the YAML node and scalar helpers, and the entry point of
  * the mapping loader. Not an API: only src/config*.c include it.
  *
- *   src/config.c          hibus.yaml, clients.yaml, channel files, the snapshot
+ *   src/config.c          the loader, typed values, hibus.yaml, clients.yaml, the snapshot
+ *   src/config_channel.c  channel files (channels/NAME.yaml)
  *   src/config_mapping.c  mapping files (mappings/NAME.yaml) and their CSV tables
  */
 #ifndef HIBUS_CONFIG_INTERNAL_H
@@ -106,7 +107,69 @@ char *config_path_join(struct loader *ld, const char *dir, const char *name);
 bool config_load_file(struct loader *ld, char *path, const struct config_pos *from, file_loader fn,
                       void *arg);
 
-/* Loads the mappings the channel file just read named for the first time. */
+/* The retry keys of delivery: and of a channel's retry: (max_attempts, max_age,
+ * backoff). */
+enum { K_RY_MAX_ATTEMPTS, K_RY_MAX_AGE, K_RY_BACKOFF };
+extern const struct key_spec config_retry_keys[3];
+
+/* A list of strings. check (may be NULL) normalises an item in place and returns NULL,
+ * or returns the noun for the message ("HTTP method") when the item is invalid.
+ * exists (may be NULL) checks that a reference (a role, a client id) is defined. */
+typedef const char *(*item_check)(char *s);
+
+struct list_spec {
+    const char *what; /* "match.methods" */
+    item_check check;
+    const char *hint; /* appended to an invalid item's message in parentheses, or NULL */
+    bool (*exists)(const struct config *cfg, const char *s);
+    const char *ref_kind; /* "role": "unknown role \"x\"" */
+    bool unique;          /* a repeated item is an error */
+};
+
+/* Lists, typed values, checks of list items, parsing, and the pieces of hibus.yaml
+ * and clients.yaml that channel files use too (all defined in config.c). */
+void config_free_strv(char **v, size_t n);
+bool config_expect_list(struct loader *ld, const yaml_node_t *n, const char *what);
+size_t config_list_len(const yaml_node_t *n);
+yaml_node_t *config_list_item(const struct loader *ld, const yaml_node_t *n, size_t i);
+const struct found *config_exactly_one(struct loader *ld, const struct found *f, size_t first,
+                                       size_t last, const struct key_spec *keys, const char *where,
+                                       const char *choices);
+bool config_is_name_char(char c);
+char *config_scalar_dup(struct loader *ld, const yaml_node_t *n, const char *what);
+bool config_get_int(struct loader *ld, const yaml_node_t *n, const char *what, int min, int max,
+                    int *out);
+bool config_get_bool(struct loader *ld, const yaml_node_t *n, const char *what, bool *out);
+bool config_get_duration(struct loader *ld, const yaml_node_t *n, const char *what, long *out);
+const char *config_fmt_duration(char *buf, size_t size, long long ms);
+bool config_get_number(struct loader *ld, const yaml_node_t *n, const char *what, double min,
+                       double *out);
+void config_get_string_list(struct loader *ld, const yaml_node_t *n, const struct list_spec *spec,
+                            char ***v, size_t *count);
+bool config_is_token(const char *s, size_t n);
+const char *config_check_method(char *s);
+const char *config_check_content_type(char *s);
+const char *config_check_name(char *s);
+const char *config_check_measure(char *s);
+const char *config_check_when(char *s);
+yaml_node_t *config_parse_file(struct loader *ld, const char *file, const struct config_pos *from,
+                               yaml_document_t *doc);
+void config_load_retry_policy(struct loader *ld, const char *prefix,
+                              const yaml_node_t *max_attempts, const yaml_node_t *max_age,
+                              const yaml_node_t *backoff, struct config_retry *r);
+void config_load_keep(struct loader *ld, const char *prefix, const yaml_node_t *bodies,
+                      const yaml_node_t *transactions, long long *bodies_ms,
+                      long long *transactions_ms);
+bool config_role_declared(const struct config *cfg, const char *role);
+bool config_client_exists(const struct config *cfg, const char *id);
+
+/* Channel files (config_channel.c): one file, and the id schemes of every dhis2
+ * route against its mapping's, once all channels are loaded. */
+void config_load_channel(struct loader *ld, yaml_node_t *root, void *arg);
+void config_settle_id_schemes(struct loader *ld);
+
+/* Mapping files (config_mapping.c): the mappings the channel file just read named
+ * for the first time. */
 void config_load_pending_mappings(struct loader *ld);
 
 #endif
