@@ -3,7 +3,8 @@
  * state, its diagnostics, the YAML node and scalar helpers, and the entry point of
  * the mapping loader. Not an API: only src/config*.c include it.
  *
- *   src/config.c          the loader, typed values, hibus.yaml, clients.yaml, the snapshot
+ *   src/config.c          the loader, hibus.yaml, clients.yaml, the snapshot
+ *   src/config_values.c   typed scalars: ${NAME} expansion, numbers, durations, sizes, names
  *   src/config_channel.c  channel files (channels/NAME.yaml)
  *   src/config_mapping.c  mapping files (mappings/NAME.yaml) and their CSV tables
  */
@@ -140,6 +141,25 @@ char *config_scalar_dup(struct loader *ld, const yaml_node_t *n, const char *wha
 bool config_get_int(struct loader *ld, const yaml_node_t *n, const char *what, int min, int max,
                     int *out);
 bool config_get_bool(struct loader *ld, const yaml_node_t *n, const char *what, bool *out);
+/* The range a duration key accepts, with the words used in its messages. Most
+ * keys take 1ms up to one day; the delivery keys that bound a whole transaction's
+ * life take up to 30 days, and retention (where 0 means forever) up to 10 years. */
+struct config_duration_range {
+    long min, max;       /* milliseconds */
+    const char *text;    /* "1ms .. 24h" */
+    const char *example; /* "500ms, 30s, 2m or 1h" */
+};
+
+#define CONFIG_DAY_MS (24L * 3600 * 1000)
+
+extern const struct config_duration_range config_dur_short, config_dur_long, config_dur_connect,
+    config_dur_keep, config_dur_prune;
+bool config_get_duration_in(struct loader *ld, const yaml_node_t *n, const char *what,
+                            const struct config_duration_range *range, long *out);
+bool config_get_long(struct loader *ld, const yaml_node_t *n, const char *what, long min, long max,
+                     long *out);
+bool config_get_size(struct loader *ld, const yaml_node_t *n, const char *what, size_t *out);
+const char *config_check_header_name(char *s);
 bool config_get_duration(struct loader *ld, const yaml_node_t *n, const char *what, long *out);
 const char *config_fmt_duration(char *buf, size_t size, long long ms);
 bool config_get_number(struct loader *ld, const yaml_node_t *n, const char *what, double min,
