@@ -182,9 +182,11 @@ static const struct config *reload(struct config_holder *configs, const struct c
         return cur;
     }
     hibus_diags_free(&d);
-    const char *why = config_needs_restart(cur, next);
+    char names[256];
+    const char *why = config_needs_restart(cur, next, names, sizeof names);
     if (why != NULL)
-        LOG_WARN(NULL, "reload: %s; that part takes effect at the next restart, the rest now", why);
+        LOG_WARN(NULL, "reload: %s changed; that takes effect at the next restart, the rest now",
+                 why);
     log_setup((enum log_level)next->log_level, (enum log_format)next->log_format);
     size_t channels = next->n_channels, clients = next->n_clients;
     config_holder_swap(configs, next);
@@ -1069,4 +1071,37 @@ int cli_prune(int argc, char **argv)
     txlog_close(tl);
     config_free(cfg);
     return rc;
+}
+
+/* ------------------------------------------------------------------ keys */
+
+static const char keys_usage[] =
+    "usage: hibus keys [SECTION]\n"
+    "Prints the keys of hibus.yaml from the table the loader uses: type and range,\n"
+    "default, whether a reload applies the key or it waits for a restart, an example\n"
+    "and its meaning, as Markdown tables. SECTION is listen, database, limits, log,\n"
+    "delivery, retention, or top (the keys outside any section); without one, all.\n";
+
+int cli_keys(int argc, char **argv)
+{
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+        bool help = argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+        fputs(keys_usage, help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
+    static const char *const sections[] = {"top", "listen",   "database", "limits",
+                                           "log", "delivery", "retention"};
+    size_t rows = 0;
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+        if (argc == 2 && strcmp(argv[1], sections[i]) != 0)
+            continue;
+        if (argc == 1)
+            printf("%s## %s\n\n", i ? "\n" : "", sections[i]);
+        rows += config_keys_markdown(stdout, strcmp(sections[i], "top") == 0 ? "" : sections[i]);
+    }
+    if (rows == 0) {
+        fprintf(stderr, "hibus keys: no section \"%s\"\n\n%s", argv[1], keys_usage);
+        return 2;
+    }
+    return 0;
 }

@@ -3,24 +3,22 @@
  * immutable struct config (see hibus/config.h and docs/configuration.md).
  *
  * Entry points: config_load, config_free, the config_find_* lookups and the
- * duration/size parsers shared with tests.
+ * snapshot holder that a reload swaps.
  *
  * How it works: each file is read with libyaml's document API, so every node keeps
  * its start mark and every problem can be reported as "file:line:col: message".
- * Each mapping is checked against one table of allowed keys (map_keys); the caller
- * then reads the values it found, in the order it needs. Nothing stops at the
- * first problem: every error in every file is appended to the caller's diags, and
- * config_load fails at the end if any was added.
+ * Each mapping is checked against one table of allowed keys (config_map_keys); the
+ * caller then reads the values it found, in the order it needs. Nothing stops at
+ * the first problem: every error in every file is appended to the caller's diags,
+ * and config_load fails at the end if any was added.
  *
- * Mapping files (mappings/NAME.yaml) are read by config_mapping.c when a channel's
- * transform names them, once per config, right after that channel file (one YAML
- * document is open at a time); what both files share is in config_internal.h.
- *
- * Channel files are read by config_channel.c, and the typed values (${NAME}
- * expansion, durations, sizes, names) by config_values.c. Why this file is still
- * over 1,000 lines: hibus.yaml and clients.yaml read their keys with inline checks;
- * they are to become one table of keys (type, range, default, reload or restart,
- * doc), after which the two loaders split apart.
+ * This file holds the loader, clients.yaml and the snapshot. The keys of hibus.yaml
+ * are rows of one table in config_keys.c; channel files are read by
+ * config_channel.c; mapping files (mappings/NAME.yaml) by config_mapping.c when a
+ * channel's transform names them, once per config, right after that channel file
+ * (one YAML document is open at a time); typed values (${NAME} expansion,
+ * durations, sizes, names) by config_values.c. What they share is in
+ * config_internal.h.
  *
  * Invariants: a struct config is only handed out when it is complete and valid;
  * regular expressions are compiled only once the channel array has reached its
@@ -59,9 +57,6 @@
 
 /* Limits on input: a config file larger than this is refused, and so is a scalar
  * longer than this once ${NAME} references are expanded. */
-
-static const char *const default_redact[] = {"authorization", "proxy-authorization", "cookie",
-                                             "set-cookie"};
 
 /* ------------------------------------------------------------------------------------
  * Loader state and diagnostics
@@ -402,298 +397,6 @@ yaml_node_t *config_parse_file(struct loader *ld, const char *file, const struct
 }
 
 /* ------------------------------------------------------------------------------------
- * hibus.yaml
- * ------------------------------------------------------------------------------------ */
-
-struct main_refs {
-    char *clients; /* clients: value, or NULL for the default */
-    char *channels;
-    char *mappings;
-    struct config_pos clients_pos, channels_pos; /* file == NULL when the default */
-};
-
-enum {
-    K_LISTEN,
-    K_DATABASE,
-    K_LIMITS,
-    K_LOG,
-    K_REDACT,
-    K_CLIENTS,
-    K_CHANNELS,
-    K_MAPPINGS,
-    K_ADMIN,
-    K_DELIVERY,
-    K_RETENTION
-};
-static const struct key_spec main_keys[] = {
-    [K_LISTEN] = {"listen", false},         [K_DATABASE] = {"database", true},
-    [K_LIMITS] = {"limits", false},         [K_LOG] = {"log", false},
-    [K_REDACT] = {"redact_headers", false}, [K_CLIENTS] = {"clients", false},
-    [K_CHANNELS] = {"channels", false},     [K_MAPPINGS] = {"mappings", false},
-    [K_ADMIN] = {"admin", false},           [K_DELIVERY] = {"delivery", false},
-    [K_RETENTION] = {"retention", false},
-};
-
-enum { K_L_ADDRESS, K_L_PORT };
-static const struct key_spec listen_keys[] = {
-    [K_L_ADDRESS] = {"address", false},
-    [K_L_PORT] = {"port", false},
-};
-
-enum { K_D_URL, K_D_POOL, K_D_CONNECT_TIMEOUT };
-static const struct key_spec database_keys[] = {
-    [K_D_URL] = {"url", true},
-    [K_D_POOL] = {"pool", false},
-    [K_D_CONNECT_TIMEOUT] = {"connect_timeout", false},
-};
-
-enum { K_M_MAX_BODY, K_M_MAX_CONNECTIONS, K_M_CONNECTION_TIMEOUT };
-static const struct key_spec limits_keys[] = {
-    [K_M_MAX_BODY] = {"max_body", false},
-    [K_M_MAX_CONNECTIONS] = {"max_connections", false},
-    [K_M_CONNECTION_TIMEOUT] = {"connection_timeout", false},
-};
-
-enum { K_G_LEVEL, K_G_FORMAT };
-static const struct key_spec log_keys[] = {
-    [K_G_LEVEL] = {"level", false},
-    [K_G_FORMAT] = {"format", false},
-};
-
-enum {
-    K_DV_WORKERS,
-    K_DV_LEASE,
-    K_DV_POLL,
-    K_DV_BATCH,
-    K_DV_DRAIN,
-    K_DV_MAX_ATTEMPTS,
-    K_DV_MAX_AGE,
-    K_DV_BACKOFF
-};
-static const struct key_spec delivery_keys[] = {
-    [K_DV_WORKERS] = {"workers", false}, [K_DV_LEASE] = {"lease", false},
-    [K_DV_POLL] = {"poll", false},       [K_DV_BATCH] = {"batch", false},
-    [K_DV_DRAIN] = {"drain", false},     [K_DV_MAX_ATTEMPTS] = {"max_attempts", false},
-    [K_DV_MAX_AGE] = {"max_age", false}, [K_DV_BACKOFF] = {"backoff", false},
-};
-
-/* A channel's retry: holds the delivery: keys that make the retry policy. */
-const struct key_spec config_retry_keys[3] = {
-    [K_RY_MAX_ATTEMPTS] = {"max_attempts", false},
-    [K_RY_MAX_AGE] = {"max_age", false},
-    [K_RY_BACKOFF] = {"backoff", false},
-};
-
-enum { K_BO_INITIAL, K_BO_MAX };
-static const struct key_spec backoff_keys[] = {
-    [K_BO_INITIAL] = {"initial", false},
-    [K_BO_MAX] = {"max", false},
-};
-
-enum { K_RT_KEEP_BODIES, K_RT_KEEP_TRANSACTIONS, K_RT_PRUNE_EVERY };
-static const struct key_spec retention_keys[] = {
-    [K_RT_KEEP_BODIES] = {"keep_bodies", false},
-    [K_RT_KEEP_TRANSACTIONS] = {"keep_transactions", false},
-    [K_RT_PRUNE_EVERY] = {"prune_every", false},
-};
-
-static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
-static const char *const log_formats[] = {"text", "json", NULL};
-
-static void add_redact(struct loader *ld, char *name)
-{
-    struct config *cfg = ld->cfg;
-    for (size_t i = 0; i < cfg->n_redact_headers; i++) {
-        if (strcmp(cfg->redact_headers[i], name) == 0) {
-            free(name);
-            return;
-        }
-    }
-    size_t cap = cfg->n_redact_headers;
-    if (!config_grow(ld, (void **)&cfg->redact_headers, &cap, cfg->n_redact_headers,
-                     sizeof *cfg->redact_headers)) {
-        free(name);
-        return;
-    }
-    cfg->redact_headers[cfg->n_redact_headers++] = name;
-}
-
-/* max_attempts, max_age and backoff: { initial, max } of delivery: or of a channel's
- * retry:, over what *r already holds (the defaults, or the global policy): each key
- * given replaces one value. prefix names the mapping in messages. */
-void config_load_retry_policy(struct loader *ld, const char *prefix,
-                              const yaml_node_t *max_attempts, const yaml_node_t *max_age,
-                              const yaml_node_t *backoff, struct config_retry *r)
-{
-    char what[64], a[32], b[32];
-    if (max_attempts) {
-        snprintf(what, sizeof what, "%s.max_attempts", prefix);
-        config_get_int(ld, max_attempts, what, 1, 1000, &r->max_attempts);
-    }
-    if (max_age) {
-        snprintf(what, sizeof what, "%s.max_age", prefix);
-        config_get_duration_in(ld, max_age, what, &config_dur_long, &r->max_age_ms);
-    }
-    struct found g[sizeof backoff_keys / sizeof backoff_keys[0]];
-    snprintf(what, sizeof what, "%s.backoff", prefix);
-    if (backoff == NULL || !MAP_KEYS(ld, backoff, what, backoff_keys, g))
-        return;
-    bool ok = true;
-    if (g[K_BO_INITIAL].val) {
-        snprintf(what, sizeof what, "%s.backoff.initial", prefix);
-        ok = config_get_duration(ld, g[K_BO_INITIAL].val, what, &r->backoff_initial_ms);
-    }
-    if (g[K_BO_MAX].val) {
-        snprintf(what, sizeof what, "%s.backoff.max", prefix);
-        ok = config_get_duration(ld, g[K_BO_MAX].val, what, &r->backoff_max_ms) && ok;
-    }
-    if (!ok || r->backoff_max_ms >= r->backoff_initial_ms)
-        return;
-    config_fmt_duration(a, sizeof a, r->backoff_max_ms);
-    config_fmt_duration(b, sizeof b, r->backoff_initial_ms);
-    if (g[K_BO_MAX].val)
-        config_err_at(ld, g[K_BO_MAX].val,
-                      "%s.backoff.max (%s) is shorter than backoff.initial (%s)", prefix, a, b);
-    else if (g[K_BO_INITIAL].val)
-        config_err_at(
-            ld, g[K_BO_INITIAL].val,
-            "%s.backoff.initial (%s) is longer than backoff.max (%s) (set %s.backoff.max to at "
-            "least %s)",
-            prefix, b, a, prefix, b);
-}
-
-/* keep_bodies and keep_transactions of retention: or of a channel (prefix "retention."
- * or ""): 0 or absent is "forever" (for a channel: the global value). Both given and
- * not 0: a transaction cannot be removed before its bodies. */
-void config_load_keep(struct loader *ld, const char *prefix, const yaml_node_t *bodies,
-                      const yaml_node_t *transactions, long long *bodies_ms,
-                      long long *transactions_ms)
-{
-    char what[64], a[32], b[32];
-    long v = 0;
-    snprintf(what, sizeof what, "%skeep_bodies", prefix);
-    if (bodies && config_get_duration_in(ld, bodies, what, &config_dur_keep, &v))
-        *bodies_ms = v;
-    snprintf(what, sizeof what, "%skeep_transactions", prefix);
-    if (transactions && config_get_duration_in(ld, transactions, what, &config_dur_keep, &v))
-        *transactions_ms = v;
-    if (bodies && transactions && *bodies_ms > 0 && *transactions_ms > 0 &&
-        *transactions_ms < *bodies_ms)
-        config_err_at(
-            ld, transactions,
-            "%skeep_transactions (%s) is shorter than %skeep_bodies (%s) (a transaction is "
-            "removed with its bodies: keep transactions at least as long)",
-            prefix, config_fmt_duration(a, sizeof a, *transactions_ms), prefix,
-            config_fmt_duration(b, sizeof b, *bodies_ms));
-}
-
-static void load_delivery(struct loader *ld, const yaml_node_t *n)
-{
-    struct config *cfg = ld->cfg;
-    struct found f[sizeof delivery_keys / sizeof delivery_keys[0]];
-    if (!MAP_KEYS(ld, n, "delivery", delivery_keys, f))
-        return;
-    if (f[K_DV_WORKERS].val)
-        config_get_int(ld, f[K_DV_WORKERS].val, "delivery.workers", 0, 256, &cfg->delivery_workers);
-    if (f[K_DV_LEASE].val)
-        config_get_duration_in(ld, f[K_DV_LEASE].val, "delivery.lease", &config_dur_long,
-                               &cfg->delivery_lease_ms);
-    if (f[K_DV_POLL].val)
-        config_get_duration(ld, f[K_DV_POLL].val, "delivery.poll", &cfg->delivery_poll_ms);
-    if (f[K_DV_BATCH].val)
-        config_get_int(ld, f[K_DV_BATCH].val, "delivery.batch", 1, 100, &cfg->delivery_batch);
-    if (f[K_DV_DRAIN].val)
-        config_get_duration_in(ld, f[K_DV_DRAIN].val, "delivery.drain", &config_dur_long,
-                               &cfg->drain_ms);
-    config_load_retry_policy(ld, "delivery", f[K_DV_MAX_ATTEMPTS].val, f[K_DV_MAX_AGE].val,
-                             f[K_DV_BACKOFF].val, &cfg->retry);
-}
-
-static void load_retention(struct loader *ld, const yaml_node_t *n)
-{
-    struct config *cfg = ld->cfg;
-    struct found f[sizeof retention_keys / sizeof retention_keys[0]];
-    if (!MAP_KEYS(ld, n, "retention", retention_keys, f))
-        return;
-    config_load_keep(ld, "retention.", f[K_RT_KEEP_BODIES].val, f[K_RT_KEEP_TRANSACTIONS].val,
-                     &cfg->keep_bodies_ms, &cfg->keep_transactions_ms);
-    if (f[K_RT_PRUNE_EVERY].val)
-        config_get_duration_in(ld, f[K_RT_PRUNE_EVERY].val, "retention.prune_every",
-                               &config_dur_prune, &cfg->prune_every_ms);
-}
-
-static void load_main(struct loader *ld, yaml_node_t *root, void *arg)
-{
-    struct config *cfg = ld->cfg;
-    struct main_refs *refs = arg;
-    struct found f[sizeof main_keys / sizeof main_keys[0]];
-    if (!MAP_KEYS(ld, root, NULL, main_keys, f))
-        return;
-
-    struct found g[3];
-    if (f[K_LISTEN].val && MAP_KEYS(ld, f[K_LISTEN].val, "listen", listen_keys, g)) {
-        if (g[K_L_ADDRESS].val)
-            config_get_string(ld, g[K_L_ADDRESS].val, "listen.address", true, &cfg->listen_address);
-        if (g[K_L_PORT].val)
-            config_get_int(ld, g[K_L_PORT].val, "listen.port", 1, 65535, &cfg->listen_port);
-    }
-    if (f[K_DATABASE].val && MAP_KEYS(ld, f[K_DATABASE].val, "database", database_keys, g)) {
-        if (g[K_D_URL].val)
-            config_get_string(ld, g[K_D_URL].val, "database.url", true, &cfg->database_url);
-        if (g[K_D_POOL].val)
-            config_get_int(ld, g[K_D_POOL].val, "database.pool", 1, TXLOG_POOL_MAX,
-                           &cfg->database_pool);
-        if (g[K_D_CONNECT_TIMEOUT].val)
-            config_get_duration_in(ld, g[K_D_CONNECT_TIMEOUT].val, "database.connect_timeout",
-                                   &config_dur_connect, &cfg->database_connect_timeout_ms);
-    }
-    if (f[K_LIMITS].val && MAP_KEYS(ld, f[K_LIMITS].val, "limits", limits_keys, g)) {
-        long v = 0;
-        if (g[K_M_MAX_BODY].val)
-            config_get_size(ld, g[K_M_MAX_BODY].val, "limits.max_body", &cfg->max_body);
-        if (g[K_M_MAX_CONNECTIONS].val && config_get_long(ld, g[K_M_MAX_CONNECTIONS].val,
-                                                          "limits.max_connections", 1, 1000000, &v))
-            cfg->max_connections = (unsigned)v;
-        if (g[K_M_CONNECTION_TIMEOUT].val)
-            config_get_duration(ld, g[K_M_CONNECTION_TIMEOUT].val, "limits.connection_timeout",
-                                &cfg->connection_timeout_ms);
-    }
-    if (f[K_LOG].val && MAP_KEYS(ld, f[K_LOG].val, "log", log_keys, g)) {
-        int v;
-        if (g[K_G_LEVEL].val &&
-            (v = config_get_enum(ld, g[K_G_LEVEL].val, "log.level", log_levels)) >= 0)
-            cfg->log_level = log_level_parse(log_levels[v]);
-        if (g[K_G_FORMAT].val &&
-            (v = config_get_enum(ld, g[K_G_FORMAT].val, "log.format", log_formats)) >= 0)
-            cfg->log_format = v == 1 ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT;
-    }
-    if (f[K_REDACT].val) {
-        char **v = NULL;
-        size_t n = 0;
-        static const struct list_spec spec = {
-            "redact_headers", config_check_header_name, NULL, NULL, NULL, false};
-        config_get_string_list(ld, f[K_REDACT].val, &spec, &v, &n);
-        for (size_t i = 0; i < n; i++)
-            add_redact(ld, v[i]);
-        free(v);
-    }
-    if (f[K_CLIENTS].val &&
-        config_get_string(ld, f[K_CLIENTS].val, "clients", true, &refs->clients))
-        refs->clients_pos = config_pos_of(ld, f[K_CLIENTS].val);
-    if (f[K_CHANNELS].val &&
-        config_get_string(ld, f[K_CHANNELS].val, "channels", true, &refs->channels))
-        refs->channels_pos = config_pos_of(ld, f[K_CHANNELS].val);
-    if (f[K_MAPPINGS].val)
-        config_get_string(ld, f[K_MAPPINGS].val, "mappings", true, &refs->mappings);
-    if (f[K_ADMIN].key)
-        config_err_at(ld, f[K_ADMIN].key, "admin is not supported yet");
-    if (f[K_DELIVERY].val)
-        load_delivery(ld, f[K_DELIVERY].val);
-    if (f[K_RETENTION].val)
-        load_retention(ld, f[K_RETENTION].val);
-}
-
-/* ------------------------------------------------------------------------------------
  * clients.yaml
  * ------------------------------------------------------------------------------------ */
 
@@ -976,6 +679,8 @@ static void config_destroy(struct config *cfg, size_t n_compiled)
         channel_free(&cfg->channels[i], i < n_compiled);
     free(cfg->channels);
     free(cfg->mappings_dir);
+    free(cfg->clients_file);
+    free(cfg->channels_dir);
     for (size_t i = 0; i < cfg->n_mappings; i++)
         mapping_free(cfg->mappings[i]);
     free(cfg->mappings);
@@ -1006,36 +711,6 @@ char *config_dir_of(struct loader *ld, const char *path)
     if (d == NULL)
         ld->oom = true;
     return d;
-}
-
-static void set_defaults(struct loader *ld, struct config *cfg)
-{
-    cfg->listen_address = config_xstrdup(ld, "127.0.0.1");
-    cfg->listen_port = 5001;
-    cfg->database_pool = 8;
-    cfg->database_connect_timeout_ms = 5000;
-    cfg->max_body = (size_t)10 * 1024 * 1024;
-    cfg->max_connections = 1024;
-    cfg->connection_timeout_ms = 60000;
-    cfg->log_level = LOG_LEVEL_INFO;
-    cfg->log_format = LOG_FORMAT_TEXT;
-    cfg->delivery_workers = 4;
-    cfg->delivery_lease_ms = 5L * 60 * 1000;
-    cfg->delivery_poll_ms = 5000;
-    cfg->delivery_batch = 1;
-    cfg->drain_ms = 30000;
-    cfg->retry = (struct config_retry){.max_attempts = 10,
-                                       .max_age_ms = CONFIG_DAY_MS,
-                                       .backoff_initial_ms = 2000,
-                                       .backoff_max_ms = 15L * 60 * 1000};
-    cfg->keep_bodies_ms = 0; /* forever */
-    cfg->keep_transactions_ms = 0;
-    cfg->prune_every_ms = 3600L * 1000;
-    for (size_t i = 0; i < sizeof default_redact / sizeof default_redact[0]; i++) {
-        char *s = config_xstrdup(ld, default_redact[i]);
-        if (s)
-            add_redact(ld, s);
-    }
 }
 
 /* Compiles the regex of every channel in its final place; they were all checked
@@ -1069,27 +744,33 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     if (cfg == NULL)
         return HIBUS_E_NOMEM;
     struct loader ld = {.cfg = cfg, .diags = diags, .diags_start = diags->n};
-    struct main_refs refs = {0};
+    struct config_main_refs refs = {0};
     size_t n_compiled = 0;
-    set_defaults(&ld, cfg);
+    config_set_defaults(&ld, cfg);
     cfg->path = config_xstrdup(&ld, path);
     cfg->dir = config_dir_of(&ld, path);
     if (ld.oom)
         goto done;
 
-    if (!config_load_file(&ld, config_xstrdup(&ld, path), NULL, load_main, &refs)) {
+    if (!config_load_file(&ld, config_xstrdup(&ld, path), NULL, config_load_main, &refs)) {
         ld.main_unreadable = ld.read_failed;
         goto done; /* without hibus.yaml, where the other files are is unknown */
     }
 
-    cfg->mappings_dir = config_path_join(&ld, cfg->dir, refs.mappings ? refs.mappings : "mappings");
-    char *clients = config_path_join(&ld, cfg->dir, refs.clients ? refs.clients : "clients.yaml");
-    ld.clients_loaded =
-        config_load_file(&ld, clients, refs.clients ? &refs.clients_pos : NULL, load_clients, NULL);
-    char *channels = config_path_join(&ld, cfg->dir, refs.channels ? refs.channels : "channels");
-    if (channels)
-        load_channel_dir(&ld, channels, refs.channels ? &refs.channels_pos : NULL);
-    free(channels);
+    /* clients:, channels: and mappings: are relative to hibus.yaml's directory. */
+    char **paths[] = {&cfg->clients_file, &cfg->channels_dir, &cfg->mappings_dir};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        char *joined = *paths[i] ? config_path_join(&ld, cfg->dir, *paths[i]) : NULL;
+        free(*paths[i]);
+        *paths[i] = joined;
+    }
+    if (cfg->clients_file)
+        ld.clients_loaded =
+            config_load_file(&ld, config_xstrdup(&ld, cfg->clients_file),
+                             refs.clients_pos.file ? &refs.clients_pos : NULL, load_clients, NULL);
+    if (cfg->channels_dir)
+        load_channel_dir(&ld, cfg->channels_dir,
+                         refs.channels_pos.file ? &refs.channels_pos : NULL);
     if (!ld.oom) {
         size_t before = ld.diags->n;
         config_settle_id_schemes(&ld);
@@ -1105,9 +786,6 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     router_check_ties(cfg->channels, cfg->n_channels, diags);
 
 done:
-    free(refs.clients);
-    free(refs.channels);
-    free(refs.mappings);
     free(ld.pending);
     if (ld.oom || has_errors(&ld)) {
         enum hibus_err rc = ld.oom               ? HIBUS_E_NOMEM
@@ -1255,27 +933,4 @@ void config_holder_free(struct config_holder *h)
     free(h->snaps);
     pthread_mutex_destroy(&h->mu);
     free(h);
-}
-
-static bool str_differs(const char *a, const char *b)
-{
-    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
-}
-
-const char *config_needs_restart(const struct config *old, const struct config *next)
-{
-    if (str_differs(old->listen_address, next->listen_address) ||
-        old->listen_port != next->listen_port)
-        return "listen: changed";
-    if (str_differs(old->database_url, next->database_url) ||
-        old->database_pool != next->database_pool ||
-        old->database_connect_timeout_ms != next->database_connect_timeout_ms)
-        return "database: changed";
-    /* limits.max_body is read from each request's snapshot: it applies on reload. */
-    if (old->max_connections != next->max_connections ||
-        old->connection_timeout_ms != next->connection_timeout_ms)
-        return "limits.max_connections or limits.connection_timeout changed";
-    if (old->delivery_workers != next->delivery_workers)
-        return "delivery.workers changed";
-    return NULL;
 }

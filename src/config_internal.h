@@ -3,7 +3,8 @@
  * state, its diagnostics, the YAML node and scalar helpers, and the entry point of
  * the mapping loader. Not an API: only src/config*.c include it.
  *
- *   src/config.c          the loader, hibus.yaml, clients.yaml, the snapshot
+ *   src/config.c          the loader, clients.yaml, the snapshot
+ *   src/config_keys.c     the table of hibus.yaml keys: loading, defaults, reload, docs
  *   src/config_values.c   typed scalars: ${NAME} expansion, numbers, durations, sizes, names
  *   src/config_channel.c  channel files (channels/NAME.yaml)
  *   src/config_mapping.c  mapping files (mappings/NAME.yaml) and their CSV tables
@@ -162,6 +163,9 @@ bool config_get_size(struct loader *ld, const yaml_node_t *n, const char *what, 
 const char *config_check_header_name(char *s);
 bool config_get_duration(struct loader *ld, const yaml_node_t *n, const char *what, long *out);
 const char *config_fmt_duration(char *buf, size_t size, long long ms);
+/* A size for messages and docs, in the largest binary unit that divides it:
+ * "10MiB", "512KiB", "1000" (bytes). */
+const char *config_fmt_size(char *buf, size_t size, unsigned long long bytes);
 bool config_get_number(struct loader *ld, const yaml_node_t *n, const char *what, double min,
                        double *out);
 void config_get_string_list(struct loader *ld, const yaml_node_t *n, const struct list_spec *spec,
@@ -174,12 +178,30 @@ const char *config_check_measure(char *s);
 const char *config_check_when(char *s);
 yaml_node_t *config_parse_file(struct loader *ld, const char *file, const struct config_pos *from,
                                yaml_document_t *doc);
+/* hibus.yaml (config_keys.c): the defaults of every key, then the file itself.
+ * The positions of clients: and channels: are kept for messages about the files
+ * they name (file == NULL: not given). */
+struct config_main_refs {
+    struct config_pos clients_pos, channels_pos;
+};
+void config_set_defaults(struct loader *ld, struct config *cfg);
+void config_load_main(struct loader *ld, yaml_node_t *root, void *arg);
+/* max_attempts, max_age and backoff: { initial, max } of a channel's retry:, over
+ * what *r already holds (the global policy). prefix names the mapping in messages. */
 void config_load_retry_policy(struct loader *ld, const char *prefix,
                               const yaml_node_t *max_attempts, const yaml_node_t *max_age,
                               const yaml_node_t *backoff, struct config_retry *r);
+/* keep_bodies and keep_transactions of a channel (prefix ""). */
 void config_load_keep(struct loader *ld, const char *prefix, const yaml_node_t *bodies,
                       const yaml_node_t *transactions, long long *bodies_ms,
                       long long *transactions_ms);
+/* backoff.max >= backoff.initial; keep_transactions >= keep_bodies (unless either is
+ * 0, forever). The problem is reported at the key given (NULL: not given). */
+void config_check_backoff(struct loader *ld, const char *prefix, const yaml_node_t *initial,
+                          const yaml_node_t *max, const struct config_retry *r);
+void config_check_keep(struct loader *ld, const char *prefix, const yaml_node_t *bodies,
+                       const yaml_node_t *transactions, long long bodies_ms,
+                       long long transactions_ms);
 bool config_role_declared(const struct config *cfg, const char *role);
 bool config_client_exists(const struct config *cfg, const char *id);
 

@@ -234,15 +234,16 @@ bool config_get_bool(struct loader *ld, const yaml_node_t *n, const char *what, 
     return ok;
 }
 
-
-const struct config_duration_range config_dur_short = {1, CONFIG_DAY_MS, "1ms .. 24h", "500ms, 30s, 2m or 1h"};
-const struct config_duration_range config_dur_long = {1, 30 * CONFIG_DAY_MS, "1ms .. 30d", "30s, 5m, 24h or 7d"};
-const struct config_duration_range config_dur_connect = {1, TXLOG_CONNECT_TIMEOUT_MAX_MS, "1ms .. 1h",
-                                                  "500ms, 30s, 2m or 1h"};
+const struct config_duration_range config_dur_short = {1, CONFIG_DAY_MS, "1ms .. 24h",
+                                                       "500ms, 30s, 2m or 1h"};
+const struct config_duration_range config_dur_long = {1, 30 * CONFIG_DAY_MS, "1ms .. 30d",
+                                                      "30s, 5m, 24h or 7d"};
+const struct config_duration_range config_dur_connect = {1, TXLOG_CONNECT_TIMEOUT_MAX_MS,
+                                                         "1ms .. 1h", "500ms, 30s, 2m or 1h"};
 const struct config_duration_range config_dur_keep = {0, 3650 * CONFIG_DAY_MS, "0 .. 3650d",
-                                               "12h, 90d or 2w; 0 for forever"};
+                                                      "12h, 90d or 2w; 0 for forever"};
 const struct config_duration_range config_dur_prune = {1000, 3650 * CONFIG_DAY_MS, "1s .. 3650d",
-                                                "30m, 1h or 1d"};
+                                                       "30m, 1h or 1d"};
 
 bool config_get_duration_in(struct loader *ld, const yaml_node_t *n, const char *what,
                             const struct config_duration_range *range, long *out)
@@ -288,6 +289,20 @@ const char *config_fmt_duration(char *buf, size_t size, long long ms)
         snprintf(buf, size, "0");
     else
         snprintf(buf, size, "%lldms", ms);
+    return buf;
+}
+
+const char *config_fmt_size(char *buf, size_t size, unsigned long long bytes)
+{
+    static const char *const units[] = {"GiB", "MiB", "KiB"};
+    for (int i = 0; i < 3 && bytes != 0; i++) {
+        unsigned long long f = 1ULL << (10 * (3 - i));
+        if (bytes % f == 0) {
+            snprintf(buf, size, "%llu%s", bytes / f, units[i]);
+            return buf;
+        }
+    }
+    snprintf(buf, size, "%llu", bytes);
     return buf;
 }
 
@@ -629,4 +644,3 @@ bool config_parse_size(const char *s, size_t *out)
     *out = (size_t)v;
     return true;
 }
-

@@ -21,6 +21,7 @@ static const struct command {
     {"map", cli_map, "show offline what a channel would send for a payload (stdin)"},
     {"rerun", cli_rerun, "put finished transactions back in the delivery queue"},
     {"prune", cli_prune, "apply the retention rules once, now"},
+    {"keys", cli_keys, "print the keys of hibus.yaml: type, default, reload or restart"},
 };
 
 static void usage(FILE *f)

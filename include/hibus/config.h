@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "hibus/channel.h"
 #include "hibus/error.h"
@@ -66,7 +67,9 @@ struct config {
     struct config_channel *channels; /* sorted by priority, then name */
     size_t n_channels;
 
-    char *mappings_dir; /* mappings: in hibus.yaml, default "mappings" */
+    char *clients_file; /* clients: in hibus.yaml, joined to dir; default "clients.yaml" */
+    char *channels_dir; /* channels: in hibus.yaml, joined to dir; default "channels" */
+    char *mappings_dir; /* mappings: in hibus.yaml, joined to dir; default "mappings" */
 
     /* delivery: { workers, lease, poll, max_attempts, max_age, backoff: {initial, max} } */
     int delivery_workers;      /* threads per process; default 4; 0 = this process only
@@ -111,10 +114,50 @@ void config_holder_swap(struct config_holder *h, struct config *next);
 /* Frees the holder and every snapshot; only when nothing holds one any more. */
 void config_holder_free(struct config_holder *h);
 
-/* Settings a reload cannot change in a running process (listen address and
- * port, database, pool, limits, workers): a sentence naming the first that
- * differs, or NULL. */
-const char *config_needs_restart(const struct config *old, const struct config *next);
+/* The keys of hibus.yaml, one row each (src/config_keys.c): the loader, the
+ * defaults, the reload decision and the key reference in docs/configuration.md
+ * all come from these rows. */
+enum config_key_type {
+    CONFIG_KEY_STRING,      /* char *, not empty */
+    CONFIG_KEY_PATH,        /* char *, relative to hibus.yaml's directory */
+    CONFIG_KEY_INT,         /* int in [min, max] */
+    CONFIG_KEY_UINT,        /* unsigned in [min, max] */
+    CONFIG_KEY_DURATION,    /* long milliseconds in *range */
+    CONFIG_KEY_DURATION_LL, /* long long milliseconds in *range */
+    CONFIG_KEY_SIZE,        /* size_t bytes, at least 1 */
+    CONFIG_KEY_ENUM,        /* int: the index in choices */
+    CONFIG_KEY_HEADERS,     /* redact_headers: names added to the built-in ones */
+    CONFIG_KEY_UNSUPPORTED  /* refused with its doc as the reason */
+};
+struct config_duration_range;
+struct config_key {
+    const char *name; /* dotted: "delivery.backoff.max" */
+    enum config_key_type type;
+    size_t offset; /* of the field in struct config */
+    long long min, max;
+    const struct config_duration_range *range;
+    const char *const *choices; /* NULL-terminated */
+    long long def;              /* the default of a number, duration, size or enum */
+    const char *def_str;        /* the default of a string or path; NULL: none */
+    bool required;
+    bool reload; /* a reload applies it; otherwise it waits for a restart */
+    const char *example;
+    const char *doc;
+};
+extern const struct config_key config_keys[];
+extern const size_t config_n_keys;
+const struct config_key *config_key_find(const char *name);
+/* Whether the value of key k differs between a and b. */
+bool config_key_differs(const struct config *a, const struct config *b, const struct config_key *k);
+
+/* The keys a reload cannot apply in a running process that differ between old and
+ * next, as "listen.port, database.pool" in buf; NULL when none does. */
+const char *config_needs_restart(const struct config *old, const struct config *next, char *buf,
+                                 size_t size);
+
+/* Writes the key reference of one section of hibus.yaml ("delivery": the
+ * delivery.* keys; "": the top-level ones) as a Markdown table; returns the rows. */
+size_t config_keys_markdown(FILE *out, const char *section);
 
 /* Helpers shared with tests: "30s", "500ms", "2m", "1h", "90d", "2w" -> milliseconds; "10MiB",
  * "512KiB", "1MB", "2048" -> bytes. Return false on a malformed value. */

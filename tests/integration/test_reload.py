@@ -1,9 +1,14 @@
 """SIGHUP reloads the configuration: channel changes apply to the next request and to
 the next delivery round (a disabled channel or a lowered max_attempts stops retries),
-and a configuration with a problem is refused while the running one stays."""
+a configuration with a problem is refused while the running one stays, and every key
+of hibus.yaml is applied by a reload or named in the log as waiting for a restart,
+as `hibus keys` (the key table) says."""
 
+import copy
 import os
+import re
 import signal
+import subprocess
 import unittest
 
 import harness
@@ -18,6 +23,29 @@ def async_channel(name, path, url, **extra):
                          retry={"max_attempts": 50, "backoff": {"initial": "100ms", "max": "300ms"}})
     ch.update(extra)
     return ch
+
+
+def key_rows():
+    """(key, "applies" or "restart", example) for each row `hibus keys` prints."""
+    out = subprocess.run([harness.hibus_bin(), "keys"], check=True, capture_output=True,
+                         text=True).stdout
+    rows = [m.groups() for m in
+            (re.match(r"\| `([\w.]+)` \| .* \| (applies|restart) \| `([^`]*)` \|", line)
+             for line in out.splitlines()) if m]
+    if len(rows) < 20:
+        raise AssertionError("hibus keys printed %d rows:\n%s" % (len(rows), out))
+    return rows
+
+
+def yaml_value(key, example):
+    """The example of a key as a value the running test daemon can reload."""
+    if key == "listen.port":
+        return harness.free_port()  # the example is ${HIBUS_PORT}, unset here
+    if key in ("clients", "channels", "mappings"):
+        return "./" + {"clients": "clients.yaml"}.get(key, key)  # the same files, another path
+    if example.startswith("["):
+        return [v.strip() for v in example.strip("[]").split(",")]
+    return int(example) if example.isdigit() else example
 
 
 def setUpModule():
@@ -97,6 +125,60 @@ class ReloadTest(harness.TestCase):
         # the running configuration still serves
         self.assertEqual(self.post("/beta").status, 200)
         self.assertEqual(self.post("/broken").status, 404)
+
+    # What some keys visibly change at once, checked right after their reload.
+    def json_log_now(self, log):
+        line = next(ln for ln in log.splitlines() if "configuration reloaded" in ln)
+        self.assertTrue(line.startswith("{"), line)
+
+    def redacted_now(self, log):
+        r = HB.request("POST", "/beta", body=b'{"n": 1}', auth=AUTH,
+                       headers={"Content-Type": "application/json", "X-Token": "t0p"})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertFalse(TARGET.requests[-1].has_header("x-token"))
+
+    def same_port_serves(self, log):
+        self.assertEqual(self.post("/beta").status, 200)  # listen.port waits for a restart
+
+    effects = {"log.format": json_log_now, "redact_headers": redacted_now,
+               "listen.port": same_port_serves}
+
+    def test_5_each_key_applies_or_waits_for_a_restart(self):
+        original = copy.deepcopy(HB.settings)
+        try:
+            for key, on_reload, example in key_rows():
+                with self.subTest(key=key):
+                    settings = copy.deepcopy(original)
+                    node, *path = [settings] + key.split(".")
+                    for part in path[:-1]:
+                        node = node.setdefault(part, {})
+                    value = yaml_value(key, example)
+                    current = HB.hibus_yaml()
+                    for part in key.split("."):
+                        current = current.get(part, {}) if isinstance(current, dict) else {}
+                    if value == current:  # the test daemon already runs with the example
+                        value = value + 1 if isinstance(value, int) else re.sub(
+                            r"^\d+", lambda m: str(int(m.group(0)) + 1), value)
+                    node[path[-1]] = value
+                    HB.settings = settings
+                    start = len(HB.log_text())
+                    self.reload("configuration reloaded")
+                    said = re.findall(r"reload: ([\w., ]+) changed; that takes effect at the next"
+                                      r" restart", HB.log_text()[start:])
+                    if on_reload == "restart":
+                        self.assertEqual(said, [key])
+                    else:
+                        self.assertEqual(said, [])
+                        self.assertNotIn("restart", HB.log_text()[start:])
+                    if key in self.effects:
+                        self.effects[key](self, HB.log_text()[start:])
+                    HB.settings = copy.deepcopy(original)
+                    self.reload("configuration reloaded")
+        finally:
+            HB.settings = original
+            self.reload("configuration reloaded")
+        # the daemon still serves after every key went and came back
+        self.assertEqual(self.post("/beta").status, 200)
 
     def wait_rounds(self, tx, n):
         harness.wait_until(lambda: int(PG.scalar("SELECT rounds FROM transactions WHERE id = %d"
