@@ -1,0 +1,447 @@
+/*
+ * cli_txlog.c - the hibus commands for the transaction log: tx (one transaction
+ * and its attempts), tail (follow transactions live), rerun (put finished ones
+ * back in the delivery queue) and prune (the retention rules, once).
+ */
+#define LOG_SUBSYS "main"
+#include "hibus/cli.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hibus/config.h"
+#include "hibus/log.h"
+#include "hibus/retention.h"
+#include "hibus/txlog.h"
+
+#include "cli_internal.h"
+
+/* --------------------------------------------------------------------- tx */
+
+static const char tx_usage[] =
+    "usage: hibus tx [-c FILE] [--json] ID\n"
+    "Shows transaction ID: the request, its status, the answer and every delivery\n"
+    "attempt. --json prints it as one JSON object.\n";
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+/* Prints a body, indented, cut at 4000 bytes. */
+static void print_body(const char *title, const json_t *tx, const char *key)
+{
+    char k64[64];
+    snprintf(k64, sizeof k64, "%s_base64", key);
+    const char *text = json_string_value(json_object_get(tx, key));
+    const char *b64 = json_string_value(json_object_get(tx, k64));
+    if (text == NULL && b64 == NULL)
+        return;
+    /* A text body may hold a NUL (valid UTF-8): measure it by its JSON length. */
+    size_t len = text ? json_string_length(json_object_get(tx, key)) : strlen(b64);
+    printf("%s (%s, %zu characters)\n", title, text ? "text" : "binary, base64", len);
+    const char *s = text ? text : b64;
+    size_t shown = len > 4000 ? 4000 : len;
+    fputs("  ", stdout);
+    for (size_t i = 0; i < shown; i++) {
+        putchar(s[i]);
+        if (s[i] == '\n' && i + 1 < shown)
+            fputs("  ", stdout);
+    }
+    if (shown < len)
+        printf("\n  ... (%zu more; hibus tx --json shows all)", len - shown);
+    putchar('\n');
+}
+
+/* An attempt's details: a DHIS2 import summary or an OpenHIM mediator's verdict. */
+static void print_details(const json_t *d)
+{
+    if (!json_is_object(d))
+        return;
+    if (json_object_get(d, "imported") != NULL) {
+        printf("     DHIS2 %s: imported %" JSON_INTEGER_FORMAT ", updated %" JSON_INTEGER_FORMAT
+               ", ignored %" JSON_INTEGER_FORMAT ", deleted %" JSON_INTEGER_FORMAT "\n",
+               jstr(d, "status"), json_integer_value(json_object_get(d, "imported")),
+               json_integer_value(json_object_get(d, "updated")),
+               json_integer_value(json_object_get(d, "ignored")),
+               json_integer_value(json_object_get(d, "deleted")));
+        if (jstr(d, "description")[0])
+            printf("     DHIS2 said: %s\n", jstr(d, "description"));
+        if (jstr(d, "data_set_complete")[0])
+            printf("     data set registered complete: %s\n", jstr(d, "data_set_complete"));
+        const json_t *quiet = json_object_get(d, "ignored_without_conflict");
+        if (json_integer_value(quiet) > 0)
+            printf("     %" JSON_INTEGER_FORMAT " ignored without a conflict: zeros of data "
+                   "elements whose zeroIsSignificant is false, or values unchanged since the "
+                   "last import (DHIS2 2.38+); not an error\n",
+                   json_integer_value(quiet));
+        size_t i;
+        const json_t *c;
+        json_array_foreach(json_object_get(d, "conflicts"), i, c) printf(
+            "     conflict %s %s: %s\n", jstr(c, "errorCode")[0] ? jstr(c, "errorCode") : "-",
+            jstr(c, "object"), jstr(c, "value"));
+        const json_t *rej = json_object_get(d, "rejected_indexes");
+        if (json_array_size(rej) > 0) {
+            printf("     rejected values (0-based positions in what hibus sent):");
+            json_array_foreach(rej, i, c)
+            {
+                if (i == 20) {
+                    printf(" ... (%zu in all)", json_array_size(rej));
+                    break;
+                }
+                printf(" %" JSON_INTEGER_FORMAT, json_integer_value(c));
+            }
+            putchar('\n');
+        }
+    } else if (json_object_get(d, "openhim_status") != NULL) {
+        printf("     OpenHIM mediator %s: %s, %zu orchestration%s\n", jstr(d, "mediator_urn"),
+               jstr(d, "openhim_status"), json_array_size(json_object_get(d, "orchestrations")),
+               json_array_size(json_object_get(d, "orchestrations")) == 1 ? "" : "s");
+    }
+}
+
+static void print_problems(const char *title, const json_t *list)
+{
+    if (json_array_size(list) == 0)
+        return;
+    printf("%s (%zu)\n", title, json_array_size(list));
+    size_t i;
+    const json_t *p;
+    json_array_foreach(list, i, p)
+    {
+        const char *where = jstr(p, "where");
+        printf("  %s: %s%s%s%s\n", jstr(p, "stage"), jstr(p, "message"), where[0] ? " (at " : "",
+               where, where[0] ? ")" : "");
+    }
+}
+
+static void print_tx(const json_t *tx)
+{
+    const json_t *dur = json_object_get(tx, "duration_ms");
+    printf("transaction %" JSON_INTEGER_FORMAT "  %s\n",
+           json_integer_value(json_object_get(tx, "id")), jstr(tx, "status"));
+    printf("  channel     %s\n", jstr(tx, "channel"));
+    printf("  client      %s\n", jstr(tx, "client"));
+    const char *q = jstr(tx, "query");
+    printf("  request     %s %s%s%s\n", jstr(tx, "method"), jstr(tx, "path"), q[0] ? "?" : "", q);
+    printf("  request id  %s\n", jstr(tx, "request_id"));
+    printf("  mode        %s, %" JSON_INTEGER_FORMAT " delivery round%s%s%s\n", jstr(tx, "mode"),
+           json_integer_value(json_object_get(tx, "rounds")),
+           json_integer_value(json_object_get(tx, "rounds")) == 1 ? "" : "s",
+           jstr(tx, "next_attempt_at")[0] ? ", next at " : "", jstr(tx, "next_attempt_at"));
+    if (jstr(tx, "bodies_pruned_at")[0])
+        printf("  bodies      removed by retention at %s\n", jstr(tx, "bodies_pruned_at"));
+    printf("  node        %s\n", jstr(tx, "node"));
+    printf("  received    %s\n", jstr(tx, "received_at"));
+    if (json_is_number(dur))
+        printf("  finished    %s (%.1f ms)\n", jstr(tx, "finished_at"), json_number_value(dur));
+    else
+        printf("  finished    -\n");
+    const json_t *rs = json_object_get(tx, "response_status");
+    if (json_is_integer(rs))
+        printf("  answered    %" JSON_INTEGER_FORMAT "\n", json_integer_value(rs));
+    if (jstr(tx, "error")[0])
+        printf("  error       %s\n", jstr(tx, "error"));
+    printf("request headers\n");
+    const char *name;
+    const json_t *v;
+    json_object_foreach((json_t *)json_object_get(tx, "request_headers"), name, v)
+        printf("  %s: %s\n", name, json_string_value(v) ? json_string_value(v) : "");
+    print_body("request body", tx, "request_body");
+    const json_t *atts = json_object_get(tx, "attempts");
+    printf("attempts (%zu)\n", json_array_size(atts));
+    size_t idx;
+    const json_t *a;
+    json_array_foreach(atts, idx, a)
+    {
+        const json_t *sc = json_object_get(a, "status_code");
+        char code[16];
+        if (json_is_integer(sc))
+            snprintf(code, sizeof code, "%" JSON_INTEGER_FORMAT, json_integer_value(sc));
+        else
+            snprintf(code, sizeof code, "no answer");
+        printf("  #%" JSON_INTEGER_FORMAT " route %s  %s %s  -> %s in %.1f ms  (%s)\n",
+               json_integer_value(json_object_get(a, "attempt")), jstr(a, "route"),
+               jstr(a, "method"), jstr(a, "url"), code,
+               json_number_value(json_object_get(a, "duration_ms")), jstr(a, "started_at"));
+        if (jstr(a, "error")[0])
+            printf("     error: %s\n", jstr(a, "error"));
+        print_details(json_object_get(a, "details"));
+    }
+    const json_t *pr = json_object_get(tx, "problems");
+    print_problems("problems (why it was rejected)", json_object_get(pr, "problems"));
+    print_problems("skipped (unmapped, not delivered)", json_object_get(pr, "skipped"));
+    print_problems("warnings", json_object_get(pr, "warnings"));
+    print_body("response body", tx, "response_body");
+}
+
+/* Parses a positive transaction id; false on anything else. */
+static bool parse_id(const char *s, int64_t *id)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v <= 0)
+        return false;
+    *id = v;
+    return true;
+}
+
+int cli_tx(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = cli_parse_opts(argc, argv, &o, tx_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    int64_t id;
+    if (i != argc - 1 || !parse_id(argv[i], &id)) {
+        fprintf(stderr, "hibus tx: expected one transaction id (a positive integer)\n%s", tx_usage);
+        return 2;
+    }
+    struct config *cfg = cli_load_config(o.config);
+    if (cfg == NULL)
+        return 1;
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    json_t *tx = NULL;
+    int rc = 1;
+    if (cli_open_db(cfg, &tl, &err) != HIBUS_OK || txlog_get_json(tl, id, &tx, &err) != HIBUS_OK) {
+        if (err.code == HIBUS_E_NOT_FOUND)
+            fprintf(stderr, "hibus tx: no transaction %lld\n", (long long)id);
+        else
+            cli_print_error("could not read the transaction", &err);
+    } else {
+        if (o.json) {
+            json_dumpf(tx, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+            putchar('\n');
+        } else {
+            print_tx(tx);
+        }
+        rc = 0;
+    }
+    json_decref(tx);
+    txlog_close(tl);
+    config_free(cfg);
+    return rc;
+}
+
+/* ------------------------------------------------------------------- tail */
+
+static const char tail_usage[] =
+    "usage: hibus tail [-c FILE] [--channel NAME] [--status STATUS]\n"
+    "Prints each transaction as it is received and as its status changes, live,\n"
+    "one line each: time, id, channel, client, status, HTTP code, duration.\n"
+    "Stops on Ctrl-C.\n";
+
+static volatile sig_atomic_t tail_stop;
+
+static void on_tail_signal(int sig)
+{
+    (void)sig;
+    tail_stop = 1;
+}
+
+int cli_tail(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = cli_parse_opts(argc, argv, &o, tail_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    if (i != argc) {
+        fputs(tail_usage, stderr);
+        return 2;
+    }
+    struct config *cfg = cli_load_config(o.config);
+    if (cfg == NULL)
+        return 1;
+    struct sigaction sa = {.sa_handler = on_tail_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    struct hibus_error err = {0};
+    struct txlog_listener *lis = NULL;
+    int rc = 0;
+    bool said_lost = false;
+    while (!tail_stop) {
+        if (lis == NULL) {
+            if (txlog_listen(cfg->database_url, cfg->database_connect_timeout_ms, &lis, &err) !=
+                HIBUS_OK) {
+                if (!said_lost)
+                    cli_print_error("cannot follow the transaction log (retrying every 2 s)", &err);
+                said_lost = true;
+                sleep(2);
+                continue;
+            }
+            if (said_lost)
+                fprintf(stderr, "hibus tail: connected again\n");
+            said_lost = false;
+        }
+        int64_t id;
+        enum hibus_err e = txlog_listener_next(lis, 500, &id, &err);
+        if (e == HIBUS_E_TIMEOUT)
+            continue;
+        struct txlog_summary s;
+        if (e == HIBUS_OK)
+            e = txlog_listener_summary(lis, id, &s, &err);
+        if (e == HIBUS_E_NOT_FOUND)
+            continue;
+        if (e != HIBUS_OK) {
+            cli_print_error("lost the database connection (retrying every 2 s)", &err);
+            said_lost = true;
+            txlog_listener_close(lis);
+            lis = NULL;
+            continue;
+        }
+        if ((o.channel && strcmp(o.channel, s.channel) != 0) ||
+            (o.status && strcmp(o.status, s.status) != 0))
+            continue;
+        char code[8] = "-";
+        if (s.response_status)
+            snprintf(code, sizeof code, "%d", s.response_status);
+        printf("%s %8lld %-24s %-20s %-22s %4s %9.1fms\n", s.time, (long long)s.id, s.channel,
+               s.client[0] ? s.client : "-", s.status, code, s.duration_ms);
+        fflush(stdout);
+    }
+    txlog_listener_close(lis);
+    config_free(cfg);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ rerun */
+
+static const char rerun_usage[] =
+    "usage: hibus rerun [-c FILE] [--rate N] ID...\n"
+    "       hibus rerun [-c FILE] [--rate N] [--channel NAME] [--status STATUS] [--since TIME]\n"
+    "       hibus rerun [-c FILE] --cancel [--channel NAME]\n"
+    "Puts finished transactions back in the delivery queue: the given ids, or every\n"
+    "one that matches all the filters (at least one is needed). Each keeps its\n"
+    "history; its new tries are added as further attempts, with a fresh retry\n"
+    "budget. --rate spreads them out, N a second (default 20), so that a large\n"
+    "rerun does not flood DHIS2. --cancel drops reruns that are still queued.\n"
+    "TIME is anything PostgreSQL reads as a timestamp, e.g. 2026-11-01 or\n"
+    "\"2026-11-27 08:00+00\".\n";
+
+int cli_rerun(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int i = cli_parse_opts(argc, argv, &o, rerun_usage);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    if (o.rate == 0)
+        o.rate = 20;
+    /* ids as "1,2,3", each checked to be a positive integer */
+    size_t cap = 1;
+    for (int k = i; k < argc; k++)
+        cap += strlen(argv[k]) + 1;
+    char *ids = calloc(1, cap);
+    if (ids == NULL)
+        return 1;
+    size_t at = 0;
+    for (int k = i; k < argc; k++) {
+        int64_t id;
+        if (!parse_id(argv[k], &id)) {
+            fprintf(stderr, "hibus rerun: \"%s\" is not a transaction id\n%s", argv[k],
+                    rerun_usage);
+            free(ids);
+            return 2;
+        }
+        at += (size_t)snprintf(ids + at, cap - at, "%s%lld", at ? "," : "", (long long)id);
+    }
+    if (!o.cancel && ids[0] == '\0' && !o.channel && !o.status && !o.since) {
+        fprintf(stderr,
+                "hibus rerun: give transaction ids or at least one filter (--channel, "
+                "--status, --since)\n%s",
+                rerun_usage);
+        free(ids);
+        return 2;
+    }
+    struct config *cfg = cli_load_config(o.config);
+    if (cfg == NULL) {
+        free(ids);
+        return 1;
+    }
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    long n = 0, superseded = 0;
+    int rc = 1;
+    if (cli_open_db(cfg, &tl, &err) != HIBUS_OK) {
+        cli_print_error("rerun", &err);
+    } else if (o.cancel) {
+        if (txlog_rerun_cancel(tl, o.channel, &n, &err) != HIBUS_OK)
+            cli_print_error("could not cancel reruns", &err);
+        else {
+            printf("cancelled %ld queued rerun%s\n", n, n == 1 ? "" : "s");
+            rc = 0;
+        }
+    } else {
+        struct txlog_rerun_filter f = {.ids_csv = ids[0] ? ids : NULL,
+                                       .channel = o.channel,
+                                       .status = o.status,
+                                       .since = o.since,
+                                       .rate_per_s = o.rate};
+        if (txlog_rerun(tl, &f, &n, &superseded, &err) != HIBUS_OK)
+            cli_print_error("could not re-queue", &err);
+        else {
+            printf("re-queued %ld transaction%s", n, n == 1 ? "" : "s");
+            if (n > 1)
+                printf(", %g a second: the last is due in %.1f s", o.rate,
+                       (double)(n - 1) / o.rate);
+            printf("\n");
+            if (superseded > 0)
+                printf("left %ld transaction%s as %s: a later report of the same facility and "
+                       "period was delivered after %s, and rerunning %s would overwrite it\n",
+                       superseded, superseded == 1 ? "" : "s",
+                       superseded == 1 ? "it is" : "they are", superseded == 1 ? "it" : "them",
+                       superseded == 1 ? "it" : "them");
+            rc = 0;
+        }
+    }
+    txlog_close(tl);
+    config_free(cfg);
+    free(ids);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ prune */
+
+static const char prune_usage[] =
+    "usage: hibus prune [-c FILE]\n"
+    "Applies the retention rules once, now: makes the monthly partitions around\n"
+    "today, drops months older than every channel's keep_transactions, removes\n"
+    "transactions past their channel's keep_transactions and empties bodies past\n"
+    "keep_bodies. hibus serve does the same every retention.prune_every.\n";
+
+int cli_prune(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int rc = 0;
+    struct config *cfg = cli_command_setup(argc, argv, &o, prune_usage, NULL, &rc);
+    if (cfg == NULL)
+        return rc;
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    struct txlog_prune_result r;
+    rc = 1;
+    if (cli_open_db(cfg, &tl, &err) != HIBUS_OK ||
+        retention_prune_once(cfg, tl, &r, &err) != HIBUS_OK) {
+        cli_print_error("prune", &err);
+    } else if (r.skipped) {
+        printf("another hibus process is pruning right now; nothing done\n");
+        rc = 0;
+    } else {
+        printf("partitions made %d, dropped %d; transactions removed %ld; bodies emptied %ld\n",
+               r.partitions_made, r.partitions_dropped, r.transactions_deleted, r.bodies_pruned);
+        rc = 0;
+    }
+    txlog_close(tl);
+    config_free(cfg);
+    return rc;
+}
+
