@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 bool buf_reserve(struct buf *b, size_t extra)
@@ -55,4 +56,15 @@ void buf_free(struct buf *b)
     free(b->s);
     b->s = NULL;
     b->len = b->cap = 0;
+}
+
+void buf_vfmt_label(char *out, size_t size, const char *fmt, va_list ap)
+{
+    if (size == 0)
+        return;
+    int n = vsnprintf(out, size, fmt, ap);
+    if (n < 0)
+        out[0] = '\0';
+    else if ((size_t)n >= size && size > 3)
+        memcpy(out + size - 4, "...", 4);
 }

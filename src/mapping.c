@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hibus/buf.h"
+
 /* ------------------------------------------------------------------ */
 /* Sorting and lookups                                                 */
 /* ------------------------------------------------------------------ */
@@ -269,12 +271,8 @@ static void msgf(char *out, size_t outlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(out, outlen, fmt, ap);
+    buf_vfmt_label(out, outlen, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        out[0] = '\0';
-    else if ((size_t)n >= outlen && outlen > 3)
-        memcpy(out + outlen - 4, "...", 4);
 }
 
 /* State of one mapping_apply() call. */

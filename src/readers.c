@@ -96,12 +96,8 @@ void reader_where_fmt(char *buf, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(buf, READER_WHERE_MAX, fmt, ap);
+    buf_vfmt_label(buf, READER_WHERE_MAX, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        buf[0] = '\0';
-    else if (n >= READER_WHERE_MAX)
-        memcpy(buf + READER_WHERE_MAX - 4, "...", 4);
 }
 
 void reader_add_value(struct reader_ctx *rd, struct report *r, const char *item,

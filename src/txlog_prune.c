@@ -32,19 +32,31 @@ struct prune_ctx {
     struct txlog_prune_result *out;
 };
 
+/* A statement that returns one value: its text into out (cut to size). */
+static enum hibus_err query_one(PGconn *conn, const char *sql, int nparams, const char *const *vals,
+                                const char *what, char *out, size_t size, struct hibus_error *err)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, vals, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        PQnfields(res) != 1) {
+        enum hibus_err rc = txlog_db_fail(err, conn, res, what);
+        PQclear(res);
+        return rc;
+    }
+    snprintf(out, size, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return HIBUS_OK;
+}
+
 /* Runs a counting statement until a batch comes back short. */
 static bool prune_loop(PGconn *conn, const char *sql, const char *const *vals, int nparams,
                        long *total, const char *what, struct hibus_error *err)
 {
     for (;;) {
-        PGresult *res = PQexecParams(conn, sql, nparams, NULL, vals, NULL, NULL, 0);
-        if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-            txlog_db_fail(err, conn, res, what);
-            PQclear(res);
+        char v[32];
+        if (query_one(conn, sql, nparams, vals, what, v, sizeof v, err) != HIBUS_OK)
             return false;
-        }
-        long n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-        PQclear(res);
+        long n = strtol(v, NULL, 10);
         *total += n;
         if (n < atol(PRUNE_BATCH))
             return true;
@@ -57,28 +69,23 @@ static enum hibus_err op_prune(PGconn *conn, unsigned *prepared, void *vctx,
     (void)prepared;
     struct prune_ctx *ctx = vctx;
     struct txlog_prune_result *out = ctx->out;
-    PGresult *res = PQexec(conn, "SELECT pg_try_advisory_lock(" PRUNE_LOCK ")");
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        enum hibus_err rc = txlog_db_fail(err, conn, res, "take the prune lock");
-        PQclear(res);
+    char v[32];
+    enum hibus_err rc = query_one(conn, "SELECT pg_try_advisory_lock(" PRUNE_LOCK ")", 0, NULL,
+                                  "take the prune lock", v, sizeof v, err);
+    if (rc != HIBUS_OK)
         return rc;
-    }
-    bool mine = PQgetvalue(res, 0, 0)[0] == 't';
-    PQclear(res);
+    bool mine = v[0] == 't';
     if (!mine) {
         out->skipped = true; /* another process is pruning */
         return HIBUS_OK;
     }
-    enum hibus_err rc = HIBUS_OK;
     /* The months around now exist before anything is written to them. */
-    res = PQexec(conn, "SELECT hibus_ensure_partitions(clock_timestamp() - interval '1 month', 4)");
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = txlog_db_fail(err, conn, res, "create monthly partitions");
-        PQclear(res);
+    rc =
+        query_one(conn, "SELECT hibus_ensure_partitions(clock_timestamp() - interval '1 month', 4)",
+                  0, NULL, "create monthly partitions", v, sizeof v, err);
+    if (rc != HIBUS_OK)
         goto unlock;
-    }
-    out->partitions_made = atoi(PQgetvalue(res, 0, 0));
-    PQclear(res);
+    out->partitions_made = atoi(v);
 
     /* Whole months older than every channel's keep_transactions: DROP. */
     long long keep_max = 0;
@@ -93,17 +100,13 @@ static enum hibus_err op_prune(PGconn *conn, unsigned *prepared, void *vctx,
         char keep[32];
         snprintf(keep, sizeof keep, "%lld", keep_max);
         const char *const vals[1] = {keep};
-        res = PQexecParams(conn,
-                           "SELECT hibus_drop_partitions_before(clock_timestamp()"
-                           " - make_interval(secs => $1::float8 / 1000))",
-                           1, NULL, vals, NULL, NULL, 0);
-        if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-            rc = txlog_db_fail(err, conn, res, "drop old monthly partitions");
-            PQclear(res);
+        rc = query_one(conn,
+                       "SELECT hibus_drop_partitions_before(clock_timestamp()"
+                       " - make_interval(secs => $1::float8 / 1000))",
+                       1, vals, "drop old monthly partitions", v, sizeof v, err);
+        if (rc != HIBUS_OK)
             goto unlock;
-        }
-        out->partitions_dropped = atoi(PQgetvalue(res, 0, 0));
-        PQclear(res);
+        out->partitions_dropped = atoi(v);
     }
 
     /* Then what remains past each channel's limits, in batches. A rule with

@@ -40,8 +40,30 @@ static void test_buf(void **state)
     buf_free(&b);
 }
 
+static void label(char *out, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vfmt_label(out, size, fmt, ap);
+    va_end(ap);
+}
+
+/* A label that fits is whole; one that does not ends in "..." within its size. */
+static void test_label(void **state)
+{
+    (void)state;
+    char out[12];
+    label(out, sizeof out, "row %d", 7);
+    assert_string_equal(out, "row 7");
+    label(out, sizeof out, "facility %s", "KE-0001-XYZ");
+    assert_string_equal(out, "facility...");
+    assert_int_equal(strlen(out), sizeof out - 1);
+    label(out, sizeof out, "%s", "exactly 11c");
+    assert_string_equal(out, "exactly 11c");
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_buf)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_buf), cmocka_unit_test(test_label)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

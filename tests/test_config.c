@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "hibus/config.h"
+#include "tmpdir.h"
 #include "hibus/log.h"
 #include "hibus/mapping.h"
 #include "hibus/quality.h"
@@ -33,9 +34,6 @@
 /* ------------------------------------------------------------------------------------
  * A temporary configuration tree per test
  * ------------------------------------------------------------------------------------ */
-
-static char tmpdir[64];
-static char oldcwd[PATH_MAX];
 
 static const char main_ok[] = "database:\n"
                               "  url: postgres://localhost/hibus\n";
@@ -54,31 +52,11 @@ static const char channel_ok[] = "name: stock\n"
                                  "routes:\n"
                                  "  - { name: archive, url: \"http://archive.example/stock\" }\n";
 
-static void put(const char *rel, const char *text)
-{
-    FILE *f = fopen(rel, "w");
-    assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
-    assert_int_equal(fclose(f), 0);
-}
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 /* Every test starts in an empty directory holding a valid tree. */
 static int setup(void **state)
 {
     (void)state;
-    if (getcwd(oldcwd, sizeof oldcwd) == NULL)
-        return -1;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hibus-test-config-XXXXXX");
-    if (mkdtemp(tmpdir) == NULL || chdir(tmpdir) != 0 || mkdir("channels", 0700) != 0 ||
-        mkdir("mappings", 0700) != 0)
+    if (tmpdir_enter("config") != 0 || mkdir("channels", 0700) != 0 || mkdir("mappings", 0700) != 0)
         return -1;
     put("hibus.yaml", main_ok);
     put("clients.yaml", clients_ok);
@@ -89,9 +67,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (chdir(oldcwd) != 0)
-        return -1;
-    return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return tmpdir_leave();
 }
 
 /* Loads path, expects failure with code want, returns the diagnostics as printed. */

@@ -17,10 +17,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "hibus/config.h"
+#include "tmpdir.h"
 #include "hibus/error.h"
-
-static char tmpdir[64];
-static char oldcwd[PATH_MAX];
 
 static const char db_url[] = "postgres://localhost/hibus";
 static const char clients_yaml[] = "roles: [lmis]\nclients: []\n";
@@ -30,29 +28,10 @@ static const char channel_yaml[] = "name: stock\n"
                                    "routes:\n"
                                    "  - { name: archive, url: \"http://archive.example/stock\" }\n";
 
-static void put(const char *rel, const char *text)
-{
-    FILE *f = fopen(rel, "w");
-    assert_non_null(f);
-    assert_true(fputs(text, f) >= 0);
-    assert_int_equal(fclose(f), 0);
-}
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static int setup(void **state)
 {
     (void)state;
-    if (getcwd(oldcwd, sizeof oldcwd) == NULL)
-        return -1;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hibus-test-keys-XXXXXX");
-    if (mkdtemp(tmpdir) == NULL || chdir(tmpdir) != 0 || mkdir("channels", 0700) != 0 ||
+    if (tmpdir_enter("keys") != 0 || mkdir("channels", 0700) != 0 ||
         mkdir("alt-channels", 0700) != 0 || mkdir("alt-mappings", 0700) != 0)
         return -1;
     put("clients.yaml", clients_yaml);
@@ -65,9 +44,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (chdir(oldcwd) != 0)
-        return -1;
-    return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return tmpdir_leave();
 }
 
 static struct config *load(const char *yaml)

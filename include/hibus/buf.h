@@ -8,6 +8,7 @@
 #define HIBUS_BUF_H
 
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
 
 struct buf {
@@ -24,5 +25,9 @@ bool buf_append(struct buf *b, const void *data, size_t n);
  * its length in *len when len is not NULL; b is left empty. */
 char *buf_take(struct buf *b, size_t *len);
 void buf_free(struct buf *b);
+
+/* vsnprintf into out[size] for labels in messages: a result that does not fit ends
+ * in "..." rather than being cut silently; an encoding error gives "". */
+void buf_vfmt_label(char *out, size_t size, const char *fmt, va_list ap);
 
 #endif
