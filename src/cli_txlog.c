@@ -444,4 +444,3 @@ int cli_prune(int argc, char **argv)
     config_free(cfg);
     return rc;
 }
-

@@ -61,9 +61,8 @@ const struct config_key config_keys[] = {
      .doc = "idle keep-alive connections are closed after this"},
     {"log.level", CONFIG_KEY_ENUM, AT(log_level), .choices = log_levels, .def = LOG_LEVEL_INFO,
      .reload = true, .example = "debug", .doc = "least severe level written"},
-    {"log.format", CONFIG_KEY_ENUM, AT(log_format), .choices = log_formats,
-     .def = LOG_FORMAT_TEXT, .reload = true, .example = "json",
-     .doc = "one plain line or one JSON object per event"},
+    {"log.format", CONFIG_KEY_ENUM, AT(log_format), .choices = log_formats, .def = LOG_FORMAT_TEXT,
+     .reload = true, .example = "json", .doc = "one plain line or one JSON object per event"},
     {"redact_headers", CONFIG_KEY_HEADERS, AT(redact_headers), .def_str = "[]", .reload = true,
      .example = "[X-Api-Key, X-Token]",
      .doc = "more request headers whose values are stored and logged as `[redacted]` "
@@ -77,8 +76,7 @@ const struct config_key config_keys[] = {
      .doc = "the directory of mapping files (`NAME.yaml`); only read for the mappings "
             "channels name, so it need not exist when none does"},
     {"admin", CONFIG_KEY_UNSUPPORTED, 0, .doc = "not supported yet"},
-    {"delivery.workers", CONFIG_KEY_INT, AT(delivery_workers), 0, 256, .def = 4,
-     .example = "8",
+    {"delivery.workers", CONFIG_KEY_INT, AT(delivery_workers), 0, 256, .def = 4, .example = "8",
      .doc = "delivery threads in this process. `0`: this process only takes requests and "
             "other hibus processes (on the same database) deliver"},
     {"delivery.lease", CONFIG_KEY_DURATION, AT(delivery_lease_ms), .range = &config_dur_long,
@@ -92,8 +90,8 @@ const struct config_key config_keys[] = {
             "this often, in case one was missed"},
     {"delivery.batch", CONFIG_KEY_INT, AT(delivery_batch), 1, 100, .def = 1, .reload = true,
      .example = "10", .doc = "transactions a worker claims per query"},
-    {"delivery.drain", CONFIG_KEY_DURATION, AT(drain_ms), .range = &config_dur_long,
-     .def = 30000, .reload = true, .example = "2m",
+    {"delivery.drain", CONFIG_KEY_DURATION, AT(drain_ms), .range = &config_dur_long, .def = 30000,
+     .reload = true, .example = "2m",
      .doc = "on SIGTERM, how long deliveries under way may finish before the process exits; "
             "what is left is claimed again once its lease lapses"},
     {"delivery.max_attempts", CONFIG_KEY_INT, AT(retry.max_attempts), 1, 1000, .def = 10,
@@ -107,16 +105,16 @@ const struct config_key config_keys[] = {
     {"delivery.backoff.max", CONFIG_KEY_DURATION, AT(retry.backoff_max_ms),
      .range = &config_dur_short, .def = 15 * 60000, .reload = true, .example = "1h",
      .doc = "the longest wait between any two rounds; at least `backoff.initial`"},
-    {"retention.keep_bodies", CONFIG_KEY_DURATION_LL, AT(keep_bodies_ms),
-     .range = &config_dur_keep, .def = 0, .reload = true, .example = "90d",
+    {"retention.keep_bodies", CONFIG_KEY_DURATION_LL, AT(keep_bodies_ms), .range = &config_dur_keep,
+     .def = 0, .reload = true, .example = "90d",
      .doc = "request and response bodies are removed this long after the request was "
             "received; the transaction and its attempts stay. `0`: forever"},
     {"retention.keep_transactions", CONFIG_KEY_DURATION_LL, AT(keep_transactions_ms),
      .range = &config_dur_keep, .def = 0, .reload = true, .example = "400d",
      .doc = "whole transactions, with their attempts, are removed this long after the "
             "request was received; at least `keep_bodies`. `0`: forever"},
-    {"retention.prune_every", CONFIG_KEY_DURATION, AT(prune_every_ms),
-     .range = &config_dur_prune, .def = 3600000, .reload = true, .example = "1d",
+    {"retention.prune_every", CONFIG_KEY_DURATION, AT(prune_every_ms), .range = &config_dur_prune,
+     .def = 3600000, .reload = true, .example = "1d",
      .doc = "how often old rows are looked for (a reload applies it after the next look)"},
 };
 const size_t config_n_keys = sizeof config_keys / sizeof config_keys[0];
@@ -173,21 +171,11 @@ void config_set_defaults(struct loader *ld, struct config *cfg)
                 *(char **)f = config_xstrdup(ld, k->def_str);
             break;
         case CONFIG_KEY_INT:
-        case CONFIG_KEY_ENUM:
-            *(int *)f = (int)k->def;
-            break;
-        case CONFIG_KEY_UINT:
-            *(unsigned *)f = (unsigned)k->def;
-            break;
-        case CONFIG_KEY_DURATION:
-            *(long *)f = (long)k->def;
-            break;
-        case CONFIG_KEY_DURATION_LL:
-            *(long long *)f = k->def;
-            break;
-        case CONFIG_KEY_SIZE:
-            *(size_t *)f = (size_t)k->def;
-            break;
+        case CONFIG_KEY_ENUM: *(int *)f = (int)k->def; break;
+        case CONFIG_KEY_UINT: *(unsigned *)f = (unsigned)k->def; break;
+        case CONFIG_KEY_DURATION: *(long *)f = (long)k->def; break;
+        case CONFIG_KEY_DURATION_LL: *(long long *)f = k->def; break;
+        case CONFIG_KEY_SIZE: *(size_t *)f = (size_t)k->def; break;
         case CONFIG_KEY_HEADERS:
             for (size_t j = 0; j < sizeof default_redact / sizeof default_redact[0]; j++) {
                 char *s = config_xstrdup(ld, default_redact[j]);
@@ -195,8 +183,7 @@ void config_set_defaults(struct loader *ld, struct config *cfg)
                     add_redact(ld, s);
             }
             break;
-        case CONFIG_KEY_UNSUPPORTED:
-            break;
+        case CONFIG_KEY_UNSUPPORTED: break;
         }
     }
 }
@@ -213,8 +200,7 @@ static bool set_key(struct loader *ld, const struct config_key *k, const yaml_no
     long v = 0;
     switch (k->type) {
     case CONFIG_KEY_STRING:
-    case CONFIG_KEY_PATH:
-        return config_get_string(ld, val, k->name, true, (char **)f);
+    case CONFIG_KEY_PATH: return config_get_string(ld, val, k->name, true, (char **)f);
     case CONFIG_KEY_INT:
         return config_get_int(ld, val, k->name, (int)k->min, (int)k->max, (int *)f);
     case CONFIG_KEY_UINT:
@@ -222,15 +208,13 @@ static bool set_key(struct loader *ld, const struct config_key *k, const yaml_no
             return false;
         *(unsigned *)f = (unsigned)v;
         return true;
-    case CONFIG_KEY_DURATION:
-        return config_get_duration_in(ld, val, k->name, k->range, (long *)f);
+    case CONFIG_KEY_DURATION: return config_get_duration_in(ld, val, k->name, k->range, (long *)f);
     case CONFIG_KEY_DURATION_LL:
         if (!config_get_duration_in(ld, val, k->name, k->range, &v))
             return false;
         *(long long *)f = v;
         return true;
-    case CONFIG_KEY_SIZE:
-        return config_get_size(ld, val, k->name, (size_t *)f);
+    case CONFIG_KEY_SIZE: return config_get_size(ld, val, k->name, (size_t *)f);
     case CONFIG_KEY_ENUM: {
         int i = config_get_enum(ld, val, k->name, k->choices);
         if (i < 0)
@@ -248,9 +232,7 @@ static bool set_key(struct loader *ld, const struct config_key *k, const yaml_no
         free(names);
         return true;
     }
-    case CONFIG_KEY_UNSUPPORTED:
-        config_err_at(ld, key, "%s is %s", k->name, k->doc);
-        return false;
+    case CONFIG_KEY_UNSUPPORTED: config_err_at(ld, key, "%s is %s", k->name, k->doc); return false;
     }
     return false;
 }
@@ -448,8 +430,7 @@ void config_load_keep(struct loader *ld, const char *prefix, const yaml_node_t *
  * Reload
  * ------------------------------------------------------------------------------------ */
 
-bool config_key_differs(const struct config *a, const struct config *b,
-                        const struct config_key *k)
+bool config_key_differs(const struct config *a, const struct config *b, const struct config_key *k)
 {
     const void *x = cfield_of(a, k), *y = cfield_of(b, k);
     switch (k->type) {
@@ -459,16 +440,11 @@ bool config_key_differs(const struct config *a, const struct config *b,
         return (s == NULL) != (t == NULL) || (s != NULL && strcmp(s, t) != 0);
     }
     case CONFIG_KEY_INT:
-    case CONFIG_KEY_ENUM:
-        return *(const int *)x != *(const int *)y;
-    case CONFIG_KEY_UINT:
-        return *(const unsigned *)x != *(const unsigned *)y;
-    case CONFIG_KEY_DURATION:
-        return *(const long *)x != *(const long *)y;
-    case CONFIG_KEY_DURATION_LL:
-        return *(const long long *)x != *(const long long *)y;
-    case CONFIG_KEY_SIZE:
-        return *(const size_t *)x != *(const size_t *)y;
+    case CONFIG_KEY_ENUM: return *(const int *)x != *(const int *)y;
+    case CONFIG_KEY_UINT: return *(const unsigned *)x != *(const unsigned *)y;
+    case CONFIG_KEY_DURATION: return *(const long *)x != *(const long *)y;
+    case CONFIG_KEY_DURATION_LL: return *(const long long *)x != *(const long long *)y;
+    case CONFIG_KEY_SIZE: return *(const size_t *)x != *(const size_t *)y;
     case CONFIG_KEY_HEADERS:
         if (a->n_redact_headers != b->n_redact_headers)
             return true;
@@ -476,8 +452,7 @@ bool config_key_differs(const struct config *a, const struct config *b,
             if (strcmp(a->redact_headers[i], b->redact_headers[i]) != 0)
                 return true;
         return false;
-    case CONFIG_KEY_UNSUPPORTED:
-        return false;
+    case CONFIG_KEY_UNSUPPORTED: return false;
     }
     return false;
 }
@@ -509,29 +484,18 @@ static void type_text(FILE *out, const struct config_key *k)
     case CONFIG_KEY_STRING:
         fprintf(out, "string, %snot empty", k->required ? "**required**, " : "");
         return;
-    case CONFIG_KEY_PATH:
-        fputs("path", out);
-        return;
+    case CONFIG_KEY_PATH: fputs("path", out); return;
     case CONFIG_KEY_INT:
-    case CONFIG_KEY_UINT:
-        fprintf(out, "integer, %lld .. %lld", k->min, k->max);
-        return;
+    case CONFIG_KEY_UINT: fprintf(out, "integer, %lld .. %lld", k->min, k->max); return;
     case CONFIG_KEY_DURATION:
-    case CONFIG_KEY_DURATION_LL:
-        fprintf(out, "duration, %s", k->range->text);
-        return;
-    case CONFIG_KEY_SIZE:
-        fputs("size, at least 1 byte", out);
-        return;
+    case CONFIG_KEY_DURATION_LL: fprintf(out, "duration, %s", k->range->text); return;
+    case CONFIG_KEY_SIZE: fputs("size, at least 1 byte", out); return;
     case CONFIG_KEY_ENUM:
         for (size_t i = 0; k->choices[i]; i++)
             fprintf(out, "%s`%s`", i == 0 ? "" : k->choices[i + 1] ? ", " : " or ", k->choices[i]);
         return;
-    case CONFIG_KEY_HEADERS:
-        fputs("list of header names", out);
-        return;
-    case CONFIG_KEY_UNSUPPORTED:
-        return;
+    case CONFIG_KEY_HEADERS: fputs("list of header names", out); return;
+    case CONFIG_KEY_UNSUPPORTED: return;
     }
 }
 
@@ -548,9 +512,7 @@ static void default_text(FILE *out, const struct config_key *k)
             fputs("—", out);
         return;
     case CONFIG_KEY_INT:
-    case CONFIG_KEY_UINT:
-        fprintf(out, "`%lld`", k->def);
-        return;
+    case CONFIG_KEY_UINT: fprintf(out, "`%lld`", k->def); return;
     case CONFIG_KEY_DURATION:
     case CONFIG_KEY_DURATION_LL:
         fprintf(out, "`%s`", config_fmt_duration(b, sizeof b, k->def));
@@ -558,11 +520,8 @@ static void default_text(FILE *out, const struct config_key *k)
     case CONFIG_KEY_SIZE:
         fprintf(out, "`%s`", config_fmt_size(b, sizeof b, (unsigned long long)k->def));
         return;
-    case CONFIG_KEY_ENUM:
-        fprintf(out, "`%s`", k->choices[k->def]);
-        return;
-    case CONFIG_KEY_UNSUPPORTED:
-        return;
+    case CONFIG_KEY_ENUM: fprintf(out, "`%s`", k->choices[k->def]); return;
+    case CONFIG_KEY_UNSUPPORTED: return;
     }
 }
 

@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "hibus/alloc.h"
 #include "hibus/dhis2.h"
 #include "hibus/log.h"
 #include "hibus/mapping.h"
@@ -37,8 +38,6 @@ enum hibus_err delivery_prepare(const struct config_channel *ch, const void *bod
     p->problems = json_array();
     p->skipped = json_array();
     p->warnings = json_array();
-    if (p->problems == NULL || p->skipped == NULL || p->warnings == NULL)
-        return HIBUS_E_NOMEM;
     if (!ch->has_transform)
         return HIBUS_OK;
     const struct config_transform *t = &ch->transform;
@@ -160,11 +159,11 @@ static void openhim_unwrap(struct delivery_route_result *rr)
     if (!json_is_object(inner) || code < 100 || code > 599) {
         /* An answer that claims to be a mediator's but is not one cannot be
          * passed on: its inner status would be what the client sees. */
-        rr->error = strdup(!json_is_object(inner)
-                               ? "the target answered application/json+openhim but its body is "
-                                 "not an OpenHIM mediator response (no response object)"
-                               : "the OpenHIM mediator response has no valid response.status "
-                                 "(an HTTP status from 100 to 599)");
+        rr->error = hibus_xstrdup(
+            !json_is_object(inner) ? "the target answered application/json+openhim but its body is "
+                                     "not an OpenHIM mediator response (no response object)"
+                                   : "the OpenHIM mediator response has no valid response.status "
+                                     "(an HTTP status from 100 to 599)");
         rr->outcome = "failed";
         json_decref(doc);
         return;
@@ -175,21 +174,21 @@ static void openhim_unwrap(struct delivery_route_result *rr)
     const json_t *b = json_object_get(inner, "body");
     /* body is a string in the protocol; a mediator that sends JSON there gets it
      * passed on as JSON text rather than dropped. */
-    a->body = json_is_string(b)               ? strdup(json_string_value(b))
+    a->body = json_is_string(b)               ? hibus_xstrdup(json_string_value(b))
               : b != NULL && !json_is_null(b) ? json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY)
-                                              : strdup("");
+                                              : hibus_xstrdup("");
     a->body_len = a->body ? strlen(a->body) : 0;
     const char *k;
     json_t *v;
     json_t *hs = json_object_get(inner, "headers");
-    a->headers = calloc(json_object_size(hs) + 1, sizeof *a->headers);
+    a->headers = hibus_xcalloc(json_object_size(hs) + 1, sizeof *a->headers);
     json_object_foreach(hs, k, v)
     {
         /* Framing headers describe the mediator's own message, not this one. */
-        if (a->headers == NULL || !json_is_string(v) || mediator_header_is_hop_by_hop(k))
+        if (!json_is_string(v) || mediator_header_is_hop_by_hop(k))
             continue;
-        a->headers[a->n_headers].name = strdup(k);
-        a->headers[a->n_headers].value = strdup(json_string_value(v));
+        a->headers[a->n_headers].name = hibus_xstrdup(k);
+        a->headers[a->n_headers].value = hibus_xstrdup(json_string_value(v));
         a->n_headers++;
     }
     rr->unwrapped = true;
@@ -266,9 +265,9 @@ static void route_send(const struct config_channel *ch, const struct config_rout
     if (delivery_route_body(ch, rt, p, &body, &len, &ctype, &writer, &err) != HIBUS_OK) {
         rr->outcome = "failed";
         rr->rc = err.code;
-        rr->error = strdup(err.msg);
+        rr->error = hibus_xstrdup(err.msg);
         snprintf(rr->resp.error, sizeof rr->resp.error, "%s", err.msg);
-        rr->resp.url = strdup(rt->url);
+        rr->resp.url = hibus_xstrdup(rt->url);
         return;
     }
     if (body != NULL) {
@@ -308,7 +307,7 @@ static void route_send(const struct config_channel *ch, const struct config_rout
             rr->outcome = "failed";
             char msg[600];
             snprintf(msg, sizeof msg, "DHIS2 answered %ld: %s", rr->resp.status, e2.msg);
-            rr->error = strdup(msg);
+            rr->error = hibus_xstrdup(msg);
         }
         return;
     }
@@ -355,12 +354,7 @@ void delivery_run(const struct config_channel *ch, const struct delivery_prepare
 {
     memset(out, 0, sizeof *out);
     size_t n = ch->n_routes, primary = 0;
-    out->routes = calloc(n, sizeof *out->routes);
-    if (out->routes == NULL) {
-        out->status = "failed";
-        out->retry = true;
-        return;
-    }
+    out->routes = hibus_xcalloc(n, sizeof *out->routes);
     out->n_routes = n;
     for (size_t i = 0; i < n; i++)
         if (ch->routes[i].primary)
@@ -476,13 +470,9 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
     size_t n = r ? r->n_routes : 0, cap = 1;
     for (size_t i = 0; i < n; i++)
         cap += 1 + (size_t)(r->routes[i].resp.resent > 0 ? r->routes[i].resp.resent : 0);
-    struct txlog_attempt *at = calloc(cap, sizeof *at);
-    char **hj = calloc(cap, sizeof *hj);
-    char **dj = calloc(cap, sizeof *dj);
-    if (at == NULL || hj == NULL || dj == NULL) {
-        free(at), free(hj), free(dj);
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    }
+    struct txlog_attempt *at = hibus_xcalloc(cap, sizeof *at);
+    char **hj = hibus_xcalloc(cap, sizeof *hj);
+    char **dj = hibus_xcalloc(cap, sizeof *dj);
     size_t na = 0;
     for (size_t i = 0; i < n; i++) {
         const struct delivery_route_result *rr = &r->routes[i];
@@ -553,9 +543,8 @@ char *delivery_order_key(const struct config_channel *ch, const struct delivery_
         return NULL;
     const char *pe = r->period ? r->period : r->period_start ? r->period_start : "";
     size_t len = strlen(ch->name) + strlen(r->org_unit) + strlen(pe) + 3;
-    char *k = malloc(len);
-    if (k != NULL)
-        snprintf(k, len, "%s|%s|%s", ch->name, r->org_unit, pe);
+    char *k = hibus_xmalloc(len);
+    snprintf(k, len, "%s|%s|%s", ch->name, r->org_unit, pe);
     return k;
 }
 
@@ -565,22 +554,16 @@ static struct mediator_header *headers_from_json(const char *text, size_t *n)
 {
     *n = 0;
     json_t *o = json_loads(text ? text : "{}", 0, NULL);
-    struct mediator_header *v = calloc(json_object_size(o) + 1, sizeof *v);
+    struct mediator_header *v = hibus_xcalloc(json_object_size(o) + 1, sizeof *v);
     const char *k;
     json_t *val;
     json_object_foreach(o, k, val)
     {
         const char *s = json_string_value(val);
-        if (v == NULL || s == NULL || strcmp(s, "[redacted]") == 0 ||
-            strcmp(s, "[invalid UTF-8]") == 0)
+        if (s == NULL || strcmp(s, "[redacted]") == 0 || strcmp(s, "[invalid UTF-8]") == 0)
             continue;
-        v[*n].name = strdup(k);
-        v[*n].value = strdup(s);
-        if (v[*n].name == NULL || v[*n].value == NULL) {
-            free(v[*n].name);
-            free(v[*n].value);
-            continue;
-        }
+        v[*n].name = hibus_xstrdup(k);
+        v[*n].value = hibus_xstrdup(s);
         (*n)++;
     }
     json_decref(o);

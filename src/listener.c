@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hibus/alloc.h"
 #include "hibus/buf.h"
 #include "hibus/clock.h"
 #include "hibus/delivery.h"
@@ -147,11 +148,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, struct request *rq, u
     if (text == NULL)
         return MHD_NO;
     size_t len = strlen(text);
-    char *withnl = realloc(text, len + 2);
-    if (withnl == NULL) {
-        free(text);
-        return MHD_NO;
-    }
+    char *withnl = hibus_xreallocarray(text, len + 2, 1);
     withnl[len] = '\n';
     withnl[len + 1] = '\0';
     enum MHD_Result ret = send_buffer(c, rq, status, "application/json", withnl, len + 1, extra);
@@ -189,7 +186,6 @@ static json_t *details1(const char *s)
 struct header_list {
     struct mediator_header *v;
     size_t n;
-    bool failed;
 };
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -197,20 +193,10 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
 {
     (void)kind;
     struct header_list *hl = cls;
-    struct mediator_header *v = realloc(hl->v, (hl->n + 1) * sizeof *v);
-    if (v == NULL) {
-        hl->failed = true;
-        return MHD_NO;
-    }
-    hl->v = v;
-    v[hl->n].name = strdup(key);
-    v[hl->n].value = strdup(value ? value : "");
-    if (v[hl->n].name == NULL || v[hl->n].value == NULL) {
-        free(v[hl->n].name);
-        free(v[hl->n].value);
-        hl->failed = true;
-        return MHD_NO;
-    }
+    /* Header sizes are bounded by libmicrohttpd's connection memory limit. */
+    hl->v = hibus_xreallocarray(hl->v, hl->n + 1, sizeof *hl->v);
+    hl->v[hl->n].name = hibus_xstrdup(key);
+    hl->v[hl->n].value = hibus_xstrdup(value ? value : "");
     hl->n++;
     return MHD_YES;
 }
@@ -229,7 +215,7 @@ static void header_list_free(struct header_list *hl)
 static json_t *headers_json(const struct config *cfg, const struct mediator_header *h, size_t n)
 {
     json_t *o = json_object();
-    for (size_t i = 0; o != NULL && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         char name[256];
         size_t k = 0;
         for (; h[i].name[k] && k < sizeof name - 1; k++)
@@ -240,12 +226,10 @@ static json_t *headers_json(const struct config *cfg, const struct mediator_head
         json_t *old = json_object_get(o, name);
         if (old != NULL && json_is_string(old) && strcmp(v, "[redacted]") != 0) {
             size_t len = strlen(json_string_value(old)) + strlen(v) + 3;
-            char *joined = malloc(len);
-            if (joined != NULL) {
-                snprintf(joined, len, "%s, %s", json_string_value(old), v);
-                json_object_set_new(o, name, json_stringn_nocheck(joined, strlen(joined)));
-                free(joined);
-            }
+            char *joined = hibus_xmalloc(len);
+            snprintf(joined, len, "%s, %s", json_string_value(old), v);
+            json_object_set_new(o, name, json_stringn_nocheck(joined, strlen(joined)));
+            free(joined);
         } else {
             /* Header values are bytes; invalid UTF-8 is stored escaped rather than lost. */
             json_t *s = json_string(v);
@@ -711,7 +695,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
 
     struct header_list hl = {0};
     MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, &hl);
-    enum MHD_Result ret = hl.failed ? MHD_NO : serve_channel(c, rq, ch, client, method, path, &hl);
+    enum MHD_Result ret = serve_channel(c, rq, ch, client, method, path, &hl);
     header_list_free(&hl);
     return ret;
 }
@@ -721,12 +705,10 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
     (void)c;
-    struct request *rq = calloc(1, sizeof *rq);
-    if (rq == NULL)
-        return NULL;
+    struct request *rq = hibus_xcalloc(1, sizeof *rq);
     rq->l = cls;
     rq->cfg = config_holder_acquire(rq->l->deps.configs);
-    rq->uri = strdup(uri);
+    rq->uri = hibus_xstrdup(uri);
     clock_gettime(CLOCK_MONOTONIC, &rq->t0);
     in_flight_add(rq->l, 1);
     rq->counted = true;
@@ -739,8 +721,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     (void)cls, (void)version;
     struct request *rq = *con_cls;
-    if (rq == NULL || rq->uri == NULL)
-        return MHD_NO; /* out of memory in on_uri: drop the connection */
+    if (rq == NULL)
+        return MHD_NO;
     const struct config *cfg = rq->cfg;
 
     if (rq->id[0] == '\0') { /* first call: headers are in */
@@ -824,11 +806,7 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
         return hibus_error_set(err, HIBUS_E_CONFIG, "could not resolve listen address \"%s\": %s",
                                cfg->listen_address, gai_strerror(gai));
 
-    struct listener *l = calloc(1, sizeof *l);
-    if (l == NULL) {
-        freeaddrinfo(ai);
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    }
+    struct listener *l = hibus_xcalloc(1, sizeof *l);
     l->deps = *deps;
     l->started = time(NULL);
     pthread_mutex_init(&l->mu, NULL);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hibus/alloc.h"
 #include "hibus/cli.h"
 
 static const struct command {
@@ -35,6 +36,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    hibus_alloc_init();
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "hibus/alloc.h"
 #include "hibus/buf.h"
 #include "hibus/log.h"
 
@@ -196,17 +197,9 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
         v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
         end--;
-    char *name = strndup(data, nl);
-    char *value = strndup(v, (size_t)(end - v));
-    struct mediator_header *hs = realloc(r->headers, (r->n_headers + 1) * sizeof *hs);
-    if (name == NULL || value == NULL || hs == NULL) {
-        free(name);
-        free(value);
-        if (hs != NULL)
-            r->headers = hs;
-        return 0;
-    }
-    r->headers = hs;
+    char *name = hibus_xstrndup(data, nl);
+    char *value = hibus_xstrndup(v, (size_t)(end - v));
+    r->headers = hibus_xreallocarray(r->headers, r->n_headers + 1, sizeof *r->headers);
     r->headers[r->n_headers].name = name;
     r->headers[r->n_headers].value = value;
     r->n_headers++;
@@ -222,7 +215,7 @@ static void response_strip_hop_by_hop(struct mediator_response *r)
         if (strcasecmp(r->headers[i].name, "connection") == 0)
             connection = r->headers[i].value;
     size_t keep = 0;
-    char *conn_copy = connection ? strdup(connection) : NULL;
+    char *conn_copy = connection ? hibus_xstrdup(connection) : NULL;
     for (size_t i = 0; i < r->n_headers; i++) {
         struct mediator_header h = r->headers[i];
         if (mediator_header_is_hop_by_hop(h.name) || named_in_connection(conn_copy, h.name)) {
@@ -240,11 +233,7 @@ static struct curl_slist *append_header(struct curl_slist *l, const char *name, 
                                         bool *ok)
 {
     size_t len = strlen(name) + strlen(value) + 3;
-    char *line = malloc(len);
-    if (line == NULL) {
-        *ok = false;
-        return l;
-    }
+    char *line = hibus_xmalloc(len);
     snprintf(line, len, "%s: %s", name, value);
     struct curl_slist *n = curl_slist_append(l, line);
     free(line);
@@ -258,11 +247,10 @@ static struct curl_slist *append_header(struct curl_slist *l, const char *name, 
 static char *build_url(const char *base, const char *query)
 {
     if (query == NULL || query[0] == '\0')
-        return strdup(base);
+        return hibus_xstrdup(base);
     size_t len = strlen(base) + strlen(query) + 2;
-    char *u = malloc(len);
-    if (u != NULL)
-        snprintf(u, len, "%s%c%s", base, strchr(base, '?') ? '&' : '?', query);
+    char *u = hibus_xmalloc(len);
+    snprintf(u, len, "%s%c%s", base, strchr(base, '?') ? '&' : '?', query);
     return u;
 }
 
@@ -273,12 +261,10 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     resp->started_epoch_ms = (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6;
-    resp->url = rq->url ? strdup(rq->url) : build_url(route->url, rq->query);
+    resp->url = rq->url ? hibus_xstrdup(rq->url) : build_url(route->url, rq->query);
     CURL *h = handle_get();
-    if (resp->url == NULL || h == NULL) {
-        hibus_strlcpy(resp->error, "out of memory", sizeof resp->error);
-        if (h != NULL)
-            curl_easy_cleanup(h);
+    if (h == NULL) {
+        hibus_strlcpy(resp->error, "could not create a curl handle", sizeof resp->error);
         return HIBUS_E_NOMEM;
     }
 
@@ -307,14 +293,10 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
         /* DHIS2 personal access tokens use their own scheme name, ApiToken. */
         const char *scheme = route->auth_kind == CONFIG_AUTH_TOKEN ? "ApiToken" : "Bearer";
         size_t len = strlen(route->auth_secret) + strlen(scheme) + 2;
-        char *v = malloc(len);
-        if (v == NULL) {
-            ok = false;
-        } else {
-            snprintf(v, len, "%s %s", scheme, route->auth_secret);
-            hdrs = append_header(hdrs, "Authorization", v, &ok);
-            free(v);
-        }
+        char *v = hibus_xmalloc(len);
+        snprintf(v, len, "%s %s", scheme, route->auth_secret);
+        hdrs = append_header(hdrs, "Authorization", v, &ok);
+        free(v);
     } else if (route->auth_kind == CONFIG_AUTH_HEADER) {
         hdrs = append_header(hdrs, route->auth_header, route->auth_secret, &ok);
     }

@@ -30,6 +30,7 @@
 
 #include "hibus/clock.h"
 #include "hibus/delivery.h"
+#include "hibus/alloc.h"
 #include "hibus/log.h"
 
 /* One worker thread: its lease owner name is "host:pid/wN", so that two threads
@@ -262,23 +263,17 @@ static void *waker_main(void *arg)
 enum hibus_err workers_start(const struct worker_deps *deps, struct workers **out,
                              struct hibus_error *err)
 {
-    struct workers *w = calloc(1, sizeof *w);
-    if (w == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    struct workers *w = hibus_xcalloc(1, sizeof *w);
     w->deps = *deps;
-    w->database_url = strdup(deps->cfg->database_url);
+    w->database_url = hibus_xstrdup(deps->cfg->database_url);
     w->connect_timeout_ms = deps->cfg->database_connect_timeout_ms;
     w->poll_ms = deps->cfg->delivery_poll_ms;
     pthread_mutex_init(&w->mu, NULL);
     clock_cond_init(&w->wake);
     clock_cond_init(&w->idle);
     size_t n = (size_t)deps->cfg->delivery_workers;
-    w->threads = calloc(n ? n : 1, sizeof *w->threads);
-    w->ctx = calloc(n ? n : 1, sizeof *w->ctx);
-    if (w->threads == NULL || w->ctx == NULL || w->database_url == NULL) {
-        workers_stop(w);
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    }
+    w->threads = hibus_xcalloc(n ? n : 1, sizeof *w->threads);
+    w->ctx = hibus_xcalloc(n ? n : 1, sizeof *w->ctx);
     *out = w;
     if (n == 0)
         return HIBUS_OK;
@@ -290,6 +285,12 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
         snprintf(t->owner, sizeof t->owner, "%s/w%zu", deps->node, w->n_threads + 1);
         if (pthread_create(&w->threads[w->n_threads], NULL, worker_main, t) != 0)
             break;
+    }
+    if (w->n_threads == 0) { /* n > 0 here */
+        workers_stop(w);
+        *out = NULL;
+        return hibus_error_set(err, HIBUS_E_IO, "could not start any of the %zu delivery workers",
+                               n);
     }
     if (w->n_threads < n)
         LOG_ERROR(NULL, "started %zu of %zu delivery workers", w->n_threads, n);

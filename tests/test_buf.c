@@ -7,10 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "hibus/alloc.h"
 #include "hibus/buf.h"
 
 static void test_buf(void **state)
@@ -62,8 +67,52 @@ static void test_label(void **state)
     assert_string_equal(out, "exactly 11c");
 }
 
+static void test_alloc(void **state)
+{
+    (void)state;
+    char *d = hibus_xstrndup("facility", 4);
+    assert_string_equal(d, "faci");
+    free(d);
+    d = hibus_xstrdup("");
+    assert_string_equal(d, "");
+    free(d);
+    int *z = hibus_xcalloc(4, sizeof *z);
+    assert_int_equal(z[0] | z[1] | z[2] | z[3], 0);
+    z = hibus_xreallocarray(z, 8, sizeof *z);
+    z[7] = 7;
+    assert_int_equal(z[7], 7);
+    free(z);
+}
+
+/* A size that cannot be allocated ends the process with a message, not NULL. */
+static void test_alloc_overflow_aborts(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        void *p = hibus_xreallocarray(NULL, SIZE_MAX / 2, 4);
+        _exit(p == NULL ? 3 : 4); /* not reached */
+    }
+    close(fds[1]);
+    char msg[128] = "";
+    ssize_t n = read(fds[0], msg, sizeof msg - 1);
+    close(fds[0]);
+    msg[n > 0 ? n : 0] = '\0';
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    assert_non_null(strstr(msg, "hibus: out of memory"));
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_buf), cmocka_unit_test(test_label)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_buf), cmocka_unit_test(test_label),
+                                       cmocka_unit_test(test_alloc),
+                                       cmocka_unit_test(test_alloc_overflow_aborts)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
