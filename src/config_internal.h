@@ -7,6 +7,7 @@
  *   src/config_keys.c     the table of hibus.yaml keys: loading, defaults, reload, docs
  *   src/config_values.c   typed scalars: ${NAME} expansion, numbers, durations, sizes, names
  *   src/config_channel.c  channel files (channels/NAME.yaml)
+ *   src/config_route.c    the routes: of a channel file
  *   src/config_mapping.c  mapping files (mappings/NAME.yaml) and their CSV tables
  */
 #ifndef HIBUS_CONFIG_INTERNAL_H
@@ -208,6 +209,8 @@ bool config_client_exists(const struct config *cfg, const char *id);
 /* Channel files (config_channel.c): one file, and the id schemes of every dhis2
  * route against its mapping's, once all channels are loaded. */
 void config_load_channel(struct loader *ld, yaml_node_t *root, void *arg);
+/* A channel's routes: list (config_route.c). */
+void config_load_routes(struct loader *ld, yaml_node_t *n, struct config_channel *ch);
 void config_settle_id_schemes(struct loader *ld);
 
 /* Mapping files (config_mapping.c): the mappings the channel file just read named
