@@ -291,6 +291,7 @@ out:
     retention_stop(ret);
     keep_txlog = !workers_stop(wk);
     listener_stop(l);
+    delivery_handoff_clear(); /* nobody puts or takes any more */
     if (keep_txlog) {
         /* A delivery thread is still inside a target call: end the process now,
          * without freeing what it uses. Its transaction is back in the queue. */

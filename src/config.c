@@ -34,6 +34,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -746,6 +747,8 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     struct loader ld = {.cfg = cfg, .diags = diags, .diags_start = diags->n};
     struct config_main_refs refs = {0};
     size_t n_compiled = 0;
+    static atomic_ulong generations;
+    cfg->generation = atomic_fetch_add(&generations, 1) + 1;
     config_set_defaults(&ld, cfg);
     cfg->path = config_xstrdup(&ld, path);
     cfg->dir = config_dir_of(&ld, path);

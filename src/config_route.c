@@ -379,4 +379,3 @@ void config_load_routes(struct loader *ld, yaml_node_t *n, struct config_channel
         config_err_at(ld, n, "no primary route (mark exactly one route with primary: true)");
     }
 }
-

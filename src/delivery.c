@@ -12,6 +12,7 @@
 #define LOG_SUBSYS "delivery"
 #include "hibus/delivery.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -597,7 +598,11 @@ void delivery_round(const struct config *cfg, const struct config_channel *ch,
         out->status = TXLOG_FAILED;
         return;
     }
-    if (delivery_prepare(ch, rq->body, rq->body_len, &out->prep) != HIBUS_OK) {
+    bool handed = retries && delivery_handoff_take(rq->tx_id, cfg, &out->prep);
+    if (handed)
+        LOG_DEBUG(rq->request_id, "tx=%lld: using the payload the listener prepared",
+                  (long long)rq->tx_id);
+    if (!handed && delivery_prepare(ch, rq->body, rq->body_len, &out->prep) != HIBUS_OK) {
         snprintf(out->why, sizeof out->why, "the payload no longer passes the channel's transform");
         out->status = TXLOG_REJECTED;
         return;
@@ -646,4 +651,89 @@ void delivery_round_free(struct delivery_round *r)
         return;
     delivery_result_free(&r->res);
     delivery_prepared_free(&r->prep);
+}
+
+/* ------------------------------------------------------------- hand-off */
+
+struct handoff {
+    int64_t tx_id; /* 0: free slot */
+    unsigned long generation;
+    size_t bytes;
+    unsigned long seq; /* put order: the smallest is the oldest */
+    struct delivery_prepared prep;
+};
+
+static pthread_mutex_t handoff_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct handoff handoffs[DELIVERY_HANDOFF_MAX];
+static size_t handoff_bytes;
+static unsigned long handoff_seq;
+
+/* Empties slot h; with handoff_mu held. */
+static void handoff_drop(struct handoff *h)
+{
+    delivery_prepared_free(&h->prep);
+    handoff_bytes -= h->bytes;
+    memset(h, 0, sizeof *h);
+}
+
+void delivery_handoff_put(int64_t tx_id, const struct config *cfg, size_t payload_len,
+                          struct delivery_prepared *p)
+{
+    struct delivery_prepared mine = *p;
+    memset(p, 0, sizeof *p);
+    if (tx_id <= 0 || payload_len > DELIVERY_HANDOFF_BYTES) {
+        delivery_prepared_free(&mine);
+        return;
+    }
+    pthread_mutex_lock(&handoff_mu);
+    for (;;) {
+        struct handoff *free_slot = NULL, *oldest = NULL;
+        for (size_t i = 0; i < DELIVERY_HANDOFF_MAX; i++) {
+            struct handoff *h = &handoffs[i];
+            if (h->tx_id == 0)
+                free_slot = free_slot ? free_slot : h;
+            else if (oldest == NULL || h->seq < oldest->seq)
+                oldest = h;
+        }
+        if (free_slot != NULL && handoff_bytes + payload_len <= DELIVERY_HANDOFF_BYTES) {
+            *free_slot = (struct handoff){.tx_id = tx_id,
+                                          .generation = cfg->generation,
+                                          .bytes = payload_len,
+                                          .seq = ++handoff_seq,
+                                          .prep = mine};
+            handoff_bytes += payload_len;
+            break;
+        }
+        handoff_drop(oldest); /* not NULL: the hand-off is full by count or by size */
+    }
+    pthread_mutex_unlock(&handoff_mu);
+}
+
+bool delivery_handoff_take(int64_t tx_id, const struct config *cfg, struct delivery_prepared *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&handoff_mu);
+    for (size_t i = 0; i < DELIVERY_HANDOFF_MAX && tx_id > 0; i++) {
+        struct handoff *h = &handoffs[i];
+        if (h->tx_id != tx_id)
+            continue;
+        if (h->generation == cfg->generation) {
+            *out = h->prep;
+            memset(&h->prep, 0, sizeof h->prep);
+            found = true;
+        }
+        handoff_drop(h); /* taken, or prepared under a configuration no longer current */
+        break;
+    }
+    pthread_mutex_unlock(&handoff_mu);
+    return found;
+}
+
+void delivery_handoff_clear(void)
+{
+    pthread_mutex_lock(&handoff_mu);
+    for (size_t i = 0; i < DELIVERY_HANDOFF_MAX; i++)
+        if (handoffs[i].tx_id != 0)
+            handoff_drop(&handoffs[i]);
+    pthread_mutex_unlock(&handoff_mu);
 }

@@ -456,6 +456,10 @@ static enum MHD_Result serve_async(struct MHD_Connection *c, struct request *rq,
                  tr->path, status, ch->name, tr->client, txid);
         ret = send_json(c, rq, status, answer, extra);
     } else {
+        /* A worker of this process may take what was just prepared rather than run
+         * the transform again; one elsewhere never finds it and prepares. */
+        if (rq->cfg->delivery_workers > 0)
+            delivery_handoff_put(tx_id, rq->cfg, rq->body.len, &prep);
         const char *extra[] = {"X-Hibus-Transaction", txid, MHD_HTTP_HEADER_LOCATION, location,
                                NULL};
         LOG_INFO(rq->id, "%s %s -> 202 channel=%s client=%s tx=%s status=queued %.1fms", tr->method,

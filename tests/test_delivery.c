@@ -67,12 +67,81 @@ static void test_order_key(void **state)
     report_free(p.report);
 }
 
+/* A prepared payload whose problems array carries a marker, to tell entries apart. */
+static struct delivery_prepared prepared(int marker)
+{
+    struct delivery_prepared p = {
+        .problems = json_array(), .skipped = json_array(), .warnings = json_array()};
+    json_array_append_new(p.problems, json_integer(marker));
+    return p;
+}
+
+static int marker_of(const struct delivery_prepared *p)
+{
+    return (int)json_integer_value(json_array_get(p->problems, 0));
+}
+
+/* Taken once, by the same snapshot only; another snapshot drops it. */
+static void test_handoff(void **state)
+{
+    (void)state;
+    struct config gen1 = {.generation = 1}, gen2 = {.generation = 2};
+    struct delivery_prepared p = prepared(5), out;
+    delivery_handoff_put(5, &gen1, 100, &p);
+    assert_null(p.problems); /* taken over */
+    assert_true(delivery_handoff_take(5, &gen1, &out));
+    assert_int_equal(marker_of(&out), 5);
+    delivery_prepared_free(&out);
+    assert_false(delivery_handoff_take(5, &gen1, &out));
+
+    p = prepared(6);
+    delivery_handoff_put(6, &gen1, 100, &p);
+    assert_false(delivery_handoff_take(6, &gen2, &out)); /* a reload came between */
+    assert_false(delivery_handoff_take(6, &gen1, &out)); /* and it was dropped */
+    assert_false(delivery_handoff_take(7, &gen1, &out));
+    delivery_handoff_clear();
+}
+
+/* The oldest go first, by count and by payload size; a payload over the size
+ * limit is not kept at all. */
+static void test_handoff_bounds(void **state)
+{
+    (void)state;
+    struct config cfg = {.generation = 9};
+    struct delivery_prepared p, out;
+    for (int i = 1; i <= DELIVERY_HANDOFF_MAX + 1; i++) {
+        p = prepared(i);
+        delivery_handoff_put(i, &cfg, 10, &p);
+    }
+    assert_false(delivery_handoff_take(1, &cfg, &out));
+    assert_true(delivery_handoff_take(2, &cfg, &out));
+    assert_int_equal(marker_of(&out), 2);
+    delivery_prepared_free(&out);
+    assert_true(delivery_handoff_take(DELIVERY_HANDOFF_MAX + 1, &cfg, &out));
+    delivery_prepared_free(&out);
+    delivery_handoff_clear();
+
+    p = prepared(1000);
+    delivery_handoff_put(1000, &cfg, DELIVERY_HANDOFF_BYTES - 10, &p);
+    p = prepared(1001);
+    delivery_handoff_put(1001, &cfg, 20, &p); /* over the total: 1000 goes */
+    assert_false(delivery_handoff_take(1000, &cfg, &out));
+    assert_true(delivery_handoff_take(1001, &cfg, &out));
+    delivery_prepared_free(&out);
+
+    p = prepared(1002);
+    delivery_handoff_put(1002, &cfg, DELIVERY_HANDOFF_BYTES + 1, &p);
+    assert_null(p.problems);
+    assert_false(delivery_handoff_take(1002, &cfg, &out));
+    delivery_handoff_clear();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_verdict),
-        cmocka_unit_test(test_backoff_caps),
-        cmocka_unit_test(test_order_key),
+        cmocka_unit_test(test_verdict),        cmocka_unit_test(test_backoff_caps),
+        cmocka_unit_test(test_order_key),      cmocka_unit_test(test_handoff),
+        cmocka_unit_test(test_handoff_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

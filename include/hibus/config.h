@@ -35,9 +35,10 @@ struct config_client {
 };
 
 struct config {
-    char *path;   /* hibus.yaml as given */
-    char *dir;    /* its directory */
-    char **files; /* every file read, for struct config_pos */
+    char *path;               /* hibus.yaml as given */
+    unsigned long generation; /* unique per loaded snapshot in this process, from 1 */
+    char *dir;                /* its directory */
+    char **files;             /* every file read, for struct config_pos */
     size_t n_files;
 
     char *listen_address; /* listen.address, default 127.0.0.1 */

@@ -15,8 +15,11 @@
  *                      listener, a delivery worker (async, a lease taken over after a
  *                      crash, a rerun); it runs the three above's first two and says
  *                      what the transaction becomes, so every mode behaves alike
+ *   delivery_handoff   what the listener prepared for an async request (to answer
+ *                      422 at once), kept for a worker of the same process, so the
+ *                      first round does not run the transform again
  *
- * Thread-safe: everything is per call.
+ * Thread-safe: everything is per call, except the hand-off, which has its own lock.
  */
 #ifndef HIBUS_DELIVERY_H
 #define HIBUS_DELIVERY_H
@@ -166,6 +169,21 @@ void delivery_round(const struct config *cfg, const struct config_channel *ch,
                     const struct delivery_request *rq, const struct txlog_route_state *prev,
                     size_t n_prev, bool retries, struct delivery_round *out);
 void delivery_round_free(struct delivery_round *r);
+
+/* The async hand-off. put takes *p's contents (p is left empty) for transaction
+ * tx_id, prepared under snapshot cfg; a round of tx_id under the same snapshot
+ * (same cfg->generation, so the same channel and mapping) takes them instead of
+ * preparing again. A round under another snapshot (a reload came between), in
+ * another process, or after the entry was pushed out, prepares as before: the
+ * hand-off only saves work, it never decides anything. It holds at most
+ * DELIVERY_HANDOFF_MAX entries and DELIVERY_HANDOFF_BYTES of payload; the oldest
+ * go first. take returns whether *out was filled. clear frees every entry. */
+#define DELIVERY_HANDOFF_MAX 256
+#define DELIVERY_HANDOFF_BYTES (64u * 1024 * 1024)
+void delivery_handoff_put(int64_t tx_id, const struct config *cfg, size_t payload_len,
+                          struct delivery_prepared *p);
+bool delivery_handoff_take(int64_t tx_id, const struct config *cfg, struct delivery_prepared *out);
+void delivery_handoff_clear(void);
 
 /* After a round whose failure may succeed later: TXLOG_QUEUED with the backoff in
  * *retry_in_ms while round < max_attempts and age_ms < max_age, else TXLOG_FAILED

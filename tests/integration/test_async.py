@@ -33,7 +33,8 @@ def setUpModule():
                                         harness.client("lmis-district", ["lmis"], OTHER[1])],
                        channels=[plain, checked, plain_sync, xf_async, xf_sync],
                        settings={"delivery": {"workers": 2, "poll": "200ms"},
-                                 "redact_headers": ["X-Api-Key"], "mappings": "mappings"},
+                                 "redact_headers": ["X-Api-Key"], "mappings": "mappings",
+                                 "log": {"level": "debug"}},
                        files={"mappings/m.yaml": harness.mapping_doc()})
     HB.start()
 
@@ -116,6 +117,25 @@ class AsyncTest(harness.TestCase):
         self.assertEqual(hdrs.get("x-request-id"), "same-request")
         for secret in ("x-api-key", "cookie", "authorization"):
             self.assertNotIn(secret, hdrs)
+
+    def test_the_transform_runs_once(self):
+        # The listener prepares an async payload to refuse a bad one at once; a worker
+        # of the same process takes that rather than run the transform again (the
+        # debug log says so), and what it sends is the same as when it prepares.
+        txs = []
+        for _ in range(5):
+            r = self.post("/async/xf", REPORT)
+            self.assertEqual(r.status, 202, r.body)
+            txs.append(r.json()["id"])
+            got = self.outcome(r.json()["location"]).json()
+            self.assertEqual(got["status"], "successful", got)
+            self.assertEqual(json.loads(TARGET.requests[-1].body)["period"], "202610")
+        log = HB.log_text()
+        handed = [tx for tx in txs
+                  if "tx=%d: using the payload the listener prepared" % tx in log]
+        # A worker woken by the insert may claim it before the listener hands over:
+        # then it prepares again, which only costs time. Most rounds take it.
+        self.assertGreaterEqual(len(handed), 1, log[-4000:])
 
     def test_only_the_owner_sees_it(self):
         r = self.post("/async/plain", b'{"n": 2}')
