@@ -21,6 +21,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hibus/alloc.h"
+
 #define AUTH_CACHE_SLOTS 1024
 #define AUTH_MAC_LEN 32
 
@@ -34,9 +36,7 @@ struct auth_cache {
 
 struct auth_cache *auth_cache_new(void)
 {
-    struct auth_cache *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return NULL;
+    struct auth_cache *c = hibus_xcalloc(1, sizeof *c);
     if (gnutls_rnd(GNUTLS_RND_KEY, c->key, sizeof c->key) != 0) {
         free(c);
         return NULL;
@@ -112,9 +112,7 @@ static void cache_store(struct auth_cache *c, const unsigned char mac[AUTH_MAC_L
 
 bool auth_verify_password(const char *password, const char *hash)
 {
-    struct crypt_data *cd = calloc(1, sizeof *cd);
-    if (cd == NULL)
-        return false;
+    struct crypt_data *cd = hibus_xcalloc(1, sizeof *cd);
     bool ok = false;
     const char *out = crypt_rn(password, hash, cd, (int)sizeof *cd);
     if (out != NULL && out[0] != '*') {
@@ -152,11 +150,7 @@ enum auth_result auth_basic(const struct config *cfg, struct auth_cache *cache,
     gnutls_datum_t out = {NULL, 0};
     if (gnutls_base64_decode2(&in, &out) != 0)
         return AUTH_MALFORMED;
-    char *cred = calloc(1, out.size + 1);
-    if (cred == NULL) {
-        gnutls_free(out.data);
-        return AUTH_MALFORMED;
-    }
+    char *cred = hibus_xcalloc(1, out.size + 1); /* bounded by the header size limit */
     memcpy(cred, out.data, out.size);
     gnutls_memset(out.data, 0, out.size);
     gnutls_free(out.data);
@@ -218,9 +212,7 @@ enum hibus_err auth_hash_password(const char *password, char *out, size_t outlen
     if (crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof salt) == NULL &&
         crypt_gensalt_rn("$6$", 0, NULL, 0, salt, sizeof salt) == NULL)
         return hibus_error_set(err, HIBUS_E_INVALID, "could not make a salt for the password hash");
-    struct crypt_data *cd = calloc(1, sizeof *cd);
-    if (cd == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    struct crypt_data *cd = hibus_xcalloc(1, sizeof *cd);
     enum hibus_err rc = HIBUS_OK;
     const char *h = crypt_rn(password, salt, cd, (int)sizeof *cd);
     if (h == NULL || h[0] == '*')

@@ -14,6 +14,7 @@
  */
 #include "hibus/dhis2.h"
 
+#include "hibus/alloc.h"
 #include "hibus/mediator.h"
 #include "hibus/period.h"
 
@@ -293,9 +294,7 @@ char *dhis2_import_url(const struct config_route *route, const char *writer)
         id_scheme = "UID";
     size_t cap = bl + 512 + (id_scheme ? strlen(id_scheme) : 0) +
                  (route->import_strategy ? strlen(route->import_strategy) : 0);
-    char *u = malloc(cap);
-    if (u == NULL)
-        return NULL;
+    char *u = hibus_xmalloc(cap);
     int n = snprintf(u, cap, "%.*s/api/dataValueSets", (int)bl, base);
     char sep = '?';
     if (route->dry_run) {
@@ -335,9 +334,7 @@ static enum hibus_err remote_get(const struct config_route *route, const char *p
     while (bl > 0 && base[bl - 1] == '/')
         bl--;
     size_t cap = bl + strlen(path) + 1;
-    char *url = malloc(cap);
-    if (url == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    char *url = hibus_xmalloc(cap);
     snprintf(url, cap, "%.*s%s", (int)bl, base, path);
     struct mediator_request rq = {.method = "GET",
                                   .url = url,
@@ -630,12 +627,7 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
 
     json_t *unknown = json_object(); /* UIDs DHIS2 does not have: said once */
     size_t cap = m->n_org_units + m->n_items + m->n_data_sets + m->n_aocs + 2;
-    struct uid_ref *refs = calloc(cap, sizeof *refs);
-    if (refs == NULL || unknown == NULL) {
-        free(refs);
-        json_decref(unknown);
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    }
+    struct uid_ref *refs = hibus_xcalloc(cap, sizeof *refs);
     size_t n = 0;
     for (size_t i = 0; i < m->n_org_units; i++)
         ref_add(refs, &n, m->org_units[i].uid, m->org_units[i].code);

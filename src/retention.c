@@ -9,15 +9,14 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "hibus/alloc.h"
 #include "hibus/clock.h"
 #include "hibus/log.h"
 
 struct txlog_retention *retention_rules(const struct config *cfg, size_t *n)
 {
-    struct txlog_retention *r = calloc(cfg->n_channels + 1, sizeof *r);
+    struct txlog_retention *r = hibus_xcalloc(cfg->n_channels + 1, sizeof *r);
     *n = 0;
-    if (r == NULL)
-        return NULL;
     for (size_t i = 0; i < cfg->n_channels; i++) {
         const struct config_channel *ch = &cfg->channels[i];
         r[*n] = (struct txlog_retention){
@@ -37,8 +36,6 @@ enum hibus_err retention_prune_once(const struct config *cfg, struct txlog *tl,
 {
     size_t n = 0;
     struct txlog_retention *rules = retention_rules(cfg, &n);
-    if (rules == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
     enum hibus_err rc = txlog_prune(tl, rules, n, out, err);
     free(rules);
     if (rc != HIBUS_OK)
@@ -92,9 +89,7 @@ static void *retention_main(void *arg)
 enum hibus_err retention_start(struct config_holder *configs, struct txlog *tl,
                                struct retention **out, struct hibus_error *err)
 {
-    struct retention *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    struct retention *r = hibus_xcalloc(1, sizeof *r);
     r->configs = configs;
     r->tl = tl;
     clock_cond_init(&r->cond);

@@ -55,6 +55,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hibus/alloc.h"
 #include "hibus/clock.h"
 #include "hibus/log.h"
 #include "txlog_internal.h"
@@ -386,17 +387,9 @@ enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_m
                                "database connect timeout %ld ms is out of range",
                                connect_timeout_ms);
 
-    struct txlog *tl = calloc(1, sizeof *tl);
-    if (tl == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    tl->url = strdup(url);
-    tl->slots = calloc((size_t)pool_size, sizeof *tl->slots);
-    if (tl->url == NULL || tl->slots == NULL) {
-        free(tl->url);
-        free(tl->slots);
-        free(tl);
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    }
+    struct txlog *tl = hibus_xcalloc(1, sizeof *tl);
+    tl->url = hibus_xstrdup(url);
+    tl->slots = hibus_xcalloc((size_t)pool_size, sizeof *tl->slots);
     tl->pool_size = pool_size;
     tl->connect_timeout_ms = connect_timeout_ms;
 

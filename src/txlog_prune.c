@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hibus/alloc.h"
 #include "txlog_internal.h"
 
 /* ------------------------------------------------------------------------- */
@@ -115,11 +116,7 @@ static enum hibus_err op_prune(PGconn *conn, unsigned *prepared, void *vctx,
     for (size_t i = 0; i < ctx->n; i++)
         if (ctx->rules[i].channel)
             names_cap += strlen(ctx->rules[i].channel) * 2 + 4;
-    char *names = malloc(names_cap);
-    if (names == NULL) {
-        rc = hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-        goto unlock;
-    }
+    char *names = hibus_xmalloc(names_cap);
     /* a PostgreSQL array literal of the named channels */
     size_t at = 0;
     names[at++] = '{';

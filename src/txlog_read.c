@@ -29,6 +29,7 @@
 
 #include <gnutls/gnutls.h>
 
+#include "hibus/alloc.h"
 #include "hibus/clock.h"
 #include "hibus/log.h"
 #include "txlog_internal.h"
@@ -315,9 +316,7 @@ enum hibus_err txlog_listen_on(const char *url, long connect_timeout_ms, const c
 {
     if (url == NULL || url[0] == '\0')
         return hibus_error_set(err, HIBUS_E_INVALID, "database URL is empty");
-    struct txlog_listener *l = calloc(1, sizeof *l);
-    if (l == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    struct txlog_listener *l = hibus_xcalloc(1, sizeof *l);
     l->conn = txlog_db_connect(url, connect_timeout_ms, err);
     if (l->conn == NULL) {
         free(l);

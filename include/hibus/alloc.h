@@ -8,9 +8,10 @@
  * systemd restarts it, and nothing is lost because every request is in the
  * transaction log before it is answered.
  *
- * Sizes that come from input (a request body, a file being read) keep failing
- * gracefully: buf_reserve and buf_append return false, and the caller answers 413
- * or 503, or reports the file.
+ * Sizes that come from input (a request body, a payload being read, mapped and
+ * written, a body read back from the log) keep failing gracefully: buf_reserve and
+ * buf_append return false, and the caller refuses that request. So does the
+ * configuration loader, because a reload must never end a serving daemon.
  *
  * hibus_alloc_init() also makes jansson allocate through hibus_xmalloc, so a
  * json_object() or json_pack() never returns NULL for lack of memory (only for a
