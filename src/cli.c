@@ -28,12 +28,11 @@
 #include "hibus/config.h"
 #include "hibus/delivery.h"
 #include "hibus/dhis2.h"
-#include "hibus/readers.h"
 #include "hibus/listener.h"
 #include "hibus/log.h"
 #include "hibus/mediator.h"
-#include "hibus/txlog.h"
 #include "hibus/retention.h"
+#include "hibus/txlog.h"
 #include "hibus/worker.h"
 
 #include "cli_internal.h"

@@ -3,7 +3,6 @@
  * and its attempts), tail (follow transactions live), rerun (put finished ones
  * back in the delivery queue) and prune (the retention rules, once).
  */
-#define LOG_SUBSYS "main"
 #include "hibus/cli.h"
 
 #include <errno.h>
@@ -16,7 +15,6 @@
 #include <unistd.h>
 
 #include "hibus/config.h"
-#include "hibus/log.h"
 #include "hibus/retention.h"
 #include "hibus/txlog.h"
 

@@ -44,17 +44,8 @@
 #include <yaml.h>
 
 #include "config_internal.h"
-#include "hibus/buf.h"
-#include "hibus/csv.h"
-#include "hibus/log.h"
 #include "hibus/mapping.h"
-#include "hibus/period.h"
-#include "hibus/quality.h"
-#include "hibus/readers.h"
-#include "hibus/report.h"
 #include "hibus/router.h"
-#include "hibus/txlog.h"
-#include "hibus/writers.h"
 
 /* Limits on input: a config file larger than this is refused, and so is a scalar
  * longer than this once ${NAME} references are expanded. */

@@ -17,10 +17,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "hibus/log.h"
 #include "hibus/quality.h"
 #include "hibus/readers.h"
-#include "hibus/router.h"
 #include "hibus/writers.h"
 
 /* ------------------------------------------------------------------------------------
