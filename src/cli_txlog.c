@@ -165,9 +165,10 @@ static void print_tx(const json_t *tx)
             snprintf(code, sizeof code, "%" JSON_INTEGER_FORMAT, json_integer_value(sc));
         else
             snprintf(code, sizeof code, "no answer");
+        char url[1024];
         printf("  #%" JSON_INTEGER_FORMAT " route %s  %s %s  -> %s in %.1f ms  (%s)\n",
                json_integer_value(json_object_get(a, "attempt")), jstr(a, "route"),
-               jstr(a, "method"), jstr(a, "url"), code,
+               jstr(a, "method"), config_url_masked(jstr(a, "url"), url, sizeof url), code,
                json_number_value(json_object_get(a, "duration_ms")), jstr(a, "started_at"));
         if (jstr(a, "error")[0])
             printf("     error: %s\n", jstr(a, "error"));
@@ -217,6 +218,18 @@ int cli_tx(int argc, char **argv)
             cli_print_error("could not read the transaction", &err);
     } else {
         if (o.json) {
+            /* A URL stored with a password (by a version that allowed one) is shown
+             * masked, as in the text view. */
+            size_t k;
+            json_t *att;
+            json_array_foreach(json_object_get(tx, "attempts"), k, att)
+            {
+                const char *u = json_string_value(json_object_get(att, "url"));
+                char url[1024];
+                if (u != NULL)
+                    json_object_set_new(att, "url",
+                                        json_string(config_url_masked(u, url, sizeof url)));
+            }
             json_dumpf(tx, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
             putchar('\n');
         } else {

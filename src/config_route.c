@@ -92,6 +92,34 @@ static void check_header_value(struct loader *ld, const yaml_node_t *n, const ch
         config_err_at(ld, n, "%s must not contain control characters", what);
 }
 
+bool config_url_userinfo(const char *url, size_t *at, size_t *len)
+{
+    const char *s = strstr(url, "://");
+    if (s == NULL)
+        return false;
+    s += 3;
+    size_t authority = strcspn(s, "/?#");
+    const char *last_at = NULL;
+    for (size_t i = 0; i < authority; i++)
+        if (s[i] == '@')
+            last_at = s + i; /* the host follows the last one */
+    if (last_at == NULL)
+        return false;
+    *at = (size_t)(s - url);
+    *len = (size_t)(last_at - s);
+    return true;
+}
+
+const char *config_url_masked(const char *url, char *out, size_t size)
+{
+    size_t at = 0, len = 0;
+    if (!config_url_userinfo(url, &at, &len))
+        snprintf(out, size, "%s", url);
+    else
+        snprintf(out, size, "%.*s***%s", (int)at, url, url + at + len);
+    return out;
+}
+
 static bool is_http_url(const char *u)
 {
     size_t skip = 0;
@@ -245,7 +273,17 @@ static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
                       rname);
     snprintf(what, sizeof what, "%s.url", where);
     if (f[K_R_URL].val && config_get_string(ld, f[K_R_URL].val, what, true, &r->url)) {
-        if (!is_http_url(r->url))
+        size_t at = 0, len = 0;
+        char masked[512];
+        if (config_url_userinfo(r->url, &at, &len))
+            /* The URL is stored with every attempt and printed by hibus tx: a password
+             * in it would end up in both. Its message shows the URL masked. */
+            config_err_at(ld, f[K_R_URL].val,
+                          "the url \"%s\" of %s holds a user name or password; put them in the "
+                          "route's auth: (basic: { username: ..., password: ... }, or token, "
+                          "bearer or header), where they are sent but never stored or printed",
+                          config_url_masked(r->url, masked, sizeof masked), what);
+        else if (!is_http_url(r->url))
             config_err_at(
                 ld, f[K_R_URL].val,
                 "invalid url \"%s\" for %s (expected an absolute http:// or https:// URL)", r->url,

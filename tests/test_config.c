@@ -1298,6 +1298,47 @@ static void test_quality_errors(void **state)
         "channels/stock.yaml:16:7: expected a mapping for transform.quality[9], got a list\n");
 }
 
+/* A password in a route URL would be stored with every attempt and printed by
+ * hibus tx: the URL is refused, and the message shows it masked. */
+static void test_route_url_userinfo(void **state)
+{
+    (void)state;
+    put("channels/stock.yaml", "name: stock\n"
+                               "match: { path: /stock }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "routes:\n"
+                               "  - { name: a, url: \"https://arch:s3cret@t.example/in?x=1\" }\n"
+                               "  - { name: b, url: \"http://only-user@t.example\" }\n"
+                               "  - { name: c, url: \"http://t.example/a@b\" }\n");
+    EXPECT_ERRORS(
+        "channels/stock.yaml:5:21: the url \"https://***@t.example/in?x=1\" of routes[0].url "
+        "holds a user name or password; put them in the route's auth: (basic: { username: ..., "
+        "password: ... }, or token, bearer or header), where they are sent but never stored or "
+        "printed\n"
+        "channels/stock.yaml:6:21: the url \"http://***@t.example\" of routes[1].url holds a user "
+        "name or password; put them in the route's auth: (basic: { username: ..., password: ... "
+        "}, or token, bearer or header), where they are sent but never stored or printed\n");
+}
+
+static void test_url_masked(void **state)
+{
+    (void)state;
+    char out[128];
+    size_t at = 0, len = 0;
+    assert_true(config_url_userinfo("http://u:p@h.example:8080/x", &at, &len));
+    assert_int_equal(at, 7);
+    assert_int_equal(len, 3);
+    assert_string_equal(config_url_masked("http://u:p@h.example:8080/x", out, sizeof out),
+                        "http://***@h.example:8080/x");
+    /* the host follows the last @ of the authority; an @ in the path is no userinfo */
+    assert_string_equal(config_url_masked("https://a@b:c@h/p@q", out, sizeof out),
+                        "https://***@h/p@q");
+    assert_false(config_url_userinfo("http://h.example/p@q?r=s@t", &at, &len));
+    assert_string_equal(config_url_masked("http://h.example/p@q", out, sizeof out),
+                        "http://h.example/p@q");
+    assert_string_equal(config_url_masked("not a url", out, sizeof out), "not a url");
+}
+
 static void test_dhis2_route_errors(void **state)
 {
     (void)state;
@@ -2139,6 +2180,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_match_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_allow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_route_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_route_url_userinfo, setup, teardown),
+        cmocka_unit_test(test_url_masked),
         cmocka_unit_test_setup_teardown(test_auth_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_and_multi_document, setup, teardown),

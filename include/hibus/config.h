@@ -115,6 +115,13 @@ void config_holder_swap(struct config_holder *h, struct config *next);
 /* Frees the holder and every snapshot; only when nothing holds one any more. */
 void config_holder_free(struct config_holder *h);
 
+/* The userinfo of an absolute URL ("user:pass" in http://user:pass@host/path): its
+ * offset and length, or false when it has none. A route URL with one is refused;
+ * these also keep one that reached the log some other way out of what hibus prints. */
+bool config_url_userinfo(const char *url, size_t *at, size_t *len);
+/* url with its userinfo replaced by "***", into out (cut to size). */
+const char *config_url_masked(const char *url, char *out, size_t size);
+
 /* The keys of hibus.yaml, one row each (src/config_keys.c): the loader, the
  * defaults, the reload decision and the key reference in docs/configuration.md
  * all come from these rows. */
