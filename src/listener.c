@@ -40,6 +40,7 @@
 #include "hibus/log.h"
 #include "hibus/mediator.h"
 #include "hibus/router.h"
+#include "hibus/text.h"
 
 #define REQUEST_ID_MAX 128
 #define DB_RETRY_AFTER "5"
@@ -660,6 +661,22 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
         snprintf(msg, sizeof msg, "the body exceeds the limit of %zu bytes (limits.max_body)",
                  cfg->max_body);
         return send_error(c, rq, HIBUS_E_TOO_LARGE, "request body too large", details1(msg), NULL);
+    }
+
+    /* The path (as decoded) and the query are stored as text: bytes that are not
+     * UTF-8 make a malformed request, not a database failure. */
+    size_t ulen = strlen(rq->uri), plen = strlen(path);
+    size_t bad_uri = text_utf8_invalid_at(rq->uri, ulen),
+           bad_path = text_utf8_invalid_at(path, plen);
+    if (bad_uri < ulen || bad_path < plen) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "the %s is not UTF-8 (byte 0x%02X at offset %zu): percent-encode the UTF-8 "
+                 "bytes of the text",
+                 bad_uri < ulen ? "request target" : "decoded path",
+                 (unsigned char)(bad_uri < ulen ? rq->uri[bad_uri] : path[bad_path]),
+                 bad_uri < ulen ? bad_uri : bad_path);
+        return send_error(c, rq, HIBUS_E_BAD_REQUEST, "malformed request", details1(msg), NULL);
     }
 
     const char *authz =

@@ -54,6 +54,7 @@
 
 #include "hibus/buf.h"
 #include "hibus/period.h"
+#include "hibus/text.h"
 
 #include "readers_internal.h"
 
@@ -129,45 +130,6 @@ void reader_line_col(const unsigned char *s, size_t off, int *line, int *col)
     }
 }
 
-/* Offset of the first byte that is not part of well-formed UTF-8 (no overlong forms,
- * no surrogates, nothing above U+10FFFF), or len if all of it is. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return i;
-        }
-        if (len - i <= n)
-            return i;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return i;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return i;
-        i += n + 1;
-    }
-    return len;
-}
-
 /* Checks the encoding of a body. Returns false (with a problem) when it is empty,
  * UTF-16/32 or not UTF-8; on success *skip is the length of a UTF-8 BOM (0 or 3). */
 bool reader_check_utf8(struct reader_ctx *rd, const unsigned char *s, size_t len, const char *what,
@@ -184,7 +146,7 @@ bool reader_check_utf8(struct reader_ctx *rd, const unsigned char *s, size_t len
     }
     if (len >= 3 && s[0] == 0xEF && s[1] == 0xBB && s[2] == 0xBF)
         *skip = 3;
-    size_t bad = utf8_invalid_at(s, len);
+    size_t bad = text_utf8_invalid_at(s, len);
     if (bad < len) {
         int line, col;
         char where[READER_WHERE_MAX];

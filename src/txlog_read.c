@@ -32,45 +32,12 @@
 #include "hibus/alloc.h"
 #include "hibus/clock.h"
 #include "hibus/log.h"
+#include "hibus/text.h"
 #include "txlog_internal.h"
 
 /* ------------------------------------------------------------------------- */
 /* Reading a transaction as JSON                                             */
 /* ------------------------------------------------------------------------- */
-
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        unsigned min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            len = 2, min = 0x80, c &= 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, min = 0x800, c &= 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, min = 0x10000, c &= 0x07;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            c = (c << 6) | (s[i + k] & 0x3F);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-            return false;
-        i += len;
-    }
-    return true;
-}
 
 /* Base64 by GnuTLS; the result is malloc'd (caller frees), NULL when out of memory. */
 static char *base64_encode(const unsigned char *s, size_t n)
@@ -154,7 +121,7 @@ static void jset_body(struct jbuild *b, const char *key, const char *len_key, co
         b->ok = false;
         return;
     }
-    if (utf8_valid(raw, n)) {
+    if (text_utf8_valid(raw, n)) {
         jset(b, key, json_stringn((const char *)raw, n));
     } else {
         char k64[64];

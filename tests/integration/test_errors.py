@@ -1,7 +1,8 @@
-"""Requests hibus refuses before storing anything: 401 403 404 405 415 413."""
+"""Requests hibus refuses before storing anything: 400 401 403 404 405 415 413."""
 
 import base64
 import http.client
+import socket
 import unittest
 
 import harness
@@ -24,7 +25,9 @@ def setUpModule():
         PG.url,
         clients=[harness.client("lmis-national", ["lmis"], LMIS_PW),
                  harness.client("ops-console", ["ops"], OPS_PW)],
-        channels=[harness.channel("lmis-stock", "/lmis/stock-reports", TARGET.url + "/stock")],
+        channels=[harness.channel("lmis-stock", "/lmis/stock-reports", TARGET.url + "/stock"),
+                  harness.channel("lmis-any", "/lmis/any/", TARGET.url + "/any",
+                                  match_kind="path_prefix")],
         settings={"limits": {"max_body": "1KiB"}})
     HB.start()
 
@@ -62,6 +65,40 @@ class RefusedTest(harness.TestCase):
     def assertBasicChallenge(self, r):
         wa = r.headers.get("www-authenticate", "")
         self.assertRegex(wa, r'^Basic realm="hibus"', "WWW-Authenticate: %r" % wa)
+
+    def raw(self, target):
+        """POSTs SMALL to target (bytes, sent as they are) with valid credentials."""
+        auth = base64.b64encode(("%s:%s" % LMIS).encode())
+        head = (b"POST " + target + b" HTTP/1.1\r\nHost: hibus\r\nConnection: close\r\n"
+                b"Content-Type: application/json\r\nAuthorization: Basic " + auth +
+                b"\r\nContent-Length: %d\r\n\r\n" % len(SMALL))
+        with socket.create_connection(("127.0.0.1", HB.port), timeout=30) as s:
+            s.sendall(head + SMALL)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (line.partition(":") for line in lines[1:])}
+        return harness._Response(int(lines[0].split()[1]), headers, body)
+
+    def test_400_bytes_that_are_not_utf8(self):
+        # raw in the query, and percent-encoded in a path a prefix channel matches: both
+        # used to reach the database and come back as 503 "database unavailable"
+        for target in (b"/lmis/stock-reports?facility=\xff", b"/lmis/any/%FF%FE",
+                       b"/lmis/any/ok?x=%C3%A9&y=\xc3"):
+            r = self.raw(target)
+            err = self.assertJsonError(r, 400, "HIBUS_E_BAD_REQUEST")
+            self.assertIn("not UTF-8", err["details"][0], target)
+            self.assertNotIn("retry-after", r.headers)
+            self.assertNothingStored()
+        # percent-encoded UTF-8 is text like any other
+        r = self.raw(b"/lmis/any/caf%C3%A9?q=%E2%82%AC")
+        self.assertEqual(r.status, 200, r.body)
 
     def test_401_without_credentials(self):
         r, err = self.refused(401, "HIBUS_E_AUTH", request_id="itest-401-none")
