@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@ int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usa
         case 'T': {
             char *end;
             o->rate = strtod(optarg, &end);
-            if (*end != '\0' || o->rate <= 0) {
+            if (end == optarg || *end != '\0' || !(o->rate > 0) || isinf(o->rate)) {
                 fprintf(stderr,
                         "hibus: --rate expects a positive number of transactions a "
                         "second, not \"%s\"\n",

@@ -31,6 +31,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -41,6 +42,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "config_internal.h"
@@ -308,30 +310,59 @@ const char *config_add_file(struct loader *ld, char *path)
 /* Reads and parses one file into doc. A problem opening it is reported at "from"
  * (the node that named the file) when given, else at the file itself. Returns
  * the root node, or NULL when there is nothing to walk (the problem was reported). */
+const char *config_not_regular(const struct stat *st)
+{
+    if (S_ISREG(st->st_mode))
+        return NULL;
+    if (S_ISDIR(st->st_mode))
+        return "it is a directory, not a file";
+    if (S_ISFIFO(st->st_mode))
+        return "it is a FIFO (named pipe), not a regular file";
+    return "it is a device or socket, not a regular file";
+}
+
+FILE *config_open_regular(const char *file, size_t max, size_t *size, const char **why)
+{
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+    int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    *why = NULL;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        *why = strerror(errno);
+    else if ((*why = config_not_regular(&st)) == NULL && (unsigned long long)st.st_size > max)
+        *why = strerror(EFBIG);
+    FILE *f = NULL;
+    if (*why == NULL) {
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
+            (f = fdopen(fd, "rb")) == NULL)
+            *why = strerror(errno);
+    }
+    if (f == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    *size = (size_t)st.st_size;
+    return f;
+}
+
 yaml_node_t *config_parse_file(struct loader *ld, const char *file, const struct config_pos *from,
                                yaml_document_t *doc)
 {
     ld->file = file;
     ld->doc = NULL;
     ld->read_failed = false;
-    FILE *f = fopen(file, "rb");
-    struct stat st;
-    int e = 0;
-    if (f == NULL || fstat(fileno(f), &st) != 0)
-        e = errno;
-    else if (!S_ISREG(st.st_mode))
-        e = EISDIR;
-    if (e == 0 && st.st_size > CONFIG_MAX_FILE)
-        e = EFBIG;
-    if (e != 0) {
+    size_t size = 0;
+    const char *why = NULL;
+    FILE *f = config_open_regular(file, CONFIG_MAX_FILE, &size, &why);
+    if (f == NULL) {
         ld->read_failed = true;
-        if (f)
-            fclose(f);
         if (from)
             config_err_pos(ld, from->file, from->line, from->col, "could not read file \"%s\": %s",
-                           file, strerror(e));
+                           file, why);
         else
-            config_err_pos(ld, file, 0, 0, "could not read file: %s", strerror(e));
+            config_err_pos(ld, file, 0, 0, "could not read file: %s", why);
         return NULL;
     }
 

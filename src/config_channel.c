@@ -328,10 +328,10 @@ static struct mapping *use_mapping(struct loader *ld, const yaml_node_t *n, cons
         return NULL;
     /* checked here, so that the message sits with the channel file's own ones */
     struct stat st;
-    int e = stat(path, &st) != 0 ? errno : !S_ISREG(st.st_mode) ? EISDIR : 0;
-    if (e != 0) {
+    const char *why = stat(path, &st) != 0 ? strerror(errno) : config_not_regular(&st);
+    if (why != NULL) {
         config_err_at(ld, n, "mapping \"%s\" not found: could not read file \"%s\": %s", name, path,
-                      strerror(e));
+                      why);
         free(path);
         return NULL;
     }

@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <yaml.h>
 
 #include "hibus/config.h"
@@ -177,6 +178,13 @@ const char *config_check_content_type(char *s);
 const char *config_check_name(char *s);
 const char *config_check_measure(char *s);
 const char *config_check_when(char *s);
+/* file opened for reading when it is a regular file of at most max bytes (its size
+ * in *size); else NULL with *why saying what it is or the error. A FIFO or device is
+ * never read, so it cannot hang a load or a reload. */
+/* What a file that is not a regular one is ("it is a FIFO ..."), or NULL. */
+struct stat;
+const char *config_not_regular(const struct stat *st);
+FILE *config_open_regular(const char *file, size_t max, size_t *size, const char **why);
 yaml_node_t *config_parse_file(struct loader *ld, const char *file, const struct config_pos *from,
                                yaml_document_t *doc);
 /* hibus.yaml (config_keys.c): the defaults of every key, then the file itself.

@@ -512,36 +512,29 @@ static bool csv_empty_line(const struct csv_reader *r)
 static char *read_csv_file(struct loader *ld, const char *file, const struct config_pos *from,
                            size_t *len)
 {
-    FILE *fp = fopen(file, "rb");
-    struct stat st;
-    int e = 0;
-    if (fp == NULL || fstat(fileno(fp), &st) != 0)
-        e = errno;
-    else if (!S_ISREG(st.st_mode))
-        e = EISDIR;
-    else if (st.st_size > CONFIG_MAX_CSV)
-        e = EFBIG;
+    size_t size = 0;
+    const char *why = NULL;
+    FILE *fp = config_open_regular(file, CONFIG_MAX_CSV, &size, &why);
     char *buf = NULL;
-    if (e == 0) {
-        buf = malloc((size_t)st.st_size + 1);
+    if (fp != NULL) {
+        buf = malloc(size + 1);
         if (buf == NULL) {
             ld->oom = true;
         } else {
-            *len = fread(buf, 1, (size_t)st.st_size, fp);
+            *len = fread(buf, 1, size, fp);
             if (ferror(fp)) {
-                e = EIO;
+                why = strerror(EIO);
                 free(buf);
                 buf = NULL;
             } else {
                 buf[*len] = '\0';
             }
         }
-    }
-    if (fp)
         fclose(fp);
-    if (e != 0)
+    }
+    if (why != NULL)
         config_err_pos(ld, from->file, from->line, from->col, "could not read file \"%s\": %s",
-                       file, strerror(e));
+                       file, why);
     return buf;
 }
 

@@ -1320,6 +1320,25 @@ static void test_route_url_userinfo(void **state)
         "}, or token, bearer or header), where they are sent but never stored or printed\n");
 }
 
+/* A FIFO named as a channel file or a mapping's CSV is reported, not opened for a
+ * blocking read (which waited for a writer forever, in check, serve and reload). */
+static void test_fifo_is_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(mkfifo("channels/pipe.yaml", 0600), 0);
+    assert_int_equal(mkfifo("mappings/ou.csv", 0600), 0);
+    put("mappings/m.yaml", "data_set: { code: STOCK, uid: lyLU2wR22tC }\n"
+                           "org_units_csv: ou.csv\n"
+                           "data_elements: []\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    char *got = load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
+    assert_non_null(strstr(got, "channels/pipe.yaml: could not read file: it is a FIFO (named "
+                                "pipe), not a regular file"));
+    assert_non_null(strstr(got, "could not read file \"mappings/ou.csv\": it is a FIFO"));
+    free(got);
+}
+
 static void test_url_masked(void **state)
 {
     (void)state;
@@ -1674,7 +1693,7 @@ static void test_mapping_unreadable(void **state)
                   "parsing a flow mapping at 1:12)\n"
                   "mappings/list.yaml:1:1: expected a mapping for the top level, got a list\n"
                   "channels/stock.yaml:4:44: mapping \"dir\" not found: could not read file "
-                  "\"mappings/dir.yaml\": Is a directory\n");
+                  "\"mappings/dir.yaml\": it is a directory, not a file\n");
 }
 
 /* A channel using mapping m whose org_units_csv is ou.csv with the text csv;
@@ -2182,6 +2201,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_route_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_route_url_userinfo, setup, teardown),
         cmocka_unit_test(test_url_masked),
+        cmocka_unit_test_setup_teardown(test_fifo_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_and_multi_document, setup, teardown),

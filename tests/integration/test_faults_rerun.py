@@ -61,6 +61,12 @@ class RerunFaultsTest(harness.FaultTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout
 
+    def test_0_rate_must_be_a_positive_number(self):
+        for rate in ("nan", "inf", "-inf", "0", "-2", "", "3x"):
+            r = HB.cli("rerun", "-c", HB.config_path, "--channel", "faults-rerun", "--rate", rate)
+            self.assertEqual(r.returncode, 2, (rate, r.stdout, r.stderr))
+            self.assertIn("--rate expects a positive number", r.stderr)
+
     def test_1_rerun_after_fix(self):
         self.begin(SIM)
         n = 20
