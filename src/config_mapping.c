@@ -15,6 +15,7 @@
 
 #include "hibus/csv.h"
 #include "hibus/period.h"
+#include "hibus/text.h"
 
 /* ------------------------------------------------------------------------------------
  * Mapping files (mappings/NAME.yaml) and their CSV tables
@@ -592,6 +593,21 @@ static void load_csv(struct loader *ld, struct mapping_load *ml, int kind)
     char *buf = read_csv_file(ld, file, &ml->csv_pos[kind], &len);
     if (buf == NULL)
         return;
+    /* Codes are matched against payloads that must be UTF-8 and sent to DHIS2 as
+     * JSON: a table that is not UTF-8 could never match, and is refused. */
+    size_t bad = text_utf8_invalid_at(buf, len);
+    if (bad < len) {
+        int line = 1, col = 1;
+        for (size_t i = 0; i < bad; i++, col++)
+            if (buf[i] == '\n')
+                line++, col = 0;
+        config_err_pos(ld, file, line, col,
+                       "the file is not UTF-8 (byte 0x%02X): save it as UTF-8 (in a spreadsheet, "
+                       "\"CSV UTF-8\")",
+                       (unsigned char)buf[bad]);
+        free(buf);
+        return;
+    }
     const char *const *header = csv_headers[kind];
     size_t nh = 0;
     while (header[nh])

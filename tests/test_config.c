@@ -1339,6 +1339,23 @@ static void test_fifo_is_refused(void **state)
     free(got);
 }
 
+/* Codes in a mapping table are matched against UTF-8 payloads: a table saved in
+ * another encoding is refused at the first such byte, with its position. */
+static void test_csv_not_utf8(void **state)
+{
+    (void)state;
+    put("mappings/ou.csv", "code,uid\nKE-0001,ImspTQPwCqd\nKE-\xe9l,O6uvpzGd5pu\n");
+    put("mappings/m.yaml", "data_set: { code: STOCK, uid: lyLU2wR22tC }\n"
+                           "org_units_csv: ou.csv\n"
+                           "data_elements: []\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    char *got = load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
+    assert_non_null(strstr(got, "mappings/ou.csv:3:4: the file is not UTF-8 (byte 0xE9): save it "
+                                "as UTF-8"));
+    free(got);
+}
+
 static void test_url_masked(void **state)
 {
     (void)state;
@@ -2201,6 +2218,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_route_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_route_url_userinfo, setup, teardown),
         cmocka_unit_test(test_url_masked),
+        cmocka_unit_test_setup_teardown(test_csv_not_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_files, setup, teardown),
