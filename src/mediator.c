@@ -268,7 +268,7 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
         return HIBUS_E_NOMEM;
     }
 
-    bool ok = true;
+    bool ok = true, has_ctype = false, has_accept = false;
     struct curl_slist *hdrs = NULL;
     const char *connection = NULL;
     for (size_t i = 0; i < rq->n_headers; i++)
@@ -281,14 +281,24 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
             strcasecmp(x->name, "authorization") == 0 || strcasecmp(x->name, "x-request-id") == 0)
             continue;
         hdrs = append_header(hdrs, x->name, x->value, &ok);
+        has_ctype = has_ctype || strcasecmp(x->name, "content-type") == 0;
+        has_accept = has_accept || strcasecmp(x->name, "accept") == 0;
     }
     if (rq->request_id != NULL)
         hdrs = append_header(hdrs, "X-Request-Id", rq->request_id, &ok);
-    if (rq->own_body && rq->content_type != NULL)
+    if (rq->own_body && rq->content_type != NULL) {
         hdrs = append_header(hdrs, "Content-Type", rq->content_type, &ok);
+        has_ctype = true;
+    }
+    /* Without one, libcurl would label a POST application/x-www-form-urlencoded (and
+     * add an Accept of any type): a target gets no Content-Type the client did not send. */
+    if (!has_ctype)
+        hdrs = curl_slist_append(hdrs, "Content-Type:"); /* "Name:" removes curl's own */
     if (rq->accept != NULL)
         hdrs = append_header(hdrs, "Accept", rq->accept, &ok);
-    hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
+    else if (!has_accept)
+        hdrs = curl_slist_append(hdrs, "Accept:"); /* nor libcurl's Accept: */
+    hdrs = curl_slist_append(hdrs, "Expect:");     /* no 100-continue round trip */
     if (route->auth_kind == CONFIG_AUTH_BEARER || route->auth_kind == CONFIG_AUTH_TOKEN) {
         /* DHIS2 personal access tokens use their own scheme name, ApiToken. */
         const char *scheme = route->auth_kind == CONFIG_AUTH_TOKEN ? "ApiToken" : "Bearer";

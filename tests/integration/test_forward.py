@@ -32,6 +32,7 @@ def setUpModule():
         harness.channel("lmis-failing", "/lmis/failing", TARGET.url + "/status/500"),
         harness.channel("lmis-slow", "/lmis/slow", TARGET.url + "/slow/1.5"),
         harness.channel("lmis-chunked", "/lmis/chunked", TARGET.url + "/chunked"),
+        harness.channel("any-type", "/any-type", TARGET.url + "/any", content_types=None),
     ])
     HB.start()
 
@@ -274,6 +275,21 @@ class ForwardTest(harness.TestCase):
             stored = json.loads(hdrs)
             self.assertEqual(harness.header_values(stored, "Keep-Alive"), [], stored)
             self.assertEqual(harness.header_values(stored, "Transfer-Encoding"), [], stored)
+
+    def test_no_content_type_is_invented(self):
+        """A pass-through request without Content-Type reaches the target without one (the
+        HTTP library would otherwise label it a form, and add Accept); one that has it
+        keeps it."""
+        for sent in (None, "text/csv; charset=utf-8"):
+            before = len(TARGET.requests)
+            r = HB.request("POST", "/any-type", body=b"a,b\n1,2\n", auth=AUTH,
+                           headers={"Content-Type": sent} if sent else {})
+            self.assertEqual(r.status, 200, r.body)
+            TARGET.wait_for_requests(before + 1)
+            got = TARGET.requests[before]
+            self.assertEqual(got.header("content-type"), sent, got.headers)
+            self.assertIsNone(got.header("accept"), got.headers)
+            self.assertEqual(got.body, b"a,b\n1,2\n")
 
     def test_unknown_transaction_id(self):
         r = HB.cli("tx", "987654321", "-c", HB.config_path, "--json")
