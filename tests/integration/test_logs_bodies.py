@@ -250,6 +250,29 @@ class JsonLogTest(harness.TestCase):
         self.assertNotIn("DEBUG", {o["level"] for o in objs})
         self.assertNotIn(PASSWORD, "\n".join(msgs))
 
+    def test_text_lines_cannot_be_forged(self):
+        # a CR/LF, an ESC or a byte that is not UTF-8 from the client's path reaches
+        # the text log escaped: every line still starts with a timestamp
+        hb = harness.Hibus(PG.url, clients=clients(), channels=channels(),
+                           settings={"log": {"level": "info", "format": "text"}})
+        self.addCleanup(hb._cleanup)
+        hb.start()
+        forged = "/logs/x%0D%0A2026-01-01T00:00:00.000Z%20ERROR%20forged%1B[31m%5C"
+        r = hb.request("POST", forged, body=b"{}", auth=AUTH,
+                       headers=dict(OCTETS, **{"X-Request-Id": "itest-forge"}))
+        self.assertEqual(r.status, 200, r.body)
+        harness.wait_until(lambda: any(b"req=itest-forge " in ln for ln in log_lines(hb)),
+                           timeout=10, what="the line of itest-forge")
+        hb.stop()
+        lines = log_lines(hb)
+        for ln in lines:
+            if ln.startswith(b"==="):  # the harness's own marker
+                continue
+            self.assertRegex(ln, rb"^\d{4}-\d\d-\d\dT", ln)
+            self.assertNotIn(b"\x1b", ln)
+        line = next(ln for ln in lines if b"req=itest-forge " in ln)
+        self.assertIn(b"/logs/x\\x0D\\x0A2026-01-01T00:00:00.000Z ERROR forged\\x1B[31m\\\\", line)
+
     def test_reload_switches_format(self):
         # SIGHUP with log.format changed from text to json: the lines after the reload
         # are JSON, those before stay text
