@@ -34,7 +34,7 @@ static const char *jstr(const json_t *o, const char *k)
 }
 
 /* Prints a body, indented, cut at 4000 bytes. */
-static void print_body(const char *title, const json_t *tx, const char *key)
+static void print_body(FILE *out, const char *title, const json_t *tx, const char *key)
 {
     char k64[64];
     snprintf(k64, sizeof k64, "%s_base64", key);
@@ -44,117 +44,121 @@ static void print_body(const char *title, const json_t *tx, const char *key)
         return;
     /* A text body may hold a NUL (valid UTF-8): measure it by its JSON length. */
     size_t len = text ? json_string_length(json_object_get(tx, key)) : strlen(b64);
-    printf("%s (%s, %zu characters)\n", title, text ? "text" : "binary, base64", len);
+    fprintf(out, "%s (%s, %zu characters)\n", title, text ? "text" : "binary, base64", len);
     const char *s = text ? text : b64;
     size_t shown = len > 4000 ? 4000 : len;
-    fputs("  ", stdout);
+    fputs("  ", out);
     for (size_t i = 0; i < shown; i++) {
-        putchar(s[i]);
+        fputc(s[i], out);
         if (s[i] == '\n' && i + 1 < shown)
-            fputs("  ", stdout);
+            fputs("  ", out);
     }
     if (shown < len)
-        printf("\n  ... (%zu more; hibus tx --json shows all)", len - shown);
-    putchar('\n');
+        fprintf(out, "\n  ... (%zu more; hibus tx --json shows all)", len - shown);
+    fputc('\n', out);
 }
 
 /* An attempt's details: a DHIS2 import summary or an OpenHIM mediator's verdict. */
-static void print_details(const json_t *d)
+static void print_details(FILE *out, const json_t *d)
 {
     if (!json_is_object(d))
         return;
     if (json_object_get(d, "imported") != NULL) {
-        printf("     DHIS2 %s: imported %" JSON_INTEGER_FORMAT ", updated %" JSON_INTEGER_FORMAT
-               ", ignored %" JSON_INTEGER_FORMAT ", deleted %" JSON_INTEGER_FORMAT "\n",
-               jstr(d, "status"), json_integer_value(json_object_get(d, "imported")),
-               json_integer_value(json_object_get(d, "updated")),
-               json_integer_value(json_object_get(d, "ignored")),
-               json_integer_value(json_object_get(d, "deleted")));
+        fprintf(out,
+                "     DHIS2 %s: imported %" JSON_INTEGER_FORMAT ", updated %" JSON_INTEGER_FORMAT
+                ", ignored %" JSON_INTEGER_FORMAT ", deleted %" JSON_INTEGER_FORMAT "\n",
+                jstr(d, "status"), json_integer_value(json_object_get(d, "imported")),
+                json_integer_value(json_object_get(d, "updated")),
+                json_integer_value(json_object_get(d, "ignored")),
+                json_integer_value(json_object_get(d, "deleted")));
         if (jstr(d, "description")[0])
-            printf("     DHIS2 said: %s\n", jstr(d, "description"));
+            fprintf(out, "     DHIS2 said: %s\n", jstr(d, "description"));
         if (jstr(d, "data_set_complete")[0])
-            printf("     data set registered complete: %s\n", jstr(d, "data_set_complete"));
+            fprintf(out, "     data set registered complete: %s\n", jstr(d, "data_set_complete"));
         const json_t *quiet = json_object_get(d, "ignored_without_conflict");
         if (json_integer_value(quiet) > 0)
-            printf("     %" JSON_INTEGER_FORMAT " ignored without a conflict: zeros of data "
-                   "elements whose zeroIsSignificant is false, or values unchanged since the "
-                   "last import (DHIS2 2.38+); not an error\n",
-                   json_integer_value(quiet));
+            fprintf(out,
+                    "     %" JSON_INTEGER_FORMAT " ignored without a conflict: zeros of data "
+                    "elements whose zeroIsSignificant is false, or values unchanged since the "
+                    "last import (DHIS2 2.38+); not an error\n",
+                    json_integer_value(quiet));
         size_t i;
         const json_t *c;
-        json_array_foreach(json_object_get(d, "conflicts"), i, c) printf(
-            "     conflict %s %s: %s\n", jstr(c, "errorCode")[0] ? jstr(c, "errorCode") : "-",
+        json_array_foreach(json_object_get(d, "conflicts"), i, c) fprintf(
+            out, "     conflict %s %s: %s\n", jstr(c, "errorCode")[0] ? jstr(c, "errorCode") : "-",
             jstr(c, "object"), jstr(c, "value"));
         const json_t *rej = json_object_get(d, "rejected_indexes");
         if (json_array_size(rej) > 0) {
-            printf("     rejected values (0-based positions in what hibus sent):");
+            fprintf(out, "     rejected values (0-based positions in what hibus sent):");
             json_array_foreach(rej, i, c)
             {
                 if (i == 20) {
-                    printf(" ... (%zu in all)", json_array_size(rej));
+                    fprintf(out, " ... (%zu in all)", json_array_size(rej));
                     break;
                 }
-                printf(" %" JSON_INTEGER_FORMAT, json_integer_value(c));
+                fprintf(out, " %" JSON_INTEGER_FORMAT, json_integer_value(c));
             }
-            putchar('\n');
+            fputc('\n', out);
         }
     } else if (json_object_get(d, "openhim_status") != NULL) {
-        printf("     OpenHIM mediator %s: %s, %zu orchestration%s\n", jstr(d, "mediator_urn"),
-               jstr(d, "openhim_status"), json_array_size(json_object_get(d, "orchestrations")),
-               json_array_size(json_object_get(d, "orchestrations")) == 1 ? "" : "s");
+        fprintf(out, "     OpenHIM mediator %s: %s, %zu orchestration%s\n", jstr(d, "mediator_urn"),
+                jstr(d, "openhim_status"), json_array_size(json_object_get(d, "orchestrations")),
+                json_array_size(json_object_get(d, "orchestrations")) == 1 ? "" : "s");
     }
 }
 
-static void print_problems(const char *title, const json_t *list)
+static void print_problems(FILE *out, const char *title, const json_t *list)
 {
     if (json_array_size(list) == 0)
         return;
-    printf("%s (%zu)\n", title, json_array_size(list));
+    fprintf(out, "%s (%zu)\n", title, json_array_size(list));
     size_t i;
     const json_t *p;
     json_array_foreach(list, i, p)
     {
         const char *where = jstr(p, "where");
-        printf("  %s: %s%s%s%s\n", jstr(p, "stage"), jstr(p, "message"), where[0] ? " (at " : "",
-               where, where[0] ? ")" : "");
+        fprintf(out, "  %s: %s%s%s%s\n", jstr(p, "stage"), jstr(p, "message"),
+                where[0] ? " (at " : "", where, where[0] ? ")" : "");
     }
 }
 
-static void print_tx(const json_t *tx)
+static void print_tx(FILE *out, const json_t *tx)
 {
     const json_t *dur = json_object_get(tx, "duration_ms");
-    printf("transaction %" JSON_INTEGER_FORMAT "  %s\n",
-           json_integer_value(json_object_get(tx, "id")), jstr(tx, "status"));
-    printf("  channel     %s\n", jstr(tx, "channel"));
-    printf("  client      %s\n", jstr(tx, "client"));
+    fprintf(out, "transaction %" JSON_INTEGER_FORMAT "  %s\n",
+            json_integer_value(json_object_get(tx, "id")), jstr(tx, "status"));
+    fprintf(out, "  channel     %s\n", jstr(tx, "channel"));
+    fprintf(out, "  client      %s\n", jstr(tx, "client"));
     const char *q = jstr(tx, "query");
-    printf("  request     %s %s%s%s\n", jstr(tx, "method"), jstr(tx, "path"), q[0] ? "?" : "", q);
-    printf("  request id  %s\n", jstr(tx, "request_id"));
-    printf("  mode        %s, %" JSON_INTEGER_FORMAT " delivery round%s%s%s\n", jstr(tx, "mode"),
-           json_integer_value(json_object_get(tx, "rounds")),
-           json_integer_value(json_object_get(tx, "rounds")) == 1 ? "" : "s",
-           jstr(tx, "next_attempt_at")[0] ? ", next at " : "", jstr(tx, "next_attempt_at"));
+    fprintf(out, "  request     %s %s%s%s\n", jstr(tx, "method"), jstr(tx, "path"), q[0] ? "?" : "",
+            q);
+    fprintf(out, "  request id  %s\n", jstr(tx, "request_id"));
+    fprintf(out, "  mode        %s, %" JSON_INTEGER_FORMAT " delivery round%s%s%s\n",
+            jstr(tx, "mode"), json_integer_value(json_object_get(tx, "rounds")),
+            json_integer_value(json_object_get(tx, "rounds")) == 1 ? "" : "s",
+            jstr(tx, "next_attempt_at")[0] ? ", next at " : "", jstr(tx, "next_attempt_at"));
     if (jstr(tx, "bodies_pruned_at")[0])
-        printf("  bodies      removed by retention at %s\n", jstr(tx, "bodies_pruned_at"));
-    printf("  node        %s\n", jstr(tx, "node"));
-    printf("  received    %s\n", jstr(tx, "received_at"));
+        fprintf(out, "  bodies      removed by retention at %s\n", jstr(tx, "bodies_pruned_at"));
+    fprintf(out, "  node        %s\n", jstr(tx, "node"));
+    fprintf(out, "  received    %s\n", jstr(tx, "received_at"));
     if (json_is_number(dur))
-        printf("  finished    %s (%.1f ms)\n", jstr(tx, "finished_at"), json_number_value(dur));
+        fprintf(out, "  finished    %s (%.1f ms)\n", jstr(tx, "finished_at"),
+                json_number_value(dur));
     else
-        printf("  finished    -\n");
+        fprintf(out, "  finished    -\n");
     const json_t *rs = json_object_get(tx, "response_status");
     if (json_is_integer(rs))
-        printf("  answered    %" JSON_INTEGER_FORMAT "\n", json_integer_value(rs));
+        fprintf(out, "  answered    %" JSON_INTEGER_FORMAT "\n", json_integer_value(rs));
     if (jstr(tx, "error")[0])
-        printf("  error       %s\n", jstr(tx, "error"));
-    printf("request headers\n");
+        fprintf(out, "  error       %s\n", jstr(tx, "error"));
+    fprintf(out, "request headers\n");
     const char *name;
     const json_t *v;
     json_object_foreach((json_t *)json_object_get(tx, "request_headers"), name, v)
-        printf("  %s: %s\n", name, json_string_value(v) ? json_string_value(v) : "");
-    print_body("request body", tx, "request_body");
+        fprintf(out, "  %s: %s\n", name, json_string_value(v) ? json_string_value(v) : "");
+    print_body(out, "request body", tx, "request_body");
     const json_t *atts = json_object_get(tx, "attempts");
-    printf("attempts (%zu)\n", json_array_size(atts));
+    fprintf(out, "attempts (%zu)\n", json_array_size(atts));
     size_t idx;
     const json_t *a;
     json_array_foreach(atts, idx, a)
@@ -166,19 +170,19 @@ static void print_tx(const json_t *tx)
         else
             snprintf(code, sizeof code, "no answer");
         char url[1024];
-        printf("  #%" JSON_INTEGER_FORMAT " route %s  %s %s  -> %s in %.1f ms  (%s)\n",
-               json_integer_value(json_object_get(a, "attempt")), jstr(a, "route"),
-               jstr(a, "method"), config_url_masked(jstr(a, "url"), url, sizeof url), code,
-               json_number_value(json_object_get(a, "duration_ms")), jstr(a, "started_at"));
+        fprintf(out, "  #%" JSON_INTEGER_FORMAT " route %s  %s %s  -> %s in %.1f ms  (%s)\n",
+                json_integer_value(json_object_get(a, "attempt")), jstr(a, "route"),
+                jstr(a, "method"), config_url_masked(jstr(a, "url"), url, sizeof url), code,
+                json_number_value(json_object_get(a, "duration_ms")), jstr(a, "started_at"));
         if (jstr(a, "error")[0])
-            printf("     error: %s\n", jstr(a, "error"));
-        print_details(json_object_get(a, "details"));
+            fprintf(out, "     error: %s\n", jstr(a, "error"));
+        print_details(out, json_object_get(a, "details"));
     }
     const json_t *pr = json_object_get(tx, "problems");
-    print_problems("problems (why it was rejected)", json_object_get(pr, "problems"));
-    print_problems("skipped (unmapped, not delivered)", json_object_get(pr, "skipped"));
-    print_problems("warnings", json_object_get(pr, "warnings"));
-    print_body("response body", tx, "response_body");
+    print_problems(out, "problems (why it was rejected)", json_object_get(pr, "problems"));
+    print_problems(out, "skipped (unmapped, not delivered)", json_object_get(pr, "skipped"));
+    print_problems(out, "warnings", json_object_get(pr, "warnings"));
+    print_body(out, "response body", tx, "response_body");
 }
 
 /* Parses a positive transaction id; false on anything else. */
@@ -191,6 +195,35 @@ static bool parse_id(const char *s, int64_t *id)
         return false;
     *id = v;
     return true;
+}
+
+/* The text view quotes what clients and targets sent (paths, headers, bodies): it is
+ * written with control characters other than newline and tab, and the C1 controls
+ * U+0080..U+009F, as \\xNN / \\u00NN, so none can move the cursor, recolour or
+ * retitle the operator's terminal. */
+static void print_tx_safely(const json_t *tx)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (mem == NULL) {
+        perror("hibus tx");
+        return;
+    }
+    print_tx(mem, tx);
+    fclose(mem);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+            printf("\\x%02X", c);
+        } else if (c == 0xC2 && i + 1 < len && (unsigned char)text[i + 1] >= 0x80 &&
+                   (unsigned char)text[i + 1] <= 0x9F) {
+            printf("\\u00%02X", (unsigned char)text[++i]);
+        } else {
+            putchar(c);
+        }
+    }
+    free(text);
 }
 
 int cli_tx(int argc, char **argv)
@@ -233,7 +266,7 @@ int cli_tx(int argc, char **argv)
             json_dumpf(tx, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
             putchar('\n');
         } else {
-            print_tx(tx);
+            print_tx_safely(tx);
         }
         rc = 0;
     }
