@@ -736,6 +736,46 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     return rq;
 }
 
+struct cl_count {
+    const char *first;
+    bool differ;
+    unsigned n;
+};
+
+static enum MHD_Result count_content_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value)
+{
+    (void)kind;
+    struct cl_count *k = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
+        return MHD_YES;
+    if (k->n++ == 0)
+        k->first = value;
+    else if (value == NULL || k->first == NULL || strcmp(value, k->first) != 0)
+        k->differ = true;
+    return MHD_YES;
+}
+
+/* Why the request's framing cannot be trusted, or NULL: both Content-Length and
+ * Transfer-Encoding (a smuggling vector: proxies and hibus could disagree on where
+ * the body ends), Content-Lengths that differ, or a transfer coding other than
+ * chunked (hibus could not find the body's end at all). */
+static const char *framing_problem(struct MHD_Connection *c, const char *cl)
+{
+    const char *te =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    struct cl_count k = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_content_length, &k);
+    if (te != NULL && strcasecmp(te, "chunked") != 0)
+        return "Transfer-Encoding other than chunked: send the body with Content-Length, or "
+               "chunked";
+    if (te != NULL && cl != NULL)
+        return "both Content-Length and Transfer-Encoding: send exactly one";
+    if (k.differ)
+        return "Content-Length given more than once with different values: send one";
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -754,6 +794,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             request_id_new(rq->id);
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *framing = framing_problem(c, cl);
+        if (framing != NULL) {
+            /* The body's end is ambiguous, so what follows it cannot be trusted as
+             * the next request: answer, and close the connection (RFC 9112 6.1,
+             * 6.3). */
+            static const char *const close_it[] = {MHD_HTTP_HEADER_CONNECTION, "close", NULL};
+            bool unknown_te = strncmp(framing, "Transfer-Encoding", 17) == 0;
+            return send_error(c, rq, unknown_te ? HIBUS_E_UNSUPPORTED : HIBUS_E_BAD_REQUEST,
+                              unknown_te ? "transfer coding not supported" : "malformed request",
+                              details1(framing), close_it);
+        }
         if (cl != NULL) {
             char *end;
             errno = 0;

@@ -2,6 +2,7 @@
 
 import base64
 import http.client
+import json
 import socket
 import unittest
 
@@ -85,6 +86,45 @@ class RefusedTest(harness.TestCase):
         headers = {k.strip().lower(): v.strip() for k, _, v in
                    (line.partition(":") for line in lines[1:])}
         return harness._Response(int(lines[0].split()[1]), headers, body)
+
+    def exchange(self, raw, timeout=10):
+        """Sends raw bytes, reads until hibus closes the connection."""
+        with socket.create_connection(("127.0.0.1", HB.port), timeout=timeout) as s:
+            s.sendall(raw)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return data
+                data += chunk
+
+    def test_ambiguous_framing_is_refused_and_closed(self):
+        # Content-Length with Transfer-Encoding, or two different Content-Lengths: the
+        # end of the body is ambiguous (request smuggling); one answer, then close, and
+        # the bytes after it are never taken as a request. A transfer coding hibus
+        # cannot read gets 501 at once, not silence until the idle timeout.
+        auth = b"Authorization: Basic " + base64.b64encode(("%s:%s" % LMIS).encode())
+        head = (b"POST /lmis/stock-reports HTTP/1.1\r\nHost: hibus\r\n" + auth +
+                b"\r\nContent-Type: application/json\r\n")
+        smuggled = b"GET /health HTTP/1.1\r\nHost: hibus\r\n\r\n"
+        cases = [
+            (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+             400, "HIBUS_E_BAD_REQUEST", "both Content-Length and Transfer-Encoding"),
+            (b"Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}" + smuggled,
+             400, "HIBUS_E_BAD_REQUEST", "different values"),
+            (b"Transfer-Encoding: gzip, chunked\r\n\r\n" + smuggled,
+             501, "HIBUS_E_UNSUPPORTED", "other than chunked"),
+        ]
+        for rest, status, code, words in cases:
+            data = self.exchange(head + rest)
+            self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)
+            first, _, body = data.partition(b"\r\n\r\n")
+            self.assertTrue(first.startswith(b"HTTP/1.1 %d " % status), data)
+            self.assertIn(b"connection: close", first.lower(), data)
+            err = json.loads(body)
+            self.assertEqual(err["code"], code)
+            self.assertIn(words, err["details"][0])
+            self.assertNothingStored()
 
     def test_400_bytes_that_are_not_utf8(self):
         # raw in the query, and percent-encoded in a path a prefix channel matches: both
