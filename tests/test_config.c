@@ -1320,6 +1320,18 @@ static void test_route_url_userinfo(void **state)
         "}, or token, bearer or header), where they are sent but never stored or printed\n");
 }
 
+/* Loads a configuration whose channel uses mapping m with org_units_csv ou.csv
+ * (which the caller writes, or not), expecting it to fail; returns the messages. */
+static char *load_with_ou_csv(void)
+{
+    put("mappings/m.yaml", "data_set: { code: STOCK, uid: lyLU2wR22tC }\n"
+                           "org_units_csv: ou.csv\n"
+                           "data_elements: []\n");
+    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
+                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    return load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
+}
+
 /* A FIFO named as a channel file or a mapping's CSV is reported, not opened for a
  * blocking read (which waited for a writer forever, in check, serve and reload). */
 static void test_fifo_is_refused(void **state)
@@ -1327,12 +1339,7 @@ static void test_fifo_is_refused(void **state)
     (void)state;
     assert_int_equal(mkfifo("channels/pipe.yaml", 0600), 0);
     assert_int_equal(mkfifo("mappings/ou.csv", 0600), 0);
-    put("mappings/m.yaml", "data_set: { code: STOCK, uid: lyLU2wR22tC }\n"
-                           "org_units_csv: ou.csv\n"
-                           "data_elements: []\n");
-    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
-                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
-    char *got = load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
+    char *got = load_with_ou_csv();
     assert_non_null(strstr(got, "channels/pipe.yaml: could not read file: it is a FIFO (named "
                                 "pipe), not a regular file"));
     assert_non_null(strstr(got, "could not read file \"mappings/ou.csv\": it is a FIFO"));
@@ -1345,12 +1352,7 @@ static void test_csv_not_utf8(void **state)
 {
     (void)state;
     put("mappings/ou.csv", "code,uid\nKE-0001,ImspTQPwCqd\nKE-\xe9l,O6uvpzGd5pu\n");
-    put("mappings/m.yaml", "data_set: { code: STOCK, uid: lyLU2wR22tC }\n"
-                           "org_units_csv: ou.csv\n"
-                           "data_elements: []\n");
-    put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
-                                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
-    char *got = load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
+    char *got = load_with_ou_csv();
     assert_non_null(strstr(got, "mappings/ou.csv:3:4: the file is not UTF-8 (byte 0xE9): save it "
                                 "as UTF-8"));
     free(got);
