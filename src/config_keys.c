@@ -237,6 +237,10 @@ static bool set_key(struct loader *ld, const struct config_key *k, const yaml_no
     return false;
 }
 
+/* nodes[row] of a key whose value was refused (already reported): checks across keys
+ * leave it out rather than report a second problem built on a default. */
+static const yaml_node_t refused;
+
 /* The most keys one mapping of hibus.yaml holds (the top level: 11). */
 #define SECTION_MAX 16
 
@@ -284,8 +288,8 @@ static void load_section(struct loader *ld, const yaml_node_t *map, const char *
         if (k == NULL) {
             strcat(full, ".");
             load_section(ld, f[j].val, full, nodes);
-        } else if (set_key(ld, k, f[j].key, f[j].val)) {
-            nodes[k - config_keys] = f[j].val;
+        } else {
+            nodes[k - config_keys] = set_key(ld, k, f[j].key, f[j].val) ? f[j].val : &refused;
         }
     }
 }
@@ -302,15 +306,19 @@ void config_load_main(struct loader *ld, yaml_node_t *root, void *arg)
     const yaml_node_t *nodes[sizeof config_keys / sizeof config_keys[0]] = {0};
     load_section(ld, root, "", nodes);
     struct config *cfg = ld->cfg;
-    config_check_backoff(ld, "delivery", node_of(nodes, "delivery.backoff.initial"),
-                         node_of(nodes, "delivery.backoff.max"), &cfg->retry);
-    config_check_keep(ld, "retention.", node_of(nodes, "retention.keep_bodies"),
-                      node_of(nodes, "retention.keep_transactions"), cfg->keep_bodies_ms,
-                      cfg->keep_transactions_ms);
+    const yaml_node_t *initial = node_of(nodes, "delivery.backoff.initial"),
+                      *max = node_of(nodes, "delivery.backoff.max"),
+                      *bodies = node_of(nodes, "retention.keep_bodies"),
+                      *transactions = node_of(nodes, "retention.keep_transactions");
+    if (initial != &refused && max != &refused)
+        config_check_backoff(ld, "delivery", initial, max, &cfg->retry);
+    if (bodies != &refused && transactions != &refused)
+        config_check_keep(ld, "retention.", bodies, transactions, cfg->keep_bodies_ms,
+                          cfg->keep_transactions_ms);
     const yaml_node_t *n;
-    if ((n = node_of(nodes, "clients")) != NULL)
+    if ((n = node_of(nodes, "clients")) != NULL && n != &refused)
         refs->clients_pos = config_pos_of(ld, n);
-    if ((n = node_of(nodes, "channels")) != NULL)
+    if ((n = node_of(nodes, "channels")) != NULL && n != &refused)
         refs->channels_pos = config_pos_of(ld, n);
 }
 

@@ -146,6 +146,29 @@ static void test_restart_names_all(void **state)
     config_free(base);
 }
 
+/* A refused value is reported once: no check across keys is built on the default
+ * that stays in its place. */
+static void test_refused_value_reported_once(void **state)
+{
+    (void)state;
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "database:\n  url: \"%s\"\n"
+             "delivery: { backoff: { initial: 1h, max: banana } }\n"
+             "retention: { keep_bodies: 90d, keep_transactions: soon }\n",
+             db_url);
+    put("hibus.yaml", yaml);
+    struct hibus_diags d = {0};
+    struct config *cfg = NULL;
+    assert_int_equal(config_load("hibus.yaml", &cfg, &d), HIBUS_E_CONFIG);
+    if (d.n != 2)
+        hibus_diags_print(&d, stderr);
+    assert_int_equal(d.n, 2);
+    assert_non_null(strstr(d.v[0].msg, "delivery.backoff.max"));
+    assert_non_null(strstr(d.v[1].msg, "retention.keep_transactions"));
+    hibus_diags_free(&d);
+}
+
 static char *read_file(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -214,6 +237,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_each_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_names_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_value_reported_once, setup, teardown),
         cmocka_unit_test(test_docs_match_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
