@@ -850,6 +850,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+#define MHD_LOG_PER_SECOND 10
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -858,7 +860,33 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(buf);
     while (n > 0 && buf[n - 1] == '\n')
         buf[--n] = '\0';
-    LOG_WARN(NULL, "libmicrohttpd: %s", buf);
+    /* Its messages are about connections (one closed early, a malformed request),
+     * so one peer can cause any number of them: at most MHD_LOG_PER_SECOND a second
+     * are written, and how many were left out is said with the first message of a
+     * later second. */
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static long window;
+    static unsigned written, dropped;
+    long now = clock_ms() / 1000;
+    unsigned said_dropped = 0;
+    bool write_it;
+    pthread_mutex_lock(&mu);
+    if (now != window) {
+        said_dropped = dropped;
+        window = now;
+        written = dropped = 0;
+    }
+    write_it = written < MHD_LOG_PER_SECOND;
+    if (write_it)
+        written++;
+    else
+        dropped++;
+    pthread_mutex_unlock(&mu);
+    if (said_dropped > 0)
+        LOG_WARN(NULL, "libmicrohttpd: %u more messages in the last second were not logged",
+                 said_dropped);
+    if (write_it)
+        LOG_WARN(NULL, "libmicrohttpd: %s", buf);
 }
 
 /* ------------------------------------------------------------ life cycle */

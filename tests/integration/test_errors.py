@@ -4,6 +4,7 @@ import base64
 import http.client
 import json
 import socket
+import time
 import unittest
 
 import harness
@@ -125,6 +126,25 @@ class RefusedTest(harness.TestCase):
             self.assertEqual(err["code"], code)
             self.assertIn(words, err["details"][0])
             self.assertNothingStored()
+
+    def test_one_peer_cannot_flood_the_log(self):
+        # 300 connections that each send half a request line and hang up: libmicrohttpd
+        # reports each, and hibus writes at most 10 of its messages a second, plus one
+        # line per second saying how many it left out
+        start = len(HB.log_text())
+        t0 = time.monotonic()
+        for _ in range(300):
+            with socket.create_connection(("127.0.0.1", HB.port), timeout=10) as s:
+                s.sendall(b"POST /lmis/stock-reports HTTP/1.1\r\nContent-Le")
+        time.sleep(1.1)  # the next second's first message says what was left out
+        with socket.create_connection(("127.0.0.1", HB.port), timeout=10) as s:
+            s.sendall(b"POST /lmis/stock-reports HTTP/1.1\r\nContent-Le")
+        harness.wait_until(lambda: "were not logged" in HB.log_text()[start:], timeout=10,
+                           what="the line saying how many messages were left out")
+        seconds = time.monotonic() - t0 + 1
+        lines = [ln for ln in HB.log_text()[start:].splitlines() if "libmicrohttpd: " in ln]
+        self.assertLessEqual(len(lines), 11 * (seconds + 1), lines[:20])
+        self.assertEqual(HB.request("GET", "/health").status, 200)
 
     def test_400_bytes_that_are_not_utf8(self):
         # raw in the query, and percent-encoded in a path a prefix channel matches: both
