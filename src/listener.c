@@ -759,16 +759,19 @@ static enum MHD_Result count_content_length(void *cls, enum MHD_ValueKind kind, 
 /* Why the request's framing cannot be trusted, or NULL: both Content-Length and
  * Transfer-Encoding (a smuggling vector: proxies and hibus could disagree on where
  * the body ends), Content-Lengths that differ, or a transfer coding other than
- * chunked (hibus could not find the body's end at all). */
-static const char *framing_problem(struct MHD_Connection *c, const char *cl)
+ * chunked (hibus could not find the body's end at all); *code is what to answer
+ * (HIBUS_E_UNSUPPORTED for the last, HIBUS_E_BAD_REQUEST for the others). */
+static const char *framing_problem(struct MHD_Connection *c, const char *cl, enum hibus_err *code)
 {
     const char *te =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     struct cl_count k = {0};
     MHD_get_connection_values(c, MHD_HEADER_KIND, count_content_length, &k);
+    *code = HIBUS_E_UNSUPPORTED;
     if (te != NULL && strcasecmp(te, "chunked") != 0)
         return "Transfer-Encoding other than chunked: send the body with Content-Length, or "
                "chunked";
+    *code = HIBUS_E_BAD_REQUEST;
     if (te != NULL && cl != NULL)
         return "both Content-Length and Transfer-Encoding: send exactly one";
     if (k.differ)
@@ -794,15 +797,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             request_id_new(rq->id);
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        const char *framing = framing_problem(c, cl);
+        enum hibus_err framing_code = HIBUS_OK;
+        const char *framing = framing_problem(c, cl, &framing_code);
         if (framing != NULL) {
             /* The body's end is ambiguous, so what follows it cannot be trusted as
              * the next request: answer, and close the connection (RFC 9112 6.1,
              * 6.3). */
             static const char *const close_it[] = {MHD_HTTP_HEADER_CONNECTION, "close", NULL};
-            bool unknown_te = strncmp(framing, "Transfer-Encoding", 17) == 0;
-            return send_error(c, rq, unknown_te ? HIBUS_E_UNSUPPORTED : HIBUS_E_BAD_REQUEST,
-                              unknown_te ? "transfer coding not supported" : "malformed request",
+            return send_error(c, rq, framing_code,
+                              framing_code == HIBUS_E_UNSUPPORTED ? "transfer coding not supported"
+                                                                  : "malformed request",
                               details1(framing), close_it);
         }
         if (cl != NULL) {
