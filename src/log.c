@@ -75,45 +75,6 @@ static size_t json_escape(char *buf, size_t at, size_t cap, const char *s)
     return at;
 }
 
-/* Appends s to buf for a text line: control characters (a CR or LF that would
- * start a forged line, an ESC that would drive the operator's terminal) and bytes
- * that are not UTF-8 are written as \\xNN, a backslash as \\\\; what does not fit
- * whole is left out with the rest. Messages quote what clients send. */
-static size_t text_escape(char *buf, size_t at, size_t cap, const char *s)
-{
-    size_t n = strlen(s), i = 0;
-    while (i < n) {
-        size_t ok = text_utf8_invalid_at(s + i, n - i); /* a valid run, then a bad byte */
-        for (size_t end = i + ok; i < end; i++) {
-            unsigned char c = (unsigned char)s[i];
-            if (c < 0x20 || c == 0x7f || c == '\\') {
-                if (at + 4 >= cap)
-                    return at;
-                if (c == '\\') {
-                    buf[at++] = '\\';
-                    buf[at++] = '\\';
-                } else {
-                    at += (size_t)snprintf(buf + at, cap - at, "\\x%02X", c);
-                }
-                continue;
-            }
-            size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-            if (at + len >= cap)
-                return at;
-            memcpy(buf + at, s + i, len);
-            at += len;
-            i += len - 1;
-        }
-        if (i < n) {
-            if (at + 4 >= cap)
-                return at;
-            at += (size_t)snprintf(buf + at, cap - at, "\\x%02X", (unsigned char)s[i]);
-            i++;
-        }
-    }
-    return at;
-}
-
 void log_write(enum log_level level, const char *req, const char *subsys, const char *fmt, ...)
 {
     char msg[LOG_LINE_MAX];

@@ -16,4 +16,10 @@ static inline bool text_utf8_valid(const void *s, size_t len)
     return text_utf8_invalid_at(s, len) == len;
 }
 
+/* Appends s (NUL-terminated) to buf[at..cap) for a line of text and returns the new
+ * end: control characters (a CR or LF that would start a forged line, an ESC that
+ * would drive a terminal) and bytes that are not UTF-8 become \xNN, a backslash
+ * \\; what does not fit whole is left out with the rest. buf is not terminated. */
+size_t text_escape(char *buf, size_t at, size_t cap, const char *s);
+
 #endif
