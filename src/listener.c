@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -779,6 +780,57 @@ static const char *framing_problem(struct MHD_Connection *c, const char *cl, enu
     return NULL;
 }
 
+/* A header's name must be a token and its value free of control characters
+ * other than HTAB (RFC 9110 5.1, 5.5). A folded line (obs-fold) is refused too
+ * (RFC 9112 5.2 allows that): libmicrohttpd 0.9.75 appends the continuation to the
+ * header's NAME, in a copy, so the name no longer sits in the line it was read
+ * from, directly before its value ("Name\0", optional SP/HTAB, value). A spliced
+ * name that still looks like a token is caught only that way. */
+struct header_check {
+    json_t *details;
+};
+
+static bool is_token_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    struct header_check *hc = cls;
+    const char *what = NULL;
+    size_t klen = strlen(key);
+    if (value != NULL) {
+        uintptr_t p = (uintptr_t)key + klen + 1, v = (uintptr_t)value;
+        while (p < v && (*(const char *)p == ' ' || *(const char *)p == '\t'))
+            p++;
+        if (p != v)
+            what = "(its name joined with the next line) is folded onto a line that starts "
+                   "with a space or tab (obs-fold): send each header on one line";
+    }
+    if (klen == 0 && what == NULL)
+        what = "is an empty header name";
+    for (size_t i = 0; i < klen && what == NULL; i++)
+        if (!is_token_char((unsigned char)key[i]))
+            what = "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only, "
+                   "no space before the colon)";
+    for (const char *v = value; v != NULL && what == NULL && *v; v++)
+        if (((unsigned char)*v < 0x20 && *v != '\t') || *v == 0x7f)
+            what = "has a control character in its value";
+    if (what != NULL) {
+        char name[160];
+        size_t at = text_escape(name, 0, sizeof name - 1, key);
+        name[at] = '\0';
+        char msg[512];
+        snprintf(msg, sizeof msg, "the header \"%s\" %s", name, what);
+        json_array_append_new(hc->details, json_string(msg));
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -809,6 +861,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                                                   : "malformed request",
                               details1(framing), close_it);
         }
+        struct header_check hc = {.details = json_array()};
+        MHD_get_connection_values(c, MHD_HEADER_KIND, check_header, &hc);
+        if (json_array_size(hc.details) > 0) {
+            /* Where this request ends is not to be trusted either. */
+            static const char *const close_it[] = {MHD_HTTP_HEADER_CONNECTION, "close", NULL};
+            return send_error(c, rq, HIBUS_E_BAD_REQUEST, "malformed header", hc.details, close_it);
+        }
+        json_decref(hc.details);
         if (cl != NULL) {
             char *end;
             errno = 0;

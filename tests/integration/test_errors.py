@@ -127,6 +127,44 @@ class RefusedTest(harness.TestCase):
             self.assertIn(words, err["details"][0])
             self.assertNothingStored()
 
+    def test_malformed_header_lines_are_refused(self):
+        # A folded line (obs-fold) used to be spliced into the header's name and reach
+        # the target as "X-Foldedcontinued: first"; a name with a space, or a value
+        # with a control character, is no header either (RFC 9110 5.1, 5.5; RFC 9112
+        # 5.2 lets a server refuse obs-fold with 400). One answer, then close.
+        auth = b"Authorization: Basic " + base64.b64encode(("%s:%s" % LMIS).encode())
+        head = (b"POST /lmis/any/h HTTP/1.1\r\nHost: hibus\r\n" + auth +
+                b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(SMALL))
+        cases = [
+            (b"X-Folded: first\r\n continued\r\n", "folded", "X-Folded"),
+            (b"X-Folded: first\r\n\tmore: words\r\n", "folded", "X-Folded"),
+            (b"Bad Name: x\r\n", "not a valid header name", "Bad Name"),
+            (b"X-Bell: a\x07b\r\n", "control character", "X-Bell"),
+            (b"X-Esc\x1b[2J: x\r\n", "not a valid header name", "X-Esc\\x1B[2J"),
+        ]
+        for extra, words, name in cases:
+            data = self.exchange(head + extra + b"\r\n" + SMALL)
+            self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)
+            first, _, body = data.partition(b"\r\n\r\n")
+            self.assertTrue(first.startswith(b"HTTP/1.1 400 "), data)
+            self.assertIn(b"connection: close", first.lower(), data)
+            self.assertIn(b"x-request-id: ", first.lower(), data)
+            err = json.loads(body)
+            self.assertEqual(err["code"], "HIBUS_E_BAD_REQUEST")
+            self.assertEqual(len(err["details"]), 1, err)
+            self.assertIn(words, err["details"][0], extra)
+            # a folded name is shown as libmicrohttpd joined it: "X-Foldedcontinued"
+            self.assertIn('"%s' % name, err["details"][0], extra)
+            self.assertNothingStored()
+        # every problem is listed, not only the first
+        data = self.exchange(head + b"A B: 1\r\nC\x01D: 2\r\n\r\n" + SMALL)
+        err = json.loads(data.partition(b"\r\n\r\n")[2])
+        self.assertEqual(len(err["details"]), 2, err)
+        # obs-text (bytes >= 0x80) in a value and a tab inside it stay allowed
+        r = HB.request("POST", "/lmis/any/h", body=SMALL, auth=LMIS,
+                       headers={"Content-Type": "application/json", "X-Note": "a\tb"})
+        self.assertEqual(r.status, 200, r.body)
+
     def test_one_peer_cannot_flood_the_log(self):
         # 300 connections that each send half a request line and hang up: libmicrohttpd
         # reports each, and hibus writes at most 10 of its messages a second, plus one
