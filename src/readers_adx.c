@@ -33,6 +33,14 @@
 
 #define ADX_NS "urn:ihe:qrph:adx:2015"
 
+/* Bounds on the work one document may cost, checked before libxml2 sees it: libxml2
+ * compares each attribute of an element with every one before it (200,000 attributes
+ * on one element took minutes of CPU), and builds a node per element and attribute.
+ * ADX needs a handful of attributes per element and four levels. */
+#define ADX_MAX_ATTRIBUTES 64 /* per element; also the category attributes' bound */
+#define ADX_MAX_DEPTH 32
+#define ADX_MAX_ELEMENTS 1000000
+
 /* ------------------------------------------------------------------------------------
  * adx
  * ------------------------------------------------------------------------------------ */
@@ -150,7 +158,7 @@ static char *disaggregation(struct reader_ctx *rd, const xmlNode *n, const char 
             rd->nomem = true;
         return c;
     }
-    char *pairs[64];
+    char *pairs[ADX_MAX_ATTRIBUTES];
     size_t np = 0, total = 0;
     for (const xmlAttr *a = n->properties; a != NULL; a = a->next) {
         if (a->ns != NULL)
@@ -162,7 +170,8 @@ static char *disaggregation(struct reader_ctx *rd, const xmlNode *n, const char 
         if (skipped)
             continue;
         if (np == sizeof pairs / sizeof pairs[0]) {
-            reader_problem(rd, NULL, "too many category attributes on one element (at most 64)");
+            reader_problem(rd, NULL, "too many category attributes on one element (at most %d)",
+                           ADX_MAX_ATTRIBUTES);
             break;
         }
         xmlChar *v = xmlNodeListGetString(n->doc, a->children, 1);
@@ -337,6 +346,83 @@ static void adx_group(struct reader_ctx *rd, struct report *r, const xmlNode *g,
     free(aoc);
 }
 
+/* Skips to just past the first occurrence of end (from p), counting lines; returns len
+ * when it never comes. */
+static size_t adx_skip_past(const char *s, size_t len, size_t p, const char *end, int *line)
+{
+    size_t n = strlen(end);
+    for (; p < len; p++) {
+        if (s[p] == '\n')
+            (*line)++;
+        if (p + n <= len && memcmp(s + p, end, n) == 0)
+            return p + n;
+    }
+    return len;
+}
+
+/* A lexical pass over the markup (comments, CDATA, processing instructions and quoted
+ * attribute values skipped) that enforces the bounds above; true when within them. A
+ * DOCTYPE ends the pass: the parser refuses it. Well-formedness is libxml2's to judge. */
+static bool adx_within_bounds(struct reader_ctx *rd, const char *s, size_t len)
+{
+    int line = 1, depth = 0;
+    size_t elements = 0;
+    char where[READER_WHERE_MAX];
+    for (size_t p = 0; p < len; p++) {
+        if (s[p] == '\n')
+            line++;
+        if (s[p] != '<' || p + 1 >= len)
+            continue;
+        char c = s[p + 1];
+        if (c == '?') {
+            p = adx_skip_past(s, len, p + 2, "?>", &line) - 1;
+        } else if (c == '!') {
+            if (len - p >= 4 && memcmp(s + p, "<!--", 4) == 0)
+                p = adx_skip_past(s, len, p + 4, "-->", &line) - 1;
+            else if (len - p >= 9 && memcmp(s + p, "<![CDATA[", 9) == 0)
+                p = adx_skip_past(s, len, p + 9, "]]>", &line) - 1;
+            else
+                return true; /* a DOCTYPE: refused by the parse */
+        } else if (c == '/') {
+            depth--;
+            p = adx_skip_past(s, len, p + 2, ">", &line) - 1;
+        } else {
+            int tag_line = line;
+            if (++elements > ADX_MAX_ELEMENTS) {
+                reader_where_fmt(where, "line %d", tag_line);
+                reader_problem(rd, where,
+                               "more than %d elements: send the data in smaller "
+                               "documents",
+                               ADX_MAX_ELEMENTS);
+                return false;
+            }
+            if (++depth > ADX_MAX_DEPTH) {
+                reader_where_fmt(where, "line %d", tag_line);
+                reader_problem(rd, where, "elements nested deeper than %d levels (ADX needs 4)",
+                               ADX_MAX_DEPTH);
+                return false;
+            }
+            int attributes = 0;
+            for (p += 1; p < len && s[p] != '>'; p++) {
+                if (s[p] == '\n') {
+                    line++;
+                } else if (s[p] == '"' || s[p] == '\'') {
+                    const char q[2] = {s[p], '\0'};
+                    p = adx_skip_past(s, len, p + 1, q, &line) - 1;
+                } else if (s[p] == '=' && ++attributes > ADX_MAX_ATTRIBUTES) {
+                    reader_where_fmt(where, "line %d", tag_line);
+                    reader_problem(rd, where, "an element with more than %d attributes",
+                                   ADX_MAX_ATTRIBUTES);
+                    return false;
+                } else if (s[p] == '/' && p + 1 < len && s[p + 1] == '>') {
+                    depth--;
+                }
+            }
+        }
+    }
+    return true;
+}
+
 void reader_read_adx(struct reader_ctx *rd, struct report *r, const void *body, size_t len)
 {
     size_t skip;
@@ -346,6 +432,9 @@ void reader_read_adx(struct reader_ctx *rd, struct report *r, const void *body, 
         reader_problem(rd, "body", "the body is too large for the XML parser");
         return;
     }
+
+    if (!adx_within_bounds(rd, body, len))
+        return;
 
     /* Errors go to this context's handler; the generic channel (thread-local in
      * libxml2) is silenced on this thread so nothing reaches stderr. */

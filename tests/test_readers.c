@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
 #include "golden.h"
+#include "hibus/buf.h"
 #include "hibus/readers.h"
 
 #define DATA HIBUS_TEST_DATA "/readers/"
@@ -671,6 +673,68 @@ static void test_requisition_v2_period_reference(void **state)
     report_free(r);
 }
 
+static void append(struct buf *b, const char *s)
+{
+    assert_true(buf_append(b, s, strlen(s)));
+}
+
+/* libxml2 checks each attribute of an element against all the ones before it, so
+ * 200,000 attributes on one element (2.3 MB) took over ten minutes: the work is bounded
+ * before the parse (attributes per element, depth, elements), each with its line. */
+static void test_adx_bounds(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    append(&b, "<adx xmlns=\"urn:ihe:qrph:adx:2015\"><group dataSet=\"D\" orgUnit=\"O\" "
+               "period=\"2024-01-01/P1M\">\n<dataValue dataElement=\"E\" value=\"1\"");
+    for (int i = 0; i < 200000; i++) {
+        char a[32];
+        snprintf(a, sizeof a, " a%d=\"\"", i);
+        append(&b, a);
+    }
+    append(&b, "/></group></adx>");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    json_t *problems = json_array();
+    struct report *r = NULL;
+    assert_int_equal(reader_parse("adx", b.s, b.len, &r, problems), HIBUS_E_INVALID);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    char *got = json_dumps(problems, 0);
+    if (json_array_size(problems) != 1 || strstr(got, "more than 64 attributes") == NULL ||
+        strstr(got, "\"line 2") == NULL)
+        fail_msg("%s", got);
+    /* Generous for a sanitizer build on a busy machine; unbounded it ran for minutes. */
+    if (secs > 5.0)
+        fail_msg("refusing 200,000 attributes took %.1f s", secs);
+    free(got);
+    json_decref(problems);
+    buf_free(&b);
+
+    /* nesting deeper than ADX ever needs */
+    b = (struct buf){0};
+    append(&b, "<adx xmlns=\"urn:ihe:qrph:adx:2015\">");
+    for (int i = 0; i < 100; i++)
+        append(&b, "<x>");
+    json_t *p = json_array();
+    r = NULL;
+    assert_int_equal(reader_parse("adx", b.s, b.len, &r, p), HIBUS_E_INVALID);
+    got = json_dumps(p, 0);
+    if (strstr(got, "nested deeper than 32") == NULL)
+        fail_msg("%s", got);
+    free(got);
+    json_decref(p);
+    buf_free(&b);
+
+    /* quoted '>' and '=' and comments, CDATA and processing instructions do not count */
+    r = parse_ok("adx",
+                 "<?xml version=\"1.0\"?><!-- a=b <x> --><adx xmlns=\"urn:ihe:qrph:adx:2015\">"
+                 "<group dataSet=\"D\" orgUnit=\"O\" period=\"2024-01-01/P1M\">"
+                 "<dataValue dataElement=\"E\" value=\"1\"><annotation><![CDATA[<<a=1>>]]>"
+                 "</annotation></dataValue><?pi x=y?></group></adx>");
+    report_free(r);
+}
+
 /* Before the fix the annotation became the value's comment. */
 static void test_adx_annotation(void **state)
 {
@@ -799,6 +863,7 @@ int main(void)
         cmocka_unit_test(test_problem_cap),
         cmocka_unit_test(test_appends),
         cmocka_unit_test(test_dtd_variants),
+        cmocka_unit_test(test_adx_bounds),
         cmocka_unit_test(test_requisition_losses),
         cmocka_unit_test(test_requisition_reason_problems),
         cmocka_unit_test(test_big_numbers),
