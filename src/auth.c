@@ -13,6 +13,8 @@
 #include "hibus/auth.h"
 
 #include <crypt.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <pthread.h>
@@ -112,11 +114,24 @@ static void cache_store(struct auth_cache *c, const unsigned char mac[AUTH_MAC_L
     pthread_mutex_unlock(&c->mu);
 }
 
+static pthread_mutex_t checks_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t checks_cv = PTHREAD_COND_INITIALIZER;
+static unsigned checks_running;
+
 bool auth_verify_password(const char *password, const char *hash)
 {
     struct crypt_data *cd = hibus_xcalloc(1, sizeof *cd);
     bool ok = false;
+    pthread_mutex_lock(&checks_mu);
+    while (checks_running >= AUTH_CHECKS_AT_ONCE)
+        pthread_cond_wait(&checks_cv, &checks_mu);
+    checks_running++;
+    pthread_mutex_unlock(&checks_mu);
     const char *out = crypt_rn(password, hash, cd, (int)sizeof *cd);
+    pthread_mutex_lock(&checks_mu);
+    checks_running--;
+    pthread_cond_signal(&checks_cv);
+    pthread_mutex_unlock(&checks_mu);
     if (out != NULL && out[0] != '*') {
         size_t a = strlen(out), b = strlen(hash);
         /* Constant time over the hash length: no early exit on the first difference. */
@@ -193,6 +208,147 @@ done:
     explicit_bzero(cred, out.size);
     free(cred);
     return r;
+}
+
+/* ---------------------------------------------------------- failed logins */
+
+#define GUARD_SLOTS 4096
+#define GUARD_PROBE 16
+#define GUARD_QUIET_MS 60000L
+#define GUARD_MAX_WAIT_MS 300000L
+
+struct guard_entry {
+    unsigned char addr[16]; /* IPv4 as ::ffff:a.b.c.d */
+    bool used;
+    unsigned failures;  /* since the address was last quiet for GUARD_QUIET_MS */
+    long last_ms;       /* the latest failure */
+    long blocked_until; /* refused before this */
+};
+
+struct auth_guard {
+    pthread_mutex_t mu;
+    unsigned char key[16]; /* keys the slot hash, so no one can aim at one slot */
+    struct guard_entry e[GUARD_SLOTS];
+};
+
+struct auth_guard *auth_guard_new(void)
+{
+    struct auth_guard *g = hibus_xcalloc(1, sizeof *g);
+    if (gnutls_rnd(GNUTLS_RND_NONCE, g->key, sizeof g->key) != 0) {
+        free(g);
+        return NULL;
+    }
+    pthread_mutex_init(&g->mu, NULL);
+    return g;
+}
+
+void auth_guard_free(struct auth_guard *g)
+{
+    if (g == NULL)
+        return;
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+/* The address as 16 bytes; false for a family without one (a Unix socket). */
+static bool guard_addr(const struct sockaddr *sa, unsigned char out[16])
+{
+    if (sa == NULL)
+        return false;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &in->sin_addr, 4);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        memcpy(out, &in6->sin6_addr, 16);
+        return true;
+    }
+    return false;
+}
+
+static size_t guard_slot(const struct auth_guard *g, const unsigned char addr[16])
+{
+    unsigned char mac[32];
+    if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, g->key, sizeof g->key, addr, 16, mac) != 0)
+        memcpy(mac, addr + 12, 4);
+    uint32_t v;
+    memcpy(&v, mac, sizeof v);
+    return v % GUARD_SLOTS;
+}
+
+/* The entry of addr, or NULL; with make, a new one (replacing the entry in its probe
+ * range that failed least recently when none is free). Called locked. */
+static struct guard_entry *guard_find(struct auth_guard *g, const unsigned char addr[16], bool make)
+{
+    size_t s = guard_slot(g, addr);
+    struct guard_entry *free_e = NULL, *oldest = NULL;
+    for (size_t i = 0; i < GUARD_PROBE; i++) {
+        struct guard_entry *e = &g->e[(s + i) % GUARD_SLOTS];
+        if (e->used && memcmp(e->addr, addr, 16) == 0)
+            return e;
+        if (!e->used && free_e == NULL)
+            free_e = e;
+        if (e->used && (oldest == NULL || e->last_ms < oldest->last_ms))
+            oldest = e;
+    }
+    if (!make)
+        return NULL;
+    struct guard_entry *e = free_e ? free_e : oldest;
+    memset(e, 0, sizeof *e);
+    memcpy(e->addr, addr, 16);
+    e->used = true;
+    return e;
+}
+
+long auth_guard_wait_ms(struct auth_guard *g, const struct sockaddr *addr, long now_ms)
+{
+    unsigned char a[16];
+    if (g == NULL || !guard_addr(addr, a))
+        return 0;
+    pthread_mutex_lock(&g->mu);
+    const struct guard_entry *e = guard_find(g, a, false);
+    long wait = e != NULL && e->blocked_until > now_ms ? e->blocked_until - now_ms : 0;
+    pthread_mutex_unlock(&g->mu);
+    return wait;
+}
+
+void auth_guard_failed(struct auth_guard *g, const struct sockaddr *addr, unsigned limit,
+                       long now_ms)
+{
+    unsigned char a[16];
+    if (g == NULL || limit == 0 || !guard_addr(addr, a))
+        return;
+    pthread_mutex_lock(&g->mu);
+    struct guard_entry *e = guard_find(g, a, true);
+    /* Counting starts again after a quiet minute: one mistyped password is soon
+     * forgotten, a guesser that keeps on waits longer each time. */
+    long busy_until = e->blocked_until > e->last_ms ? e->blocked_until : e->last_ms;
+    if (now_ms - busy_until > GUARD_QUIET_MS)
+        e->failures = 0;
+    e->failures++;
+    e->last_ms = now_ms;
+    if (e->failures >= limit) {
+        unsigned over = e->failures - limit; /* 0 on the limit-th failure: 1 s */
+        long wait = over >= 19 ? GUARD_MAX_WAIT_MS : 1000L << over;
+        e->blocked_until = now_ms + (wait < GUARD_MAX_WAIT_MS ? wait : GUARD_MAX_WAIT_MS);
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+void auth_guard_succeeded(struct auth_guard *g, const struct sockaddr *addr)
+{
+    unsigned char a[16];
+    if (g == NULL || !guard_addr(addr, a))
+        return;
+    pthread_mutex_lock(&g->mu);
+    struct guard_entry *e = guard_find(g, a, false);
+    if (e != NULL)
+        memset(e, 0, sizeof *e);
+    pthread_mutex_unlock(&g->mu);
 }
 
 static bool in_list(char *const *list, size_t n, const char *s)

@@ -56,6 +56,11 @@ const struct config_key config_keys[] = {
             "configuration it started with"},
     {"limits.max_connections", CONFIG_KEY_UINT, AT(max_connections), 1, 1000000, .def = 1024,
      .example = "256", .doc = "concurrent client connections"},
+    {"limits.login_failures", CONFIG_KEY_UINT, AT(login_failures), 0, 1000000, .def = 10,
+     .reload = true, .example = "5",
+     .doc = "failed logins from one client address, with no quiet minute between them, "
+            "before that address is refused with 429 for 1 s, doubling with each further "
+            "failure up to 5 min; `0`: no limit"},
     {"limits.connection_timeout", CONFIG_KEY_DURATION, AT(connection_timeout_ms),
      .range = &config_dur_short, .def = 60000, .example = "2m",
      .doc = "idle keep-alive connections are closed after this"},

@@ -55,6 +55,7 @@ struct listener {
     pthread_cond_t idle;
     long in_flight; /* guarded by mu */
     time_t started;
+    struct auth_guard *guard; /* failed logins per client address */
 };
 
 /* One request. Created by the URI log callback (so the raw query is kept) and
@@ -682,8 +683,26 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
 
     const char *authz =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *peer = ci ? ci->client_addr : NULL;
+    long wait_ms = auth_guard_wait_ms(l->guard, peer, clock_ms());
+    if (wait_ms > 0) {
+        char secs[24], msg[256];
+        snprintf(secs, sizeof secs, "%ld", (wait_ms + 999) / 1000);
+        snprintf(msg, sizeof msg,
+                 "too many failed logins from this address: try again in %s s "
+                 "(limits.login_failures)",
+                 secs);
+        const char *const extra[] = {"Retry-After", secs, NULL};
+        return send_error(c, rq, HIBUS_E_TOO_MANY, "too many failed logins", details1(msg), extra);
+    }
     const struct config_client *client = NULL;
     enum auth_result ar = auth_basic(cfg, l->deps.auth, authz, &client);
+    if (ar == AUTH_INVALID)
+        auth_guard_failed(l->guard, peer, cfg->login_failures, clock_ms());
+    else if (ar == AUTH_OK)
+        auth_guard_succeeded(l->guard, peer);
     if (ar != AUTH_OK) {
         static const char *const extra[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                             "Basic realm=\"hibus\", charset=\"UTF-8\"", NULL};
@@ -973,6 +992,13 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     struct listener *l = hibus_xcalloc(1, sizeof *l);
     l->deps = *deps;
     l->started = time(NULL);
+    l->guard = auth_guard_new();
+    if (l->guard == NULL) {
+        free(l);
+        freeaddrinfo(ai);
+        hibus_error_set(err, HIBUS_E_IO, "no random bytes for the failed-login table");
+        return HIBUS_E_IO;
+    }
     pthread_mutex_init(&l->mu, NULL);
     clock_cond_init(&l->idle);
 
@@ -992,6 +1018,7 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     freeaddrinfo(ai);
     if (l->mhd == NULL) {
         int e = errno;
+        auth_guard_free(l->guard);
         pthread_cond_destroy(&l->idle);
         pthread_mutex_destroy(&l->mu);
         free(l);
@@ -1037,6 +1064,7 @@ void listener_stop(struct listener *l)
     if (l == NULL)
         return;
     MHD_stop_daemon(l->mhd);
+    auth_guard_free(l->guard);
     pthread_cond_destroy(&l->idle);
     pthread_mutex_destroy(&l->mu);
     free(l);

@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <crypt.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +239,71 @@ static void test_unknown_client_costs_a_check(void **state)
         fail_msg("median ms: known id %.2f, unknown id %.2f, disabled id %.2f", k, u, d);
 }
 
+static struct sockaddr_in v4(const char *a)
+{
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, a, &in.sin_addr), 1);
+    return in;
+}
+
+/* Failed logins per address: limit failures, then 1 s, 2 s, 4 s ... (at most 5 min);
+ * a quiet minute or a success starts again; addresses do not share a count; an IPv4
+ * address and its IPv4-mapped IPv6 form are one address. */
+static void test_guard(void **state)
+{
+    (void)state;
+    struct auth_guard *g = auth_guard_new();
+    assert_non_null(g);
+    struct sockaddr_in a = v4("192.0.2.7"), b = v4("192.0.2.8");
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+    assert_int_equal(inet_pton(AF_INET6, "::ffff:192.0.2.7", &a6.sin6_addr), 1);
+    const struct sockaddr *A = (const struct sockaddr *)&a, *B = (const struct sockaddr *)&b;
+    long t = 1000000;
+    auth_guard_failed(g, A, 3, t);
+    auth_guard_failed(g, A, 3, t + 10);
+    assert_int_equal(auth_guard_wait_ms(g, A, t + 20), 0);
+    auth_guard_failed(g, A, 3, t + 20);
+    assert_int_equal(auth_guard_wait_ms(g, A, t + 20), 1000);
+    assert_int_equal(auth_guard_wait_ms(g, (const struct sockaddr *)&a6, t + 520), 500);
+    assert_int_equal(auth_guard_wait_ms(g, B, t + 20), 0);
+    assert_int_equal(auth_guard_wait_ms(g, A, t + 1020), 0);
+    auth_guard_failed(g, A, 3, t + 1100);
+    assert_int_equal(auth_guard_wait_ms(g, A, t + 1100), 2000);
+    auth_guard_failed(g, A, 3, t + 3100);
+    assert_int_equal(auth_guard_wait_ms(g, A, t + 3100), 4000);
+    for (int i = 0; i < 40; i++)
+        auth_guard_failed(g, A, 3, t + 4000 + i);
+    assert_int_equal(auth_guard_wait_ms(g, A, t + 4039), 300000);
+    /* a quiet minute after the refusal ends forgets the count */
+    long later = t + 4039 + 300000 + 60001;
+    auth_guard_failed(g, A, 3, later);
+    assert_int_equal(auth_guard_wait_ms(g, A, later), 0);
+    /* a success forgets it too */
+    auth_guard_failed(g, B, 2, t);
+    auth_guard_succeeded(g, B);
+    auth_guard_failed(g, B, 2, t + 1);
+    assert_int_equal(auth_guard_wait_ms(g, B, t + 1), 0);
+    /* limit 0: never refused; a missing address (a Unix socket) is never counted */
+    struct sockaddr_in c = v4("192.0.2.9");
+    for (int i = 0; i < 100; i++) {
+        auth_guard_failed(g, (const struct sockaddr *)&c, 0, t + i);
+        auth_guard_failed(g, NULL, 1, t + i);
+    }
+    assert_int_equal(auth_guard_wait_ms(g, (const struct sockaddr *)&c, t + 100), 0);
+    assert_int_equal(auth_guard_wait_ms(g, NULL, t + 100), 0);
+    /* many addresses: the table stays bounded and still refuses the one guessing now */
+    for (unsigned i = 0; i < 100000; i++) {
+        struct sockaddr_in x = {.sin_family = AF_INET};
+        x.sin_addr.s_addr = htonl(0x0a000000u + i);
+        auth_guard_failed(g, (const struct sockaddr *)&x, 3, t + 200000 + i);
+    }
+    struct sockaddr_in d = v4("198.51.100.1");
+    for (int i = 0; i < 3; i++)
+        auth_guard_failed(g, (const struct sockaddr *)&d, 3, t + 300000);
+    assert_int_equal(auth_guard_wait_ms(g, (const struct sockaddr *)&d, t + 300000), 1000);
+    auth_guard_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +315,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_survives_many_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_client_costs_a_check, setup, teardown),
+        cmocka_unit_test(test_guard),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

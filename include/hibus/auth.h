@@ -35,10 +35,29 @@ enum auth_result auth_basic(const struct config *cfg, struct auth_cache *cache,
  * or one of its roles is in allow.roles. */
 bool auth_allowed(const struct config_channel *ch, const struct config_client *client);
 
+/* Failed logins per client address. After limit failures from one address, with no
+ * quiet minute between them, that address is refused for a while (1 s, doubling with
+ * each further failure, at most 5 min) before any password is checked: guessing
+ * costs hibus nothing more, and no address can keep the CPU busy with hash checks.
+ * A success clears the address. A bounded table (the least recently failing addresses make
+ * room); thread-safe. */
+struct sockaddr;
+struct auth_guard;
+struct auth_guard *auth_guard_new(void);
+void auth_guard_free(struct auth_guard *g);
+/* Milliseconds until addr may try again; 0 when it may now. */
+long auth_guard_wait_ms(struct auth_guard *g, const struct sockaddr *addr, long now_ms);
+void auth_guard_failed(struct auth_guard *g, const struct sockaddr *addr, unsigned limit,
+                       long now_ms);
+void auth_guard_succeeded(struct auth_guard *g, const struct sockaddr *addr);
+
 /* A new crypt(3) hash of password: yescrypt ($y$) when available, else sha512-crypt. */
 enum hibus_err auth_hash_password(const char *password, char *out, size_t outlen,
                                   struct hibus_error *err);
-/* Constant-time verification of password against a crypt(3) hash. */
+/* Constant-time verification of password against a crypt(3) hash. At most
+ * AUTH_CHECKS_AT_ONCE verifications run at a time in the process, the others wait:
+ * guessers cannot take every core from the requests that are already served. */
+#define AUTH_CHECKS_AT_ONCE 1
 bool auth_verify_password(const char *password, const char *hash);
 
 #endif

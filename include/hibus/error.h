@@ -38,7 +38,8 @@
     X(HIBUS_E_TIMEOUT, 10, 504, "timed out")                                                       \
     X(HIBUS_E_TOO_LARGE, 11, 413, "input too large")                                               \
     X(HIBUS_E_UNSUPPORTED, 12, 501, "not supported yet")                                           \
-    X(HIBUS_E_BAD_REQUEST, 13, 400, "malformed request")
+    X(HIBUS_E_BAD_REQUEST, 13, 400, "malformed request")                                           \
+    X(HIBUS_E_TOO_MANY, 14, 429, "too many requests")
 
 #define HIBUS_ERR_ENUM_(name, value, http, sentence) name = value,
 enum hibus_err { HIBUS_ERRORS(HIBUS_ERR_ENUM_) };

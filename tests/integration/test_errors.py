@@ -218,6 +218,31 @@ class RefusedTest(harness.TestCase):
         r, _ = self.refused(401, "HIBUS_E_AUTH", headers={"Authorization": "Basic %%%not-base64"})
         self.assertBasicChallenge(r)
 
+    def test_429_after_failed_logins(self):
+        # limits.login_failures (10) wrong passwords from one address, counting the
+        # ones earlier tests sent: then 429 with Retry-After before any password is
+        # checked, the right one included; after the wait the right one works again
+        # and clears the count.
+        wrong = ("lmis-national", "guess")
+        r = None
+        for _ in range(11):
+            r = HB.request("POST", "/lmis/stock-reports", body=SMALL, headers=JSON, auth=wrong)
+            if r.status != 401:
+                break
+        err = self.assertJsonError(r, 429, "HIBUS_E_TOO_MANY")
+        self.assertIn("too many failed logins", err["details"][0])
+        self.assertEqual(r.headers.get("retry-after"), "1")
+        r = HB.request("POST", "/lmis/stock-reports", body=SMALL, headers=JSON, auth=LMIS)
+        self.assertJsonError(r, 429, "HIBUS_E_TOO_MANY")
+        self.assertNothingStored()
+        time.sleep(1.1)
+        r = HB.request("POST", "/lmis/stock-reports", body=SMALL, headers=JSON, auth=LMIS)
+        self.assertEqual(r.status, 200, r.body)
+        self.rows_before = PG.count("transactions")
+        self.target_before = len(TARGET.requests)
+        r = HB.request("POST", "/lmis/stock-reports", body=SMALL, headers=JSON, auth=wrong)
+        self.assertJsonError(r, 401, "HIBUS_E_AUTH")
+
     def test_403_client_without_role(self):
         r, _ = self.refused(403, "HIBUS_E_FORBIDDEN", auth=OPS, request_id="itest-403")
         self.assertNotIn("www-authenticate", r.headers)
