@@ -805,7 +805,8 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
 
     if (ld.oom || has_errors(&ld))
         goto done;
-    qsort(cfg->channels, cfg->n_channels, sizeof *cfg->channels, cmp_channel);
+    if (cfg->n_channels > 1) /* qsort wants a pointer even for none */
+        qsort(cfg->channels, cfg->n_channels, sizeof *cfg->channels, cmp_channel);
     if (!compile_channels(&ld, &n_compiled))
         goto done;
     router_check_ties(cfg->channels, cfg->n_channels, diags);

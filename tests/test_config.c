@@ -427,6 +427,17 @@ static void test_sorted_by_priority_then_name(void **state)
     config_free(cfg);
 }
 
+/* No channel file yet (a new installation): the configuration loads, with no
+ * channels. Sorting nothing used to hand qsort a null pointer (UBSan stopped serve). */
+static void test_no_channels(void **state)
+{
+    (void)state;
+    assert_int_equal(unlink("channels/stock.yaml"), 0);
+    struct config *cfg = load_ok_at("hibus.yaml");
+    assert_int_equal(cfg->n_channels, 0);
+    config_free(cfg);
+}
+
 static void test_regex_channel(void **state)
 {
     (void)state;
@@ -2195,6 +2206,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sample_conf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_all_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sorted_by_priority_then_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_channels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_regex_channel, setup, teardown),
         cmocka_unit_test(test_free_null),
         cmocka_unit_test_setup_teardown(test_env_expansion, setup, teardown),
