@@ -55,7 +55,21 @@ const struct config_key config_keys[] = {
      .doc = "larger request bodies are refused with 413; each request reads it from the "
             "configuration it started with"},
     {"limits.max_connections", CONFIG_KEY_UINT, AT(max_connections), 1, 1000000, .def = 1024,
-     .example = "256", .doc = "concurrent client connections"},
+     .example = "10000",
+     .doc = "client connections held open; past it, the one that has waited longest for its "
+            "next request (idle, or still sending) is closed to make room, so a new client "
+            "always gets in; 64 more are accepted while that happens"},
+    {"limits.connections_per_address", CONFIG_KEY_UINT, AT(per_address), 0, 1000000, .def = 256,
+     .example = "32",
+     .doc = "client connections from one address at a time; more are refused. `0`: no limit"},
+    {"limits.request_deadline", CONFIG_KEY_DURATION, AT(request_deadline_ms),
+     .range = &config_dur_short, .def = 60000, .reload = true, .example = "30s",
+     .doc = "time from a connection's start (or its previous answer) to the last byte of "
+            "its next request; a client still sending (or idle) then is cut off, however "
+            "it trickles its bytes"},
+    {"limits.workers", CONFIG_KEY_UINT, AT(workers), 1, 10000, .def = 128, .example = "256",
+     .doc = "threads that answer requests once they are in (a sync request holds one while "
+            "its target answers); connections wait in a queue when all are busy"},
     {"limits.login_failures", CONFIG_KEY_UINT, AT(login_failures), 0, 1000000, .def = 10,
      .reload = true, .example = "5",
      .doc = "failed logins from one client address, with no quiet minute between them, "

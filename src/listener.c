@@ -30,7 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +49,21 @@
 #define REQUEST_ID_MAX 128
 #define DB_RETRY_AFTER "5"
 
+/* A client connection, from libmicrohttpd's start notification to its close
+ * notification (the socket stays open until after the latter, so shutting it down
+ * under conns_mu is safe). */
+struct conn {
+    struct conn *prev, *next;
+    struct conn_list *in;
+    int fd;
+    long since_ms;       /* when it began waiting for its next request */
+    long peer_closed_ms; /* when the client was seen to have closed its side; 0: not */
+};
+
+struct conn_list {
+    struct conn *head, *tail;
+};
+
 struct listener {
     struct listener_deps deps;
     struct MHD_Daemon *mhd;
@@ -56,6 +74,26 @@ struct listener {
     long in_flight; /* guarded by mu */
     time_t started;
     struct auth_guard *guard; /* failed logins per client address */
+
+    /* Connections (see "connections" below), guarded by conns_mu. */
+    pthread_mutex_t conns_mu;
+    struct conn_list waiting; /* oldest first: idle, or a request still arriving */
+    struct conn_list busy;    /* a whole request is in, a worker answers it */
+    struct conn_list cut;     /* shut down, waiting for libmicrohttpd to close them */
+    unsigned n_conns, n_cut;
+    unsigned max_conns; /* limits.max_connections at start (deps.cfg may be gone) */
+    int hup_fd;         /* epoll set: which clients closed their side (EPOLLRDHUP) */
+    pthread_t reaper;
+    pthread_cond_t reaper_cv;
+    bool reaper_started, stopping;
+
+    /* Workers (see "workers" below), guarded by jobs_mu. */
+    pthread_mutex_t jobs_mu;
+    pthread_cond_t jobs_cv, jobs_done;
+    struct request *jobs_head, *jobs_tail;
+    unsigned n_workers, idle_workers, running, max_workers;
+    pthread_t *workers;
+    bool workers_stop;
 };
 
 /* One request. Created by the URI log callback (so the raw query is kept) and
@@ -69,6 +107,16 @@ struct request {
     bool too_large;
     bool counted; /* counted in l->in_flight */
     struct timespec t0;
+
+    /* Answered by a worker while the connection is suspended: */
+    struct request *next_job;
+    struct MHD_Connection *c;
+    const char *url, *method; /* libmicrohttpd's, valid until the request completes */
+    bool in_worker;           /* answers are kept in resp, queued on resumption */
+    bool answered;            /* the worker is done: resp (or none) and ret are set */
+    struct MHD_Response *resp;
+    unsigned resp_status;
+    enum MHD_Result ret;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -123,6 +171,23 @@ static void in_flight_add(struct listener *l, long d)
 
 /* --------------------------------------------------------------- answers */
 
+/* Queues r (taking it), or in a worker keeps it for the connection's resumption:
+ * libmicrohttpd takes answers only from its own thread. */
+static enum MHD_Result answer(struct MHD_Connection *c, struct request *rq, unsigned status,
+                              struct MHD_Response *r)
+{
+    if (rq->in_worker) {
+        if (rq->resp != NULL)
+            MHD_destroy_response(rq->resp);
+        rq->resp = r;
+        rq->resp_status = status;
+        return MHD_YES;
+    }
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result send_buffer(struct MHD_Connection *c, struct request *rq, unsigned status,
                                    const char *content_type, const void *body, size_t len,
                                    const char *const *extra /* name, value, ..., NULL */)
@@ -138,9 +203,7 @@ static enum MHD_Result send_buffer(struct MHD_Connection *c, struct request *rq,
         MHD_add_response_header(r, extra[i], extra[i + 1]);
     if (atomic_load(&rq->l->draining))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return answer(c, rq, status, r);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, struct request *rq, unsigned status,
@@ -346,9 +409,7 @@ static enum MHD_Result send_target_answer(struct MHD_Connection *c, struct reque
     MHD_add_response_header(r, "X-Hibus-Transaction", txid);
     if (atomic_load(&rq->l->draining))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)a->status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return answer(c, rq, (unsigned)a->status, r);
 }
 
 /* Why the primary route did not deliver, as the client is told: it timed out, or
@@ -741,6 +802,241 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
     return ret;
 }
 
+/* ----------------------------------------------------------- connections */
+
+/* Extra connections libmicrohttpd accepts past limits.max_connections, while the
+ * longest-waiting ones are being closed to make room. */
+#define CONN_RESERVE 64
+
+static void conn_unlink(struct conn *k)
+{
+    struct conn_list *in = k->in;
+    if (in == NULL)
+        return;
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        in->head = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    else
+        in->tail = k->prev;
+    k->prev = k->next = NULL;
+    k->in = NULL;
+}
+
+static void conn_append(struct conn_list *to, struct conn *k)
+{
+    k->prev = to->tail;
+    k->next = NULL;
+    if (to->tail)
+        to->tail->next = k;
+    else
+        to->head = k;
+    to->tail = k;
+    k->in = to;
+}
+
+/* Moves k to the end of to (a connection already cut stays cut). Locked. */
+static void conn_move(struct conn_list *to, struct conn *k, struct listener *l)
+{
+    if (k->in == &l->cut)
+        return;
+    conn_unlink(k);
+    conn_append(to, k);
+}
+
+/* Shuts k's socket down: libmicrohttpd sees the end of the stream and closes the
+ * connection itself. Locked. */
+static void conn_cut(struct listener *l, struct conn *k)
+{
+    shutdown(k->fd, SHUT_RDWR);
+    conn_unlink(k);
+    conn_append(&l->cut, k);
+    l->n_cut++;
+}
+
+static void conn_state(struct listener *l, struct MHD_Connection *c, bool busy)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn *k = ci ? ci->socket_context : NULL;
+    if (k == NULL)
+        return;
+    pthread_mutex_lock(&l->conns_mu);
+    if (!busy) {
+        k->since_ms = clock_ms();
+        if (k->peer_closed_ms != 0) /* its answer may still be on the way */
+            k->peer_closed_ms = k->since_ms;
+    }
+    conn_move(busy ? &l->busy : &l->waiting, k, l);
+    pthread_mutex_unlock(&l->conns_mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct listener *l = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct conn *k = *socket_context;
+        if (k == NULL)
+            return;
+        pthread_mutex_lock(&l->conns_mu);
+        epoll_ctl(l->hup_fd, EPOLL_CTL_DEL, k->fd, NULL);
+        if (k->in == &l->cut)
+            l->n_cut--;
+        conn_unlink(k);
+        l->n_conns--;
+        pthread_mutex_unlock(&l->conns_mu);
+        free(k);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL)
+        return;
+    struct conn *k = hibus_xcalloc(1, sizeof *k);
+    k->fd = ci->connect_fd;
+    k->since_ms = clock_ms();
+    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET, .data.ptr = k};
+    pthread_mutex_lock(&l->conns_mu);
+    epoll_ctl(l->hup_fd, EPOLL_CTL_ADD, k->fd, &ev);
+    conn_append(&l->waiting, k);
+    l->n_conns++;
+    /* Past the limit, the connection that has waited longest for its next request
+     * (idle, or sending slowly) makes room: whoever holds many connections without
+     * using them cannot lock a new client out. */
+    if (l->n_conns - l->n_cut > l->max_conns && l->waiting.head != NULL && l->waiting.head != k)
+        conn_cut(l, l->waiting.head);
+    pthread_mutex_unlock(&l->conns_mu);
+    *socket_context = k;
+}
+
+/* A client that closed its side while waiting, CONN_HUP_GRACE_MS ago or more, is
+ * gone: libmicrohttpd 0.9.75 in epoll mode takes a short read for an empty socket,
+ * so an end of stream that came with the last bytes goes unseen until the idle
+ * timeout (src/microhttpd/connection.c, recv_param_adapter); a request that was
+ * whole would have reached a worker (busy) by then. */
+#define CONN_HUP_GRACE_MS 1000
+
+/* Notes which clients closed their side. Locked. */
+static void reaper_note_hups(struct listener *l, long now)
+{
+    struct epoll_event evs[256];
+    int n;
+    do {
+        n = epoll_wait(l->hup_fd, evs, 256, 0);
+        for (int i = 0; i < n; i++) {
+            struct conn *k = evs[i].data.ptr;
+            if (k->peer_closed_ms == 0)
+                k->peer_closed_ms = now;
+        }
+    } while (n == 256);
+}
+
+/* Cuts off connections whose next request has not fully arrived within
+ * limits.request_deadline of their start or previous answer, whatever the pace
+ * of their bytes (libmicrohttpd's idle timeout restarts with each one), and those
+ * whose client is gone. */
+static void *reaper_main(void *arg)
+{
+    struct listener *l = arg;
+    pthread_mutex_lock(&l->conns_mu);
+    while (!l->stopping) {
+        const struct config *cfg = config_holder_acquire(l->deps.configs);
+        long deadline = cfg->request_deadline_ms;
+        config_holder_release(l->deps.configs, cfg);
+        long now = clock_ms();
+        while (l->waiting.head != NULL && now - l->waiting.head->since_ms >= deadline)
+            conn_cut(l, l->waiting.head);
+        reaper_note_hups(l, now);
+        for (struct conn *k = l->waiting.head, *next; k != NULL; k = next) {
+            next = k->next;
+            if (k->peer_closed_ms != 0 && now - k->peer_closed_ms >= CONN_HUP_GRACE_MS)
+                conn_cut(l, k);
+        }
+        struct timespec dl = clock_deadline(deadline < 1000 ? deadline / 4 + 1 : 250);
+        pthread_cond_timedwait(&l->reaper_cv, &l->conns_mu, &dl);
+    }
+    pthread_mutex_unlock(&l->conns_mu);
+    return NULL;
+}
+
+/* --------------------------------------------------------------- workers */
+
+/* Runs dispatch off libmicrohttpd's threads, which only move bytes: a request may
+ * wait for a password check, the database or its target, and a thread per
+ * connection would cost every idle connection a thread. */
+static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, const char *path,
+                                const char *method);
+
+static void *worker_main(void *arg)
+{
+    struct listener *l = arg;
+    pthread_mutex_lock(&l->jobs_mu);
+    for (;;) {
+        while (l->jobs_head == NULL && !l->workers_stop) {
+            l->idle_workers++;
+            pthread_cond_wait(&l->jobs_cv, &l->jobs_mu);
+            l->idle_workers--;
+        }
+        struct request *rq = l->jobs_head;
+        if (rq == NULL)
+            break; /* stopping, and nothing left to answer */
+        l->jobs_head = rq->next_job;
+        if (l->jobs_head == NULL)
+            l->jobs_tail = NULL;
+        l->running++;
+        pthread_mutex_unlock(&l->jobs_mu);
+
+        struct MHD_Connection *c = rq->c;
+        rq->ret = dispatch(c, rq, rq->url, rq->method);
+        rq->answered = true;
+        conn_state(l, c, false);
+        /* rq belongs to libmicrohttpd's thread again from here on. */
+        MHD_resume_connection(c);
+
+        pthread_mutex_lock(&l->jobs_mu);
+        l->running--;
+        if (l->running == 0 && l->jobs_head == NULL)
+            pthread_cond_broadcast(&l->jobs_done);
+    }
+    pthread_mutex_unlock(&l->jobs_mu);
+    return NULL;
+}
+
+/* Suspends c and queues rq for a worker, starting one if all are busy; while the
+ * listener stops, answers here instead. */
+static enum MHD_Result submit(struct listener *l, struct MHD_Connection *c, struct request *rq,
+                              const char *url, const char *method)
+{
+    pthread_mutex_lock(&l->jobs_mu);
+    if (l->workers_stop) {
+        pthread_mutex_unlock(&l->jobs_mu);
+        return dispatch(c, rq, url, method);
+    }
+    rq->c = c;
+    rq->url = url;
+    rq->method = method;
+    rq->in_worker = true;
+    rq->next_job = NULL;
+    conn_state(l, c, true);
+    MHD_suspend_connection(c);
+    if (l->jobs_tail)
+        l->jobs_tail->next_job = rq;
+    else
+        l->jobs_head = rq;
+    l->jobs_tail = rq;
+    /* One worker was started with the listener; more as they are needed. */
+    if (l->idle_workers == 0 && l->n_workers < l->max_workers &&
+        pthread_create(&l->workers[l->n_workers], NULL, worker_main, l) == 0)
+        l->n_workers++;
+    pthread_cond_signal(&l->jobs_cv);
+    pthread_mutex_unlock(&l->jobs_mu);
+    return MHD_YES;
+}
+
 /* ----------------------------------------------------------- MHD callbacks */
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
@@ -860,6 +1156,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_NO;
     const struct config *cfg = rq->cfg;
 
+    if (rq->answered) { /* resumed: a worker has answered */
+        struct MHD_Response *r = rq->resp;
+        rq->resp = NULL;
+        rq->in_worker = false;
+        if (r == NULL || rq->ret != MHD_YES) {
+            if (r != NULL)
+                MHD_destroy_response(r);
+            return MHD_NO;
+        }
+        enum MHD_Result ret = MHD_queue_response(c, rq->resp_status, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+
     if (rq->id[0] == '\0') { /* first call: headers are in */
         const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
         if (rid != NULL && request_id_valid(rid))
@@ -911,7 +1221,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         return buf_append(&rq->body, upload, n) ? MHD_YES : MHD_NO;
     }
-    return dispatch(c, rq, url, method);
+    /* The whole request is in. /health is answered here, at once, whatever the
+     * workers are doing; everything else by a worker. */
+    if (strcmp(url, "/health") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
+        return dispatch(c, rq, url, method);
+    return submit(rq->l, c, rq, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -925,6 +1239,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->id[0])
         LOG_DEBUG(rq->id, "request ended early (code %d)", (int)toe);
     config_holder_release(l->deps.configs, rq->cfg);
+    if (rq->resp != NULL)
+        MHD_destroy_response(rq->resp);
     if (rq->counted)
         in_flight_add(l, -1);
     free(rq->uri);
@@ -974,6 +1290,62 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ------------------------------------------------------------ life cycle */
 
+/* Room in RLIMIT_NOFILE for every connection hibus may hold, the database pool and
+ * the targets' connections: the soft limit is raised towards the hard one. */
+static void raise_fd_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)cfg->max_connections + CONN_RESERVE + 1024;
+    if (rl.rlim_cur >= want)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+        LOG_WARN(NULL,
+                 "open files are limited to %llu: fewer than limits.max_connections (%u) "
+                 "connections may be held; raise the limit (ulimit -n, LimitNOFILE=)",
+                 (unsigned long long)(rl.rlim_cur > was ? rl.rlim_cur : was), cfg->max_connections);
+}
+
+/* Answers what is queued, then stops the workers and the reaper. */
+static void stop_threads(struct listener *l)
+{
+    pthread_mutex_lock(&l->jobs_mu);
+    while (l->jobs_head != NULL || l->running > 0)
+        pthread_cond_wait(&l->jobs_done, &l->jobs_mu);
+    l->workers_stop = true;
+    pthread_cond_broadcast(&l->jobs_cv);
+    pthread_mutex_unlock(&l->jobs_mu);
+    for (unsigned i = 0; i < l->n_workers; i++)
+        pthread_join(l->workers[i], NULL);
+    l->n_workers = 0;
+    pthread_mutex_lock(&l->conns_mu);
+    l->stopping = true;
+    pthread_cond_broadcast(&l->reaper_cv);
+    pthread_mutex_unlock(&l->conns_mu);
+    if (l->reaper_started)
+        pthread_join(l->reaper, NULL);
+    l->reaper_started = false;
+}
+
+static void free_listener(struct listener *l)
+{
+    if (l->hup_fd >= 0)
+        close(l->hup_fd);
+    auth_guard_free(l->guard);
+    free(l->workers);
+    pthread_cond_destroy(&l->jobs_done);
+    pthread_cond_destroy(&l->jobs_cv);
+    pthread_mutex_destroy(&l->jobs_mu);
+    pthread_cond_destroy(&l->reaper_cv);
+    pthread_mutex_destroy(&l->conns_mu);
+    pthread_cond_destroy(&l->idle);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
 enum hibus_err listener_start(const struct listener_deps *deps, struct listener **out,
                               struct hibus_error *err)
 {
@@ -1001,27 +1373,48 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     }
     pthread_mutex_init(&l->mu, NULL);
     clock_cond_init(&l->idle);
+    pthread_mutex_init(&l->conns_mu, NULL);
+    clock_cond_init(&l->reaper_cv);
+    l->hup_fd = epoll_create1(EPOLL_CLOEXEC);
+    pthread_mutex_init(&l->jobs_mu, NULL);
+    pthread_cond_init(&l->jobs_cv, NULL);
+    pthread_cond_init(&l->jobs_done, NULL);
+    l->max_workers = cfg->workers;
+    l->max_conns = cfg->max_connections;
+    l->workers = hibus_xcalloc(l->max_workers, sizeof *l->workers);
+    raise_fd_limit(cfg);
 
-    /* One thread per connection: a sync request waits on its target for up to
-     * the route's timeout, and in a shared event-loop thread that wait would
-     * stall every other connection on that thread. ITC lets quiesce work. */
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* libmicrohttpd's threads (one per core, at most 4) only move bytes, with epoll,
+     * so an idle or slow connection costs memory, not a thread; a whole request is
+     * handed to a worker (submit) while its connection is suspended. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned io_threads = cores < 1 ? 1 : cores > 4 ? 4 : (unsigned)cores;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    l->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_URI_LOG_CALLBACK, on_uri, l,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)((cfg->connection_timeout_ms + 999) / 1000), MHD_OPTION_END);
+    bool started = l->hup_fd >= 0 && pthread_create(&l->workers[0], NULL, worker_main, l) == 0;
+    if (started)
+        l->n_workers = 1;
+    if (started && pthread_create(&l->reaper, NULL, reaper_main, l) == 0)
+        l->reaper_started = true;
+    else
+        started = false;
+    l->mhd = !started ? NULL
+                      : MHD_start_daemon(
+                            flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER,
+                            on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, l, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, l, MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
+                            MHD_OPTION_THREAD_POOL_SIZE, io_threads, MHD_OPTION_CONNECTION_LIMIT,
+                            cfg->max_connections + CONN_RESERVE, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            cfg->per_address, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)((cfg->connection_timeout_ms + 999) / 1000), MHD_OPTION_END);
     freeaddrinfo(ai);
     if (l->mhd == NULL) {
         int e = errno;
-        auth_guard_free(l->guard);
-        pthread_cond_destroy(&l->idle);
-        pthread_mutex_destroy(&l->mu);
-        free(l);
+        stop_threads(l);
+        free_listener(l);
         hibus_error_set(err, HIBUS_E_IO, "could not listen on %s:%d: %s", cfg->listen_address,
                         cfg->listen_port, strerror(e));
         hibus_error_hint(err, "Is another process using the port? Change listen.port in %s.",
@@ -1063,9 +1456,9 @@ void listener_stop(struct listener *l)
 {
     if (l == NULL)
         return;
+    /* Every queued request is answered first: libmicrohttpd must not be stopped
+     * with a connection still suspended. */
+    stop_threads(l);
     MHD_stop_daemon(l->mhd);
-    auth_guard_free(l->guard);
-    pthread_cond_destroy(&l->idle);
-    pthread_mutex_destroy(&l->mu);
-    free(l);
+    free_listener(l);
 }

@@ -51,6 +51,9 @@ struct config {
     size_t max_body;            /* limits.max_body, default 10MiB */
     unsigned max_connections;   /* limits.max_connections, default 1024 */
     unsigned login_failures;    /* limits.login_failures, default 10; 0: no limit */
+    unsigned per_address;       /* limits.connections_per_address, default 256; 0: no limit */
+    unsigned workers;           /* limits.workers, default 128 */
+    long request_deadline_ms;   /* limits.request_deadline, default 60s */
     long connection_timeout_ms; /* limits.connection_timeout (idle), default 60s */
 
     int log_level;  /* enum log_level; log.level, default info */

@@ -20,7 +20,8 @@
 #include "hibus/txlog.h"
 
 struct listener_deps {
-    const struct config *cfg;      /* the configuration at start: listen address, limits */
+    const struct config *cfg;      /* the configuration at start: listen address, limits;
+                                    * read by listener_start only (a reload frees it) */
     struct config_holder *configs; /* the current snapshot, for each request */
     struct txlog *tl;              /* borrowed */
     struct auth_cache *auth;       /* borrowed; may be NULL */

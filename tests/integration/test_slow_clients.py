@@ -1,0 +1,152 @@
+"""Clients that hold connections without using them: slow senders, idle crowds, one
+address with many connections. None of them may lock others out."""
+
+import socket
+import time
+import unittest
+
+import harness
+
+PW = "slow-itest-secret"
+AUTH = ("lmis-national", PW)
+JSON = {"Content-Type": "application/json"}
+
+PG = TARGET = HB = None
+
+
+def setUpModule():
+    global PG, TARGET, HB
+    PG = harness.PgCluster().start()
+    TARGET = harness.Target().start()
+    HB = harness.Hibus(
+        PG.url, clients=[harness.client("lmis-national", ["lmis"], PW)],
+        channels=[harness.channel("fast", "/fast", TARGET.url + "/any"),
+                  harness.channel("slow", "/slow", TARGET.url + "/slow/2.5")],
+        settings={"limits": {"max_connections": 40, "request_deadline": "2s",
+                             "connections_per_address": 100, "connection_timeout": "60s"}})
+    HB.start()
+
+
+def tearDownModule():
+    harness.stop_all(HB, TARGET, PG)
+
+
+def closed_within(s, seconds):
+    """Seconds until the peer closed s (reading and dropping what it sends), or None."""
+    s.settimeout(0.2)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        try:
+            if s.recv(4096) == b"":
+                return time.monotonic() - t0
+        except socket.timeout:
+            pass
+        except OSError:
+            return time.monotonic() - t0
+    return None
+
+
+class SlowClientsTest(harness.TestCase):
+
+    def test_trickled_request_is_cut_at_the_deadline(self):
+        # a byte every 200 ms restarts libmicrohttpd's idle timeout each time; the
+        # request deadline (2 s) does not care
+        s = socket.create_connection(("127.0.0.1", HB.port), timeout=5)
+        s.sendall(b"POST /fast HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        t0 = time.monotonic()
+        cut = None
+        while time.monotonic() - t0 < 10:
+            try:
+                s.send(b"a")
+            except OSError:
+                cut = time.monotonic() - t0
+                break
+            if closed_within(s, 0.2) is not None:
+                cut = time.monotonic() - t0
+                break
+        s.close()
+        self.assertIsNotNone(cut, "a trickling client was never cut off")
+        self.assertLess(cut, 5.0)
+        self.assertGreater(cut, 1.0)
+
+    def test_idle_connection_closed_at_the_deadline(self):
+        s = socket.create_connection(("127.0.0.1", HB.port), timeout=5)
+        t = closed_within(s, 8)
+        s.close()
+        self.assertIsNotNone(t, "an idle connection outlived the request deadline")
+        self.assertLess(t, 5.0)
+
+    def test_long_answer_is_not_cut(self):
+        # the deadline covers receiving the request, not the target's 2.5 s answer
+        r = HB.request("POST", "/slow", body=b"{}", auth=AUTH, headers=JSON, timeout=20)
+        self.assertEqual(r.status, 200, r.body)
+
+    def test_crowd_of_idle_and_slow_connections_does_not_lock_out(self):
+        # 100 connections (limit 40), half idle, half sending a partial request: the
+        # ones that waited longest make room, and /health and a POST get through
+        held = []
+        for i in range(100):
+            s = socket.create_connection(("127.0.0.1", HB.port), timeout=5)
+            if i % 2:
+                s.sendall(b"POST /fast HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+            held.append(s)
+        try:
+            t0 = time.monotonic()
+            r = HB.request("GET", "/health", timeout=5)
+            self.assertEqual(r.status, 200)
+            r = HB.request("POST", "/fast", body=b"{}", auth=AUTH, headers=JSON, timeout=5)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertLess(time.monotonic() - t0, 2.0)
+            # the oldest were closed to make room
+            self.assertIsNotNone(closed_within(held[0], 1.0))
+        finally:
+            for s in held:
+                s.close()
+
+    def test_answered_even_after_peer_half_closes(self):
+        # a whole request followed at once by the end of the client's stream: still
+        # answered (the gone-client cleanup waits for an incomplete request)
+        with socket.create_connection(("127.0.0.1", HB.port), timeout=10) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
+
+    def test_gone_client_is_forgotten_at_once(self):
+        # half a request and the end of the stream in one packet: hibus lets go of it
+        # within about a second, not at the deadline or the idle timeout; SIGTERM is
+        # not held up by it either (tearDownModule stops hibus)
+        for _ in range(30):
+            with socket.create_connection(("127.0.0.1", HB.port), timeout=5) as s:
+                s.sendall(b"POST /fast HTTP/1.1\r\nContent-Le")
+        harness.wait_until(lambda: HB.request("GET", "/health").status == 200, timeout=5,
+                           what="/health")
+
+
+class PerAddressTest(harness.TestCase):
+
+    def test_connections_per_address(self):
+        hb = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PW)],
+                           channels=[harness.channel("fast", "/fast", TARGET.url + "/any")],
+                           settings={"limits": {"connections_per_address": 5}}, name="peraddr")
+        self.addCleanup(hb._cleanup)
+        hb.start()
+        held = [socket.create_connection(("127.0.0.1", hb.port), timeout=5) for _ in range(5)]
+        try:
+            extra = socket.create_connection(("127.0.0.1", hb.port), timeout=5)
+            self.assertIsNotNone(closed_within(extra, 3), "a 6th connection was kept")
+            extra.close()
+        finally:
+            for s in held:
+                s.close()
+        harness.wait_until(lambda: hb.request("GET", "/health").status == 200, timeout=5,
+                           what="/health once the five are closed")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
