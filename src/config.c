@@ -687,6 +687,9 @@ static void config_destroy(struct config *cfg, size_t n_compiled)
     free(cfg->dir);
     config_free_strv(cfg->files, cfg->n_files);
     free(cfg->listen_address);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    tls_creds_unref(cfg->tls);
     free(cfg->database_url);
     config_free_strv(cfg->redact_headers, cfg->n_redact_headers);
     config_free_strv(cfg->roles, cfg->n_roles);
@@ -783,11 +786,21 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     }
 
     /* clients:, channels: and mappings: are relative to hibus.yaml's directory. */
-    char **paths[] = {&cfg->clients_file, &cfg->channels_dir, &cfg->mappings_dir};
+    char **paths[] = {&cfg->clients_file, &cfg->channels_dir, &cfg->mappings_dir, &cfg->tls_cert,
+                      &cfg->tls_key};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         char *joined = *paths[i] ? config_path_join(&ld, cfg->dir, *paths[i]) : NULL;
         free(*paths[i]);
         *paths[i] = joined;
+    }
+    if (cfg->tls_cert && cfg->tls_key && !ld.oom) {
+        char why[768];
+        if (tls_creds_load(cfg->tls_cert, cfg->tls_key, &cfg->tls, why, sizeof why) != HIBUS_OK) {
+            const struct config_pos *at = strstr(why, cfg->tls_key) != NULL && refs.tls_key_pos.file
+                                              ? &refs.tls_key_pos
+                                              : &refs.tls_cert_pos;
+            config_err_pos(&ld, at->file, at->line, at->col, "listen.tls: %s", why);
+        }
     }
     if (cfg->clients_file)
         ld.clients_loaded =

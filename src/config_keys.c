@@ -42,6 +42,14 @@ const struct config_key config_keys[] = {
      .example = "0.0.0.0", .doc = "address to accept HTTP requests on"},
     {"listen.port", CONFIG_KEY_INT, AT(listen_port), 1, 65535, .def = 5001,
      .example = "${HIBUS_PORT}", .doc = "TCP port"},
+    {"listen.tls.cert", CONFIG_KEY_PATH, AT(tls_cert), .reload = true,
+     .example = "/etc/hibus/tls/fullchain.pem",
+     .doc = "PEM file: the server certificate, then its chain; with `listen.tls.key`, hibus "
+            "speaks only HTTPS (TLS 1.2 and 1.3). A reload takes a new certificate; turning "
+            "TLS on or off takes a restart"},
+    {"listen.tls.key", CONFIG_KEY_PATH, AT(tls_key), .reload = true,
+     .example = "/etc/hibus/tls/privkey.pem",
+     .doc = "PEM file: the certificate's private key, unencrypted (readable by hibus only)"},
     {"database.url", CONFIG_KEY_STRING, AT(database_url), .required = true,
      .example = "postgres://hibus@localhost/hibus",
      .doc = "libpq connection URI or `key=value` string for the transaction log"},
@@ -339,6 +347,17 @@ void config_load_main(struct loader *ld, yaml_node_t *root, void *arg)
         refs->clients_pos = config_pos_of(ld, n);
     if ((n = node_of(nodes, "channels")) != NULL && n != &refused)
         refs->channels_pos = config_pos_of(ld, n);
+    const yaml_node_t *cert = node_of(nodes, "listen.tls.cert"),
+                      *key = node_of(nodes, "listen.tls.key");
+    if (cert != NULL && cert != &refused)
+        refs->tls_cert_pos = config_pos_of(ld, cert);
+    if (key != NULL && key != &refused)
+        refs->tls_key_pos = config_pos_of(ld, key);
+    if ((cert == NULL) != (key == NULL)) {
+        const yaml_node_t *one = cert ? cert : key;
+        config_err_at(ld, one, "listen.tls needs both cert and key (%s is missing)",
+                      cert ? "key" : "cert");
+    }
 }
 
 /* ------------------------------------------------------------------------------------

@@ -87,6 +87,12 @@ struct listener {
     pthread_cond_t reaper_cv;
     bool reaper_started, stopping;
 
+    /* Every certificate set handed to GnuTLS so far, the current one last; kept
+     * until the listener stops (a handshake may still use an older one). */
+    pthread_mutex_t tls_mu;
+    struct tls_creds **tls_served;
+    size_t n_tls_served;
+
     /* Workers (see "workers" below), guarded by jobs_mu. */
     pthread_mutex_t jobs_mu;
     pthread_cond_t jobs_cv, jobs_done;
@@ -1290,6 +1296,51 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ------------------------------------------------------------ life cycle */
 
+/* ------------------------------------------------------------------- TLS */
+
+/* The listener that speaks TLS in this process: GnuTLS's certificate callback has no
+ * argument of its own. */
+static struct listener *tls_owner;
+
+static void tls_log_served(const struct tls_creds *c, const char *what)
+{
+    char when[32];
+    time_t exp = tls_creds_expires(c);
+    struct tm tm;
+    gmtime_r(&exp, &tm);
+    strftime(when, sizeof when, "%Y-%m-%d", &tm);
+    long days = (long)((exp - time(NULL)) / 86400);
+    if (days < 30)
+        LOG_WARN(NULL, "TLS: %s %s expires on %s, in %ld days: renew it and reload (SIGHUP)", what,
+                 tls_creds_subject(c), when, days);
+    else
+        LOG_INFO(NULL, "TLS: %s %s, valid until %s", what, tls_creds_subject(c), when);
+}
+
+/* GnuTLS asks for the server certificate of a handshake: the current configuration's,
+ * so a reload brings a new one to new connections; if the configuration has none any
+ * more (TLS cannot be turned off without a restart), the last one served. */
+static int on_tls_cert(gnutls_session_t session, const gnutls_datum_t *req_ca, int nreqs,
+                       const gnutls_pk_algorithm_t *algos, int nalgos, gnutls_pcert_st **pcert,
+                       unsigned int *n, gnutls_privkey_t *key)
+{
+    (void)session, (void)req_ca, (void)nreqs, (void)algos, (void)nalgos;
+    struct listener *l = tls_owner;
+    const struct config *cfg = config_holder_acquire(l->deps.configs);
+    pthread_mutex_lock(&l->tls_mu);
+    struct tls_creds *last = l->tls_served[l->n_tls_served - 1];
+    if (cfg->tls != NULL && cfg->tls != last) {
+        l->tls_served =
+            hibus_xreallocarray(l->tls_served, l->n_tls_served + 1, sizeof *l->tls_served);
+        l->tls_served[l->n_tls_served++] = last = tls_creds_ref(cfg->tls);
+        tls_log_served(last, "now serving the reloaded certificate");
+    }
+    pthread_mutex_unlock(&l->tls_mu);
+    config_holder_release(l->deps.configs, cfg);
+    tls_creds_get(last, pcert, n, key);
+    return 0;
+}
+
 /* Room in RLIMIT_NOFILE for every connection hibus may hold, the database pool and
  * the targets' connections: the soft limit is raised towards the hard one. */
 static void raise_fd_limit(const struct config *cfg)
@@ -1332,6 +1383,12 @@ static void stop_threads(struct listener *l)
 
 static void free_listener(struct listener *l)
 {
+    for (size_t i = 0; i < l->n_tls_served; i++)
+        tls_creds_unref(l->tls_served[i]);
+    free(l->tls_served);
+    if (tls_owner == l)
+        tls_owner = NULL;
+    pthread_mutex_destroy(&l->tls_mu);
     if (l->hup_fd >= 0)
         close(l->hup_fd);
     auth_guard_free(l->guard);
@@ -1383,6 +1440,17 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     l->max_conns = cfg->max_connections;
     l->workers = hibus_xcalloc(l->max_workers, sizeof *l->workers);
     raise_fd_limit(cfg);
+    pthread_mutex_init(&l->tls_mu, NULL);
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)(uintptr_t)on_tls_cert},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL}};
+    if (cfg->tls != NULL) {
+        l->tls_served = hibus_xcalloc(1, sizeof *l->tls_served);
+        l->tls_served[l->n_tls_served++] = tls_creds_ref(cfg->tls);
+        tls_owner = l;
+        tls_log_served(cfg->tls, "serving HTTPS with");
+    }
 
     /* libmicrohttpd's threads (one per core, at most 4) only move bytes, with epoll,
      * so an idle or slow connection costs memory, not a thread; a whole request is
@@ -1393,6 +1461,8 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (cfg->tls != NULL)
+        flags |= MHD_USE_TLS;
     bool started = l->hup_fd >= 0 && pthread_create(&l->workers[0], NULL, worker_main, l) == 0;
     if (started)
         l->n_workers = 1;
@@ -1409,7 +1479,8 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
                             MHD_OPTION_THREAD_POOL_SIZE, io_threads, MHD_OPTION_CONNECTION_LIMIT,
                             cfg->max_connections + CONN_RESERVE, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                             cfg->per_address, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)((cfg->connection_timeout_ms + 999) / 1000), MHD_OPTION_END);
+                            (unsigned)((cfg->connection_timeout_ms + 999) / 1000), MHD_OPTION_ARRAY,
+                            cfg->tls != NULL ? tls_opts : tls_opts + 2, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (l->mhd == NULL) {
         int e = errno;

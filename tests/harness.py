@@ -579,7 +579,8 @@ class _Response(Response):
 
 
 def http_request(port, method, path, body=None, headers=None, auth=None, timeout=30,
-                 host="127.0.0.1"):
+                 host="127.0.0.1", tls=None):
+    """tls: an ssl.SSLContext to speak HTTPS with, or None for plain HTTP."""
     hdrs = dict(headers or {})
     if auth is not None:
         tok = base64.b64encode(("%s:%s" % auth).encode()).decode()
@@ -590,7 +591,8 @@ def http_request(port, method, path, body=None, headers=None, auth=None, timeout
             hdrs["Content-Type"] = "application/json"
     elif isinstance(body, str):
         body = body.encode()
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn = (http.client.HTTPSConnection(host, port, timeout=timeout, context=tls) if tls
+            else http.client.HTTPConnection(host, port, timeout=timeout))
     try:
         conn.request(method, path, body=body, headers=hdrs)
         resp = conn.getresponse()
@@ -632,6 +634,7 @@ class Hibus:
         self.files = dict(files or {})
         self.extra_env = dict(env or {})
         self.port = None
+        self.tls = None  # an ssl.SSLContext once hibus speaks HTTPS (listen.tls)
         self.proc = None
         self.exit_code = None
         self.started_at = None
@@ -867,7 +870,7 @@ class Hibus:
     def request(self, method, path, body=None, headers=None, auth=None, timeout=30):
         """One HTTP request on a new connection: (status, headers, body)."""
         return http_request(self.port, method, path, body=body, headers=headers, auth=auth,
-                            timeout=timeout)
+                            timeout=timeout, tls=self.tls)
 
     def cli(self, *args, input=None, timeout=60, env=None):
         """Runs `hibus ARGS` with hibus's environment; fails on a sanitizer report."""

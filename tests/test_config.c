@@ -570,7 +570,7 @@ static void test_unknown_key(void **state)
                       "database: { url: x }\n"
                       "loggin: {}\n");
     EXPECT_ERRORS("hibus.yaml:2:3: unknown key \"prot\" in listen (expected one of: address, "
-                  "port)\n"
+                  "port, tls)\n"
                   "hibus.yaml:4:1: unknown key \"loggin\" at top level (expected one of: listen, "
                   "database, limits, log, redact_headers, clients, channels, mappings, admin, "
                   "delivery, retention)\n");
@@ -898,7 +898,7 @@ static void test_many_errors_many_files(void **state)
     assert_string_equal(
         got,
         DATA "multi-error/hibus.yaml:2:3: unknown key \"prot\" in listen (expected one of: "
-             "address, port)\n" DATA
+             "address, port, tls)\n" DATA
              "multi-error/hibus.yaml:5:9: \"0\" is outside the valid range for database.pool (1 "
              ".. 256)\n" DATA "multi-error/clients.yaml:4:19: unknown role \"ops\"\n" DATA
              "multi-error/clients.yaml:5:20: password_hash of client \"lmis\" is not a supported "

@@ -98,11 +98,15 @@ static void test_each_key(void **state)
     char yaml[1024], names[256], value[64];
     snprintf(yaml, sizeof yaml, "database:\n  url: \"%s\"\n", db_url);
     struct config *base = load(yaml);
-    size_t tried = 0;
+    size_t tried = 0, pairs = 0;
     for (size_t i = 0; i < config_n_keys; i++) {
         const struct config_key *k = &config_keys[i];
         if (k->type == CONFIG_KEY_UNSUPPORTED)
             continue;
+        if (strncmp(k->name, "listen.tls.", 11) == 0) {
+            pairs++; /* only both at once, with real files: tests/integration/test_tls.py */
+            continue;
+        }
         const char *v = k->example;
         if (k->type == CONFIG_KEY_PATH) { /* a file or directory the setup made */
             snprintf(value, sizeof value, "alt-%s", k->def_str);
@@ -124,7 +128,8 @@ static void test_each_key(void **state)
         config_free(next);
         tried++;
     }
-    assert_int_equal(tried, config_n_keys - 1); /* every key but admin */
+    assert_int_equal(pairs, 2);
+    assert_int_equal(tried, config_n_keys - 1 - pairs); /* every key but admin */
     config_free(base);
 }
 

@@ -23,6 +23,7 @@
 
 #include "hibus/channel.h"
 #include "hibus/error.h"
+#include "hibus/tls.h"
 
 struct config_client {
     char *id;
@@ -41,8 +42,11 @@ struct config {
     char **files;             /* every file read, for struct config_pos */
     size_t n_files;
 
-    char *listen_address; /* listen.address, default 127.0.0.1 */
-    int listen_port;      /* listen.port, default 5001 */
+    char *listen_address;  /* listen.address, default 127.0.0.1 */
+    int listen_port;       /* listen.port, default 5001 */
+    char *tls_cert;        /* listen.tls.cert (absolute), NULL: plain HTTP */
+    char *tls_key;         /* listen.tls.key (absolute) */
+    struct tls_creds *tls; /* loaded and checked from the two; NULL: plain HTTP */
 
     char *database_url;               /* database.url, required */
     int database_pool;                /* database.pool, default 8 */

@@ -147,6 +147,8 @@ class ReloadTest(harness.TestCase):
         original = copy.deepcopy(HB.settings)
         try:
             for key, on_reload, example in key_rows():
+                if key.startswith("listen.tls."):
+                    continue  # needs real files, both at once: test_tls reloads them
                 with self.subTest(key=key):
                     settings = copy.deepcopy(original)
                     node, *path = [settings] + key.split(".")

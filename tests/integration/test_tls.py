@@ -1,0 +1,164 @@
+"""HTTPS on the listener: a certificate chain and key from listen.tls, what `hibus check`
+says about bad ones, TLS versions, and a new certificate taken at reload."""
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import unittest
+
+import harness
+
+PW = "tls-itest-secret"
+AUTH = ("lmis-national", PW)
+JSON = {"Content-Type": "application/json"}
+
+PG = TARGET = HB = None
+CERTS = None
+
+
+def certtool(*args):
+    subprocess.run(["certtool"] + list(args), check=True, capture_output=True)
+
+
+def make_certs(d):
+    """A CA; two server certificates for 127.0.0.1 (two keys); one that expired."""
+    def tmpl(name, text):
+        p = os.path.join(d, name + ".tmpl")
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+    j = lambda n: os.path.join(d, n)  # noqa: E731
+    certtool("--generate-privkey", "--key-type", "ecdsa", "--outfile", j("ca.key"))
+    certtool("--generate-self-signed", "--load-privkey", j("ca.key"), "--template",
+             tmpl("ca", 'cn = "hibus test CA"\nca\ncert_signing_key\nexpiration_days = 30\n'),
+             "--outfile", j("ca.pem"))
+    server = ('cn = "%s"\ndns_name = "localhost"\nip_address = "127.0.0.1"\ntls_www_server\n'
+              'signing_key\nencryption_key\n')
+    for n in ("a", "b"):
+        certtool("--generate-privkey", "--key-type", "ecdsa", "--outfile", j(n + ".key"))
+        certtool("--generate-certificate", "--load-privkey", j(n + ".key"),
+                 "--load-ca-certificate", j("ca.pem"), "--load-ca-privkey", j("ca.key"),
+                 "--template", tmpl(n, server % ("hibus-" + n) + "expiration_days = 30\n"),
+                 "--outfile", j(n + ".crt"))
+        # the server certificate, then the CA: a chain as a real installation has it
+        with open(j(n + ".pem"), "w") as out:
+            for part in (n + ".crt", "ca.pem"):
+                with open(j(part)) as f:
+                    out.write(f.read())
+    certtool("--generate-certificate", "--load-privkey", j("a.key"),
+             "--load-ca-certificate", j("ca.pem"), "--load-ca-privkey", j("ca.key"),
+             "--template", tmpl("old", server % "hibus-old" +
+                                'activation_date = "2020-01-01 00:00:00 UTC"\n'
+                                'expiration_date = "2020-02-01 00:00:00 UTC"\n'),
+             "--outfile", j("old.pem"))
+    with open(j("not-pem.txt"), "w") as f:
+        f.write("this is not a certificate\n")
+    return j
+
+
+def client_context():
+    ctx = ssl.create_default_context(cafile=CERTS("ca.pem"))
+    ctx.check_hostname = False  # the certificates name 127.0.0.1 and localhost
+    return ctx
+
+
+def setUpModule():
+    global PG, TARGET, HB, CERTS
+    d = tempfile.mkdtemp(prefix="hibus-tls-")
+    unittest.addModuleCleanup(shutil.rmtree, d, True)
+    CERTS = make_certs(d)
+    shutil.copy(CERTS("a.pem"), os.path.join(d, "live.pem"))
+    shutil.copy(CERTS("a.key"), os.path.join(d, "live.key"))
+    PG = harness.PgCluster().start()
+    TARGET = harness.Target().start()
+    HB = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PW)],
+                       channels=[harness.channel("c", "/lmis/stock", TARGET.url + "/s")],
+                       settings={"listen": {"tls": {"cert": CERTS("live.pem"),
+                                                    "key": CERTS("live.key")}}})
+    HB.tls = client_context()
+    HB.start()
+
+
+def tearDownModule():
+    harness.stop_all(HB, TARGET, PG)
+
+
+def served_cn(port):
+    """The common name of the certificate hibus presents now."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with client_context().wrap_socket(s) as t:
+            subject = dict(x[0] for x in t.getpeercert()["subject"])
+            return subject["commonName"], t.version()
+
+
+class TlsTest(harness.TestCase):
+
+    def test_https_request_end_to_end(self):
+        r = HB.request("POST", "/lmis/stock", body=b"{}", auth=AUTH, headers=JSON)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(HB.request("GET", "/health").status, 200)
+
+    def test_plain_http_gets_no_answer(self):
+        with socket.create_connection(("127.0.0.1", HB.port), timeout=5) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                data = s.recv(100)
+            except OSError:
+                data = b""
+        self.assertFalse(data.startswith(b"HTTP/1.1 200"), data)
+
+    def test_versions(self):
+        # TLS 1.3 by default; 1.2 accepted; 1.1 and 1.0 refused by hibus (gnutls-cli is
+        # the client: it can still offer them)
+        self.assertEqual(served_cn(HB.port)[1], "TLSv1.3")
+        for prio, ok in (("NORMAL:-VERS-ALL:+VERS-TLS1.2", True),
+                         ("NORMAL:-VERS-ALL:+VERS-TLS1.1", False),
+                         ("NORMAL:-VERS-ALL:+VERS-TLS1.0", False)):
+            r = subprocess.run(["gnutls-cli", "--x509cafile", CERTS("ca.pem"), "--priority", prio,
+                                "--port", str(HB.port), "127.0.0.1"], input=b"",
+                               capture_output=True, timeout=30)
+            out = (r.stdout + r.stderr).decode(errors="replace")
+            self.assertEqual("Handshake was completed" in out, ok, (prio, out[-600:]))
+
+    def test_check_says_what_is_wrong(self):
+        cases = [
+            ({"cert": CERTS("a.pem"), "key": CERTS("b.key")}, "does not match the certificate"),
+            ({"cert": CERTS("old.pem"), "key": CERTS("a.key")}, "expired on 2020-02-01"),
+            ({"cert": CERTS("not-pem.txt"), "key": CERTS("a.key")}, "holds no PEM certificate"),
+            ({"cert": CERTS("a.pem"), "key": CERTS("not-pem.txt")}, "holds no PEM private key"),
+            ({"cert": CERTS("missing.pem"), "key": CERTS("a.key")}, "cannot read the certificate"),
+            ({"cert": CERTS("a.pem")}, "needs both cert and key"),
+        ]
+        for tls, words in cases:
+            hb = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PW)],
+                               settings={"listen": {"tls": tls}}, name="check")
+            hb.write_config()
+            r = hb.cli("check", "-c", hb.config_path)
+            self.assertNotEqual(r.returncode, 0, r.stdout)
+            self.assertIn(words, r.stderr + r.stdout, tls)
+            self.assertRegex(r.stderr + r.stdout, r"hibus\.yaml:\d+:\d+: listen\.tls", tls)
+
+    def test_zz_reload_takes_a_new_certificate_and_keeps_a_good_one(self):
+        self.assertEqual(served_cn(HB.port)[0], "hibus-a")
+        shutil.copy(CERTS("b.pem"), CERTS("live.pem"))
+        shutil.copy(CERTS("b.key"), CERTS("live.key"))
+        before = HB.log_text().count("configuration reloaded")
+        os.kill(HB.proc.pid, signal.SIGHUP)
+        harness.wait_until(lambda: HB.log_text().count("configuration reloaded") > before,
+                           timeout=10, what="the reload")
+        self.assertEqual(served_cn(HB.port)[0], "hibus-b")
+        # a key that does not match: the reload is refused, hibus-b stays
+        shutil.copy(CERTS("a.key"), CERTS("live.key"))
+        os.kill(HB.proc.pid, signal.SIGHUP)
+        harness.wait_until(lambda: "does not match the certificate" in HB.log_text(),
+                           timeout=10, what="the refused reload")
+        self.assertEqual(served_cn(HB.port)[0], "hibus-b")
+        self.assertEqual(HB.request("GET", "/health").status, 200)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
