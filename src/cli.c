@@ -148,6 +148,22 @@ static const char serve_usage[] =
     "the queue what is left, exit 0. SIGHUP: reload the configuration (a\n"
     "configuration with any problem is refused and the running one stays).\n";
 
+/* Every route that sends without checking its target's certificate, each start and
+ * reload: an opt-out nobody should forget. */
+static void warn_unverified(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_channels; i++)
+        for (size_t j = 0; j < cfg->channels[i].n_routes; j++) {
+            const struct config_route *r = &cfg->channels[i].routes[j];
+            if (!r->tls_verify)
+                LOG_WARN(NULL,
+                         "route \"%s\" of channel \"%s\" does not check the TLS certificate "
+                         "of %s (tls.verify: false): anyone on the way can read and change "
+                         "what it sends",
+                         r->name, cfg->channels[i].name, r->url);
+        }
+}
+
 /* SIGHUP: a complete new snapshot, checked like hibus check, or nothing: a
  * configuration with any problem is reported and the running one stays.
  * Returns the snapshot the main thread holds from now on. */
@@ -179,7 +195,9 @@ static const struct config *reload(struct config_holder *configs, const struct c
     config_holder_release(configs, cur);
     LOG_INFO(NULL, "configuration reloaded from \"%s\": %zu channels, %zu clients", path, channels,
              clients);
-    return config_holder_acquire(configs);
+    const struct config *now = config_holder_acquire(configs);
+    warn_unverified(now);
+    return now;
 }
 
 int cli_serve(int argc, char **argv)
@@ -257,6 +275,7 @@ int cli_serve(int argc, char **argv)
              "node %s)",
              HIBUS_VERSION, cfg->listen_address, listener_port(l), cfg->n_channels, cfg->n_clients,
              cfg->delivery_workers, node);
+    warn_unverified(cfg);
 
     for (;;) {
         int sig = 0;

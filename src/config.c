@@ -635,6 +635,7 @@ static void route_free(struct config_route *r)
     free(r->auth_user);
     free(r->auth_secret);
     free(r->auth_header);
+    free(r->tls_ca_file);
     free(r->writer);
     free(r->import_strategy);
     free(r->id_scheme);

@@ -6,6 +6,7 @@
  * strategy, id schemes per kind).
  */
 #include "config_internal.h"
+#include "hibus/tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,8 @@ enum {
     K_R_BODY,
     K_R_WRITER,
     K_R_DHIS2,
-    K_R_WHEN
+    K_R_WHEN,
+    K_R_TLS
 };
 static const struct key_spec route_keys[] = {
     [K_R_NAME] = {"name", true},        [K_R_MEDIATOR] = {"mediator", false},
@@ -33,6 +35,13 @@ static const struct key_spec route_keys[] = {
     [K_R_TIMEOUT] = {"timeout", false}, [K_R_AUTH] = {"auth", false},
     [K_R_BODY] = {"body", false},       [K_R_WRITER] = {"writer", false},
     [K_R_DHIS2] = {"dhis2", false},     [K_R_WHEN] = {"when", false},
+    [K_R_TLS] = {"tls", false},
+};
+
+enum { K_TL_CA_FILE, K_TL_VERIFY };
+static const struct key_spec tls_keys[] = {
+    [K_TL_CA_FILE] = {"ca_file", false},
+    [K_TL_VERIFY] = {"verify", false},
 };
 
 enum { K_AU_BASIC, K_AU_BEARER, K_AU_HEADER, K_AU_TOKEN };
@@ -229,6 +238,36 @@ static void load_dhis2_options(struct loader *ld, yaml_node_t *n, const char *wh
     }
 }
 
+/* tls: { ca_file, verify }: how the target's certificate is checked. Targets are
+ * verified against the system's CAs unless ca_file names others; verify: false turns
+ * the check off, which the log says at every start and reload. */
+static void load_tls(struct loader *ld, yaml_node_t *n, const char *where, struct config_route *r)
+{
+    struct found f[sizeof tls_keys / sizeof tls_keys[0]];
+    if (!MAP_KEYS(ld, n, where, tls_keys, f))
+        return;
+    char what[96];
+    if (r->url != NULL && strncasecmp(r->url, "https://", 8) != 0)
+        config_err_at(ld, n, "%s applies to https:// URLs only (the url is \"%s\")", where, r->url);
+    snprintf(what, sizeof what, "%s.verify", where);
+    if (f[K_TL_VERIFY].val)
+        config_get_bool(ld, f[K_TL_VERIFY].val, what, &r->tls_verify);
+    snprintf(what, sizeof what, "%s.ca_file", where);
+    char *path = NULL;
+    if (f[K_TL_CA_FILE].val && config_get_string(ld, f[K_TL_CA_FILE].val, what, true, &path)) {
+        r->tls_ca_file = config_path_join(ld, ld->cfg->dir, path);
+        free(path);
+        char why[512];
+        if (r->tls_ca_file != NULL && !tls_ca_file_check(r->tls_ca_file, why, sizeof why))
+            config_err_at(ld, f[K_TL_CA_FILE].val, "%s: %s", what, why);
+        if (!r->tls_verify)
+            config_err_at(ld, f[K_TL_CA_FILE].val,
+                          "%s is given but verify is false: choose one (a CA to check "
+                          "against, or no check at all)",
+                          what);
+    }
+}
+
 /* Returns the node of primary: true, or NULL; *when_key is set to the route's
  * when: key, or NULL. */
 static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
@@ -295,6 +334,10 @@ static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
                 "https://dhis.example.org, without query: hibus appends /api/dataValueSets)",
                 r->url, what);
     }
+    r->tls_verify = true;
+    snprintf(what, sizeof what, "%s.tls", where);
+    if (f[K_R_TLS].val)
+        load_tls(ld, f[K_R_TLS].val, what, r);
     snprintf(what, sizeof what, "%s.primary", where);
     if (f[K_R_PRIMARY].val)
         config_get_bool(ld, f[K_R_PRIMARY].val, what, &r->primary);

@@ -341,6 +341,14 @@ enum hibus_err mediator_forward(const struct config_route *route, const struct m
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Targets' certificates are checked (curl's default) against the system's CAs, or
+     * the route's tls.ca_file; tls.verify: false is logged at every start. */
+    if (route->tls_ca_file != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, route->tls_ca_file);
+    if (!route->tls_verify) {
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
     curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(h, CURLOPT_PREREQDATA, resp);
     if (route->auth_kind == CONFIG_AUTH_BASIC) {

@@ -43,10 +43,10 @@ static bool read_file(const char *what, const char *path, gnutls_datum_t *out, c
     struct stat st;
     if (f == NULL || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
         st.st_size > TLS_MAX_FILE) {
-        const char *reason = f == NULL                ? strerror(errno)
-                             : !S_ISREG(st.st_mode)   ? "not a regular file"
+        const char *reason = f == NULL                   ? strerror(errno)
+                             : !S_ISREG(st.st_mode)      ? "not a regular file"
                              : st.st_size > TLS_MAX_FILE ? "larger than 1 MiB"
-                                                      : strerror(errno);
+                                                         : strerror(errno);
         snprintf(why, whylen, "cannot read the %s %s: %s", what, path, reason);
         if (f != NULL)
             fclose(f);
@@ -87,8 +87,7 @@ static void creds_free(struct tls_creds *c)
 static bool key_id_of_cert(const gnutls_pcert_st *p, unsigned char id[32])
 {
     size_t len = 32;
-    return gnutls_pubkey_get_key_id(p->pubkey, GNUTLS_KEYID_USE_SHA256, id, &len) == 0 &&
-           len == 32;
+    return gnutls_pubkey_get_key_id(p->pubkey, GNUTLS_KEYID_USE_SHA256, id, &len) == 0 && len == 32;
 }
 
 static bool key_id_of_key(gnutls_privkey_t key, unsigned char id[32])
@@ -248,4 +247,26 @@ void tls_creds_get(const struct tls_creds *c, gnutls_pcert_st **pcert, unsigned 
     *pcert = (gnutls_pcert_st *)(uintptr_t)c->pcert;
     *n = c->n_pcert;
     *key = c->key;
+}
+
+bool tls_ca_file_check(const char *path, char *why, size_t whylen)
+{
+    gnutls_datum_t data = {NULL, 0};
+    if (!read_file("CA file", path, &data, why, whylen))
+        return false;
+    gnutls_x509_crt_t *crts = NULL;
+    unsigned n = 0;
+    int g = gnutls_x509_crt_list_import2(&crts, &n, &data, GNUTLS_X509_FMT_PEM, 0);
+    free(data.data);
+    if (g < 0 || n == 0) {
+        snprintf(why, whylen,
+                 "%s holds no PEM certificate (%s): give the CA certificates "
+                 "that sign the target's certificate, in PEM",
+                 path, g < 0 ? gnutls_strerror(g) : "none found");
+        return false;
+    }
+    for (unsigned i = 0; i < n; i++)
+        gnutls_x509_crt_deinit(crts[i]);
+    gnutls_free(crts);
+    return true;
 }

@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -1128,9 +1129,15 @@ class Target(_target.Target):
     path is a key of .openhim gets (HTTP status, object) as application/json+openhim;
     any other path ending in /openhim gets openhim_answer() with HTTP 200."""
 
-    def __init__(self, *a, **kw):
+    def __init__(self, *a, tls=None, **kw):
+        """tls: (certificate chain file, key file) to answer HTTPS instead of HTTP."""
         super().__init__(*a, **kw)
         self.openhim = {}
+        self.tls = tls
+
+    @property
+    def url(self):
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
 
     def set_openhim(self, path, obj, http_status=200):
         self.openhim[path] = (http_status, obj)
@@ -1144,6 +1151,10 @@ class Target(_target.Target):
 
     def start(self):
         self._server = _target._Server((self._host, self._want_port), _TargetHandler)
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self._server.target = self
         self._server.verbose = self._verbose
         self._thread = threading.Thread(target=self._server.serve_forever,

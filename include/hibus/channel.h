@@ -63,6 +63,9 @@ struct config_route {
     char *auth_user;   /* BASIC */
     char *auth_secret; /* BASIC password, BEARER token, HEADER value */
     char *auth_header; /* HEADER name */
+    char *tls_ca_file; /* tls.ca_file: CAs the target's certificate is checked against
+                          (absolute); NULL: the system's */
+    bool tls_verify;   /* tls.verify, default true: false sends without checking */
     enum config_route_body body;
     char *writer; /* dhis2 routes, or http with body: transformed: "dhis2-datavalueset" or
                      "adx"; default: the channel's transform.writer */

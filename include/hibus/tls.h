@@ -11,6 +11,7 @@
 #ifndef HIBUS_TLS_H
 #define HIBUS_TLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -20,7 +21,7 @@
 
 /* Only TLS 1.3 and 1.2 with AEAD ciphers and ephemeral key exchange. */
 #define TLS_PRIORITIES                                                                             \
-    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"          \
+    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"         \
     "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE"
 
 struct tls_creds;
@@ -41,5 +42,9 @@ const char *tls_creds_subject(const struct tls_creds *c);
 /* What GnuTLS's certificate callback returns: the chain and the key, owned by c. */
 void tls_creds_get(const struct tls_creds *c, gnutls_pcert_st **pcert, unsigned *n,
                    gnutls_privkey_t *key);
+
+/* Whether path is a readable PEM file of at least one CA certificate; why says what
+ * is wrong when not. */
+bool tls_ca_file_check(const char *path, char *why, size_t whylen);
 
 #endif

@@ -160,5 +160,72 @@ class TlsTest(harness.TestCase):
         self.assertEqual(HB.request("GET", "/health").status, 200)
 
 
+def tls_channel(name, url, tls=None):
+    ch = harness.channel(name, "/out/" + name, url)
+    if tls is not None:
+        ch["routes"][0]["tls"] = tls
+    return ch
+
+
+class OutboundTest(harness.TestCase):
+    """Routes to an HTTPS target whose certificate the test CA signed."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.target = harness.Target(tls=(CERTS("a.pem"), CERTS("a.key"))).start()
+        cls.addClassCleanup(cls.target.stop)
+        url = cls.target.url + "/x"
+        cls.hb = harness.Hibus(
+            PG.url, clients=[harness.client("lmis-national", ["lmis"], PW)], name="outbound",
+            channels=[tls_channel("system-ca", url),
+                      tls_channel("own-ca", url, {"ca_file": CERTS("ca.pem")}),
+                      tls_channel("no-check", url, {"verify": False})])
+        cls.addClassCleanup(cls.hb._cleanup)
+        cls.hb.start()
+
+    def post(self, name):
+        return self.hb.request("POST", "/out/" + name, body=b"{}", auth=AUTH, headers=JSON)
+
+    def test_checked_against_the_system_cas_by_default(self):
+        before = len(self.target.requests)
+        r = self.post("system-ca")
+        self.assertEqual(r.status, 502, r.body)
+        tx = self.hb.cli("tx", r.headers["x-hibus-transaction"], "-c", self.hb.config_path,
+                         "--json")
+        self.assertIn("certificate", tx.stdout.lower())
+        self.assertEqual(len(self.target.requests), before, "the body reached an unchecked target")
+
+    def test_route_ca_file(self):
+        r = self.post("own-ca")
+        self.assertEqual(r.status, 200, r.body)
+
+    def test_verify_false_works_and_is_logged_at_start(self):
+        r = self.post("no-check")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertIn('route "archive" of channel "no-check" does not check the TLS certificate',
+                      self.hb.log_text())
+        self.assertNotIn('channel "own-ca" does not check', self.hb.log_text())
+
+    def test_check_refuses_bad_tls_keys(self):
+        http_url = "http://127.0.0.1:9/x"
+        cases = [
+            (tls_channel("c", "https://127.0.0.1:9/x", {"ca_file": CERTS("missing.pem")}),
+             "cannot read the CA file"),
+            (tls_channel("c", "https://127.0.0.1:9/x", {"ca_file": CERTS("not-pem.txt")}),
+             "holds no PEM certificate"),
+            (tls_channel("c", http_url, {"verify": False}), "applies to https:// URLs only"),
+            (tls_channel("c", "https://127.0.0.1:9/x",
+                         {"ca_file": CERTS("ca.pem"), "verify": False}), "choose one"),
+        ]
+        for ch, words in cases:
+            hb = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PW)],
+                               channels=[ch], name="check")
+            hb.write_config()
+            r = hb.cli("check", "-c", hb.config_path)
+            self.assertNotEqual(r.returncode, 0, r.stdout)
+            self.assertIn(words, r.stderr + r.stdout)
+            self.assertRegex(r.stderr + r.stdout, r"channels/c\.yaml:\d+:\d+: routes\[0\]\.tls")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
