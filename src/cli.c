@@ -148,10 +148,14 @@ static const char serve_usage[] =
     "the queue what is left, exit 0. SIGHUP: reload the configuration (a\n"
     "configuration with any problem is refused and the running one stays).\n";
 
-/* Every route that sends without checking its target's certificate, each start and
- * reload: an opt-out nobody should forget. */
-static void warn_unverified(const struct config *cfg)
+/* The configuration's warnings (a secret in plain text) and every route that sends
+ * without checking its target's certificate, at each start and reload: an opt-out
+ * nobody should forget. */
+static void log_config_warnings(const struct config *cfg)
 {
+    const struct hibus_diags *w = &cfg->warnings;
+    for (size_t i = 0; i < w->n; i++)
+        LOG_WARN(NULL, "%s:%d:%d: %s", w->v[i].file, w->v[i].line, w->v[i].col, w->v[i].msg);
     for (size_t i = 0; i < cfg->n_channels; i++)
         for (size_t j = 0; j < cfg->channels[i].n_routes; j++) {
             const struct config_route *r = &cfg->channels[i].routes[j];
@@ -196,7 +200,7 @@ static const struct config *reload(struct config_holder *configs, const struct c
     LOG_INFO(NULL, "configuration reloaded from \"%s\": %zu channels, %zu clients", path, channels,
              clients);
     const struct config *now = config_holder_acquire(configs);
-    warn_unverified(now);
+    log_config_warnings(now);
     return now;
 }
 
@@ -275,7 +279,7 @@ int cli_serve(int argc, char **argv)
              "node %s)",
              HIBUS_VERSION, cfg->listen_address, listener_port(l), cfg->n_channels, cfg->n_clients,
              cfg->delivery_workers, node);
-    warn_unverified(cfg);
+    log_config_warnings(cfg);
 
     for (;;) {
         int sig = 0;
@@ -410,6 +414,10 @@ int cli_check(int argc, char **argv)
     printf("configuration OK: %zu channel%s (%zu enabled), %zu client%s, %zu mapping%s\n",
            cfg->n_channels, cfg->n_channels == 1 ? "" : "s", enabled, cfg->n_clients,
            cfg->n_clients == 1 ? "" : "s", cfg->n_mappings, cfg->n_mappings == 1 ? "" : "s");
+    for (size_t i = 0; i < cfg->warnings.n; i++) {
+        const struct hibus_diag *w = &cfg->warnings.v[i];
+        fprintf(stderr, "%s:%d:%d: warning: %s\n", w->file, w->line, w->col, w->msg);
+    }
     rc = 0;
     if (o.remote && check_remote(cfg) > 0)
         rc = 1;

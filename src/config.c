@@ -87,6 +87,18 @@ void config_err_at(struct loader *ld, const yaml_node_t *n, const char *fmt, ...
     va_end(ap);
 }
 
+/* A warning at a node of the current document: kept with the configuration. */
+void config_warn_at(struct loader *ld, const yaml_node_t *n, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    hibus_diags_add(&ld->cfg->warnings, ld->file, (int)n->start_mark.line + 1,
+                    (int)n->start_mark.column + 1, "%s", buf);
+}
+
 static bool has_errors(const struct loader *ld)
 {
     return ld->diags->n > ld->diags_start;
@@ -687,6 +699,7 @@ static void config_destroy(struct config *cfg, size_t n_compiled)
     free(cfg->path);
     free(cfg->dir);
     config_free_strv(cfg->files, cfg->n_files);
+    hibus_diags_free(&cfg->warnings);
     free(cfg->listen_address);
     free(cfg->tls_cert);
     free(cfg->tls_key);

@@ -68,6 +68,8 @@ void config_verr_pos(struct loader *ld, const char *file, int line, int col, con
                      va_list ap);
 void config_err_pos(struct loader *ld, const char *file, int line, int col, const char *fmt, ...)
     HIBUS_PRINTF(5, 6);
+void config_warn_at(struct loader *ld, const yaml_node_t *n, const char *fmt, ...)
+    HIBUS_PRINTF(3, 4);
 void config_err_at(struct loader *ld, const yaml_node_t *n, const char *fmt, ...)
     HIBUS_PRINTF(3, 4);
 /* Sorts the diagnostics from start on by file (in reading order), then position. */

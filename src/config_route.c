@@ -93,6 +93,20 @@ bool config_has_ctl(const char *s)
     return false;
 }
 
+/* A secret written in the channel file itself ends up in backups, version control
+ * and support tickets with it: hibus check says so, and points to the two ways to
+ * keep it out. */
+static void warn_plain_secret(struct loader *ld, const yaml_node_t *n, const char *what)
+{
+    if (n->type == YAML_SCALAR_NODE && n->data.scalar.length > 0 &&
+        strstr(config_scalar_raw(n), "${") == NULL)
+        config_warn_at(ld, n,
+                       "%s is written in plain text in this file: read it from a file "
+                       "(\"${file:/etc/hibus/secrets/NAME}\", readable by hibus only) or from "
+                       "the environment (\"${NAME}\")",
+                       what);
+}
+
 /* Credentials end up in request headers: a CR or LF would let them add headers. */
 static void check_header_value(struct loader *ld, const yaml_node_t *n, const char *what,
                                const char *s)
@@ -167,15 +181,19 @@ static void load_auth(struct loader *ld, yaml_node_t *n, const char *where, stru
             }
             snprintf(what, sizeof what, "%s.basic.password", where);
             if (g[K_BA_PASSWORD].val &&
-                config_get_string(ld, g[K_BA_PASSWORD].val, what, false, &r->auth_secret))
+                config_get_string(ld, g[K_BA_PASSWORD].val, what, false, &r->auth_secret)) {
                 check_header_value(ld, g[K_BA_PASSWORD].val, what, r->auth_secret);
+                warn_plain_secret(ld, g[K_BA_PASSWORD].val, what);
+            }
         }
     } else if (one == &f[K_AU_BEARER] || one == &f[K_AU_TOKEN]) {
         bool bearer = one == &f[K_AU_BEARER];
         r->auth_kind = bearer ? CONFIG_AUTH_BEARER : CONFIG_AUTH_TOKEN;
         snprintf(what, sizeof what, "%s.%s", where, bearer ? "bearer" : "token");
-        if (config_get_string(ld, one->val, what, true, &r->auth_secret))
+        if (config_get_string(ld, one->val, what, true, &r->auth_secret)) {
             check_header_value(ld, one->val, what, r->auth_secret);
+            warn_plain_secret(ld, one->val, what);
+        }
     } else {
         r->auth_kind = CONFIG_AUTH_HEADER;
         snprintf(what, sizeof what, "%s.header", where);
@@ -188,8 +206,10 @@ static void load_auth(struct loader *ld, yaml_node_t *n, const char *where, stru
                               r->auth_header, what);
             snprintf(what, sizeof what, "%s.header.value", where);
             if (g[K_HD_VALUE].val &&
-                config_get_string(ld, g[K_HD_VALUE].val, what, false, &r->auth_secret))
+                config_get_string(ld, g[K_HD_VALUE].val, what, false, &r->auth_secret)) {
                 check_header_value(ld, g[K_HD_VALUE].val, what, r->auth_secret);
+                warn_plain_secret(ld, g[K_HD_VALUE].val, what);
+            }
         }
     }
 }

@@ -1,21 +1,26 @@
 /*
- * config_values.c - typed scalars for the configuration loader: ${NAME} and
- * ${NAME:-default} expansion, integers, booleans, decimals, durations ("30s", "7d")
- * and sizes ("10MB") with their ranges, enumerations, UIDs, target names, string
- * lists, and the checks for names, methods, content types and header names.
+ * config_values.c - typed scalars for the configuration loader: ${NAME},
+ * ${NAME:-default} and ${file:PATH} expansion, integers, booleans, decimals, durations ("30s",
+ * "7d") and sizes ("10MB") with their ranges, enumerations, UIDs, target names, string lists, and
+ * the checks for names, methods, content types and header names.
  *
  * Every getter reports a bad value at the node's file:line:col, naming the key,
  * what it expected and an example, and returns false; the caller keeps reading so
  * that one load reports every problem.
  */
 #include "config_internal.h"
+
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "hibus/buf.h"
 #include "hibus/txlog.h"
 /* ------------------------------------------------------------------------------------
@@ -53,6 +58,79 @@ static bool unset_said(struct loader *ld, const char *name)
     return false;
 }
 
+#define CONFIG_MAX_SECRET_FILE (64 * 1024)
+
+/* ${file:PATH}: the contents of a file, without its final line end: a secret kept
+ * out of the configuration (PATH relative to hibus.yaml's directory). Like
+ * expand_ref; the contents never appear in a message. */
+static size_t expand_file_ref(struct loader *ld, const yaml_node_t *n, const char *what,
+                              const char *s, size_t len, size_t i, struct buf *b)
+{
+    size_t start = i + 7, j = start;
+    while (j < len && s[j] != '}')
+        j++;
+    if (j == len || j == start) {
+        config_err_at(ld, n, "invalid file reference in %s (expected ${file:PATH})", what);
+        return 0;
+    }
+    char rel[1024];
+    if (j - start >= sizeof rel) {
+        config_err_at(ld, n, "the file name in %s is too long", what);
+        return 0;
+    }
+    memcpy(rel, s + start, j - start);
+    rel[j - start] = '\0';
+    char *path = config_path_join(ld, ld->cfg->dir, rel);
+    if (path == NULL)
+        return 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    const char *why = NULL;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if (st.st_size > CONFIG_MAX_SECRET_FILE)
+        why = "larger than 64 KiB";
+    char *data = NULL;
+    size_t n_read = 0;
+    if (why == NULL) {
+        data = malloc((size_t)st.st_size + 1);
+        if (data == NULL) {
+            ld->oom = true;
+            why = "out of memory";
+        }
+        while (data != NULL && n_read < (size_t)st.st_size) {
+            ssize_t r = read(fd, data + n_read, (size_t)st.st_size - n_read);
+            if (r <= 0) {
+                why = r < 0 ? strerror(errno) : "it changed while being read";
+                break;
+            }
+            n_read += (size_t)r;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    if (why == NULL && n_read > 0 && data[n_read - 1] == '\n')
+        n_read -= n_read > 1 && data[n_read - 2] == '\r' ? 2 : 1;
+    if (why == NULL && n_read == 0)
+        why = "it is empty";
+    if (why == NULL && memchr(data, '\0', n_read) != NULL)
+        why = "it contains a NUL byte";
+    if (why == NULL && memchr(data, '\n', n_read) != NULL)
+        why = "it has more than one line";
+    if (why != NULL)
+        config_err_at(ld, n, "cannot use the secret file %s for %s: %s", path, what, why);
+    else
+        sb_put(ld, b, data, n_read);
+    if (data != NULL) {
+        explicit_bzero(data, (size_t)st.st_size + 1);
+        free(data);
+    }
+    free(path);
+    return why == NULL ? j + 1 : 0;
+}
+
 /* One reference ${NAME}, ${NAME:-default} or ${NAME:?message} (as in POSIX sh: unset
  * or empty takes the default, or is an error with the message), from s[i] = '$' to
  * the closing brace; its value is appended to b. Returns the index after the brace,
@@ -60,6 +138,8 @@ static bool unset_said(struct loader *ld, const char *name)
 static size_t expand_ref(struct loader *ld, const yaml_node_t *n, const char *what, const char *s,
                          size_t len, size_t i, struct buf *b)
 {
+    if (len - i > 7 && memcmp(s + i + 2, "file:", 5) == 0)
+        return expand_file_ref(ld, n, what, s, len, i, b);
     size_t j = i + 2;
     if (j < len && is_name_start(s[j]))
         while (j < len && config_is_name_char(s[j]))

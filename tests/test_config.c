@@ -479,6 +479,88 @@ static void test_env_expansion(void **state)
     unsetenv("HIBUS_T_PORT");
 }
 
+/* ${file:PATH}: a secret read from a file (relative to hibus.yaml's directory), its
+ * final line end dropped; what is wrong with the file is said, its contents never. */
+static void test_file_secrets(void **state)
+{
+    (void)state;
+    put("secret.txt", "s3cr3t-pass\r\n");
+    put("empty.txt", "");
+    put("two-lines.txt", "a\nb\n");
+    assert_int_equal(mkdir("secret-dir", 0700), 0);
+    put("channels/stock.yaml", "name: stock\n"
+                               "match: { path: /stock }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "routes: [{ name: r, url: \"http://h/x\",\n"
+                               "  auth: { basic: { username: u, password: \"${file:secret.txt}\" } "
+                               "} }]\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    assert_string_equal(cfg->channels[0].routes[0].auth_secret, "s3cr3t-pass");
+    assert_int_equal(cfg->warnings.n, 0); /* not written in the file: no warning */
+    config_free(cfg);
+
+    put("channels/stock.yaml", "name: stock\n"
+                               "match: { path: /stock }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "routes:\n"
+                               "  - { name: a, url: \"http://h/a\", auth: { bearer: "
+                               "\"${file:missing.txt}\" } }\n"
+                               "  - { name: b, url: \"http://h/b\", auth: { bearer: "
+                               "\"${file:empty.txt}\" } }\n"
+                               "  - { name: c, url: \"http://h/c\", auth: { bearer: "
+                               "\"${file:two-lines.txt}\" } }\n"
+                               "  - { name: d, url: \"http://h/d\", auth: { bearer: "
+                               "\"${file:secret-dir}\" } }\n"
+                               "  - { name: e, url: \"http://h/e\", auth: { bearer: \"${file:}\" } "
+                               "}\n");
+    /* hibus.yaml was named relative to here, so are the files */
+    const char *want = "channels/stock.yaml:5:51: cannot use the secret file missing.txt for "
+                       "routes[0].auth.bearer: No such file or directory\n"
+                       "channels/stock.yaml:6:51: cannot use the secret file empty.txt for "
+                       "routes[1].auth.bearer: it is empty\n"
+                       "channels/stock.yaml:7:51: cannot use the secret file two-lines.txt for "
+                       "routes[2].auth.bearer: it has more than one line\n"
+                       "channels/stock.yaml:8:51: cannot use the secret file secret-dir for "
+                       "routes[3].auth.bearer: not a regular file\n"
+                       "channels/stock.yaml:9:51: invalid file reference in routes[4].auth.bearer "
+                       "(expected ${file:PATH})\n";
+    char *got = load_fail_at("hibus.yaml", HIBUS_E_CONFIG);
+    if (strcmp(got, want) != 0)
+        fprintf(stderr, "expected:\n%sgot:\n%s", want, got);
+    assert_string_equal(got, want);
+    assert_null(strstr(got, "s3cr3t"));
+    free(got);
+}
+
+/* A secret written in a channel file is allowed, with a warning that says where and
+ * how to keep it out; a reference (environment or file) is not warned about. */
+static void test_plain_secret_warning(void **state)
+{
+    (void)state;
+    setenv("HIBUS_T_TOKEN", "t", 1);
+    put("channels/stock.yaml", "name: stock\n"
+                               "match: { path: /stock }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "routes:\n"
+                               "  - { name: a, url: \"http://h/a\", primary: true,\n"
+                               "      auth: { basic: { username: u, password: hunter2 } } }\n"
+                               "  - { name: b, url: \"http://h/b\", auth: { bearer: "
+                               "\"${HIBUS_T_TOKEN}\" } }\n"
+                               "  - { name: c, url: \"http://h/c\",\n"
+                               "      auth: { header: { name: X-Key, value: k3y } } }\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    assert_int_equal(cfg->warnings.n, 2);
+    assert_string_equal(cfg->warnings.v[0].file, "channels/stock.yaml");
+    assert_int_equal(cfg->warnings.v[0].line, 6);
+    assert_non_null(
+        strstr(cfg->warnings.v[0].msg, "routes[0].auth.basic.password is written in plain text"));
+    assert_non_null(strstr(cfg->warnings.v[0].msg, "${file:"));
+    assert_int_equal(cfg->warnings.v[1].line, 9);
+    assert_non_null(strstr(cfg->warnings.v[1].msg, "routes[2].auth.header.value"));
+    config_free(cfg);
+    unsetenv("HIBUS_T_TOKEN");
+}
+
 static void test_env_unset(void **state)
 {
     (void)state;
@@ -2207,6 +2289,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_all_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sorted_by_priority_then_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_channels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_secrets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plain_secret_warning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_regex_channel, setup, teardown),
         cmocka_unit_test(test_free_null),
         cmocka_unit_test_setup_teardown(test_env_expansion, setup, teardown),

@@ -41,6 +41,8 @@ struct config {
     char *dir;                /* its directory */
     char **files;             /* every file read, for struct config_pos */
     size_t n_files;
+    struct hibus_diags warnings; /* what is allowed but unwise (a secret in plain text):
+                                    printed by hibus check, logged by serve */
 
     char *listen_address;  /* listen.address, default 127.0.0.1 */
     int listen_port;       /* listen.port, default 5001 */
