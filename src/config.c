@@ -441,13 +441,14 @@ static const struct key_spec clients_file_keys[] = {
     [K_C_CLIENTS] = {"clients", false},
 };
 
-enum { K_CL_ID, K_CL_NAME, K_CL_ROLES, K_CL_PASSWORD_HASH, K_CL_ENABLED };
+enum { K_CL_ID, K_CL_NAME, K_CL_ROLES, K_CL_PASSWORD_HASH, K_CL_ENABLED, K_CL_RATE };
 static const struct key_spec client_keys[] = {
     [K_CL_ID] = {"id", true},
     [K_CL_NAME] = {"name", false},
     [K_CL_ROLES] = {"roles", false},
     [K_CL_PASSWORD_HASH] = {"password_hash", true},
     [K_CL_ENABLED] = {"enabled", false},
+    [K_CL_RATE] = {"rate_limit", false},
 };
 
 bool config_role_declared(const struct config *cfg, const char *role)
@@ -480,6 +481,34 @@ bool config_client_exists(const struct config *cfg, const char *id)
     return config_find_client(cfg, id) != NULL;
 }
 
+enum { K_RL_REQUESTS, K_RL_PER };
+static const struct key_spec rate_keys[] = {
+    [K_RL_REQUESTS] = {"requests", true},
+    [K_RL_PER] = {"per", true},
+};
+
+/* rate_limit: { requests: 600, per: 1m }: past it the client gets 429 with
+ * Retry-After; the bucket holds as many requests as the limit (its burst). */
+static void load_rate_limit(struct loader *ld, yaml_node_t *n, const char *where,
+                            struct config_client *c)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s.rate_limit", where);
+    struct found f[sizeof rate_keys / sizeof rate_keys[0]];
+    if (!MAP_KEYS(ld, n, what, rate_keys, f))
+        return;
+    long requests = 0, per = 0;
+    snprintf(what, sizeof what, "%s.rate_limit.requests", where);
+    bool ok = f[K_RL_REQUESTS].val &&
+              config_get_long(ld, f[K_RL_REQUESTS].val, what, 1, 1000000, &requests);
+    snprintf(what, sizeof what, "%s.rate_limit.per", where);
+    ok = f[K_RL_PER].val &&
+         config_get_duration_in(ld, f[K_RL_PER].val, what, &config_dur_short, &per) && ok;
+    if (ok) {
+        c->rate_requests = (unsigned)requests;
+        c->rate_per_ms = per;
+    }
+}
 static void load_client(struct loader *ld, yaml_node_t *n, size_t idx)
 {
     struct config *cfg = ld->cfg;
@@ -536,6 +565,8 @@ static void load_client(struct loader *ld, yaml_node_t *n, size_t idx)
         snprintf(what, sizeof what, "%s.enabled", where);
         config_get_bool(ld, f[K_CL_ENABLED].val, what, &c->enabled);
     }
+    if (f[K_CL_RATE].val)
+        load_rate_limit(ld, f[K_CL_RATE].val, where, c);
 }
 
 static void load_clients(struct loader *ld, yaml_node_t *root, void *arg)

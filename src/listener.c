@@ -43,6 +43,7 @@
 #include "hibus/delivery.h"
 #include "hibus/log.h"
 #include "hibus/mediator.h"
+#include "hibus/ratelimit.h"
 #include "hibus/router.h"
 #include "hibus/text.h"
 
@@ -74,6 +75,7 @@ struct listener {
     long in_flight; /* guarded by mu */
     time_t started;
     struct auth_guard *guard; /* failed logins per client address */
+    struct ratelimit *rates;  /* clients' rate_limit */
 
     /* Connections (see "connections" below), guarded by conns_mu. */
     pthread_mutex_t conns_mu;
@@ -783,6 +785,19 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
                           details1(d), extra);
     }
 
+    long rate_wait = ratelimit_take(l->rates, client->id, client->rate_requests,
+                                    client->rate_per_ms, clock_ms());
+    if (rate_wait > 0) {
+        char secs[24], msg[384];
+        snprintf(secs, sizeof secs, "%ld", (rate_wait + 999) / 1000);
+        snprintf(msg, sizeof msg,
+                 "client \"%s\" may send %u requests per %ld ms (rate_limit in clients.yaml): "
+                 "try again in %s s",
+                 client->id, client->rate_requests, client->rate_per_ms, secs);
+        const char *const extra[] = {"Retry-After", secs, NULL};
+        return send_error(c, rq, HIBUS_E_TOO_MANY, "rate limit exceeded", details1(msg), extra);
+    }
+
     if (strncmp(path, "/transactions/", 14) == 0 && strcmp(method, "GET") == 0)
         return serve_transaction(c, rq, client, path + 14);
 
@@ -1383,6 +1398,7 @@ static void stop_threads(struct listener *l)
 
 static void free_listener(struct listener *l)
 {
+    ratelimit_free(l->rates);
     for (size_t i = 0; i < l->n_tls_served; i++)
         tls_creds_unref(l->tls_served[i]);
     free(l->tls_served);
@@ -1422,7 +1438,9 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     l->deps = *deps;
     l->started = time(NULL);
     l->guard = auth_guard_new();
+    l->rates = ratelimit_new();
     if (l->guard == NULL) {
+        ratelimit_free(l->rates);
         free(l);
         freeaddrinfo(ai);
         hibus_error_set(err, HIBUS_E_IO, "no random bytes for the failed-login table");

@@ -32,6 +32,10 @@ struct config_client {
     char **roles;
     size_t n_roles;
     bool enabled; /* default true */
+    /* rate_limit: { requests, per }: at most rate_requests in any rate_per_ms, and a
+     * burst of as many; 0: no limit */
+    unsigned rate_requests;
+    long rate_per_ms;
     struct config_pos pos;
 };
 

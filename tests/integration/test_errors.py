@@ -26,7 +26,9 @@ def setUpModule():
     HB = harness.Hibus(
         PG.url,
         clients=[harness.client("lmis-national", ["lmis"], LMIS_PW),
-                 harness.client("ops-console", ["ops"], OPS_PW)],
+                 harness.client("ops-console", ["ops"], OPS_PW),
+                 harness.client("lmis-limited", ["lmis"], LMIS_PW,
+                                rate_limit={"requests": 3, "per": "1m"})],
         channels=[harness.channel("lmis-stock", "/lmis/stock-reports", TARGET.url + "/stock"),
                   harness.channel("lmis-any", "/lmis/any/", TARGET.url + "/any",
                                   match_kind="path_prefix")],
@@ -242,6 +244,23 @@ class RefusedTest(harness.TestCase):
         self.target_before = len(TARGET.requests)
         r = HB.request("POST", "/lmis/stock-reports", body=SMALL, headers=JSON, auth=wrong)
         self.assertJsonError(r, 401, "HIBUS_E_AUTH")
+
+    def test_429_past_the_client_rate_limit(self):
+        # lmis-limited may send 3 requests a minute, all at once: the 4th gets 429 with
+        # the time until the next one, and nothing is stored; other clients go on
+        limited = ("lmis-limited", LMIS_PW)
+        for _ in range(3):
+            r = HB.request("POST", "/lmis/stock-reports", body=SMALL, headers=JSON, auth=limited)
+            self.assertEqual(r.status, 200, r.body)
+        self.rows_before = PG.count("transactions")
+        self.target_before = len(TARGET.requests)
+        r = HB.request("POST", "/lmis/stock-reports", body=SMALL, headers=JSON, auth=limited)
+        err = self.assertJsonError(r, 429, "HIBUS_E_TOO_MANY")
+        self.assertIn('client "lmis-limited" may send 3 requests per 60000 ms', err["details"][0])
+        self.assertIn(r.headers.get("retry-after"), ("19", "20", "21"))
+        self.assertNothingStored()
+        r = HB.request("POST", "/lmis/stock-reports", body=SMALL, headers=JSON, auth=LMIS)
+        self.assertEqual(r.status, 200, r.body)
 
     def test_403_client_without_role(self):
         r, _ = self.refused(403, "HIBUS_E_FORBIDDEN", auth=OPS, request_id="itest-403")
