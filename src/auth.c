@@ -181,14 +181,15 @@ enum auth_result auth_basic(const struct config *cfg, struct auth_cache *cache,
     *colon = '\0';
     const char *password = colon + 1;
     const struct config_client *cl = config_find_client(cfg, cred);
-    if (cl == NULL || !cl->enabled) {
+    if (cl == NULL || !cl->enabled || cl->password_hash == NULL) {
         /* Cost the same as a wrong password for a known client, so the time of the
          * answer does not tell which client ids exist: check against the client's
          * own hash, or another client's (same parameters as the real ones), or a
          * fixed one; the result is ignored. */
-        const char *h = cl != NULL           ? cl->password_hash
-                        : cfg->n_clients > 0 ? cfg->clients[0].password_hash
-                                             : AUTH_DUMMY_HASH;
+        const char *h = cl != NULL && cl->password_hash ? cl->password_hash
+                        : cfg->n_clients > 0 && cfg->clients[0].password_hash
+                            ? cfg->clients[0].password_hash
+                            : AUTH_DUMMY_HASH;
         (void)auth_verify_password(password, h);
         goto done;
     }
@@ -349,6 +350,23 @@ void auth_guard_succeeded(struct auth_guard *g, const struct sockaddr *addr)
     if (e != NULL)
         memset(e, 0, sizeof *e);
     pthread_mutex_unlock(&g->mu);
+}
+
+const struct config_client *auth_certificate(const struct config *cfg,
+                                             const unsigned char sha256[32], const char *subject,
+                                             bool verified)
+{
+    for (size_t i = 0; i < cfg->n_clients; i++) {
+        const struct config_client *c = &cfg->clients[i];
+        if (!c->enabled)
+            continue;
+        if (c->has_cert_sha256 && memcmp(c->cert_sha256, sha256, 32) == 0)
+            return c;
+        if (verified && c->cert_subject != NULL && subject[0] != '\0' &&
+            strcmp(c->cert_subject, subject) == 0)
+            return c;
+    }
+    return NULL;
 }
 
 static bool in_list(char *const *list, size_t n, const char *s)

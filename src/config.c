@@ -441,14 +441,15 @@ static const struct key_spec clients_file_keys[] = {
     [K_C_CLIENTS] = {"clients", false},
 };
 
-enum { K_CL_ID, K_CL_NAME, K_CL_ROLES, K_CL_PASSWORD_HASH, K_CL_ENABLED, K_CL_RATE };
+enum { K_CL_ID, K_CL_NAME, K_CL_ROLES, K_CL_PASSWORD_HASH, K_CL_ENABLED, K_CL_RATE, K_CL_CERT };
 static const struct key_spec client_keys[] = {
     [K_CL_ID] = {"id", true},
     [K_CL_NAME] = {"name", false},
     [K_CL_ROLES] = {"roles", false},
-    [K_CL_PASSWORD_HASH] = {"password_hash", true},
+    [K_CL_PASSWORD_HASH] = {"password_hash", false}, /* required without certificate */
     [K_CL_ENABLED] = {"enabled", false},
     [K_CL_RATE] = {"rate_limit", false},
+    [K_CL_CERT] = {"certificate", false},
 };
 
 bool config_role_declared(const struct config *cfg, const char *role)
@@ -509,6 +510,69 @@ static void load_rate_limit(struct loader *ld, yaml_node_t *n, const char *where
         c->rate_per_ms = per;
     }
 }
+enum { K_CC_SHA256, K_CC_SUBJECT };
+static const struct key_spec cert_keys[] = {
+    [K_CC_SHA256] = {"sha256", false},
+    [K_CC_SUBJECT] = {"subject", false},
+};
+
+/* "AB:CD:..." or "abcd..." (64 hex digits, colons optional) into 32 bytes. */
+static bool parse_sha256(const char *s, unsigned char out[32])
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p == ':')
+            continue;
+        int v = *p >= '0' && *p <= '9'   ? *p - '0'
+                : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10
+                : *p >= 'A' && *p <= 'F' ? *p - 'A' + 10
+                                         : -1;
+        if (v < 0 || n >= 64)
+            return false;
+        if (n % 2 == 0)
+            out[n / 2] = (unsigned char)(v << 4);
+        else
+            out[n / 2] |= (unsigned char)v;
+        n++;
+    }
+    return n == 64;
+}
+
+/* certificate: { sha256: FINGERPRINT } or { subject: DN }, exactly one. */
+static void load_client_cert(struct loader *ld, yaml_node_t *n, const char *where,
+                             struct config_client *c)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s.certificate", where);
+    struct found f[sizeof cert_keys / sizeof cert_keys[0]];
+    if (!MAP_KEYS(ld, n, what, cert_keys, f))
+        return;
+    if ((f[K_CC_SHA256].val == NULL) == (f[K_CC_SUBJECT].val == NULL)) {
+        config_err_at(ld, n, "%s needs exactly one of sha256 or subject", what);
+        return;
+    }
+    char *v = NULL;
+    if (f[K_CC_SHA256].val) {
+        snprintf(what, sizeof what, "%s.certificate.sha256", where);
+        if (config_get_string(ld, f[K_CC_SHA256].val, what, true, &v)) {
+            if (parse_sha256(v, c->cert_sha256))
+                c->has_cert_sha256 = true;
+            else
+                config_err_at(ld, f[K_CC_SHA256].val,
+                              "%s must be the certificate's SHA-256 fingerprint, 64 hex digits "
+                              "with or without colons (certtool -i --infile CERT | grep sha256, "
+                              "or openssl x509 -noout -fingerprint -sha256 -in CERT)",
+                              what);
+            free(v);
+        }
+    } else {
+        snprintf(what, sizeof what, "%s.certificate.subject", where);
+        if (config_get_string(ld, f[K_CC_SUBJECT].val, what, true, &c->cert_subject)) {
+            c->cert_subject_pos = config_pos_of(ld, f[K_CC_SUBJECT].val);
+        }
+    }
+}
+
 static void load_client(struct loader *ld, yaml_node_t *n, size_t idx)
 {
     struct config *cfg = ld->cfg;
@@ -567,6 +631,13 @@ static void load_client(struct loader *ld, yaml_node_t *n, size_t idx)
     }
     if (f[K_CL_RATE].val)
         load_rate_limit(ld, f[K_CL_RATE].val, where, c);
+    if (f[K_CL_CERT].val)
+        load_client_cert(ld, f[K_CL_CERT].val, where, c);
+    if (f[K_CL_PASSWORD_HASH].val == NULL && f[K_CL_CERT].val == NULL)
+        config_err_at(ld, n,
+                      "missing required key \"password_hash\" in %s (or certificate: a client "
+                      "is identified by a password, a certificate or both)",
+                      where);
 }
 
 static void load_clients(struct loader *ld, yaml_node_t *root, void *arg)
@@ -734,6 +805,7 @@ static void config_destroy(struct config *cfg, size_t n_compiled)
     free(cfg->listen_address);
     free(cfg->tls_cert);
     free(cfg->tls_key);
+    free(cfg->tls_client_ca);
     tls_creds_unref(cfg->tls);
     free(cfg->database_url);
     config_free_strv(cfg->redact_headers, cfg->n_redact_headers);
@@ -743,6 +815,7 @@ static void config_destroy(struct config *cfg, size_t n_compiled)
         free(c->id);
         free(c->name);
         free(c->password_hash);
+        free(c->cert_subject);
         config_free_strv(c->roles, c->n_roles);
     }
     free(cfg->clients);
@@ -831,8 +904,8 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     }
 
     /* clients:, channels: and mappings: are relative to hibus.yaml's directory. */
-    char **paths[] = {&cfg->clients_file, &cfg->channels_dir, &cfg->mappings_dir, &cfg->tls_cert,
-                      &cfg->tls_key};
+    char **paths[] = {&cfg->clients_file, &cfg->channels_dir, &cfg->mappings_dir,
+                      &cfg->tls_cert,     &cfg->tls_key,      &cfg->tls_client_ca};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         char *joined = *paths[i] ? config_path_join(&ld, cfg->dir, *paths[i]) : NULL;
         free(*paths[i]);
@@ -847,10 +920,30 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
             config_err_pos(&ld, at->file, at->line, at->col, "listen.tls: %s", why);
         }
     }
+    if (cfg->tls_client_ca != NULL) {
+        char why[768];
+        const struct config_pos *at = &refs.tls_client_ca_pos;
+        if (cfg->tls_cert == NULL)
+            config_err_pos(&ld, at->file, at->line, at->col,
+                           "listen.tls.client_ca needs listen.tls.cert and key (client "
+                           "certificates come with HTTPS)");
+        else if (!tls_ca_file_check(cfg->tls_client_ca, why, sizeof why))
+            config_err_pos(&ld, at->file, at->line, at->col, "listen.tls.client_ca: %s", why);
+    }
     if (cfg->clients_file)
         ld.clients_loaded =
             config_load_file(&ld, config_xstrdup(&ld, cfg->clients_file),
                              refs.clients_pos.file ? &refs.clients_pos : NULL, load_clients, NULL);
+    for (size_t i = 0; i < cfg->n_clients; i++) {
+        const struct config_client *c = &cfg->clients[i];
+        if (c->cert_subject != NULL && cfg->tls_client_ca == NULL)
+            config_err_pos(&ld, c->cert_subject_pos.file, c->cert_subject_pos.line,
+                           c->cert_subject_pos.col,
+                           "client \"%s\" is identified by a certificate subject, which needs "
+                           "listen.tls.client_ca in hibus.yaml (the CAs that vouch for it); or "
+                           "give the certificate's sha256",
+                           c->id ? c->id : "");
+    }
     if (cfg->channels_dir)
         load_channel_dir(&ld, cfg->channels_dir,
                          refs.channels_pos.file ? &refs.channels_pos : NULL);

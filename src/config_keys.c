@@ -47,6 +47,11 @@ const struct config_key config_keys[] = {
      .doc = "PEM file: the server certificate, then its chain; with `listen.tls.key`, hibus "
             "speaks only HTTPS (TLS 1.2 and 1.3). A reload takes a new certificate; turning "
             "TLS on or off takes a restart"},
+    {"listen.tls.client_ca", CONFIG_KEY_PATH, AT(tls_client_ca),
+     .example = "/etc/hibus/tls/clients-ca.pem",
+     .doc = "PEM file of the CAs that sign client certificates: hibus then asks clients for "
+            "one, and a client of clients.yaml with `certificate: { subject }` is identified "
+            "by a certificate these CAs signed (`certificate: { sha256 }` works without it)"},
     {"listen.tls.key", CONFIG_KEY_PATH, AT(tls_key), .reload = true,
      .example = "/etc/hibus/tls/privkey.pem",
      .doc = "PEM file: the certificate's private key, unencrypted (readable by hibus only)"},
@@ -353,6 +358,9 @@ void config_load_main(struct loader *ld, yaml_node_t *root, void *arg)
         refs->tls_cert_pos = config_pos_of(ld, cert);
     if (key != NULL && key != &refused)
         refs->tls_key_pos = config_pos_of(ld, key);
+    const yaml_node_t *ca = node_of(nodes, "listen.tls.client_ca");
+    if (ca != NULL && ca != &refused)
+        refs->tls_client_ca_pos = config_pos_of(ld, ca);
     if ((cert == NULL) != (key == NULL)) {
         const yaml_node_t *one = cert ? cert : key;
         config_err_at(ld, one, "listen.tls needs both cert and key (%s is missing)",

@@ -94,6 +94,7 @@ struct listener {
     pthread_mutex_t tls_mu;
     struct tls_creds **tls_served;
     size_t n_tls_served;
+    char *client_ca_pem; /* listen.tls.client_ca's contents, for libmicrohttpd */
 
     /* Workers (see "workers" below), guarded by jobs_mu. */
     pthread_mutex_t jobs_mu;
@@ -716,6 +717,23 @@ static enum MHD_Result serve_transaction(struct MHD_Connection *c, struct reques
     return send_json(c, rq, MHD_HTTP_OK, view, NULL);
 }
 
+/* The client the connection's TLS client certificate identifies, or NULL. */
+static const struct config_client *certificate_client(struct MHD_Connection *c,
+                                                      const struct config *cfg)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci == NULL || ci->tls_session == NULL)
+        return NULL;
+    unsigned char sha256[32];
+    char subject[512];
+    bool verified = false;
+    if (!tls_peer_certificate((gnutls_session_t)ci->tls_session, sha256, subject, sizeof subject,
+                              &verified))
+        return NULL;
+    return auth_certificate(cfg, sha256, subject, verified);
+}
+
 static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, const char *path,
                                 const char *method)
 {
@@ -755,7 +773,10 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *peer = ci ? ci->client_addr : NULL;
-    long wait_ms = auth_guard_wait_ms(l->guard, peer, clock_ms());
+    /* A client certificate that identifies a client is enough; otherwise (none, or
+     * one no client claims) the client authenticates as usual. */
+    const struct config_client *client = cfg->tls != NULL ? certificate_client(c, cfg) : NULL;
+    long wait_ms = client != NULL ? 0 : auth_guard_wait_ms(l->guard, peer, clock_ms());
     if (wait_ms > 0) {
         char secs[24], msg[256];
         snprintf(secs, sizeof secs, "%ld", (wait_ms + 999) / 1000);
@@ -766,11 +787,10 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
         const char *const extra[] = {"Retry-After", secs, NULL};
         return send_error(c, rq, HIBUS_E_TOO_MANY, "too many failed logins", details1(msg), extra);
     }
-    const struct config_client *client = NULL;
-    enum auth_result ar = auth_basic(cfg, l->deps.auth, authz, &client);
+    enum auth_result ar = client != NULL ? AUTH_OK : auth_basic(cfg, l->deps.auth, authz, &client);
     if (ar == AUTH_INVALID)
         auth_guard_failed(l->guard, peer, cfg->login_failures, clock_ms());
-    else if (ar == AUTH_OK)
+    else if (ar == AUTH_OK && authz != NULL)
         auth_guard_succeeded(l->guard, peer);
     if (ar != AUTH_OK) {
         static const char *const extra[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE,
@@ -1402,6 +1422,7 @@ static void free_listener(struct listener *l)
     for (size_t i = 0; i < l->n_tls_served; i++)
         tls_creds_unref(l->tls_served[i]);
     free(l->tls_served);
+    free(l->client_ca_pem);
     if (tls_owner == l)
         tls_owner = NULL;
     pthread_mutex_destroy(&l->tls_mu);
@@ -1462,7 +1483,17 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     struct MHD_OptionItem tls_opts[] = {
         {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)(uintptr_t)on_tls_cert},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL}, /* MHD_OPTION_HTTPS_MEM_TRUST with a client CA */
         {MHD_OPTION_END, 0, NULL}};
+    if (cfg->tls != NULL && cfg->tls_client_ca != NULL) {
+        /* libmicrohttpd then asks every client for a certificate (not requiring one). */
+        char why[512];
+        l->client_ca_pem = tls_read_pem(cfg->tls_client_ca, why, sizeof why);
+        if (l->client_ca_pem != NULL)
+            tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, l->client_ca_pem};
+        else
+            LOG_ERROR(NULL, "listen.tls.client_ca: %s; no client certificates are asked for", why);
+    }
     if (cfg->tls != NULL) {
         l->tls_served = hibus_xcalloc(1, sizeof *l->tls_served);
         l->tls_served[l->n_tls_served++] = tls_creds_ref(cfg->tls);
@@ -1498,7 +1529,7 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
                             cfg->max_connections + CONN_RESERVE, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                             cfg->per_address, MHD_OPTION_CONNECTION_TIMEOUT,
                             (unsigned)((cfg->connection_timeout_ms + 999) / 1000), MHD_OPTION_ARRAY,
-                            cfg->tls != NULL ? tls_opts : tls_opts + 2, MHD_OPTION_END);
+                            cfg->tls != NULL ? tls_opts : tls_opts + 3, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (l->mhd == NULL) {
         int e = errno;

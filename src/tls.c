@@ -270,3 +270,36 @@ bool tls_ca_file_check(const char *path, char *why, size_t whylen)
     gnutls_free(crts);
     return true;
 }
+
+bool tls_peer_certificate(gnutls_session_t s, unsigned char sha256[32], char *subject,
+                          size_t subject_len, bool *verified)
+{
+    unsigned n = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &n);
+    *verified = false;
+    subject[0] = '\0';
+    if (certs == NULL || n == 0)
+        return false;
+    size_t len = 32;
+    if (gnutls_fingerprint(GNUTLS_DIG_SHA256, &certs[0], sha256, &len) != 0 || len != 32)
+        return false;
+    gnutls_x509_crt_t crt;
+    if (gnutls_x509_crt_init(&crt) == 0) {
+        size_t slen = subject_len;
+        if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) != 0 ||
+            gnutls_x509_crt_get_dn(crt, subject, &slen) != 0)
+            subject[0] = '\0';
+        gnutls_x509_crt_deinit(crt);
+    }
+    unsigned status = 0;
+    *verified = gnutls_certificate_verify_peers2(s, &status) == 0 && status == 0;
+    return true;
+}
+
+char *tls_read_pem(const char *path, char *why, size_t whylen)
+{
+    gnutls_datum_t d = {NULL, 0};
+    if (!read_file("CA file", path, &d, why, whylen))
+        return NULL;
+    return (char *)d.data;
+}

@@ -697,7 +697,8 @@ static void test_missing_required(void **state)
     put("channels/stock.yaml", "description: nothing else\n");
     EXPECT_ERRORS("hibus.yaml:1:1: missing required key \"database\" at top level\n"
                   "clients.yaml:3:5: missing required key \"id\" in clients[0]\n"
-                  "clients.yaml:3:5: missing required key \"password_hash\" in clients[0]\n"
+                  "clients.yaml:3:5: missing required key \"password_hash\" in clients[0] (or "
+                  "certificate: a client is identified by a password, a certificate or both)\n"
                   "channels/stock.yaml:1:1: missing required key \"name\" at top level\n"
                   "channels/stock.yaml:1:1: missing required key \"match\" at top level\n"
                   "channels/stock.yaml:1:1: missing required key \"routes\" at top level\n"

@@ -31,6 +31,14 @@ void auth_cache_free(struct auth_cache *c);
 enum auth_result auth_basic(const struct config *cfg, struct auth_cache *cache,
                             const char *authorization, const struct config_client **client);
 
+/* The enabled client a TLS client certificate identifies: by the certificate's
+ * SHA-256 (clients' certificate.sha256), or, when verified (it chains to
+ * listen.tls.client_ca and is valid now), by its subject (certificate.subject).
+ * NULL when none does. */
+const struct config_client *auth_certificate(const struct config *cfg,
+                                             const unsigned char sha256[32], const char *subject,
+                                             bool verified);
+
 /* May this client use this channel? True when the client's id is in allow.clients
  * or one of its roles is in allow.roles. */
 bool auth_allowed(const struct config_channel *ch, const struct config_client *client);

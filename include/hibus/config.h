@@ -28,7 +28,14 @@
 struct config_client {
     char *id;
     char *name;
-    char *password_hash; /* crypt(3) format: $y$ (yescrypt) or $6$ (sha512-crypt) */
+    char *password_hash; /* crypt(3) format: $y$ (yescrypt) or $6$ (sha512-crypt); NULL
+                            for a client that only presents a certificate */
+    /* certificate: { sha256 } or { subject }: a TLS client certificate that identifies
+     * this client (see auth_certificate) */
+    bool has_cert_sha256;
+    unsigned char cert_sha256[32];
+    char *cert_subject; /* RFC 4514 DN as GnuTLS prints it, e.g. "CN=lmis,O=MoH" */
+    struct config_pos cert_subject_pos;
     char **roles;
     size_t n_roles;
     bool enabled; /* default true */
@@ -52,6 +59,7 @@ struct config {
     int listen_port;       /* listen.port, default 5001 */
     char *tls_cert;        /* listen.tls.cert (absolute), NULL: plain HTTP */
     char *tls_key;         /* listen.tls.key (absolute) */
+    char *tls_client_ca;   /* listen.tls.client_ca (absolute): CAs of client certificates */
     struct tls_creds *tls; /* loaded and checked from the two; NULL: plain HTTP */
 
     char *database_url;               /* database.url, required */

@@ -43,6 +43,15 @@ const char *tls_creds_subject(const struct tls_creds *c);
 void tls_creds_get(const struct tls_creds *c, gnutls_pcert_st **pcert, unsigned *n,
                    gnutls_privkey_t *key);
 
+/* The client certificate of a TLS session: its SHA-256 and subject, and whether it
+ * chains to the server's trusted CAs (listen.tls.client_ca) and is valid now. False
+ * when the client sent none. */
+bool tls_peer_certificate(gnutls_session_t s, unsigned char sha256[32], char *subject,
+                          size_t subject_len, bool *verified);
+
+/* The contents of a PEM file (for libmicrohttpd's trust option), or NULL with why set. */
+char *tls_read_pem(const char *path, char *why, size_t whylen);
+
 /* Whether path is a readable PEM file of at least one CA certificate; why says what
  * is wrong when not. */
 bool tls_ca_file_check(const char *path, char *why, size_t whylen);

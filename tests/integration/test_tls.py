@@ -1,6 +1,7 @@
 """HTTPS on the listener: a certificate chain and key from listen.tls, what `hibus check`
 says about bad ones, TLS versions, and a new certificate taken at reload."""
 
+import hashlib
 import os
 import shutil
 import signal
@@ -55,9 +56,26 @@ def make_certs(d):
                                 'activation_date = "2020-01-01 00:00:00 UTC"\n'
                                 'expiration_date = "2020-02-01 00:00:00 UTC"\n'),
              "--outfile", j("old.pem"))
+    client = 'cn = "%s"\ntls_www_client\nsigning_key\nexpiration_days = 30\n'
+    for n in ("lmis-client", "stranger"):
+        certtool("--generate-privkey", "--key-type", "ecdsa", "--outfile", j(n + ".key"))
+        certtool("--generate-certificate", "--load-privkey", j(n + ".key"),
+                 "--load-ca-certificate", j("ca.pem"), "--load-ca-privkey", j("ca.key"),
+                 "--template", tmpl(n, client % n), "--outfile", j(n + ".pem"))
+    # self-signed: one pinned by its fingerprint, one that copies lmis-client's subject
+    for n, cn in (("pinned", "pinned"), ("impostor", "lmis-client")):
+        certtool("--generate-privkey", "--key-type", "ecdsa", "--outfile", j(n + ".key"))
+        certtool("--generate-self-signed", "--load-privkey", j(n + ".key"), "--template",
+                 tmpl(n, client % cn), "--outfile", j(n + ".pem"))
     with open(j("not-pem.txt"), "w") as f:
         f.write("this is not a certificate\n")
     return j
+
+
+def sha256_of(pem_path):
+    with open(pem_path) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return ":".join("%02X" % b for b in hashlib.sha256(der).digest())
 
 
 def client_context():
@@ -225,6 +243,82 @@ class OutboundTest(harness.TestCase):
             self.assertNotEqual(r.returncode, 0, r.stdout)
             self.assertIn(words, r.stderr + r.stdout)
             self.assertRegex(r.stderr + r.stdout, r"channels/c\.yaml:\d+:\d+: routes\[0\]\.tls")
+
+
+class MutualTest(harness.TestCase):
+    """Clients identified by their certificate: a subject vouched for by
+    listen.tls.client_ca, or a pinned SHA-256 (a self-signed certificate)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.hb = harness.Hibus(
+            PG.url, name="mutual",
+            clients=[harness.client("lmis-national", ["lmis"], PW),
+                     {"id": "by-subject", "roles": ["lmis"],
+                      "certificate": {"subject": "CN=lmis-client"}},
+                     {"id": "by-fingerprint", "roles": ["lmis"],
+                      "certificate": {"sha256": sha256_of(CERTS("pinned.pem"))}}],
+            channels=[harness.channel("c", "/lmis/stock", TARGET.url + "/s")],
+            settings={"listen": {"tls": {"cert": CERTS("a.pem"), "key": CERTS("a.key"),
+                                         "client_ca": CERTS("ca.pem")}}})
+        cls.hb.tls = client_context()
+        cls.addClassCleanup(cls.hb._cleanup)
+        cls.hb.start()
+
+    def post_with(self, cert, auth=None):
+        ctx = client_context()
+        if cert:
+            ctx.load_cert_chain(CERTS(cert + ".pem"), CERTS(cert + ".key"))
+        return harness.http_request(self.hb.port, "POST", "/lmis/stock", body=b"{}",
+                                    headers=JSON, auth=auth, tls=ctx)
+
+    def client_of(self, r):
+        tx = r.headers["x-hibus-transaction"]
+        return PG.scalar("SELECT client FROM transactions WHERE id = %s" % tx)
+
+    def test_subject_vouched_for_by_the_client_ca(self):
+        r = self.post_with("lmis-client")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.client_of(r), "by-subject")
+
+    def test_subject_without_the_ca_is_nobody(self):
+        r = self.post_with("impostor")
+        self.assertJsonError(r, 401, "HIBUS_E_AUTH")
+
+    def test_pinned_fingerprint(self):
+        r = self.post_with("pinned")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.client_of(r), "by-fingerprint")
+
+    def test_unknown_certificate_falls_back_to_a_password(self):
+        r = self.post_with("stranger")
+        self.assertJsonError(r, 401, "HIBUS_E_AUTH")
+        r = self.post_with("stranger", auth=AUTH)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.client_of(r), "lmis-national")
+        r = self.post_with(None)
+        self.assertJsonError(r, 401, "HIBUS_E_AUTH")
+
+    def test_check_refuses_bad_certificate_clients(self):
+        cases = [
+            ({"certificate": {"sha256": "12:34"}}, {}, "64 hex digits"),
+            ({"certificate": {"subject": "CN=x"}}, {}, "needs listen.tls.client_ca"),
+            ({"certificate": {"subject": "CN=x", "sha256": sha256_of(CERTS("pinned.pem"))}}, {},
+             "exactly one of sha256 or subject"),
+            ({}, {}, 'missing required key "password_hash"'),
+            ({"certificate": {"sha256": sha256_of(CERTS("pinned.pem"))}},
+             {"listen": {"tls": {"cert": CERTS("a.pem"), "key": CERTS("a.key"),
+                                 "client_ca": CERTS("not-pem.txt")}}},
+             "listen.tls.client_ca: "),
+        ]
+        for extra, settings, words in cases:
+            c = {"id": "x", "roles": ["lmis"]}
+            c.update(extra)
+            hb = harness.Hibus(PG.url, clients=[c], settings=settings, name="check")
+            hb.write_config()
+            r = hb.cli("check", "-c", hb.config_path)
+            self.assertNotEqual(r.returncode, 0, r.stdout)
+            self.assertIn(words, r.stderr + r.stdout, extra)
 
 
 if __name__ == "__main__":
