@@ -1,7 +1,8 @@
 /*
  * cli_txlog.c - the hibus commands for the transaction log: tx (one transaction
  * and its attempts), tail (follow transactions live), rerun (put finished ones
- * back in the delivery queue) and prune (the retention rules, once).
+ * back in the delivery queue), prune (the retention rules, once) and token
+ * (clients' bearer tokens: new, list, revoke).
  */
 #include "hibus/cli.h"
 
@@ -16,6 +17,7 @@
 
 #include "hibus/config.h"
 #include "hibus/retention.h"
+#include "hibus/tokens.h"
 #include "hibus/txlog.h"
 
 #include "cli_internal.h"
@@ -482,6 +484,124 @@ int cli_prune(int argc, char **argv)
     } else {
         printf("partitions made %d, dropped %d; transactions removed %ld; bodies emptied %ld\n",
                r.partitions_made, r.partitions_dropped, r.transactions_deleted, r.bodies_pruned);
+        rc = 0;
+    }
+    txlog_close(tl);
+    config_free(cfg);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ token */
+
+static const char token_usage[] =
+    "usage: hibus token new [-c FILE] CLIENT\n"
+    "       hibus token list [-c FILE] [--json] [CLIENT]\n"
+    "       hibus token revoke [-c FILE] ID\n"
+    "new prints a new bearer token for CLIENT (a client of clients.yaml) once: only\n"
+    "its hash is stored, so it cannot be shown again. Requests then send\n"
+    "\"Authorization: Bearer TOKEN\". list shows tokens by id, never a secret; revoke\n"
+    "ends one (running hibus processes stop taking it within 5 s).\n";
+
+static int token_new(struct txlog *tl, const struct config *cfg, const char *client)
+{
+    const struct config_client *c = config_find_client(cfg, client);
+    if (c == NULL) {
+        fprintf(stderr, "hibus token new: no client \"%s\" in %s\n", client, cfg->clients_file);
+        return 1;
+    }
+    struct token_new t;
+    struct hibus_error err = {0};
+    if (!token_generate(&t)) {
+        fprintf(stderr, "hibus token new: no random bytes available\n");
+        return 1;
+    }
+    if (txlog_token_add(tl, t.id, client, t.hash, &err) != HIBUS_OK) {
+        cli_print_error("could not store the token", &err);
+        return 1;
+    }
+    printf("%s\n", t.token);
+    fprintf(stderr,
+            "token %s for client \"%s\"%s: copy it now, it is not shown again (only its hash "
+            "is kept)\n",
+            t.id, client,
+            c->enabled ? ""
+                       : " (the client is disabled: the token works once it "
+                         "is enabled)");
+    return 0;
+}
+
+static int token_list(struct txlog *tl, const char *client, bool as_json)
+{
+    json_t *list = NULL;
+    struct hibus_error err = {0};
+    if (txlog_token_list(tl, client, &list, &err) != HIBUS_OK) {
+        cli_print_error("could not list the tokens", &err);
+        return 1;
+    }
+    if (as_json) {
+        json_dumpf(list, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+    } else {
+        printf("%-16s  %-24s  %-20s  %s\n", "ID", "CLIENT", "CREATED", "REVOKED");
+        size_t i;
+        json_t *t;
+        json_array_foreach(list, i, t)
+        {
+            const char *revoked = json_string_value(json_object_get(t, "revoked_at"));
+            printf("%-16s  %-24s  %-20s  %s\n", jstr(t, "id"), jstr(t, "client"),
+                   jstr(t, "created_at"), revoked ? revoked : "-");
+        }
+    }
+    json_decref(list);
+    return 0;
+}
+
+int cli_token(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(token_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *sub = argv[1];
+    bool is_new = strcmp(sub, "new") == 0, is_list = strcmp(sub, "list") == 0,
+         is_revoke = strcmp(sub, "revoke") == 0;
+    if (!is_new && !is_list && !is_revoke) {
+        fprintf(stderr, "hibus token: unknown subcommand \"%s\" (new, list or revoke)\n%s", sub,
+                token_usage);
+        return 2;
+    }
+    struct common_opts o = {0};
+    int first = 0, rc = 0;
+    struct config *cfg = cli_command_setup(argc - 1, argv + 1, &o, token_usage, &first, &rc);
+    if (cfg == NULL)
+        return rc;
+    int operands = argc - 1 - first;
+    const char *arg = operands > 0 ? argv[1 + first] : NULL;
+    if ((is_list && operands > 1) || (!is_list && operands != 1)) {
+        fprintf(stderr, "hibus token %s: expected %s\n%s", sub,
+                is_new      ? "one client id"
+                : is_revoke ? "one token id"
+                            : "at most one client id",
+                token_usage);
+        config_free(cfg);
+        return 2;
+    }
+    struct txlog *tl = NULL;
+    struct hibus_error err = {0};
+    rc = 1;
+    if (cli_open_db(cfg, &tl, &err) != HIBUS_OK || txlog_migrate(tl, NULL, &err) != HIBUS_OK) {
+        cli_print_error("could not open the transaction log", &err);
+    } else if (is_new) {
+        rc = token_new(tl, cfg, arg);
+    } else if (is_list) {
+        rc = token_list(tl, arg, o.json);
+    } else if (txlog_token_revoke(tl, arg, &err) != HIBUS_OK) {
+        if (err.code == HIBUS_E_NOT_FOUND)
+            fprintf(stderr, "hibus token revoke: no token %s (see hibus token list)\n", arg);
+        else
+            cli_print_error("could not revoke the token", &err);
+    } else {
+        printf("token %s revoked\n", arg);
         rc = 0;
     }
     txlog_close(tl);

@@ -46,6 +46,7 @@
 #include "hibus/ratelimit.h"
 #include "hibus/router.h"
 #include "hibus/text.h"
+#include "hibus/tokens.h"
 
 #define REQUEST_ID_MAX 128
 #define DB_RETRY_AFTER "5"
@@ -76,6 +77,7 @@ struct listener {
     time_t started;
     struct auth_guard *guard; /* failed logins per client address */
     struct ratelimit *rates;  /* clients' rate_limit */
+    struct token_cache *tokens;
 
     /* Connections (see "connections" below), guarded by conns_mu. */
     pthread_mutex_t conns_mu;
@@ -787,19 +789,36 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
         const char *const extra[] = {"Retry-After", secs, NULL};
         return send_error(c, rq, HIBUS_E_TOO_MANY, "too many failed logins", details1(msg), extra);
     }
-    enum auth_result ar = client != NULL ? AUTH_OK : auth_basic(cfg, l->deps.auth, authz, &client);
+    struct hibus_error dberr = {0};
+    enum auth_result ar = client != NULL           ? AUTH_OK
+                          : token_is_bearer(authz) ? token_check(l->tokens, l->deps.tl, cfg, authz,
+                                                                 clock_ms(), &client, &dberr)
+                                                   : auth_basic(cfg, l->deps.auth, authz, &client);
+    if (dberr.code != HIBUS_OK) {
+        static const char *const extra[] = {"Retry-After", DB_RETRY_AFTER, NULL};
+        return send_error(c, rq, HIBUS_E_DB, "transaction log unavailable",
+                          details1("the token could not be checked: the database did not answer"),
+                          extra);
+    }
     if (ar == AUTH_INVALID)
         auth_guard_failed(l->guard, peer, cfg->login_failures, clock_ms());
     else if (ar == AUTH_OK && authz != NULL)
         auth_guard_succeeded(l->guard, peer);
     if (ar != AUTH_OK) {
-        static const char *const extra[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                            "Basic realm=\"hibus\", charset=\"UTF-8\"", NULL};
+        static const char *const extra[] = {
+            MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+            "Basic realm=\"hibus\", charset=\"UTF-8\", Bearer realm=\"hibus\"", NULL};
+        bool bearer = token_is_bearer(authz);
         const char *d =
-            ar == AUTH_MISSING ? "send HTTP basic credentials of a client listed in clients.yaml"
-            : ar == AUTH_MALFORMED ? "the Authorization header is not valid basic credentials "
-                                     "(base64 of client-id:password)"
-                                   : "unknown client, disabled client or wrong password";
+            ar == AUTH_MISSING
+                ? "send HTTP basic credentials or a bearer token of a client listed in "
+                  "clients.yaml"
+            : ar == AUTH_MALFORMED
+                ? (bearer ? "the bearer token is not one hibus made (hbt_...: see hibus token new)"
+                          : "the Authorization header is not valid basic credentials "
+                            "(base64 of client-id:password)")
+            : bearer ? "unknown or revoked token, or its client is disabled"
+                     : "unknown client, disabled client or wrong password";
         return send_error(c, rq, HIBUS_E_AUTH,
                           ar == AUTH_MISSING ? "authentication required" : "invalid credentials",
                           details1(d), extra);
@@ -1419,6 +1438,7 @@ static void stop_threads(struct listener *l)
 static void free_listener(struct listener *l)
 {
     ratelimit_free(l->rates);
+    token_cache_free(l->tokens);
     for (size_t i = 0; i < l->n_tls_served; i++)
         tls_creds_unref(l->tls_served[i]);
     free(l->tls_served);
@@ -1460,8 +1480,10 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     l->started = time(NULL);
     l->guard = auth_guard_new();
     l->rates = ratelimit_new();
+    l->tokens = token_cache_new();
     if (l->guard == NULL) {
         ratelimit_free(l->rates);
+        token_cache_free(l->tokens);
         free(l);
         freeaddrinfo(ai);
         hibus_error_set(err, HIBUS_E_IO, "no random bytes for the failed-login table");

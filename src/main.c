@@ -22,6 +22,7 @@ static const struct command {
     {"map", cli_map, "show offline what a channel would send for a payload (stdin)"},
     {"rerun", cli_rerun, "put finished transactions back in the delivery queue"},
     {"prune", cli_prune, "apply the retention rules once, now"},
+    {"token", cli_token, "new, list or revoke a client's bearer tokens"},
     {"keys", cli_keys, "print the keys of hibus.yaml: type, default, reload or restart"},
 };
 

@@ -237,4 +237,19 @@ enum hibus_err txlog_listener_summary(struct txlog_listener *l, int64_t id,
                                       struct txlog_summary *out, struct hibus_error *err);
 void txlog_listener_close(struct txlog_listener *l);
 
+/* ---- Client tokens (src/txlog_tokens.c; see hibus/tokens.h) ---- */
+
+enum hibus_err txlog_token_add(struct txlog *tl, const char *id, const char *client,
+                               const unsigned char hash[32], struct hibus_error *err);
+/* What the log holds for a token id: HIBUS_E_NOT_FOUND when nothing. *client is
+ * malloc'ed. */
+enum hibus_err txlog_token_find(struct txlog *tl, const char *id, char **client,
+                                unsigned char hash[32], bool *revoked, struct hibus_error *err);
+/* Every token (of client, or all when NULL), oldest first: a JSON array of
+ * {id, client, created_at, revoked_at}; never a secret or its hash. */
+enum hibus_err txlog_token_list(struct txlog *tl, const char *client, json_t **out,
+                                struct hibus_error *err);
+/* Revokes a token; HIBUS_E_NOT_FOUND for an unknown id (revoking twice is fine). */
+enum hibus_err txlog_token_revoke(struct txlog *tl, const char *id, struct hibus_error *err);
+
 #endif
