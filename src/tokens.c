@@ -210,8 +210,8 @@ enum auth_result token_check(struct token_cache *tc, struct txlog *tl, const str
         if (!e->used)
             tc->n_used++;
         free(e->client);
-        *e = (struct token_entry){.used = true, .exists = exists, .revoked = revoked,
-                                  .client = c, .fetched_ms = now_ms};
+        *e = (struct token_entry){
+            .used = true, .exists = exists, .revoked = revoked, .client = c, .fetched_ms = now_ms};
         memcpy(e->id, id, sizeof e->id);
         if (exists)
             memcpy(e->hash, stored, 32);

@@ -53,8 +53,7 @@ enum hibus_err txlog_token_add(struct txlog *tl, const char *id, const char *cli
     return txlog_with_conn(tl, op_add, &ctx, err);
 }
 
-static enum hibus_err op_find(PGconn *conn, unsigned *prepared, void *vctx,
-                              struct hibus_error *err)
+static enum hibus_err op_find(PGconn *conn, unsigned *prepared, void *vctx, struct hibus_error *err)
 {
     (void)prepared;
     struct token_ctx *ctx = vctx;
@@ -101,15 +100,15 @@ enum hibus_err txlog_token_find(struct txlog *tl, const char *id, char **client,
     return HIBUS_OK;
 }
 
-static enum hibus_err op_list(PGconn *conn, unsigned *prepared, void *vctx,
-                              struct hibus_error *err)
+static enum hibus_err op_list(PGconn *conn, unsigned *prepared, void *vctx, struct hibus_error *err)
 {
     (void)prepared;
     struct token_ctx *ctx = vctx;
     const char *values[1] = {ctx->client};
     PGresult *res = PQexecParams(
         conn,
-        "SELECT id, client, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+        "SELECT id, client, to_char(created_at AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
         "to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
         "FROM client_tokens WHERE $1::text IS NULL OR client = $1 ORDER BY created_at, id",
         1, NULL, values, NULL, NULL, 0);
@@ -121,9 +120,10 @@ static enum hibus_err op_list(PGconn *conn, unsigned *prepared, void *vctx,
     json_t *a = json_array();
     for (int i = 0; i < PQntuples(res); i++)
         json_array_append_new(
-            a, json_pack("{s:s, s:s, s:s, s:o}", "id", PQgetvalue(res, i, 0), "client",
-                         PQgetvalue(res, i, 1), "created_at", PQgetvalue(res, i, 2), "revoked_at",
-                         PQgetisnull(res, i, 3) ? json_null() : json_string(PQgetvalue(res, i, 3))));
+            a,
+            json_pack("{s:s, s:s, s:s, s:o}", "id", PQgetvalue(res, i, 0), "client",
+                      PQgetvalue(res, i, 1), "created_at", PQgetvalue(res, i, 2), "revoked_at",
+                      PQgetisnull(res, i, 3) ? json_null() : json_string(PQgetvalue(res, i, 3))));
     PQclear(res);
     json_decref(ctx->list);
     ctx->list = a;
@@ -148,10 +148,11 @@ static enum hibus_err op_revoke(PGconn *conn, unsigned *prepared, void *vctx,
     (void)prepared;
     struct token_ctx *ctx = vctx;
     const char *values[1] = {ctx->id};
-    PGresult *res = PQexecParams(conn,
-                                 "UPDATE client_tokens SET revoked_at = coalesce(revoked_at, now()) "
-                                 "WHERE id = $1",
-                                 1, NULL, values, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn,
+                     "UPDATE client_tokens SET revoked_at = coalesce(revoked_at, now()) "
+                     "WHERE id = $1",
+                     1, NULL, values, NULL, NULL, 0);
     enum hibus_err rc = HIBUS_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         rc = txlog_db_fail(err, conn, res, "revoke the token");

@@ -18,7 +18,7 @@ static void test_burst_then_pace(void **state)
     for (int i = 0; i < 3; i++) /* 3 per second: all three at once */
         assert_int_equal(ratelimit_take(r, "a", 3, 1000, t), 0);
     long wait = ratelimit_take(r, "a", 3, 1000, t);
-    assert_in_range(wait, 330, 335); /* one comes back every 333 ms */
+    assert_in_range(wait, 330, 335);                         /* one comes back every 333 ms */
     assert_int_equal(ratelimit_take(r, "b", 3, 1000, t), 0); /* another client */
     assert_true(ratelimit_take(r, "a", 3, 1000, t + 300) > 0);
     assert_int_equal(ratelimit_take(r, "a", 3, 1000, t + 334), 0);
