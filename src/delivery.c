@@ -151,7 +151,7 @@ static bool media_type_is(const char *ctype, const char *want)
 /* An OpenHIM mediator's answer (FORMATS.md 6): the client gets response.status,
  * headers and body; the mediator's status, orchestrations and properties are
  * kept as the attempt's details. */
-static void openhim_unwrap(struct delivery_route_result *rr)
+void delivery_openhim_unwrap(struct delivery_route_result *rr)
 {
     json_t *doc = json_loadb(rr->resp.body ? rr->resp.body : "", rr->resp.body_len, 0, NULL);
     const json_t *inner = json_object_get(doc, "response");
@@ -314,7 +314,7 @@ static void route_send(const struct config_channel *ch, const struct config_rout
     }
     rr->outcome = is_2xx(rr->resp.status) ? "successful" : "completed";
     if (media_type_is(header_value(&rr->resp, "content-type"), "application/json+openhim"))
-        openhim_unwrap(rr);
+        delivery_openhim_unwrap(rr);
 }
 
 static const struct txlog_route_state *prev_state(const struct txlog_route_state *prev,

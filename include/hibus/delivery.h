@@ -103,6 +103,11 @@ void delivery_run(const struct config_channel *ch, const struct delivery_prepare
                   size_t n_prev, struct delivery_result *out);
 void delivery_result_free(struct delivery_result *r);
 
+/* An answer of type application/json+openhim in rr->resp, unwrapped: rr->answer,
+ * rr->details and rr->outcome, or rr->error when it is not a mediator response. Used
+ * by delivery_round; public for tests/fuzz. */
+void delivery_openhim_unwrap(struct delivery_route_result *rr);
+
 /* The headers of an answer as a JSON object text (caller frees); NULL when
  * there was no answer. */
 char *delivery_headers_json(const struct mediator_response *r);
