@@ -49,27 +49,39 @@ static size_t utf8_cut(const char *s, size_t n)
     return n;
 }
 
-/* Appends s to buf as the inside of a JSON string; a sequence that does not fit
- * whole is left out with the rest, so the line stays UTF-8. */
+/* Appends s to buf as the inside of a JSON string: quotes, backslashes and control
+ * characters escaped as JSON has them, a byte that is not UTF-8 as the text \\xNN
+ * (JSON has no escape for a byte, and the line must stay valid JSON); a sequence
+ * that does not fit whole is left out with the rest. */
 static size_t json_escape(char *buf, size_t at, size_t cap, const char *s)
 {
-    for (; *s && at + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0xC0) {
-            size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+    size_t n = strlen(s), i = 0;
+    while (i < n) {
+        size_t ok = text_utf8_invalid_at(s + i, n - i); /* a valid run, then a bad byte */
+        for (size_t end = i + ok; i < end;) {
+            unsigned char c = (unsigned char)s[i];
+            size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
             if (at + len + 7 >= cap)
-                break;
+                return at;
+            if (c == '"' || c == '\\') {
+                buf[at++] = '\\';
+                buf[at++] = (char)c;
+            } else if (c == '\n') {
+                buf[at++] = '\\';
+                buf[at++] = 'n';
+            } else if (c < 0x20 || c == 0x7f) {
+                at += (size_t)snprintf(buf + at, cap - at, "\\u%04x", c);
+            } else {
+                memcpy(buf + at, s + i, len);
+                at += len;
+            }
+            i += len;
         }
-        if (c == '"' || c == '\\') {
-            buf[at++] = '\\';
-            buf[at++] = (char)c;
-        } else if (c == '\n') {
-            buf[at++] = '\\';
-            buf[at++] = 'n';
-        } else if (c < 0x20) {
-            at += (size_t)snprintf(buf + at, cap - at, "\\u%04x", c);
-        } else {
-            buf[at++] = (char)c;
+        if (i < n) {
+            if (at + 7 >= cap)
+                return at;
+            at += (size_t)snprintf(buf + at, cap - at, "\\\\x%02X", (unsigned char)s[i]);
+            i++;
         }
     }
     return at;
