@@ -1163,7 +1163,11 @@ static const char *framing_problem(struct MHD_Connection *c, const char *cl, enu
  * name that still looks like a token is caught only that way. */
 struct header_check {
     json_t *details;
+    size_t bytes; /* names and values, with ": " and CRLF */
 };
+
+#define REQUEST_TARGET_MAX 8192
+#define HEADERS_MAX 16384
 
 static bool is_token_char(unsigned char c)
 {
@@ -1178,6 +1182,7 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
     struct header_check *hc = cls;
     const char *what = NULL;
     size_t klen = strlen(key);
+    hc->bytes += klen + 4 + (value ? strlen(value) : 0);
     if (value != NULL) {
         uintptr_t p = (uintptr_t)key + klen + 1, v = (uintptr_t)value;
         while (p < v && (*(const char *)p == ' ' || *(const char *)p == '\t'))
@@ -1252,6 +1257,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         struct header_check hc = {.details = json_array()};
         MHD_get_connection_values(c, MHD_HEADER_KIND, check_header, &hc);
+        /* Below libmicrohttpd's own limits (its 32 KiB buffer, past which it answers
+         * in HTML), so that what is too long gets hibus's JSON and request id. */
+        static const char *const close_long[] = {MHD_HTTP_HEADER_CONNECTION, "close", NULL};
+        char why[160];
+        if (strlen(rq->uri) > REQUEST_TARGET_MAX) {
+            json_decref(hc.details);
+            snprintf(why, sizeof why,
+                     "the request target is %zu bytes long, more than %d: send the data in "
+                     "the body",
+                     strlen(rq->uri), REQUEST_TARGET_MAX);
+            return send_error_status(c, rq, MHD_HTTP_URI_TOO_LONG, HIBUS_E_TOO_LARGE,
+                                     "request target too long", details1(why), close_long);
+        }
+        if (hc.bytes > HEADERS_MAX) {
+            json_decref(hc.details);
+            snprintf(why, sizeof why, "the headers are %zu bytes long, more than %d", hc.bytes,
+                     HEADERS_MAX);
+            return send_error_status(c, rq, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                     HIBUS_E_TOO_LARGE, "headers too large", details1(why),
+                                     close_long);
+        }
         if (json_array_size(hc.details) > 0) {
             /* Where this request ends is not to be trusted either. */
             static const char *const close_it[] = {MHD_HTTP_HEADER_CONNECTION, "close", NULL};

@@ -167,6 +167,19 @@ class RefusedTest(harness.TestCase):
                        headers={"Content-Type": "application/json", "X-Note": "a\tb"})
         self.assertEqual(r.status, 200, r.body)
 
+    def test_414_and_431_are_hibus_answers(self):
+        # a long request target or large headers, within libmicrohttpd's 32 KiB buffer:
+        # JSON with the request id (libmicrohttpd would answer in HTML past its buffer)
+        r = HB.request("POST", "/lmis/stock-reports?q=" + "a" * 9000, body=SMALL, headers=JSON,
+                       auth=LMIS)
+        err = self.assertJsonError(r, 414, "HIBUS_E_TOO_LARGE")
+        self.assertIn("more than 8192", err["details"][0])
+        r = HB.request("POST", "/lmis/stock-reports", body=SMALL, auth=LMIS,
+                       headers=dict(JSON, **{"X-Pad-%d" % i: "b" * 1000 for i in range(18)}))
+        err = self.assertJsonError(r, 431, "HIBUS_E_TOO_LARGE")
+        self.assertIn("more than 16384", err["details"][0])
+        self.assertNothingStored()
+
     def test_one_peer_cannot_flood_the_log(self):
         # 300 connections that each send half a request line and hang up: libmicrohttpd
         # reports each, and hibus writes at most 10 of its messages a second, plus one
