@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import threading
 import unittest
 
@@ -145,6 +146,24 @@ def post(path, body, request_id, headers=OCTETS):
     return HB.request("POST", path, body=body, auth=AUTH, headers=h)
 
 
+def raw_post(target, request_id):
+    """POSTs {} to target (bytes, sent as they are); returns the status."""
+    auth = base64.b64encode(("%s:%s" % AUTH).encode())
+    head = (b"POST " + target + b" HTTP/1.1\r\nHost: hibus\r\nConnection: close\r\n"
+            b"Content-Type: application/octet-stream\r\nX-Request-Id: " +
+            request_id.encode() + b"\r\nAuthorization: Basic " + auth +
+            b"\r\nContent-Length: 2\r\n\r\n{}")
+    with socket.create_connection(("127.0.0.1", HB.port), timeout=30) as sock:
+        sock.sendall(head)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
 class JsonLogTest(harness.TestCase):
 
     def wait_line(self, pred, what):
@@ -198,7 +217,8 @@ class JsonLogTest(harness.TestCase):
 
     def test_long_message_with_quotes_is_cut(self):
         # every '"' takes two bytes once escaped: the line is full before the message ends
-        r = post("/logs/" + "%22" * 5000, b"{}", "itest-json-log-4")
+        # 2,500 of them: longer than the line once escaped, within the 8 KiB request target
+        r = post("/logs/" + "%22" * 2500, b"{}", "itest-json-log-4")
         self.assertEqual(r.status, 200, r.body)
         obj = self.wait_line(lambda o: o.get("req") == "itest-json-log-4",
                              "a log line with req itest-json-log-4")
@@ -211,10 +231,12 @@ class JsonLogTest(harness.TestCase):
         # a byte count, inside a UTF-8 sequence, and the JSON line was not UTF-8). Paths
         # of two-byte characters after prefixes of either parity: one of the two cuts
         # falls mid-character.
+        # The path is sent as raw UTF-8, not percent-encoded: 2,100 characters would
+        # take 12,600 bytes so, past the 8 KiB limit of a request target.
         for n, prefix in enumerate(("x", "xy")):
             rid = "itest-json-log-5-%d" % n
-            r = post("/logs/" + prefix + "%C3%A9" * 3000, b"{}", rid)
-            self.assertEqual(r.status, 200, r.body)
+            status = raw_post(("/logs/" + prefix + "\u00e9" * 2100).encode("utf-8"), rid)
+            self.assertEqual(status, 200)
             key = b'"req":"%s"' % rid.encode()
             harness.wait_until(lambda: [ln for ln in log_lines(HB) if key in ln],
                                timeout=10, what="a log line with req %s" % rid)
