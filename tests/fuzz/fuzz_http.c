@@ -7,6 +7,7 @@
  * is sent as is on a new connection, which is then half-closed; the answer is read
  * for a moment. A crash or sanitizer report in any listener thread ends the run.
  */
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -122,13 +123,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     if (s < 0 || setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) != 0)
         abort();
-    if (connect(s, (struct sockaddr *)&to, sizeof to) != 0) {
+    int rc = connect(s, (struct sockaddr *)&to, sizeof to);
+    if (rc != 0 && errno == EINTR) {
+        /* libFuzzer's timer signal: the connection goes on, wait for it */
+        struct pollfd w = {.fd = s, .events = POLLOUT};
+        while (poll(&w, 1, 1000) < 0 && errno == EINTR)
+            ;
+        int e = 0;
+        socklen_t elen = sizeof e;
+        rc = getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &elen) == 0 && e == 0 ? 0 : -1;
+        errno = e;
+    }
+    if (rc != 0) {
         perror("fuzz_http: connect to the listener");
         abort(); /* the listener is gone: that is a finding too */
     }
     size_t off = 0;
     while (off < size) {
         ssize_t n = send(s, data + off, size - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0)
             break;
         off += (size_t)n;
