@@ -43,7 +43,8 @@ static char *logged(enum log_format fmt, const char *req, const char *msg)
 static void test_json_lines_stay_json(void **state)
 {
     (void)state;
-    const char *msg = "caf\xc3\xa9 \"q\" back\\slash \x1b[31m tab\there\nnext \xff\xfe end \xe2\x82";
+    const char *msg =
+        "caf\xc3\xa9 \"q\" back\\slash \x1b[31m tab\there\nnext \xff\xfe end \xe2\x82";
     char *line = logged(LOG_FORMAT_JSON, "req-1", msg);
     assert_non_null(strchr(line, '\n'));
     assert_ptr_equal(strchr(line, '\n'), line + strlen(line) - 1); /* one line */

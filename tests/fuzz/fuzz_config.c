@@ -19,11 +19,11 @@ static char dir[256];
 static const char main_ok[] = "database:\n  url: postgres://localhost/hibus\n";
 static const char clients_ok[] =
     "roles: [lmis, ops]\nclients:\n  - id: lmis-national\n    roles: [lmis]\n"
-    "    password_hash: \"$y$j9T$O1xpZ2dHCB9F8u1.PAzAr/$ec4L5xZSYZFjWDm3jVLo/g9fuO0fwTM1Sw5XtUtInlC\"\n";
-static const char channel_ok[] =
-    "name: stock\nmatch: { path: /stock }\nallow: { roles: [lmis] }\n"
-    "transform: { reader: lmis-report, mapping: m }\n"
-    "routes: [{ name: r, url: \"http://t.example\" }]\n";
+    "    password_hash: "
+    "\"$y$j9T$O1xpZ2dHCB9F8u1.PAzAr/$ec4L5xZSYZFjWDm3jVLo/g9fuO0fwTM1Sw5XtUtInlC\"\n";
+static const char channel_ok[] = "name: stock\nmatch: { path: /stock }\nallow: { roles: [lmis] }\n"
+                                 "transform: { reader: lmis-report, mapping: m }\n"
+                                 "routes: [{ name: r, url: \"http://t.example\" }]\n";
 static const char mapping_ok[] = "data_set: { code: STOCK, uid: lyLU2wR22tC }\n"
                                  "org_units_csv: ou.csv\n"
                                  "data_elements: []\n";
