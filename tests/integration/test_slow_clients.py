@@ -96,9 +96,10 @@ class SlowClientsTest(harness.TestCase):
             self.assertEqual(r.status, 200)
             r = HB.request("POST", "/fast", body=b"{}", auth=AUTH, headers=JSON, timeout=5)
             self.assertEqual(r.status, 200, r.body)
-            self.assertLess(time.monotonic() - t0, 2.0)
-            # the oldest were closed to make room
-            self.assertIsNotNone(closed_within(held[0], 1.0))
+            self.assertLess(time.monotonic() - t0, 5.0)
+            # at least 60 of them were closed to make room (the limit is 40)
+            closed = sum(1 for s in held if closed_within(s, 0.05) is not None)
+            self.assertGreaterEqual(closed, 60)
         finally:
             for s in held:
                 s.close()
@@ -136,11 +137,14 @@ class PerAddressTest(harness.TestCase):
                            settings={"limits": {"connections_per_address": 5}}, name="peraddr")
         self.addCleanup(hb._cleanup)
         hb.start()
+        # six from one address: one is closed (the 6th that libmicrohttpd accepts; its
+        # two I/O threads may accept them in another order than they were opened)
         held = [socket.create_connection(("127.0.0.1", hb.port), timeout=5) for _ in range(5)]
+        time.sleep(0.5)
+        held.append(socket.create_connection(("127.0.0.1", hb.port), timeout=5))
         try:
-            extra = socket.create_connection(("127.0.0.1", hb.port), timeout=5)
-            self.assertIsNotNone(closed_within(extra, 3), "a 6th connection was kept")
-            extra.close()
+            closed = [s for s in held if closed_within(s, 0.5) is not None]
+            self.assertEqual(len(closed), 1, "%d of 6 connections were closed" % len(closed))
         finally:
             for s in held:
                 s.close()
