@@ -544,6 +544,7 @@ static void load_transform(struct loader *ld, yaml_node_t *key, yaml_node_t *n,
     struct config_transform *t = &ch->transform;
     char list[256];
     ch->has_transform = true;
+    t->reader_opts.max_values = ld->cfg->max_values; /* hibus.yaml is read before channels */
     seen->key = key;
     seen->mapping = f[K_T_MAPPING].val;
     if (f[K_T_READER].val &&

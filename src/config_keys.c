@@ -22,6 +22,7 @@
 
 #include "config_internal.h"
 #include "hibus/log.h"
+#include "hibus/readers.h"
 #include "hibus/txlog.h"
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -67,6 +68,10 @@ const struct config_key config_keys[] = {
      .example = "512KiB",
      .doc = "larger request bodies are refused with 413; each request reads it from the "
             "configuration it started with"},
+    {"limits.max_values", CONFIG_KEY_UINT, AT(max_values), 1, 10000000,
+     .def = READER_DEFAULT_MAX_VALUES, .reload = true, .example = "20000",
+     .doc = "data values one payload of a channel with a transform may hold; more is refused "
+            "with 422 (each value costs about 2.5 KiB on the way through the pipeline)"},
     {"limits.max_connections", CONFIG_KEY_UINT, AT(max_connections), 1, 1000000, .def = 1024,
      .example = "10000",
      .doc = "client connections held open; past it, the one that has waited longest for its "

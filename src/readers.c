@@ -101,12 +101,24 @@ void reader_where_fmt(char *buf, const char *fmt, ...)
     va_end(ap);
 }
 
-void reader_add_value(struct reader_ctx *rd, struct report *r, const char *item,
-                      const char *measure, const char *value, const char *comment,
-                      const char *where)
+struct report_value *reader_add_value(struct reader_ctx *rd, struct report *r, const char *item,
+                                      const char *measure, const char *value, const char *comment,
+                                      const char *where)
 {
-    if (report_add(r, item, measure, value, comment, where) == NULL)
+    size_t max = rd->opts->max_values ? rd->opts->max_values : READER_DEFAULT_MAX_VALUES;
+    if (r->n_values >= max) {
+        if (!rd->too_many)
+            reader_problem(rd, where,
+                           "more than %zu data values in one payload (limits.max_values): send "
+                           "them in several",
+                           max);
+        rd->too_many = true;
+        return NULL;
+    }
+    struct report_value *v = report_add(r, item, measure, value, comment, where);
+    if (v == NULL)
         rd->nomem = true;
+    return v;
 }
 
 void reader_set_field(struct reader_ctx *rd, char **field, const char *s)
@@ -532,7 +544,7 @@ enum hibus_err reader_parse_opts(const char *name, const void *body, size_t len,
                                  const struct reader_options *opts, struct report **out,
                                  json_t *problems)
 {
-    static const struct reader_options defaults = {NULL, NULL};
+    static const struct reader_options defaults = {NULL, NULL, READER_DEFAULT_MAX_VALUES};
     json_t *own = NULL;
     if (problems == NULL && (problems = own = json_array()) == NULL)
         return HIBUS_E_NOMEM;

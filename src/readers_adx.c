@@ -253,10 +253,8 @@ static void adx_value(struct reader_ctx *rd, struct report *r, const xmlNode *dv
     if (annotation != NULL && strlen(annotation) > READER_TEXT_MAX) {
         reader_problem(rd, where, "the annotation is too long (%zu bytes)", strlen(annotation));
     } else if (de != NULL && value != NULL) {
-        struct report_value *v = report_add(r, de, measure, value, NULL, where);
-        if (v == NULL) {
-            rd->nomem = true;
-        } else {
+        struct report_value *v = reader_add_value(rd, r, de, measure, value, NULL, where);
+        if (v != NULL) {
             reader_set_overrides(rd, r, v, pe, ou, aoc);
             reader_set_field(rd, &v->annotation, annotation);
         }

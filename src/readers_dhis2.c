@@ -138,11 +138,9 @@ static void dhis2_value(struct reader_ctx *rd, struct report *r, const json_t *d
     if (!ok)
         return;
 
-    struct report_value *rv = report_add(r, de, coc, value, comment, where);
-    if (rv == NULL) {
-        rd->nomem = true;
+    struct report_value *rv = reader_add_value(rd, r, de, coc, value, comment, where);
+    if (rv == NULL)
         return;
-    }
     reader_set_overrides(rd, r, rv, pe != NULL ? p.id : NULL, ou, aoc);
 }
 
@@ -362,10 +360,8 @@ static void csv_value(struct reader_ctx *rd, struct report *r, const struct csv_
     if (!ok)
         return;
     reader_where_fmt(where, "row %zu", c->row);
-    struct report_value *v = report_add(r, de, coc, value, comment, where);
-    if (v == NULL)
-        rd->nomem = true;
-    else
+    struct report_value *v = reader_add_value(rd, r, de, coc, value, comment, where);
+    if (v != NULL)
         reader_set_overrides(rd, r, v, p.id, ou, aoc);
 }
 

@@ -37,6 +37,7 @@ struct reader_ctx {
     json_t *problems;
     size_t n; /* problems added by this parse */
     bool nomem;
+    bool too_many; /* the payload holds more than opts->max_values values (said once) */
     const struct reader_options *opts; /* never NULL */
 };
 
@@ -48,10 +49,11 @@ void reader_problem(struct reader_ctx *rd, const char *where, const char *fmt, .
     HIBUS_PRINTF(3, 4);
 /* Formats a position into buf (READER_WHERE_MAX bytes); a cut one ends in "...". */
 void reader_where_fmt(char *buf, const char *fmt, ...) HIBUS_PRINTF(2, 3);
-/* report_add and report_set, noting out of memory in rd. */
-void reader_add_value(struct reader_ctx *rd, struct report *r, const char *item,
-                      const char *measure, const char *value, const char *comment,
-                      const char *where);
+/* report_add and report_set, noting out of memory in rd. A value past
+ * opts->max_values is not added: NULL, and one problem says so. */
+struct report_value *reader_add_value(struct reader_ctx *rd, struct report *r, const char *item,
+                                      const char *measure, const char *value,
+                                      const char *comment, const char *where);
 void reader_set_field(struct reader_ctx *rd, char **field, const char *s);
 
 /* ---- Bytes (src/readers.c) ---- */

@@ -71,6 +71,7 @@ struct config {
     unsigned login_failures;    /* limits.login_failures, default 10; 0: no limit */
     unsigned per_address;       /* limits.connections_per_address, default 256; 0: no limit */
     unsigned workers;           /* limits.workers, default 128 */
+    unsigned max_values;        /* limits.max_values, default READER_DEFAULT_MAX_VALUES */
     long request_deadline_ms;   /* limits.request_deadline, default 60s */
     long connection_timeout_ms; /* limits.connection_timeout (idle), default 60s */
 

@@ -37,7 +37,11 @@ extern const char *const READER_NAMES[];
 struct reader_options {
     const char *const *loss_reasons;    /* NULL-terminated, or NULL */
     const char *const *loss_categories; /* NULL-terminated, or NULL */
+    size_t max_values;                  /* limits.max_values: more data values in one payload are a
+                                           problem (each costs memory all along the pipeline); 0: the
+                                           default, READER_DEFAULT_MAX_VALUES */
 };
+#define READER_DEFAULT_MAX_VALUES 100000
 extern const char *const READER_DEFAULT_LOSS_CATEGORIES[];
 
 /* Parses body. On success *out is a new report (caller report_free's). On a
