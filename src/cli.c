@@ -194,6 +194,7 @@ static const struct config *reload(struct config_holder *configs, const struct c
         LOG_WARN(NULL, "reload: %s changed; that takes effect at the next restart, the rest now",
                  why);
     log_setup((enum log_level)next->log_level, (enum log_format)next->log_format);
+    delivery_set_transform_memory(next->transform_memory);
     size_t channels = next->n_channels, clients = next->n_clients;
     config_holder_swap(configs, next);
     config_holder_release(configs, cur);
@@ -261,6 +262,7 @@ int cli_serve(int argc, char **argv)
     ac = auth_cache_new();
     struct listener_deps deps = {
         .cfg = cfg, .configs = configs, .tl = tl, .auth = ac, .node = node};
+    delivery_set_transform_memory(cfg->transform_memory);
     if (listener_start(&deps, &l, &err) != HIBUS_OK) {
         cli_print_error("could not start the listener", &err);
         goto out;

@@ -72,6 +72,11 @@ const struct config_key config_keys[] = {
      .def = READER_DEFAULT_MAX_VALUES, .reload = true, .example = "20000",
      .doc = "data values one payload of a channel with a transform may hold; more is refused "
             "with 422 (each value costs about 2.5 KiB on the way through the pipeline)"},
+    {"limits.transform_memory", CONFIG_KEY_SIZE, AT(transform_memory), .def = 32 * MiB,
+     .reload = true, .example = "128MiB",
+     .doc = "request bodies (by size) that transforms may hold at once: a parsed body and its "
+            "report cost up to ~28 times its size, so this bounds their memory together; "
+            "a request past it waits for earlier ones"},
     {"limits.max_connections", CONFIG_KEY_UINT, AT(max_connections), 1, 1000000, .def = 1024,
      .example = "10000",
      .doc = "client connections held open; past it, the one that has waited longest for its "

@@ -32,6 +32,35 @@
 
 /* ------------------------------------------------------------- prepare */
 
+static pthread_mutex_t budget_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t budget_cv = PTHREAD_COND_INITIALIZER;
+static size_t budget_used, budget_cap = 32u * 1024 * 1024;
+
+void delivery_set_transform_memory(size_t bytes)
+{
+    pthread_mutex_lock(&budget_mu);
+    budget_cap = bytes;
+    pthread_cond_broadcast(&budget_cv);
+    pthread_mutex_unlock(&budget_mu);
+}
+
+void delivery_budget_take(size_t bytes)
+{
+    pthread_mutex_lock(&budget_mu);
+    while (budget_used > 0 && budget_used + bytes > budget_cap)
+        pthread_cond_wait(&budget_cv, &budget_mu);
+    budget_used += bytes;
+    pthread_mutex_unlock(&budget_mu);
+}
+
+void delivery_budget_give(size_t bytes)
+{
+    pthread_mutex_lock(&budget_mu);
+    budget_used -= bytes < budget_used ? bytes : budget_used;
+    pthread_cond_broadcast(&budget_cv);
+    pthread_mutex_unlock(&budget_mu);
+}
+
 enum hibus_err delivery_prepare(const struct config_channel *ch, const void *body, size_t len,
                                 struct delivery_prepared *p)
 {
@@ -41,6 +70,9 @@ enum hibus_err delivery_prepare(const struct config_channel *ch, const void *bod
     p->warnings = json_array();
     if (!ch->has_transform)
         return HIBUS_OK;
+    /* Held until delivery_prepared_free: the report lives as long as the delivery. */
+    delivery_budget_take(len);
+    p->budget = len;
     const struct config_transform *t = &ch->transform;
     if (reader_parse_opts(t->reader, body, len, &t->reader_opts, &p->report, p->problems) !=
         HIBUS_OK) {
@@ -66,6 +98,8 @@ void delivery_prepared_free(struct delivery_prepared *p)
     json_decref(p->problems);
     json_decref(p->skipped);
     json_decref(p->warnings);
+    if (p->budget > 0)
+        delivery_budget_give(p->budget);
     memset(p, 0, sizeof *p);
 }
 
@@ -681,6 +715,12 @@ void delivery_handoff_put(int64_t tx_id, const struct config *cfg, size_t payloa
 {
     struct delivery_prepared mine = *p;
     memset(p, 0, sizeof *p);
+    /* Kept reports are bounded by DELIVERY_HANDOFF_BYTES; the transform budget is
+     * for work under way, so a report waiting for a worker gives its share back. */
+    if (mine.budget > 0) {
+        delivery_budget_give(mine.budget);
+        mine.budget = 0;
+    }
     if (tx_id <= 0 || payload_len > DELIVERY_HANDOFF_BYTES) {
         delivery_prepared_free(&mine);
         return;

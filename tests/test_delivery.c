@@ -12,6 +12,11 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <time.h>
+
 #include "hibus/delivery.h"
 
 static const struct config_retry policy = {
@@ -136,12 +141,65 @@ static void test_handoff_bounds(void **state)
     delivery_handoff_clear();
 }
 
+struct taker {
+    size_t bytes;
+    atomic_bool done;
+};
+
+static void *take_one(void *arg)
+{
+    struct taker *t = arg;
+    delivery_budget_take(t->bytes);
+    atomic_store(&t->done, true);
+    return NULL;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* limits.transform_memory: a body that would pass the budget waits until earlier ones
+ * give theirs back; one larger than the whole budget passes when it is alone. */
+static void test_transform_budget(void **state)
+{
+    (void)state;
+    delivery_set_transform_memory(100);
+    delivery_budget_take(80);
+    struct taker t = {.bytes = 50};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, take_one, &t), 0);
+    sleep_ms(100);
+    assert_false(atomic_load(&t.done)); /* 80 + 50 > 100: waits */
+    delivery_budget_give(80);
+    pthread_join(th, NULL);
+    assert_true(atomic_load(&t.done));
+    delivery_budget_give(50);
+    /* alone, 500 passes a budget of 100 */
+    struct taker big = {.bytes = 500};
+    assert_int_equal(pthread_create(&th, NULL, take_one, &big), 0);
+    pthread_join(th, NULL);
+    assert_true(atomic_load(&big.done));
+    delivery_budget_give(500);
+    /* a raised budget lets a waiting one through without anything given back */
+    delivery_budget_take(80);
+    struct taker w = {.bytes = 50};
+    assert_int_equal(pthread_create(&th, NULL, take_one, &w), 0);
+    sleep_ms(50);
+    assert_false(atomic_load(&w.done));
+    delivery_set_transform_memory(200);
+    pthread_join(th, NULL);
+    delivery_budget_give(130);
+    delivery_set_transform_memory(32u * 1024 * 1024);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verdict),        cmocka_unit_test(test_backoff_caps),
         cmocka_unit_test(test_order_key),      cmocka_unit_test(test_handoff),
-        cmocka_unit_test(test_handoff_bounds),
+        cmocka_unit_test(test_handoff_bounds), cmocka_unit_test(test_transform_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

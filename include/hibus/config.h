@@ -72,6 +72,7 @@ struct config {
     unsigned per_address;       /* limits.connections_per_address, default 256; 0: no limit */
     unsigned workers;           /* limits.workers, default 128 */
     unsigned max_values;        /* limits.max_values, default READER_DEFAULT_MAX_VALUES */
+    size_t transform_memory;    /* limits.transform_memory, default 32 MiB */
     long request_deadline_ms;   /* limits.request_deadline, default 60s */
     long connection_timeout_ms; /* limits.connection_timeout (idle), default 60s */
 

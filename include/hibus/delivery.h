@@ -40,7 +40,19 @@ struct delivery_prepared {
     json_t *problems;      /* why it is rejected (empty when deliverable) */
     json_t *skipped;       /* unmapped values left out under unmapped: skip */
     json_t *warnings;      /* quality rules with action warn */
+    size_t budget;         /* body bytes it holds of limits.transform_memory */
 };
+
+/* limits.transform_memory: the bytes of request bodies that transforms may hold at
+ * once (a parsed body, and the report made from it, cost many times its size). A
+ * delivery_prepare that would pass it waits until earlier ones are freed; a body
+ * larger than the whole budget is let through when nothing else holds any. Set at
+ * start and at each reload; thread-safe. */
+void delivery_set_transform_memory(size_t bytes);
+/* The waiting and the giving back that delivery_prepare and delivery_prepared_free
+ * do (public for tests). */
+void delivery_budget_take(size_t bytes);
+void delivery_budget_give(size_t bytes);
 
 /* Always fills p (free with delivery_prepared_free). HIBUS_OK: deliverable;
  * HIBUS_E_INVALID: rejected, p->problems says why. */
