@@ -258,6 +258,18 @@ static json_t *details1(const char *s)
     return a;
 }
 
+/* 429 with Retry-After: the whole seconds until wait_ms has passed, also said after
+ * why in the details. */
+static enum MHD_Result send_too_many(struct MHD_Connection *c, struct request *rq, long wait_ms,
+                                     const char *msg, const char *why)
+{
+    char secs[24], detail[512];
+    snprintf(secs, sizeof secs, "%ld", (wait_ms + 999) / 1000);
+    snprintf(detail, sizeof detail, "%s: try again in %s s", why, secs);
+    const char *const extra[] = {"Retry-After", secs, NULL};
+    return send_error(c, rq, HIBUS_E_TOO_MANY, msg, details1(detail), extra);
+}
+
 /* ---------------------------------------------------------- request data */
 
 struct header_list {
@@ -779,16 +791,9 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
      * one no client claims) the client authenticates as usual. */
     const struct config_client *client = cfg->tls != NULL ? certificate_client(c, cfg) : NULL;
     long wait_ms = client != NULL ? 0 : auth_guard_wait_ms(l->guard, peer, clock_ms());
-    if (wait_ms > 0) {
-        char secs[24], msg[256];
-        snprintf(secs, sizeof secs, "%ld", (wait_ms + 999) / 1000);
-        snprintf(msg, sizeof msg,
-                 "too many failed logins from this address: try again in %s s "
-                 "(limits.login_failures)",
-                 secs);
-        const char *const extra[] = {"Retry-After", secs, NULL};
-        return send_error(c, rq, HIBUS_E_TOO_MANY, "too many failed logins", details1(msg), extra);
-    }
+    if (wait_ms > 0)
+        return send_too_many(c, rq, wait_ms, "too many failed logins",
+                             "too many failed logins from this address (limits.login_failures)");
     struct hibus_error dberr = {0};
     enum auth_result ar = client != NULL           ? AUTH_OK
                           : token_is_bearer(authz) ? token_check(l->tokens, l->deps.tl, cfg, authz,
@@ -827,14 +832,11 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, co
     long rate_wait = ratelimit_take(l->rates, client->id, client->rate_requests,
                                     client->rate_per_ms, clock_ms());
     if (rate_wait > 0) {
-        char secs[24], msg[384];
-        snprintf(secs, sizeof secs, "%ld", (rate_wait + 999) / 1000);
-        snprintf(msg, sizeof msg,
-                 "client \"%s\" may send %u requests per %ld ms (rate_limit in clients.yaml): "
-                 "try again in %s s",
-                 client->id, client->rate_requests, client->rate_per_ms, secs);
-        const char *const extra[] = {"Retry-After", secs, NULL};
-        return send_error(c, rq, HIBUS_E_TOO_MANY, "rate limit exceeded", details1(msg), extra);
+        char why[320];
+        snprintf(why, sizeof why,
+                 "client \"%s\" may send %u requests per %ld ms (rate_limit in clients.yaml)",
+                 client->id, client->rate_requests, client->rate_per_ms);
+        return send_too_many(c, rq, rate_wait, "rate limit exceeded", why);
     }
 
     if (strncmp(path, "/transactions/", 14) == 0 && strcmp(method, "GET") == 0)
