@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fuzz_files.h"
 #include "hibus/config.h"
 
 static char dir[256];
@@ -29,32 +30,13 @@ static const char mapping_ok[] = "data_set: { code: STOCK, uid: lyLU2wR22tC }\n"
                                  "data_elements: []\n";
 static const char csv_ok[] = "code,uid\nKE-0001,ImspTQPwCqd\n";
 
-static void put(const char *name, const void *data, size_t len)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (f == NULL)
-        abort();
-    if (len > 0 && fwrite(data, 1, len, f) != len)
-        abort();
-    fclose(f);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof dir, "%s/hibus-fuzz-config-%d", base, (int)getpid());
-    char sub[512];
-    mkdir(dir, 0700);
-    snprintf(sub, sizeof sub, "%s/channels", dir);
-    mkdir(sub, 0700);
-    snprintf(sub, sizeof sub, "%s/mappings", dir);
-    mkdir(sub, 0700);
+    fuzz_tree(access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp", "config", dir, sizeof dir);
     return 0;
 }
 
@@ -68,9 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t which = data[0] % 5;
     for (size_t i = 0; i < 5; i++) {
         if (i == which)
-            put(files[i], data + 1, size - 1);
+            fuzz_put(dir, files[i], data + 1, size - 1);
         else
-            put(files[i], ok[i], strlen(ok[i]));
+            fuzz_put(dir, files[i], ok[i], strlen(ok[i]));
     }
     char path[512];
     snprintf(path, sizeof path, "%s/hibus.yaml", dir);

@@ -22,6 +22,7 @@
 
 #include <curl/curl.h>
 
+#include "fuzz_files.h"
 #include "hibus/auth.h"
 #include "hibus/config.h"
 #include "hibus/listener.h"
@@ -31,14 +32,9 @@
 
 static int port;
 
-static void put(const char *dir, const char *name, const char *text)
+static void put_text(const char *dir, const char *name, const char *text)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    if (f == NULL || fputs(text, f) < 0)
-        abort();
-    fclose(f);
+    fuzz_put(dir, name, text, strlen(text));
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -51,13 +47,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     log_setup(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     reader_global_init();
-    char dir[256], sub[300];
-    snprintf(dir, sizeof dir, "/tmp/hibus-fuzz-http-%d", (int)getpid());
-    mkdir(dir, 0700);
-    snprintf(sub, sizeof sub, "%s/channels", dir);
-    mkdir(sub, 0700);
-    snprintf(sub, sizeof sub, "%s/mappings", dir);
-    mkdir(sub, 0700);
+    char dir[256];
+    fuzz_tree("/tmp", "http", dir, sizeof dir);
     char hash[256], clients[1024];
     struct hibus_error err = {0};
     if (auth_hash_password("fuzz-secret", hash, sizeof hash, &err) != HIBUS_OK)
@@ -65,7 +56,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(clients, sizeof clients,
              "roles: [lmis]\nclients:\n  - { id: lmis, roles: [lmis], password_hash: \"%s\" }\n",
              hash);
-    put(dir, "clients.yaml", clients);
+    put_text(dir, "clients.yaml", clients);
     /* a port free right now (listen.port cannot be 0) */
     int probe = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET};
@@ -82,14 +73,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
              "limits: { max_body: 64KiB, login_failures: 0, request_deadline: 2s }\n"
              "log: { level: error }\n",
              ntohs(a.sin_port));
-    put(dir, "hibus.yaml", main_yaml);
-    put(dir, "channels/stock.yaml",
-        "name: stock\nmatch: { path: /lmis/stock, methods: [POST], content_types: "
-        "[application/json] }\nallow: { roles: [lmis] }\n"
-        "routes: [{ name: r, url: \"http://127.0.0.1:1/x\", timeout: 1s }]\n");
-    put(dir, "channels/any.yaml",
-        "name: any\nmatch: { path_prefix: /any/ }\nallow: { roles: [lmis] }\n"
-        "routes: [{ name: r, url: \"http://127.0.0.1:1/y\", timeout: 1s }]\n");
+    put_text(dir, "hibus.yaml", main_yaml);
+    put_text(dir, "channels/stock.yaml",
+             "name: stock\nmatch: { path: /lmis/stock, methods: [POST], content_types: "
+             "[application/json] }\nallow: { roles: [lmis] }\n"
+             "routes: [{ name: r, url: \"http://127.0.0.1:1/x\", timeout: 1s }]\n");
+    put_text(dir, "channels/any.yaml",
+             "name: any\nmatch: { path_prefix: /any/ }\nallow: { roles: [lmis] }\n"
+             "routes: [{ name: r, url: \"http://127.0.0.1:1/y\", timeout: 1s }]\n");
     char path[300];
     snprintf(path, sizeof path, "%s/hibus.yaml", dir);
     struct config *cfg = NULL;
