@@ -607,6 +607,20 @@ def http_request(port, method, path, body=None, headers=None, auth=None, timeout
         conn.close()
 
 
+def raw_exchange(port, data, timeout=30):
+    """Sends bytes exactly as given on a new connection to 127.0.0.1:port and returns
+    every byte received until the peer closes (for requests http.client would not
+    send: raw UTF-8 in a target, folded headers, ambiguous framing)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+
+
 class Hibus:
     """A `hibus serve` with its own configuration directory.
 

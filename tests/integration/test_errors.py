@@ -76,14 +76,7 @@ class RefusedTest(harness.TestCase):
         head = (b"POST " + target + b" HTTP/1.1\r\nHost: hibus\r\nConnection: close\r\n"
                 b"Content-Type: application/json\r\nAuthorization: Basic " + auth +
                 b"\r\nContent-Length: %d\r\n\r\n" % len(SMALL))
-        with socket.create_connection(("127.0.0.1", HB.port), timeout=30) as s:
-            s.sendall(head + SMALL)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+        data = harness.raw_exchange(HB.port, head + SMALL)
         head, _, body = data.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         headers = {k.strip().lower(): v.strip() for k, _, v in
@@ -92,14 +85,7 @@ class RefusedTest(harness.TestCase):
 
     def exchange(self, raw, timeout=10):
         """Sends raw bytes, reads until hibus closes the connection."""
-        with socket.create_connection(("127.0.0.1", HB.port), timeout=timeout) as s:
-            s.sendall(raw)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return data
-                data += chunk
+        return harness.raw_exchange(HB.port, raw, timeout=timeout)
 
     def test_ambiguous_framing_is_refused_and_closed(self):
         # Content-Length with Transfer-Encoding, or two different Content-Lengths: the

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import threading
 import unittest
 
@@ -153,15 +152,7 @@ def raw_post(target, request_id):
             b"Content-Type: application/octet-stream\r\nX-Request-Id: " +
             request_id.encode() + b"\r\nAuthorization: Basic " + auth +
             b"\r\nContent-Length: 2\r\n\r\n{}")
-    with socket.create_connection(("127.0.0.1", HB.port), timeout=30) as sock:
-        sock.sendall(head)
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return int(data.split(b" ", 2)[1])
+    return int(harness.raw_exchange(HB.port, head).split(b" ", 2)[1])
 
 
 class JsonLogTest(harness.TestCase):
