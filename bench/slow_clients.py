@@ -6,6 +6,8 @@ Three cases, each printed as one line:
   slowloris N+100 connections that send a partial request and then one header byte
            every 2 s (more than limits.max_connections = N): /health probes answered
   trickle  one request sent a byte a second: when hibus cuts it off
+  kept     N keep-alive connections that each sent one GET /health and then stay
+           idle: RSS of hibus and of nginx holding them
 """
 import os
 import resource
@@ -60,7 +62,7 @@ def probe(port, path="/health", timeout=2.0):
     return time.monotonic() - t0
 
 
-def nginx_idle(n):
+def nginx_idle(n, request=False):
     if not shutil.which("nginx"):
         return None
     d = tempfile.mkdtemp(prefix="bench-nginx.")
@@ -78,6 +80,10 @@ def nginx_idle(n):
     kids = [int(p) for p in subprocess.run(["pgrep", "-P", str(master)], capture_output=True,
                                            text=True).stdout.split()]
     socks = hold(port, n)
+    if request:
+        for s in socks:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(4096)
     time.sleep(2)
     fig = rss_threads([master] + kids)
     for s in socks:
@@ -165,6 +171,22 @@ def main():
         s.close()
         print("trickle (a byte a second): %s" % (
             "cut off after %.0f s" % cut if cut else "still open after %d s" % len(req)))
+        time.sleep(1)
+        # kept-alive after one request each
+        base, _ = rss_threads([hb.proc.pid])
+        socks = hold(hb.port, N)
+        for s in socks:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(4096)
+        time.sleep(2)
+        rss, threads = rss_threads([hb.proc.pid])
+        for s in socks:
+            s.close()
+        ng = nginx_idle(N, request=True)
+        print("kept %d after one request each: hibus RSS %.1f MiB (%.1f before, +%.1f KiB/"
+              "connection), %d threads | nginx RSS %s" % (
+                  N, rss, base, (rss - base) * 1024 / N, threads,
+                  "%.1f MiB" % ng[0] if ng else "n/a"))
     finally:
         harness.stop_all(hb, target, pg)
 
