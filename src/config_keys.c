@@ -82,6 +82,11 @@ const struct config_key config_keys[] = {
      .doc = "client connections held open; past it, the one that has waited longest for its "
             "next request (idle, or still sending) is closed to make room, so a new client "
             "always gets in; 64 more are accepted while that happens"},
+    {"limits.idle_connections", CONFIG_KEY_UINT, AT(idle_connections), 0, 1000000, .def = 256,
+     .reload = true, .example = "1000",
+     .doc = "kept-alive connections idle for more than a second that hibus holds; past "
+            "this many, the longest idle are closed (each holds 32 KiB once it has had an "
+            "answer); clients simply reconnect"},
     {"limits.connections_per_address", CONFIG_KEY_UINT, AT(per_address), 0, 1000000, .def = 256,
      .example = "32",
      .doc = "client connections from one address at a time; more are refused. `0`: no limit"},

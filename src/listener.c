@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -60,6 +61,7 @@ struct conn {
     int fd;
     long since_ms;       /* when it began waiting for its next request */
     long peer_closed_ms; /* when the client was seen to have closed its side; 0: not */
+    bool answered;       /* it has had an answer: kept alive, it holds a whole pool */
 };
 
 struct conn_list {
@@ -85,8 +87,10 @@ struct listener {
     struct conn_list busy;    /* a whole request is in, a worker answers it */
     struct conn_list cut;     /* shut down, waiting for libmicrohttpd to close them */
     unsigned n_conns, n_cut;
-    unsigned max_conns; /* limits.max_connections at start (deps.cfg may be gone) */
-    int hup_fd;         /* epoll set: which clients closed their side (EPOLLRDHUP) */
+    unsigned max_conns;  /* limits.max_connections at start (deps.cfg may be gone) */
+    unsigned n_answered; /* waiting connections that have had an answer */
+    bool trim_pending;   /* many were cut: give freed memory back on a quiet tick */
+    int hup_fd;          /* epoll set: which clients closed their side (EPOLLRDHUP) */
     pthread_t reaper;
     pthread_cond_t reaper_cv;
     bool reaper_started, stopping;
@@ -912,6 +916,9 @@ static void conn_move(struct conn_list *to, struct conn *k, struct listener *l)
  * connection itself. Locked. */
 static void conn_cut(struct listener *l, struct conn *k)
 {
+    if (k->answered)
+        l->n_answered--;
+    k->answered = false;
     shutdown(k->fd, SHUT_RDWR);
     conn_unlink(k);
     conn_append(&l->cut, k);
@@ -935,6 +942,26 @@ static void conn_state(struct listener *l, struct MHD_Connection *c, bool busy)
     pthread_mutex_unlock(&l->conns_mu);
 }
 
+/* An answer went out on c: its wait for the next request starts now, and kept alive it
+ * counts towards limits.idle_connections. */
+static void conn_answered(struct listener *l, struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn *k = ci ? ci->socket_context : NULL;
+    if (k == NULL)
+        return;
+    pthread_mutex_lock(&l->conns_mu);
+    k->since_ms = clock_ms();
+    if (k->in != &l->cut) {
+        conn_move(&l->waiting, k, l);
+        if (!k->answered)
+            l->n_answered++;
+        k->answered = true;
+    }
+    pthread_mutex_unlock(&l->conns_mu);
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
@@ -947,6 +974,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         epoll_ctl(l->hup_fd, EPOLL_CTL_DEL, k->fd, NULL);
         if (k->in == &l->cut)
             l->n_cut--;
+        if (k->answered)
+            l->n_answered--;
         conn_unlink(k);
         l->n_conns--;
         pthread_mutex_unlock(&l->conns_mu);
@@ -1008,15 +1037,31 @@ static void *reaper_main(void *arg)
     while (!l->stopping) {
         const struct config *cfg = config_holder_acquire(l->deps.configs);
         long deadline = cfg->request_deadline_ms;
+        unsigned idle_max = cfg->idle_connections, idle_cut = 0;
         config_holder_release(l->deps.configs, cfg);
         long now = clock_ms();
         while (l->waiting.head != NULL && now - l->waiting.head->since_ms >= deadline)
             conn_cut(l, l->waiting.head);
         reaper_note_hups(l, now);
+        /* Kept-alive connections idle for a second, past limits.idle_connections, are
+         * closed oldest first: each holds libmicrohttpd's whole pool (32 KiB, zeroed
+         * after every answer), so these bound what idle clients cost. */
         for (struct conn *k = l->waiting.head, *next; k != NULL; k = next) {
             next = k->next;
             if (k->peer_closed_ms != 0 && now - k->peer_closed_ms >= CONN_HUP_GRACE_MS)
                 conn_cut(l, k);
+            else if (k->answered && l->n_answered > idle_max && now - k->since_ms >= 1000) {
+                conn_cut(l, k);
+                idle_cut++;
+            }
+        }
+        /* Their pools are freed once libmicrohttpd closes them; many at once are worth
+         * handing back to the system rather than keeping in malloc's free lists. */
+        if (idle_cut >= 32)
+            l->trim_pending = true;
+        else if (l->trim_pending && idle_cut == 0) {
+            l->trim_pending = false;
+            malloc_trim(0);
         }
         struct timespec dl = clock_deadline(deadline < 1000 ? deadline / 4 + 1 : 250);
         pthread_cond_timedwait(&l->reaper_cv, &l->conns_mu, &dl);
@@ -1319,9 +1364,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)c;
     struct listener *l = cls;
     struct request *rq = *con_cls;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        conn_answered(l, c);
     if (rq == NULL)
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->id[0])

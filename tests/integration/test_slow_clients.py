@@ -1,6 +1,7 @@
 """Clients that hold connections without using them: slow senders, idle crowds, one
 address with many connections. None of them may lock others out."""
 
+import base64
 import socket
 import time
 import unittest
@@ -127,6 +128,50 @@ class SlowClientsTest(harness.TestCase):
                 s.sendall(b"POST /fast HTTP/1.1\r\nContent-Le")
         harness.wait_until(lambda: HB.request("GET", "/health").status == 200, timeout=5,
                            what="/health")
+
+
+class IdleKeptAliveTest(harness.TestCase):
+
+    def test_idle_connections_past_the_limit_are_closed(self):
+        # 20 connections kept alive after one answer each (/health, answered in the
+        # I/O loop, and a POST answered by a worker); limits.idle_connections is 5:
+        # after a second or so only 5 stay, and those still work
+        hb = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PW)],
+                           channels=[harness.channel("fast", "/fast", TARGET.url + "/any")],
+                           settings={"limits": {"idle_connections": 5}}, name="idle")
+        self.addCleanup(hb._cleanup)
+        hb.start()
+        auth = base64.b64encode(("%s:%s" % AUTH).encode())
+        held = []
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", hb.port), timeout=5)
+            if i % 2:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            else:
+                s.sendall(b"POST /fast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                          b"\r\nContent-Length: 2\r\nAuthorization: Basic " + auth +
+                          b"\r\n\r\n{}")
+            self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 200"))
+            held.append(s)
+        try:
+            time.sleep(2.5)
+            open_ = [s for s in held if closed_within(s, 0.05) is None]
+            self.assertEqual(len(open_), 5, "%d kept-alive connections left" % len(open_))
+            for s in open_:  # the survivors still answer
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 200"))
+        finally:
+            for s in held:
+                s.close()
+
+    def test_answered_connection_starts_a_new_deadline(self):
+        # a keep-alive client asking /health every 0.8 s is never cut by the 2 s request
+        # deadline of the module's hibus (each answer starts its next wait)
+        with socket.create_connection(("127.0.0.1", HB.port), timeout=5) as s:
+            for _ in range(5):
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 200"))
+                time.sleep(0.8)
 
 
 class PerAddressTest(harness.TestCase):
