@@ -925,11 +925,17 @@ static void conn_cut(struct listener *l, struct conn *k)
     l->n_cut++;
 }
 
-static void conn_state(struct listener *l, struct MHD_Connection *c, bool busy)
+/* The struct conn on_connection attached to c, or NULL. */
+static struct conn *conn_of(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct conn *k = ci ? ci->socket_context : NULL;
+    return ci ? ci->socket_context : NULL;
+}
+
+static void conn_state(struct listener *l, struct MHD_Connection *c, bool busy)
+{
+    struct conn *k = conn_of(c);
     if (k == NULL)
         return;
     pthread_mutex_lock(&l->conns_mu);
@@ -946,9 +952,7 @@ static void conn_state(struct listener *l, struct MHD_Connection *c, bool busy)
  * counts towards limits.idle_connections. */
 static void conn_answered(struct listener *l, struct MHD_Connection *c)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct conn *k = ci ? ci->socket_context : NULL;
+    struct conn *k = conn_of(c);
     if (k == NULL)
         return;
     pthread_mutex_lock(&l->conns_mu);
