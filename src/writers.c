@@ -172,11 +172,6 @@ struct group_key {
     const char *ou, *period, *aoc;
 };
 
-static bool same_str(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
 static struct group_key key_of(const struct report *r, const struct report_value *v)
 {
     struct group_key k = {v->ou_uid ? v->ou_uid : r->ou_uid, v->period ? v->period : r->period,
@@ -184,9 +179,72 @@ static struct group_key key_of(const struct report *r, const struct report_value
     return k;
 }
 
-static bool same_key(struct group_key a, struct group_key b)
+/* NULL sorts first. */
+static int cmp_opt(const char *a, const char *b)
 {
-    return same_str(a.ou, b.ou) && same_str(a.period, b.period) && same_str(a.aoc, b.aoc);
+    if (a == NULL || b == NULL)
+        return (a != NULL) - (b != NULL);
+    return strcmp(a, b);
+}
+
+/* A written value and its group, sorted by group then by position, so that each
+ * group's values are together and in order: O(n log n) where comparing every value
+ * with every group's first was quadratic (100,000 values in 100,000 groups took
+ * 18 s of CPU). */
+struct member {
+    struct group_key k;
+    size_t i;
+};
+
+static int cmp_member(const void *x, const void *y)
+{
+    const struct member *a = x, *b = y;
+    int c = cmp_opt(a->k.ou, b->k.ou);
+    if (c == 0)
+        c = cmp_opt(a->k.period, b->k.period);
+    if (c == 0)
+        c = cmp_opt(a->k.aoc, b->k.aoc);
+    return c != 0 ? c : (a->i > b->i) - (a->i < b->i);
+}
+
+/* A run of members with one key; first is its first value's position. */
+struct run {
+    size_t start, n, first;
+};
+
+static int cmp_run(const void *x, const void *y)
+{
+    const struct run *a = x, *b = y;
+    return (a->first > b->first) - (a->first < b->first);
+}
+
+/* The groups of r's written values in order of first appearance, as runs over
+ * *members. Returns the number of runs, or (size_t)-1 when out of memory. */
+static size_t adx_groups(const struct report *r, struct member **members, struct run **runs)
+{
+    size_t n = 0, nr = 0;
+    *members = malloc((r->n_values ? r->n_values : 1) * sizeof **members);
+    *runs = malloc((r->n_values ? r->n_values : 1) * sizeof **runs);
+    if (*members == NULL || *runs == NULL)
+        return (size_t)-1;
+    for (size_t i = 0; i < r->n_values; i++)
+        if (written(&r->values[i]))
+            (*members)[n++] = (struct member){key_of(r, &r->values[i]), i};
+    qsort(*members, n, sizeof **members, cmp_member);
+    for (size_t i = 0; i < n; i++) {
+        const struct member *m = &(*members)[i];
+        if (nr > 0) {
+            const struct member *prev = &(*members)[i - 1];
+            if (cmp_opt(m->k.ou, prev->k.ou) == 0 && cmp_opt(m->k.period, prev->k.period) == 0 &&
+                cmp_opt(m->k.aoc, prev->k.aoc) == 0) {
+                (*runs)[nr - 1].n++;
+                continue;
+            }
+        }
+        (*runs)[nr++] = (struct run){i, 1, m->i};
+    }
+    qsort(*runs, nr, sizeof **runs, cmp_run);
+    return nr;
 }
 
 /* ADX's exported timestamp: the report's when the caller set one, else now (UTC). */
@@ -238,10 +296,12 @@ static enum hibus_err write_adx(const struct report *r, char **body, size_t *len
         }
     }
 
-    bool *done = calloc(r->n_values ? r->n_values : 1, sizeof *done);
+    struct member *members = NULL;
+    struct run *runs = NULL;
+    size_t n_runs = adx_groups(r, &members, &runs);
     xmlBufferPtr buf = xmlBufferCreate();
     xmlTextWriterPtr w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
-    if (done == NULL || w == NULL)
+    if (n_runs == (size_t)-1 || w == NULL)
         goto fail;
     char exported[32];
     exported_at(r, exported);
@@ -256,11 +316,9 @@ static enum hibus_err write_adx(const struct report *r, char **body, size_t *len
     W(xmlTextWriterWriteAttribute(w, BAD_CAST "exported", BAD_CAST exported));
 
     /* Groups in the order their first value appears; values keep their order. */
-    for (size_t i = 0; i < r->n_values; i++) {
-        const struct report_value *first = &r->values[i];
-        if (done[i] || !written(first))
-            continue;
-        struct group_key k = key_of(r, first);
+    for (size_t g = 0; g < n_runs; g++) {
+        const struct run *run = &runs[g];
+        struct group_key k = members[run->start].k;
         struct period p;
         char adx_period[32];
         if (!period_parse(k.period, &p) || !period_to_adx(&p, adx_period, sizeof adx_period))
@@ -273,11 +331,8 @@ static enum hibus_err write_adx(const struct report *r, char **body, size_t *len
             W(xmlTextWriterWriteAttribute(w, BAD_CAST "completeDate", BAD_CAST r->complete_date));
         if (k.aoc != NULL)
             W(xmlTextWriterWriteAttribute(w, BAD_CAST "attributeOptionCombo", BAD_CAST k.aoc));
-        for (size_t j = i; j < r->n_values; j++) {
-            const struct report_value *v = &r->values[j];
-            if (done[j] || !written(v) || !same_key(k, key_of(r, v)))
-                continue;
-            done[j] = true;
+        for (size_t j = run->start; j < run->start + run->n; j++) {
+            const struct report_value *v = &r->values[members[j].i];
             W(xmlTextWriterStartElement(w, BAD_CAST "dataValue"));
             W(xmlTextWriterWriteAttribute(w, BAD_CAST "dataElement", BAD_CAST v->de_uid));
             if (v->coc_uid != NULL)
@@ -307,7 +362,8 @@ static enum hibus_err write_adx(const struct report *r, char **body, size_t *len
     memcpy(s, xmlBufferContent(buf), n);
     s[n] = '\0';
     xmlBufferFree(buf);
-    free(done);
+    free(members);
+    free(runs);
     *body = s;
     *len = n;
     return HIBUS_OK;
@@ -317,7 +373,8 @@ fail:
         xmlFreeTextWriter(w);
     if (buf != NULL)
         xmlBufferFree(buf);
-    free(done);
+    free(members);
+    free(runs);
     return hibus_error_set(err, HIBUS_E_NOMEM, "could not write the ADX document");
 }
 
