@@ -27,6 +27,7 @@
 #include "hibus/auth.h"
 #include "hibus/buf.h"
 #include "hibus/config.h"
+#include "hibus/cpubudget.h"
 #include "hibus/delivery.h"
 #include "hibus/dhis2.h"
 #include "hibus/listener.h"
@@ -195,6 +196,7 @@ static const struct config *reload(struct config_holder *configs, const struct c
                  why);
     log_setup((enum log_level)next->log_level, (enum log_format)next->log_format);
     delivery_set_transform_memory(next->transform_memory);
+    cpu_budget_set_limit(next->request_cpu_ms);
     size_t channels = next->n_channels, clients = next->n_clients;
     config_holder_swap(configs, next);
     config_holder_release(configs, cur);
@@ -263,6 +265,7 @@ int cli_serve(int argc, char **argv)
     struct listener_deps deps = {
         .cfg = cfg, .configs = configs, .tl = tl, .auth = ac, .node = node};
     delivery_set_transform_memory(cfg->transform_memory);
+    cpu_budget_set_limit(cfg->request_cpu_ms);
     if (listener_start(&deps, &l, &err) != HIBUS_OK) {
         cli_print_error("could not start the listener", &err);
         goto out;
@@ -592,6 +595,7 @@ int cli_map(int argc, char **argv)
         goto out;
     }
     reader_global_init();
+    cpu_budget_set_limit(cfg->request_cpu_ms); /* as serve would */
     bool ok = delivery_prepare(ch, body, len, &p) == HIBUS_OK;
     doc = json_pack("{s:s, s:s, s:O, s:O, s:O}", "channel", ch->name, "status",
                     ok ? "deliverable" : "rejected", "problems", p.problems, "skipped", p.skipped,

@@ -77,6 +77,13 @@ const struct config_key config_keys[] = {
      .doc = "request bodies (by size) that transforms may hold at once: a parsed body and its "
             "report cost up to ~28 times its size, so this bounds their memory together; "
             "a request past it waits for earlier ones"},
+    {"limits.request_cpu", CONFIG_KEY_DURATION, AT(request_cpu_ms), .range = &config_dur_short,
+     .def = 5000, .reload = true, .example = "2s",
+     .doc = "CPU time a channel's transform may take for one request (reader, mapping and "
+            "quality rules; then again each route's writer); a payload that needs more is "
+            "refused with 422 and a problem saying so. Every step is linear in the payload: "
+            "the worst 10 MiB body takes under a second, so this is a net, not a budget to "
+            "tune"},
     {"limits.max_connections", CONFIG_KEY_UINT, AT(max_connections), 1, 1000000, .def = 1024,
      .example = "10000",
      .doc = "client connections held open; past it, the one that has waited longest for its "

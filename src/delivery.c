@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "hibus/alloc.h"
+#include "hibus/cpubudget.h"
 #include "hibus/dhis2.h"
 #include "hibus/log.h"
 #include "hibus/mapping.h"
@@ -61,6 +62,43 @@ void delivery_budget_give(size_t bytes)
     pthread_mutex_unlock(&budget_mu);
 }
 
+/* Whether the stage that just ended used up limits.request_cpu; says so once. */
+static bool out_of_cpu(struct delivery_prepared *p, const char *stage, const char *what)
+{
+    if (!cpu_budget_check())
+        return false;
+    char msg[256];
+    cpu_budget_message(msg, sizeof msg, what);
+    report_problem(p->problems, stage, "%s", msg);
+    return true;
+}
+
+static enum hibus_err prepare(const struct config_channel *ch, const void *body, size_t len,
+                              struct delivery_prepared *p)
+{
+    const struct config_transform *t = &ch->transform;
+    if (reader_parse_opts(t->reader, body, len, &t->reader_opts, &p->report, p->problems) !=
+        HIBUS_OK) {
+        if (json_array_size(p->problems) == 0)
+            report_problem(p->problems, "reader", "the payload could not be read as %s", t->reader);
+        return HIBUS_E_INVALID;
+    }
+    if (out_of_cpu(p, "reader", "reading the payload"))
+        return HIBUS_E_INVALID;
+    /* Mapping and quality both run, so one answer lists every problem of the
+     * report; the quality rules read the source's codes, which mapping keeps. */
+    bool mapped = t->mapping == NULL || mapping_apply(t->mapping, p->report, ch->unmapped,
+                                                      p->problems, p->skipped) == HIBUS_OK;
+    if (out_of_cpu(p, "mapping", "mapping the payload's codes"))
+        return HIBUS_E_INVALID;
+    if (!mapped && json_array_size(p->problems) == 0)
+        report_problem(p->problems, "mapping", "the report could not be mapped");
+    quality_check(t->quality, t->n_quality, p->report, p->problems, p->warnings);
+    if (out_of_cpu(p, "quality", "checking the payload's data quality"))
+        return HIBUS_E_INVALID;
+    return json_array_size(p->problems) ? HIBUS_E_INVALID : HIBUS_OK;
+}
+
 enum hibus_err delivery_prepare(const struct config_channel *ch, const void *body, size_t len,
                                 struct delivery_prepared *p)
 {
@@ -73,21 +111,10 @@ enum hibus_err delivery_prepare(const struct config_channel *ch, const void *bod
     /* Held until delivery_prepared_free: the report lives as long as the delivery. */
     delivery_budget_take(len);
     p->budget = len;
-    const struct config_transform *t = &ch->transform;
-    if (reader_parse_opts(t->reader, body, len, &t->reader_opts, &p->report, p->problems) !=
-        HIBUS_OK) {
-        if (json_array_size(p->problems) == 0)
-            report_problem(p->problems, "reader", "the payload could not be read as %s", t->reader);
-        return HIBUS_E_INVALID;
-    }
-    /* Mapping and quality both run, so one answer lists every problem of the
-     * report; the quality rules read the source's codes, which mapping keeps. */
-    bool mapped = t->mapping == NULL || mapping_apply(t->mapping, p->report, ch->unmapped,
-                                                      p->problems, p->skipped) == HIBUS_OK;
-    if (!mapped && json_array_size(p->problems) == 0)
-        report_problem(p->problems, "mapping", "the report could not be mapped");
-    quality_check(t->quality, t->n_quality, p->report, p->problems, p->warnings);
-    return json_array_size(p->problems) ? HIBUS_E_INVALID : HIBUS_OK;
+    cpu_budget_begin();
+    enum hibus_err rc = prepare(ch, body, len, p);
+    cpu_budget_end();
+    return rc;
 }
 
 void delivery_prepared_free(struct delivery_prepared *p)
@@ -134,7 +161,19 @@ enum hibus_err delivery_route_body(const struct config_channel *ch, const struct
     *writer = rt->writer             ? rt->writer
               : ch->transform.writer ? ch->transform.writer
                                      : "dhis2-datavalueset";
-    return writer_write(*writer, p->report, body, len, content_type, err);
+    cpu_budget_begin();
+    enum hibus_err rc = writer_write(*writer, p->report, body, len, content_type, err);
+    if (rc == HIBUS_OK && cpu_budget_check()) {
+        free(*body);
+        *body = NULL;
+        *len = 0;
+        char what[64], msg[256];
+        snprintf(what, sizeof what, "the %s writer", *writer);
+        cpu_budget_message(msg, sizeof msg, what);
+        rc = hibus_error_set(err, HIBUS_E_INVALID, "route \"%s\": %s", rt->name, msg);
+    }
+    cpu_budget_end();
+    return rc;
 }
 
 /* ---------------------------------------------------------------- routes */

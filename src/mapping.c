@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "hibus/buf.h"
+#include "hibus/cpubudget.h"
 
 /* ------------------------------------------------------------------ */
 /* Sorting and lookups                                                 */
@@ -743,6 +744,10 @@ enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum map
     /* Every value: org unit override, period override, item. */
     size_t deliverable = 0;
     for (size_t i = 0; i < r->n_values; i++) {
+        if (cpu_budget_over()) {
+            rc = HIBUS_E_INVALID; /* the caller says why (hibus/cpubudget.h) */
+            goto out;
+        }
         struct report_value *v = &r->values[i];
         v->skipped = false;
         if (!report_set(&v->ou_uid, NULL) || !report_set(&v->de_uid, NULL) ||

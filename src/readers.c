@@ -53,6 +53,7 @@
 #include <string.h>
 
 #include "hibus/buf.h"
+#include "hibus/cpubudget.h"
 #include "hibus/period.h"
 #include "hibus/text.h"
 
@@ -101,10 +102,23 @@ void reader_where_fmt(char *buf, const char *fmt, ...)
     va_end(ap);
 }
 
+bool reader_out_of_cpu(struct reader_ctx *rd)
+{
+    if (!rd->over_cpu && cpu_budget_over()) {
+        char msg[256];
+        cpu_budget_message(msg, sizeof msg, "reading the payload");
+        reader_problem(rd, NULL, "%s", msg);
+        rd->over_cpu = true;
+    }
+    return rd->over_cpu;
+}
+
 struct report_value *reader_add_value(struct reader_ctx *rd, struct report *r, const char *item,
                                       const char *measure, const char *value, const char *comment,
                                       const char *where)
 {
+    if (reader_out_of_cpu(rd))
+        return NULL;
     size_t max = rd->opts->max_values ? rd->opts->max_values : READER_DEFAULT_MAX_VALUES;
     if (r->n_values >= max) {
         if (!rd->too_many)

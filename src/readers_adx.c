@@ -27,6 +27,7 @@
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 
+#include "hibus/cpubudget.h"
 #include "hibus/period.h"
 
 #include "readers_internal.h"
@@ -49,8 +50,26 @@ struct xml_state {
     struct reader_ctx *rd;
     bool dtd; /* a DOCTYPE or entity declaration was met */
     int dtd_line;
-    int n_errors; /* libxml2 errors turned into problems */
+    int n_errors;                         /* libxml2 errors turned into problems */
+    bool over_cpu;                        /* limits.request_cpu ran out while libxml2 was parsing */
+    startElementNsSAX2Func start_element; /* libxml2's own, which builds the tree */
 };
+
+/* Every element passes here on its way into the tree, so a parse that uses up the
+ * CPU budget is stopped where it is. */
+static void xml_start_element(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                              const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
+                              int nb_attributes, int nb_defaulted, const xmlChar **attributes)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+    struct xml_state *st = ctxt->_private;
+    st->start_element(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
+                      nb_defaulted, attributes);
+    if (cpu_budget_over()) {
+        st->over_cpu = true;
+        xmlStopParser(ctxt);
+    }
+}
 
 /* libxml2 errors of one parse, routed through the context (never to stderr). */
 static void xml_error(void *data, xmlErrorPtr e)
@@ -320,7 +339,7 @@ static void adx_group(struct reader_ctx *rd, struct report *r, const xmlNode *g,
     }
 
     size_t vi = 0;
-    for (const xmlNode *c = g->children; c != NULL; c = c->next) {
+    for (const xmlNode *c = g->children; c != NULL && !reader_out_of_cpu(rd); c = c->next) {
         if (c->type != XML_ELEMENT_NODE)
             continue;
         if (is_adx(c, "dataValue")) {
@@ -447,6 +466,9 @@ void reader_read_adx(struct reader_ctx *rd, struct report *r, const void *body, 
     ctxt->sax->serror = xml_error;
     ctxt->sax->internalSubset = xml_internal_subset;
     ctxt->sax->entityDecl = xml_entity_decl;
+    st.start_element = ctxt->sax->startElementNs;
+    if (st.start_element != NULL)
+        ctxt->sax->startElementNs = xml_start_element;
     ctxt->vctxt.error = xml_silent;
     ctxt->vctxt.warning = xml_silent;
 
@@ -458,6 +480,10 @@ void reader_read_adx(struct reader_ctx *rd, struct report *r, const void *body, 
         char where[READER_WHERE_MAX];
         reader_where_fmt(where, "line %d", st.dtd_line ? st.dtd_line : 1);
         reader_problem(rd, where, "DTDs and entities are not accepted: remove the <!DOCTYPE ...>");
+        goto done;
+    }
+    if (st.over_cpu) {
+        reader_out_of_cpu(rd);
         goto done;
     }
     if (doc == NULL) {
@@ -480,7 +506,7 @@ void reader_read_adx(struct reader_ctx *rd, struct report *r, const void *body, 
     }
 
     size_t gi = 0;
-    for (const xmlNode *g = root->children; g != NULL; g = g->next) {
+    for (const xmlNode *g = root->children; g != NULL && !reader_out_of_cpu(rd); g = g->next) {
         if (g->type != XML_ELEMENT_NODE)
             continue;
         if (is_adx(g, "group")) {

@@ -198,7 +198,7 @@ void reader_read_dhis2_json(struct reader_ctx *rd, struct report *r, const json_
     }
     reader_set_field(rd, &r->org_unit, rou);
 
-    for (size_t i = 0; i < json_array_size(dvs); i++)
+    for (size_t i = 0; i < json_array_size(dvs) && !reader_out_of_cpu(rd); i++)
         dhis2_value(rd, r, json_array_get(dvs, i), i, pe != NULL && *pe ? sp.id : pe, ou, aoc);
 }
 
@@ -384,7 +384,7 @@ void reader_read_dhis2_csv(struct reader_ctx *rd, struct report *r, const void *
     size_t rows = 0;
     bool first = true;
     int rc;
-    while ((rc = csv_row(rd, &c)) != 0 && rc != -2 && !rd->nomem) {
+    while ((rc = csv_row(rd, &c)) != 0 && rc != -2 && !rd->nomem && !reader_out_of_cpu(rd)) {
         if (rc < 0) {
             first = false;
             continue;

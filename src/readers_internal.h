@@ -38,6 +38,7 @@ struct reader_ctx {
     size_t n; /* problems added by this parse */
     bool nomem;
     bool too_many; /* the payload holds more than opts->max_values values (said once) */
+    bool over_cpu; /* limits.request_cpu ran out (said once); the walk stops */
     const struct reader_options *opts; /* never NULL */
 };
 
@@ -49,8 +50,12 @@ void reader_problem(struct reader_ctx *rd, const char *where, const char *fmt, .
     HIBUS_PRINTF(3, 4);
 /* Formats a position into buf (READER_WHERE_MAX bytes); a cut one ends in "...". */
 void reader_where_fmt(char *buf, const char *fmt, ...) HIBUS_PRINTF(2, 3);
+/* Whether limits.request_cpu has run out (hibus/cpubudget.h), saying so once as a
+ * problem; loops over the payload stop when it has. */
+bool reader_out_of_cpu(struct reader_ctx *rd);
 /* report_add and report_set, noting out of memory in rd. A value past
- * opts->max_values is not added: NULL, and one problem says so. */
+ * opts->max_values, or after the CPU budget ran out, is not added: NULL, and one
+ * problem says so. */
 struct report_value *reader_add_value(struct reader_ctx *rd, struct report *r, const char *item,
                                       const char *measure, const char *value,
                                       const char *comment, const char *where);

@@ -183,7 +183,7 @@ void reader_read_lmis_report(struct reader_ctx *rd, struct report *r, const json
         rd->nomem = true;
         return;
     }
-    for (size_t i = 0; i < json_array_size(lines); i++)
+    for (size_t i = 0; i < json_array_size(lines) && !reader_out_of_cpu(rd); i++)
         lmis_line(rd, r, json_array_get(lines, i), i, seen);
     json_decref(seen);
 }
@@ -612,7 +612,7 @@ void reader_read_requisition(struct reader_ctx *rd, struct report *r, const json
     struct reasons rs;
     requisition_reasons(rd, root, &rs);
     size_t reported = 0;
-    for (size_t i = 0; i < json_array_size(items) && !rd->nomem; i++)
+    for (size_t i = 0; i < json_array_size(items) && !rd->nomem && !reader_out_of_cpu(rd); i++)
         requisition_line(rd, r, json_array_get(items, i), i, seen, &reported, &rs);
     reasons_free(&rs);
     json_decref(seen);

@@ -32,6 +32,7 @@
 #include <jansson.h>
 #include <libxml/xmlwriter.h>
 
+#include "hibus/cpubudget.h"
 #include "hibus/period.h"
 
 const char *const WRITER_NAMES[] = {"dhis2-datavalueset", "adx", NULL};
@@ -137,7 +138,7 @@ static enum hibus_err write_datavalueset(const struct report *r, char **body, si
          put(o, "period", pe_each ? NULL : r->period) &&
          put(o, "orgUnit", ou_each ? NULL : r->ou_uid) &&
          put(o, "attributeOptionCombo", aoc_each ? NULL : r->aoc_uid);
-    for (size_t i = 0; ok && i < r->n_values; i++) {
+    for (size_t i = 0; ok && i < r->n_values && !cpu_budget_over(); i++) {
         const struct report_value *v = &r->values[i];
         if (!written(v))
             continue;
@@ -316,7 +317,7 @@ static enum hibus_err write_adx(const struct report *r, char **body, size_t *len
     W(xmlTextWriterWriteAttribute(w, BAD_CAST "exported", BAD_CAST exported));
 
     /* Groups in the order their first value appears; values keep their order. */
-    for (size_t g = 0; g < n_runs; g++) {
+    for (size_t g = 0; g < n_runs && !cpu_budget_over(); g++) {
         const struct run *run = &runs[g];
         struct group_key k = members[run->start].k;
         struct period p;

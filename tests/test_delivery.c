@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,9 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "hibus/cpubudget.h"
 #include "hibus/delivery.h"
+#include "hibus/writers.h"
 
 static const struct config_retry policy = {
     .max_attempts = 3, .max_age_ms = 60000, .backoff_initial_ms = 1000, .backoff_max_ms = 4000};
@@ -194,12 +197,65 @@ static void test_transform_budget(void **state)
     delivery_set_transform_memory(32u * 1024 * 1024);
 }
 
+/* limits.request_cpu covers each route's writer too: a body the writer cannot finish
+ * within it is not sent; the route fails with the reason (and the clock is not the
+ * one the transform used). */
+static void test_writer_cpu(void **state)
+{
+    (void)state;
+    struct report *r = report_new("dhis2-json");
+    assert_non_null(r);
+    assert_true(report_set(&r->ou_uid, "DiszpKrYNg8") && report_set(&r->period, "202401") &&
+                report_set(&r->data_set_uid, "Lpw6GcnTrmS"));
+    for (int i = 0; i < 50000; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", i);
+        struct report_value *rv = report_add(r, "A", NULL, v, NULL, NULL);
+        assert_non_null(rv);
+        /* every value in its own ADX group */
+        assert_true(report_set(&rv->de_uid, "s46m5MS0hxu") && report_set(&rv->ou_uid, v));
+    }
+    struct config_channel ch = {.name = "c"};
+    struct config_route rt = {.name = "archive",
+                              .mediator = CONFIG_MEDIATOR_HTTP,
+                              .body = CONFIG_BODY_TRANSFORMED,
+                              .writer = "adx"};
+    struct delivery_prepared p = {.report = r};
+    const char *writers[] = {"adx", "dhis2-datavalueset"};
+    for (size_t i = 0; i < 2; i++) {
+        rt.writer = (char *)writers[i];
+        char *body = NULL, msg[160];
+        size_t len = 0;
+        const char *ctype = NULL, *writer = NULL;
+        struct hibus_error err = {0};
+        cpu_budget_set_limit(1);
+        assert_int_equal(delivery_route_body(&ch, &rt, &p, &body, &len, &ctype, &writer, &err),
+                         HIBUS_E_INVALID);
+        assert_null(body);
+        snprintf(msg, sizeof msg,
+                 "route \"archive\": the %s writer took more than "
+                 "limits.request_cpu (1ms) of CPU time",
+                 writers[i]);
+        if (strstr(err.msg, msg) == NULL)
+            fail_msg("%s", err.msg);
+        /* with the default limit it is written */
+        cpu_budget_set_limit(5000);
+        assert_int_equal(delivery_route_body(&ch, &rt, &p, &body, &len, &ctype, &writer, &err),
+                         HIBUS_OK);
+        assert_non_null(body);
+        assert_true(len > 50000);
+        free(body);
+    }
+    report_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verdict),        cmocka_unit_test(test_backoff_caps),
         cmocka_unit_test(test_order_key),      cmocka_unit_test(test_handoff),
         cmocka_unit_test(test_handoff_bounds), cmocka_unit_test(test_transform_budget),
+        cmocka_unit_test(test_writer_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

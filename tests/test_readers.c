@@ -21,6 +21,8 @@
 
 #include "golden.h"
 #include "hibus/buf.h"
+#include "hibus/cpubudget.h"
+#include "hibus/buf.h"
 #include "hibus/readers.h"
 
 #define DATA HIBUS_TEST_DATA "/readers/"
@@ -781,6 +783,100 @@ static void test_max_values(void **state)
     json_decref(problems);
 }
 
+/* limits.request_cpu: a payload whose reading takes more than the budget is refused
+ * with one problem that says so, whatever the reader; libxml2's parse is stopped at
+ * the next element. Without a budget the same bodies are read. */
+static void appendf(struct buf *b, const char *fmt, ...) HIBUS_PRINTF(2, 3);
+static void appendf(struct buf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof tmp);
+    assert_true(buf_append(b, tmp, (size_t)n));
+}
+
+static void test_request_cpu(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    struct buf b[5] = {0};
+    const char *names[5] = {"dhis2-csv", "dhis2-json", "adx", "lmis-report",
+                            "openlmis-requisition"};
+    appendf(&b[1], "{\"period\":\"202401\",\"orgUnit\":\"O\",\"dataValues\":[");
+    appendf(&b[2], "<adx xmlns=\"urn:ihe:qrph:adx:2015\"><group dataSet=\"D\" orgUnit=\"O\" "
+                   "period=\"2024-01-01/P1M\">");
+    appendf(&b[3], "{\"facility\":\"F\",\"period\":\"2024-01\",\"lines\":[");
+    for (int i = 0; i < N; i++) {
+        appendf(&b[0], "A%d,202401,B,C,,%d\n", i, i);
+        appendf(&b[1], "%s{\"dataElement\":\"A%d\",\"value\":\"%d\"}", i ? "," : "", i, i);
+        appendf(&b[2], "<dataValue dataElement=\"A%d\" value=\"%d\"/>", i, i);
+        if (i < N / 7)
+            appendf(&b[3],
+                    "%s{\"commodity\":\"C%d\",\"stock_on_hand\":1,\"consumed\":2,"
+                    "\"received\":3,\"losses\":4,\"adjustments\":0,\"stockout_days\":0,"
+                    "\"opening_balance\":1}",
+                    i ? "," : "", i);
+    }
+    appendf(&b[1], "]}");
+    appendf(&b[2], "</group></adx>");
+    appendf(&b[3], "]}");
+    /* An OpenLMIS requisition: the sample, its line item repeated. */
+    size_t req_len = 0;
+    char *req = golden_read(DATA "openlmis-requisition.valid.json", &req_len);
+    assert_non_null(req);
+    json_t *doc = json_loadb(req, req_len, 0, NULL);
+    assert_non_null(doc);
+    json_t *items = json_object_get(doc, "requisitionLineItems");
+    json_t *one = json_array_get(items, 0);
+    for (int i = 0; i < N / 8; i++) {
+        json_t *c = json_deep_copy(one);
+        char code[32];
+        snprintf(code, sizeof code, "P%d", i);
+        json_t *o = json_object_get(c, "orderable");
+        json_object_set_new(o, "id", json_string(code));
+        json_object_set_new(o, "productCode", json_string(code));
+        json_array_append_new(items, c);
+    }
+    char *s = json_dumps(doc, JSON_COMPACT);
+    assert_true(buf_append(&b[4], s, strlen(s)));
+    free(s);
+    free(req);
+    json_decref(doc);
+
+    for (size_t i = 0; i < 5; i++) {
+        assert_non_null(b[i].s);
+        json_t *problems = json_array();
+        struct report *r = NULL;
+        cpu_budget_set_limit(1);
+        cpu_budget_begin();
+        enum hibus_err rc = reader_parse(names[i], b[i].s, b[i].len, &r, problems);
+        cpu_budget_end();
+        char *got = json_dumps(problems, 0);
+        if (rc != HIBUS_E_INVALID || json_array_size(problems) != 1 ||
+            strstr(got, "reading the payload took more than limits.request_cpu (1ms)") == NULL)
+            fail_msg("%s: rc %d, %s", names[i], (int)rc, got);
+        free(got);
+        json_decref(problems);
+        report_free(r);
+
+        /* no budget open: read in full */
+        problems = json_array();
+        rc = reader_parse(names[i], b[i].s, b[i].len, &r, problems);
+        if (rc != HIBUS_OK) {
+            got = json_dumps(problems, 0);
+            fail_msg("%s without a budget: rc %d, %s", names[i], (int)rc, got);
+        }
+        assert_true(r->n_values >= N / 8);
+        json_decref(problems);
+        report_free(r);
+        buf_free(&b[i]);
+    }
+    cpu_budget_set_limit(5000);
+}
+
 /* Before the fix the annotation became the value's comment. */
 static void test_adx_annotation(void **state)
 {
@@ -911,6 +1007,7 @@ int main(void)
         cmocka_unit_test(test_dtd_variants),
         cmocka_unit_test(test_adx_bounds),
         cmocka_unit_test(test_max_values),
+        cmocka_unit_test(test_request_cpu),
         cmocka_unit_test(test_requisition_losses),
         cmocka_unit_test(test_requisition_reason_problems),
         cmocka_unit_test(test_big_numbers),

@@ -75,6 +75,7 @@ struct config {
     unsigned max_values;        /* limits.max_values, default READER_DEFAULT_MAX_VALUES */
     size_t transform_memory;    /* limits.transform_memory, default 32 MiB */
     long request_deadline_ms;   /* limits.request_deadline, default 60s */
+    long request_cpu_ms;        /* limits.request_cpu, default 5s */
     long connection_timeout_ms; /* limits.connection_timeout (idle), default 60s */
 
     int log_level;  /* enum log_level; log.level, default info */
