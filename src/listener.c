@@ -1214,7 +1214,9 @@ static const char *framing_problem(struct MHD_Connection *c, const char *cl, enu
  * name that still looks like a token is caught only that way. */
 struct header_check {
     json_t *details;
-    size_t bytes; /* names and values, with ": " and CRLF */
+    size_t bytes;     /* names and values, with ": " and CRLF */
+    unsigned hosts;   /* Host header lines */
+    const char *host; /* the first one's value */
 };
 
 #define REQUEST_TARGET_MAX 8192
@@ -1242,6 +1244,8 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
             what = "(its name joined with the next line) is folded onto a line that starts "
                    "with a space or tab (obs-fold): send each header on one line";
     }
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0 && hc->hosts++ == 0)
+        hc->host = value;
     if (klen == 0 && what == NULL)
         what = "is an empty header name";
     for (size_t i = 0; i < klen && what == NULL; i++)
@@ -1262,11 +1266,46 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
     return MHD_YES;
 }
 
+/* RFC 9112 3.2: an HTTP/1.1 request has exactly one Host, any request at most one,
+ * and its value is an authority's host[:port] (RFC 3986 3.2.2, possibly empty);
+ * otherwise the answer is 400. The request target (RFC 9112 3.2) has no space or
+ * control character: libmicrohttpd 0.9.75 takes "GET /a b HTTP/1.1" as the path
+ * "/a b", where another parser would see something else. */
+static void check_host_and_target(const struct header_check *hc, const char *version,
+                                  const char *uri, json_t *details)
+{
+    if (hc->hosts > 1) {
+        json_array_append_new(details, json_string("the Host header is given more than once: "
+                                                   "send exactly one"));
+    } else if (hc->hosts == 0 && version != NULL && strcmp(version, "HTTP/1.1") == 0) {
+        json_array_append_new(details, json_string("an HTTP/1.1 request needs a Host header "
+                                                   "(RFC 9112 3.2)"));
+    } else if (hc->host != NULL) {
+        for (const char *h = hc->host; *h; h++) {
+            unsigned char ch = (unsigned char)*h;
+            bool alnum = (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z');
+            if (!alnum && (ch == '\0' || strchr("-._~%!$&'()*+,;=:[]", ch) == NULL)) {
+                json_array_append_new(details, json_string("the Host header is not a host name or "
+                                                           "address with an optional :port"));
+                break;
+            }
+        }
+    }
+    for (const unsigned char *u = (const unsigned char *)uri; *u; u++) {
+        if (*u <= 0x20 || *u == 0x7f) {
+            json_array_append_new(details,
+                                  json_string("the request target has a space or a control "
+                                              "character: percent-encode it (%20 for a space)"));
+            break;
+        }
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-    (void)cls, (void)version;
+    (void)cls;
     struct request *rq = *con_cls;
     if (rq == NULL)
         return MHD_NO;
@@ -1329,10 +1368,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                      HIBUS_E_TOO_LARGE, "headers too large", details1(why),
                                      close_long);
         }
+        size_t bad_headers = json_array_size(hc.details);
+        check_host_and_target(&hc, version, rq->uri, hc.details);
         if (json_array_size(hc.details) > 0) {
             /* Where this request ends is not to be trusted either. */
             static const char *const close_it[] = {MHD_HTTP_HEADER_CONNECTION, "close", NULL};
-            return send_error(c, rq, HIBUS_E_BAD_REQUEST, "malformed header", hc.details, close_it);
+            return send_error(c, rq, HIBUS_E_BAD_REQUEST,
+                              bad_headers > 0 ? "malformed header" : "malformed request",
+                              hc.details, close_it);
         }
         json_decref(hc.details);
         if (cl != NULL) {

@@ -153,6 +153,44 @@ class RefusedTest(harness.TestCase):
                        headers={"Content-Type": "application/json", "X-Note": "a\tb"})
         self.assertEqual(r.status, 200, r.body)
 
+    def test_host_and_request_target_are_checked(self):
+        # RFC 9112 3.2: an HTTP/1.1 request without Host, or with two, or with a Host
+        # that is no host[:port], gets 400; so does a request target with a space,
+        # which libmicrohttpd took as part of the path ("/lmis/any/h x" was served).
+        # Each in JSON with the request id, then the connection is closed.
+        auth = b"Authorization: Basic " + base64.b64encode(("%s:%s" % LMIS).encode())
+        rest = (auth + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                % len(SMALL) + SMALL)
+        cases = [
+            (b"POST /lmis/any/h HTTP/1.1\r\n", "needs a Host header"),
+            (b"POST /lmis/any/h HTTP/1.1\r\nHost: a\r\nHost: b\r\n", "more than once"),
+            (b"POST /lmis/any/h HTTP/1.1\r\nHost: a b/c\r\n", "not a host name"),
+            (b"POST /lmis/any/h HTTP/1.1\r\nHost: evil@a\r\n", "not a host name"),
+            (b"POST /lmis/any/h x HTTP/1.1\r\nHost: a\r\n", "space or a control character"),
+            (b"POST /lmis/any/h\x01 HTTP/1.1\r\nHost: a\r\n", "space or a control character"),
+        ]
+        for head, words in cases:
+            data = self.exchange(head + rest)
+            self.assertEqual(data.lower().count(b"\r\nx-request-id: "), 1, data)
+            first, _, body = data.partition(b"\r\n\r\n")
+            self.assertTrue(first.startswith(b"HTTP/1.1 400 "), data)
+            self.assertIn(b"connection: close", first.lower(), data)
+            self.assertIn(b"x-request-id: ", first.lower(), data)
+            err = json.loads(body)
+            self.assertEqual(err["code"], "HIBUS_E_BAD_REQUEST")
+            self.assertEqual(err["error"], "malformed request")
+            self.assertEqual(len(err["details"]), 1, err)
+            self.assertIn(words, err["details"][0], head)
+            self.assertNothingStored()
+        # HTTP/1.0 needs no Host; an empty Host, an address with a port and an IPv6
+        # literal are all hosts
+        for head in (b"POST /lmis/any/h HTTP/1.0\r\n",
+                     b"POST /lmis/any/h HTTP/1.1\r\nHost: \r\nConnection: close\r\n",
+                     b"POST /lmis/any/h HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nConnection: close\r\n",
+                     b"POST /lmis/any/h HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n"):
+            data = self.exchange(head + rest)
+            self.assertTrue(data.startswith(b"HTTP/1.1 200 "), (head, data[:300]))
+
     def test_414_and_431_are_hibus_answers(self):
         # a long request target or large headers, within libmicrohttpd's 32 KiB buffer:
         # JSON with the request id (libmicrohttpd would answer in HTML past its buffer)
