@@ -12,13 +12,15 @@
  *
  * Entry points: listener_start, listener_quiesce, listener_drain, listener_stop.
  * Invariants: every answer carries X-Request-Id; every error answer is JSON
- * {"error", "code", "details", "request_id"}; credentials and configured secret
+ * {"error", "code", "details", "request_id"}, libmicrohttpd's own refusals included
+ * (see "libmicrohttpd's own answers"); credentials and configured secret
  * headers are redacted before headers are stored or logged.
  */
 #define LOG_SUBSYS "listener"
 #include "hibus/listener.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <jansson.h>
 #include <malloc.h>
@@ -186,6 +188,122 @@ static void in_flight_add(struct listener *l, long d)
 
 /* --------------------------------------------------------------- answers */
 
+/* libmicrohttpd's own answers, in hibus's JSON.
+ *
+ * libmicrohttpd 0.9.75 answers a few requests itself before any hibus callback runs
+ * (an HTTP version it does not speak: 505; a request head past its buffer: 431 or
+ * 414; broken chunked framing: 400), with an HTML page and no X-Request-Id, and has
+ * no option to change that (nor has 1.0). It queues those answers through its
+ * exported MHD_queue_response, called through the PLT, so hibus defines that symbol
+ * itself (ELF interposition, the mechanism of an LD_PRELOAD wrapper) and passes every
+ * call on to libmicrohttpd's own, found with dlsym(RTLD_NEXT). hibus's own answers
+ * carry a per-thread mark; a call without it is one of libmicrohttpd's answers, sent
+ * instead as a JSON error of the same status with a new request id. The connection is
+ * closed after it, as libmicrohttpd decided. Should a later libmicrohttpd call the
+ * function directly, its HTML goes out again, and
+ * test_errors.test_libmicrohttpd_answers_are_json fails. */
+typedef enum MHD_Result (*queue_fn)(struct MHD_Connection *, unsigned int, struct MHD_Response *);
+
+static _Thread_local bool queueing_ours;
+
+static queue_fn mhd_queue(void)
+{
+    static _Atomic(queue_fn) real;
+    queue_fn f = atomic_load(&real);
+    if (f == NULL) {
+        *(void **)&f = dlsym(RTLD_NEXT, "MHD_queue_response");
+        atomic_store(&real, f);
+    }
+    return f;
+}
+
+static enum MHD_Result queue_ours(struct MHD_Connection *c, unsigned status, struct MHD_Response *r)
+{
+    queue_fn f = mhd_queue();
+    if (f == NULL)
+        return MHD_NO;
+    queueing_ours = true;
+    enum MHD_Result ret = f(c, status, r);
+    queueing_ours = false;
+    return ret;
+}
+
+/* What libmicrohttpd's answer of this status means to the client. */
+static void mhd_refusal(unsigned status, enum hibus_err *code, const char **msg,
+                        const char **detail)
+{
+    *code = HIBUS_E_BAD_REQUEST;
+    switch (status) {
+    case MHD_HTTP_BAD_REQUEST:
+        *msg = "malformed request";
+        *detail = "the request could not be read as HTTP/1.1 (its request line, a header "
+                  "or its chunked body framing is broken)";
+        break;
+    case MHD_HTTP_URI_TOO_LONG:
+        *code = HIBUS_E_TOO_LARGE;
+        *msg = "request target too long";
+        *detail = "the request line does not fit in hibus's 32 KiB request buffer: send the "
+                  "data in the body";
+        break;
+    case MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE:
+        *code = HIBUS_E_TOO_LARGE;
+        *msg = "headers too large";
+        *detail = "the request head does not fit in hibus's 32 KiB request buffer";
+        break;
+    case MHD_HTTP_CONTENT_TOO_LARGE:
+        *code = HIBUS_E_TOO_LARGE;
+        *msg = "request body too large";
+        *detail = "the body's announced size cannot be held";
+        break;
+    case MHD_HTTP_HTTP_VERSION_NOT_SUPPORTED:
+        *code = HIBUS_E_UNSUPPORTED;
+        *msg = "HTTP version not supported";
+        *detail = "send HTTP/1.1 (or HTTP/1.0)";
+        break;
+    default:
+        *code = status >= 500 ? HIBUS_E_NOMEM : HIBUS_E_BAD_REQUEST;
+        *msg = status >= 500 ? "the request could not be handled" : "request refused";
+        *detail = status >= 500 ? "hibus could not hold the request in memory; try again"
+                                : "the HTTP server refused the request";
+        break;
+    }
+}
+
+enum MHD_Result MHD_queue_response(struct MHD_Connection *c, unsigned int status,
+                                   struct MHD_Response *r)
+{
+    queue_fn f = mhd_queue();
+    if (f == NULL)
+        return MHD_NO;
+    if (queueing_ours)
+        return f(c, status, r);
+    enum hibus_err code;
+    const char *msg, *detail;
+    mhd_refusal(status, &code, &msg, &detail);
+    char id[REQUEST_ID_MAX + 1];
+    request_id_new(id);
+    json_t *doc = json_pack("{s:s, s:s, s:[s], s:s}", "error", msg, "code", hibus_errname(code),
+                            "details", detail, "request_id", id);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    size_t len = text ? strlen(text) : 0;
+    char *body = text ? hibus_xreallocarray(text, len + 2, 1) : NULL;
+    if (body != NULL)
+        memcpy(body + len, "\n", 2);
+    struct MHD_Response *j =
+        body ? MHD_create_response_from_buffer(len + 1, body, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (j == NULL) {
+        free(body);
+        return f(c, status, r); /* its own page rather than none */
+    }
+    MHD_add_response_header(j, "X-Request-Id", id);
+    MHD_add_response_header(j, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    LOG_INFO(id, "%u %s (refused by libmicrohttpd before hibus saw the request)", status, msg);
+    enum MHD_Result ret = f(c, status, j);
+    MHD_destroy_response(j);
+    return ret;
+}
+
 /* Queues r (taking it), or in a worker keeps it for the connection's resumption:
  * libmicrohttpd takes answers only from its own thread. */
 static enum MHD_Result answer(struct MHD_Connection *c, struct request *rq, unsigned status,
@@ -198,7 +316,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, struct request *rq, unsi
         rq->resp_status = status;
         return MHD_YES;
     }
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    enum MHD_Result ret = queue_ours(c, status, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -1320,7 +1438,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 MHD_destroy_response(r);
             return MHD_NO;
         }
-        enum MHD_Result ret = MHD_queue_response(c, rq->resp_status, r);
+        enum MHD_Result ret = queue_ours(c, rq->resp_status, r);
         MHD_destroy_response(r);
         return ret;
     }

@@ -204,6 +204,39 @@ class RefusedTest(harness.TestCase):
         self.assertIn("more than 16384", err["details"][0])
         self.assertNothingStored()
 
+    def test_libmicrohttpd_answers_are_json(self):
+        # Requests libmicrohttpd refuses before hibus sees them used to get its HTML
+        # page without X-Request-Id; now hibus's JSON error of the same status, then
+        # close (src/listener.c, "libmicrohttpd's own answers").
+        auth = b"Authorization: Basic " + base64.b64encode(("%s:%s" % LMIS).encode())
+        cases = [
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "HIBUS_E_UNSUPPORTED"),
+            (b"GET /health HTTP/9.9\r\nHost: a\r\n\r\n", 505, "HIBUS_E_UNSUPPORTED"),
+            (b"GET /health HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", 431,
+             "HIBUS_E_TOO_LARGE"),
+            (b"GET /health?" + b"q" * 40000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414,
+             "HIBUS_E_TOO_LARGE"),
+            (b"POST /lmis/any/h HTTP/1.1\r\nHost: a\r\n" + auth +
+             b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"zz\r\nabc\r\n0\r\n\r\n", 400, "HIBUS_E_BAD_REQUEST"),
+        ]
+        for raw, status, code in cases:
+            data = self.exchange(raw)
+            first, _, body = data.partition(b"\r\n\r\n")
+            self.assertTrue(first.startswith(b"HTTP/1.1 %d " % status), (raw[:60], data[:300]))
+            self.assertNotIn(b"<html>", data)
+            self.assertIn(b"connection: close", first.lower(), data)
+            self.assertIn(b"content-type: application/json", first.lower(), data)
+            err = json.loads(body)
+            self.assertEqual(err["code"], code, err)
+            self.assertEqual(len(err["details"]), 1, err)
+            rid = [ln.split(b": ", 1)[1].decode() for ln in first.split(b"\r\n")
+                   if ln.lower().startswith(b"x-request-id: ")]
+            self.assertEqual(rid, [err["request_id"]], data[:400])
+            self.assertNothingStored()
+        # hibus's own answers pass through unchanged, and the next request is served
+        self.assertEqual(HB.request("GET", "/health").status, 200)
+
     def test_one_peer_cannot_flood_the_log(self):
         # 300 connections that each send half a request line and hang up: libmicrohttpd
         # reports each, and hibus writes at most 10 of its messages a second, plus one
