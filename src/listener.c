@@ -1558,6 +1558,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(buf);
     while (n > 0 && buf[n - 1] == '\n')
         buf[--n] = '\0';
+    /* Its refusals are logged by MHD_queue_response above, with the request id and
+     * without the HTML page this message quotes, which is not what was sent. */
+    if (strncmp(buf, "Error processing request (HTTP response code is", 47) == 0)
+        return;
     /* Its messages are about connections (one closed early, a malformed request),
      * so one peer can cause any number of them: at most MHD_LOG_PER_SECOND a second
      * are written, and how many were left out is said with the first message of a
