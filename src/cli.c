@@ -261,6 +261,10 @@ int cli_serve(int argc, char **argv)
         cli_print_error("could not apply database migrations", &err);
         goto out;
     }
+    if (txlog_announce_start(tl, &err) != HIBUS_OK) {
+        cli_print_error("could not start", &err);
+        goto out;
+    }
     ac = auth_cache_new();
     struct listener_deps deps = {
         .cfg = cfg, .configs = configs, .tl = tl, .auth = ac, .node = node};

@@ -284,6 +284,8 @@ static const char tail_usage[] =
     "usage: hibus tail [-c FILE] [--channel NAME] [--status STATUS]\n"
     "Prints each transaction as it is received and as its status changes, live,\n"
     "one line each: time, id, channel, client, status, HTTP code, duration.\n"
+    "Changes are read when hibus announces them (or each second); a status that\n"
+    "changed twice in between shows its latest.\n"
     "Stops on Ctrl-C.\n";
 
 static volatile sig_atomic_t tail_stop;
@@ -312,12 +314,12 @@ int cli_tail(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     struct hibus_error err = {0};
-    struct txlog_listener *lis = NULL;
+    struct txlog_follower *f = NULL;
     int rc = 0;
     bool said_lost = false;
     while (!tail_stop) {
-        if (lis == NULL) {
-            if (txlog_listen(cfg->database_url, cfg->database_connect_timeout_ms, &lis, &err) !=
+        if (f == NULL) {
+            if (txlog_follow(cfg->database_url, cfg->database_connect_timeout_ms, &f, &err) !=
                 HIBUS_OK) {
                 if (!said_lost)
                     cli_print_error("cannot follow the transaction log (retrying every 2 s)", &err);
@@ -329,33 +331,30 @@ int cli_tail(int argc, char **argv)
                 fprintf(stderr, "hibus tail: connected again\n");
             said_lost = false;
         }
-        int64_t id;
-        enum hibus_err e = txlog_listener_next(lis, 500, &id, &err);
-        if (e == HIBUS_E_TIMEOUT)
-            continue;
-        struct txlog_summary s;
-        if (e == HIBUS_OK)
-            e = txlog_listener_summary(lis, id, &s, &err);
-        if (e == HIBUS_E_NOT_FOUND)
-            continue;
-        if (e != HIBUS_OK) {
+        struct txlog_summary *v = NULL;
+        size_t n = 0;
+        if (txlog_follow_next(f, 1000, &v, &n, &err) != HIBUS_OK) {
             cli_print_error("lost the database connection (retrying every 2 s)", &err);
             said_lost = true;
-            txlog_listener_close(lis);
-            lis = NULL;
+            txlog_follow_close(f);
+            f = NULL;
             continue;
         }
-        if ((o.channel && strcmp(o.channel, s.channel) != 0) ||
-            (o.status && strcmp(o.status, s.status) != 0))
-            continue;
-        char code[8] = "-";
-        if (s.response_status)
-            snprintf(code, sizeof code, "%d", s.response_status);
-        printf("%s %8lld %-24s %-20s %-22s %4s %9.1fms\n", s.time, (long long)s.id, s.channel,
-               s.client[0] ? s.client : "-", s.status, code, s.duration_ms);
+        for (size_t k = 0; k < n; k++) {
+            const struct txlog_summary *s = &v[k];
+            if ((o.channel && strcmp(o.channel, s->channel) != 0) ||
+                (o.status && strcmp(o.status, s->status) != 0))
+                continue;
+            char code[8] = "-";
+            if (s->response_status)
+                snprintf(code, sizeof code, "%d", s->response_status);
+            printf("%s %8lld %-24s %-20s %-22s %4s %9.1fms\n", s->time, (long long)s->id,
+                   s->channel, s->client[0] ? s->client : "-", s->status, code, s->duration_ms);
+        }
         fflush(stdout);
+        free(v);
     }
-    txlog_listener_close(lis);
+    txlog_follow_close(f);
     config_free(cfg);
     return rc;
 }

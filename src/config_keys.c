@@ -140,8 +140,8 @@ const struct config_key config_keys[] = {
             "least the sum of the route timeouts of every async channel"},
     {"delivery.poll", CONFIG_KEY_DURATION, AT(delivery_poll_ms), .range = &config_dur_short,
      .def = 5000, .reload = true, .example = "1s",
-     .doc = "workers are woken by a database notification when work is due; they also look "
-            "this often, in case one was missed"},
+     .doc = "workers are woken when work is queued (at once in their own process, by an "
+            "announcement from another); they also look this often, in case one was missed"},
     {"delivery.batch", CONFIG_KEY_INT, AT(delivery_batch), 1, 100, .def = 1, .reload = true,
      .example = "10", .doc = "transactions a worker claims per query"},
     {"delivery.drain", CONFIG_KEY_DURATION, AT(drain_ms), .range = &config_dur_long, .def = 30000,

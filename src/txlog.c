@@ -164,14 +164,6 @@ static const struct stmt_def stmts[TXLOG_ST_COUNT] = {
                          " FROM attempts WHERE transaction_id = $1 ORDER BY id",
                          1,
                          {OID_INT8}},
-    [TXLOG_ST_SUMMARY] = {"hibus_tx_summary",
-                    "SELECT id, " TS_UTC("updated_at") ", channel, coalesce(client, ''), status,"
-                    " coalesce(response_status, 0),"
-                    " round(extract(epoch FROM coalesce(finished_at, clock_timestamp()) - received_at)"
-                    " * 1000, 3)::float8"
-                    " FROM transactions WHERE id = $1",
-                    1,
-                    {OID_INT8}},
     /* Due work: queued and due, or processing under a lapsed lease (its holder
      * died). A transaction waits while an earlier one with the same order key
      * (channel, facility, period) is not finished, so a correction posted after
@@ -371,6 +363,11 @@ struct txlog {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* signalled when a slot becomes free */
     struct slot *slots;
+    /* Announcing changes (txlog_changed); guarded by ann_mu. */
+    pthread_mutex_t ann_mu;
+    struct txlog_announcer *announcer;
+    void (*on_queued)(void *);
+    void *on_queued_arg;
 };
 
 enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_ms,
@@ -408,19 +405,64 @@ enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_m
         hibus_error_detail(err, "pthread init: %s.", strerror(rc));
         return HIBUS_E_NOMEM;
     }
+    pthread_mutex_init(&tl->ann_mu, NULL);
     *out = tl;
     return HIBUS_OK;
+}
+
+enum hibus_err txlog_announce_start(struct txlog *tl, struct hibus_error *err)
+{
+    struct txlog_announcer *a = txlog_announcer_new(tl->url, tl->connect_timeout_ms, err);
+    if (a == NULL)
+        return err ? err->code : HIBUS_E_IO;
+    pthread_mutex_lock(&tl->ann_mu);
+    struct txlog_announcer *old = tl->announcer;
+    tl->announcer = a;
+    pthread_mutex_unlock(&tl->ann_mu);
+    txlog_announcer_free(old);
+    return HIBUS_OK;
+}
+
+void txlog_announce_stop(struct txlog *tl)
+{
+    pthread_mutex_lock(&tl->ann_mu);
+    struct txlog_announcer *a = tl->announcer;
+    tl->announcer = NULL;
+    pthread_mutex_unlock(&tl->ann_mu);
+    txlog_announcer_free(a);
+}
+
+void txlog_on_queued(struct txlog *tl, void (*fn)(void *), void *arg)
+{
+    pthread_mutex_lock(&tl->ann_mu);
+    tl->on_queued = fn;
+    tl->on_queued_arg = arg;
+    pthread_mutex_unlock(&tl->ann_mu);
+}
+
+void txlog_changed(struct txlog *tl, bool queued)
+{
+    pthread_mutex_lock(&tl->ann_mu);
+    if (tl->announcer != NULL)
+        txlog_announcer_poke(tl->announcer, queued);
+    /* Called under ann_mu, so that txlog_on_queued(tl, NULL, NULL) returns only once
+     * no call of the old function is running. */
+    if (queued && tl->on_queued != NULL)
+        tl->on_queued(tl->on_queued_arg);
+    pthread_mutex_unlock(&tl->ann_mu);
 }
 
 void txlog_close(struct txlog *tl)
 {
     if (tl == NULL)
         return;
+    txlog_announce_stop(tl);
     for (int i = 0; i < tl->pool_size; i++)
         if (tl->slots[i].conn)
             PQfinish(tl->slots[i].conn);
     pthread_cond_destroy(&tl->cv);
     pthread_mutex_destroy(&tl->mu);
+    pthread_mutex_destroy(&tl->ann_mu);
     /* the URL may hold a password: do not leave it in freed memory */
     explicit_bzero(tl->url, strlen(tl->url));
     free(tl->url);

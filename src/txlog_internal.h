@@ -10,6 +10,7 @@
  *   src/txlog_read.c   reads: one transaction as JSON (hibus tx), LISTEN and
  *                      summaries (hibus tail, the queue waker)
  *   src/txlog_prune.c  retention: monthly partitions, old transactions and bodies
+ *   src/txlog_notify.c announcing changes to other processes after they commit
  *
  * Every call on struct txlog runs as a txlog_op under txlog_with_conn, which
  * borrows a pooled connection and applies the retry rule described at the top
@@ -34,7 +35,6 @@ enum txlog_stmt {
     TXLOG_ST_UPDATE,
     TXLOG_ST_GET,
     TXLOG_ST_GET_ATTEMPTS,
-    TXLOG_ST_SUMMARY,
     TXLOG_ST_CLAIM,
     TXLOG_ST_ROUTES,
     TXLOG_ST_NEXT_DUE,
@@ -75,5 +75,20 @@ enum hibus_err txlog_db_fail(struct hibus_error *err, PGconn *conn, const PGresu
 
 /* Copies a libpq message into err->detail on one line. */
 void txlog_detail_pq(struct hibus_error *err, const char *text);
+
+/* ---- Announcing changes (src/txlog_notify.c) ---- */
+
+struct txlog_announcer;
+struct txlog_announcer *txlog_announcer_new(const char *url, long connect_timeout_ms,
+                                            struct hibus_error *err);
+/* Something changed (queued: a transaction became queued); returns at once. */
+void txlog_announcer_poke(struct txlog_announcer *a, bool queued);
+/* Sends what is pending, then stops the thread. */
+void txlog_announcer_free(struct txlog_announcer *a);
+
+/* Called by the writers after a commit that inserted a transaction or changed a
+ * status (src/txlog.c): announces it (when txlog_announce_start ran) and, when a
+ * transaction became queued, calls the txlog_on_queued function. */
+void txlog_changed(struct txlog *tl, bool queued);
 
 #endif

@@ -1,12 +1,13 @@
 /*
  * txlog_read.c - what the transaction log reads (see hibus/txlog.h): one
  * transaction with its attempts as JSON (hibus tx, GET of a transaction), and
- * the LISTEN side: a dedicated connection that waits for NOTIFY hibus_tx
- * (hibus tail) or hibus_queue (the delivery workers' waker) and reads a
- * one-line summary of the transaction named.
+ * the LISTEN side: a dedicated connection that waits for NOTIFY hibus_queue (the
+ * delivery workers' waker) or hibus_tx (hibus tail, which then reads what changed
+ * by id: the follower).
  *
  * Entry points: txlog_get_json; txlog_listen, txlog_listen_on,
- * txlog_listener_next, txlog_listener_summary, txlog_listener_close.
+ * txlog_listener_next, txlog_listener_close; txlog_follow, txlog_follow_next,
+ * txlog_follow_close.
  *
  * txlog_get_json borrows a pooled connection (txlog_with_conn) and reads the
  * row and its attempts in one snapshot. A struct txlog_listener owns its own
@@ -30,6 +31,7 @@
 #include <gnutls/gnutls.h>
 
 #include "hibus/alloc.h"
+#include "hibus/buf.h"
 #include "hibus/clock.h"
 #include "hibus/log.h"
 #include "hibus/text.h"
@@ -320,19 +322,15 @@ enum hibus_err txlog_listener_next(struct txlog_listener *l, int timeout_ms, int
     int64_t deadline = clock_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         PGnotify *n;
-        while ((n = PQnotifies(l->conn)) != NULL) {
+        if ((n = PQnotifies(l->conn)) != NULL) {
+            /* An id (a rerun names each), or nothing (announced changes). */
             char *end;
             errno = 0;
             long long v = strtoll(n->extra, &end, 10);
             bool ok = errno == 0 && end != n->extra && *end == '\0' && v > 0;
-            if (!ok)
-                LOG_DEBUG(NULL, "ignoring a hibus_tx notification with payload \"%.40s\"",
-                          n->extra);
+            *id = ok ? (int64_t)v : 0;
             PQfreemem(n);
-            if (ok) {
-                *id = (int64_t)v;
-                return HIBUS_OK;
-            }
+            return HIBUS_OK;
         }
         if (PQstatus(l->conn) == CONNECTION_BAD)
             return listener_lost(l, err);
@@ -364,52 +362,256 @@ enum hibus_err txlog_listener_next(struct txlog_listener *l, int timeout_ms, int
     }
 }
 
-enum hibus_err txlog_listener_summary(struct txlog_listener *l, int64_t id,
-                                      struct txlog_summary *out, struct hibus_error *err)
-{
-    char txid[32];
-    snprintf(txid, sizeof txid, "%" PRId64, id);
-    const char *const vals[1] = {txid};
-    PGresult *res = txlog_exec_stmt(l->conn, &l->prepared, TXLOG_ST_SUMMARY, vals, NULL, NULL);
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        enum hibus_err rc = txlog_db_fail(err, l->conn, res, "read the transaction summary");
-        if (txlog_conn_lost(l->conn))
-            rc = listener_lost(l, err);
-        PQclear(res);
-        return rc;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return hibus_error_set(err, HIBUS_E_NOT_FOUND, "transaction %" PRId64 " does not exist",
-                               id);
-    }
+/* ------------------------------------------------------------------------- */
+/* Following the log (hibus tail)                                            */
+/* ------------------------------------------------------------------------- */
 
+#define SUMMARY_COLS                                                                               \
+    "id, " TS_UTC_READ("updated_at") ", channel, coalesce(client, ''), status,"                    \
+                                     " coalesce(response_status, 0),"                              \
+                                     " round(extract(epoch FROM coalesce(finished_at, "            \
+                                     "clock_timestamp()) - received_at)"                           \
+                                     " * 1000, 3)::float8"
+#define TS_UTC_READ(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* Row i of a SUMMARY_COLS result; false when a field is too long to show. */
+static bool summary_of(const PGresult *res, int i, struct txlog_summary *out)
+{
     struct txlog_summary s = {0};
-    s.id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    s.id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
     static const struct {
         int col;
         size_t off, size;
-        const char *what;
     } fields[] = {
-        {1, offsetof(struct txlog_summary, time), sizeof s.time, "time"},
-        {2, offsetof(struct txlog_summary, channel), sizeof s.channel, "channel name"},
-        {3, offsetof(struct txlog_summary, client), sizeof s.client, "client name"},
-        {4, offsetof(struct txlog_summary, status), sizeof s.status, "status"},
+        {1, offsetof(struct txlog_summary, time), sizeof s.time},
+        {2, offsetof(struct txlog_summary, channel), sizeof s.channel},
+        {3, offsetof(struct txlog_summary, client), sizeof s.client},
+        {4, offsetof(struct txlog_summary, status), sizeof s.status},
     };
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        const char *v = PQgetvalue(res, 0, fields[i].col);
-        if (hibus_strlcpy((char *)&s + fields[i].off, v, fields[i].size) >= fields[i].size) {
-            PQclear(res);
-            return hibus_error_set(err, HIBUS_E_TOO_LARGE,
-                                   "%s of transaction %" PRId64 " is too long to show (max %zu)",
-                                   fields[i].what, id, fields[i].size - 1);
+    for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
+        const char *v = PQgetvalue(res, i, fields[k].col);
+        if (hibus_strlcpy((char *)&s + fields[k].off, v, fields[k].size) >= fields[k].size)
+            return false;
+    }
+    s.response_status = atoi(PQgetvalue(res, i, 5));
+    s.duration_ms = strtod(PQgetvalue(res, i, 6), NULL);
+    *out = s;
+    return true;
+}
+
+/* The unfinished transactions a follower watches, newest last. */
+struct watched {
+    int64_t id;
+    char status[32];
+};
+
+struct txlog_follower {
+    struct txlog_listener *l;
+    int64_t last_id;   /* the newest transaction seen */
+    struct watched *w; /* at most TXLOG_FOLLOW_WATCH */
+    size_t n_w;
+    int64_t *named; /* ids a notification named (reruns) */
+    size_t n_named, cap_named;
+    bool more; /* the last read was cut at its limit: read again at once */
+};
+
+#define FOLLOW_NEW_MAX 1000
+
+static void watch(struct txlog_follower *f, int64_t id, const char *status)
+{
+    bool open = strcmp(status, TXLOG_QUEUED) == 0 || strcmp(status, TXLOG_PROCESSING) == 0;
+    for (size_t i = 0; i < f->n_w; i++) {
+        if (f->w[i].id != id)
+            continue;
+        if (open) {
+            hibus_strlcpy(f->w[i].status, status, sizeof f->w[i].status);
+        } else {
+            memmove(&f->w[i], &f->w[i + 1], (f->n_w - i - 1) * sizeof *f->w);
+            f->n_w--;
+        }
+        return;
+    }
+    if (!open)
+        return;
+    if (f->n_w == TXLOG_FOLLOW_WATCH) { /* the oldest is given up */
+        memmove(&f->w[0], &f->w[1], (f->n_w - 1) * sizeof *f->w);
+        f->n_w--;
+    }
+    f->w[f->n_w].id = id;
+    hibus_strlcpy(f->w[f->n_w].status, status, sizeof f->w[f->n_w].status);
+    f->n_w++;
+}
+
+static const char *watched_status(const struct txlog_follower *f, int64_t id)
+{
+    for (size_t i = 0; i < f->n_w; i++)
+        if (f->w[i].id == id)
+            return f->w[i].status;
+    return NULL;
+}
+
+static enum hibus_err follow_fail(struct txlog_follower *f, const PGresult *res, const char *what,
+                                  struct hibus_error *err)
+{
+    enum hibus_err rc = txlog_db_fail(err, f->l->conn, res, what);
+    if (txlog_conn_lost(f->l->conn))
+        rc = listener_lost(f->l, err);
+    return rc;
+}
+
+enum hibus_err txlog_follow(const char *url, long connect_timeout_ms, struct txlog_follower **out,
+                            struct hibus_error *err)
+{
+    struct txlog_follower *f = hibus_xcalloc(1, sizeof *f);
+    f->w = hibus_xcalloc(TXLOG_FOLLOW_WATCH, sizeof *f->w);
+    enum hibus_err rc = txlog_listen(url, connect_timeout_ms, &f->l, err);
+    if (rc != HIBUS_OK) {
+        txlog_follow_close(f);
+        return rc;
+    }
+    /* From now on: the newest id, and what is unfinished now (newest first). */
+    PGresult *res = PQexec(f->l->conn, "SELECT coalesce(max(id), 0) FROM transactions");
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = follow_fail(f, res, "read the newest transaction", err);
+        PQclear(res);
+        txlog_follow_close(f);
+        return rc;
+    }
+    f->last_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT id, status FROM transactions WHERE status IN ('queued', 'processing')"
+             " AND id <= %" PRId64 " ORDER BY id DESC LIMIT %d",
+             f->last_id, TXLOG_FOLLOW_WATCH);
+    res = PQexec(f->l->conn, sql);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = follow_fail(f, res, "read the unfinished transactions", err);
+        PQclear(res);
+        txlog_follow_close(f);
+        return rc;
+    }
+    for (int i = PQntuples(res) - 1; i >= 0; i--)
+        watch(f, strtoll(PQgetvalue(res, i, 0), NULL, 10), PQgetvalue(res, i, 1));
+    PQclear(res);
+    *out = f;
+    return HIBUS_OK;
+}
+
+static void add_out(struct txlog_summary **out, size_t *n, size_t *cap,
+                    const struct txlog_summary *s)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *out = hibus_xreallocarray(*out, *cap, sizeof **out);
+    }
+    (*out)[(*n)++] = *s;
+}
+
+enum hibus_err txlog_follow_next(struct txlog_follower *f, int timeout_ms,
+                                 struct txlog_summary **out, size_t *n, struct hibus_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    /* Wait for an announcement unless there is more to read; then take every
+     * notification already here (the ids reruns name). */
+    int64_t id;
+    enum hibus_err rc = HIBUS_OK;
+    for (int wait = f->more ? 0 : timeout_ms;; wait = 0) {
+        rc = txlog_listener_next(f->l, wait, &id, err);
+        if (rc != HIBUS_OK)
+            break;
+        if (id > 0) {
+            if (f->n_named == f->cap_named) {
+                f->cap_named = f->cap_named ? f->cap_named * 2 : 16;
+                f->named = hibus_xreallocarray(f->named, f->cap_named, sizeof *f->named);
+            }
+            f->named[f->n_named++] = id;
         }
     }
-    s.response_status = atoi(PQgetvalue(res, 0, 5));
-    s.duration_ms = strtod(PQgetvalue(res, 0, 6), NULL);
+    if (rc != HIBUS_E_TIMEOUT)
+        return rc;
+
+    size_t cap = 0;
+    /* New transactions, oldest first. */
+    char last[32], limit[16];
+    snprintf(last, sizeof last, "%" PRId64, f->last_id);
+    snprintf(limit, sizeof limit, "%d", FOLLOW_NEW_MAX);
+    const char *const v1[2] = {last, limit};
+    PGresult *res = PQexecParams(f->l->conn,
+                                 "SELECT " SUMMARY_COLS " FROM transactions WHERE id > $1::int8"
+                                 " ORDER BY id LIMIT $2::int4",
+                                 2, NULL, v1, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = follow_fail(f, res, "read new transactions", err);
+        PQclear(res);
+        return rc;
+    }
+    f->more = PQntuples(res) == FOLLOW_NEW_MAX;
+    for (int i = 0; i < PQntuples(res); i++) {
+        struct txlog_summary s;
+        if (!summary_of(res, i, &s))
+            continue;
+        f->last_id = s.id;
+        add_out(out, n, &cap, &s);
+        watch(f, s.id, s.status);
+    }
     PQclear(res);
-    *out = s;
+
+    /* Status changes of the watched ones and of those a rerun named. */
+    size_t k = f->n_w + f->n_named;
+    if (k > 0) {
+        struct buf ids = {0};
+        bool ok = buf_append(&ids, "{", 1);
+        for (size_t i = 0; i < k && ok; i++) {
+            char one[24];
+            int len = snprintf(one, sizeof one, "%s%" PRId64, i ? "," : "",
+                               i < f->n_w ? f->w[i].id : f->named[i - f->n_w]);
+            ok = buf_append(&ids, one, (size_t)len);
+        }
+        ok = ok && buf_append(&ids, "}", 1);
+        const char *const v2[1] = {ids.s};
+        res = ok ? PQexecParams(f->l->conn,
+                                "SELECT " SUMMARY_COLS " FROM transactions"
+                                " WHERE id = ANY ($1::int8[]) ORDER BY id",
+                                1, NULL, v2, NULL, NULL, 0)
+                 : NULL;
+        buf_free(&ids);
+        if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+            rc = follow_fail(f, res, "read changed transactions", err);
+            PQclear(res);
+            free(*out);
+            *out = NULL;
+            *n = 0;
+            return rc;
+        }
+        for (int i = 0; i < PQntuples(res); i++) {
+            struct txlog_summary s;
+            if (!summary_of(res, i, &s))
+                continue;
+            const char *was = watched_status(f, s.id);
+            bool named = false;
+            for (size_t j = 0; j < f->n_named && !named; j++)
+                named = f->named[j] == s.id;
+            if (was != NULL && strcmp(was, s.status) == 0 && !named)
+                continue;
+            add_out(out, n, &cap, &s);
+            watch(f, s.id, s.status);
+        }
+        PQclear(res);
+        f->n_named = 0;
+    }
     return HIBUS_OK;
+}
+
+void txlog_follow_close(struct txlog_follower *f)
+{
+    if (f == NULL)
+        return;
+    txlog_listener_close(f->l);
+    free(f->w);
+    free(f->named);
+    free(f);
 }
 
 void txlog_listener_close(struct txlog_listener *l)

@@ -94,8 +94,10 @@ enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, in
                                "request body of %zu bytes is too large to store", rq->body_len);
     struct insert_ctx ctx = {.rq = rq};
     enum hibus_err rc = txlog_with_conn(tl, op_insert, &ctx, err);
-    if (rc == HIBUS_OK)
+    if (rc == HIBUS_OK) {
         *id = ctx.id;
+        txlog_changed(tl, strcmp(rq->status, TXLOG_QUEUED) == 0);
+    }
     return rc;
 }
 
@@ -246,7 +248,10 @@ enum hibus_err txlog_finish(struct txlog *tl, int64_t id, const char *owner,
                                .out = out,
                                .owner = owner,
                                .retry_in_ms = retry_in_ms};
-    return txlog_with_conn(tl, op_complete, &ctx, err);
+    enum hibus_err rc = txlog_with_conn(tl, op_complete, &ctx, err);
+    if (rc == HIBUS_OK)
+        txlog_changed(tl, strcmp(out->status, TXLOG_QUEUED) == 0);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -336,6 +341,8 @@ enum hibus_err txlog_claim(struct txlog *tl, const char *owner, long lease_ms, i
     if (rc == HIBUS_OK) {
         *out = ctx.v;
         *n = ctx.n;
+        if (ctx.n > 0)
+            txlog_changed(tl, false);
     }
     return rc;
 }
@@ -463,13 +470,17 @@ enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released
                              struct hibus_error *err)
 {
     const char *const vals[1] = {owner};
-    return run_count(tl,
-                     "UPDATE transactions SET status = 'queued', lease_owner = NULL,"
-                     " lease_until = NULL, next_attempt_at = clock_timestamp(),"
-                     " rounds = greatest(rounds - 1, 0), updated_at = clock_timestamp()"
-                     " WHERE status = 'processing'"
-                     "   AND (lease_owner = $1 OR left(lease_owner, length($1) + 1) = $1 || '/')",
-                     "release this process's claims", 1, vals, released, err);
+    enum hibus_err rc =
+        run_count(tl,
+                  "UPDATE transactions SET status = 'queued', lease_owner = NULL,"
+                  " lease_until = NULL, next_attempt_at = clock_timestamp(),"
+                  " rounds = greatest(rounds - 1, 0), updated_at = clock_timestamp()"
+                  " WHERE status = 'processing'"
+                  "   AND (lease_owner = $1 OR left(lease_owner, length($1) + 1) = $1 || '/')",
+                  "release this process's claims", 1, vals, released, err);
+    if (rc == HIBUS_OK)
+        txlog_changed(tl, true);
+    return rc;
 }
 
 enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *owner, long lease_ms,
@@ -523,8 +534,12 @@ static enum hibus_err op_rerun(PGconn *conn, unsigned *prepared, void *vctx,
         "   next_attempt_at = clock_timestamp() + make_interval(secs => r.k / $5::float8),"
         "   lease_owner = NULL, lease_until = NULL, finished_at = NULL, error = NULL,"
         "   updated_at = clock_timestamp()"
-        "   FROM r WHERE t.id = r.id RETURNING 1)"
-        " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM sup)",
+        "   FROM r WHERE t.id = r.id RETURNING t.id)"
+        /* Announced here, in the rerun's own commit (a command has no announcer;
+         * see txlog_announce_start): each id to hibus tail, the queue once. */
+        " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM sup),"
+        "   (SELECT count(pg_notify('hibus_tx', u.id::text)) FROM u),"
+        "   (SELECT count(pg_notify('hibus_queue', '')) FROM (SELECT 1 FROM u LIMIT 1) x)",
         5, NULL, ctx->vals, NULL, NULL, 0);
     enum hibus_err rc = HIBUS_OK;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {

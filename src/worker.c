@@ -15,8 +15,10 @@
  *                  (max_attempts, max_age) allows; only while this process still
  *                  holds the lease
  *
- * Waking: a thread LISTENs on hibus_queue and wakes the workers; they also wake
- * when the next retry is due and, as a fallback, every delivery.poll.
+ * Waking: a transaction this process queues wakes the workers at once
+ * (txlog_on_queued); a thread LISTENs on hibus_queue for those queued by other
+ * processes (announced after their commit, see txlog_announce_start); workers also
+ * wake when the next retry is due and, as a fallback, every delivery.poll.
  */
 #define LOG_SUBSYS "worker"
 #include "hibus/worker.h"
@@ -66,6 +68,11 @@ static void wake_all(struct workers *w)
     w->generation++;
     pthread_cond_broadcast(&w->wake);
     pthread_mutex_unlock(&w->mu);
+}
+
+static void on_queued(void *arg)
+{
+    wake_all(arg);
 }
 
 /* Sleeps up to ms, or until woken (after the generation seen was taken). */
@@ -277,6 +284,9 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
     *out = w;
     if (n == 0)
         return HIBUS_OK;
+    /* A transaction queued by this process wakes its workers at once; the waker
+     * hears of those queued by other processes. */
+    txlog_on_queued(deps->tl, on_queued, w);
     if (pthread_create(&w->waker, NULL, waker_main, w) == 0)
         w->waker_started = true;
     for (; w->n_threads < n; w->n_threads++) {
@@ -325,6 +335,7 @@ bool workers_stop(struct workers *w)
         return true;
     atomic_store(&w->quiescing, true);
     atomic_store(&w->stopping, true);
+    txlog_on_queued(w->deps.tl, NULL, NULL);
     wake_all(w);
     pthread_mutex_lock(&w->mu);
     bool all_exited = w->exited == w->n_threads;

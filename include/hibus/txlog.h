@@ -3,8 +3,8 @@
  *
  * Owns: the schema (numbered migrations under src/migrations, compiled in), a
  * pool of connections, and every statement that writes or reads transactions
- * and attempts. A status change sends NOTIFY hibus_tx, '<id>' (a trigger does it,
- * so no code path can forget).
+ * and attempts. Changes are announced after they commit, not in the commit
+ * (txlog_announce_start).
  *
  * Threads: struct txlog is thread-safe; each call borrows one pooled connection
  * for its duration. Connections are made lazily and remade after a failure, so a
@@ -47,6 +47,21 @@ void txlog_close(struct txlog *tl);
  * transaction, serialised across processes by an advisory lock. *applied (may be
  * NULL) gets how many ran. Idempotent. */
 enum hibus_err txlog_migrate(struct txlog *tl, int *applied, struct hibus_error *err);
+
+/* Announcing changes. A request's commit sends no NOTIFY: PostgreSQL lets no two
+ * commits that notified share a WAL flush. Instead, once txlog_announce_start has
+ * run, whatever is inserted or changes status through tl is announced after it
+ * commits, from a connection of its own, at most one NOTIFY every
+ * TXLOG_ANNOUNCE_MS: hibus_queue when a transaction became queued (the delivery
+ * workers of every process), hibus_tx for any change (hibus tail); no payload.
+ * In the process itself, a transaction that became queued calls the function
+ * given to txlog_on_queued at once (NULL: none; it returns once no call of the
+ * previous one runs). Statements run by short-lived commands (rerun) notify in
+ * their own transaction instead. */
+#define TXLOG_ANNOUNCE_MS 20
+enum hibus_err txlog_announce_start(struct txlog *tl, struct hibus_error *err);
+void txlog_announce_stop(struct txlog *tl); /* sends what is pending; txlog_close does it */
+void txlog_on_queued(struct txlog *tl, void (*fn)(void *), void *arg);
 
 /* SELECT 1 on a pooled connection. */
 enum hibus_err txlog_ping(struct txlog *tl, struct hibus_error *err);
@@ -220,22 +235,34 @@ struct txlog_summary {
     double duration_ms;  /* received_at to finished_at (or to now while running) */
 };
 
-/* A dedicated connection that LISTENs on hibus_tx (every change of status), or,
- * with txlog_listen_on, on "hibus_queue" (a transaction became queued). */
+/* A dedicated connection that LISTENs on hibus_tx (something changed), or, with
+ * txlog_listen_on, on "hibus_queue" (a transaction became queued). */
 struct txlog_listener;
 enum hibus_err txlog_listen(const char *url, long connect_timeout_ms, struct txlog_listener **out,
                             struct hibus_error *err);
 enum hibus_err txlog_listen_on(const char *url, long connect_timeout_ms, const char *channel,
                                struct txlog_listener **out, struct hibus_error *err);
-/* Waits up to timeout_ms for a notification; HIBUS_OK with *id set, HIBUS_E_TIMEOUT
- * when none came, HIBUS_E_DB when the connection was lost (the caller may
- * txlog_listen again). */
+/* Waits up to timeout_ms for a notification; HIBUS_OK with *id set to the id it
+ * names (0: none, an announcement), HIBUS_E_TIMEOUT when none came, HIBUS_E_DB
+ * when the connection was lost (the caller may txlog_listen again). */
 enum hibus_err txlog_listener_next(struct txlog_listener *l, int timeout_ms, int64_t *id,
                                    struct hibus_error *err);
-/* Reads the summary of one transaction on the listener's connection. */
-enum hibus_err txlog_listener_summary(struct txlog_listener *l, int64_t id,
-                                      struct txlog_summary *out, struct hibus_error *err);
 void txlog_listener_close(struct txlog_listener *l);
+
+/* Following the log (hibus tail): from its start, the transactions inserted (in
+ * id order) and every later change of status of those it has seen unfinished, of
+ * the TXLOG_FOLLOW_WATCH newest unfinished when it started, and of those a rerun
+ * names. It reads by id when an announcement comes (hibus_tx) or timeout_ms
+ * passes, so a change in between shows its latest status only. */
+#define TXLOG_FOLLOW_WATCH 2000
+struct txlog_follower;
+enum hibus_err txlog_follow(const char *url, long connect_timeout_ms, struct txlog_follower **out,
+                            struct hibus_error *err);
+/* The changes since the last call, *n of them in *out (caller frees; *n may be
+ * 0). HIBUS_E_DB when the connection was lost (close, and follow again). */
+enum hibus_err txlog_follow_next(struct txlog_follower *f, int timeout_ms,
+                                 struct txlog_summary **out, size_t *n, struct hibus_error *err);
+void txlog_follow_close(struct txlog_follower *f);
 
 /* ---- Client tokens (src/txlog_tokens.c; see hibus/tokens.h) ---- */
 

@@ -1,4 +1,4 @@
-"""`hibus tail` follows transactions live (LISTEN/NOTIFY), with filters."""
+"""`hibus tail` follows transactions live (announced changes read by id), with filters."""
 
 import re
 import time
@@ -101,6 +101,22 @@ class TailTest(harness.TestCase):
                              % (ok, "\n".join(shown)))
             tx_lines = [ln for ln in tail.lines if "lmis-" in ln]
             self.assertTrue(all("failed" in ln for ln in tx_lines), "\n".join(tx_lines))
+        finally:
+            tail.stop()
+
+    def test_rerun_shows(self):
+        # a finished transaction put back in the queue by `hibus rerun` (another
+        # process) shows again, up to its new end
+        bad = post("/lmis/down", 502)
+        tail = HB.popen("tail", "-c", HB.config_path, "--channel", "lmis-down")
+        try:
+            wait_live(tail, "/lmis/down", 502, "failed")
+            start = len(tail.lines)
+            HB.cli("rerun", "-c", HB.config_path, str(bad))
+            line = tail.wait_for_line(lambda ln: mentions(bad)(ln), timeout=20, start=start)
+            self.assertIsNotNone(line, "rerun of %d not shown; got:\n%s"
+                                 % (bad, "\n".join(tail.lines[start:])))
+            self.assertIn("lmis-down", line)
         finally:
             tail.stop()
 
