@@ -648,7 +648,7 @@ static enum MHD_Result serve_async(struct MHD_Connection *c, struct request *rq,
     tr->problems_json = pjs;
     int64_t tx_id = 0;
     struct hibus_error err = {0};
-    enum hibus_err ins = txlog_insert(l->deps.tl, tr, &tx_id, &err);
+    enum hibus_err ins = txlog_insert(l->deps.tl, tr, &tx_id, NULL, &err);
     free(pjs);
     free(key);
     enum MHD_Result ret;
@@ -729,7 +729,8 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
     }
     int64_t tx_id = 0;
     struct hibus_error err = {0};
-    enum hibus_err ins = txlog_insert(l->deps.tl, &tr, &tx_id, &err);
+    char received_at[TXLOG_TS_MAX] = "";
+    enum hibus_err ins = txlog_insert(l->deps.tl, &tr, &tx_id, received_at, &err);
     if (ins != HIBUS_OK) {
         free(hjs);
         return store_failed(c, rq, ch, &err);
@@ -783,7 +784,8 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
                                    .response_body = target_answer ? target_answer->body : body_text,
                                    .response_body_len = target_answer
                                                             ? target_answer->body_len
-                                                            : (body_text ? strlen(body_text) : 0)};
+                                                            : (body_text ? strlen(body_text) : 0),
+                                   .received_at = received_at};
     if (delivery_record(l->deps.tl, tx_id, prep, res->n_routes ? res : NULL, &out, &err) !=
         HIBUS_OK)
         LOG_ERROR(rq->id, "tx=%s ended %s but its outcome could not be recorded: %s%s%s", txid,

@@ -81,6 +81,12 @@ extern const size_t txlog_n_migrations;
 #define OID_FLOAT8 701
 #define OID_BYTEA 17
 #define OID_JSONB 3802
+#define OID_TIMESTAMPTZ 1184
+#define OID_BOOL_ARRAY 1000
+#define OID_BYTEA_ARRAY 1001
+#define OID_INT4_ARRAY 1007
+#define OID_TEXT_ARRAY 1009
+#define OID_FLOAT8_ARRAY 1022
 
 #define TS_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
@@ -94,7 +100,7 @@ struct stmt_def {
     const char *name;
     const char *sql;
     int nparams;
-    Oid types[16];
+    Oid types[24];
 };
 
 /* clang-format off */
@@ -113,40 +119,57 @@ static const struct stmt_def stmts[TXLOG_ST_COUNT] = {
                    "      THEN clock_timestamp() + make_interval(secs => $13 / 1000.0) END,"
                    " $14,"
                    " CASE WHEN $9 NOT IN ('queued', 'processing') THEN clock_timestamp() END)"
-                   " RETURNING id",
+                   " RETURNING id, received_at::text",
                    14,
                    {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_JSONB,
                     OID_BYTEA, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_FLOAT8, OID_JSONB}},
-    /* Attempts are written when the transaction completes; started_at is the
-     * caller's start time, or "now minus the duration" when it gave none. */
-    [TXLOG_ST_ATTEMPT] = {"hibus_tx_attempt",
-                    "INSERT INTO attempts (transaction_id, tx_received_at, route, attempt, method,"
-                    " url, status_code, duration_ms, error, response_headers, response_excerpt,"
-                    " started_at, details, outcome, retryable)"
-                    " VALUES ($1, (SELECT t.received_at FROM transactions t WHERE t.id = $1), $2,"
-                    " coalesce(nullif($3, 0), (SELECT coalesce(max(a.attempt), 0) + 1"
-                    "     FROM attempts a WHERE a.transaction_id = $1 AND a.route = $2)),"
-                    " $4, $5, $6, $7, $8, $9, $10,"
-                    " COALESCE(to_timestamp($11 / 1000.0),"
-                    "          clock_timestamp() - make_interval(secs => $7 / 1000.0)), $12, $13,"
-                    " coalesce($14, false))",
-                    14,
-                    {OID_INT8, OID_TEXT, OID_INT4, OID_TEXT, OID_TEXT, OID_INT4, OID_FLOAT8,
-                     OID_TEXT, OID_JSONB, OID_BYTEA, OID_FLOAT8, OID_JSONB, OID_TEXT, OID_BOOL}},
-    /* statement_timestamp() rather than clock_timestamp(), so that updated_at
-     * and finished_at of a final status are the same instant. */
-    [TXLOG_ST_UPDATE] = {"hibus_tx_update",
-                   "UPDATE transactions SET status = $2, updated_at = statement_timestamp(),"
-                   " finished_at = CASE WHEN $2 IN ('queued', 'processing') THEN NULL"
-                   " ELSE statement_timestamp() END,"
-                   " response_status = $3, response_headers = $4, response_body = $5, error = $6,"
-                   " problems = $7, lease_owner = NULL, lease_until = NULL,"
-                   " next_attempt_at = CASE WHEN $2 = 'queued'"
-                   "     THEN clock_timestamp() + make_interval(secs => coalesce($9, 0) / 1000.0) END"
-                   " WHERE id = $1 AND ($8::text IS NULL OR lease_owner = $8)",
-                   9,
-                   {OID_INT8, OID_TEXT, OID_INT4, OID_JSONB, OID_BYTEA, OID_TEXT, OID_JSONB,
-                    OID_TEXT, OID_FLOAT8}},
+    /* The outcome of a round and its attempts, in one statement: one round trip
+     * and one commit, which need not wait for its WAL flush (the request itself
+     * was committed durably by the insert; a crash in the next fraction of a
+     * second loses only this outcome, the row stays "processing", and delivery
+     * takes it up again). $2, the row's received_at, is its partition key: the
+     * update and the attempts touch one monthly partition, not all of them.
+     * With $9 (an owner), only while that owner still holds the lease; nothing
+     * is written otherwise. Attempts come as parallel arrays ($11..$22); an
+     * attempt number of 0 follows the route's latest. statement_timestamp()
+     * rather than clock_timestamp(), so that updated_at and finished_at of a
+     * final status are the same instant. */
+    [TXLOG_ST_FINISH] = {"hibus_tx_finish",
+                   "WITH u AS ("
+                   " UPDATE transactions SET status = $3, updated_at = statement_timestamp(),"
+                   "  finished_at = CASE WHEN $3 IN ('queued', 'processing') THEN NULL"
+                   "   ELSE statement_timestamp() END,"
+                   "  response_status = $4, response_headers = $5, response_body = $6, error = $7,"
+                   "  problems = $8, lease_owner = NULL, lease_until = NULL,"
+                   "  next_attempt_at = CASE WHEN $3 = 'queued'"
+                   "   THEN clock_timestamp() + make_interval(secs => coalesce($10, 0) / 1000.0) END"
+                   " WHERE id = $1 AND received_at = $2 AND ($9::text IS NULL OR lease_owner = $9)"
+                   " RETURNING id, received_at),"
+                   " x AS (SELECT * FROM unnest($11::text[], $12::text[], $13::text[],"
+                   "  $14::int4[], $15::float8[], $16::text[], $17::text[], $18::bytea[],"
+                   "  $19::float8[], $20::text[], $21::text[], $22::bool[], $23::int4[])"
+                   "  WITH ORDINALITY AS x(route, method, url, status_code, duration_ms, error,"
+                   "   headers, excerpt, started_ms, details, outcome, retryable, attempt, n)),"
+                   " a AS (INSERT INTO attempts (transaction_id, tx_received_at, route, attempt,"
+                   "  method, url, status_code, duration_ms, error, response_headers,"
+                   "  response_excerpt, started_at, details, outcome, retryable)"
+                   "  SELECT u.id, u.received_at, x.route,"
+                   "   CASE WHEN x.attempt > 0 THEN x.attempt ELSE"
+                   "    coalesce((SELECT max(p.attempt) FROM attempts p WHERE p.transaction_id = u.id"
+                   "     AND p.tx_received_at = u.received_at AND p.route = x.route), 0)"
+                   "    + row_number() OVER (PARTITION BY x.route ORDER BY x.n) END,"
+                   "   x.method, x.url, x.status_code, x.duration_ms, x.error, x.headers::jsonb,"
+                   "   x.excerpt, coalesce(to_timestamp(x.started_ms / 1000.0),"
+                   "    clock_timestamp() - make_interval(secs => x.duration_ms / 1000.0)),"
+                   "   x.details::jsonb, x.outcome, coalesce(x.retryable, false)"
+                   "  FROM u, x ORDER BY x.n)"
+                   " SELECT (SELECT count(*) FROM u), set_config('synchronous_commit', 'off', true)",
+                   23,
+                   {OID_INT8, OID_TIMESTAMPTZ, OID_TEXT, OID_INT4, OID_JSONB, OID_BYTEA, OID_TEXT,
+                    OID_JSONB, OID_TEXT, OID_FLOAT8, OID_TEXT_ARRAY, OID_TEXT_ARRAY,
+                    OID_TEXT_ARRAY, OID_INT4_ARRAY, OID_FLOAT8_ARRAY, OID_TEXT_ARRAY,
+                    OID_TEXT_ARRAY, OID_BYTEA_ARRAY, OID_FLOAT8_ARRAY, OID_TEXT_ARRAY,
+                    OID_TEXT_ARRAY, OID_BOOL_ARRAY, OID_INT4_ARRAY}},
     [TXLOG_ST_GET] = {"hibus_tx_get",
                 "SELECT id, request_id, channel, client, method, path, query, status, node,"
                 " " TS_UTC("received_at") ", " TS_UTC("updated_at") ", " TS_UTC("finished_at") ","
@@ -184,7 +207,8 @@ static const struct stmt_def stmts[TXLOG_ST_COUNT] = {
                   " RETURNING t.id, t.channel, coalesce(t.client, ''), t.method, t.path,"
                   "     coalesce(t.query, ''), t.request_headers::text, t.request_body,"
                   "     t.request_id, t.rounds,"
-                  "     extract(epoch FROM clock_timestamp() - t.received_at)::float8 * 1000",
+                  "     extract(epoch FROM clock_timestamp() - t.received_at)::float8 * 1000,"
+                  "     t.received_at::text",
                   3,
                   {OID_TEXT, OID_INT4, OID_FLOAT8}},
     /* The latest try of each route. */
@@ -307,6 +331,16 @@ PGconn *txlog_db_connect(const char *url, long connect_timeout_ms, struct hibus_
         return NULL;
     }
     PQsetNoticeProcessor(conn, notice_to_log, NULL);
+    /* Generic plans for the prepared statements: a custom plan is made again at
+     * every execution, and the outcome's statement (a CTE over two partitioned
+     * tables) took longer to plan than to run; its generic plan prunes to one
+     * partition at executor start from the received_at it is given (halved the
+     * custom plans cost a third of the pass-through rate: docs/performance.md). PostgreSQL before
+     * 12 has no such setting and plans as before. */
+    PGresult *pc = PQexec(conn, "SET plan_cache_mode = force_generic_plan");
+    if (pc == NULL || PQresultStatus(pc) != PGRES_COMMAND_OK)
+        LOG_DEBUG(NULL, "plan_cache_mode not set: %s", PQerrorMessage(conn));
+    PQclear(pc);
     LOG_DEBUG(NULL, "connected to database \"%s\" on %s:%s", PQdb(conn), PQhost(conn),
               PQport(conn));
     return conn;

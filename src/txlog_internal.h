@@ -31,8 +31,7 @@
  * are at most 32. */
 enum txlog_stmt {
     TXLOG_ST_INSERT,
-    TXLOG_ST_ATTEMPT,
-    TXLOG_ST_UPDATE,
+    TXLOG_ST_FINISH,
     TXLOG_ST_GET,
     TXLOG_ST_GET_ATTEMPTS,
     TXLOG_ST_CLAIM,

@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hibus/buf.h"
+#include "hibus/text.h"
 #include "txlog_internal.h"
 
 /* ------------------------------------------------------------------------- */
@@ -34,6 +36,7 @@
 struct insert_ctx {
     const struct txlog_request *rq;
     int64_t id;
+    char received_at[TXLOG_TS_MAX];
 };
 
 static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
@@ -72,16 +75,18 @@ static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
         res = txlog_exec_stmt(conn, prepared, TXLOG_ST_INSERT, vals, lens, fmts);
     }
     enum hibus_err rc = HIBUS_OK;
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         rc = txlog_db_fail(err, conn, res, "store the transaction");
-    else
+    } else {
         ctx->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        hibus_strlcpy(ctx->received_at, PQgetvalue(res, 0, 1), sizeof ctx->received_at);
+    }
     PQclear(res);
     return rc;
 }
 
 enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, int64_t *id,
-                            struct hibus_error *err)
+                            char *received_at, struct hibus_error *err)
 {
     if (rq == NULL || rq->request_id == NULL || rq->channel == NULL || rq->method == NULL ||
         rq->path == NULL || rq->status == NULL)
@@ -96,6 +101,8 @@ enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, in
     enum hibus_err rc = txlog_with_conn(tl, op_insert, &ctx, err);
     if (rc == HIBUS_OK) {
         *id = ctx.id;
+        if (received_at != NULL)
+            hibus_strlcpy(received_at, ctx.received_at, TXLOG_TS_MAX);
         txlog_changed(tl, strcmp(rq->status, TXLOG_QUEUED) == 0);
     }
     return rc;
@@ -110,38 +117,122 @@ struct complete_ctx {
     long retry_in_ms;  /* with status queued: due again after this */
 };
 
-static enum hibus_err insert_attempt(PGconn *conn, unsigned *prepared, const char *txid,
-                                     const struct txlog_attempt *a, struct hibus_error *err)
+/* ---- Arrays of attempts, as PostgreSQL's array literals ---- */
+
+struct arr {
+    struct buf b;
+    bool ok;
+};
+
+static void arr_open(struct arr *a)
 {
-    char num[16], code[16], dur[64], start[64];
-    snprintf(num, sizeof num, "%d", a->attempt);
-    snprintf(start, sizeof start, "%.3f", a->started_epoch_ms);
-    snprintf(code, sizeof code, "%d", a->status_code);
-    snprintf(dur, sizeof dur, "%.3f", isfinite(a->duration_ms) ? a->duration_ms : 0.0);
-    const char *const vals[14] = {
-        txid,
-        a->route,
-        num,
-        a->method,
-        a->url,
-        a->status_code ? code : NULL,
-        dur,
-        a->error,
-        a->response_headers_json,
-        a->response_excerpt,
-        a->started_epoch_ms > 0 && isfinite(a->started_epoch_ms) ? start : NULL,
-        a->details_json,
-        a->outcome,
-        a->retryable ? "true" : "false",
-    };
-    const int lens[14] = {[9] = (int)a->response_excerpt_len};
-    const int fmts[14] = {[9] = 1};
-    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_ATTEMPT, vals, lens, fmts);
-    enum hibus_err rc = HIBUS_OK;
-    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
-        rc = txlog_db_fail(err, conn, res, "store a delivery attempt");
-    PQclear(res);
-    return rc;
+    memset(a, 0, sizeof *a);
+    a->ok = buf_append(&a->b, "{", 1);
+}
+
+static void arr_sep(struct arr *a)
+{
+    if (a->ok && a->b.len > 1)
+        a->ok = buf_append(&a->b, ",", 1);
+}
+
+/* A text element (NULL: SQL NULL), quoted; hex: the bytes as bytea's \x form. */
+static void arr_text(struct arr *a, const char *s, size_t len, bool hex)
+{
+    arr_sep(a);
+    if (!a->ok)
+        return;
+    if (s == NULL) {
+        a->ok = buf_append(&a->b, "NULL", 4);
+        return;
+    }
+    a->ok = buf_reserve(&a->b, 4 + 2 * len) && buf_append(&a->b, "\"", 1);
+    if (a->ok && hex) {
+        static const char digits[] = "0123456789abcdef";
+        a->ok = buf_append(&a->b, "\\\\x", 3);
+        for (size_t i = 0; i < len && a->ok; i++) {
+            char h[2] = {digits[(unsigned char)s[i] >> 4], digits[(unsigned char)s[i] & 15]};
+            a->ok = buf_append(&a->b, h, 2);
+        }
+    } else {
+        for (size_t i = 0; i < len && a->ok; i++) {
+            if (s[i] == '"' || s[i] == '\\')
+                a->ok = buf_append(&a->b, "\\", 1);
+            if (a->ok)
+                a->ok = buf_append(&a->b, &s[i], 1);
+        }
+    }
+    if (a->ok)
+        a->ok = buf_append(&a->b, "\"", 1);
+}
+
+static void arr_str(struct arr *a, const char *s)
+{
+    arr_text(a, s, s ? strlen(s) : 0, false);
+}
+
+/* A number or boolean written as is (NULL: SQL NULL). */
+static void arr_raw(struct arr *a, const char *v)
+{
+    arr_sep(a);
+    if (a->ok)
+        a->ok = buf_append(&a->b, v ? v : "NULL", strlen(v ? v : "NULL"));
+}
+
+static bool arr_close(struct arr *a)
+{
+    if (a->ok)
+        a->ok = buf_append(&a->b, "}", 1);
+    return a->ok;
+}
+
+enum {
+    A_ROUTE,
+    A_METHOD,
+    A_URL,
+    A_CODE,
+    A_DUR,
+    A_ERROR,
+    A_HEADERS,
+    A_EXCERPT,
+    A_START,
+    A_DETAILS,
+    A_OUTCOME,
+    A_RETRY,
+    A_NUM,
+    A_COUNT
+};
+
+static bool attempt_arrays(const struct txlog_attempt *at, size_t n, struct arr v[A_COUNT])
+{
+    for (int k = 0; k < A_COUNT; k++)
+        arr_open(&v[k]);
+    for (size_t i = 0; i < n; i++) {
+        const struct txlog_attempt *a = &at[i];
+        char code[16], dur[64], start[64], num[16];
+        snprintf(code, sizeof code, "%d", a->status_code);
+        snprintf(dur, sizeof dur, "%.3f", isfinite(a->duration_ms) ? a->duration_ms : 0.0);
+        snprintf(start, sizeof start, "%.3f", a->started_epoch_ms);
+        snprintf(num, sizeof num, "%d", a->attempt > 0 ? a->attempt : 0);
+        arr_str(&v[A_ROUTE], a->route);
+        arr_str(&v[A_METHOD], a->method);
+        arr_str(&v[A_URL], a->url);
+        arr_raw(&v[A_CODE], a->status_code ? code : NULL);
+        arr_raw(&v[A_DUR], dur);
+        arr_str(&v[A_ERROR], a->error);
+        arr_str(&v[A_HEADERS], a->response_headers_json);
+        arr_text(&v[A_EXCERPT], (const char *)a->response_excerpt, a->response_excerpt_len, true);
+        arr_raw(&v[A_START],
+                a->started_epoch_ms > 0 && isfinite(a->started_epoch_ms) ? start : NULL);
+        arr_str(&v[A_DETAILS], a->details_json);
+        arr_str(&v[A_OUTCOME], a->outcome);
+        arr_raw(&v[A_RETRY], a->retryable ? "true" : "false");
+        arr_raw(&v[A_NUM], num);
+    }
+    bool ok = true;
+    for (int k = 0; k < A_COUNT; k++)
+        ok = arr_close(&v[k]) && ok;
+    return ok;
 }
 
 static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
@@ -152,30 +243,18 @@ static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
     char txid[32];
     snprintf(txid, sizeof txid, "%" PRId64, ctx->id);
 
-    /* The request itself was committed durably by txlog_insert; this commit
-     * records what happened to it. It need not wait for its WAL flush (one
-     * fsync, the larger part of a request's latency on a slow disk): a crash in
-     * the following fraction of a second loses only the outcome, the row stays
-     * "processing", and delivery picks it up again (at least once). */
-    if (!txlog_exec_cmd(conn, "BEGIN", "begin a transaction", err))
-        return HIBUS_E_DB;
-    if (!txlog_exec_cmd(conn, "SET LOCAL synchronous_commit TO off", "relax the outcome's commit",
-                        err)) {
-        txlog_rollback(conn);
-        return HIBUS_E_DB;
+    struct arr v[A_COUNT];
+    if (!attempt_arrays(ctx->attempts, ctx->n_attempts, v)) {
+        for (int k = 0; k < A_COUNT; k++)
+            buf_free(&v[k].b);
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory recording transaction %s", txid);
     }
-    for (size_t i = 0; i < ctx->n_attempts; i++) {
-        if (insert_attempt(conn, prepared, txid, &ctx->attempts[i], err) != HIBUS_OK) {
-            txlog_rollback(conn);
-            return HIBUS_E_DB;
-        }
-    }
-
     char rstatus[16], retry[32];
     snprintf(rstatus, sizeof rstatus, "%d", o->response_status);
     snprintf(retry, sizeof retry, "%ld", ctx->retry_in_ms > 0 ? ctx->retry_in_ms : 0);
-    const char *const vals[9] = {
+    const char *vals[23] = {
         txid,
+        o->received_at,
         o->status,
         o->response_status ? rstatus : NULL,
         o->response_headers_json,
@@ -185,19 +264,21 @@ static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
         ctx->owner,
         retry,
     };
-    const int lens[9] = {[4] = (int)o->response_body_len};
-    const int fmts[9] = {[4] = 1};
-    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_UPDATE, vals, lens, fmts);
-    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
-        txlog_db_fail(err, conn, res, "record the transaction's outcome");
+    for (int k = 0; k < A_COUNT; k++)
+        vals[10 + k] = v[k].b.s;
+    const int lens[23] = {[5] = (int)o->response_body_len};
+    const int fmts[23] = {[5] = 1};
+    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_FINISH, vals, lens, fmts);
+    for (int k = 0; k < A_COUNT; k++)
+        buf_free(&v[k].b);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        enum hibus_err rc = txlog_db_fail(err, conn, res, "record the transaction's outcome");
         PQclear(res);
-        txlog_rollback(conn);
-        return HIBUS_E_DB;
+        return rc;
     }
-    bool found = strcmp(PQcmdTuples(res), "0") != 0;
+    bool found = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
     PQclear(res);
     if (!found) {
-        txlog_rollback(conn);
         if (ctx->owner != NULL)
             return hibus_error_set(err, HIBUS_E_NOT_FOUND,
                                    "transaction %" PRId64 " is no longer held by %s: its lease "
@@ -205,10 +286,6 @@ static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
                                    ctx->id, ctx->owner);
         return hibus_error_set(err, HIBUS_E_NOT_FOUND, "transaction %" PRId64 " does not exist",
                                ctx->id);
-    }
-    if (!txlog_exec_cmd(conn, "COMMIT", "commit the transaction's outcome", err)) {
-        txlog_rollback(conn);
-        return HIBUS_E_DB;
     }
     return HIBUS_OK;
 }
@@ -225,8 +302,10 @@ enum hibus_err txlog_finish(struct txlog *tl, int64_t id, const char *owner,
                             const struct txlog_outcome *out, long retry_in_ms,
                             struct hibus_error *err)
 {
-    if (out == NULL || out->status == NULL || (n_attempts > 0 && attempts == NULL))
-        return hibus_error_set(err, HIBUS_E_INVALID, "transaction outcome lacks a status");
+    if (out == NULL || out->status == NULL || out->received_at == NULL ||
+        (n_attempts > 0 && attempts == NULL))
+        return hibus_error_set(err, HIBUS_E_INVALID,
+                               "transaction outcome lacks a status or the row's received_at");
     if ((out->response_body == NULL && out->response_body_len > 0) ||
         out->response_body_len > INT_MAX)
         return hibus_error_set(err, HIBUS_E_INVALID,
@@ -304,6 +383,7 @@ static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx,
         c->request_id = value_dup(res, i, 8);
         c->rounds = atoi(PQgetvalue(res, i, 9));
         c->age_ms = strtod(PQgetvalue(res, i, 10), NULL);
+        hibus_strlcpy(c->received_at, PQgetvalue(res, i, 11), sizeof c->received_at);
         if (!PQgetisnull(res, i, 7)) {
             size_t len = 0;
             unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 7), &len);

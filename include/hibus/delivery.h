@@ -140,6 +140,7 @@ struct delivery_outcome {
     const char *response_headers_json;
     const char *response_body;
     size_t response_body_len;
+    const char *received_at; /* the row's, from txlog_insert or txlog_claim */
 };
 enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct delivery_prepared *p,
                                const struct delivery_result *r, const struct delivery_outcome *o,

@@ -84,10 +84,16 @@ struct txlog_request {
     const char *problems_json; /* for a request rejected before delivery; may be NULL */
 };
 
-/* Inserts and commits one transaction; *id gets its id. Returns only after the
- * commit: a HIBUS_OK here is the promise that the request is stored. */
+/* A row's received_at as text, as txlog_insert and txlog_claim give it: the
+ * transaction's partition, which txlog_finish then writes to without looking
+ * into every monthly one. */
+#define TXLOG_TS_MAX 48
+
+/* Inserts and commits one transaction; *id gets its id, received_at (NULL, or
+ * TXLOG_TS_MAX bytes) its received_at. Returns only after the commit: a HIBUS_OK
+ * here is the promise that the request is stored. */
 enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, int64_t *id,
-                            struct hibus_error *err);
+                            char *received_at, struct hibus_error *err);
 
 struct txlog_attempt {
     const char *route;
@@ -114,10 +120,12 @@ struct txlog_outcome {
     size_t response_body_len;
     const char *error;         /* may be NULL */
     const char *problems_json; /* {"problems":[..], "skipped":[..], "warnings":[..]}; may be NULL */
+    const char *received_at;   /* the row's, from txlog_insert or txlog_claim (required) */
 };
 
-/* Records the attempts and the outcome of transaction id in one database
- * transaction (one commit, one NOTIFY). */
+/* Records the attempts and the outcome of transaction id in one statement (one
+ * round trip, one commit that does not wait for its WAL flush: the request itself
+ * was committed durably by txlog_insert). */
 enum hibus_err txlog_complete(struct txlog *tl, int64_t id, const struct txlog_attempt *attempts,
                               size_t n_attempts, const struct txlog_outcome *out,
                               struct hibus_error *err);
@@ -139,6 +147,7 @@ struct txlog_claimed {
     size_t body_len;
     int rounds;    /* delivery rounds started, this one included */
     double age_ms; /* since it was received */
+    char received_at[TXLOG_TS_MAX];
 };
 
 /* Claims up to max due transactions (queued and due, or processing under a
