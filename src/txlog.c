@@ -362,6 +362,26 @@ PGresult *txlog_exec_stmt(PGconn *conn, unsigned *prepared, enum txlog_stmt st,
     return PQexecPrepared(conn, d->name, d->nparams, values, lengths, formats, 0);
 }
 
+bool txlog_prepare(PGconn *conn, unsigned *prepared, enum txlog_stmt st, struct hibus_error *err)
+{
+    if (*prepared & (1u << st))
+        return true;
+    const struct stmt_def *d = &stmts[st];
+    PGresult *res = PQprepare(conn, d->name, d->sql, d->nparams, d->types);
+    bool ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        txlog_db_fail(err, conn, res, "prepare a statement");
+    else
+        *prepared |= 1u << st;
+    PQclear(res);
+    return ok;
+}
+
+const char *txlog_stmt_name(enum txlog_stmt st)
+{
+    return stmts[st].name;
+}
+
 /* PQexec of a statement with no result rows; true on success, else fills err. */
 bool txlog_exec_cmd(PGconn *conn, const char *sql, const char *what, struct hibus_error *err)
 {
@@ -397,6 +417,7 @@ struct txlog {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* signalled when a slot becomes free */
     struct slot *slots;
+    struct txlog_insert_group group;
     /* Announcing changes (txlog_changed); guarded by ann_mu. */
     pthread_mutex_t ann_mu;
     struct txlog_announcer *announcer;
@@ -440,6 +461,8 @@ enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_m
         return HIBUS_E_NOMEM;
     }
     pthread_mutex_init(&tl->ann_mu, NULL);
+    pthread_mutex_init(&tl->group.mu, NULL);
+    pthread_cond_init(&tl->group.cv, NULL);
     *out = tl;
     return HIBUS_OK;
 }
@@ -474,6 +497,11 @@ void txlog_on_queued(struct txlog *tl, void (*fn)(void *), void *arg)
     pthread_mutex_unlock(&tl->ann_mu);
 }
 
+struct txlog_insert_group *txlog_insert_group(struct txlog *tl)
+{
+    return &tl->group;
+}
+
 void txlog_changed(struct txlog *tl, bool queued)
 {
     pthread_mutex_lock(&tl->ann_mu);
@@ -497,6 +525,8 @@ void txlog_close(struct txlog *tl)
     pthread_cond_destroy(&tl->cv);
     pthread_mutex_destroy(&tl->mu);
     pthread_mutex_destroy(&tl->ann_mu);
+    pthread_cond_destroy(&tl->group.cv);
+    pthread_mutex_destroy(&tl->group.mu);
     /* the URL may hold a password: do not leave it in freed memory */
     explicit_bzero(tl->url, strlen(tl->url));
     free(tl->url);

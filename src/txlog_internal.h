@@ -21,6 +21,7 @@
 #define HIBUS_TXLOG_INTERNAL_H
 
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 #include "hibus/error.h"
@@ -57,6 +58,22 @@ PGconn *txlog_db_connect(const char *url, long connect_timeout_ms, struct hibus_
  * (prepared is the connection's bit mask). Never NULL except on out of memory. */
 PGresult *txlog_exec_stmt(PGconn *conn, unsigned *prepared, enum txlog_stmt st,
                           const char *const *values, const int *lengths, const int *formats);
+
+/* Prepares st on conn unless it is already (for pipelines, which cannot
+ * prepare as they go); false with err filled on failure. */
+bool txlog_prepare(PGconn *conn, unsigned *prepared, enum txlog_stmt st, struct hibus_error *err);
+const char *txlog_stmt_name(enum txlog_stmt st);
+
+/* The inserts waiting for one commit together (src/txlog_write.c), kept in
+ * struct txlog. */
+struct txlog_pending_insert;
+struct txlog_insert_group {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct txlog_pending_insert *head, *tail;
+    bool leading; /* a caller is running a batch */
+};
+struct txlog_insert_group *txlog_insert_group(struct txlog *tl);
 
 /* PQexec of a statement with no result rows; true on success, else fills err. */
 bool txlog_exec_cmd(PGconn *conn, const char *sql, const char *what, struct hibus_error *err);

@@ -21,6 +21,8 @@
 #include <libpq-fe.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,14 +41,12 @@ struct insert_ctx {
     char received_at[TXLOG_TS_MAX];
 };
 
-static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
-                                struct hibus_error *err)
+/* The insert's parameters for rq; lease is its buffer (32 bytes). */
+static void insert_params(const struct txlog_request *rq, char *lease, const char *vals[14],
+                          int lens[14], int fmts[14])
 {
-    struct insert_ctx *ctx = vctx;
-    const struct txlog_request *rq = ctx->rq;
-    char lease[32];
-    snprintf(lease, sizeof lease, "%ld", rq->lease_ms);
-    const char *const vals[14] = {
+    snprintf(lease, 32, "%ld", rq->lease_ms);
+    const char *const v[14] = {
         rq->request_id,
         rq->channel,
         rq->client,
@@ -62,8 +62,21 @@ static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
         rq->lease_ms > 0 ? lease : NULL,
         rq->problems_json,
     };
-    const int lens[14] = {[7] = (int)rq->body_len};
-    const int fmts[14] = {[7] = 1};
+    memcpy(vals, v, sizeof v);
+    memset(lens, 0, 14 * sizeof *lens);
+    memset(fmts, 0, 14 * sizeof *fmts);
+    lens[7] = (int)rq->body_len;
+    fmts[7] = 1;
+}
+
+static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
+                                struct hibus_error *err)
+{
+    struct insert_ctx *ctx = vctx;
+    char lease[32];
+    const char *vals[14];
+    int lens[14], fmts[14];
+    insert_params(ctx->rq, lease, vals, lens, fmts);
     PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_INSERT, vals, lens, fmts);
     /* No partition for this month yet (hibus was not running when it began):
      * make it and the next ones, then insert again. */
@@ -85,6 +98,163 @@ static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
     return rc;
 }
 
+/* ---- Group commit of inserts ----
+ *
+ * Requests that arrive while another's insert is on its way to the database wait,
+ * and go together in the next round trip: one pipeline of their INSERTs and one
+ * Sync, which PostgreSQL runs as one implicit transaction, so one commit and one
+ * WAL flush for all of them. The first caller with nothing in flight leads: it
+ * takes what is pending, runs it, hands each waiter its id and result, and leads
+ * again while more has arrived; a lone request goes at once, as before. Nobody is
+ * answered before the commit that holds its row. A batch that fails as a whole
+ * (anything but a lost connection, which txlog_with_conn retries) is run again one
+ * insert at a time, so each request gets its own result. */
+
+#define GROUP_MAX 32                       /* inserts in one commit */
+#define GROUP_BODY_BYTES (4 * 1024 * 1024) /* bodies in one commit (a larger one goes alone) */
+
+struct txlog_pending_insert {
+    struct insert_ctx ctx;
+    enum hibus_err rc;
+    struct hibus_error err;
+    bool done;
+    struct txlog_pending_insert *next;
+};
+
+struct batch_ctx {
+    struct txlog_pending_insert **v;
+    size_t n;
+    int64_t ids[GROUP_MAX];
+    char received[GROUP_MAX][TXLOG_TS_MAX];
+    bool refused; /* the server refused a statement (not a lost connection) */
+};
+
+static enum hibus_err op_insert_batch(PGconn *conn, unsigned *prepared, void *vctx,
+                                      struct hibus_error *err)
+{
+    struct batch_ctx *b = vctx;
+    if (!txlog_prepare(conn, prepared, TXLOG_ST_INSERT, err))
+        return HIBUS_E_DB;
+    if (!PQenterPipelineMode(conn))
+        return txlog_db_fail(err, conn, NULL, "start a pipeline");
+    bool sent = true;
+    for (size_t i = 0; i < b->n && sent; i++) {
+        char lease[32];
+        const char *vals[14];
+        int lens[14], fmts[14];
+        insert_params(b->v[i]->ctx.rq, lease, vals, lens, fmts);
+        sent = PQsendQueryPrepared(conn, txlog_stmt_name(TXLOG_ST_INSERT), 14, vals, lens, fmts,
+                                   0) == 1;
+    }
+    sent = sent && PQpipelineSync(conn) == 1;
+    if (!sent) {
+        /* Half a pipeline went out: the session cannot be trusted any more.
+         * Breaking it makes the pool drop it (and txlog_with_conn retry). */
+        enum hibus_err rc = txlog_db_fail(err, conn, NULL, "send the inserts");
+        shutdown(PQsocket(conn), SHUT_RDWR);
+        PQconsumeInput(conn);
+        return rc;
+    }
+    enum hibus_err rc = HIBUS_OK;
+    /* Every result up to the Sync, whatever happened, so that the connection
+     * leaves pipeline mode clean. */
+    size_t got = 0;
+    for (;;) {
+        PGresult *res = PQgetResult(conn);
+        if (res == NULL) {
+            if (txlog_conn_lost(conn))
+                break;
+            continue; /* the end of one query's results */
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            break;
+        }
+        if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && got < b->n) {
+            b->ids[got] = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+            hibus_strlcpy(b->received[got], PQgetvalue(res, 0, 1), TXLOG_TS_MAX);
+            got++;
+        } else if (rc == HIBUS_OK && st != PGRES_PIPELINE_ABORTED) {
+            rc = txlog_db_fail(err, conn, res, "store the transactions");
+            b->refused = !txlog_conn_lost(conn); /* the server said no */
+        }
+        PQclear(res);
+    }
+    if (!PQexitPipelineMode(conn) && rc == HIBUS_OK)
+        rc = txlog_db_fail(err, conn, NULL, "end a pipeline");
+    if (rc == HIBUS_OK && got != b->n)
+        rc = txlog_db_fail(err, conn, NULL, "store the transactions");
+    return rc;
+}
+
+static void run_batch(struct txlog *tl, struct txlog_pending_insert **v, size_t n)
+{
+    struct batch_ctx b = {.v = v, .n = n};
+    struct hibus_error err = {0};
+    enum hibus_err rc = n > 1 ? txlog_with_conn(tl, op_insert_batch, &b, &err) : HIBUS_E_INVALID;
+    if (rc == HIBUS_OK) {
+        for (size_t i = 0; i < n; i++) {
+            v[i]->ctx.id = b.ids[i];
+            hibus_strlcpy(v[i]->ctx.received_at, b.received[i], TXLOG_TS_MAX);
+            v[i]->rc = HIBUS_OK;
+        }
+        return;
+    }
+    if (n > 1 && !b.refused) {
+        /* The database is away (txlog_with_conn already tried again): each
+         * gets that answer, and none was stored. */
+        for (size_t i = 0; i < n; i++) {
+            v[i]->rc = rc;
+            v[i]->err = err;
+        }
+        return;
+    }
+    /* One at a time: a missing partition is made there, and one bad row fails
+     * only its own request. */
+    for (size_t i = 0; i < n; i++)
+        v[i]->rc = txlog_with_conn(tl, op_insert, &v[i]->ctx, &v[i]->err);
+}
+
+static enum hibus_err insert_grouped(struct txlog *tl, struct txlog_pending_insert *me)
+{
+    struct txlog_insert_group *g = txlog_insert_group(tl);
+    pthread_mutex_lock(&g->mu);
+    if (g->tail != NULL)
+        g->tail->next = me;
+    else
+        g->head = me;
+    g->tail = me;
+    while (!me->done && g->leading)
+        pthread_cond_wait(&g->cv, &g->mu);
+    while (!me->done) {
+        /* Lead: take up to GROUP_MAX pending (bodies within GROUP_BODY_BYTES). */
+        g->leading = true;
+        struct txlog_pending_insert *v[GROUP_MAX];
+        size_t n = 0, bytes = 0;
+        while (g->head != NULL && n < GROUP_MAX &&
+               (n == 0 || bytes + g->head->ctx.rq->body_len <= GROUP_BODY_BYTES)) {
+            struct txlog_pending_insert *p = g->head;
+            g->head = p->next;
+            if (g->head == NULL)
+                g->tail = NULL;
+            p->next = NULL;
+            bytes += p->ctx.rq->body_len;
+            v[n++] = p;
+        }
+        pthread_mutex_unlock(&g->mu);
+        run_batch(tl, v, n);
+        pthread_mutex_lock(&g->mu);
+        for (size_t i = 0; i < n; i++)
+            v[i]->done = true;
+        g->leading = false;
+        pthread_cond_broadcast(&g->cv);
+        /* Mine is done; another waiter leads what arrived meanwhile. */
+    }
+    pthread_mutex_unlock(&g->mu);
+    return me->rc;
+}
+
 enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, int64_t *id,
                             char *received_at, struct hibus_error *err)
 {
@@ -97,12 +267,14 @@ enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, in
     if (rq->body_len > INT_MAX)
         return hibus_error_set(err, HIBUS_E_TOO_LARGE,
                                "request body of %zu bytes is too large to store", rq->body_len);
-    struct insert_ctx ctx = {.rq = rq};
-    enum hibus_err rc = txlog_with_conn(tl, op_insert, &ctx, err);
+    struct txlog_pending_insert me = {.ctx = {.rq = rq}};
+    enum hibus_err rc = insert_grouped(tl, &me);
+    if (rc != HIBUS_OK && err != NULL)
+        *err = me.err;
     if (rc == HIBUS_OK) {
-        *id = ctx.id;
+        *id = me.ctx.id;
         if (received_at != NULL)
-            hibus_strlcpy(received_at, ctx.received_at, TXLOG_TS_MAX);
+            hibus_strlcpy(received_at, me.ctx.received_at, TXLOG_TS_MAX);
         txlog_changed(tl, strcmp(rq->status, TXLOG_QUEUED) == 0);
     }
     return rc;

@@ -91,7 +91,9 @@ struct txlog_request {
 
 /* Inserts and commits one transaction; *id gets its id, received_at (NULL, or
  * TXLOG_TS_MAX bytes) its received_at. Returns only after the commit: a HIBUS_OK
- * here is the promise that the request is stored. */
+ * here is the promise that the request is stored. Inserts of several threads that
+ * arrive while one is on its way share the next commit (group commit; see
+ * src/txlog_write.c). */
 enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, int64_t *id,
                             char *received_at, struct hibus_error *err);
 
