@@ -143,7 +143,10 @@ const struct config_key config_keys[] = {
      .doc = "workers are woken when work is queued (at once in their own process, by an "
             "announcement from another); they also look this often, in case one was missed"},
     {"delivery.batch", CONFIG_KEY_INT, AT(delivery_batch), 1, 100, .def = 1, .reload = true,
-     .example = "10", .doc = "transactions a worker claims per query"},
+     .example = "10",
+     .doc = "transactions a worker claims per query, then delivers one after another (each "
+            "lease renewed before its turn); the order within a facility and period holds "
+            "either way"},
     {"delivery.drain", CONFIG_KEY_DURATION, AT(drain_ms), .range = &config_dur_long, .def = 30000,
      .reload = true, .example = "2m",
      .doc = "on SIGTERM, how long deliveries under way may finish before the process exits; "

@@ -60,7 +60,16 @@ def burst(tag, threads=32, each=6):
 class GroupCommitTest(harness.TestCase):
 
     def test_1_inserts_share_commits(self):
-        ids, errors = burst("share")
+        # each insert takes 20 ms longer (a trigger made for the test), so that the
+        # requests of the burst are sure to arrive while one is on its way
+        PG.psql("CREATE FUNCTION itest_slow() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$;"
+                " CREATE TRIGGER itest_slow BEFORE INSERT ON transactions"
+                " FOR EACH ROW EXECUTE FUNCTION itest_slow()")
+        try:
+            ids, errors = burst("share")
+        finally:
+            PG.psql("DROP TRIGGER itest_slow ON transactions; DROP FUNCTION itest_slow()")
         self.assertEqual(errors, [])
         self.assertEqual(len(set(ids)), 32 * 6)
         rows = PG.psql("SELECT id, convert_from(request_body, 'UTF8'), xmin::text"
