@@ -358,35 +358,42 @@ PGconn *txlog_db_connect(const char *url, long connect_timeout_ms, struct hibus_
     return conn;
 }
 
+/* Prepares st on conn unless it already is: NULL when done, else the failed
+ * result (the caller clears it). */
+static PGresult *prepare_once(PGconn *conn, unsigned *prepared, enum txlog_stmt st)
+{
+    if (*prepared & (1u << st))
+        return NULL;
+    const struct stmt_def *d = &stmts[st];
+    PGresult *res = PQprepare(conn, d->name, d->sql, d->nparams, d->types);
+    if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        *prepared |= 1u << st;
+        return NULL;
+    }
+    return res != NULL ? res : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+}
+
 /* Runs prepared statement st, preparing it first if this connection has not.
  * Never NULL except on out of memory (libpq's own convention). */
 PGresult *txlog_exec_stmt(PGconn *conn, unsigned *prepared, enum txlog_stmt st,
                           const char *const *values, const int *lengths, const int *formats)
 {
+    PGresult *failed = prepare_once(conn, prepared, st);
+    if (failed != NULL)
+        return failed;
     const struct stmt_def *d = &stmts[st];
-    if (!(*prepared & (1u << st))) {
-        PGresult *res = PQprepare(conn, d->name, d->sql, d->nparams, d->types);
-        if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
-            return res;
-        PQclear(res);
-        *prepared |= 1u << st;
-    }
     return PQexecPrepared(conn, d->name, d->nparams, values, lengths, formats, 0);
 }
 
 bool txlog_prepare(PGconn *conn, unsigned *prepared, enum txlog_stmt st, struct hibus_error *err)
 {
-    if (*prepared & (1u << st))
+    PGresult *failed = prepare_once(conn, prepared, st);
+    if (failed == NULL)
         return true;
-    const struct stmt_def *d = &stmts[st];
-    PGresult *res = PQprepare(conn, d->name, d->sql, d->nparams, d->types);
-    bool ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
-    if (!ok)
-        txlog_db_fail(err, conn, res, "prepare a statement");
-    else
-        *prepared |= 1u << st;
-    PQclear(res);
-    return ok;
+    txlog_db_fail(err, conn, failed, "prepare a statement");
+    PQclear(failed);
+    return false;
 }
 
 const char *txlog_stmt_name(enum txlog_stmt st)

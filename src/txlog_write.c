@@ -104,8 +104,9 @@ static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
  * and go together in the next round trip: one pipeline of their INSERTs and one
  * Sync, which PostgreSQL runs as one implicit transaction, so one commit and one
  * WAL flush for all of them. The first caller with nothing in flight leads: it
- * takes what is pending, runs it, hands each waiter its id and result, and leads
- * again while more has arrived; a lone request goes at once, as before. Nobody is
+ * takes what is pending, runs it and hands each waiter its id and result; once its
+ * own is done, a waiter whose request is not leads the next batch. A lone request
+ * goes at once, as before. Nobody is
  * answered before the commit that holds its row. A batch that fails as a whole
  * (anything but a lost connection, which txlog_with_conn retries) is run again one
  * insert at a time, so each request gets its own result. */

@@ -87,6 +87,22 @@ class RefusedTest(harness.TestCase):
         """Sends raw bytes, reads until hibus closes the connection."""
         return harness.raw_exchange(HB.port, raw, timeout=timeout)
 
+    def closed_refusal(self, data, status, code):
+        """One JSON error answer of this status with its request id, then the close;
+        returns the answer's body as a dict."""
+        self.assertEqual(data.lower().count(b"\r\nx-request-id: "), 1, data)
+        first, _, body = data.partition(b"\r\n\r\n")
+        self.assertTrue(first.startswith(b"HTTP/1.1 %d " % status), data[:300])
+        self.assertIn(b"connection: close", first.lower(), data)
+        self.assertIn(b"content-type: application/json", first.lower(), data)
+        err = json.loads(body)
+        self.assertEqual(err["code"], code, err)
+        self.assertEqual(len(err["details"]), 1, err)
+        rid = [ln.split(b": ", 1)[1].decode() for ln in first.split(b"\r\n")
+               if ln.lower().startswith(b"x-request-id: ")]
+        self.assertEqual(rid, [err["request_id"]], data[:400])
+        return err
+
     def test_ambiguous_framing_is_refused_and_closed(self):
         # Content-Length with Transfer-Encoding, or two different Content-Lengths: the
         # end of the body is ambiguous (request smuggling); one answer, then close, and
@@ -133,13 +149,7 @@ class RefusedTest(harness.TestCase):
         for extra, words, name in cases:
             data = self.exchange(head + extra + b"\r\n" + SMALL)
             self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)
-            first, _, body = data.partition(b"\r\n\r\n")
-            self.assertTrue(first.startswith(b"HTTP/1.1 400 "), data)
-            self.assertIn(b"connection: close", first.lower(), data)
-            self.assertIn(b"x-request-id: ", first.lower(), data)
-            err = json.loads(body)
-            self.assertEqual(err["code"], "HIBUS_E_BAD_REQUEST")
-            self.assertEqual(len(err["details"]), 1, err)
+            err = self.closed_refusal(data, 400, "HIBUS_E_BAD_REQUEST")
             self.assertIn(words, err["details"][0], extra)
             # a folded name is shown as libmicrohttpd joined it: "X-Foldedcontinued"
             self.assertIn('"%s' % name, err["details"][0], extra)
@@ -170,16 +180,8 @@ class RefusedTest(harness.TestCase):
             (b"POST /lmis/any/h\x01 HTTP/1.1\r\nHost: a\r\n", "space or a control character"),
         ]
         for head, words in cases:
-            data = self.exchange(head + rest)
-            self.assertEqual(data.lower().count(b"\r\nx-request-id: "), 1, data)
-            first, _, body = data.partition(b"\r\n\r\n")
-            self.assertTrue(first.startswith(b"HTTP/1.1 400 "), data)
-            self.assertIn(b"connection: close", first.lower(), data)
-            self.assertIn(b"x-request-id: ", first.lower(), data)
-            err = json.loads(body)
-            self.assertEqual(err["code"], "HIBUS_E_BAD_REQUEST")
+            err = self.closed_refusal(self.exchange(head + rest), 400, "HIBUS_E_BAD_REQUEST")
             self.assertEqual(err["error"], "malformed request")
-            self.assertEqual(len(err["details"]), 1, err)
             self.assertIn(words, err["details"][0], head)
             self.assertNothingStored()
         # HTTP/1.0 needs no Host; an empty Host, an address with a port and an IPv6
@@ -222,17 +224,8 @@ class RefusedTest(harness.TestCase):
         ]
         for raw, status, code in cases:
             data = self.exchange(raw)
-            first, _, body = data.partition(b"\r\n\r\n")
-            self.assertTrue(first.startswith(b"HTTP/1.1 %d " % status), (raw[:60], data[:300]))
             self.assertNotIn(b"<html>", data)
-            self.assertIn(b"connection: close", first.lower(), data)
-            self.assertIn(b"content-type: application/json", first.lower(), data)
-            err = json.loads(body)
-            self.assertEqual(err["code"], code, err)
-            self.assertEqual(len(err["details"]), 1, err)
-            rid = [ln.split(b": ", 1)[1].decode() for ln in first.split(b"\r\n")
-                   if ln.lower().startswith(b"x-request-id: ")]
-            self.assertEqual(rid, [err["request_id"]], data[:400])
+            self.closed_refusal(data, status, code)
             self.assertNothingStored()
         # hibus's own answers pass through unchanged, and the next request is served
         self.assertEqual(HB.request("GET", "/health").status, 200)
