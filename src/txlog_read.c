@@ -412,10 +412,12 @@ struct txlog_follower {
     size_t n_w;
     int64_t *named; /* ids a notification named (reruns) */
     size_t n_named, cap_named;
-    bool more; /* the last read was cut at its limit: read again at once */
+    bool more;         /* the last read was cut at its limit: read again at once */
+    int64_t last_read; /* clock_ms() of the last read */
 };
 
 #define FOLLOW_NEW_MAX 1000
+#define FOLLOW_MIN_MS 250
 
 static void watch(struct txlog_follower *f, int64_t id, const char *status)
 {
@@ -513,14 +515,23 @@ enum hibus_err txlog_follow_next(struct txlog_follower *f, int timeout_ms,
 {
     *out = NULL;
     *n = 0;
-    /* Wait for an announcement unless there is more to read; then take every
-     * notification already here (the ids reruns name). */
-    int64_t id;
-    enum hibus_err rc = HIBUS_OK;
-    for (int wait = f->more ? 0 : timeout_ms;; wait = 0) {
-        rc = txlog_listener_next(f->l, wait, &id, err);
-        if (rc != HIBUS_OK)
+    /* Wait for an announcement unless there is more to read, and read at most
+     * every FOLLOW_MIN_MS: under load announcements come every TXLOG_ANNOUNCE_MS,
+     * and each read probes every watched id. Notifications that arrive meanwhile
+     * are taken (the ids reruns name). */
+    int64_t id, start = clock_ms(), earliest = f->last_read + FOLLOW_MIN_MS;
+    bool woke = false;
+    enum hibus_err rc = HIBUS_E_TIMEOUT;
+    while (!f->more) {
+        int64_t now = clock_ms(), left = woke ? earliest - now : start + timeout_ms - now;
+        if (left <= 0)
             break;
+        rc = txlog_listener_next(f->l, left > INT_MAX ? INT_MAX : (int)left, &id, err);
+        if (rc == HIBUS_E_TIMEOUT)
+            break;
+        if (rc != HIBUS_OK)
+            return rc;
+        woke = true;
         if (id > 0) {
             if (f->n_named == f->cap_named) {
                 f->cap_named = f->cap_named ? f->cap_named * 2 : 16;
@@ -529,9 +540,7 @@ enum hibus_err txlog_follow_next(struct txlog_follower *f, int timeout_ms,
             f->named[f->n_named++] = id;
         }
     }
-    if (rc != HIBUS_E_TIMEOUT)
-        return rc;
-
+    f->last_read = clock_ms();
     size_t cap = 0;
     /* New transactions, oldest first. */
     char last[32], limit[16];
