@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hibus/text.h"
+
 bool buf_reserve(struct buf *b, size_t extra)
 {
     if (extra > SIZE_MAX - b->len - 1)
@@ -56,6 +58,44 @@ void buf_free(struct buf *b)
     free(b->s);
     b->s = NULL;
     b->len = b->cap = 0;
+}
+
+bool buf_json_string(struct buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (!text_utf8_valid(s, n) || !buf_reserve(b, n + 2))
+        return false;
+    size_t at = b->len;
+    b->s[b->len++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0';) {
+        const unsigned char *run = p; /* bytes that need no escape go in one copy */
+        while (*p >= 0x20 && *p != '"' && *p != '\\')
+            p++;
+        if (p > run && !buf_append(b, run, (size_t)(p - run)))
+            goto nomem;
+        if (*p == '\0')
+            break;
+        char esc[8];
+        switch (*p) {
+        case '"': memcpy(esc, "\\\"", 3); break;
+        case '\\': memcpy(esc, "\\\\", 3); break;
+        case '\b': memcpy(esc, "\\b", 3); break;
+        case '\f': memcpy(esc, "\\f", 3); break;
+        case '\n': memcpy(esc, "\\n", 3); break;
+        case '\r': memcpy(esc, "\\r", 3); break;
+        case '\t': memcpy(esc, "\\t", 3); break;
+        default: snprintf(esc, sizeof esc, "\\u%04X", *p); break;
+        }
+        if (!buf_append(b, esc, strlen(esc)))
+            goto nomem;
+        p++;
+    }
+    if (buf_append(b, "\"", 1))
+        return true;
+nomem:
+    b->len = at;
+    b->s[at] = '\0';
+    return false;
 }
 
 void buf_vfmt_label(char *out, size_t size, const char *fmt, va_list ap)

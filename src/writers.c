@@ -29,9 +29,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
 #include <libxml/xmlwriter.h>
 
+#include "hibus/buf.h"
 #include "hibus/cpubudget.h"
 #include "hibus/period.h"
 
@@ -103,10 +103,16 @@ static enum hibus_err check_complete(const struct report *r, struct hibus_error 
  * dhis2-datavalueset
  * ------------------------------------------------------------------------------------ */
 
-/* Sets key to a string, unless s is NULL. Returns false when out of memory. */
-static bool put(json_t *o, const char *key, const char *s)
+/* Appends ,"key":"s" (the comma unless first), unless s is NULL. false when out of
+ * memory or s is not UTF-8. */
+static bool put(struct buf *b, bool *first, const char *key, const char *s)
 {
-    return s == NULL || json_object_set_new(o, key, json_string(s)) == 0;
+    if (s == NULL)
+        return true;
+    bool ok = buf_append(b, *first ? "\"" : ",\"", *first ? 1 : 2) &&
+              buf_append(b, key, strlen(key)) && buf_append(b, "\":", 2) && buf_json_string(b, s);
+    *first = false;
+    return ok;
 }
 
 /* Does any written value have its own org unit / period / AOC? (DHIS2 files every
@@ -124,20 +130,25 @@ static void mixed(const struct report *r, bool *ou, bool *pe, bool *aoc)
     }
 }
 
+/* Written straight into a buffer, as jansson's compact output would write the same
+ * object (keys in this order): building a jansson tree first and dumping it was
+ * more than half of this writer's time. */
 static enum hibus_err write_datavalueset(const struct report *r, char **body, size_t *len,
                                          struct hibus_error *err)
 {
     bool ou_each, pe_each, aoc_each;
     mixed(r, &ou_each, &pe_each, &aoc_each);
-    json_t *o = json_object();
-    json_t *dvs = json_array();
-    bool ok = o != NULL && dvs != NULL;
+    struct buf b = {0};
+    bool first = true;
     /* DHIS2 registers a completion for the set's period and org unit only. */
-    ok = ok && put(o, "dataSet", r->data_set_uid) &&
-         put(o, "completeDate", pe_each || ou_each ? NULL : r->complete_date) &&
-         put(o, "period", pe_each ? NULL : r->period) &&
-         put(o, "orgUnit", ou_each ? NULL : r->ou_uid) &&
-         put(o, "attributeOptionCombo", aoc_each ? NULL : r->aoc_uid);
+    bool ok = buf_reserve(&b, 128 + r->n_values * 96) && buf_append(&b, "{", 1) &&
+              put(&b, &first, "dataSet", r->data_set_uid) &&
+              put(&b, &first, "completeDate", pe_each || ou_each ? NULL : r->complete_date) &&
+              put(&b, &first, "period", pe_each ? NULL : r->period) &&
+              put(&b, &first, "orgUnit", ou_each ? NULL : r->ou_uid) &&
+              put(&b, &first, "attributeOptionCombo", aoc_each ? NULL : r->aoc_uid) &&
+              buf_append(&b, first ? "\"dataValues\":[" : ",\"dataValues\":[", first ? 14 : 15);
+    bool first_value = true;
     for (size_t i = 0; ok && i < r->n_values && !cpu_budget_over(); i++) {
         const struct report_value *v = &r->values[i];
         if (!written(v))
@@ -145,22 +156,24 @@ static enum hibus_err write_datavalueset(const struct report *r, char **body, si
         const char *vpe = v->period ? v->period : r->period;
         const char *vou = v->ou_uid ? v->ou_uid : r->ou_uid;
         const char *vaoc = v->aoc_uid ? v->aoc_uid : r->aoc_uid;
-        json_t *d = json_object();
-        ok = d != NULL && json_array_append_new(dvs, d) == 0;
-        ok = ok && put(d, "dataElement", v->de_uid) && put(d, "categoryOptionCombo", v->coc_uid) &&
-             put(d, "period", pe_each ? vpe : NULL) && put(d, "orgUnit", ou_each ? vou : NULL) &&
-             put(d, "attributeOptionCombo", aoc_each ? vaoc : NULL) && put(d, "value", v->value) &&
-             put(d, "comment", v->comment);
+        bool f = true;
+        ok = buf_append(&b, first_value ? "{" : ",{", first_value ? 1 : 2) &&
+             put(&b, &f, "dataElement", v->de_uid) &&
+             put(&b, &f, "categoryOptionCombo", v->coc_uid) &&
+             put(&b, &f, "period", pe_each ? vpe : NULL) &&
+             put(&b, &f, "orgUnit", ou_each ? vou : NULL) &&
+             put(&b, &f, "attributeOptionCombo", aoc_each ? vaoc : NULL) &&
+             put(&b, &f, "value", v->value) && put(&b, &f, "comment", v->comment) &&
+             buf_append(&b, "}", 1);
+        first_value = false;
     }
-    if (ok && json_object_set(o, "dataValues", dvs) != 0)
-        ok = false;
-    json_decref(dvs);
-    char *s = ok ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(o);
+    ok = ok && buf_append(&b, "]}", 2);
+    char *s = ok ? buf_take(&b, len) : NULL;
+    buf_free(&b);
     if (s == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory writing a dataValueSet");
+        return hibus_error_set(err, HIBUS_E_NOMEM,
+                               "out of memory (or text that is not UTF-8) writing a dataValueSet");
     *body = s;
-    *len = strlen(s);
     return HIBUS_OK;
 }
 

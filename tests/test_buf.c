@@ -1,6 +1,7 @@
 /*
  * test_buf.c - the growable buffer: appends across growth, NUL termination, take,
- * an empty take, and a reservation too large to make.
+ * an empty take, and a reservation too large to make; JSON string literals written
+ * exactly as jansson writes them, and text that is not UTF-8 refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "hibus/alloc.h"
 #include "hibus/buf.h"
@@ -109,10 +111,48 @@ static void test_alloc_overflow_aborts(void **state)
     assert_non_null(strstr(msg, "hibus: out of memory"));
 }
 
+/* Every byte below 0x80, quotes, backslashes and multi-byte UTF-8, each compared
+ * with jansson's own dump of the same string. */
+static void test_json_string(void **state)
+{
+    (void)state;
+    char all[128];
+    for (int i = 1; i < 128; i++)
+        all[i - 1] = (char)i;
+    all[127] = '\0';
+    const char *cases[] = {"",          "plain",
+                           "a\"b\\c/d", "\n\r\t\b\f\x01\x1f\x7f",
+                           all,         "Kinshasa \xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x92\x8a end"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct buf b = {0};
+        assert_true(buf_append(&b, "[", 1));
+        assert_true(buf_json_string(&b, cases[i]));
+        json_t *j = json_string(cases[i]);
+        char *want = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+        assert_non_null(want);
+        assert_int_equal(b.len, strlen(want) + 1);
+        assert_string_equal(b.s + 1, want);
+        free(want);
+        json_decref(j);
+        buf_free(&b);
+    }
+    /* Not UTF-8 (a lone continuation byte, an overlong '/', a surrogate): refused, and
+     * the buffer is left as it was. */
+    const char *bad[] = {"ok\x80", "\xc0\xaf", "\xed\xa0\x80"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct buf b = {0};
+        assert_true(buf_append(&b, "{\"k\":", 5));
+        assert_false(buf_json_string(&b, bad[i]));
+        assert_int_equal(b.len, 5);
+        assert_string_equal(b.s, "{\"k\":");
+        buf_free(&b);
+    }
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_buf), cmocka_unit_test(test_label),
-                                       cmocka_unit_test(test_alloc),
-                                       cmocka_unit_test(test_alloc_overflow_aborts)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf), cmocka_unit_test(test_label), cmocka_unit_test(test_alloc),
+        cmocka_unit_test(test_json_string), cmocka_unit_test(test_alloc_overflow_aborts)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,13 @@ bool buf_append(struct buf *b, const void *data, size_t n);
 char *buf_take(struct buf *b, size_t *len);
 void buf_free(struct buf *b);
 
+/* Appends s (NUL-terminated) as a JSON string literal, quotes included, as jansson's
+ * compact output writes it: '"', '\\' and control characters escaped, everything
+ * else (UTF-8 included) as it is. false when out of memory or when s is not
+ * well-formed UTF-8 (b is then left as it was). For writers that emit JSON straight
+ * into a buffer rather than building a tree first. */
+bool buf_json_string(struct buf *b, const char *s);
+
 /* vsnprintf into out[size] for labels in messages: a result that does not fit ends
  * in "..." rather than being cut silently; an encoding error gives "". */
 void buf_vfmt_label(char *out, size_t size, const char *fmt, va_list ap);
