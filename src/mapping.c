@@ -639,7 +639,7 @@ static bool apply_annotation(struct apply *a, struct report_value *v, const stru
         v->annotation = NULL;
         return true;
     }
-    if (!report_set(&v->value, v->annotation)) {
+    if (!report_value_set(v, v->annotation)) {
         *nomem = true;
         return false;
     }

@@ -100,11 +100,23 @@ static void lmis_period(struct reader_ctx *rd, struct report *r, const json_t *j
     reader_read_date_range(rd, r, j, "start", "end", "period");
 }
 
+/* where[0..plen) is "lines[i]": makes it "lines[i].key" (key is one of ours, short),
+ * without a printf per value. */
+static void line_key(char where[READER_WHERE_MAX], size_t plen, const char *key)
+{
+    size_t k = strlen(key);
+    if (plen + 1 + k < READER_WHERE_MAX) {
+        where[plen] = '.';
+        memcpy(where + plen + 1, key, k + 1);
+    }
+}
+
 static void lmis_line(struct reader_ctx *rd, struct report *r, const json_t *line, size_t i,
                       json_t *seen)
 {
     char where[READER_WHERE_MAX];
     reader_where_fmt(where, "lines[%zu]", i);
+    size_t plen = strlen(where); /* "lines[i]", then ".key" after it (keys here are ours) */
     if (!json_is_object(line)) {
         reader_problem(rd, where, "a line must be an object, not %s", reader_type_name(line));
         return;
@@ -116,7 +128,7 @@ static void lmis_line(struct reader_ctx *rd, struct report *r, const json_t *lin
     {
         if (strcmp(key, "commodity") != 0 && strcmp(key, "comment") != 0 &&
             !report_is_measure(key)) {
-            reader_where_fmt(where, "lines[%zu].%s", i, key);
+            reader_where_fmt(where, "lines[%zu].%s", i, key); /* a client's key: may be cut */
             reader_problem(rd, where,
                            "unknown key \"%.64s\" in a line; a line has commodity, comment and the "
                            "measures opening_balance, received, consumed, losses, adjustments, "
@@ -126,12 +138,12 @@ static void lmis_line(struct reader_ctx *rd, struct report *r, const json_t *lin
     }
 
     const char *commodity, *comment;
-    reader_where_fmt(where, "lines[%zu].commodity", i);
+    line_key(where, plen, "commodity");
     bool have_item =
         reader_get_string(rd, line, "commodity", where, true, READER_CODE_MAX, &commodity);
     if (have_item)
         reader_check_duplicate(rd, seen, commodity, "commodity", where);
-    reader_where_fmt(where, "lines[%zu].comment", i);
+    line_key(where, plen, "comment");
     reader_get_string(rd, line, "comment", where, false, READER_TEXT_MAX, &comment);
 
     /* Values in the canonical order, whatever the order of keys in the payload. */
@@ -140,7 +152,7 @@ static void lmis_line(struct reader_ctx *rd, struct report *r, const json_t *lin
         const json_t *j = json_object_get(line, measure);
         if (j == NULL || json_is_null(j))
             continue;
-        reader_where_fmt(where, "lines[%zu].%s", i, measure);
+        line_key(where, plen, measure);
         if (!json_is_number(j)) {
             reader_problem(rd, where, "%s must be a number, not %s", measure, reader_type_name(j));
             continue;

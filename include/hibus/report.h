@@ -43,6 +43,11 @@ struct report_value {
     char *annotation;             /* ADX <annotation>: DHIS2 takes it as the value of a non-numeric
                                      data element and drops it for a numeric one; NULL if none */
     char *where;                  /* position in the payload, for messages; may be NULL */
+    /* item, measure, value, comment and where live in one allocation (strings); a
+     * value replaced later (report_value_set) is its own (value_own). Change them
+     * only through report_value_set. */
+    char *strings;
+    bool value_own;
 
     /* Set by mapping_apply(): */
     char *de_uid;
@@ -86,6 +91,10 @@ void report_free(struct report *r);
  * is_number/number from the text. Returns the new value or NULL (no memory). */
 struct report_value *report_add(struct report *r, const char *item, const char *measure,
                                 const char *value, const char *comment, const char *where);
+
+/* Replaces v->value with a copy of s (not NULL), and its number with s's. false when
+ * out of memory (v unchanged). */
+bool report_value_set(struct report_value *v, const char *s);
 
 /* Replaces *field with a copy of s (NULL allowed). false when out of memory. */
 bool report_set(char **field, const char *s);
