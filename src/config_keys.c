@@ -32,6 +32,7 @@ static const char *const default_redact[] = {"authorization", "proxy-authorizati
                                              "set-cookie"};
 
 #define AT(field) offsetof(struct config, field)
+#define KiB 1024LL
 #define MiB (1024LL * 1024)
 
 /* log.level's index is its enum log_level; log.format's its enum log_format. */
@@ -92,8 +93,14 @@ const struct config_key config_keys[] = {
     {"limits.idle_connections", CONFIG_KEY_UINT, AT(idle_connections), 0, 1000000, .def = 256,
      .reload = true, .example = "1000",
      .doc = "kept-alive connections idle for more than a second that hibus holds; past "
-            "this many, the longest idle are closed (each holds 32 KiB once it has had an "
-            "answer); clients simply reconnect"},
+            "this many, the longest idle are closed (each holds limits.connection_memory once "
+            "it has had an answer); clients simply reconnect"},
+    {"limits.connection_memory", CONFIG_KEY_SIZE, AT(connection_memory), 8 * KiB, 1 * MiB,
+     .def = 16 * KiB, .example = "32KiB",
+     .doc = "memory each client connection has for its request head and its reads and writes; "
+            "a connection kept alive after an answer holds all of it (libmicrohttpd clears it "
+            "after each one). A request head may take half of it and a request target a "
+            "quarter (431 and 414 past that): raise it for clients that send large headers"},
     {"limits.connections_per_address", CONFIG_KEY_UINT, AT(per_address), 0, 1000000, .def = 256,
      .example = "32",
      .doc = "client connections from one address at a time; more are refused. `0`: no limit"},
@@ -271,7 +278,18 @@ static bool set_key(struct loader *ld, const struct config_key *k, const yaml_no
             return false;
         *(long long *)f = v;
         return true;
-    case CONFIG_KEY_SIZE: return config_get_size(ld, val, k->name, (size_t *)f);
+    case CONFIG_KEY_SIZE:
+        if (!config_get_size(ld, val, k->name, (size_t *)f))
+            return false;
+        if (k->max > 0 && (*(size_t *)f < (size_t)k->min || *(size_t *)f > (size_t)k->max)) {
+            char lo[32], hi[32];
+            config_err_at(ld, val, "\"%s\" is outside the valid range for %s (%s .. %s)",
+                          (const char *)val->data.scalar.value, k->name,
+                          config_fmt_size(lo, sizeof lo, (unsigned long long)k->min),
+                          config_fmt_size(hi, sizeof hi, (unsigned long long)k->max));
+            return false;
+        }
+        return true;
     case CONFIG_KEY_ENUM: {
         int i = config_get_enum(ld, val, k->name, k->choices);
         if (i < 0)
@@ -568,7 +586,16 @@ static void type_text(FILE *out, const struct config_key *k)
     case CONFIG_KEY_UINT: fprintf(out, "integer, %lld .. %lld", k->min, k->max); return;
     case CONFIG_KEY_DURATION:
     case CONFIG_KEY_DURATION_LL: fprintf(out, "duration, %s", k->range->text); return;
-    case CONFIG_KEY_SIZE: fputs("size, at least 1 byte", out); return;
+    case CONFIG_KEY_SIZE: {
+        char lo[32], hi[32];
+        if (k->max > 0)
+            fprintf(out, "size, %s .. %s",
+                    config_fmt_size(lo, sizeof lo, (unsigned long long)k->min),
+                    config_fmt_size(hi, sizeof hi, (unsigned long long)k->max));
+        else
+            fputs("size, at least 1 byte", out);
+        return;
+    }
     case CONFIG_KEY_ENUM:
         for (size_t i = 0; k->choices[i]; i++)
             fprintf(out, "%s`%s`", i == 0 ? "" : k->choices[i + 1] ? ", " : " or ", k->choices[i]);

@@ -82,6 +82,7 @@ struct listener {
     struct auth_guard *guard; /* failed logins per client address */
     struct ratelimit *rates;  /* clients' rate_limit */
     struct token_cache *tokens;
+    size_t connection_memory; /* limits.connection_memory, fixed at start */
 
     /* Connections (see "connections" below), guarded by conns_mu. */
     pthread_mutex_t conns_mu;
@@ -242,13 +243,14 @@ static void mhd_refusal(unsigned status, enum hibus_err *code, const char **msg,
     case MHD_HTTP_URI_TOO_LONG:
         *code = HIBUS_E_TOO_LARGE;
         *msg = "request target too long";
-        *detail = "the request line does not fit in hibus's 32 KiB request buffer: send the "
-                  "data in the body";
+        *detail = "the request line does not fit in the connection's memory "
+                  "(limits.connection_memory): send the data in the body";
         break;
     case MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE:
         *code = HIBUS_E_TOO_LARGE;
         *msg = "headers too large";
-        *detail = "the request head does not fit in hibus's 32 KiB request buffer";
+        *detail = "the request head does not fit in the connection's memory "
+                  "(limits.connection_memory)";
         break;
     case MHD_HTTP_CONTENT_TOO_LARGE:
         *code = HIBUS_E_TOO_LARGE;
@@ -1168,8 +1170,9 @@ static void *reaper_main(void *arg)
             conn_cut(l, l->waiting.head);
         reaper_note_hups(l, now);
         /* Kept-alive connections idle for a second, past limits.idle_connections, are
-         * closed oldest first: each holds libmicrohttpd's whole pool (32 KiB, zeroed
-         * after every answer), so these bound what idle clients cost. */
+         * closed oldest first: each holds libmicrohttpd's whole pool
+         * (limits.connection_memory, zeroed after every answer), so these bound what
+         * idle clients cost. */
         for (struct conn *k = l->waiting.head, *next; k != NULL; k = next) {
             next = k->next;
             if (k->peer_closed_ms != 0 && now - k->peer_closed_ms >= CONN_HUP_GRACE_MS)
@@ -1339,8 +1342,18 @@ struct header_check {
     const char *host; /* the first one's value */
 };
 
-#define REQUEST_TARGET_MAX 8192
-#define HEADERS_MAX 16384
+/* What hibus itself refuses, below what libmicrohttpd can hold in a connection's
+ * memory (limits.connection_memory, fixed at start): a request target of more than a
+ * quarter of it (414) and request headers of more than half (431). */
+static size_t request_target_max(const struct listener *l)
+{
+    return l->connection_memory / 4;
+}
+
+static size_t headers_max(const struct listener *l)
+{
+    return l->connection_memory / 2;
+}
 
 static bool is_token_char(unsigned char c)
 {
@@ -1425,7 +1438,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-    (void)cls;
+    const struct listener *l = cls;
     struct request *rq = *con_cls;
     if (rq == NULL)
         return MHD_NO;
@@ -1467,23 +1480,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         struct header_check hc = {.details = json_array()};
         MHD_get_connection_values(c, MHD_HEADER_KIND, check_header, &hc);
-        /* Below libmicrohttpd's own limits (its 32 KiB buffer, past which it answers
-         * in HTML), so that what is too long gets hibus's JSON and request id. */
+        /* Below libmicrohttpd's own limits (the connection's memory, past which it
+         * refuses the request itself), so that what is too long gets hibus's own
+         * answer, which says how long it may be. */
         static const char *const close_long[] = {MHD_HTTP_HEADER_CONNECTION, "close", NULL};
         char why[160];
-        if (strlen(rq->uri) > REQUEST_TARGET_MAX) {
+        if (strlen(rq->uri) > request_target_max(l)) {
             json_decref(hc.details);
             snprintf(why, sizeof why,
-                     "the request target is %zu bytes long, more than %d: send the data in "
+                     "the request target is %zu bytes long, more than %zu: send the data in "
                      "the body",
-                     strlen(rq->uri), REQUEST_TARGET_MAX);
+                     strlen(rq->uri), request_target_max(l));
             return send_error_status(c, rq, MHD_HTTP_URI_TOO_LONG, HIBUS_E_TOO_LARGE,
                                      "request target too long", details1(why), close_long);
         }
-        if (hc.bytes > HEADERS_MAX) {
+        if (hc.bytes > headers_max(l)) {
             json_decref(hc.details);
-            snprintf(why, sizeof why, "the headers are %zu bytes long, more than %d", hc.bytes,
-                     HEADERS_MAX);
+            snprintf(why, sizeof why,
+                     "the headers are %zu bytes long, more than %zu (limits.connection_memory "
+                     "/ 2)",
+                     hc.bytes, headers_max(l));
             return send_error_status(c, rq, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
                                      HIBUS_E_TOO_LARGE, "headers too large", details1(why),
                                      close_long);
@@ -1744,6 +1760,7 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     pthread_cond_init(&l->jobs_done, NULL);
     l->max_workers = cfg->workers;
     l->max_conns = cfg->max_connections;
+    l->connection_memory = cfg->connection_memory;
     l->workers = hibus_xcalloc(l->max_workers, sizeof *l->workers);
     raise_fd_limit(cfg);
     pthread_mutex_init(&l->tls_mu, NULL);
@@ -1792,6 +1809,7 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
                             on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, l, MHD_OPTION_NOTIFY_COMPLETED,
                             on_completed, l, MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->connection_memory,
                             MHD_OPTION_THREAD_POOL_SIZE, io_threads, MHD_OPTION_CONNECTION_LIMIT,
                             cfg->max_connections + CONN_RESERVE, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                             cfg->per_address, MHD_OPTION_CONNECTION_TIMEOUT,

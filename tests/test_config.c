@@ -129,6 +129,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->database_connect_timeout_ms, 5000);
     assert_int_equal(cfg->max_body, 10 * 1024 * 1024);
     assert_int_equal(cfg->max_connections, 1024);
+    assert_int_equal(cfg->connection_memory, 16 * 1024);
     assert_int_equal(cfg->connection_timeout_ms, 60000);
     assert_int_equal(cfg->log_level, LOG_LEVEL_INFO);
     assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
@@ -773,7 +774,7 @@ static void test_out_of_range(void **state)
     (void)state;
     put("hibus.yaml", "listen: { port: 70000 }\n"
                       "database: { url: x, pool: 0, connect_timeout: 0s }\n"
-                      "limits: { max_body: 0, max_connections: -1 }\n");
+                      "limits: { max_body: 0, max_connections: -1, connection_memory: 4KiB }\n");
     put("channels/stock.yaml", "name: stock\n"
                                "priority: 99999999999999999999\n"
                                "match: { path: /stock }\n"
@@ -787,6 +788,8 @@ static void test_out_of_range(void **state)
         "hibus.yaml:3:21: \"0\" is outside the valid range for limits.max_body (at least 1 byte)\n"
         "hibus.yaml:3:41: \"-1\" is outside the valid range for limits.max_connections (1 .. "
         "1000000)\n"
+        "hibus.yaml:3:64: \"4KiB\" is outside the valid range for limits.connection_memory "
+        "(8KiB .. 1MiB)\n"
         "channels/stock.yaml:2:11: expected an integer for priority, got "
         "\"99999999999999999999\"\n"
         "channels/stock.yaml:5:55: \"25h\" is outside the valid range for routes[0].timeout (1ms "

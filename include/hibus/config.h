@@ -71,6 +71,7 @@ struct config {
     unsigned login_failures;    /* limits.login_failures, default 10; 0: no limit */
     unsigned per_address;       /* limits.connections_per_address, default 256; 0: no limit */
     unsigned idle_connections;  /* limits.idle_connections, default 256 */
+    size_t connection_memory;   /* limits.connection_memory, default 16 KiB */
     unsigned workers;           /* limits.workers, default 128 */
     unsigned max_values;        /* limits.max_values, default READER_DEFAULT_MAX_VALUES */
     size_t transform_memory;    /* limits.transform_memory, default 32 MiB */

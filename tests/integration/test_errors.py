@@ -194,16 +194,16 @@ class RefusedTest(harness.TestCase):
             self.assertTrue(data.startswith(b"HTTP/1.1 200 "), (head, data[:300]))
 
     def test_414_and_431_are_hibus_answers(self):
-        # a long request target or large headers, within libmicrohttpd's 32 KiB buffer:
-        # JSON with the request id (libmicrohttpd would answer in HTML past its buffer)
-        r = HB.request("POST", "/lmis/stock-reports?q=" + "a" * 9000, body=SMALL, headers=JSON,
+        # a long request target or large headers, within the connection's memory
+        # (limits.connection_memory, 16 KiB): JSON with the request id and the limit
+        r = HB.request("POST", "/lmis/stock-reports?q=" + "a" * 5000, body=SMALL, headers=JSON,
                        auth=LMIS)
         err = self.assertJsonError(r, 414, "HIBUS_E_TOO_LARGE")
-        self.assertIn("more than 8192", err["details"][0])
+        self.assertIn("more than 4096", err["details"][0])
         r = HB.request("POST", "/lmis/stock-reports", body=SMALL, auth=LMIS,
-                       headers=dict(JSON, **{"X-Pad-%d" % i: "b" * 1000 for i in range(18)}))
+                       headers=dict(JSON, **{"X-Pad-%d" % i: "b" * 1000 for i in range(10)}))
         err = self.assertJsonError(r, 431, "HIBUS_E_TOO_LARGE")
-        self.assertIn("more than 16384", err["details"][0])
+        self.assertIn("more than 8192 (limits.connection_memory / 2)", err["details"][0])
         self.assertNothingStored()
 
     def test_libmicrohttpd_answers_are_json(self):
