@@ -18,6 +18,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +31,21 @@
 /* A yescrypt hash with hibus passwd's parameters, of no password anyone knows. */
 #define AUTH_DUMMY_HASH "$y$j9T$O1xpZ2dHCB9F8u1.PAzAr/$ec4L5xZSYZFjWDm3jVLo/g9fuO0fwTM1Sw5XtUtInlC"
 
+/* Credentials whose slow check is running: the same ones arriving meanwhile wait for
+ * its result rather than start their own (a client that opens 100 connections at once
+ * after a restart sends the same password 100 times, and each check would queue
+ * behind the others for AUTH_CHECKS_AT_ONCE: seconds for the last one). */
+#define AUTH_PENDING_MAX 16
+
 struct auth_cache {
     pthread_mutex_t mu;
+    pthread_cond_t checked; /* a pending check ended */
     unsigned char key[32];
     unsigned char macs[AUTH_CACHE_SLOTS][AUTH_MAC_LEN];
     bool used[AUTH_CACHE_SLOTS];
     size_t n_used;
+    unsigned char pending[AUTH_PENDING_MAX][AUTH_MAC_LEN];
+    bool pending_used[AUTH_PENDING_MAX];
 };
 
 struct auth_cache *auth_cache_new(void)
@@ -46,6 +56,7 @@ struct auth_cache *auth_cache_new(void)
         return NULL;
     }
     pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->checked, NULL);
     return c;
 }
 
@@ -54,6 +65,7 @@ void auth_cache_free(struct auth_cache *c)
     if (c == NULL)
         return;
     pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->checked);
     gnutls_memset(c, 0, sizeof *c);
     free(c);
 }
@@ -80,20 +92,58 @@ static size_t cache_slot(const unsigned char mac[AUTH_MAC_LEN])
 }
 
 /* Open addressing over a fixed table; when it fills up it is simply emptied,
- * which costs one slow verification per active client. */
-static bool cache_lookup(struct auth_cache *c, const unsigned char mac[AUTH_MAC_LEN])
+ * which costs one slow verification per active client. Locked. */
+static bool cache_has(const struct auth_cache *c, const unsigned char mac[AUTH_MAC_LEN])
 {
-    bool found = false;
-    pthread_mutex_lock(&c->mu);
     for (size_t i = 0, s = cache_slot(mac); i < AUTH_CACHE_SLOTS && c->used[s];
-         i++, s = (s + 1) % AUTH_CACHE_SLOTS) {
-        if (memcmp(c->macs[s], mac, AUTH_MAC_LEN) == 0) {
-            found = true;
+         i++, s = (s + 1) % AUTH_CACHE_SLOTS)
+        if (memcmp(c->macs[s], mac, AUTH_MAC_LEN) == 0)
+            return true;
+    return false;
+}
+
+static int pending_find(const struct auth_cache *c, const unsigned char mac[AUTH_MAC_LEN])
+{
+    for (int i = 0; i < AUTH_PENDING_MAX; i++)
+        if (c->pending_used[i] && memcmp(c->pending[i], mac, AUTH_MAC_LEN) == 0)
+            return i;
+    return -1;
+}
+
+/* Whether mac is known good. If not, *pending is the slot this caller now holds for
+ * its own check (give it back with cache_done), or -1 when none was free. While the
+ * same credentials are being checked by another thread, waits for that check first:
+ * a success lets every waiter in; after a failure each checks on its own (failures
+ * are never shared, so guessing keeps its full cost). */
+static bool cache_lookup(struct auth_cache *c, const unsigned char mac[AUTH_MAC_LEN], int *pending)
+{
+    bool found;
+    pthread_mutex_lock(&c->mu);
+    bool waited = false;
+    while (!(found = cache_has(c, mac)) && !waited && pending_find(c, mac) >= 0) {
+        pthread_cond_wait(&c->checked, &c->mu);
+        waited = pending_find(c, mac) < 0; /* that check ended: look once more */
+    }
+    *pending = -1;
+    for (int i = 0; !found && i < AUTH_PENDING_MAX; i++)
+        if (!c->pending_used[i]) {
+            memcpy(c->pending[i], mac, AUTH_MAC_LEN);
+            c->pending_used[i] = true;
+            *pending = i;
             break;
         }
-    }
     pthread_mutex_unlock(&c->mu);
     return found;
+}
+
+static void cache_done(struct auth_cache *c, int pending)
+{
+    if (pending < 0)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->pending_used[pending] = false;
+    pthread_cond_broadcast(&c->checked);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void cache_store(struct auth_cache *c, const unsigned char mac[AUTH_MAC_LEN])
@@ -114,6 +164,13 @@ static void cache_store(struct auth_cache *c, const unsigned char mac[AUTH_MAC_L
     pthread_mutex_unlock(&c->mu);
 }
 
+static atomic_ulong slow_checks;
+
+unsigned long auth_slow_checks(void)
+{
+    return atomic_load(&slow_checks);
+}
+
 static pthread_mutex_t checks_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t checks_cv = PTHREAD_COND_INITIALIZER;
 static unsigned checks_running;
@@ -127,6 +184,7 @@ bool auth_verify_password(const char *password, const char *hash)
         pthread_cond_wait(&checks_cv, &checks_mu);
     checks_running++;
     pthread_mutex_unlock(&checks_mu);
+    atomic_fetch_add(&slow_checks, 1);
     const char *out = crypt_rn(password, hash, cd, (int)sizeof *cd);
     pthread_mutex_lock(&checks_mu);
     checks_running--;
@@ -196,13 +254,16 @@ enum auth_result auth_basic(const struct config *cfg, struct auth_cache *cache,
 
     unsigned char mac[AUTH_MAC_LEN];
     bool have_mac = cache != NULL && cache_mac(cache, cl, password, mac);
-    if (have_mac && cache_lookup(cache, mac)) {
+    int pending = -1;
+    if (have_mac && cache_lookup(cache, mac, &pending)) {
         r = AUTH_OK;
     } else if (auth_verify_password(password, cl->password_hash)) {
         r = AUTH_OK;
         if (have_mac)
             cache_store(cache, mac);
     }
+    if (have_mac)
+        cache_done(cache, pending);
     if (r == AUTH_OK)
         *client = cl;
 done:

@@ -434,8 +434,8 @@ struct txlog {
     int pool_size;
     long connect_timeout_ms;
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* signalled when a slot becomes free */
     struct slot *slots;
+    struct pool_waiter *waiters_head, *waiters_tail; /* FIFO, guarded by mu */
     struct txlog_insert_group group;
     /* Announcing changes (txlog_changed); guarded by ann_mu. */
     pthread_mutex_t ann_mu;
@@ -464,13 +464,7 @@ enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_m
     tl->pool_size = pool_size;
     tl->connect_timeout_ms = connect_timeout_ms;
 
-    /* A monotonic clock for the bounded wait, so a clock step cannot stretch it. */
     int rc = pthread_mutex_init(&tl->mu, NULL);
-    if (rc == 0) {
-        rc = clock_cond_init(&tl->cv);
-        if (rc != 0)
-            pthread_mutex_destroy(&tl->mu);
-    }
     if (rc != 0) {
         free(tl->url);
         free(tl->slots);
@@ -541,7 +535,6 @@ void txlog_close(struct txlog *tl)
     for (int i = 0; i < tl->pool_size; i++)
         if (tl->slots[i].conn)
             PQfinish(tl->slots[i].conn);
-    pthread_cond_destroy(&tl->cv);
     pthread_mutex_destroy(&tl->mu);
     pthread_mutex_destroy(&tl->ann_mu);
     pthread_cond_destroy(&tl->group.cv);
@@ -553,58 +546,93 @@ void txlog_close(struct txlog *tl)
     free(tl);
 }
 
-/* Takes a free slot, waiting at most connect_timeout_ms * 2. Prefers a slot
- * that already has a connection, so the pool grows only under real
- * concurrency. The slot may still have no connection: see slot_ready. */
+/* A thread waiting for a slot. A slot given back while threads wait goes straight to
+ * the one that has waited longest (pool_release hands it over, still busy): with more
+ * request threads than connections, a thread that gives a slot back and asks again at
+ * once would otherwise take it before the woken waiter runs, again and again, and a
+ * few requests would wait hundreds of milliseconds while the rest flow. */
+struct pool_waiter {
+    pthread_cond_t cv;
+    struct slot *got;
+    struct pool_waiter *next;
+};
+
+static void waiter_unlink(struct txlog *tl, struct pool_waiter *w)
+{
+    for (struct pool_waiter **p = &tl->waiters_head, *prev = NULL; *p != NULL;
+         prev = *p, p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            if (tl->waiters_tail == w)
+                tl->waiters_tail = prev;
+            return;
+        }
+    }
+}
+
+/* Takes a free slot, waiting at most connect_timeout_ms * 2, first come first
+ * served. Prefers a slot that already has a connection, so the pool grows only under
+ * real concurrency. The slot may still have no connection: see slot_ready. */
 static enum hibus_err pool_acquire(struct txlog *tl, struct slot **out, struct hibus_error *err)
 {
     long wait_ms = tl->connect_timeout_ms * 2;
-    struct timespec deadline = clock_deadline(wait_ms);
-
     pthread_mutex_lock(&tl->mu);
-    for (;;) {
-        struct slot *pick = NULL;
-        for (int i = 0; i < tl->pool_size; i++) {
-            struct slot *s = &tl->slots[i];
-            if (s->busy)
-                continue;
-            if (s->conn) {
-                pick = s;
+    struct slot *pick = NULL;
+    for (int i = 0; tl->waiters_head == NULL && i < tl->pool_size; i++) {
+        struct slot *s = &tl->slots[i];
+        if (s->busy)
+            continue;
+        if (s->conn) {
+            pick = s;
+            break;
+        }
+        if (pick == NULL)
+            pick = s;
+    }
+    if (pick == NULL) {
+        struct pool_waiter w = {.got = NULL, .next = NULL};
+        clock_cond_init(&w.cv); /* monotonic: a clock step cannot stretch the wait */
+        if (tl->waiters_tail != NULL)
+            tl->waiters_tail->next = &w;
+        else
+            tl->waiters_head = &w;
+        tl->waiters_tail = &w;
+        struct timespec deadline = clock_deadline(wait_ms);
+        while (w.got == NULL) {
+            if (pthread_cond_timedwait(&w.cv, &tl->mu, &deadline) == ETIMEDOUT && w.got == NULL) {
+                waiter_unlink(tl, &w);
                 break;
             }
-            if (pick == NULL)
-                pick = s;
         }
-        if (pick) {
-            pick->busy = true;
-            pthread_mutex_unlock(&tl->mu);
-            *out = pick;
-            return HIBUS_OK;
-        }
-        int rc = pthread_cond_timedwait(&tl->cv, &tl->mu, &deadline);
-        if (rc == ETIMEDOUT) {
-            /* one last look: a slot may have been freed just as we timed out */
-            bool any = false;
-            for (int i = 0; i < tl->pool_size && !any; i++)
-                any = !tl->slots[i].busy;
-            if (!any) {
-                pthread_mutex_unlock(&tl->mu);
-                hibus_error_set(err, HIBUS_E_DB, "all %d database connections are busy",
-                                tl->pool_size);
-                hibus_error_detail(err, "No connection became free within %ld ms.", wait_ms);
-                hibus_error_hint(err, "Look for slow statements, or raise the database pool "
-                                      "size.");
-                return HIBUS_E_DB;
-            }
-        }
+        pthread_cond_destroy(&w.cv);
+        pick = w.got;
     }
+    if (pick == NULL) {
+        pthread_mutex_unlock(&tl->mu);
+        hibus_error_set(err, HIBUS_E_DB, "all %d database connections are busy", tl->pool_size);
+        hibus_error_detail(err, "No connection became free within %ld ms.", wait_ms);
+        hibus_error_hint(err, "Look for slow statements, or raise the database pool size.");
+        return HIBUS_E_DB;
+    }
+    pick->busy = true;
+    pthread_mutex_unlock(&tl->mu);
+    *out = pick;
+    return HIBUS_OK;
 }
 
 static void pool_release(struct txlog *tl, struct slot *s)
 {
     pthread_mutex_lock(&tl->mu);
-    s->busy = false;
-    pthread_cond_signal(&tl->cv);
+    struct pool_waiter *w = tl->waiters_head;
+    if (w != NULL) { /* handed over: it stays busy */
+        tl->waiters_head = w->next;
+        if (tl->waiters_head == NULL)
+            tl->waiters_tail = NULL;
+        w->got = s;
+        pthread_cond_signal(&w->cv);
+    } else {
+        s->busy = false;
+    }
     pthread_mutex_unlock(&tl->mu);
 }
 

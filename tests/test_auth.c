@@ -2,6 +2,7 @@
  * test_auth.c - basic authentication, the verification cache, allow lists and
  * password hashing.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -183,6 +184,57 @@ static void test_cache_survives_many_clients(void **state)
     auth_cache_free(c);
 }
 
+struct herd {
+    struct fixture *f;
+    struct auth_cache *c;
+    const char *password;
+    pthread_barrier_t *start;
+    enum auth_result got;
+};
+
+static void *herd_member(void *arg)
+{
+    struct herd *h = arg;
+    char authz[512];
+    pthread_barrier_wait(h->start);
+    /* basic() writes a shared buffer: each thread has its own copy. */
+    snprintf(authz, sizeof authz, "%s", h->password);
+    const struct config_client *cl = NULL;
+    h->got = auth_basic(&h->f->cfg, h->c, authz, &cl);
+    return NULL;
+}
+
+/* 16 requests with the same credentials at once, the cache empty (a client that
+ * reconnects everything after a restart): one slow check, the others wait for its
+ * result. Wrong passwords are never shared: each costs its own check. */
+static void test_same_credentials_at_once(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 16 };
+    for (int round = 0; round < 2; round++) {
+        bool good = round == 0;
+        char authz[512];
+        snprintf(authz, sizeof authz, "%s", basic("lmis-national", good ? "s3cret" : "wrong"));
+        struct auth_cache *c = auth_cache_new();
+        pthread_barrier_t start;
+        pthread_barrier_init(&start, NULL, N);
+        struct herd h[N];
+        pthread_t t[N];
+        unsigned long before = auth_slow_checks();
+        for (int i = 0; i < N; i++) {
+            h[i] = (struct herd){f, c, authz, &start, AUTH_MISSING};
+            assert_int_equal(pthread_create(&t[i], NULL, herd_member, &h[i]), 0);
+        }
+        for (int i = 0; i < N; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(h[i].got, good ? AUTH_OK : AUTH_INVALID);
+        }
+        assert_int_equal(auth_slow_checks() - before, good ? 1 : N);
+        pthread_barrier_destroy(&start);
+        auth_cache_free(c);
+    }
+}
+
 static void test_allowed(void **state)
 {
     struct fixture *f = *state;
@@ -313,6 +365,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_basic_results, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_never_accepts_wrong_password, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_survives_many_clients, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_credentials_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_client_costs_a_check, setup, teardown),
         cmocka_unit_test(test_guard),

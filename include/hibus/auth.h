@@ -67,5 +67,7 @@ enum hibus_err auth_hash_password(const char *password, char *out, size_t outlen
  * guessers cannot take every core from the requests that are already served. */
 #define AUTH_CHECKS_AT_ONCE 1
 bool auth_verify_password(const char *password, const char *hash);
+/* Slow verifications (crypt(3)) this process has run. */
+unsigned long auth_slow_checks(void);
 
 #endif

@@ -102,8 +102,10 @@ def setUpModule():
     PG = harness.PgCluster().start()
     TARGET = harness.Target().start()
     ECHO = EchoTarget().start()
+    # request targets of up to 8 KiB make the long log messages: a quarter of 32 KiB
     HB = harness.Hibus(PG.url, clients=clients(), channels=channels(),
-                       settings={"log": {"level": "debug", "format": "json"}})
+                       settings={"log": {"level": "debug", "format": "json"},
+                                 "limits": {"connection_memory": "32KiB"}})
     HB.start()
 
 
@@ -208,7 +210,7 @@ class JsonLogTest(harness.TestCase):
 
     def test_long_message_with_quotes_is_cut(self):
         # every '"' takes two bytes once escaped: the line is full before the message ends
-        # 2,500 of them: longer than the line once escaped, within the 8 KiB request target
+        # 2,500 of them: longer than the line once escaped, within the 8 KiB request target (limits.connection_memory 32 KiB)
         r = post("/logs/" + "%22" * 2500, b"{}", "itest-json-log-4")
         self.assertEqual(r.status, 200, r.body)
         obj = self.wait_line(lambda o: o.get("req") == "itest-json-log-4",
