@@ -436,7 +436,7 @@ struct txlog {
     pthread_mutex_t mu;
     struct slot *slots;
     struct pool_waiter *waiters_head, *waiters_tail; /* FIFO, guarded by mu */
-    struct txlog_insert_group group;
+    struct txlog_group groups[TXLOG_GROUP_COUNT];
     /* Announcing changes (txlog_changed); guarded by ann_mu. */
     pthread_mutex_t ann_mu;
     struct txlog_announcer *announcer;
@@ -474,8 +474,10 @@ enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_m
         return HIBUS_E_NOMEM;
     }
     pthread_mutex_init(&tl->ann_mu, NULL);
-    pthread_mutex_init(&tl->group.mu, NULL);
-    pthread_cond_init(&tl->group.cv, NULL);
+    for (int k = 0; k < TXLOG_GROUP_COUNT; k++) {
+        pthread_mutex_init(&tl->groups[k].mu, NULL);
+        pthread_cond_init(&tl->groups[k].cv, NULL);
+    }
     *out = tl;
     return HIBUS_OK;
 }
@@ -510,9 +512,9 @@ void txlog_on_queued(struct txlog *tl, void (*fn)(void *), void *arg)
     pthread_mutex_unlock(&tl->ann_mu);
 }
 
-struct txlog_insert_group *txlog_insert_group(struct txlog *tl)
+struct txlog_group *txlog_group(struct txlog *tl, enum txlog_group_kind kind)
 {
-    return &tl->group;
+    return &tl->groups[kind];
 }
 
 void txlog_changed(struct txlog *tl, bool queued)
@@ -537,8 +539,10 @@ void txlog_close(struct txlog *tl)
             PQfinish(tl->slots[i].conn);
     pthread_mutex_destroy(&tl->mu);
     pthread_mutex_destroy(&tl->ann_mu);
-    pthread_cond_destroy(&tl->group.cv);
-    pthread_mutex_destroy(&tl->group.mu);
+    for (int k = 0; k < TXLOG_GROUP_COUNT; k++) {
+        pthread_cond_destroy(&tl->groups[k].cv);
+        pthread_mutex_destroy(&tl->groups[k].mu);
+    }
     /* the URL may hold a password: do not leave it in freed memory */
     explicit_bzero(tl->url, strlen(tl->url));
     free(tl->url);

@@ -64,16 +64,17 @@ PGresult *txlog_exec_stmt(PGconn *conn, unsigned *prepared, enum txlog_stmt st,
 bool txlog_prepare(PGconn *conn, unsigned *prepared, enum txlog_stmt st, struct hibus_error *err);
 const char *txlog_stmt_name(enum txlog_stmt st);
 
-/* The inserts waiting for one commit together (src/txlog_write.c), kept in
- * struct txlog. */
-struct txlog_pending_insert;
-struct txlog_insert_group {
+/* Writes waiting to share one commit (src/txlog_write.c): one group for inserts,
+ * one for outcomes, kept in struct txlog. */
+struct txlog_pending;
+struct txlog_group {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct txlog_pending_insert *head, *tail;
+    struct txlog_pending *head, *tail;
     bool leading; /* a caller is running a batch */
 };
-struct txlog_insert_group *txlog_insert_group(struct txlog *tl);
+enum txlog_group_kind { TXLOG_GROUP_INSERTS, TXLOG_GROUP_OUTCOMES, TXLOG_GROUP_COUNT };
+struct txlog_group *txlog_group(struct txlog *tl, enum txlog_group_kind kind);
 
 /* PQexec of a statement with no result rows; true on success, else fills err. */
 bool txlog_exec_cmd(PGconn *conn, const char *sql, const char *what, struct hibus_error *err);

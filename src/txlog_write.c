@@ -98,60 +98,107 @@ static enum hibus_err op_insert(PGconn *conn, unsigned *prepared, void *vctx,
     return rc;
 }
 
-/* ---- Group commit of inserts ----
+/* ---- Group commit ----
  *
- * Requests that arrive while another's insert is on its way to the database wait,
- * and go together in the next round trip: one pipeline of their INSERTs and one
- * Sync, which PostgreSQL runs as one implicit transaction, so one commit and one
- * WAL flush for all of them. The first caller with nothing in flight leads: it
- * takes what is pending, runs it and hands each waiter its id and result; once its
- * own is done, a waiter whose request is not leads the next batch. A lone request
- * goes at once, as before. Nobody is
- * answered before the commit that holds its row. A batch that fails as a whole
- * (anything but a lost connection, which txlog_with_conn retries) is run again one
- * insert at a time, so each request gets its own result. */
+ * Writes that arrive while another of their kind is on its way to the database
+ * wait, and go together in the next round trip: one pipeline of their statements
+ * and one Sync, which PostgreSQL runs as one implicit transaction, so one commit and
+ * one WAL flush for all of them. The first caller with nothing in flight leads: it
+ * takes what is pending (oldest first), runs it and hands each waiter its result;
+ * once its own is done, a waiter whose write is not leads the next batch. A lone
+ * write goes at once. Nobody is answered before the commit that holds its write. A
+ * batch the server refuses as a whole (anything but a lost connection, which
+ * txlog_with_conn retries) is run again one write at a time, so each caller gets its
+ * own result. Inserts (txlog_insert) and outcomes (txlog_finish) are two groups. */
 
-#define GROUP_MAX 32                       /* inserts in one commit */
+#define GROUP_MAX 32                       /* writes in one commit */
 #define GROUP_BODY_BYTES (4 * 1024 * 1024) /* bodies in one commit (a larger one goes alone) */
 
-struct txlog_pending_insert {
-    struct insert_ctx ctx;
+struct txlog_pending {
+    void *ctx; /* the single write's context (struct insert_ctx, struct complete_ctx) */
+    size_t bytes;
     enum hibus_err rc;
     struct hibus_error err;
     bool done;
-    struct txlog_pending_insert *next;
+    struct txlog_pending *next;
 };
+
+/* Runs v[0..n) and sets each one's rc and err. */
+typedef void (*group_run_fn)(struct txlog *tl, struct txlog_pending **v, size_t n);
+
+static enum hibus_err group_write(struct txlog *tl, enum txlog_group_kind kind,
+                                  struct txlog_pending *me, group_run_fn run)
+{
+    struct txlog_group *g = txlog_group(tl, kind);
+    pthread_mutex_lock(&g->mu);
+    if (g->tail != NULL)
+        g->tail->next = me;
+    else
+        g->head = me;
+    g->tail = me;
+    while (!me->done && g->leading)
+        pthread_cond_wait(&g->cv, &g->mu);
+    while (!me->done) {
+        /* Lead: take up to GROUP_MAX pending (bodies within GROUP_BODY_BYTES). */
+        g->leading = true;
+        struct txlog_pending *v[GROUP_MAX];
+        size_t n = 0, bytes = 0;
+        while (g->head != NULL && n < GROUP_MAX &&
+               (n == 0 || bytes + g->head->bytes <= GROUP_BODY_BYTES)) {
+            struct txlog_pending *p = g->head;
+            g->head = p->next;
+            if (g->head == NULL)
+                g->tail = NULL;
+            p->next = NULL;
+            bytes += p->bytes;
+            v[n++] = p;
+        }
+        pthread_mutex_unlock(&g->mu);
+        run(tl, v, n);
+        pthread_mutex_lock(&g->mu);
+        for (size_t i = 0; i < n; i++)
+            v[i]->done = true;
+        g->leading = false;
+        pthread_cond_broadcast(&g->cv);
+        /* Mine is done; another waiter leads what arrived meanwhile. */
+    }
+    pthread_mutex_unlock(&g->mu);
+    return me->rc;
+}
+
+/* Sends one statement of a batch (its parameters built for item i); false when
+ * it could not be sent. */
+typedef bool (*batch_send_fn)(PGconn *conn, struct txlog_pending *p);
+/* Takes the result of item i (PGRES_TUPLES_OK, one row) and sets its rc (and err);
+ * false if the row is not one it can read. */
+typedef bool (*batch_take_fn)(struct txlog_pending *p, const PGresult *res);
 
 struct batch_ctx {
-    struct txlog_pending_insert **v;
+    struct txlog_pending **v;
     size_t n;
-    int64_t ids[GROUP_MAX];
-    char received[GROUP_MAX][TXLOG_TS_MAX];
-    bool refused; /* the server refused a statement (not a lost connection) */
+    enum txlog_stmt st;
+    batch_send_fn send;
+    batch_take_fn take;
+    const char *what; /* "store the transactions" */
+    bool refused;     /* the server refused a statement (not a lost connection) */
 };
 
-static enum hibus_err op_insert_batch(PGconn *conn, unsigned *prepared, void *vctx,
-                                      struct hibus_error *err)
+static enum hibus_err op_batch(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
 {
     struct batch_ctx *b = vctx;
-    if (!txlog_prepare(conn, prepared, TXLOG_ST_INSERT, err))
+    if (!txlog_prepare(conn, prepared, b->st, err))
         return HIBUS_E_DB;
     if (!PQenterPipelineMode(conn))
         return txlog_db_fail(err, conn, NULL, "start a pipeline");
     bool sent = true;
-    for (size_t i = 0; i < b->n && sent; i++) {
-        char lease[32];
-        const char *vals[14];
-        int lens[14], fmts[14];
-        insert_params(b->v[i]->ctx.rq, lease, vals, lens, fmts);
-        sent = PQsendQueryPrepared(conn, txlog_stmt_name(TXLOG_ST_INSERT), 14, vals, lens, fmts,
-                                   0) == 1;
-    }
+    for (size_t i = 0; i < b->n && sent; i++)
+        sent = b->send(conn, b->v[i]);
     sent = sent && PQpipelineSync(conn) == 1;
     if (!sent) {
         /* Half a pipeline went out: the session cannot be trusted any more.
          * Breaking it makes the pool drop it (and txlog_with_conn retry). */
-        enum hibus_err rc = txlog_db_fail(err, conn, NULL, "send the inserts");
+        enum hibus_err rc = txlog_db_fail(err, conn, NULL, b->what);
         shutdown(PQsocket(conn), SHUT_RDWR);
         PQconsumeInput(conn);
         return rc;
@@ -172,12 +219,10 @@ static enum hibus_err op_insert_batch(PGconn *conn, unsigned *prepared, void *vc
             PQclear(res);
             break;
         }
-        if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && got < b->n) {
-            b->ids[got] = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-            hibus_strlcpy(b->received[got], PQgetvalue(res, 0, 1), TXLOG_TS_MAX);
+        if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && got < b->n && b->take(b->v[got], res)) {
             got++;
         } else if (rc == HIBUS_OK && st != PGRES_PIPELINE_ABORTED) {
-            rc = txlog_db_fail(err, conn, res, "store the transactions");
+            rc = txlog_db_fail(err, conn, res, b->what);
             b->refused = !txlog_conn_lost(conn); /* the server said no */
         }
         PQclear(res);
@@ -185,75 +230,63 @@ static enum hibus_err op_insert_batch(PGconn *conn, unsigned *prepared, void *vc
     if (!PQexitPipelineMode(conn) && rc == HIBUS_OK)
         rc = txlog_db_fail(err, conn, NULL, "end a pipeline");
     if (rc == HIBUS_OK && got != b->n)
-        rc = txlog_db_fail(err, conn, NULL, "store the transactions");
+        rc = txlog_db_fail(err, conn, NULL, b->what);
     return rc;
 }
 
-static void run_batch(struct txlog *tl, struct txlog_pending_insert **v, size_t n)
+/* Runs a batch; when it fails as a whole, each gets that answer (the database is
+ * away: txlog_with_conn already tried again), or, when the server refused it, each
+ * runs on its own with single. */
+static void run_batch(struct txlog *tl, struct batch_ctx *b, txlog_op single)
 {
-    struct batch_ctx b = {.v = v, .n = n};
     struct hibus_error err = {0};
-    enum hibus_err rc = n > 1 ? txlog_with_conn(tl, op_insert_batch, &b, &err) : HIBUS_E_INVALID;
-    if (rc == HIBUS_OK) {
-        for (size_t i = 0; i < n; i++) {
-            v[i]->ctx.id = b.ids[i];
-            hibus_strlcpy(v[i]->ctx.received_at, b.received[i], TXLOG_TS_MAX);
-            v[i]->rc = HIBUS_OK;
+    enum hibus_err rc = b->n > 1 ? txlog_with_conn(tl, op_batch, b, &err) : HIBUS_E_INVALID;
+    if (rc == HIBUS_OK)
+        return; /* each one's rc was set as its result came (b->take) */
+    if (b->n > 1 && !b->refused) {
+        for (size_t i = 0; i < b->n; i++) {
+            b->v[i]->rc = rc;
+            b->v[i]->err = err;
         }
         return;
     }
-    if (n > 1 && !b.refused) {
-        /* The database is away (txlog_with_conn already tried again): each
-         * gets that answer, and none was stored. */
-        for (size_t i = 0; i < n; i++) {
-            v[i]->rc = rc;
-            v[i]->err = err;
-        }
-        return;
-    }
-    /* One at a time: a missing partition is made there, and one bad row fails
-     * only its own request. */
-    for (size_t i = 0; i < n; i++)
-        v[i]->rc = txlog_with_conn(tl, op_insert, &v[i]->ctx, &v[i]->err);
+    for (size_t i = 0; i < b->n; i++)
+        b->v[i]->rc = txlog_with_conn(tl, single, b->v[i]->ctx, &b->v[i]->err);
 }
 
-static enum hibus_err insert_grouped(struct txlog *tl, struct txlog_pending_insert *me)
+/* ---- Inserts ---- */
+
+static bool insert_send(PGconn *conn, struct txlog_pending *p)
 {
-    struct txlog_insert_group *g = txlog_insert_group(tl);
-    pthread_mutex_lock(&g->mu);
-    if (g->tail != NULL)
-        g->tail->next = me;
-    else
-        g->head = me;
-    g->tail = me;
-    while (!me->done && g->leading)
-        pthread_cond_wait(&g->cv, &g->mu);
-    while (!me->done) {
-        /* Lead: take up to GROUP_MAX pending (bodies within GROUP_BODY_BYTES). */
-        g->leading = true;
-        struct txlog_pending_insert *v[GROUP_MAX];
-        size_t n = 0, bytes = 0;
-        while (g->head != NULL && n < GROUP_MAX &&
-               (n == 0 || bytes + g->head->ctx.rq->body_len <= GROUP_BODY_BYTES)) {
-            struct txlog_pending_insert *p = g->head;
-            g->head = p->next;
-            if (g->head == NULL)
-                g->tail = NULL;
-            p->next = NULL;
-            bytes += p->ctx.rq->body_len;
-            v[n++] = p;
-        }
-        pthread_mutex_unlock(&g->mu);
-        run_batch(tl, v, n);
-        pthread_mutex_lock(&g->mu);
-        for (size_t i = 0; i < n; i++)
-            v[i]->done = true;
-        g->leading = false;
-        pthread_cond_broadcast(&g->cv);
-        /* Mine is done; another waiter leads what arrived meanwhile. */
-    }
-    pthread_mutex_unlock(&g->mu);
-    return me->rc;
+    const struct insert_ctx *ctx = p->ctx;
+    char lease[32];
+    const char *vals[14];
+    int lens[14], fmts[14];
+    insert_params(ctx->rq, lease, vals, lens, fmts);
+    return PQsendQueryPrepared(conn, txlog_stmt_name(TXLOG_ST_INSERT), 14, vals, lens, fmts, 0) ==
+           1;
+}
+
+static bool insert_take(struct txlog_pending *p, const PGresult *res)
+{
+    struct insert_ctx *ctx = p->ctx;
+    ctx->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    hibus_strlcpy(ctx->received_at, PQgetvalue(res, 0, 1), TXLOG_TS_MAX);
+    p->rc = HIBUS_OK;
+    return true;
+}
+
+/* One missing partition is made by a single insert (op_insert), and one bad row
+ * fails only its own request. */
+static void run_inserts(struct txlog *tl, struct txlog_pending **v, size_t n)
+{
+    struct batch_ctx b = {.v = v,
+                          .n = n,
+                          .st = TXLOG_ST_INSERT,
+                          .send = insert_send,
+                          .take = insert_take,
+                          .what = "store the transactions"};
+    run_batch(tl, &b, op_insert);
 }
 
 enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, int64_t *id,
@@ -268,14 +301,15 @@ enum hibus_err txlog_insert(struct txlog *tl, const struct txlog_request *rq, in
     if (rq->body_len > INT_MAX)
         return hibus_error_set(err, HIBUS_E_TOO_LARGE,
                                "request body of %zu bytes is too large to store", rq->body_len);
-    struct txlog_pending_insert me = {.ctx = {.rq = rq}};
-    enum hibus_err rc = insert_grouped(tl, &me);
+    struct insert_ctx ctx = {.rq = rq};
+    struct txlog_pending me = {.ctx = &ctx, .bytes = rq->body_len};
+    enum hibus_err rc = group_write(tl, TXLOG_GROUP_INSERTS, &me, run_inserts);
     if (rc != HIBUS_OK && err != NULL)
         *err = me.err;
     if (rc == HIBUS_OK) {
-        *id = me.ctx.id;
+        *id = ctx.id;
         if (received_at != NULL)
-            hibus_strlcpy(received_at, me.ctx.received_at, TXLOG_TS_MAX);
+            hibus_strlcpy(received_at, ctx.received_at, TXLOG_TS_MAX);
         txlog_changed(tl, strcmp(rq->status, TXLOG_QUEUED) == 0);
     }
     return rc;
@@ -408,59 +442,116 @@ static bool attempt_arrays(const struct txlog_attempt *at, size_t n, struct arr 
     return ok;
 }
 
-static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
-                                  struct hibus_error *err)
-{
-    const struct complete_ctx *ctx = vctx;
-    const struct txlog_outcome *o = ctx->out;
-    char txid[32];
-    snprintf(txid, sizeof txid, "%" PRId64, ctx->id);
+/* The outcome statement's parameters for ctx, in p (free with finish_params_free).
+ * false when out of memory. */
+struct finish_params {
+    char txid[32], rstatus[16], retry[32];
+    struct arr arrays[A_COUNT];
+    const char *vals[23];
+    int lens[23], fmts[23];
+};
 
-    struct arr v[A_COUNT];
-    if (!attempt_arrays(ctx->attempts, ctx->n_attempts, v)) {
-        for (int k = 0; k < A_COUNT; k++)
-            buf_free(&v[k].b);
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory recording transaction %s", txid);
+static void finish_params_free(struct finish_params *p)
+{
+    for (int k = 0; k < A_COUNT; k++)
+        buf_free(&p->arrays[k].b);
+}
+
+static bool finish_params(const struct complete_ctx *ctx, struct finish_params *p)
+{
+    const struct txlog_outcome *o = ctx->out;
+    memset(p, 0, sizeof *p);
+    snprintf(p->txid, sizeof p->txid, "%" PRId64, ctx->id);
+    if (!attempt_arrays(ctx->attempts, ctx->n_attempts, p->arrays)) {
+        finish_params_free(p);
+        return false;
     }
-    char rstatus[16], retry[32];
-    snprintf(rstatus, sizeof rstatus, "%d", o->response_status);
-    snprintf(retry, sizeof retry, "%ld", ctx->retry_in_ms > 0 ? ctx->retry_in_ms : 0);
-    const char *vals[23] = {
-        txid,
+    snprintf(p->rstatus, sizeof p->rstatus, "%d", o->response_status);
+    snprintf(p->retry, sizeof p->retry, "%ld", ctx->retry_in_ms > 0 ? ctx->retry_in_ms : 0);
+    const char *const v[10] = {
+        p->txid,
         o->received_at,
         o->status,
-        o->response_status ? rstatus : NULL,
+        o->response_status ? p->rstatus : NULL,
         o->response_headers_json,
         o->response_body,
         o->error,
         o->problems_json,
         ctx->owner,
-        retry,
+        p->retry,
     };
+    memcpy(p->vals, v, sizeof v);
     for (int k = 0; k < A_COUNT; k++)
-        vals[10 + k] = v[k].b.s;
-    const int lens[23] = {[5] = (int)o->response_body_len};
-    const int fmts[23] = {[5] = 1};
-    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_FINISH, vals, lens, fmts);
-    for (int k = 0; k < A_COUNT; k++)
-        buf_free(&v[k].b);
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        enum hibus_err rc = txlog_db_fail(err, conn, res, "record the transaction's outcome");
-        PQclear(res);
-        return rc;
-    }
-    bool found = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
-    PQclear(res);
-    if (!found) {
-        if (ctx->owner != NULL)
-            return hibus_error_set(err, HIBUS_E_NOT_FOUND,
-                                   "transaction %" PRId64 " is no longer held by %s: its lease "
-                                   "lapsed and another process took it over",
-                                   ctx->id, ctx->owner);
-        return hibus_error_set(err, HIBUS_E_NOT_FOUND, "transaction %" PRId64 " does not exist",
+        p->vals[10 + k] = p->arrays[k].b.s;
+    p->lens[5] = (int)o->response_body_len;
+    p->fmts[5] = 1;
+    return true;
+}
+
+/* What the outcome statement's one row (rows updated) means for ctx. */
+static enum hibus_err finish_result(const struct complete_ctx *ctx, const PGresult *res,
+                                    struct hibus_error *err)
+{
+    if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+        return HIBUS_OK;
+    if (ctx->owner != NULL)
+        return hibus_error_set(err, HIBUS_E_NOT_FOUND,
+                               "transaction %" PRId64 " is no longer held by %s: its lease "
+                               "lapsed and another process took it over",
+                               ctx->id, ctx->owner);
+    return hibus_error_set(err, HIBUS_E_NOT_FOUND, "transaction %" PRId64 " does not exist",
+                           ctx->id);
+}
+
+static enum hibus_err op_complete(PGconn *conn, unsigned *prepared, void *vctx,
+                                  struct hibus_error *err)
+{
+    const struct complete_ctx *ctx = vctx;
+    struct finish_params p;
+    if (!finish_params(ctx, &p))
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory recording transaction %" PRId64,
                                ctx->id);
-    }
-    return HIBUS_OK;
+    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_FINISH, p.vals, p.lens, p.fmts);
+    finish_params_free(&p);
+    enum hibus_err rc;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        rc = txlog_db_fail(err, conn, res, "record the transaction's outcome");
+    else
+        rc = finish_result(ctx, res, err);
+    PQclear(res);
+    return rc;
+}
+
+static bool finish_send(PGconn *conn, struct txlog_pending *pending)
+{
+    struct finish_params p;
+    if (!finish_params(pending->ctx, &p))
+        return false;
+    bool sent = PQsendQueryPrepared(conn, txlog_stmt_name(TXLOG_ST_FINISH), 23, p.vals, p.lens,
+                                    p.fmts, 0) == 1;
+    finish_params_free(&p);
+    return sent;
+}
+
+static bool finish_take(struct txlog_pending *pending, const PGresult *res)
+{
+    pending->rc = finish_result(pending->ctx, res, &pending->err);
+    return true;
+}
+
+/* Outcomes share commits like inserts: a sync request's outcome is written before
+ * its answer, so each one waiting for its own commit costs every sync request a
+ * second flush of its own. One outcome whose lease lapsed (0 rows) is that
+ * caller's HIBUS_E_NOT_FOUND, not a failure of the batch. */
+static void run_outcomes(struct txlog *tl, struct txlog_pending **v, size_t n)
+{
+    struct batch_ctx b = {.v = v,
+                          .n = n,
+                          .st = TXLOG_ST_FINISH,
+                          .send = finish_send,
+                          .take = finish_take,
+                          .what = "record the transactions' outcomes"};
+    run_batch(tl, &b, op_complete);
 }
 
 enum hibus_err txlog_complete(struct txlog *tl, int64_t id, const struct txlog_attempt *attempts,
@@ -500,7 +591,10 @@ enum hibus_err txlog_finish(struct txlog *tl, int64_t id, const char *owner,
                                .out = out,
                                .owner = owner,
                                .retry_in_ms = retry_in_ms};
-    enum hibus_err rc = txlog_with_conn(tl, op_complete, &ctx, err);
+    struct txlog_pending me = {.ctx = &ctx, .bytes = out->response_body_len};
+    enum hibus_err rc = group_write(tl, TXLOG_GROUP_OUTCOMES, &me, run_outcomes);
+    if (rc != HIBUS_OK && err != NULL)
+        *err = me.err;
     if (rc == HIBUS_OK)
         txlog_changed(tl, strcmp(out->status, TXLOG_QUEUED) == 0);
     return rc;

@@ -1,7 +1,9 @@
 """Inserts that arrive together are committed together (one pipeline, one commit),
 each request still answered only after the commit that holds its row; a batch the
 database refuses as a whole is run again one insert at a time (here: the month's
-partition is missing, which the single insert makes)."""
+partition is missing, which the single insert makes). Outcomes (the update that
+ends a sync request) are grouped the same way, and a refused batch of outcomes is
+recorded one by one, so one bad outcome costs no other request its record."""
 
 import json
 import threading
@@ -20,7 +22,8 @@ def setUpModule():
     TARGET = harness.Target().start()
     HB = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PASSWORD)],
                        channels=[harness.channel("queued", "/async", TARGET.url + "/in",
-                                                 mode="async")],
+                                                 mode="async"),
+                                 harness.channel("sync", "/sync", TARGET.url + "/in")],
                        settings={"delivery": {"workers": 0}})
     HB.start()
 
@@ -29,20 +32,24 @@ def tearDownModule():
     harness.stop_all(HB, TARGET, PG)
 
 
-def burst(tag, threads=32, each=6):
-    """Posts threads x each requests at once; returns the ids hibus answered."""
+def burst(tag, threads=32, each=6, path="/async", poison=None):
+    """Posts threads x each requests at once; returns the ids hibus answered.
+    poison: (t, i) of a request whose body says "poison"."""
     ids, errors = [], []
     lock = threading.Lock()
 
     def client(t):
         for i in range(each):
-            body = json.dumps({"tag": tag, "t": t, "i": i}).encode()
+            body = json.dumps({"tag": tag, "t": t, "i": i,
+                               "poison": (t, i) == poison}).encode()
             try:
-                r = HB.request("POST", "/async", body=body, auth=AUTH,
+                r = HB.request("POST", path, body=body, auth=AUTH,
                                headers={"Content-Type": "application/json"})
                 with lock:
                     if r.status == 202:
                         ids.append(r.json()["id"])
+                    elif r.status == 200 and path == "/sync":
+                        ids.append(int(r.headers["x-hibus-transaction"]))
                     else:
                         errors.append((r.status, r.body[:200]))
             except Exception as e:  # noqa: BLE001 - reported below
@@ -94,6 +101,50 @@ class GroupCommitTest(harness.TestCase):
         self.assertEqual(errors, [])
         self.assertEqual(len(set(ids)), 16 * 3)
         self.assertEqual(PG.scalar("SELECT count(*) FROM %s" % part), str(16 * 3))
+
+    def test_3_outcomes_share_commits(self):
+        # each outcome update takes 20 ms longer, so that outcomes of the burst arrive
+        # while one is on its way
+        PG.psql("CREATE FUNCTION itest_slow_upd() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$;"
+                " CREATE TRIGGER itest_slow_upd BEFORE UPDATE ON transactions"
+                " FOR EACH ROW EXECUTE FUNCTION itest_slow_upd()")
+        try:
+            ids, errors = burst("outcomes", threads=24, each=4, path="/sync")
+        finally:
+            PG.psql("DROP TRIGGER itest_slow_upd ON transactions; DROP FUNCTION itest_slow_upd()")
+        self.assertEqual(errors, [])
+        self.assertEqual(len(set(ids)), 24 * 4)
+        rows = PG.psql("SELECT status, xmin::text, (SELECT count(*) FROM attempts a"
+                       " WHERE a.transaction_id = t.id) FROM transactions t"
+                       " WHERE id IN (%s)" % ",".join(str(i) for i in ids))
+        self.assertEqual({r[0] for r in rows}, {"successful"})
+        self.assertEqual({r[2] for r in rows}, {"1"})  # each with its own attempt
+        # the rows' last writer (xmin) is the outcome's transaction: fewer than rows
+        self.assertLess(len({r[1] for r in rows}), len(rows), "no two outcomes shared a commit")
+
+    def test_4_refused_outcomes_go_one_by_one(self):
+        # one outcome the database refuses (a trigger made for the test) in a burst
+        # whose outcomes are slowed to share batches: that one stays processing, its
+        # request is still answered, and every other is recorded
+        PG.psql("CREATE FUNCTION itest_poison() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN PERFORM pg_sleep(0.02);"
+                " IF convert_from(NEW.request_body, 'UTF8') LIKE '%\"poison\": true%'"
+                " THEN RAISE EXCEPTION 'itest: refused'; END IF; RETURN NEW; END $$;"
+                " CREATE TRIGGER itest_poison BEFORE UPDATE ON transactions"
+                " FOR EACH ROW EXECUTE FUNCTION itest_poison()")
+        try:
+            ids, errors = burst("poisoned", threads=16, each=3, path="/sync", poison=(5, 1))
+        finally:
+            PG.psql("DROP TRIGGER itest_poison ON transactions; DROP FUNCTION itest_poison()")
+        self.assertEqual(errors, [])
+        self.assertEqual(len(set(ids)), 16 * 3)
+        rows = PG.psql("SELECT status, convert_from(request_body, 'UTF8') LIKE"
+                       " '%%\"poison\": true%%' FROM transactions"
+                       " WHERE id IN (%s)" % ",".join(str(i) for i in ids))
+        self.assertEqual(sorted((r[0], r[1]) for r in rows),
+                         sorted([("processing", "t")] + [("successful", "f")] * (16 * 3 - 1)))
+        self.assertIn("outcome could not be recorded", HB.log_text())
 
 
 if __name__ == "__main__":
