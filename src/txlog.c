@@ -474,10 +474,8 @@ enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_m
         return HIBUS_E_NOMEM;
     }
     pthread_mutex_init(&tl->ann_mu, NULL);
-    for (int k = 0; k < TXLOG_GROUP_COUNT; k++) {
+    for (int k = 0; k < TXLOG_GROUP_COUNT; k++)
         pthread_mutex_init(&tl->groups[k].mu, NULL);
-        pthread_cond_init(&tl->groups[k].cv, NULL);
-    }
     *out = tl;
     return HIBUS_OK;
 }
@@ -539,10 +537,8 @@ void txlog_close(struct txlog *tl)
             PQfinish(tl->slots[i].conn);
     pthread_mutex_destroy(&tl->mu);
     pthread_mutex_destroy(&tl->ann_mu);
-    for (int k = 0; k < TXLOG_GROUP_COUNT; k++) {
-        pthread_cond_destroy(&tl->groups[k].cv);
+    for (int k = 0; k < TXLOG_GROUP_COUNT; k++)
         pthread_mutex_destroy(&tl->groups[k].mu);
-    }
     /* the URL may hold a password: do not leave it in freed memory */
     explicit_bzero(tl->url, strlen(tl->url));
     free(tl->url);

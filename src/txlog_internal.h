@@ -69,8 +69,7 @@ const char *txlog_stmt_name(enum txlog_stmt st);
 struct txlog_pending;
 struct txlog_group {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct txlog_pending *head, *tail;
+    struct txlog_pending *head, *tail; /* each waiter has its own condition variable */
     bool leading; /* a caller is running a batch */
 };
 enum txlog_group_kind { TXLOG_GROUP_INSERTS, TXLOG_GROUP_OUTCOMES, TXLOG_GROUP_COUNT };

@@ -120,6 +120,7 @@ struct txlog_pending {
     enum hibus_err rc;
     struct hibus_error err;
     bool done;
+    pthread_cond_t cv; /* its own: woken when done, or to lead, never for others' news */
     struct txlog_pending *next;
 };
 
@@ -130,6 +131,7 @@ static enum hibus_err group_write(struct txlog *tl, enum txlog_group_kind kind,
                                   struct txlog_pending *me, group_run_fn run)
 {
     struct txlog_group *g = txlog_group(tl, kind);
+    pthread_cond_init(&me->cv, NULL);
     pthread_mutex_lock(&g->mu);
     if (g->tail != NULL)
         g->tail->next = me;
@@ -137,7 +139,7 @@ static enum hibus_err group_write(struct txlog *tl, enum txlog_group_kind kind,
         g->head = me;
     g->tail = me;
     while (!me->done && g->leading)
-        pthread_cond_wait(&g->cv, &g->mu);
+        pthread_cond_wait(&me->cv, &g->mu);
     while (!me->done) {
         /* Lead: take up to GROUP_MAX pending (bodies within GROUP_BODY_BYTES). */
         g->leading = true;
@@ -156,13 +158,20 @@ static enum hibus_err group_write(struct txlog *tl, enum txlog_group_kind kind,
         pthread_mutex_unlock(&g->mu);
         run(tl, v, n);
         pthread_mutex_lock(&g->mu);
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             v[i]->done = true;
+            if (v[i] != me)
+                pthread_cond_signal(&v[i]->cv);
+        }
         g->leading = false;
-        pthread_cond_broadcast(&g->cv);
-        /* Mine is done; another waiter leads what arrived meanwhile. */
+        /* Mine may still be pending (more than one batch was waiting): then lead
+         * again; else the oldest waiter leads what arrived meanwhile. Only those
+         * two are woken: a broadcast woke every waiter for each batch. */
     }
+    if (g->head != NULL && !g->leading)
+        pthread_cond_signal(&g->head->cv);
     pthread_mutex_unlock(&g->mu);
+    pthread_cond_destroy(&me->cv);
     return me->rc;
 }
 
