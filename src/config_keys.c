@@ -142,17 +142,21 @@ const struct config_key config_keys[] = {
             "other hibus processes (on the same database) deliver"},
     {"delivery.lease", CONFIG_KEY_DURATION, AT(delivery_lease_ms), .range = &config_dur_long,
      .def = 5 * 60000, .reload = true, .example = "15m",
-     .doc = "how long a worker's claim on a transaction lasts; once it lapses (the process "
-            "died, or took too long) any process may claim the transaction again. Must be at "
-            "least the sum of the route timeouts of every async channel"},
+     .doc = "how long a worker's claim on a transaction lasts unless renewed (the process "
+            "renews its workers' claims every third of it); once it lapses (the process "
+            "died, or could not reach the database) any process may claim the transaction "
+            "again. Must be at least the sum of the route timeouts of every async channel"},
     {"delivery.poll", CONFIG_KEY_DURATION, AT(delivery_poll_ms), .range = &config_dur_short,
      .def = 5000, .reload = true, .example = "1s",
      .doc = "workers are woken when work is queued (at once in their own process, by an "
             "announcement from another); they also look this often, in case one was missed"},
-    {"delivery.batch", CONFIG_KEY_INT, AT(delivery_batch), 1, 100, .def = 1, .reload = true,
-     .example = "10",
-     .doc = "transactions a worker claims per query, then delivers one after another (each "
-            "lease renewed before its turn); the order within a facility and period holds "
+    {"delivery.batch", CONFIG_KEY_INT, AT(delivery_batch), 1, 100, .def = 10, .reload = true,
+     .example = "20",
+     .doc = "at most this many transactions a worker claims per query, then delivers one "
+            "after another; its claims double while they come back full (a backlog) and "
+            "start again at one when the queue runs short, so a few queued reports go out "
+            "side by side. The workers' leases are renewed every third of delivery.lease "
+            "while their process lives; the order within a facility and period holds "
             "either way"},
     {"delivery.drain", CONFIG_KEY_DURATION, AT(drain_ms), .range = &config_dur_long, .def = 30000,
      .reload = true, .example = "2m",

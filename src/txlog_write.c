@@ -856,6 +856,37 @@ enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *owner, long
     return rc;
 }
 
+enum hibus_err txlog_renew_workers(struct txlog *tl, const char *node, const int64_t *ids, size_t n,
+                                   long lease_ms, long *renewed, struct hibus_error *err)
+{
+    *renewed = 0;
+    if (n == 0)
+        return HIBUS_OK;
+    struct buf list = {0};
+    bool ok = buf_append(&list, "{", 1);
+    for (size_t i = 0; ok && i < n; i++) {
+        char one[32];
+        int len = snprintf(one, sizeof one, "%s%" PRId64, i ? "," : "", ids[i]);
+        ok = buf_append(&list, one, (size_t)len);
+    }
+    ok = ok && buf_append(&list, "}", 1);
+    if (!ok) {
+        buf_free(&list);
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory renewing leases");
+    }
+    char lease[32];
+    snprintf(lease, sizeof lease, "%ld", lease_ms);
+    const char *const vals[3] = {node, lease, list.s};
+    enum hibus_err rc = run_count(tl,
+                                  "UPDATE transactions SET lease_until = clock_timestamp()"
+                                  " + make_interval(secs => $2::float8 / 1000)"
+                                  " WHERE id = ANY ($3::int8[]) AND status = 'processing'"
+                                  "   AND starts_with(lease_owner, $1 || '/w')",
+                                  "renew the delivery workers' leases", 3, vals, renewed, err);
+    buf_free(&list);
+    return rc;
+}
+
 struct rerun_ctx {
     const char *const *vals;
     long queued;

@@ -40,6 +40,10 @@
 struct worker_thread {
     struct workers *w;
     char owner[320];
+    /* The claims it holds and has not finished with: the keeper renews these, and
+     * only these (guarded by w->mu). */
+    int64_t *held;
+    size_t n_held;
 };
 
 struct workers {
@@ -52,14 +56,17 @@ struct workers {
     size_t n_threads;
     pthread_t waker;
     bool waker_started;
+    pthread_t keeper;
+    bool keeper_started;
     atomic_bool quiescing;
     atomic_bool stopping;
     pthread_mutex_t mu;
-    pthread_cond_t wake;      /* work may be due */
-    pthread_cond_t idle;      /* in_flight reached 0 */
-    unsigned long generation; /* bumped on every wake-up; guarded by mu */
-    long in_flight;           /* guarded by mu */
-    size_t exited;            /* worker threads that returned; guarded by mu */
+    pthread_cond_t wake;        /* work may be due */
+    pthread_cond_t wake_keeper; /* stopping */
+    pthread_cond_t idle;        /* in_flight reached 0 */
+    unsigned long generation;   /* bumped on every wake-up; guarded by mu */
+    long in_flight;             /* guarded by mu */
+    size_t exited;              /* worker threads that returned; guarded by mu */
 };
 
 static void wake_all(struct workers *w)
@@ -168,6 +175,11 @@ static void *worker_main(void *arg)
     struct worker_thread *self = arg;
     struct workers *w = self->w;
     long error_pause = 1000;
+    /* Claims grow while they come back full (a backlog), up to delivery.batch, and
+     * start again at one when the queue runs short: a few reports queued at once are
+     * delivered by several workers side by side, not one after another by the first
+     * worker to claim them all. */
+    int want = 1;
     while (!atomic_load(&w->quiescing)) {
         /* Each round works with the configuration current when it starts. */
         const struct config *cfg = config_holder_acquire(w->deps.configs);
@@ -178,8 +190,10 @@ static void *worker_main(void *arg)
         struct txlog_claimed *v = NULL;
         size_t n = 0;
         struct hibus_error err = {0};
-        if (txlog_claim(w->deps.tl, self->owner, cfg->delivery_lease_ms, cfg->delivery_batch, &v,
-                        &n, &err) != HIBUS_OK) {
+        if (want > cfg->delivery_batch)
+            want = cfg->delivery_batch;
+        if (txlog_claim(w->deps.tl, self->owner, cfg->delivery_lease_ms, want, &v, &n, &err) !=
+            HIBUS_OK) {
             LOG_ERROR(NULL, "could not claim work: %s%s%s", err.msg, err.detail[0] ? ": " : "",
                       err.detail);
             config_holder_release(w->deps.configs, cfg);
@@ -188,6 +202,9 @@ static void *worker_main(void *arg)
             continue;
         }
         error_pause = 1000;
+        if (n > 0)
+            LOG_DEBUG(NULL, "%s claimed %zu (asked for %d)", self->owner, n, want);
+        want = n == (size_t)want ? want * 2 : 1;
         if (n == 0) {
             double due = -1;
             long wait = cfg->delivery_poll_ms;
@@ -199,6 +216,10 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_lock(&w->mu);
         w->in_flight += (long)n;
+        self->held = hibus_xreallocarray(self->held, n, sizeof *self->held);
+        for (size_t i = 0; i < n; i++)
+            self->held[i] = v[n - 1 - i].id; /* last first: the one in hand is at the end */
+        self->n_held = n;
         pthread_mutex_unlock(&w->mu);
         for (size_t i = 0; i < n; i++) {
             /* A batch is delivered one after another: each transaction's lease
@@ -215,7 +236,13 @@ static void *worker_main(void *arg)
                 continue;
             }
             deliver_one(w, cfg, self->owner, &v[i]);
+            pthread_mutex_lock(&w->mu);
+            self->n_held = n - 1 - i; /* done with v[i], whatever became of it */
+            pthread_mutex_unlock(&w->mu);
         }
+        pthread_mutex_lock(&w->mu);
+        self->n_held = 0;
+        pthread_mutex_unlock(&w->mu);
         txlog_claimed_free(v, n);
         config_holder_release(w->deps.configs, cfg);
         pthread_mutex_lock(&w->mu);
@@ -269,6 +296,60 @@ static void *waker_main(void *arg)
     return NULL;
 }
 
+/* Renews the workers' leases every third of delivery.lease: a batch is claimed at
+ * once and delivered one after another, and a delivery may take long, yet none of
+ * it lapses while this process lives. Its leases lapse only when it dies (or cannot
+ * reach the database for a whole lease), and then another process takes over. */
+static void *keeper_main(void *arg)
+{
+    struct workers *w = arg;
+    bool said = false;
+    while (!atomic_load(&w->stopping)) {
+        const struct config *cfg = config_holder_acquire(w->deps.configs);
+        long lease = cfg->delivery_lease_ms;
+        config_holder_release(w->deps.configs, cfg);
+        struct timespec dl = clock_deadline(lease / 3 > 0 ? lease / 3 : 1);
+        pthread_mutex_lock(&w->mu);
+        while (!atomic_load(&w->stopping) &&
+               pthread_cond_timedwait(&w->wake_keeper, &w->mu, &dl) == 0)
+            ;
+        pthread_mutex_unlock(&w->mu);
+        if (atomic_load(&w->stopping))
+            break;
+        /* What the workers hold now; a claim they are done with (its outcome
+         * written, or not: the database may have been away) is left to lapse. */
+        size_t n = 0;
+        int64_t *ids = NULL;
+        pthread_mutex_lock(&w->mu);
+        for (size_t t = 0; t < w->n_threads; t++)
+            n += w->ctx[t].n_held;
+        if (n > 0) {
+            ids = hibus_xcalloc(n, sizeof *ids);
+            n = 0;
+            for (size_t t = 0; t < w->n_threads; t++)
+                for (size_t k = 0; k < w->ctx[t].n_held; k++)
+                    ids[n++] = w->ctx[t].held[k];
+        }
+        pthread_mutex_unlock(&w->mu);
+        long renewed = 0;
+        struct hibus_error err = {0};
+        enum hibus_err rc =
+            txlog_renew_workers(w->deps.tl, w->deps.node, ids, n, lease, &renewed, &err);
+        free(ids);
+        if (rc != HIBUS_OK) {
+            if (!said)
+                LOG_ERROR(NULL,
+                          "could not renew the delivery leases (they lapse in %ld ms unless "
+                          "the database answers): %s",
+                          lease, err.msg);
+            said = true;
+        } else {
+            said = false;
+        }
+    }
+    return NULL;
+}
+
 enum hibus_err workers_start(const struct worker_deps *deps, struct workers **out,
                              struct hibus_error *err)
 {
@@ -279,6 +360,7 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
     w->poll_ms = deps->cfg->delivery_poll_ms;
     pthread_mutex_init(&w->mu, NULL);
     clock_cond_init(&w->wake);
+    clock_cond_init(&w->wake_keeper);
     clock_cond_init(&w->idle);
     size_t n = (size_t)deps->cfg->delivery_workers;
     w->threads = hibus_xcalloc(n ? n : 1, sizeof *w->threads);
@@ -291,6 +373,8 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
     txlog_on_queued(deps->tl, on_queued, w);
     if (pthread_create(&w->waker, NULL, waker_main, w) == 0)
         w->waker_started = true;
+    if (pthread_create(&w->keeper, NULL, keeper_main, w) == 0)
+        w->keeper_started = true;
     for (; w->n_threads < n; w->n_threads++) {
         struct worker_thread *t = &w->ctx[w->n_threads];
         t->w = w;
@@ -341,7 +425,10 @@ bool workers_stop(struct workers *w)
     wake_all(w);
     pthread_mutex_lock(&w->mu);
     bool all_exited = w->exited == w->n_threads;
+    pthread_cond_broadcast(&w->wake_keeper);
     pthread_mutex_unlock(&w->mu);
+    if (w->keeper_started)
+        pthread_join(w->keeper, NULL); /* before the claims are released below */
     if (w->n_threads > 0) {
         /* Whatever is still ours goes back to the queue for whoever runs next. */
         long released = 0;
@@ -364,9 +451,12 @@ bool workers_stop(struct workers *w)
     for (size_t i = 0; i < w->n_threads; i++)
         pthread_join(w->threads[i], NULL);
     pthread_cond_destroy(&w->idle);
+    pthread_cond_destroy(&w->wake_keeper);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->mu);
     free(w->threads);
+    for (size_t i = 0; i < w->n_threads; i++)
+        free(w->ctx[i].held);
     free(w->ctx);
     free(w->database_url);
     free(w);

@@ -136,7 +136,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->delivery_workers, 4);
     assert_int_equal(cfg->delivery_lease_ms, 5 * 60 * 1000);
     assert_int_equal(cfg->delivery_poll_ms, 5000);
-    assert_int_equal(cfg->delivery_batch, 1);
+    assert_int_equal(cfg->delivery_batch, 10);
     assert_int_equal(cfg->drain_ms, 30000);
     assert_int_equal(cfg->retry.max_attempts, 10);
     assert_int_equal(cfg->retry.max_age_ms, 24L * 3600 * 1000);
@@ -209,7 +209,7 @@ static void test_sample_conf(void **state)
     assert_int_equal(cfg->delivery_workers, 4);
     assert_int_equal(cfg->delivery_lease_ms, 5 * 60 * 1000);
     assert_int_equal(cfg->delivery_poll_ms, 5000);
-    assert_int_equal(cfg->delivery_batch, 1);
+    assert_int_equal(cfg->delivery_batch, 10);
     assert_int_equal(cfg->drain_ms, 30000);
     assert_int_equal(cfg->retry.max_attempts, 10);
     assert_int_equal(cfg->retry.max_age_ms, 24L * 3600 * 1000);

@@ -183,6 +183,13 @@ enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released
 enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *owner, long lease_ms,
                            bool *held, struct hibus_error *err);
 
+/* Extends by lease_ms from now the leases of node's delivery workers ("node/wN") on
+ * the transactions ids[0..n): the heartbeat that keeps a batch's waiting
+ * transactions (and a slow delivery) claimed while their worker holds them.
+ * *renewed counts them. */
+enum hibus_err txlog_renew_workers(struct txlog *tl, const char *node, const int64_t *ids, size_t n,
+                                   long lease_ms, long *renewed, struct hibus_error *err);
+
 /* hibus rerun: re-queues finished transactions (any status but queued and
  * processing) that match every given filter (NULL: any), spreading them rate_per_s
  * a second. Their history stays; their retry budget starts again. A transaction

@@ -10,6 +10,10 @@ again: duplicates, counted (docs/reliability.md), never losses.
 """
 
 import copy
+import os
+import re
+import signal
+import time
 import unittest
 
 import harness
@@ -32,8 +36,9 @@ def tearDownModule():
 
 class KillFaultsTest(harness.FaultTestCase):
 
-    def new_hibus(self, name="hibus"):
-        hb = harness.fault_hibus(PG, [harness.fault_channel("faults", PATH, SIM)], name=name)
+    def new_hibus(self, name="hibus", timeout="1s"):
+        hb = harness.fault_hibus(PG, [harness.fault_channel("faults", PATH, SIM, timeout=timeout)],
+                                 name=name)
         self.addCleanup(hb._cleanup)
         return hb
 
@@ -119,22 +124,22 @@ class KillFaultsTest(harness.FaultTestCase):
         self.assertEqual(took, {str(pid_a), str(pid_b)})
         b.stop()
 
-    def test_3_batch_outlives_its_lease(self):
-        """delivery.batch > 1: a worker claims several transactions under one lease and
-        delivers them one after the other. When the batch takes longer than the lease
-        (the config check only compares the lease with one transaction's route timeouts),
-        another node claims the lapsed ones and delivers them, and a correction queued
-        behind one of them (same order key) is delivered next. The first worker must not
-        then send its stale copy of the original over the correction.
+    def test_3_frozen_batch_is_taken_over(self):
+        """A worker holds a batch, one delivery in flight and one waiting, and its process
+        is frozen (SIGSTOP: a paused VM, a swap storm): nothing renews its leases, they
+        lapse, and another node delivers both and the correction queued behind the second
+        (same order key). When the frozen process resumes, it must not send its stale
+        copy of the second over the correction: each transaction of a batch is checked
+        against its lease before its turn.
 
-        Nodes: "intake" takes the reports (workers: 0); "a" (1 worker, batch 8) claims
-        the 8 originals at once; "b" (2 workers) starts once a holds them. Each import
-        takes 0.9 s, so a reaches the 8th after ~6.3 s, its lease lapsed at 3 s."""
+        Nodes: "intake" takes the reports (workers: 0); "a" (1 worker) claims one, then
+        two at once (its claims double while they come back full); "b" (2 workers) starts
+        once a is frozen. Each import takes 0.9 s; the lease is 3 s."""
         intake = self.new_hibus("intake")
         intake.settings["delivery"]["workers"] = 0
         intake.start()
         self.begin(SIM)
-        reports = harness.fault_reports(8, 2019, "batch")
+        reports = harness.fault_reports(3, 2019, "batch")
         correction = copy.deepcopy(reports[-1])
         correction["report_id"] += "-corrected"
         correction["lines"][0]["stock_on_hand"] += 7
@@ -145,12 +150,18 @@ class KillFaultsTest(harness.FaultTestCase):
         a = self.new_hibus("hibus-a")
         a.settings["delivery"].update(workers=1, batch=8)
         a.start()
-        harness.wait_until(lambda: len(self.held_by(a.proc.pid, txs)) == 8, timeout=15,
-                           what="node a to claim the 8 originals in one batch")
+        harness.wait_until(lambda: len(self.held_by(a.proc.pid, txs)) == 2, timeout=15,
+                           what="node a to claim the second and third reports in one batch")
+        time.sleep(0.3)  # the second's import is on its way (the simulator stalls it)
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: a.proc is not None and a.proc.poll() is None
+                        and os.kill(a.proc.pid, signal.SIGCONT))
         b = self.new_hibus("hibus-b")
         b.settings["delivery"]["workers"] = 2
         b.start()
         self.wait_settled(txs)
+        os.kill(a.proc.pid, signal.SIGCONT)
+        time.sleep(2.5)  # a's worker goes on with its batch: the third's turn comes
         SIM.clear_faults()
         try:
             # the simulator must end with the correction's values (and every other report's)
@@ -158,10 +169,44 @@ class KillFaultsTest(harness.FaultTestCase):
                          expect_values=harness.sort_values(
                              [v for r in reports[:-1] + [correction]
                               for v in harness.report_values(r)]))
+            self.assertIn("claim lapsed before its turn in the batch", a.log_text())
         finally:
             for h in (b, a, intake):
                 h.stop()
 
+    def test_4_long_batch_keeps_its_claims(self):
+        """A batch that takes longer than the lease keeps its claims while its process
+        lives: the workers' leases are renewed every third of it. Node a (1 worker) takes
+        7 reports whose imports take 1.5 s each: one, then two, then the last four in one
+        claim, whose last turn comes 4.5 s after it, past the 3 s lease. Node b (2
+        workers, idle: nothing else is queued) starts once a holds those four and would
+        claim any that lapsed. None does: a delivers all seven, nothing is sent twice."""
+        intake = self.new_hibus("intake", timeout="2s")  # an import takes 1.5 s
+        intake.settings["delivery"]["workers"] = 0
+        intake.start()
+        self.begin(SIM)
+        posted = self.post_all(intake, PATH, harness.fault_reports(7, 2021, "longbatch"))
+        txs = [p.tx for p in posted]
+        SIM.faults(stall_seconds=1.5, stall_count=-1)
+        a = self.new_hibus("hibus-a", timeout="2s")
+        a.settings["delivery"].update(workers=1, batch=8)
+        a.start()
+        harness.wait_until(lambda: len(self.held_by(a.proc.pid, txs)) == 4, timeout=20,
+                           what="node a to claim the last four reports at once")
+        b = self.new_hibus("hibus-b", timeout="2s")
+        b.settings["delivery"]["workers"] = 2
+        b.settings["log"] = {"level": "debug"}  # its claims are logged
+        b.start()
+        self.wait_settled(txs)
+        SIM.clear_faults()
+        try:
+            fig = self.account("long_batch", posted, SIM, faults=0, unapplied=0)
+            self.assertEqual(fig["duplicates"], 0)
+            self.assertNotIn("claim lapsed", a.log_text())
+            self.assertNotIn(" claimed ", b.log_text())  # b never had anything to take
+        finally:
+            for h in (b, a, intake):
+                h.stop()
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
