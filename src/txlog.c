@@ -230,6 +230,26 @@ static const struct stmt_def stmts[TXLOG_ST_COUNT] = {
                    " FROM attempts WHERE transaction_id = $1 ORDER BY route, id DESC",
                    1,
                    {OID_INT8}},
+    /* A worker's lease before a transaction's turn in its batch: written only when
+     * less than half the lease is left (the keeper renews the workers' leases, so
+     * this is mostly a read, with no commit to flush); both halves compare with the
+     * statement's one timestamp, so a lease is either renewed or found held, never
+     * neither. Prepared, and given the partition key: planning a statement over
+     * every partition, at every turn, cost PostgreSQL more than the rest of a
+     * drain's work. */
+    [TXLOG_ST_RENEW] = {"hibus_tx_renew",
+                  "WITH r AS (UPDATE transactions SET lease_until = clock_timestamp()"
+                  "   + make_interval(secs => $3 / 1000)"
+                  " WHERE id = $1 AND received_at = $4 AND lease_owner = $2"
+                  "   AND status = 'processing'"
+                  "   AND lease_until < statement_timestamp() + make_interval(secs => $3 / 2000)"
+                  " RETURNING id)"
+                  " SELECT id FROM r UNION ALL"
+                  " SELECT id FROM transactions WHERE id = $1 AND received_at = $4"
+                  "   AND lease_owner = $2 AND status = 'processing'"
+                  "   AND lease_until >= statement_timestamp() + make_interval(secs => $3 / 2000)",
+                  4,
+                  {OID_INT8, OID_TEXT, OID_FLOAT8, OID_TIMESTAMPTZ}},
     /* Milliseconds until the next queued transaction is due (NULL: none). */
     [TXLOG_ST_NEXT_DUE] = {"hibus_tx_next_due",
                      "SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8"

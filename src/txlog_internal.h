@@ -38,6 +38,7 @@ enum txlog_stmt {
     TXLOG_ST_CLAIM,
     TXLOG_ST_ROUTES,
     TXLOG_ST_NEXT_DUE,
+    TXLOG_ST_RENEW,
     TXLOG_ST_COUNT
 };
 

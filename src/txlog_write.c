@@ -839,20 +839,35 @@ enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released
     return rc;
 }
 
-enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *owner, long lease_ms,
-                           bool *held, struct hibus_error *err)
+struct renew_ctx {
+    const char *const *vals;
+    bool held;
+};
+
+static enum hibus_err op_renew(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
+{
+    struct renew_ctx *ctx = vctx;
+    PGresult *res = txlog_exec_stmt(conn, prepared, TXLOG_ST_RENEW, ctx->vals, NULL, NULL);
+    enum hibus_err rc = HIBUS_OK;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = txlog_db_fail(err, conn, res, "renew a lease");
+    else
+        ctx->held = PQntuples(res) == 1;
+    PQclear(res);
+    return rc;
+}
+
+enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *received_at, const char *owner,
+                           long lease_ms, bool *held, struct hibus_error *err)
 {
     char txid[32], lease[32];
     snprintf(txid, sizeof txid, "%" PRId64, id);
     snprintf(lease, sizeof lease, "%ld", lease_ms);
-    const char *const vals[3] = {txid, owner, lease};
-    long n = 0;
-    enum hibus_err rc = run_count(tl,
-                                  "UPDATE transactions SET lease_until = clock_timestamp()"
-                                  " + make_interval(secs => $3::float8 / 1000)"
-                                  " WHERE id = $1 AND lease_owner = $2 AND status = 'processing'",
-                                  "renew a lease", 3, vals, &n, err);
-    *held = rc == HIBUS_OK && n == 1;
+    const char *const vals[4] = {txid, owner, lease, received_at};
+    struct renew_ctx ctx = {.vals = vals};
+    enum hibus_err rc = txlog_with_conn(tl, op_renew, &ctx, err);
+    *held = rc == HIBUS_OK && ctx.held;
     return rc;
 }
 

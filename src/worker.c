@@ -226,8 +226,8 @@ static void *worker_main(void *arg)
              * starts again just before its turn, and one that lapsed meanwhile
              * (another process took it over) is not sent a second time. */
             bool held = true;
-            if (i > 0 && (txlog_renew(w->deps.tl, v[i].id, self->owner, cfg->delivery_lease_ms,
-                                      &held, &err) != HIBUS_OK ||
+            if (i > 0 && (txlog_renew(w->deps.tl, v[i].id, v[i].received_at, self->owner,
+                                      cfg->delivery_lease_ms, &held, &err) != HIBUS_OK ||
                           !held)) {
                 LOG_WARN(v[i].request_id,
                          "tx=%lld: claim lapsed before its turn in the batch; "

@@ -178,10 +178,13 @@ enum hibus_err txlog_next_due(struct txlog *tl, double *ms, struct hibus_error *
 enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released,
                              struct hibus_error *err);
 
-/* Extends owner's lease on transaction id by lease_ms from now; *held is false
- * when owner no longer holds it (the lease lapsed and another took it over). */
-enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *owner, long lease_ms,
-                           bool *held, struct hibus_error *err);
+/* Makes sure owner holds transaction id (received at received_at, its partition
+ * key) for at least half of lease_ms more:
+ * extends the lease by lease_ms from now when less than that is left (else writes
+ * nothing); *held is false when owner no longer holds it (the lease lapsed and
+ * another took it over). */
+enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *received_at, const char *owner,
+                           long lease_ms, bool *held, struct hibus_error *err);
 
 /* Extends by lease_ms from now the leases of node's delivery workers ("node/wN") on
  * the transactions ids[0..n): the heartbeat that keeps a batch's waiting
