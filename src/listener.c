@@ -110,8 +110,18 @@ struct listener {
     pthread_cond_t jobs_cv, jobs_done;
     struct request *jobs_head, *jobs_tail;
     unsigned n_workers, idle_workers, running, max_workers;
-    pthread_t *workers;
+    struct worker_slot *workers; /* max_workers of them */
     bool workers_stop;
+    atomic_uint retired; /* workers that exited idle since the reaper last looked */
+};
+
+/* A worker thread's place: free, live, or exited (joined when the place is taken
+ * again, or at stop). Guarded by jobs_mu. */
+enum { SLOT_FREE, SLOT_LIVE, SLOT_EXITED };
+struct worker_slot {
+    struct listener *l;
+    pthread_t thread;
+    int state;
 };
 
 /* One request. Created by the URI log callback (so the raw query is kept) and
@@ -1184,7 +1194,8 @@ static void *reaper_main(void *arg)
         }
         /* Their pools are freed once libmicrohttpd closes them; many at once are worth
          * handing back to the system rather than keeping in malloc's free lists. */
-        if (idle_cut >= 32)
+        /* Workers that left after a burst leave freed memory in malloc's arenas. */
+        if (idle_cut >= 32 || atomic_exchange(&l->retired, 0) >= 8)
             l->trim_pending = true;
         else if (l->trim_pending && idle_cut == 0) {
             l->trim_pending = false;
@@ -1205,15 +1216,31 @@ static void *reaper_main(void *arg)
 static enum MHD_Result dispatch(struct MHD_Connection *c, struct request *rq, const char *path,
                                 const char *method);
 
+/* Workers idle this long exit, down to WORKERS_KEPT: after a burst of a hundred
+ * connections, each idle one held its stack's touched pages and its share of malloc's
+ * arenas for the life of the process. */
+#define WORKER_IDLE_EXIT_MS 5000
+#define WORKERS_KEPT 4
+
 static void *worker_main(void *arg)
 {
-    struct listener *l = arg;
+    struct worker_slot *self = arg;
+    struct listener *l = self->l;
     pthread_mutex_lock(&l->jobs_mu);
     for (;;) {
-        while (l->jobs_head == NULL && !l->workers_stop) {
+        bool retire = false;
+        while (l->jobs_head == NULL && !l->workers_stop && !retire) {
             l->idle_workers++;
-            pthread_cond_wait(&l->jobs_cv, &l->jobs_mu);
+            struct timespec dl = clock_deadline(WORKER_IDLE_EXIT_MS);
+            int rc = pthread_cond_timedwait(&l->jobs_cv, &l->jobs_mu, &dl);
             l->idle_workers--;
+            retire = rc == ETIMEDOUT && l->jobs_head == NULL && l->n_workers > WORKERS_KEPT;
+        }
+        if (retire) {
+            self->state = SLOT_EXITED;
+            l->n_workers--;
+            atomic_fetch_add(&l->retired, 1);
+            break;
         }
         struct request *rq = l->jobs_head;
         if (rq == NULL)
@@ -1240,6 +1267,26 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Starts a worker in a free place (joining the thread that left it, if any). Locked. */
+static bool worker_start(struct listener *l)
+{
+    for (unsigned i = 0; i < l->max_workers; i++) {
+        struct worker_slot *w = &l->workers[i];
+        if (w->state == SLOT_LIVE)
+            continue;
+        if (w->state == SLOT_EXITED) /* it has let go of jobs_mu: it is returning */
+            pthread_join(w->thread, NULL);
+        w->l = l;
+        w->state = SLOT_FREE;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return false;
+        w->state = SLOT_LIVE;
+        l->n_workers++;
+        return true;
+    }
+    return false;
+}
+
 /* Suspends c and queues rq for a worker, starting one if all are busy; while the
  * listener stops, answers here instead. */
 static enum MHD_Result submit(struct listener *l, struct MHD_Connection *c, struct request *rq,
@@ -1263,9 +1310,8 @@ static enum MHD_Result submit(struct listener *l, struct MHD_Connection *c, stru
         l->jobs_head = rq;
     l->jobs_tail = rq;
     /* One worker was started with the listener; more as they are needed. */
-    if (l->idle_workers == 0 && l->n_workers < l->max_workers &&
-        pthread_create(&l->workers[l->n_workers], NULL, worker_main, l) == 0)
-        l->n_workers++;
+    if (l->idle_workers == 0 && l->n_workers < l->max_workers)
+        worker_start(l);
     pthread_cond_signal(&l->jobs_cv);
     pthread_mutex_unlock(&l->jobs_mu);
     return MHD_YES;
@@ -1684,8 +1730,12 @@ static void stop_threads(struct listener *l)
     l->workers_stop = true;
     pthread_cond_broadcast(&l->jobs_cv);
     pthread_mutex_unlock(&l->jobs_mu);
-    for (unsigned i = 0; i < l->n_workers; i++)
-        pthread_join(l->workers[i], NULL);
+    /* No place changes hands once workers_stop is set. */
+    for (unsigned i = 0; i < l->max_workers; i++)
+        if (l->workers[i].state != SLOT_FREE) {
+            pthread_join(l->workers[i].thread, NULL);
+            l->workers[i].state = SLOT_FREE;
+        }
     l->n_workers = 0;
     pthread_mutex_lock(&l->conns_mu);
     l->stopping = true;
@@ -1756,7 +1806,7 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     clock_cond_init(&l->reaper_cv);
     l->hup_fd = epoll_create1(EPOLL_CLOEXEC);
     pthread_mutex_init(&l->jobs_mu, NULL);
-    pthread_cond_init(&l->jobs_cv, NULL);
+    clock_cond_init(&l->jobs_cv); /* monotonic, for the idle workers' timed waits */
     pthread_cond_init(&l->jobs_done, NULL);
     l->max_workers = cfg->workers;
     l->max_conns = cfg->max_connections;
@@ -1796,9 +1846,9 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
         flags |= MHD_USE_IPv6;
     if (cfg->tls != NULL)
         flags |= MHD_USE_TLS;
-    bool started = l->hup_fd >= 0 && pthread_create(&l->workers[0], NULL, worker_main, l) == 0;
-    if (started)
-        l->n_workers = 1;
+    pthread_mutex_lock(&l->jobs_mu);
+    bool started = l->hup_fd >= 0 && worker_start(l);
+    pthread_mutex_unlock(&l->jobs_mu);
     if (started && pthread_create(&l->reaper, NULL, reaper_main, l) == 0)
         l->reaper_started = true;
     else

@@ -3,6 +3,7 @@ address with many connections. None of them may lock others out."""
 
 import base64
 import socket
+import threading
 import time
 import unittest
 
@@ -76,6 +77,30 @@ class SlowClientsTest(harness.TestCase):
         s.close()
         self.assertIsNotNone(t, "an idle connection outlived the request deadline")
         self.assertLess(t, 5.0)
+
+    def test_idle_workers_exit(self):
+        # 20 requests at once to a target that takes 2.5 s: 20 workers run side by side;
+        # idle for 5 s, all but 4 exit (their stacks and arenas went unused for good)
+        def threads():
+            with open("/proc/%d/status" % HB.proc.pid) as f:
+                return int(next(ln for ln in f if ln.startswith("Threads:")).split()[1])
+        base = threads()
+        results = []
+
+        def one():
+            results.append(HB.request("POST", "/slow", body=b"{}", headers=JSON, auth=AUTH,
+                                      timeout=30).status)
+        ts = [threading.Thread(target=one) for _ in range(20)]
+        for t in ts:
+            t.start()
+        time.sleep(1.5)
+        peak = threads()
+        for t in ts:
+            t.join()
+        self.assertEqual(results, [200] * 20)
+        self.assertGreaterEqual(peak, base + 15)
+        harness.wait_until(lambda: threads() <= base + 4, timeout=15,
+                           what="idle workers to exit (%d threads before the burst)" % base)
 
     def test_long_answer_is_not_cut(self):
         # the deadline covers receiving the request, not the target's 2.5 s answer
