@@ -5,6 +5,7 @@ partition is missing, which the single insert makes). Outcomes (the update that
 ends a sync request) are grouped the same way, and a refused batch of outcomes is
 recorded one by one, so one bad outcome costs no other request its record."""
 
+import contextlib
 import json
 import threading
 import unittest
@@ -64,19 +65,30 @@ def burst(tag, threads=32, each=6, path="/async", poison=None):
     return ids, errors
 
 
+@contextlib.contextmanager
+def trigger(name, event, body):
+    """A row trigger made for a test on transactions (BEFORE event), with body as its
+    PL/pgSQL statements before RETURN NEW; dropped again afterwards."""
+    PG.psql("CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN %s RETURN NEW; END $$;"
+            " CREATE TRIGGER %s BEFORE %s ON transactions"
+            " FOR EACH ROW EXECUTE FUNCTION %s()" % (name, body, name, event, name))
+    try:
+        yield
+    finally:
+        PG.psql("DROP TRIGGER %s ON transactions; DROP FUNCTION %s()" % (name, name))
+
+
+SLOW = "PERFORM pg_sleep(0.02);"
+
+
 class GroupCommitTest(harness.TestCase):
 
     def test_1_inserts_share_commits(self):
         # each insert takes 20 ms longer (a trigger made for the test), so that the
         # requests of the burst are sure to arrive while one is on its way
-        PG.psql("CREATE FUNCTION itest_slow() RETURNS trigger LANGUAGE plpgsql AS"
-                " $$ BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$;"
-                " CREATE TRIGGER itest_slow BEFORE INSERT ON transactions"
-                " FOR EACH ROW EXECUTE FUNCTION itest_slow()")
-        try:
+        with trigger("itest_slow", "INSERT", SLOW):
             ids, errors = burst("share")
-        finally:
-            PG.psql("DROP TRIGGER itest_slow ON transactions; DROP FUNCTION itest_slow()")
         self.assertEqual(errors, [])
         self.assertEqual(len(set(ids)), 32 * 6)
         rows = PG.psql("SELECT id, convert_from(request_body, 'UTF8'), xmin::text"
@@ -105,14 +117,8 @@ class GroupCommitTest(harness.TestCase):
     def test_3_outcomes_share_commits(self):
         # each outcome update takes 20 ms longer, so that outcomes of the burst arrive
         # while one is on its way
-        PG.psql("CREATE FUNCTION itest_slow_upd() RETURNS trigger LANGUAGE plpgsql AS"
-                " $$ BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$;"
-                " CREATE TRIGGER itest_slow_upd BEFORE UPDATE ON transactions"
-                " FOR EACH ROW EXECUTE FUNCTION itest_slow_upd()")
-        try:
+        with trigger("itest_slow_upd", "UPDATE", SLOW):
             ids, errors = burst("outcomes", threads=24, each=4, path="/sync")
-        finally:
-            PG.psql("DROP TRIGGER itest_slow_upd ON transactions; DROP FUNCTION itest_slow_upd()")
         self.assertEqual(errors, [])
         self.assertEqual(len(set(ids)), 24 * 4)
         rows = PG.psql("SELECT status, xmin::text, (SELECT count(*) FROM attempts a"
@@ -127,16 +133,10 @@ class GroupCommitTest(harness.TestCase):
         # one outcome the database refuses (a trigger made for the test) in a burst
         # whose outcomes are slowed to share batches: that one stays processing, its
         # request is still answered, and every other is recorded
-        PG.psql("CREATE FUNCTION itest_poison() RETURNS trigger LANGUAGE plpgsql AS"
-                " $$ BEGIN PERFORM pg_sleep(0.02);"
-                " IF convert_from(NEW.request_body, 'UTF8') LIKE '%\"poison\": true%'"
-                " THEN RAISE EXCEPTION 'itest: refused'; END IF; RETURN NEW; END $$;"
-                " CREATE TRIGGER itest_poison BEFORE UPDATE ON transactions"
-                " FOR EACH ROW EXECUTE FUNCTION itest_poison()")
-        try:
+        with trigger("itest_poison", "UPDATE",
+                     SLOW + " IF convert_from(NEW.request_body, 'UTF8') LIKE"
+                     " '%\"poison\": true%' THEN RAISE EXCEPTION 'itest: refused'; END IF;"):
             ids, errors = burst("poisoned", threads=16, each=3, path="/sync", poison=(5, 1))
-        finally:
-            PG.psql("DROP TRIGGER itest_poison ON transactions; DROP FUNCTION itest_poison()")
         self.assertEqual(errors, [])
         self.assertEqual(len(set(ids)), 16 * 3)
         rows = PG.psql("SELECT status, convert_from(request_body, 'UTF8') LIKE"
