@@ -211,6 +211,46 @@ bool mapping_is_uid(const char *s)
     return true;
 }
 
+/* The items of one code: m->items[*lo .. *hi), empty when none. */
+static void item_range(const struct mapping *m, const char *item, size_t *lo, size_t *hi)
+{
+    size_t a = 0, b = m->n_items;
+    while (a < b) { /* first entry >= item */
+        size_t mid = a + (b - a) / 2;
+        if (strcmp(m->items[mid].item, item) < 0)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    *lo = a;
+    b = m->n_items;
+    while (a < b) { /* first entry > item */
+        size_t mid = a + (b - a) / 2;
+        if (strcmp(m->items[mid].item, item) <= 0)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    *hi = a;
+}
+
+/* The entry for measure among one code's items (sorted by measure, NULL first). */
+static const struct mapping_item *item_measure(const struct mapping *m, size_t lo, size_t hi,
+                                               const char *measure)
+{
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = cmp_nullable(m->items[mid].measure, measure);
+        if (c == 0)
+            return &m->items[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 const struct mapping_item *mapping_item(const struct mapping *m, const char *item,
                                         const char *measure)
 {
@@ -743,6 +783,10 @@ enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum map
 
     /* Every value: org unit override, period override, item. */
     size_t deliverable = 0;
+    /* A report's values come grouped by item (a line's measures one after another):
+     * the item's range is looked up once per group, then only the measure. */
+    const char *range_item = NULL;
+    size_t range_lo = 0, range_hi = 0;
     for (size_t i = 0; i < r->n_values; i++) {
         if (cpu_budget_over()) {
             rc = HIBUS_E_INVALID; /* the caller says why (hibus/cpubudget.h) */
@@ -750,8 +794,8 @@ enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum map
         }
         struct report_value *v = &r->values[i];
         v->skipped = false;
-        if (!report_set(&v->ou_uid, NULL) || !report_set(&v->de_uid, NULL) ||
-            !report_set(&v->coc_uid, NULL) || !report_set(&v->aoc_uid, NULL))
+        report_value_item_uids(v, NULL, NULL);
+        if (!report_set(&v->ou_uid, NULL) || !report_set(&v->aoc_uid, NULL))
             goto nomem;
 
         if (v->org_unit != NULL) {
@@ -784,16 +828,23 @@ enum hibus_err mapping_apply(const struct mapping *m, struct report *r, enum map
                 goto nomem;
         }
 
-        const struct mapping_item *it = mapping_item(m, v->item, v->measure);
+        const struct mapping_item *it = NULL;
+        if (m->n_items > 0 && v->item != NULL) {
+            if (range_item == NULL || strcmp(range_item, v->item) != 0) {
+                item_range(m, v->item, &range_lo, &range_hi);
+                range_item = v->item;
+            }
+            it = item_measure(m, range_lo, range_hi, v->measure);
+        }
         if (it == NULL) {
             if ((rc = unmapped_item(&a, v, policy)) != HIBUS_OK)
                 goto out;
             if (v->skipped)
                 continue;
-        } else if (!report_set(&v->de_uid, it->de_uid) || !report_set(&v->coc_uid, it->coc_uid)) {
-            goto nomem;
-        } else if (v->annotation != NULL && !apply_annotation(&a, v, it, &nomem)) {
-            continue;
+        } else {
+            report_value_item_uids(v, it->de_uid, it->coc_uid);
+            if (v->annotation != NULL && !apply_annotation(&a, v, it, &nomem))
+                continue;
         }
         deliverable++;
     }

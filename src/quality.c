@@ -257,7 +257,7 @@ static const struct report_value *group_find(const struct check *c, const struct
 {
     for (size_t k = g->first; k < g->first + g->n; k++) {
         const struct report_value *v = &c->r->values[c->keyed[k].index];
-        if (cmp_str(v->measure, measure) == 0)
+        if (report_measure_eq(v->measure, measure))
             return v;
     }
     return NULL;
@@ -350,7 +350,7 @@ static void rule_non_negative(struct check *c, const struct quality_rule *rule)
     for (size_t k = 0; k < c->r->n_values; k++) {
         const struct report_value *v = &c->r->values[k];
         if (v->skipped || !v->is_number || v->number >= 0 ||
-            cmp_str(v->measure, "adjustments") == 0)
+            report_measure_eq(v->measure, REPORT_MEASURES[REPORT_ADJUSTMENTS]))
             continue;
         struct msgbuf b = {.len = 0};
         mb_printf(&b, "negative ");
@@ -432,7 +432,8 @@ static void rule_stockout_days(struct check *c, const struct quality_rule *rule)
     bool known = false;
     for (size_t k = 0; k < c->r->n_values; k++) {
         const struct report_value *v = &c->r->values[k];
-        if (v->skipped || !v->is_number || cmp_str(v->measure, "stockout_days") != 0)
+        if (v->skipped || !v->is_number ||
+            !report_measure_eq(v->measure, REPORT_MEASURES[REPORT_STOCKOUT_DAYS]))
             continue;
         if (!known || value_period(c->r, v) != days_of) {
             days_of = value_period(c->r, v);
@@ -475,10 +476,18 @@ static const char *const default_required[] = {"opening_balance", "received",   
 
 static void rule_required_measures(struct check *c, const struct quality_rule *rule)
 {
-    const char *const *req =
+    const char *const *names =
         rule->n_measures > 0 ? (const char *const *)rule->measures : default_required;
     size_t n_req = rule->n_measures > 0 ? rule->n_measures
                                         : sizeof default_required / sizeof *default_required;
+    /* Canonical pointers, so that group_find() compares most of them by address. */
+    const char *canon[16];
+    const char *const *req = names;
+    if (n_req <= sizeof canon / sizeof canon[0]) {
+        for (size_t i = 0; i < n_req; i++)
+            canon[i] = report_measure_canonical(names[i]);
+        req = canon;
+    }
     for (size_t g = 0; g < c->n_groups; g++) {
         const struct group *grp = &c->groups[g];
         const struct report_value *v0 = group_value(c, grp);
@@ -517,9 +526,10 @@ static void rule_required_measures(struct check *c, const struct quality_rule *r
 
 static void rule_balance(struct check *c, const struct quality_rule *rule)
 {
-    static const char *const names[] = {"opening_balance", "received",    "consumed",
-                                        "losses",          "adjustments", "stock_on_hand"};
     enum { OB, RC, CO, LO, AD, SOH, N };
+    const char *names[N];
+    for (int i = 0; i < N; i++) /* the enum above follows enum report_measure */
+        names[i] = REPORT_MEASURES[REPORT_OPENING_BALANCE + i];
     for (size_t g = 0; g < c->n_groups; g++) {
         const struct group *grp = &c->groups[g];
         const struct report_value *v[N];

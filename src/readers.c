@@ -226,9 +226,23 @@ void reader_format_double(double d, char buf[READER_NUMBER_MAX])
 
 void reader_format_number(const json_t *j, char buf[READER_NUMBER_MAX])
 {
-    if (json_is_integer(j))
-        snprintf(buf, READER_NUMBER_MAX, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
-    else
+    if (json_is_integer(j)) {
+        /* Decimal digits by hand: a printf per value was a twentieth of a transform. */
+        json_int_t n = json_integer_value(j);
+        unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+        char tmp[24];
+        size_t k = 0;
+        do {
+            tmp[k++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u > 0);
+        size_t o = 0;
+        if (n < 0)
+            buf[o++] = '-';
+        while (k > 0)
+            buf[o++] = tmp[--k];
+        buf[o] = '\0';
+    } else
         reader_format_double(json_real_value(j), buf);
 }
 

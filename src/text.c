@@ -12,6 +12,16 @@ size_t text_utf8_invalid_at(const void *bytes, size_t len)
     const unsigned char *s = bytes;
     size_t i = 0;
     while (i < len) {
+        /* ASCII eight bytes at a time: most payloads are all ASCII. */
+        while (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & 0x8080808080808080ULL)
+                break;
+            i += 8;
+        }
+        if (i >= len)
+            break;
         unsigned char c = s[i];
         size_t n;
         uint32_t cp;

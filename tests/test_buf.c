@@ -5,6 +5,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 
 #include "hibus/alloc.h"
 #include "hibus/buf.h"
+#include "hibus/text.h"
 
 static void test_buf(void **state)
 {
@@ -149,10 +151,49 @@ static void test_json_string(void **state)
     }
 }
 
+/* text_utf8_invalid_at: one bad sequence at every offset and alignment of a long
+ * ASCII run (the scan takes ASCII eight bytes at a time), valid multi-byte
+ * characters around it, and the forms UTF-8 forbids. */
+static void test_utf8_invalid_at(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        size_t len;
+        bool valid;
+    } seqs[] = {
+        {"\xC3\xA9", 2, true},
+        {"\xE2\x82\xAC", 3, true},
+        {"\xF0\x9F\x98\x80", 4, true},
+        {"\xC0\xAF", 2, false},
+        {"\xE0\x80\xAF", 3, false},
+        {"\xED\xA0\x80", 3, false},
+        {"\xF4\x90\x80\x80", 4, false},
+        {"\x80", 1, false},
+        {"\xFF", 1, false},
+        {"\xC3", 1, false},
+    };
+    char buf[64];
+    for (size_t k = 0; k < sizeof seqs / sizeof seqs[0]; k++)
+        for (size_t at = 0; at + seqs[k].len <= 40; at++) {
+            memset(buf, 'a', 40);
+            memcpy(buf + at, seqs[k].bytes, seqs[k].len);
+            size_t got = text_utf8_invalid_at(buf, 40);
+            size_t want = seqs[k].valid ? 40 : at;
+            if (got != want)
+                fail_msg("sequence %zu at %zu: got %zu, want %zu", k, at, got, want);
+        }
+    assert_int_equal(text_utf8_invalid_at("", 0), 0);
+    assert_int_equal(text_utf8_invalid_at("abcdefgh\xC3", 9), 8); /* cut at the end */
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf), cmocka_unit_test(test_label), cmocka_unit_test(test_alloc),
-        cmocka_unit_test(test_json_string), cmocka_unit_test(test_alloc_overflow_aborts)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_buf),
+                                       cmocka_unit_test(test_label),
+                                       cmocka_unit_test(test_alloc),
+                                       cmocka_unit_test(test_json_string),
+                                       cmocka_unit_test(test_utf8_invalid_at),
+                                       cmocka_unit_test(test_alloc_overflow_aborts)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

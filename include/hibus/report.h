@@ -27,7 +27,23 @@
 
 /* The canonical measures of a stock report, NULL-terminated. */
 extern const char *const REPORT_MEASURES[];
+/* Indexes into REPORT_MEASURES. */
+enum report_measure {
+    REPORT_OPENING_BALANCE,
+    REPORT_RECEIVED,
+    REPORT_CONSUMED,
+    REPORT_LOSSES,
+    REPORT_ADJUSTMENTS,
+    REPORT_STOCK_ON_HAND,
+    REPORT_STOCKOUT_DAYS,
+    REPORT_REQUESTED,
+};
 bool report_is_measure(const char *name);
+/* The REPORT_MEASURES pointer equal to name, or name itself when it is none. */
+const char *report_measure_canonical(const char *name);
+/* Whether two measures (either may be NULL) are the same; no strcmp when both are
+ * REPORT_MEASURES pointers. */
+bool report_measure_eq(const char *a, const char *b);
 
 struct report_value {
     char *item;     /* commodity (or source data element) code; never NULL */
@@ -51,12 +67,16 @@ struct report_value {
 
     /* Set by mapping_apply(): */
     char *de_uid;
-    char *coc_uid; /* NULL = the default category option combo */
-    char *aoc_uid; /* NULL = the report's */
-    char *ou_uid;  /* NULL = the report's */
-    bool skipped;  /* unmapped under the skip policy: not delivered */
-    bool is_text;  /* value is a non-numeric data element's text (from an ADX annotation):
-                      the adx writer sends it as DHIS2 does, value="0" and <annotation> */
+    char *coc_uid;          /* NULL = the default category option combo */
+    bool item_uids_mapping; /* de_uid and coc_uid point into the mapping (not freed
+                               here): valid while the configuration that holds the
+                               mapping is held, as it is for every delivery_prepare()
+                               caller. Set them only through report_value_item_uids() */
+    char *aoc_uid;          /* NULL = the report's */
+    char *ou_uid;           /* NULL = the report's */
+    bool skipped;           /* unmapped under the skip policy: not delivered */
+    bool is_text;           /* value is a non-numeric data element's text (from an ADX annotation):
+                               the adx writer sends it as DHIS2 does, value="0" and <annotation> */
 };
 
 struct report {
@@ -95,6 +115,9 @@ struct report_value *report_add(struct report *r, const char *item, const char *
 /* Replaces v->value with a copy of s (not NULL), and its number with s's. false when
  * out of memory (v unchanged). */
 bool report_value_set(struct report_value *v, const char *s);
+
+/* Points v's de_uid and coc_uid at a mapping's strings (either may be NULL). */
+void report_value_item_uids(struct report_value *v, const char *de_uid, const char *coc_uid);
 
 /* Replaces *field with a copy of s (NULL allowed). false when out of memory. */
 bool report_set(char **field, const char *s);
