@@ -102,6 +102,29 @@ class SlowClientsTest(harness.TestCase):
         harness.wait_until(lambda: threads() <= base + 4, timeout=15,
                            what="idle workers to exit (%d threads before the burst)" % base)
 
+    def test_memory_given_back_after_a_burst(self):
+        # 1,000 requests through the workers, then quiet: what the burst freed goes back
+        # to the system once (malloc would keep it), and not again while nothing comes
+        said = "gave freed memory back to the system (quiet after a burst)"
+        before = HB.log_text().count(said)
+        with socket.create_connection(("127.0.0.1", HB.port), timeout=10) as s:
+            f = s.makefile("rb")
+            for _ in range(1000):
+                s.sendall(b"GET /no-such-channel HTTP/1.1\r\nHost: x\r\n\r\n")
+                length = 0
+                while True:
+                    line = f.readline()
+                    self.assertTrue(line, "connection closed")
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                    if line == b"\r\n":
+                        break
+                f.read(length)
+        harness.wait_until(lambda: HB.log_text().count(said) > before, timeout=15,
+                           what="the memory to be given back after the burst")
+        time.sleep(3)
+        self.assertEqual(HB.log_text().count(said), before + 1)
+
     def test_long_answer_is_not_cut(self):
         # the deadline covers receiving the request, not the target's 2.5 s answer
         r = HB.request("POST", "/slow", body=b"{}", auth=AUTH, headers=JSON, timeout=20)
