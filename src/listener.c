@@ -1362,8 +1362,9 @@ static enum MHD_Result submit(struct listener *l, struct MHD_Connection *c, stru
     /* One worker was started with the listener; more as they are needed. */
     if (l->idle_workers == 0 && l->n_workers < l->max_workers)
         worker_start(l);
-    pthread_cond_signal(&l->jobs_cv);
     pthread_mutex_unlock(&l->jobs_mu);
+    /* After the unlock: a worker woken under the lock would only sleep again on it. */
+    pthread_cond_signal(&l->jobs_cv);
     return MHD_YES;
 }
 
