@@ -256,8 +256,9 @@ const struct mapping_item *mapping_item(const struct mapping *m, const char *ite
 {
     if (m == NULL || item == NULL || m->n_items == 0)
         return NULL;
-    struct mapping_item key = {.item = (char *)item, .measure = (char *)measure};
-    return bsearch(&key, m->items, m->n_items, sizeof *m->items, cmp_item);
+    size_t lo, hi;
+    item_range(m, item, &lo, &hi);
+    return item_measure(m, lo, hi, measure);
 }
 
 void mapping_free(struct mapping *m)
