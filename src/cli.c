@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,11 @@ int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usa
         {"no-migrate", no_argument, NULL, 'M'},    {"help", no_argument, NULL, 'h'},
         {"remote", no_argument, NULL, 'R'},        {"route", required_argument, NULL, 'r'},
         {"since", required_argument, NULL, 's'},   {"rate", required_argument, NULL, 'T'},
-        {"cancel", no_argument, NULL, 'X'},        {NULL, 0, NULL, 0}};
+        {"cancel", no_argument, NULL, 'X'},        {"client", required_argument, NULL, 'L'},
+        {"until", required_argument, NULL, 'U'},   {"facility", required_argument, NULL, 'F'},
+        {"period", required_argument, NULL, 'P'},  {"request-id", required_argument, NULL, 'I'},
+        {"conflicts", no_argument, NULL, 'K'},     {"limit", required_argument, NULL, 'N'},
+        {"before", required_argument, NULL, 'B'},  {NULL, 0, NULL, 0}};
     o->config = default_config();
     optind = 1;
     int ch;
@@ -66,7 +71,47 @@ int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usa
         case 'c': o->config = optarg; break;
         case 'j': o->json = true; break;
         case 'C': o->channel = optarg; break;
-        case 'S': o->status = optarg; break;
+        case 'S': {
+            /* A status that does not exist would match nothing, for ever in tail. */
+            const char *bad;
+            size_t bad_len;
+            if (!txlog_status_list_valid(optarg, &bad, &bad_len)) {
+                fprintf(stderr, "hibus: --status: \"%.*s\" is not a transaction status; one of",
+                        (int)(bad_len > 64 ? 64 : bad_len), bad);
+                for (const char *const *k = txlog_statuses; *k; k++)
+                    fprintf(stderr, "%s %s", k == txlog_statuses ? "" : ",", *k);
+                fprintf(stderr, " (several: --status failed,rejected)\n");
+                return -2;
+            }
+            o->status = optarg;
+            break;
+        }
+        case 'L': o->client = optarg; break;
+        case 'U': o->until = optarg; break;
+        case 'F': o->facility = optarg; break;
+        case 'P': o->period = optarg; break;
+        case 'I': o->request_id = optarg; break;
+        case 'K': o->conflicts = true; break;
+        case 'N':
+        case 'B': {
+            char *end;
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            long long max = ch == 'N' ? TXLOG_QUERY_MAX : INT64_MAX;
+            if (end == optarg || *end != '\0' || errno != 0 || v < 1 || v > max) {
+                fprintf(stderr, "hibus: %s expects %s, not \"%s\"\n",
+                        ch == 'N' ? "--limit" : "--before",
+                        ch == 'N' ? "a number of transactions from 1 to 1000"
+                                  : "a transaction id (the one the last page ended with)",
+                        optarg);
+                return -2;
+            }
+            if (ch == 'N')
+                o->limit = (int)v;
+            else
+                o->before = v;
+            break;
+        }
         case 'M': o->no_migrate = true; break;
         case 'R': o->remote = true; break;
         case 'r': o->route = optarg; break;

@@ -23,6 +23,15 @@ struct common_opts {
     double rate;
     bool cancel;
     bool no_migrate;
+    /* hibus ls */
+    const char *client;
+    const char *until;
+    const char *facility;
+    const char *period;
+    const char *request_id;
+    bool conflicts;
+    int limit;
+    long long before;
 };
 
 /* Parses the options every command shares; returns the index of the first

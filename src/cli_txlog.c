@@ -1,6 +1,7 @@
 /*
  * cli_txlog.c - the hibus commands for the transaction log: tx (one transaction
- * and its attempts), tail (follow transactions live), rerun (put finished ones
+ * and its attempts), tail (follow transactions live), ls (list and search),
+ * rerun (put finished ones
  * back in the delivery queue), prune (the retention rules, once) and token
  * (clients' bearer tokens: new, list, revoke).
  */
@@ -15,7 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hibus/alloc.h"
+#include "hibus/buf.h"
 #include "hibus/config.h"
+#include "hibus/mapping.h"
 #include "hibus/retention.h"
 #include "hibus/tokens.h"
 #include "hibus/txlog.h"
@@ -203,17 +207,8 @@ static bool parse_id(const char *s, int64_t *id)
  * written with control characters other than newline and tab, and the C1 controls
  * U+0080..U+009F, as \\xNN / \\u00NN, so none can move the cursor, recolour or
  * retitle the operator's terminal. */
-static void print_tx_safely(const json_t *tx)
+static void put_safe(const char *text, size_t len)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    if (mem == NULL) {
-        perror("hibus tx");
-        return;
-    }
-    print_tx(mem, tx);
-    fclose(mem);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
         if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
@@ -225,6 +220,20 @@ static void print_tx_safely(const json_t *tx)
             putchar(c);
         }
     }
+}
+
+static void print_tx_safely(const json_t *tx)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (mem == NULL) {
+        perror("hibus tx");
+        return;
+    }
+    print_tx(mem, tx);
+    fclose(mem);
+    put_safe(text, len);
     free(text);
 }
 
@@ -281,7 +290,7 @@ int cli_tx(int argc, char **argv)
 /* ------------------------------------------------------------------- tail */
 
 static const char tail_usage[] =
-    "usage: hibus tail [-c FILE] [--channel NAME] [--status STATUS]\n"
+    "usage: hibus tail [-c FILE] [--channel NAME] [--status STATUS[,STATUS...]]\n"
     "Prints each transaction as it is received and as its status changes, live,\n"
     "one line each: time, id, channel, client, status, HTTP code, duration.\n"
     "Changes are read when hibus announces them (or each second); a status that\n"
@@ -343,7 +352,7 @@ int cli_tail(int argc, char **argv)
         for (size_t k = 0; k < n; k++) {
             const struct txlog_summary *s = &v[k];
             if ((o.channel && strcmp(o.channel, s->channel) != 0) ||
-                (o.status && strcmp(o.status, s->status) != 0))
+                (o.status && !txlog_status_in_list(o.status, s->status)))
                 continue;
             char code[8] = "-";
             if (s->response_status)
@@ -359,11 +368,127 @@ int cli_tail(int argc, char **argv)
     return rc;
 }
 
+/* --------------------------------------------------------------------- ls */
+
+static const char ls_usage[] =
+    "usage: hibus ls [-c FILE] [--json] [--limit N] [--before ID] [FILTERS]\n"
+    "Lists transactions, newest first, one line each: when received, id, channel,\n"
+    "client, status, HTTP code answered, duration, and the facility and period\n"
+    "of the report it carried. FILTERS, all of which must hold:\n"
+    "  --channel NAME     --client NAME      --request-id ID\n"
+    "  --status S[,S...]  one of queued, processing, successful, completed,\n"
+    "                     completed_with_errors, failed, rejected\n"
+    "  --since TIME       received at or after TIME\n"
+    "  --until TIME       received before TIME\n"
+    "  --facility CODE    the facility as the source names it, or a DHIS2 org unit\n"
+    "                     id (the codes a channel's mapping sends to it)\n"
+    "  --period PERIOD    the DHIS2 period, e.g. 202611\n"
+    "  --conflicts        DHIS2 answered with import conflicts\n"
+    "A page holds --limit transactions (default 50, at most 1000); when there are\n"
+    "more, the last line says how to ask for the next (--before the last id).\n"
+    "TIME is anything PostgreSQL reads as a timestamp, e.g. 2026-11-01, today or\n"
+    "\"2026-11-27 08:00+00\". --json prints the page as one JSON object:\n"
+    "{\"transactions\": [...], \"next_before\": ID or null}.\n";
+
+/* --facility as the facility codes to look for: the value itself (a code as the
+ * source sends it), and when it is a DHIS2 org unit id, every code a channel's
+ * mapping sends to it. Never NULL. */
+static char *facility_codes(const struct config *cfg, const char *facility)
+{
+    struct buf b = {0};
+    buf_append(&b, facility, strlen(facility));
+    for (size_t i = 0; i < cfg->n_mappings; i++) {
+        const struct mapping *m = cfg->mappings[i];
+        for (size_t k = 0; k < m->n_org_units; k++)
+            if (strcmp(m->org_units[k].uid, facility) == 0) {
+                buf_append(&b, "\n", 1);
+                buf_append(&b, m->org_units[k].code, strlen(m->org_units[k].code));
+            }
+    }
+    return buf_take(&b, NULL);
+}
+
+static void print_ls_row(const json_t *t)
+{
+    const json_t *code = json_object_get(t, "response_status");
+    char codes[16] = "-", dur[32] = "-";
+    if (json_is_integer(code))
+        snprintf(codes, sizeof codes, "%lld", (long long)json_integer_value(code));
+    if (json_is_number(json_object_get(t, "duration_ms")))
+        snprintf(dur, sizeof dur, "%.1fms", json_number_value(json_object_get(t, "duration_ms")));
+    const char *client = jstr(t, "client"), *fac = jstr(t, "facility"), *pe = jstr(t, "period");
+    /* names come from the log: printed through the terminal-safe filter */
+    char line[1024];
+    snprintf(line, sizeof line, "%-24s %9lld %-20s %-16s %-21s %4s %10s %-11s %s",
+             jstr(t, "received_at"), (long long)json_integer_value(json_object_get(t, "id")),
+             jstr(t, "channel"), client[0] ? client : "-", jstr(t, "status"), codes, dur,
+             fac[0] ? fac : "-", pe[0] ? pe : "-");
+    put_safe(line, strlen(line));
+    putchar('\n');
+}
+
+int cli_ls(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int rc = 0;
+    struct config *cfg = cli_command_setup(argc, argv, &o, ls_usage, NULL, &rc);
+    if (cfg == NULL)
+        return rc;
+    char *facilities = o.facility ? facility_codes(cfg, o.facility) : NULL;
+    struct txlog_query q = {.channel = o.channel,
+                            .client = o.client,
+                            .statuses = o.status,
+                            .since = o.since,
+                            .until = o.until,
+                            .facilities = facilities,
+                            .period = o.period,
+                            .request_id = o.request_id,
+                            .conflicts = o.conflicts,
+                            .before = o.before,
+                            .limit = o.limit};
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    json_t *page = NULL;
+    rc = 1;
+    if (cli_open_db(cfg, &tl, &err) != HIBUS_OK) {
+        cli_print_error("ls", &err);
+    } else if (txlog_search(tl, &q, &page, &err) != HIBUS_OK) {
+        cli_print_error("could not list the transactions", &err);
+        if (err.code == HIBUS_E_INVALID || err.code == HIBUS_E_NOT_FOUND)
+            rc = 2;
+    } else {
+        const json_t *list = json_object_get(page, "transactions");
+        const json_t *next = json_object_get(page, "next_before");
+        if (o.json) {
+            json_dumpf(page, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+            putchar('\n');
+        } else if (json_array_size(list) == 0) {
+            printf("no transactions match\n");
+        } else {
+            printf("%-24s %9s %-20s %-16s %-21s %4s %10s %-11s %s\n", "RECEIVED", "ID", "CHANNEL",
+                   "CLIENT", "STATUS", "CODE", "DURATION", "FACILITY", "PERIOD");
+            size_t k;
+            const json_t *t;
+            json_array_foreach(list, k, t) print_ls_row(t);
+            if (json_is_integer(next))
+                printf("more: add --before %lld for the next page\n",
+                       (long long)json_integer_value(next));
+        }
+        rc = 0;
+    }
+    json_decref(page);
+    txlog_close(tl);
+    free(facilities);
+    config_free(cfg);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ rerun */
 
 static const char rerun_usage[] =
     "usage: hibus rerun [-c FILE] [--rate N] ID...\n"
-    "       hibus rerun [-c FILE] [--rate N] [--channel NAME] [--status STATUS] [--since TIME]\n"
+    "       hibus rerun [-c FILE] [--rate N] [--channel NAME] [--status STATUS[,STATUS...]]\n"
+    "                   [--since TIME]\n"
     "       hibus rerun [-c FILE] --cancel [--channel NAME]\n"
     "Puts finished transactions back in the delivery queue: the given ids, or every\n"
     "one that matches all the filters (at least one is needed). Each keeps its\n"

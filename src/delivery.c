@@ -599,7 +599,8 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
                                 .response_body_len = o->response_body_len,
                                 .error = error && error[0] ? error : NULL,
                                 .problems_json = pjs,
-                                .received_at = o->received_at};
+                                .received_at = o->received_at,
+                                .order_key = o->order_key};
     enum hibus_err rc = txlog_finish(tl, tx_id, o->owner, at, na, &out, o->retry_in_ms, err);
     for (size_t i = 0; i < na; i++) {
         free(hj[i]);

@@ -793,7 +793,10 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
      * "processing" until its lease lapses and a delivery worker takes it. */
     char *body_text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
     char *ans_headers = target_answer ? delivery_headers_json(target_answer) : NULL;
-    struct delivery_outcome out = {.status = status,
+    /* the report's facility and period, for hibus ls and a later rerun */
+    char *order_key = delivery_order_key(ch, prep);
+    struct delivery_outcome out = {.order_key = order_key,
+                                   .status = status,
                                    .response_status = (int)code,
                                    .response_headers_json = ans_headers,
                                    .response_body = target_answer ? target_answer->body : body_text,
@@ -816,6 +819,7 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
     json_decref(answer);
     free(body_text);
     free(ans_headers);
+    free(order_key);
     delivery_round_free(&round);
     return ret;
 }

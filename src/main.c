@@ -19,6 +19,7 @@ static const struct command {
     {"passwd", cli_passwd, "print a password hash for clients.yaml (password on stdin)"},
     {"tx", cli_tx, "show one transaction and its delivery attempts"},
     {"tail", cli_tail, "follow transactions live as they change"},
+    {"ls", cli_ls, "list and search transactions, newest first"},
     {"map", cli_map, "show offline what a channel would send for a payload (stdin)"},
     {"rerun", cli_rerun, "put finished transactions back in the delivery queue"},
     {"prune", cli_prune, "apply the retention rules once, now"},

@@ -88,7 +88,56 @@ extern const size_t txlog_n_migrations;
 #define OID_TEXT_ARRAY 1009
 #define OID_FLOAT8_ARRAY 1022
 
-#define TS_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+const char *const txlog_statuses[] = {TXLOG_QUEUED,
+                                      TXLOG_PROCESSING,
+                                      TXLOG_SUCCESSFUL,
+                                      TXLOG_COMPLETED,
+                                      TXLOG_COMPLETED_WITH_ERRORS,
+                                      TXLOG_FAILED,
+                                      TXLOG_REJECTED,
+                                      NULL};
+
+static bool status_known_n(const char *s, size_t n)
+{
+    for (const char *const *k = txlog_statuses; *k; k++)
+        if (strlen(*k) == n && memcmp(*k, s, n) == 0)
+            return true;
+    return false;
+}
+
+bool txlog_status_known(const char *s)
+{
+    return s != NULL && status_known_n(s, strlen(s));
+}
+
+bool txlog_status_list_valid(const char *csv, const char **bad, size_t *bad_len)
+{
+    const char *p = csv;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        if (!status_known_n(p, n)) {
+            *bad = p;
+            *bad_len = n;
+            return false;
+        }
+        if (p[n] == '\0')
+            return true;
+        p += n + 1;
+    }
+}
+
+bool txlog_status_in_list(const char *csv, const char *s)
+{
+    size_t len = strlen(s);
+    for (const char *p = csv;;) {
+        size_t n = strcspn(p, ",");
+        if (n == len && memcmp(p, s, n) == 0)
+            return true;
+        if (p[n] == '\0')
+            return false;
+        p += n + 1;
+    }
+}
 
 /* ------------------------------------------------------------------------- */
 /* Prepared statements                                                       */
@@ -141,6 +190,7 @@ static const struct stmt_def stmts[TXLOG_ST_COUNT] = {
                    "   ELSE statement_timestamp() END,"
                    "  response_status = $4, response_headers = $5, response_body = $6, error = $7,"
                    "  problems = $8, lease_owner = NULL, lease_until = NULL,"
+                   "  order_key = coalesce($24, order_key),"
                    "  next_attempt_at = CASE WHEN $3 = 'queued'"
                    "   THEN clock_timestamp() + make_interval(secs => coalesce($10, 0) / 1000.0) END"
                    " WHERE id = $1 AND received_at = $2 AND ($9::text IS NULL OR lease_owner = $9)"
@@ -164,12 +214,12 @@ static const struct stmt_def stmts[TXLOG_ST_COUNT] = {
                    "   x.details::jsonb, x.outcome, coalesce(x.retryable, false)"
                    "  FROM u, x ORDER BY x.n)"
                    " SELECT (SELECT count(*) FROM u), set_config('synchronous_commit', 'off', true)",
-                   23,
+                   24,
                    {OID_INT8, OID_TIMESTAMPTZ, OID_TEXT, OID_INT4, OID_JSONB, OID_BYTEA, OID_TEXT,
                     OID_JSONB, OID_TEXT, OID_FLOAT8, OID_TEXT_ARRAY, OID_TEXT_ARRAY,
                     OID_TEXT_ARRAY, OID_INT4_ARRAY, OID_FLOAT8_ARRAY, OID_TEXT_ARRAY,
                     OID_TEXT_ARRAY, OID_BYTEA_ARRAY, OID_FLOAT8_ARRAY, OID_TEXT_ARRAY,
-                    OID_TEXT_ARRAY, OID_BOOL_ARRAY, OID_INT4_ARRAY}},
+                    OID_TEXT_ARRAY, OID_BOOL_ARRAY, OID_INT4_ARRAY, OID_TEXT}},
     [TXLOG_ST_GET] = {"hibus_tx_get",
                 "SELECT id, request_id, channel, client, method, path, query, status, node,"
                 " " TS_UTC("received_at") ", " TS_UTC("updated_at") ", " TS_UTC("finished_at") ","

@@ -93,6 +93,9 @@ enum hibus_err txlog_db_fail(struct hibus_error *err, PGconn *conn, const PGresu
 /* Copies a libpq message into err->detail on one line. */
 void txlog_detail_pq(struct hibus_error *err, const char *text);
 
+/* A timestamptz column as ISO 8601 UTC with milliseconds, in SQL text. */
+#define TS_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
 /* ---- Announcing changes (src/txlog_notify.c) ---- */
 
 struct txlog_announcer;

@@ -264,6 +264,245 @@ enum hibus_err txlog_get_json(struct txlog *tl, int64_t id, json_t **out, struct
 }
 
 /* ------------------------------------------------------------------------- */
+/* Search                                                                    */
+/* ------------------------------------------------------------------------- */
+
+/* The query is built with only the filters given, so that the planner sees each
+ * as a plain condition it can match to an index: channel and status (the
+ * problem index of migration 008 for failed ones), the facility (009), the
+ * request id (009), else received_at, which every monthly partition indexes and
+ * which the order follows, so a page reads about as many rows as it shows. */
+struct search_ctx {
+    const struct txlog_query *q;
+    json_t *json;
+};
+
+#define SEARCH_PARAMS 12
+
+/* Appends " AND <cond>" with $n the next parameter, value v. */
+static void search_cond(struct buf *sql, const char **vals, int *n, const char *cond, const char *v)
+{
+    vals[(*n)++] = v;
+    char num[16];
+    snprintf(num, sizeof num, "$%d", *n);
+    buf_append(sql, " AND ", 5);
+    for (const char *p = cond; *p; p++) {
+        if (*p == '?')
+            buf_append(sql, num, strlen(num));
+        else
+            buf_append(sql, p, 1);
+    }
+}
+
+static enum hibus_err search_fail(struct hibus_error *err, PGconn *conn, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    /* class 22: a value the filters gave that PostgreSQL could not read, such as
+     * --since yesterdy; the caller's mistake, not the database's */
+    if (state != NULL && strncmp(state, "22", 2) == 0) {
+        hibus_error_set(err, HIBUS_E_INVALID, "%s",
+                        PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+        hibus_error_hint(err, "Give times as PostgreSQL reads a timestamp, e.g. 2026-11-01, "
+                              "\"2026-11-27 08:00+00\", today or yesterday.");
+        return HIBUS_E_INVALID;
+    }
+    return txlog_db_fail(err, conn, res, "search the transactions");
+}
+
+static json_t *search_row(const PGresult *res, int r)
+{
+    struct jbuild b = {json_object(), true};
+    if (b.obj == NULL)
+        return NULL;
+    jset_int(&b, "id", res, r, 0);
+    jset_text(&b, "request_id", res, r, 1);
+    jset_text(&b, "channel", res, r, 2);
+    jset_text(&b, "client", res, r, 3);
+    jset_text(&b, "mode", res, r, 4);
+    jset_text(&b, "status", res, r, 5);
+    jset_text(&b, "received_at", res, r, 6);
+    jset_text(&b, "finished_at", res, r, 7);
+    jset_real(&b, "duration_ms", res, r, 8);
+    jset_int(&b, "response_status", res, r, 9);
+    jset_text(&b, "facility", res, r, 10);
+    jset_text(&b, "period", res, r, 11);
+    jset_text(&b, "error", res, r, 12);
+    jset_int(&b, "attempts", res, r, 13);
+    jset_int(&b, "conflicts", res, r, 14);
+    if (!b.ok) {
+        json_decref(b.obj);
+        return NULL;
+    }
+    return b.obj;
+}
+
+static enum hibus_err op_search(PGconn *conn, unsigned *prepared, void *vctx,
+                                struct hibus_error *err)
+{
+    (void)prepared;
+    struct search_ctx *ctx = vctx;
+    const struct txlog_query *q = ctx->q;
+    const char *vals[SEARCH_PARAMS];
+    int n = 0;
+    char before_at[64] = "", before_id[32], limit[16];
+    PGresult *res = NULL;
+    enum hibus_err rc = HIBUS_OK;
+
+    if (q->before > 0) {
+        /* The cursor's received_at, as this session prints it (microseconds, so it
+         * reads back exactly); by id alone every partition's primary key is asked. */
+        snprintf(before_id, sizeof before_id, "%" PRId64, q->before);
+        const char *const v[1] = {before_id};
+        res = PQexecParams(conn, "SELECT received_at::text FROM transactions WHERE id = $1::int8",
+                           1, NULL, v, NULL, NULL, 0);
+        if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+            rc = txlog_db_fail(err, conn, res, "find the page's start");
+            PQclear(res);
+            return rc;
+        }
+        if (PQntuples(res) == 0) {
+            PQclear(res);
+            hibus_error_set(err, HIBUS_E_NOT_FOUND,
+                            "transaction %" PRId64 " (the page to continue after) does not exist",
+                            q->before);
+            hibus_error_hint(err, "Give the id that the previous page named as the next.");
+            return HIBUS_E_NOT_FOUND;
+        }
+        hibus_strlcpy(before_at, PQgetvalue(res, 0, 0), sizeof before_at);
+        PQclear(res);
+    }
+
+    struct buf sql = {0};
+    static const char head[] =
+        "SELECT id, request_id, channel, client, mode, status, received_at, finished_at,"
+        " order_key, response_status, error FROM transactions WHERE true";
+    buf_append(&sql, head, sizeof head - 1);
+    if (q->channel)
+        search_cond(&sql, vals, &n, "channel = ?", q->channel);
+    if (q->client)
+        search_cond(&sql, vals, &n, "client = ?", q->client);
+    if (q->statuses)
+        search_cond(&sql, vals, &n, "status = ANY (string_to_array(?, ','))", q->statuses);
+    if (q->conflicts) {
+        /* a DHIS2 import with conflicts ends completed_with_errors or failed */
+        static const char c[] =
+            " AND status IN ('completed_with_errors', 'failed', 'rejected') AND EXISTS ("
+            "SELECT 1 FROM attempts a WHERE a.transaction_id = transactions.id"
+            " AND a.tx_received_at = transactions.received_at"
+            " AND jsonb_typeof(a.details -> 'conflicts') = 'array'"
+            " AND jsonb_array_length(a.details -> 'conflicts') > 0)";
+        buf_append(&sql, c, sizeof c - 1);
+    }
+    if (q->since)
+        search_cond(&sql, vals, &n, "received_at >= ?::timestamptz", q->since);
+    if (q->until)
+        search_cond(&sql, vals, &n, "received_at < ?::timestamptz", q->until);
+    if (q->facilities)
+        search_cond(&sql, vals, &n,
+                    "order_key IS NOT NULL AND split_part(order_key, '|', 2) = ANY "
+                    "(string_to_array(?, E'\\n'))",
+                    q->facilities);
+    if (q->period)
+        search_cond(&sql, vals, &n, "order_key IS NOT NULL AND split_part(order_key, '|', 3) = ?",
+                    q->period);
+    if (q->request_id)
+        search_cond(&sql, vals, &n, "request_id = ?", q->request_id);
+    if (before_at[0]) {
+        /* both forms: the first bounds the index scan, the second breaks ties */
+        search_cond(&sql, vals, &n, "received_at <= ?::timestamptz", before_at);
+        char cond[64];
+        snprintf(cond, sizeof cond, "(received_at, id) < ($%d::timestamptz, ?::int8)", n);
+        search_cond(&sql, vals, &n, cond, before_id);
+    }
+    int lim = q->limit > 0 ? q->limit : 50;
+    snprintf(limit, sizeof limit, "%d", lim + 1); /* one more: is there a next page? */
+    vals[n++] = limit;
+    char tail[128];
+    snprintf(tail, sizeof tail, " ORDER BY received_at DESC, id DESC LIMIT $%d::int4", n);
+    buf_append(&sql, tail, strlen(tail));
+    /* The page first, then per row its attempts (their partition by the key). */
+    char *inner = buf_take(&sql, NULL);
+    struct buf full = {0};
+    static const char outer1[] =
+        "SELECT t.id, t.request_id, t.channel, t.client, t.mode, t.status, " TS_UTC(
+            "t.received_at") ", " TS_UTC("t.finished_at") ","
+                                                          " round(extract(epoch FROM "
+                                                          "coalesce(t.finished_at, "
+                                                          "clock_timestamp()) - t.received_at)"
+                                                          " * 1000, 3)::float8, t.response_status,"
+                                                          " nullif(split_part(t.order_key, '|', "
+                                                          "2), ''), nullif(split_part(t.order_key, "
+                                                          "'|', 3), ''),"
+                                                          " t.error, a.n, a.conflicts FROM (";
+    static const char outer2[] =
+        ") t LEFT JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(CASE WHEN"
+        " jsonb_typeof(x.details -> 'conflicts') = 'array'"
+        " THEN jsonb_array_length(x.details -> 'conflicts') END), 0) AS conflicts"
+        " FROM attempts x WHERE x.transaction_id = t.id AND x.tx_received_at = t.received_at) a"
+        " ON true ORDER BY t.received_at DESC, t.id DESC";
+    buf_append(&full, outer1, sizeof outer1 - 1);
+    buf_append(&full, inner, strlen(inner));
+    buf_append(&full, outer2, sizeof outer2 - 1);
+    free(inner);
+    char *text = buf_take(&full, NULL);
+    if (text == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    res = PQexecParams(conn, text, n, NULL, vals, NULL, NULL, 0);
+    free(text);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = search_fail(err, conn, res);
+        PQclear(res);
+        return rc;
+    }
+    int rows = PQntuples(res);
+    bool more = rows > lim;
+    if (more)
+        rows = lim;
+    json_t *list = json_array();
+    bool ok = list != NULL;
+    for (int r = 0; r < rows && ok; r++)
+        ok = json_array_append_new(list, search_row(res, r)) == 0;
+    json_t *next = more ? json_integer((json_int_t)strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10))
+                        : json_null();
+    PQclear(res);
+    json_t *o = ok ? json_pack("{s:o, s:o}", "transactions", list, "next_before", next) : NULL;
+    if (o == NULL) {
+        if (!ok) {
+            json_decref(list);
+            json_decref(next);
+        }
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    }
+    ctx->json = o;
+    return HIBUS_OK;
+}
+
+enum hibus_err txlog_search(struct txlog *tl, const struct txlog_query *q, json_t **out,
+                            struct hibus_error *err)
+{
+    const char *bad;
+    size_t bad_len;
+    if (q->statuses && !txlog_status_list_valid(q->statuses, &bad, &bad_len)) {
+        hibus_error_set(err, HIBUS_E_INVALID, "\"%.*s\" is not a transaction status",
+                        (int)(bad_len > 64 ? 64 : bad_len), bad);
+        hibus_error_hint(err, "A status is one of queued, processing, successful, completed, "
+                              "completed_with_errors, failed, rejected; several are separated "
+                              "by commas.");
+        return HIBUS_E_INVALID;
+    }
+    if (q->limit < 0 || q->limit > TXLOG_QUERY_MAX) {
+        hibus_error_set(err, HIBUS_E_INVALID, "a page holds 1 to %d transactions, not %d",
+                        TXLOG_QUERY_MAX, q->limit);
+        return HIBUS_E_INVALID;
+    }
+    struct search_ctx ctx = {.q = q};
+    enum hibus_err rc = txlog_with_conn(tl, op_search, &ctx, err);
+    if (rc == HIBUS_OK)
+        *out = ctx.json;
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
 /* LISTEN hibus_tx                                                           */
 /* ------------------------------------------------------------------------- */
 
@@ -367,12 +606,11 @@ enum hibus_err txlog_listener_next(struct txlog_listener *l, int timeout_ms, int
 /* ------------------------------------------------------------------------- */
 
 #define SUMMARY_COLS                                                                               \
-    "id, " TS_UTC_READ("updated_at") ", channel, coalesce(client, ''), status,"                    \
-                                     " coalesce(response_status, 0),"                              \
-                                     " round(extract(epoch FROM coalesce(finished_at, "            \
-                                     "clock_timestamp()) - received_at)"                           \
-                                     " * 1000, 3)::float8"
-#define TS_UTC_READ(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    "id, " TS_UTC("updated_at") ", channel, coalesce(client, ''), status,"                         \
+                                " coalesce(response_status, 0),"                                   \
+                                " round(extract(epoch FROM coalesce(finished_at, "                 \
+                                "clock_timestamp()) - received_at)"                                \
+                                " * 1000, 3)::float8"
 
 /* Row i of a SUMMARY_COLS result; false when a field is too long to show. */
 static bool summary_of(const PGresult *res, int i, struct txlog_summary *out)

@@ -484,8 +484,8 @@ static bool attempt_arrays(const struct txlog_attempt *at, size_t n, struct arr 
 struct finish_params {
     char txid[32], rstatus[16], retry[32];
     struct arr arrays[A_COUNT];
-    const char *vals[23];
-    int lens[23], fmts[23];
+    const char *vals[24];
+    int lens[24], fmts[24];
 };
 
 static void finish_params_free(struct finish_params *p)
@@ -520,6 +520,7 @@ static bool finish_params(const struct complete_ctx *ctx, struct finish_params *
     memcpy(p->vals, v, sizeof v);
     for (int k = 0; k < A_COUNT; k++)
         p->vals[10 + k] = p->arrays[k].b.s;
+    p->vals[23] = o->order_key;
     p->lens[5] = (int)o->response_body_len;
     p->fmts[5] = 1;
     return true;
@@ -564,7 +565,7 @@ static bool finish_send(PGconn *conn, struct txlog_pending *pending)
     struct finish_params p;
     if (!finish_params(pending->ctx, &p))
         return false;
-    bool sent = PQsendQueryPrepared(conn, txlog_stmt_name(TXLOG_ST_FINISH), 23, p.vals, p.lens,
+    bool sent = PQsendQueryPrepared(conn, txlog_stmt_name(TXLOG_ST_FINISH), 24, p.vals, p.lens,
                                     p.fmts, 0) == 1;
     finish_params_free(&p);
     return sent;
@@ -951,7 +952,7 @@ static enum hibus_err op_rerun(PGconn *conn, unsigned *prepared, void *vctx,
         " WHERE status NOT IN ('queued', 'processing')"
         "   AND ($1::text IS NULL OR id = ANY (string_to_array($1, ',')::bigint[]))"
         "   AND ($2::text IS NULL OR channel = $2)"
-        "   AND ($3::text IS NULL OR status = $3)"
+        "   AND ($3::text IS NULL OR status = ANY (string_to_array($3, ',')))"
         "   AND ($4::text IS NULL OR received_at >= $4::timestamptz)),"
         " sup AS (SELECT c.id FROM cand c WHERE c.order_key IS NOT NULL AND EXISTS ("
         "   SELECT 1 FROM transactions l WHERE l.order_key = c.order_key AND l.id > c.id"

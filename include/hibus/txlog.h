@@ -31,6 +31,17 @@
 #define TXLOG_FAILED "failed"
 #define TXLOG_REJECTED "rejected"
 
+/* Every status, NULL-terminated, in the order a transaction goes through them. */
+extern const char *const txlog_statuses[];
+/* True when s is one of them. */
+bool txlog_status_known(const char *s);
+/* Checks a comma-separated list of statuses ("failed,rejected"); on a wrong one
+ * returns false with *bad pointing at it in csv and *bad_len its length. An
+ * empty list or an empty item is wrong too. */
+bool txlog_status_list_valid(const char *csv, const char **bad, size_t *bad_len);
+/* True when s is one of the statuses in a list txlog_status_list_valid accepted. */
+bool txlog_status_in_list(const char *csv, const char *s);
+
 struct txlog;
 
 /* The ranges txlog_open accepts, which hibus check applies to database.pool and
@@ -123,6 +134,7 @@ struct txlog_outcome {
     const char *error;         /* may be NULL */
     const char *problems_json; /* {"problems":[..], "skipped":[..], "warnings":[..]}; may be NULL */
     const char *received_at;   /* the row's, from txlog_insert or txlog_claim (required) */
+    const char *order_key; /* sets the row's (known only now for a sync report); NULL: keeps it */
 };
 
 /* Records the attempts and the outcome of transaction id in one statement (one
@@ -201,9 +213,9 @@ enum hibus_err txlog_renew_workers(struct txlog *tl, const char *node, const int
 struct txlog_rerun_filter {
     const char *ids_csv; /* "12,15,20" */
     const char *channel;
-    const char *status;
-    const char *since; /* a timestamp PostgreSQL understands */
-    double rate_per_s; /* <= 0: all at once */
+    const char *status; /* one or several, comma-separated (txlog_status_list_valid) */
+    const char *since;  /* a timestamp PostgreSQL understands */
+    double rate_per_s;  /* <= 0: all at once */
 };
 enum hibus_err txlog_rerun(struct txlog *tl, const struct txlog_rerun_filter *f, long *queued,
                            long *superseded, struct hibus_error *err);
@@ -244,6 +256,33 @@ enum hibus_err txlog_prune(struct txlog *tl, const struct txlog_retention *rules
  * Bodies are strings when they are valid UTF-8, else base64 under *_base64.
  * HIBUS_E_NOT_FOUND when there is no such transaction. */
 enum hibus_err txlog_get_json(struct txlog *tl, int64_t id, json_t **out, struct hibus_error *err);
+
+/* Search (hibus ls, the admin API): transactions that match every filter given
+ * (NULL, 0 or false: any), newest first (received_at, then id), one page.
+ * Facility and period are those of the report the transaction carried (its
+ * delivery order key), the facility as the source named it. */
+struct txlog_query {
+    const char *channel;
+    const char *client;
+    const char *statuses;   /* comma-separated, checked by txlog_status_list_valid */
+    const char *since;      /* received at or after, a timestamp PostgreSQL reads */
+    const char *until;      /* received before */
+    const char *facilities; /* facility codes, one per line */
+    const char *period;     /* the DHIS2 period, e.g. 202611 */
+    const char *request_id; /* X-Request-ID, given or made */
+    bool conflicts;         /* a DHIS2 import summary of some attempt lists conflicts */
+    int64_t before;         /* the page after: older than this transaction (0: the first) */
+    int limit;              /* 1..TXLOG_QUERY_MAX (0: 50) */
+};
+#define TXLOG_QUERY_MAX 1000
+/* *out (caller json_decref's): { "transactions": [ { id, request_id, channel,
+ * client, mode, status, received_at, finished_at, duration_ms, response_status,
+ * facility, period, error, attempts, conflicts } ], "next_before": id of the
+ * last when there are more, else null }. HIBUS_E_INVALID for a bad status list,
+ * limit, or a timestamp PostgreSQL does not read (the message says which);
+ * HIBUS_E_NOT_FOUND when before names no transaction. */
+enum hibus_err txlog_search(struct txlog *tl, const struct txlog_query *q, json_t **out,
+                            struct hibus_error *err);
 
 /* A one-line view of a transaction, for hibus tail. */
 struct txlog_summary {
