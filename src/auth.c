@@ -206,6 +206,12 @@ bool auth_verify_password(const char *password, const char *hash)
 enum auth_result auth_basic(const struct config *cfg, struct auth_cache *cache,
                             const char *authorization, const struct config_client **client)
 {
+    return auth_basic_in(cfg->clients, cfg->n_clients, cache, authorization, client);
+}
+
+enum auth_result auth_basic_in(const struct config_client *list, size_t n, struct auth_cache *cache,
+                               const char *authorization, const struct config_client **client)
+{
     if (authorization == NULL)
         return AUTH_MISSING;
     while (*authorization == ' ')
@@ -238,16 +244,18 @@ enum auth_result auth_basic(const struct config *cfg, struct auth_cache *cache,
     }
     *colon = '\0';
     const char *password = colon + 1;
-    const struct config_client *cl = config_find_client(cfg, cred);
+    const struct config_client *cl = NULL;
+    for (size_t i = 0; i < n && cl == NULL; i++)
+        if (list[i].id && strcmp(list[i].id, cred) == 0)
+            cl = &list[i];
     if (cl == NULL || !cl->enabled || cl->password_hash == NULL) {
         /* Cost the same as a wrong password for a known client, so the time of the
          * answer does not tell which client ids exist: check against the client's
          * own hash, or another client's (same parameters as the real ones), or a
          * fixed one; the result is ignored. */
-        const char *h = cl != NULL && cl->password_hash ? cl->password_hash
-                        : cfg->n_clients > 0 && cfg->clients[0].password_hash
-                            ? cfg->clients[0].password_hash
-                            : AUTH_DUMMY_HASH;
+        const char *h = cl != NULL && cl->password_hash  ? cl->password_hash
+                        : n > 0 && list[0].password_hash ? list[0].password_hash
+                                                         : AUTH_DUMMY_HASH;
         (void)auth_verify_password(password, h);
         goto done;
     }

@@ -25,9 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hibus/admin.h"
 #include "hibus/auth.h"
 #include "hibus/buf.h"
 #include "hibus/config.h"
+#include "hibus/metrics.h"
 #include "hibus/cpubudget.h"
 #include "hibus/delivery.h"
 #include "hibus/dhis2.h"
@@ -231,6 +233,7 @@ static const struct config *reload(struct config_holder *configs, const struct c
                   "configuration",
                   d.n, d.n == 1 ? "" : "s");
         hibus_diags_free(&d);
+        metrics_reload(false);
         return cur;
     }
     hibus_diags_free(&d);
@@ -247,6 +250,7 @@ static const struct config *reload(struct config_holder *configs, const struct c
     config_holder_release(configs, cur);
     LOG_INFO(NULL, "configuration reloaded from \"%s\": %zu channels, %zu clients", path, channels,
              clients);
+    metrics_reload(true);
     const struct config *now = config_holder_acquire(configs);
     log_config_warnings(now);
     return now;
@@ -283,6 +287,7 @@ int cli_serve(int argc, char **argv)
     struct txlog *tl = NULL;
     struct auth_cache *ac = NULL;
     struct listener *l = NULL;
+    struct admin *adm = NULL;
     struct workers *wk = NULL;
     struct retention *ret = NULL;
     bool curl_ok = false, keep_txlog = false;
@@ -319,6 +324,11 @@ int cli_serve(int argc, char **argv)
         cli_print_error("could not start the listener", &err);
         goto out;
     }
+    struct admin_deps adeps = {.cfg = cfg, .configs = configs, .tl = tl, .node = node};
+    if (admin_start(&adeps, &adm, &err) != HIBUS_OK) {
+        cli_print_error("could not start the admin listener", &err);
+        goto out;
+    }
     struct worker_deps wdeps = {.cfg = cfg, .configs = configs, .tl = tl, .node = node};
     if (workers_start(&wdeps, &wk, &err) != HIBUS_OK) {
         cli_print_error("could not start the delivery workers", &err);
@@ -353,6 +363,8 @@ int cli_serve(int argc, char **argv)
      * the workers' deliveries, all within delivery.drain. */
     listener_quiesce(l);
     workers_quiesce(wk);
+    admin_stop(adm); /* ops calls are not drained: they are only reads and re-queues */
+    adm = NULL;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!listener_drain(l, cfg->drain_ms))
@@ -367,6 +379,7 @@ int cli_serve(int argc, char **argv)
 out:
     retention_stop(ret);
     keep_txlog = !workers_stop(wk);
+    admin_stop(adm);
     listener_stop(l);
     delivery_handoff_clear(); /* nobody puts or takes any more */
     if (keep_txlog) {
@@ -726,7 +739,8 @@ static const char keys_usage[] =
     "Prints the keys of hibus.yaml from the table the loader uses: type and range,\n"
     "default, whether a reload applies the key or it waits for a restart, an example\n"
     "and its meaning, as Markdown tables. SECTION is listen, database, limits, log,\n"
-    "delivery, retention, or top (the keys outside any section); without one, all.\n";
+    "delivery, retention, admin, or top (the keys outside any section); without one,\n"
+    "all.\n";
 
 int cli_keys(int argc, char **argv)
 {
@@ -735,8 +749,8 @@ int cli_keys(int argc, char **argv)
         fputs(keys_usage, help ? stdout : stderr);
         return help ? 0 : 2;
     }
-    static const char *const sections[] = {"top", "listen",   "database", "limits",
-                                           "log", "delivery", "retention"};
+    static const char *const sections[] = {"top", "listen",   "database",  "limits",
+                                           "log", "delivery", "retention", "admin"};
     size_t rows = 0;
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
         if (argc == 2 && strcmp(argv[1], sections[i]) != 0)

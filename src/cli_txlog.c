@@ -262,18 +262,7 @@ int cli_tx(int argc, char **argv)
             cli_print_error("could not read the transaction", &err);
     } else {
         if (o.json) {
-            /* A URL stored with a password (by a version that allowed one) is shown
-             * masked, as in the text view. */
-            size_t k;
-            json_t *att;
-            json_array_foreach(json_object_get(tx, "attempts"), k, att)
-            {
-                const char *u = json_string_value(json_object_get(att, "url"));
-                char url[1024];
-                if (u != NULL)
-                    json_object_set_new(att, "url",
-                                        json_string(config_url_masked(u, url, sizeof url)));
-            }
+            config_mask_attempt_urls(tx); /* as in the text view */
             json_dumpf(tx, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
             putchar('\n');
         } else {
@@ -390,24 +379,6 @@ static const char ls_usage[] =
     "\"2026-11-27 08:00+00\". --json prints the page as one JSON object:\n"
     "{\"transactions\": [...], \"next_before\": ID or null}.\n";
 
-/* --facility as the facility codes to look for: the value itself (a code as the
- * source sends it), and when it is a DHIS2 org unit id, every code a channel's
- * mapping sends to it. Never NULL. */
-static char *facility_codes(const struct config *cfg, const char *facility)
-{
-    struct buf b = {0};
-    buf_append(&b, facility, strlen(facility));
-    for (size_t i = 0; i < cfg->n_mappings; i++) {
-        const struct mapping *m = cfg->mappings[i];
-        for (size_t k = 0; k < m->n_org_units; k++)
-            if (strcmp(m->org_units[k].uid, facility) == 0) {
-                buf_append(&b, "\n", 1);
-                buf_append(&b, m->org_units[k].code, strlen(m->org_units[k].code));
-            }
-    }
-    return buf_take(&b, NULL);
-}
-
 static void print_ls_row(const json_t *t)
 {
     const json_t *code = json_object_get(t, "response_status");
@@ -434,7 +405,7 @@ int cli_ls(int argc, char **argv)
     struct config *cfg = cli_command_setup(argc, argv, &o, ls_usage, NULL, &rc);
     if (cfg == NULL)
         return rc;
-    char *facilities = o.facility ? facility_codes(cfg, o.facility) : NULL;
+    char *facilities = o.facility ? config_facility_codes(cfg, o.facility) : NULL;
     struct txlog_query q = {.channel = o.channel,
                             .client = o.client,
                             .statuses = o.status,

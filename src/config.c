@@ -46,6 +46,8 @@
 #include <yaml.h>
 
 #include "config_internal.h"
+#include "hibus/alloc.h"
+#include "hibus/buf.h"
 #include "hibus/mapping.h"
 #include "hibus/router.h"
 
@@ -573,6 +575,54 @@ static void load_client_cert(struct loader *ld, yaml_node_t *n, const char *wher
     }
 }
 
+/* id: of entry c, the last of list[0..n): required, unique in the list. */
+static void load_principal_id(struct loader *ld, const yaml_node_t *val, const char *where,
+                              const char *kind, struct config_client *list, size_t n)
+{
+    struct config_client *c = &list[n - 1];
+    char what[96];
+    snprintf(what, sizeof what, "%s.id", where);
+    if (!config_get_string(ld, val, what, true, &c->id))
+        return;
+    c->pos = config_pos_of(ld, val);
+    for (size_t i = 0; i + 1 < n; i++) {
+        const struct config_client *o = &list[i];
+        if (o->id && strcmp(o->id, c->id) == 0) {
+            config_err_at(ld, val, "duplicate %s id \"%s\" (first defined at %s:%d:%d)", kind,
+                          c->id, o->pos.file, o->pos.line, o->pos.col);
+            return;
+        }
+    }
+}
+
+static void load_password_hash(struct loader *ld, const yaml_node_t *val, const char *where,
+                               const char *kind, struct config_client *c)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s.password_hash", where);
+    if (config_get_string(ld, val, what, true, &c->password_hash) &&
+        !is_crypt_hash(c->password_hash))
+        config_err_at(ld, val,
+                      "password_hash of %s \"%s\" is not a supported crypt(3) hash (expected "
+                      "one starting with $y$, $6$, $5$, $2b$ or $gy$); make one with \"hibus "
+                      "passwd\"",
+                      kind, c->id ? c->id : "");
+}
+
+/* A new, enabled entry at the end of *list for node n; NULL when out of memory. */
+static struct config_client *principal_add(struct loader *ld, const yaml_node_t *n,
+                                           struct config_client **list, size_t *len)
+{
+    size_t cap = *len;
+    if (!config_grow(ld, (void **)list, &cap, *len, sizeof **list))
+        return NULL;
+    struct config_client *c = &(*list)[(*len)++];
+    memset(c, 0, sizeof *c);
+    c->enabled = true;
+    c->pos = config_pos_of(ld, n);
+    return c;
+}
+
 static void load_client(struct loader *ld, yaml_node_t *n, size_t idx)
 {
     struct config *cfg = ld->cfg;
@@ -581,30 +631,12 @@ static void load_client(struct loader *ld, yaml_node_t *n, size_t idx)
     struct found f[sizeof client_keys / sizeof client_keys[0]];
     if (!MAP_KEYS(ld, n, where, client_keys, f))
         return;
-
-    size_t cap = cfg->n_clients;
-    if (!config_grow(ld, (void **)&cfg->clients, &cap, cfg->n_clients, sizeof *cfg->clients))
+    struct config_client *c = principal_add(ld, n, &cfg->clients, &cfg->n_clients);
+    if (c == NULL)
         return;
-    struct config_client *c = &cfg->clients[cfg->n_clients++];
-    memset(c, 0, sizeof *c);
-    c->enabled = true;
-    c->pos = config_pos_of(ld, n);
 
-    if (f[K_CL_ID].val) {
-        snprintf(what, sizeof what, "%s.id", where);
-        if (config_get_string(ld, f[K_CL_ID].val, what, true, &c->id)) {
-            c->pos = config_pos_of(ld, f[K_CL_ID].val);
-            for (size_t i = 0; i + 1 < cfg->n_clients; i++) {
-                const struct config_client *o = &cfg->clients[i];
-                if (o->id && strcmp(o->id, c->id) == 0) {
-                    config_err_at(ld, f[K_CL_ID].val,
-                                  "duplicate client id \"%s\" (first defined at %s:%d:%d)", c->id,
-                                  o->pos.file, o->pos.line, o->pos.col);
-                    break;
-                }
-            }
-        }
-    }
+    if (f[K_CL_ID].val)
+        load_principal_id(ld, f[K_CL_ID].val, where, "client", cfg->clients, cfg->n_clients);
     if (f[K_CL_NAME].val) {
         snprintf(what, sizeof what, "%s.name", where);
         config_get_string(ld, f[K_CL_NAME].val, what, false, &c->name);
@@ -615,16 +647,8 @@ static void load_client(struct loader *ld, yaml_node_t *n, size_t idx)
             what, config_check_name, "must not be empty", config_role_declared, "role", false};
         config_get_string_list(ld, f[K_CL_ROLES].val, &spec, &c->roles, &c->n_roles);
     }
-    if (f[K_CL_PASSWORD_HASH].val) {
-        snprintf(what, sizeof what, "%s.password_hash", where);
-        if (config_get_string(ld, f[K_CL_PASSWORD_HASH].val, what, true, &c->password_hash) &&
-            !is_crypt_hash(c->password_hash))
-            config_err_at(
-                ld, f[K_CL_PASSWORD_HASH].val,
-                "password_hash of client \"%s\" is not a supported crypt(3) hash (expected one "
-                "starting with $y$, $6$, $5$, $2b$ or $gy$); make one with \"hibus passwd\"",
-                c->id ? c->id : "");
-    }
+    if (f[K_CL_PASSWORD_HASH].val)
+        load_password_hash(ld, f[K_CL_PASSWORD_HASH].val, where, "client", c);
     if (f[K_CL_ENABLED].val) {
         snprintf(what, sizeof what, "%s.enabled", where);
         config_get_bool(ld, f[K_CL_ENABLED].val, what, &c->enabled);
@@ -657,6 +681,91 @@ static void load_clients(struct loader *ld, yaml_node_t *root, void *arg)
         for (size_t i = 0; i < config_list_len(f[K_C_CLIENTS].val); i++)
             load_client(ld, config_list_item(ld, f[K_C_CLIENTS].val, i), i);
     }
+}
+
+/* ------------------------------------------------------------------------------------
+ * admin.users: the people who may use the admin listener
+ * ------------------------------------------------------------------------------------ */
+
+const char *const config_admin_roles[] = {"read", "operator", "admin", NULL};
+
+enum config_admin_role config_admin_role_of(const struct config_client *user)
+{
+    for (int i = 0; user->n_roles > 0 && config_admin_roles[i]; i++)
+        if (strcmp(user->roles[0], config_admin_roles[i]) == 0)
+            return (enum config_admin_role)i;
+    return CONFIG_ADMIN_READ;
+}
+
+enum { K_AU_ID, K_AU_NAME, K_AU_ROLE, K_AU_PASSWORD_HASH, K_AU_ENABLED };
+static const struct key_spec admin_user_keys[] = {
+    [K_AU_ID] = {"id", true},
+    [K_AU_NAME] = {"name", false},
+    [K_AU_ROLE] = {"role", true},
+    [K_AU_PASSWORD_HASH] = {"password_hash", true},
+    [K_AU_ENABLED] = {"enabled", false},
+};
+static const struct key_spec admin_users_file_keys[] = {{"users", true}};
+
+static void load_admin_user(struct loader *ld, yaml_node_t *n, size_t idx)
+{
+    struct config *cfg = ld->cfg;
+    char where[64], what[96];
+    snprintf(where, sizeof where, "users[%zu]", idx);
+    struct found f[sizeof admin_user_keys / sizeof admin_user_keys[0]];
+    if (!MAP_KEYS(ld, n, where, admin_user_keys, f))
+        return;
+    struct config_client *u = principal_add(ld, n, &cfg->admin_users, &cfg->n_admin_users);
+    if (u == NULL)
+        return;
+    if (f[K_AU_ID].val)
+        load_principal_id(ld, f[K_AU_ID].val, where, "admin user", cfg->admin_users,
+                          cfg->n_admin_users);
+    if (f[K_AU_NAME].val) {
+        snprintf(what, sizeof what, "%s.name", where);
+        config_get_string(ld, f[K_AU_NAME].val, what, false, &u->name);
+    }
+    if (f[K_AU_ROLE].val) {
+        snprintf(what, sizeof what, "%s.role", where);
+        char *role = NULL;
+        if (config_get_string(ld, f[K_AU_ROLE].val, what, true, &role)) {
+            bool known = false;
+            for (int i = 0; config_admin_roles[i]; i++)
+                known = known || strcmp(role, config_admin_roles[i]) == 0;
+            if (!known) {
+                config_err_at(ld, f[K_AU_ROLE].val,
+                              "unknown admin role \"%s\" (expected one of: read, operator, "
+                              "admin)",
+                              role);
+                free(role);
+            } else {
+                size_t rcap = 0;
+                if (config_grow(ld, (void **)&u->roles, &rcap, 0, sizeof *u->roles)) {
+                    u->roles[0] = role;
+                    u->n_roles = 1;
+                } else {
+                    free(role);
+                }
+            }
+        }
+    }
+    if (f[K_AU_PASSWORD_HASH].val)
+        load_password_hash(ld, f[K_AU_PASSWORD_HASH].val, where, "admin user", u);
+    if (f[K_AU_ENABLED].val) {
+        snprintf(what, sizeof what, "%s.enabled", where);
+        config_get_bool(ld, f[K_AU_ENABLED].val, what, &u->enabled);
+    }
+}
+
+static void load_admin_users(struct loader *ld, yaml_node_t *root, void *arg)
+{
+    (void)arg;
+    struct found f[1];
+    if (!MAP_KEYS(ld, root, NULL, admin_users_file_keys, f))
+        return;
+    if (f[0].val && config_expect_list(ld, f[0].val, "users"))
+        for (size_t i = 0; i < config_list_len(f[0].val); i++)
+            load_admin_user(ld, config_list_item(ld, f[0].val, i), i);
 }
 
 /* Index of a diagnostic's file in cfg->files (the order files were read in). */
@@ -794,6 +903,18 @@ static void channel_free(struct config_channel *ch, bool compiled)
 }
 
 /* Frees cfg; the first n_compiled channels have a compiled regex (if any). */
+static void free_principals(struct config_client *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].id);
+        free(v[i].name);
+        free(v[i].password_hash);
+        free(v[i].cert_subject);
+        config_free_strv(v[i].roles, v[i].n_roles);
+    }
+    free(v);
+}
+
 static void config_destroy(struct config *cfg, size_t n_compiled)
 {
     if (cfg == NULL)
@@ -810,15 +931,10 @@ static void config_destroy(struct config *cfg, size_t n_compiled)
     free(cfg->database_url);
     config_free_strv(cfg->redact_headers, cfg->n_redact_headers);
     config_free_strv(cfg->roles, cfg->n_roles);
-    for (size_t i = 0; i < cfg->n_clients; i++) {
-        struct config_client *c = &cfg->clients[i];
-        free(c->id);
-        free(c->name);
-        free(c->password_hash);
-        free(c->cert_subject);
-        config_free_strv(c->roles, c->n_roles);
-    }
-    free(cfg->clients);
+    free_principals(cfg->clients, cfg->n_clients);
+    free_principals(cfg->admin_users, cfg->n_admin_users);
+    free(cfg->admin_address);
+    free(cfg->admin_users_file);
     for (size_t i = 0; i < cfg->n_channels; i++)
         channel_free(&cfg->channels[i], i < n_compiled);
     free(cfg->channels);
@@ -904,8 +1020,9 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     }
 
     /* clients:, channels: and mappings: are relative to hibus.yaml's directory. */
-    char **paths[] = {&cfg->clients_file, &cfg->channels_dir, &cfg->mappings_dir,
-                      &cfg->tls_cert,     &cfg->tls_key,      &cfg->tls_client_ca};
+    char **paths[] = {&cfg->clients_file,    &cfg->channels_dir, &cfg->mappings_dir,
+                      &cfg->tls_cert,        &cfg->tls_key,      &cfg->tls_client_ca,
+                      &cfg->admin_users_file};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         char *joined = *paths[i] ? config_path_join(&ld, cfg->dir, *paths[i]) : NULL;
         free(*paths[i]);
@@ -944,6 +1061,12 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
                            "give the certificate's sha256",
                            c->id ? c->id : "");
     }
+    if (cfg->admin_port != 0 && cfg->admin_users_file)
+        config_load_file(&ld, config_xstrdup(&ld, cfg->admin_users_file),
+                         refs.admin_users_pos.file  ? &refs.admin_users_pos
+                         : refs.admin_port_pos.file ? &refs.admin_port_pos
+                                                    : NULL,
+                         load_admin_users, NULL);
     if (cfg->channels_dir)
         load_channel_dir(&ld, cfg->channels_dir,
                          refs.channels_pos.file ? &refs.channels_pos : NULL);
@@ -973,6 +1096,22 @@ done:
     }
     *out = cfg;
     return HIBUS_OK;
+}
+
+char *config_facility_codes(const struct config *cfg, const char *facility)
+{
+    struct buf b = {0};
+    buf_append(&b, facility, strlen(facility));
+    for (size_t i = 0; i < cfg->n_mappings; i++) {
+        const struct mapping *m = cfg->mappings[i];
+        for (size_t k = 0; k < m->n_org_units; k++)
+            if (strcmp(m->org_units[k].uid, facility) == 0) {
+                buf_append(&b, "\n", 1);
+                buf_append(&b, m->org_units[k].code, strlen(m->org_units[k].code));
+            }
+    }
+    char *out = buf_take(&b, NULL);
+    return out ? out : hibus_xstrdup("");
 }
 
 const struct config_client *config_find_client(const struct config *cfg, const char *id)

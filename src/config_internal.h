@@ -193,7 +193,8 @@ yaml_node_t *config_parse_file(struct loader *ld, const char *file, const struct
  * The positions of clients: and channels: are kept for messages about the files
  * they name (file == NULL: not given). */
 struct config_main_refs {
-    struct config_pos clients_pos, channels_pos, tls_cert_pos, tls_key_pos, tls_client_ca_pos;
+    struct config_pos clients_pos, channels_pos, tls_cert_pos, tls_key_pos, tls_client_ca_pos,
+        admin_users_pos, admin_port_pos;
 };
 void config_set_defaults(struct loader *ld, struct config *cfg);
 void config_load_main(struct loader *ld, yaml_node_t *root, void *arg);

@@ -27,6 +27,7 @@
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const admin_metrics_modes[] = {"login", "public", NULL};
 /* Always redacted; redact_headers: adds to these. */
 static const char *const default_redact[] = {"authorization", "proxy-authorization", "cookie",
                                              "set-cookie"};
@@ -136,7 +137,20 @@ const struct config_key config_keys[] = {
      .example = "../mappings",
      .doc = "the directory of mapping files (`NAME.yaml`); only read for the mappings "
             "channels name, so it need not exist when none does"},
-    {"admin", CONFIG_KEY_UNSUPPORTED, 0, .doc = "not supported yet"},
+    {"admin.address", CONFIG_KEY_STRING, AT(admin_address), .def_str = "127.0.0.1",
+     .example = "10.0.0.5",
+     .doc = "address of the admin listener (GET /metrics, the admin API: docs/admin-api.md); "
+            "keep it on a private network"},
+    {"admin.port", CONFIG_KEY_INT, AT(admin_port), 0, 65535, .def = 0, .example = "5002",
+     .doc = "TCP port of the admin listener; 0: none"},
+    {"admin.users", CONFIG_KEY_PATH, AT(admin_users_file), .def_str = "admin-users.yaml",
+     .reload = true, .example = "/etc/hibus/admin-users.yaml",
+     .doc = "the admin users file (`users:`, each with `id`, `role`: read, operator or admin, "
+            "and `password_hash`), read when `admin.port` is set"},
+    {"admin.metrics", CONFIG_KEY_ENUM, AT(admin_metrics), .choices = admin_metrics_modes,
+     .def = CONFIG_ADMIN_METRICS_LOGIN, .reload = true, .example = "public",
+     .doc = "`login`: GET /metrics asks for an admin user like the rest; `public`: it "
+            "answers without (for a Prometheus on the same private network)"},
     {"delivery.workers", CONFIG_KEY_INT, AT(delivery_workers), 0, 256, .def = 4, .example = "8",
      .doc = "delivery threads in this process. `0`: this process only takes requests and "
             "other hibus processes (on the same database) deliver"},
@@ -397,6 +411,17 @@ void config_load_main(struct loader *ld, yaml_node_t *root, void *arg)
     const yaml_node_t *n;
     if ((n = node_of(nodes, "clients")) != NULL && n != &refused)
         refs->clients_pos = config_pos_of(ld, n);
+    const yaml_node_t *admin_port = node_of(nodes, "admin.port");
+    if ((n = node_of(nodes, "admin.users")) != NULL && n != &refused)
+        refs->admin_users_pos = config_pos_of(ld, n);
+    if (admin_port != NULL && admin_port != &refused)
+        refs->admin_port_pos = config_pos_of(ld, admin_port);
+    if (admin_port != NULL && admin_port != &refused && cfg->admin_port != 0 &&
+        cfg->admin_port == cfg->listen_port)
+        config_err_at(ld, admin_port,
+                      "admin.port is listen.port (%d): give the admin listener "
+                      "a port of its own",
+                      cfg->listen_port);
     if ((n = node_of(nodes, "channels")) != NULL && n != &refused)
         refs->channels_pos = config_pos_of(ld, n);
     const yaml_node_t *cert = node_of(nodes, "listen.tls.cert"),

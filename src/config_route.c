@@ -8,6 +8,7 @@
 #include "config_internal.h"
 #include "hibus/tls.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,19 @@ bool config_url_userinfo(const char *url, size_t *at, size_t *len)
     *at = (size_t)(s - url);
     *len = (size_t)(last_at - s);
     return true;
+}
+
+void config_mask_attempt_urls(json_t *tx)
+{
+    size_t k;
+    json_t *att;
+    json_array_foreach(json_object_get(tx, "attempts"), k, att)
+    {
+        const char *u = json_string_value(json_object_get(att, "url"));
+        char url[1024];
+        if (u != NULL)
+            json_object_set_new(att, "url", json_string(config_url_masked(u, url, sizeof url)));
+    }
 }
 
 const char *config_url_masked(const char *url, char *out, size_t size)

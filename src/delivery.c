@@ -25,6 +25,7 @@
 #include "hibus/dhis2.h"
 #include "hibus/log.h"
 #include "hibus/mapping.h"
+#include "hibus/metrics.h"
 #include "hibus/quality.h"
 #include "hibus/readers.h"
 #include "hibus/writers.h"
@@ -537,6 +538,26 @@ char *delivery_headers_json(const struct mediator_response *r)
     return s;
 }
 
+/* GET /metrics: a recorded round's attempts, DHIS2's counts and the status. */
+static void count_outcome(const char *channel, const struct delivery_result *r, const char *status)
+{
+    for (size_t i = 0; r != NULL && i < r->n_routes; i++) {
+        const struct delivery_route_result *rr = &r->routes[i];
+        if (!rr->ran)
+            continue;
+        metrics_attempt(channel, rr->route->name, rr->outcome ? rr->outcome : TXLOG_FAILED,
+                        rr->resp.duration_ms / 1000.0);
+        const json_t *d = rr->details;
+        if (json_is_integer(json_object_get(d, "imported")))
+            metrics_dhis2_import(channel, json_integer_value(json_object_get(d, "imported")),
+                                 json_integer_value(json_object_get(d, "updated")),
+                                 json_integer_value(json_object_get(d, "ignored")),
+                                 json_integer_value(json_object_get(d, "deleted")),
+                                 (long long)json_array_size(json_object_get(d, "conflicts")));
+    }
+    metrics_transaction(channel, status);
+}
+
 enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct delivery_prepared *p,
                                const struct delivery_result *r, const struct delivery_outcome *o,
                                struct hibus_error *err)
@@ -607,6 +628,8 @@ enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct del
         free(dj[i]);
     }
     free(at), free(hj), free(dj), free(pjs);
+    if (rc == HIBUS_OK)
+        count_outcome(o->channel, r, status);
     return rc;
 }
 

@@ -110,8 +110,11 @@ static void end_without_delivery(struct workers *w, const char *owner,
                                  const char *status, const char *why)
 {
     struct hibus_error err = {0};
-    struct delivery_outcome o = {
-        .status = status, .owner = owner, .error = why, .received_at = c->received_at};
+    struct delivery_outcome o = {.status = status,
+                                 .owner = owner,
+                                 .error = why,
+                                 .received_at = c->received_at,
+                                 .channel = c->channel};
     LOG_WARN(c->request_id, "tx=%lld channel=%s: %s", (long long)c->id, c->channel, why);
     if (delivery_record(w->deps.tl, c->id, p, NULL, &o, &err) != HIBUS_OK)
         LOG_ERROR(c->request_id, "tx=%lld: could not record its end: %s", (long long)c->id,
@@ -153,6 +156,7 @@ static void deliver_one(struct workers *w, const struct config *cfg, const char 
     }
 
     struct delivery_outcome o = {.owner = owner,
+                                 .channel = c->channel,
                                  .status = round.status,
                                  .retry_in_ms = round.retry_in_ms,
                                  .error = round.why[0] ? round.why : NULL,

@@ -807,12 +807,36 @@ static void test_invalid_enum(void **state)
                   "json)\n");
 }
 
-static void test_not_supported_yet(void **state)
+#define HASH "$y$j9T$O1xpZ2dHCB9F8u1.PAzAr/$ec4L5xZSYZFjWDm3jVLo/g9fuO0fwTM1Sw5XtUtInlC"
+
+static void test_admin_needs_users(void **state)
 {
     (void)state;
     put("hibus.yaml", "database: { url: x }\n"
                       "admin: { port: 8080 }\n");
-    EXPECT_ERRORS("hibus.yaml:2:1: admin is not supported yet\n");
+    EXPECT_ERRORS("hibus.yaml:2:16: could not read file \"admin-users.yaml\": No such file or "
+                  "directory\n");
+    put("hibus.yaml", "database: { url: x }\n"
+                      "listen: { port: 8080 }\n"
+                      "admin: { port: 8080, users: admin-users.yaml, metrics: open }\n");
+    put("admin-users.yaml", "users:\n"
+                            "  - { id: ana, role: admin, password_hash: \"" HASH "\" }\n"
+                            "  - { id: ana, role: reader, password_hash: \"" HASH "\" }\n"
+                            "  - { id: bo, role: read, password_hash: plain, roles: [x] }\n");
+    EXPECT_ERRORS(
+        "hibus.yaml:3:16: admin.port is listen.port (8080): give the admin listener a port of "
+        "its own\n"
+        "hibus.yaml:3:56: invalid value \"open\" for admin.metrics (expected one of: login, "
+        "public)\n"
+        "admin-users.yaml:3:11: duplicate admin user id \"ana\" (first defined at "
+        "admin-users.yaml:2:11)\n"
+        "admin-users.yaml:3:22: unknown admin role \"reader\" (expected one of: read, operator, "
+        "admin)\n"
+        "admin-users.yaml:4:42: password_hash of admin user \"bo\" is not a supported crypt(3) "
+        "hash (expected one starting with $y$, $6$, $5$, $2b$ or $gy$); make one with \"hibus "
+        "passwd\"\n"
+        "admin-users.yaml:4:49: unknown key \"roles\" in users[2] (expected one of: id, name, "
+        "role, password_hash, enabled)\n");
 }
 
 static void test_password_hash(void **state)
@@ -2312,7 +2336,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_enum, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_not_supported_yet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_needs_users, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_client_and_role, setup, teardown),
         cmocka_unit_test_setup_teardown(test_match_errors, setup, teardown),

@@ -30,6 +30,9 @@ void auth_cache_free(struct auth_cache *c);
 /* authorization: the raw header value or NULL. cache may be NULL. */
 enum auth_result auth_basic(const struct config *cfg, struct auth_cache *cache,
                             const char *authorization, const struct config_client **client);
+/* The same against another list of principals (the admin listener's users). */
+enum auth_result auth_basic_in(const struct config_client *list, size_t n, struct auth_cache *cache,
+                               const char *authorization, const struct config_client **client);
 
 /* The enabled client a TLS client certificate identifies: by the certificate's
  * SHA-256 (clients' certificate.sha256), or, when verified (it chains to

@@ -96,6 +96,14 @@ struct config {
     size_t n_channels;
 
     char *clients_file; /* clients: in hibus.yaml, joined to dir; default "clients.yaml" */
+
+    /* admin: the admin listener (GET /metrics, the admin API). admin_port 0: none. */
+    char *admin_address;               /* admin.address, default 127.0.0.1 */
+    int admin_port;                    /* admin.port, default 0 (off) */
+    char *admin_users_file;            /* admin.users, joined to dir; required with a port */
+    int admin_metrics;                 /* enum config_admin_metrics; admin.metrics, default login */
+    struct config_client *admin_users; /* roles[0] is the user's role (enum config_admin_role) */
+    size_t n_admin_users;
     char *channels_dir; /* channels: in hibus.yaml, joined to dir; default "channels" */
     char *mappings_dir; /* mappings: in hibus.yaml, joined to dir; default "mappings" */
 
@@ -123,6 +131,11 @@ struct config {
 enum hibus_err config_load(const char *path, struct config **out, struct hibus_diags *diags);
 void config_free(struct config *cfg);
 
+/* A facility to search the log for (hibus ls, the admin API), as the codes a
+ * report's source may have named it, one per line: the value itself, and when it
+ * is a DHIS2 org unit id, every code a channel's mapping sends to it. Caller
+ * frees. */
+char *config_facility_codes(const struct config *cfg, const char *facility);
 const struct config_client *config_find_client(const struct config *cfg, const char *id);
 const struct config_channel *config_find_channel(const struct config *cfg, const char *name);
 const struct mapping *config_find_mapping(const struct config *cfg, const char *name);
@@ -148,10 +161,22 @@ void config_holder_free(struct config_holder *h);
 bool config_url_userinfo(const char *url, size_t *at, size_t *len);
 /* url with its userinfo replaced by "***", into out (cut to size). */
 const char *config_url_masked(const char *url, char *out, size_t size);
+/* The same for each attempt's url in a transaction as txlog_get_json gives it (a
+ * URL stored with a password, by a version that allowed one). */
+struct json_t;
+void config_mask_attempt_urls(struct json_t *tx);
 
 /* The keys of hibus.yaml, one row each (src/config_keys.c): the loader, the
  * defaults, the reload decision and the key reference in docs/configuration.md
  * all come from these rows. */
+/* admin.metrics: whether GET /metrics asks for an admin user's password. */
+enum config_admin_metrics { CONFIG_ADMIN_METRICS_LOGIN = 0, CONFIG_ADMIN_METRICS_PUBLIC = 1 };
+/* An admin user's role; each may do what the ones before it may. */
+enum config_admin_role { CONFIG_ADMIN_READ = 0, CONFIG_ADMIN_OPERATOR = 1, CONFIG_ADMIN_ADMIN = 2 };
+extern const char *const config_admin_roles[]; /* "read", "operator", "admin", NULL */
+/* The role of an admin user of cfg->admin_users. */
+enum config_admin_role config_admin_role_of(const struct config_client *user);
+
 enum config_key_type {
     CONFIG_KEY_STRING,      /* char *, not empty */
     CONFIG_KEY_PATH,        /* char *, relative to hibus.yaml's directory */

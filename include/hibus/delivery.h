@@ -142,6 +142,7 @@ struct delivery_outcome {
     size_t response_body_len;
     const char *received_at; /* the row's, from txlog_insert or txlog_claim */
     const char *order_key;   /* set it on the row (a sync report's); NULL: keep the row's */
+    const char *channel;     /* the channel's name, for GET /metrics */
 };
 enum hibus_err delivery_record(struct txlog *tl, int64_t tx_id, const struct delivery_prepared *p,
                                const struct delivery_result *r, const struct delivery_outcome *o,

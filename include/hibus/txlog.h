@@ -77,6 +77,27 @@ void txlog_on_queued(struct txlog *tl, void (*fn)(void *), void *arg);
 /* SELECT 1 on a pooled connection. */
 enum hibus_err txlog_ping(struct txlog *tl, struct hibus_error *err);
 
+/* The pool now, and its waits since txlog_open (for GET /metrics). */
+struct txlog_pool_stats {
+    int size, busy, waiting;
+    unsigned long long waits;         /* calls that found no free connection */
+    unsigned long long wait_timeouts; /* of those, given up (HIBUS_E_DB) */
+    double wait_seconds;              /* time spent waiting, all calls */
+};
+void txlog_pool_stats(struct txlog *tl, struct txlog_pool_stats *out);
+
+/* Queued and processing transactions per channel, and the age of the oldest
+ * queued one, as JSON: [{channel, queued, processing, oldest_queued_seconds}]
+ * (caller json_decref's). One query on the unfinished-transactions index. */
+enum hibus_err txlog_queue_depth(struct txlog *tl, json_t **out, struct hibus_error *err);
+
+/* The last hour of each channel named (names: one per line), and its last
+ * success within 30 days, as JSON: {channel: {finished, failed,
+ * completed_with_errors, last_success}}, failed counting failed and rejected,
+ * last_success an ISO 8601 time or null. */
+enum hibus_err txlog_channel_stats(struct txlog *tl, const char *names, json_t **out,
+                                   struct hibus_error *err);
+
 struct txlog_request {
     const char *request_id;
     const char *channel;

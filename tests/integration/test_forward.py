@@ -4,6 +4,7 @@ import base64
 import http.client
 import json
 import threading
+import time
 import unittest
 
 import harness
@@ -319,6 +320,17 @@ class HealthTest(harness.TestCase):
         b = HB.request("GET", "/health").headers.get("x-request-id")
         self.assertTrue(a and b)
         self.assertNotEqual(a, b, "generated request ids must differ")
+        # made ids are version 7 UUIDs (RFC 9562): the time of the request in their
+        # first 48 bits, so that the request id index grows in order
+        t0 = int(time.time() * 1000)
+        made = [HB.request("GET", "/health").headers.get("x-request-id") for _ in range(20)]
+        t1 = int(time.time() * 1000)
+        for rid in made:
+            self.assertRegex(rid, r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-"
+                                  r"[0-9a-f]{12}$")
+            ms = int(rid.replace("-", "")[:12], 16)
+            self.assertTrue(t0 - 5 <= ms <= t1 + 5, (rid, t0, ms, t1))
+        self.assertEqual(len(set(made)), len(made))
 
 
 if __name__ == "__main__":

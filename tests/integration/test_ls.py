@@ -128,6 +128,10 @@ class LsTest(harness.TestCase):
             (["--request-id", TX["plain"][1]], ["plain"]),
             (["--conflicts"], ["ghost"]),
             (["--channel", "stock-sync", "--client", "lmis-district"], []),
+            # values are data, never SQL
+            (["--channel", "stock-sync' OR 'a' = 'a"], []),
+            (["--facility", "FAC-0042') OR true --"], []),
+            (["--request-id", "x\\' OR true --"], []),
         ]
         for args, want in cases:
             with self.subTest(args=args):

@@ -58,7 +58,9 @@ def setUpModule():
         channels=[harness.channel("alpha", "/alpha", TARGET.url + "/a"),
                   async_channel("stuck", "/stuck", dead),
                   async_channel("stuck2", "/stuck2", dead)],
-        settings={"delivery": {"workers": 2, "poll": "200ms", "lease": "10s"}})
+        settings={"delivery": {"workers": 2, "poll": "200ms", "lease": "10s"}},
+        # read once admin.port is set (test_5 sets each key in turn)
+        files={"admin-users.yaml": {"users": []}})
     HB.start()
 
 

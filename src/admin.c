@@ -1,0 +1,616 @@
+/*
+ * admin.c - the admin listener (see hibus/admin.h and docs/admin-api.md).
+ *
+ * Routes (JSON unless said):
+ *   GET  /metrics                         Prometheus text; admin.metrics: public
+ *                                         answers without a login
+ *   GET  /api/status                      version, node, start, reloads, database
+ *   GET  /api/channels                    each channel, its queue and its last hour
+ *   GET  /api/transactions?FILTERS        search (hibus ls), newest first, paged
+ *   GET  /api/transactions/ID             one transaction and its attempts; bodies
+ *                                         only for operator and admin
+ *   POST /api/transactions/ID/rerun       operator: re-queue it
+ *   POST /api/rerun {filters, rate}       operator: re-queue what matches
+ *   POST /api/reload                      admin: reload the configuration (SIGHUP)
+ *
+ * Every answer but /metrics's is JSON; every error is {"error", "code",
+ * "details"}. Each request authenticates with HTTP Basic against admin.users
+ * (read from the snapshot it arrived with, so a reload adds or removes users),
+ * behind the same failed-login guard as the main listener.
+ */
+#define LOG_SUBSYS "admin"
+#include "hibus/admin.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hibus/alloc.h"
+#include "hibus/auth.h"
+#include "hibus/buf.h"
+#include "hibus/clock.h"
+#include "hibus/log.h"
+#include "hibus/metrics.h"
+#include "listener_internal.h"
+
+#define ADMIN_MAX_BODY (64 * 1024)
+#define ADMIN_MAX_CONNECTIONS 64
+#define ADMIN_RERUN_RATE 20.0 /* a second, as hibus rerun */
+
+struct admin {
+    struct admin_deps deps;
+    struct MHD_Daemon *mhd;
+    int port;
+    time_t started;
+    struct auth_cache *auth;
+    struct auth_guard *guard;
+};
+
+struct admin_request {
+    struct buf body;
+    bool too_large;
+};
+
+/* ---------------------------------------------------------------- answers */
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
+                                 const char *text, size_t len, const char *const *extra)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)text, MHD_RESPMEM_MUST_COPY);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i += 2)
+        MHD_add_response_header(r, extra[i], extra[i + 1]);
+    enum MHD_Result ret = listener_queue_ours(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *doc,
+                                 const char *const *extra)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(doc);
+    if (text == NULL)
+        return MHD_NO;
+    enum MHD_Result ret = send_text(c, status, "application/json", text, strlen(text), extra);
+    free(text);
+    return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, enum hibus_err code,
+                                  const char *msg, const char *detail, const char *const *extra)
+{
+    json_t *details = json_array();
+    if (detail != NULL && detail[0])
+        json_array_append_new(details, json_string(detail));
+    return send_json(c, status,
+                     json_pack("{s:s, s:s, s:o}", "error", msg, "code", hibus_errname(code),
+                               "details", details),
+                     extra);
+}
+
+static enum MHD_Result send_hibus_error(struct MHD_Connection *c, const struct hibus_error *err)
+{
+    char detail[800];
+    snprintf(detail, sizeof detail, "%s%s%s", err->detail, err->detail[0] && err->hint[0] ? " " : "",
+             err->hint);
+    return send_error(c, hibus_http_status(err->code), err->code, err->msg, detail, NULL);
+}
+
+/* ------------------------------------------------------------------ login */
+
+/* The admin user of the request, or NULL after answering 401 or 429. */
+static const struct config_client *login(struct admin *a, struct MHD_Connection *c,
+                                         const struct config *cfg, enum MHD_Result *ret)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *addr = ci ? ci->client_addr : NULL;
+    long now = clock_ms();
+    long wait = addr ? auth_guard_wait_ms(a->guard, addr, now) : 0;
+    if (wait > 0) {
+        char secs[32];
+        snprintf(secs, sizeof secs, "%ld", (wait + 999) / 1000);
+        const char *extra[] = {"Retry-After", secs, NULL};
+        *ret = send_error(c, 429, HIBUS_E_TOO_MANY, "too many failed logins from this address",
+                          "Wait before trying again.", extra);
+        return NULL;
+    }
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const struct config_client *user = NULL;
+    enum auth_result r = auth_basic_in(cfg->admin_users, cfg->n_admin_users, a->auth, h, &user);
+    if (r == AUTH_OK) {
+        if (addr)
+            auth_guard_succeeded(a->guard, addr);
+        return user;
+    }
+    if (r != AUTH_MISSING && addr)
+        auth_guard_failed(a->guard, addr, cfg->login_failures, now);
+    static const char *const challenge[] = {"WWW-Authenticate",
+                                            "Basic realm=\"hibus admin\", charset=\"UTF-8\"", NULL};
+    *ret = send_error(c, 401, HIBUS_E_AUTH,
+                      r == AUTH_MISSING ? "sign in as an admin user"
+                                        : "unknown admin user, disabled, or wrong password",
+                      "Admin users are in the file admin.users of hibus.yaml names.", challenge);
+    return NULL;
+}
+
+static bool allowed(const struct config_client *user, enum config_admin_role need)
+{
+    return config_admin_role_of(user) >= need;
+}
+
+static enum MHD_Result forbidden(struct MHD_Connection *c, const struct config_client *user,
+                                 enum config_admin_role need)
+{
+    char msg[160], detail[160];
+    snprintf(msg, sizeof msg, "admin user \"%s\" may not do this", user->id);
+    snprintf(detail, sizeof detail, "It needs the role %s or higher; %s has %s.",
+             config_admin_roles[need], user->id, config_admin_roles[config_admin_role_of(user)]);
+    return send_error(c, 403, HIBUS_E_FORBIDDEN, msg, detail, NULL);
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+static enum MHD_Result get_metrics(struct admin *a, struct MHD_Connection *c)
+{
+    struct buf b = {0};
+    metrics_render(&b, a->deps.tl);
+    enum MHD_Result ret = send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+                                    b.s ? b.s : "", b.len, NULL);
+    buf_free(&b);
+    return ret;
+}
+
+static enum MHD_Result get_status(struct admin *a, struct MHD_Connection *c,
+                                  const struct config *cfg)
+{
+    struct hibus_error err = {0};
+    bool db = txlog_ping(a->deps.tl, &err) == HIBUS_OK;
+    char started[32];
+    struct tm tm;
+    gmtime_r(&a->started, &tm);
+    strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return send_json(c, 200,
+                     json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:{s:b, s:s*}}", "version",
+                               HIBUS_VERSION, "node", a->deps.node, "started_at", started,
+                               "config", cfg->path, "channels", (json_int_t)cfg->n_channels,
+                               "config_generation", (json_int_t)cfg->generation, "database",
+                               "up", db, "error", db ? NULL : err.msg),
+                     NULL);
+}
+
+static enum MHD_Result get_channels(struct admin *a, struct MHD_Connection *c,
+                                    const struct config *cfg)
+{
+    struct buf names = {0};
+    for (size_t i = 0; i < cfg->n_channels; i++) {
+        if (i)
+            buf_append(&names, "\n", 1);
+        buf_append(&names, cfg->channels[i].name, strlen(cfg->channels[i].name));
+    }
+    json_t *stats = NULL, *queue = NULL;
+    struct hibus_error err = {0};
+    enum hibus_err rc = txlog_channel_stats(a->deps.tl, names.s ? names.s : "", &stats, &err);
+    if (rc == HIBUS_OK)
+        rc = txlog_queue_depth(a->deps.tl, &queue, &err);
+    buf_free(&names);
+    if (rc != HIBUS_OK) {
+        json_decref(stats);
+        return send_hibus_error(c, &err);
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; i < cfg->n_channels; i++) {
+        const struct config_channel *ch = &cfg->channels[i];
+        json_t *routes = json_array();
+        for (size_t k = 0; k < ch->n_routes; k++)
+            json_array_append_new(routes, json_string(ch->routes[k].name));
+        json_t *hour = json_object_get(stats, ch->name);
+        json_int_t finished = json_integer_value(json_object_get(hour, "finished"));
+        json_int_t failed = json_integer_value(json_object_get(hour, "failed"));
+        json_t *q = NULL;
+        size_t k;
+        json_t *row;
+        json_array_foreach(queue, k, row) if (strcmp(json_string_value(json_object_get(row,
+                                                                                       "channel")),
+                                                     ch->name) == 0) q = row;
+        json_array_append_new(
+            list,
+            json_pack("{s:s, s:s, s:o, s:O?, s:{s:I, s:I, s:I, s:o}, s:{s:I, s:I, s:f}}", "name",
+                      ch->name, "mode", ch->mode == CONFIG_MODE_ASYNC ? "async" : "sync", "routes", routes,
+                      "last_success", json_object_get(hour, "last_success"), "last_hour",
+                      "finished", finished, "failed", failed, "completed_with_errors",
+                      json_integer_value(json_object_get(hour, "completed_with_errors")),
+                      "failure_rate",
+                      finished ? json_real((double)failed / (double)finished) : json_null(),
+                      "queue", "queued", json_integer_value(json_object_get(q, "queued")),
+                      "processing", json_integer_value(json_object_get(q, "processing")),
+                      "oldest_queued_seconds",
+                      json_number_value(json_object_get(q, "oldest_queued_seconds"))));
+    }
+    json_decref(stats);
+    json_decref(queue);
+    return send_json(c, 200, json_pack("{s:o}", "channels", list), NULL);
+}
+
+static const char *arg(struct MHD_Connection *c, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+    return v && v[0] ? v : NULL;
+}
+
+/* A positive integer argument: *v untouched when absent; false when malformed. */
+static bool int_arg(struct MHD_Connection *c, const char *name, long long max, long long *v)
+{
+    const char *s = arg(c, name);
+    if (s == NULL)
+        return true;
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (end == s || *end != '\0' || errno != 0 || x < 1 || x > max)
+        return false;
+    *v = x;
+    return true;
+}
+
+static enum MHD_Result get_transactions(struct admin *a, struct MHD_Connection *c,
+                                        const struct config *cfg)
+{
+    long long limit = 50, before = 0;
+    if (!int_arg(c, "limit", TXLOG_QUERY_MAX, &limit) || !int_arg(c, "before", INT64_MAX, &before))
+        return send_error(c, 400, HIBUS_E_BAD_REQUEST,
+                          "limit is a number from 1 to 1000, before a transaction id", NULL, NULL);
+    const char *conflicts = arg(c, "conflicts");
+    if (conflicts && strcmp(conflicts, "true") != 0 && strcmp(conflicts, "false") != 0)
+        return send_error(c, 400, HIBUS_E_BAD_REQUEST, "conflicts is true or false", NULL, NULL);
+    const char *facility = arg(c, "facility");
+    char *facilities = facility ? config_facility_codes(cfg, facility) : NULL;
+    struct txlog_query q = {.channel = arg(c, "channel"),
+                            .client = arg(c, "client"),
+                            .statuses = arg(c, "status"),
+                            .since = arg(c, "since"),
+                            .until = arg(c, "until"),
+                            .facilities = facilities,
+                            .period = arg(c, "period"),
+                            .request_id = arg(c, "request_id"),
+                            .conflicts = conflicts && strcmp(conflicts, "true") == 0,
+                            .before = before,
+                            .limit = (int)limit};
+    json_t *page = NULL;
+    struct hibus_error err = {0};
+    enum hibus_err rc = txlog_search(a->deps.tl, &q, &page, &err);
+    free(facilities);
+    if (rc != HIBUS_OK)
+        return send_hibus_error(c, &err);
+    return send_json(c, 200, page, NULL);
+}
+
+/* Bodies are for roles that may act on them: a read-only user sees the rest. */
+static void strip_bodies(json_t *tx)
+{
+    static const char *const keys[] = {"request_body", "request_body_base64", "response_body",
+                                       "response_body_base64"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        json_object_del(tx, keys[i]);
+    json_object_set_new(tx, "bodies", json_string("hidden: your role is read"));
+    size_t k;
+    json_t *att;
+    json_array_foreach(json_object_get(tx, "attempts"), k, att)
+    {
+        json_object_del(att, "response_excerpt");
+        json_object_del(att, "response_excerpt_base64");
+    }
+}
+
+static enum MHD_Result get_transaction(struct admin *a, struct MHD_Connection *c,
+                                       const struct config_client *user, int64_t id)
+{
+    json_t *tx = NULL;
+    struct hibus_error err = {0};
+    if (txlog_get_json(a->deps.tl, id, &tx, &err) != HIBUS_OK)
+        return send_hibus_error(c, &err);
+    config_mask_attempt_urls(tx);
+    if (!allowed(user, CONFIG_ADMIN_OPERATOR))
+        strip_bodies(tx);
+    return send_json(c, 200, tx, NULL);
+}
+
+static enum MHD_Result rerun(struct admin *a, struct MHD_Connection *c,
+                             const struct config_client *user, const struct txlog_rerun_filter *f)
+{
+    long queued = 0, superseded = 0;
+    struct hibus_error err = {0};
+    if (txlog_rerun(a->deps.tl, f, &queued, &superseded, &err) != HIBUS_OK)
+        return send_hibus_error(c, &err);
+    LOG_INFO(NULL, "admin user %s re-queued %ld transaction%s (ids %s, channel %s, status %s)",
+             user->id, queued, queued == 1 ? "" : "s", f->ids_csv ? f->ids_csv : "any",
+             f->channel ? f->channel : "any", f->status ? f->status : "any");
+    return send_json(c, 200,
+                     json_pack("{s:I, s:I, s:f}", "queued", (json_int_t)queued, "superseded",
+                               (json_int_t)superseded, "rate_per_second", f->rate_per_s),
+                     NULL);
+}
+
+static enum MHD_Result post_rerun_filter(struct admin *a, struct MHD_Connection *c,
+                                         const struct config_client *user,
+                                         const struct admin_request *rq)
+{
+    json_error_t jerr;
+    json_t *doc =
+        rq->body.len ? json_loadb(rq->body.s, rq->body.len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return send_error(c, 400, HIBUS_E_BAD_REQUEST,
+                          "the body is a JSON object of filters: channel, status, since, and "
+                          "rate (a second)",
+                          rq->body.len ? jerr.text : "the body is empty", NULL);
+    }
+    json_t *problems = json_array();
+    const char *fields[] = {"channel", "status", "since"};
+    const char *vals[3] = {NULL, NULL, NULL};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *v = json_object_get(doc, fields[i]);
+        if (v != NULL && !json_is_string(v)) {
+            char m[64];
+            snprintf(m, sizeof m, "%s: expected a string", fields[i]);
+            json_array_append_new(problems, json_string(m));
+        }
+        vals[i] = json_string_value(v);
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(doc, key, v) if (strcmp(key, "channel") != 0 &&
+                                         strcmp(key, "status") != 0 && strcmp(key, "since") != 0 &&
+                                         strcmp(key, "rate") != 0)
+    {
+        char m[128];
+        snprintf(m, sizeof m, "%.64s: not a filter (channel, status, since, rate)", key);
+        json_array_append_new(problems, json_string(m));
+    }
+    double rate = ADMIN_RERUN_RATE;
+    json_t *r = json_object_get(doc, "rate");
+    if (r != NULL) {
+        if (!json_is_number(r) || !(json_number_value(r) > 0))
+            json_array_append_new(problems, json_string("rate: expected a positive number"));
+        else
+            rate = json_number_value(r);
+    }
+    const char *bad;
+    size_t bad_len;
+    if (vals[1] && !txlog_status_list_valid(vals[1], &bad, &bad_len)) {
+        char m[160];
+        snprintf(m, sizeof m, "status: \"%.*s\" is not a transaction status", (int)bad_len, bad);
+        json_array_append_new(problems, json_string(m));
+    }
+    if (!vals[0] && !vals[1] && !vals[2])
+        json_array_append_new(problems,
+                              json_string("give at least one filter: channel, status or since"));
+    enum MHD_Result ret;
+    if (json_array_size(problems) > 0) {
+        ret = send_json(c, 422,
+                        json_pack("{s:s, s:s, s:O}", "error", "the rerun's filters are not valid",
+                                  "code", hibus_errname(HIBUS_E_INVALID), "details", problems),
+                        NULL);
+    } else {
+        struct txlog_rerun_filter f = {
+            .channel = vals[0], .status = vals[1], .since = vals[2], .rate_per_s = rate};
+        ret = rerun(a, c, user, &f);
+    }
+    json_decref(problems);
+    json_decref(doc);
+    return ret;
+}
+
+/* "/api/transactions/123" and "/api/transactions/123/rerun": the id and what
+ * follows it; false when the path is not of that shape. */
+static bool transaction_path(const char *url, int64_t *id, const char **rest)
+{
+    static const char prefix[] = "/api/transactions/";
+    if (strncmp(url, prefix, sizeof prefix - 1) != 0)
+        return false;
+    const char *p = url + sizeof prefix - 1;
+    if (*p < '1' || *p > '9')
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(p, &end, 10);
+    if (errno != 0 || v < 1)
+        return false;
+    *id = v;
+    *rest = end;
+    return true;
+}
+
+static enum MHD_Result method_not_allowed(struct MHD_Connection *c, const char *allow)
+{
+    const char *extra[] = {"Allow", allow, NULL};
+    return send_error(c, 405, HIBUS_E_INVALID, "method not allowed here", NULL, extra);
+}
+
+static enum MHD_Result route(struct admin *a, struct MHD_Connection *c, const struct config *cfg,
+                             const char *url, const char *method, const struct admin_request *rq)
+{
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    bool post = strcmp(method, "POST") == 0;
+    enum MHD_Result ret;
+    if (strcmp(url, "/metrics") == 0) {
+        if (!get)
+            return method_not_allowed(c, "GET, HEAD");
+        if (cfg->admin_metrics != CONFIG_ADMIN_METRICS_PUBLIC && !login(a, c, cfg, &ret))
+            return ret;
+        return get_metrics(a, c);
+    }
+    int64_t id = 0;
+    const char *rest = NULL;
+    bool tx_path = transaction_path(url, &id, &rest);
+    bool known = strcmp(url, "/api/status") == 0 || strcmp(url, "/api/channels") == 0 ||
+                 strcmp(url, "/api/transactions") == 0 || strcmp(url, "/api/rerun") == 0 ||
+                 strcmp(url, "/api/reload") == 0 ||
+                 (tx_path && (rest[0] == '\0' || strcmp(rest, "/rerun") == 0));
+    if (!known)
+        return send_error(c, 404, HIBUS_E_NOT_FOUND, "no such admin resource",
+                          "See docs/admin-api.md for the routes.", NULL);
+    const struct config_client *user = login(a, c, cfg, &ret);
+    if (user == NULL)
+        return ret;
+    bool wants_post = strcmp(url, "/api/rerun") == 0 || strcmp(url, "/api/reload") == 0 ||
+                      (tx_path && rest[0] != '\0');
+    if (wants_post ? !post : !get)
+        return method_not_allowed(c, wants_post ? "POST" : "GET, HEAD");
+    if (strcmp(url, "/api/status") == 0)
+        return get_status(a, c, cfg);
+    if (strcmp(url, "/api/channels") == 0)
+        return get_channels(a, c, cfg);
+    if (strcmp(url, "/api/transactions") == 0)
+        return get_transactions(a, c, cfg);
+    if (tx_path && rest[0] == '\0')
+        return get_transaction(a, c, user, id);
+    if (strcmp(url, "/api/reload") == 0) {
+        if (!allowed(user, CONFIG_ADMIN_ADMIN))
+            return forbidden(c, user, CONFIG_ADMIN_ADMIN);
+        LOG_INFO(NULL, "admin user %s asked for a reload", user->id);
+        kill(getpid(), SIGHUP);
+        return send_json(c, 202,
+                         json_pack("{s:s, s:s}", "reload", "requested", "see",
+                                   "GET /api/status (config_generation) and the log"),
+                         NULL);
+    }
+    if (!allowed(user, CONFIG_ADMIN_OPERATOR))
+        return forbidden(c, user, CONFIG_ADMIN_OPERATOR);
+    if (tx_path) {
+        char ids[32];
+        snprintf(ids, sizeof ids, "%" PRId64, id);
+        struct txlog_rerun_filter f = {.ids_csv = ids, .rate_per_s = ADMIN_RERUN_RATE};
+        return rerun(a, c, user, &f);
+    }
+    return post_rerun_filter(a, c, user, rq);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    struct admin *a = cls;
+    struct admin_request *rq = *con_cls;
+    if (rq == NULL) {
+        *con_cls = hibus_xcalloc(1, sizeof *rq);
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        if (rq->body.len + *upload_size > ADMIN_MAX_BODY)
+            rq->too_large = true;
+        else
+            buf_append(&rq->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (rq->too_large)
+        return send_error(c, 413, HIBUS_E_TOO_LARGE, "the body is larger than 64 KiB", NULL, NULL);
+    const struct config *cfg = config_holder_acquire(a->deps.configs);
+    enum MHD_Result ret = route(a, c, cfg, url, method, rq);
+    config_holder_release(a->deps.configs, cfg);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)c, (void)toe;
+    struct admin_request *rq = *con_cls;
+    if (rq != NULL) {
+        buf_free(&rq->body);
+        free(rq);
+    }
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    LOG_DEBUG(NULL, "libmicrohttpd: %s", line);
+}
+
+/* ------------------------------------------------------------------ life */
+
+enum hibus_err admin_start(const struct admin_deps *deps, struct admin **out,
+                           struct hibus_error *err)
+{
+    *out = NULL;
+    const struct config *cfg = deps->cfg;
+    if (cfg->admin_port == 0)
+        return HIBUS_OK;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg->admin_port);
+    int gai = getaddrinfo(cfg->admin_address, port, &hints, &ai);
+    if (gai != 0)
+        return hibus_error_set(err, HIBUS_E_CONFIG, "could not resolve admin.address \"%s\": %s",
+                               cfg->admin_address, gai_strerror(gai));
+    struct admin *a = hibus_xcalloc(1, sizeof *a);
+    a->deps = *deps;
+    a->started = time(NULL);
+    a->auth = auth_cache_new();
+    a->guard = auth_guard_new();
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    a->mhd = a->guard == NULL
+                 ? NULL
+                 : MHD_start_daemon(flags, 0, NULL, NULL, on_request, a,
+                                    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                                    MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+                                    MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_MAX_CONNECTIONS,
+                                    MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (a->mhd == NULL) {
+        hibus_error_set(err, HIBUS_E_IO, "could not listen on admin.address %s port %d",
+                        cfg->admin_address, cfg->admin_port);
+        hibus_error_hint(err, "Is another process on that port? Pick another admin.port.");
+        admin_stop(a);
+        return HIBUS_E_IO;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    a->port = di ? di->port : cfg->admin_port;
+    LOG_INFO(NULL, "admin listener on %s port %d (GET /metrics, /api/...)", cfg->admin_address,
+             a->port);
+    *out = a;
+    return HIBUS_OK;
+}
+
+int admin_port(const struct admin *a)
+{
+    return a ? a->port : 0;
+}
+
+void admin_stop(struct admin *a)
+{
+    if (a == NULL)
+        return;
+    if (a->mhd)
+        MHD_stop_daemon(a->mhd);
+    auth_cache_free(a->auth);
+    auth_guard_free(a->guard);
+    free(a);
+}
