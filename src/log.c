@@ -9,6 +9,8 @@
 #include "hibus/text.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -87,6 +89,56 @@ static size_t json_escape(char *buf, size_t at, size_t cap, const char *s)
     return at;
 }
 
+/* The value of the last "key=" in a message that starts a word: its length (up
+ * to the next space, without a trailing ':' or ','), or 0 when there is none or it
+ * holds anything but the characters of a name. The last, because hibus writes
+ * these after whatever a request brought (a path with " channel=x" in it cannot
+ * stand for the real one, which follows it); names only, so that quoted text is
+ * never taken for one. */
+static size_t msg_field(const char *msg, const char *key, const char **val)
+{
+    size_t klen = strlen(key), found = 0;
+    for (const char *p = strstr(msg, key); p != NULL; p = strstr(p + 1, key)) {
+        if (p != msg && p[-1] != ' ')
+            continue;
+        const char *v = p + klen;
+        size_t n = strcspn(v, " ");
+        while (n > 0 && (v[n - 1] == ':' || v[n - 1] == ','))
+            n--;
+        if (n == 0 || n > 128 ||
+            strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@") < n)
+            continue;
+        *val = v;
+        found = n;
+    }
+    return found;
+}
+
+/* JSON: "tx", "channel", "client" and "status" as fields of their own, from the
+ * message's tx=, channel=, client=, status= (what the text line shows inline),
+ * so that a log collector can select on them. */
+static size_t json_fields(char *line, size_t at, size_t cap, const char *msg)
+{
+    static const char *const keys[] = {"tx=", "channel=", "client=", "status="};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v;
+        size_t n = msg_field(msg, keys[i], &v);
+        if (n == 0 || at + 6 * n + 48 >= cap) /* escaped, a byte takes at most 6 */
+            continue;
+        size_t klen = strlen(keys[i]) - 1;
+        bool number = i == 0 && strspn(v, "0123456789") >= n;
+        at += (size_t)snprintf(line + at, cap - at, "\"%.*s\":%s", (int)klen, keys[i],
+                               number ? "" : "\"");
+        char val[132];
+        memcpy(val, v, n);
+        val[n] = '\0';
+        at = number ? at + (size_t)snprintf(line + at, cap - at, "%s", val)
+                    : json_escape(line, at, cap, val);
+        at += (size_t)snprintf(line + at, cap - at, "%s,", number ? "" : "\"");
+    }
+    return at;
+}
+
 void log_write(enum log_level level, const char *req, const char *subsys, const char *fmt, ...)
 {
     char msg[LOG_LINE_MAX];
@@ -115,6 +167,7 @@ void log_write(enum log_level level, const char *req, const char *subsys, const 
             at = json_escape(line, at, sizeof line, req);
             at += (size_t)snprintf(line + at, sizeof line - at, "\",");
         }
+        at = json_fields(line, at, sizeof line / 4, msg);
         at += (size_t)snprintf(line + at, sizeof line - at, "\"subsys\":\"%s\",\"msg\":\"", subsys);
         at = json_escape(line, at, sizeof line - 3, msg);
         line[at++] = '"';

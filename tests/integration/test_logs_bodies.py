@@ -37,7 +37,7 @@ UTF8 = {
     "largest code point": "\U0010FFFF".encode("utf-8"),
 }
 
-LOG_KEYS = {"time", "level", "req", "subsys", "msg"}
+LOG_KEYS = {"time", "level", "req", "subsys", "msg", "tx", "channel", "client", "status"}
 LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 LOG_LEVELS = {"ERROR", "WARN", "INFO", "DEBUG"}
 LOG_LINE_MAX = 4096   # src/log.c: a message longer than this is cut and ends with "..."
@@ -183,6 +183,18 @@ class JsonLogTest(harness.TestCase):
         self.assertEqual(obj["subsys"], "listener")
         self.assertRegex(obj["msg"], r"^POST /bin -> 200 channel=bin client=lmis-national "
                                      r"tx=%d status=successful [0-9.]+ms$" % tx)
+        # what the message says inline, as fields a log collector can select on
+        self.assertEqual((obj["tx"], obj["channel"], obj["client"], obj["status"]),
+                         (tx, "bin", "lmis-national", "successful"))
+        # a path cannot pose as them: the real ones follow it
+        r = post("/logs/x%20channel=evil%20client=mallory%20tx=1", b"{}", "itest-json-log-4")
+        self.assertEqual(r.status, 200, r.body)
+        obj = self.wait_line(lambda o: o.get("req") == "itest-json-log-4",
+                             "a log line with req itest-json-log-4")
+        self.assertIn("channel=evil", obj["msg"])
+        self.assertNotEqual(obj.get("channel"), "evil", obj)
+        self.assertEqual(obj["client"], "lmis-national")
+        self.assertEqual(obj["tx"], int(r.headers["x-hibus-transaction"]))
 
     def test_special_characters_are_escaped(self):
         # quote, backslash, newline, tab and a control character in the path (sent
