@@ -96,17 +96,17 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, enu
     json_t *details = json_array();
     if (detail != NULL && detail[0])
         json_array_append_new(details, json_string(detail));
-    return send_json(c, status,
-                     json_pack("{s:s, s:s, s:o}", "error", msg, "code", hibus_errname(code),
-                               "details", details),
-                     extra);
+    return send_json(
+        c, status,
+        json_pack("{s:s, s:s, s:o}", "error", msg, "code", hibus_errname(code), "details", details),
+        extra);
 }
 
 static enum MHD_Result send_hibus_error(struct MHD_Connection *c, const struct hibus_error *err)
 {
     char detail[800];
-    snprintf(detail, sizeof detail, "%s%s%s", err->detail, err->detail[0] && err->hint[0] ? " " : "",
-             err->hint);
+    snprintf(detail, sizeof detail, "%s%s%s", err->detail,
+             err->detail[0] && err->hint[0] ? " " : "", err->hint);
     return send_error(c, hibus_http_status(err->code), err->code, err->msg, detail, NULL);
 }
 
@@ -169,8 +169,8 @@ static enum MHD_Result get_metrics(struct admin *a, struct MHD_Connection *c)
 {
     struct buf b = {0};
     metrics_render(&b, a->deps.tl);
-    enum MHD_Result ret = send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8",
-                                    b.s ? b.s : "", b.len, NULL);
+    enum MHD_Result ret =
+        send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.s ? b.s : "", b.len, NULL);
     buf_free(&b);
     return ret;
 }
@@ -186,10 +186,10 @@ static enum MHD_Result get_status(struct admin *a, struct MHD_Connection *c,
     strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return send_json(c, 200,
                      json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:{s:b, s:s*}}", "version",
-                               HIBUS_VERSION, "node", a->deps.node, "started_at", started,
-                               "config", cfg->path, "channels", (json_int_t)cfg->n_channels,
-                               "config_generation", (json_int_t)cfg->generation, "database",
-                               "up", db, "error", db ? NULL : err.msg),
+                               HIBUS_VERSION, "node", a->deps.node, "started_at", started, "config",
+                               cfg->path, "channels", (json_int_t)cfg->n_channels,
+                               "config_generation", (json_int_t)cfg->generation, "database", "up",
+                               db, "error", db ? NULL : err.msg),
                      NULL);
 }
 
@@ -224,22 +224,21 @@ static enum MHD_Result get_channels(struct admin *a, struct MHD_Connection *c,
         json_t *q = NULL;
         size_t k;
         json_t *row;
-        json_array_foreach(queue, k, row) if (strcmp(json_string_value(json_object_get(row,
-                                                                                       "channel")),
-                                                     ch->name) == 0) q = row;
+        json_array_foreach(queue, k,
+                           row) if (strcmp(json_string_value(json_object_get(row, "channel")),
+                                           ch->name) == 0) q = row;
         json_array_append_new(
             list,
-            json_pack("{s:s, s:s, s:o, s:O?, s:{s:I, s:I, s:I, s:o}, s:{s:I, s:I, s:f}}", "name",
-                      ch->name, "mode", ch->mode == CONFIG_MODE_ASYNC ? "async" : "sync", "routes", routes,
-                      "last_success", json_object_get(hour, "last_success"), "last_hour",
-                      "finished", finished, "failed", failed, "completed_with_errors",
-                      json_integer_value(json_object_get(hour, "completed_with_errors")),
-                      "failure_rate",
-                      finished ? json_real((double)failed / (double)finished) : json_null(),
-                      "queue", "queued", json_integer_value(json_object_get(q, "queued")),
-                      "processing", json_integer_value(json_object_get(q, "processing")),
-                      "oldest_queued_seconds",
-                      json_number_value(json_object_get(q, "oldest_queued_seconds"))));
+            json_pack(
+                "{s:s, s:s, s:o, s:O?, s:{s:I, s:I, s:I, s:o}, s:{s:I, s:I, s:f}}", "name",
+                ch->name, "mode", ch->mode == CONFIG_MODE_ASYNC ? "async" : "sync", "routes",
+                routes, "last_success", json_object_get(hour, "last_success"), "last_hour",
+                "finished", finished, "failed", failed, "completed_with_errors",
+                json_integer_value(json_object_get(hour, "completed_with_errors")), "failure_rate",
+                finished ? json_real((double)failed / (double)finished) : json_null(), "queue",
+                "queued", json_integer_value(json_object_get(q, "queued")), "processing",
+                json_integer_value(json_object_get(q, "processing")), "oldest_queued_seconds",
+                json_number_value(json_object_get(q, "oldest_queued_seconds"))));
     }
     json_decref(stats);
     json_decref(queue);
@@ -578,9 +577,9 @@ enum hibus_err admin_start(const struct admin_deps *deps, struct admin **out,
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     a->mhd = a->guard == NULL
                  ? NULL
-                 : MHD_start_daemon(flags, 0, NULL, NULL, on_request, a,
-                                    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                                    MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+                 : MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
+                                    on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                                    MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_MAX_CONNECTIONS,
                                     MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
     freeaddrinfo(ai);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "hibus/admin.h"
+#include "hibus/alerts.h"
 #include "hibus/auth.h"
 #include "hibus/buf.h"
 #include "hibus/config.h"
@@ -288,6 +289,7 @@ int cli_serve(int argc, char **argv)
     struct auth_cache *ac = NULL;
     struct listener *l = NULL;
     struct admin *adm = NULL;
+    struct alerts *alr = NULL;
     struct workers *wk = NULL;
     struct retention *ret = NULL;
     bool curl_ok = false, keep_txlog = false;
@@ -338,6 +340,10 @@ int cli_serve(int argc, char **argv)
         cli_print_error("could not start retention", &err);
         goto out;
     }
+    if (alerts_start(configs, tl, node, &alr, &err) != HIBUS_OK) {
+        cli_print_error("could not start alerts", &err);
+        goto out;
+    }
     LOG_INFO(NULL,
              "hibus %s listening on %s:%d (%zu channels, %zu clients, %d delivery workers, "
              "node %s)",
@@ -377,6 +383,7 @@ int cli_serve(int argc, char **argv)
                  cfg->drain_ms / 1000);
     rc = 0;
 out:
+    alerts_stop(alr);
     retention_stop(ret);
     keep_txlog = !workers_stop(wk);
     admin_stop(adm);
@@ -739,8 +746,8 @@ static const char keys_usage[] =
     "Prints the keys of hibus.yaml from the table the loader uses: type and range,\n"
     "default, whether a reload applies the key or it waits for a restart, an example\n"
     "and its meaning, as Markdown tables. SECTION is listen, database, limits, log,\n"
-    "delivery, retention, admin, or top (the keys outside any section); without one,\n"
-    "all.\n";
+    "delivery, retention, admin, alerts, or top (the keys outside any section);\n"
+    "without one, all.\n";
 
 int cli_keys(int argc, char **argv)
 {
@@ -749,8 +756,8 @@ int cli_keys(int argc, char **argv)
         fputs(keys_usage, help ? stdout : stderr);
         return help ? 0 : 2;
     }
-    static const char *const sections[] = {"top", "listen",   "database",  "limits",
-                                           "log", "delivery", "retention", "admin"};
+    static const char *const sections[] = {"top",      "listen",    "database", "limits", "log",
+                                           "delivery", "retention", "admin",    "alerts"};
     size_t rows = 0;
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
         if (argc == 2 && strcmp(argv[1], sections[i]) != 0)

@@ -934,6 +934,7 @@ static void config_destroy(struct config *cfg, size_t n_compiled)
     free_principals(cfg->clients, cfg->n_clients);
     free_principals(cfg->admin_users, cfg->n_admin_users);
     free(cfg->admin_address);
+    free(cfg->alerts_webhook);
     free(cfg->admin_users_file);
     for (size_t i = 0; i < cfg->n_channels; i++)
         channel_free(&cfg->channels[i], i < n_compiled);

@@ -158,7 +158,7 @@ struct config_duration_range {
 #define CONFIG_DAY_MS (24L * 3600 * 1000)
 
 extern const struct config_duration_range config_dur_short, config_dur_long, config_dur_connect,
-    config_dur_keep, config_dur_prune;
+    config_dur_keep, config_dur_prune, config_dur_alert, config_dur_alert_off;
 bool config_get_duration_in(struct loader *ld, const yaml_node_t *n, const char *what,
                             const struct config_duration_range *range, long *out);
 bool config_get_long(struct loader *ld, const yaml_node_t *n, const char *what, long min, long max,

@@ -28,6 +28,7 @@
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const admin_metrics_modes[] = {"login", "public", NULL};
+static const char *const off_on[] = {"off", "on", NULL};
 /* Always redacted; redact_headers: adds to these. */
 static const char *const default_redact[] = {"authorization", "proxy-authorization", "cookie",
                                              "set-cookie"};
@@ -198,6 +199,32 @@ const struct config_key config_keys[] = {
     {"retention.prune_every", CONFIG_KEY_DURATION, AT(prune_every_ms), .range = &config_dur_prune,
      .def = 3600000, .reload = true, .example = "1d",
      .doc = "how often old rows are looked for (a reload applies it after the next look)"},
+    {"alerts.webhook", CONFIG_KEY_STRING, AT(alerts_webhook), .reload = true,
+     .example = "https://chat.example.org/hooks/moh-ops",
+     .doc = "http:// or https:// URL that alerts are POSTed to as JSON (docs/alerts.md); "
+            "absent: no alerts"},
+    {"alerts.every", CONFIG_KEY_DURATION, AT(alerts_every_ms), .range = &config_dur_alert,
+     .def = 60000, .reload = true, .example = "30s", .doc = "how often the rules are checked"},
+    {"alerts.window", CONFIG_KEY_DURATION, AT(alerts_window_ms), .range = &config_dur_alert,
+     .def = 15 * 60000, .reload = true, .example = "1h",
+     .doc = "the recent past a failure rate and conflicts are counted over"},
+    {"alerts.failure_percent", CONFIG_KEY_UINT, AT(alerts_failure_percent), 0, 100, .def = 20,
+     .reload = true, .example = "10",
+     .doc = "alert when more than this share of a channel's transactions that ended in the "
+            "window failed or were rejected; 0: never"},
+    {"alerts.min_finished", CONFIG_KEY_UINT, AT(alerts_min_finished), 1, 1000000, .def = 5,
+     .reload = true, .example = "20",
+     .doc = "fewer ended transactions in the window than this never make a failure-rate alert"},
+    {"alerts.conflicts", CONFIG_KEY_ENUM, AT(alerts_conflicts), .choices = off_on, .def = 1,
+     .reload = true, .example = "off",
+     .doc = "alert when DHIS2 answered a channel's delivery with import conflicts in the "
+            "window"},
+    {"alerts.queue_age", CONFIG_KEY_DURATION, AT(alerts_queue_age_ms),
+     .range = &config_dur_alert_off, .def = 30 * 60000, .reload = true, .example = "2h",
+     .doc = "alert when a channel's oldest queued transaction is older than this; 0: never"},
+    {"alerts.repeat", CONFIG_KEY_DURATION, AT(alerts_repeat_ms), .range = &config_dur_alert,
+     .def = 3600000, .reload = true, .example = "4h",
+     .doc = "an alert still firing is posted again at most this often (per channel and kind)"},
 };
 const size_t config_n_keys = sizeof config_keys / sizeof config_keys[0];
 
@@ -411,6 +438,12 @@ void config_load_main(struct loader *ld, yaml_node_t *root, void *arg)
     const yaml_node_t *n;
     if ((n = node_of(nodes, "clients")) != NULL && n != &refused)
         refs->clients_pos = config_pos_of(ld, n);
+    const yaml_node_t *hook = node_of(nodes, "alerts.webhook");
+    if (hook != NULL && hook != &refused && cfg->alerts_webhook != NULL &&
+        strncmp(cfg->alerts_webhook, "http://", 7) != 0 &&
+        strncmp(cfg->alerts_webhook, "https://", 8) != 0)
+        config_err_at(ld, hook, "alerts.webhook \"%s\" is not an http:// or https:// URL",
+                      cfg->alerts_webhook);
     const yaml_node_t *admin_port = node_of(nodes, "admin.port");
     if ((n = node_of(nodes, "admin.users")) != NULL && n != &refused)
         refs->admin_users_pos = config_pos_of(ld, n);

@@ -322,6 +322,10 @@ const struct config_duration_range config_dur_connect = {1, TXLOG_CONNECT_TIMEOU
                                                          "1ms .. 1h", "500ms, 30s, 2m or 1h"};
 const struct config_duration_range config_dur_keep = {0, 3650 * CONFIG_DAY_MS, "0 .. 3650d",
                                                       "12h, 90d or 2w; 0 for forever"};
+const struct config_duration_range config_dur_alert = {1000, 30 * CONFIG_DAY_MS, "1s .. 30d",
+                                                       "30s, 15m or 1h"};
+const struct config_duration_range config_dur_alert_off = {0, 30 * CONFIG_DAY_MS, "0 (off) .. 30d",
+                                                           "0, 30m or 2h"};
 const struct config_duration_range config_dur_prune = {1000, 3650 * CONFIG_DAY_MS, "1s .. 3650d",
                                                        "30m, 1h or 1d"};
 

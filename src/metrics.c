@@ -49,29 +49,37 @@ static const struct {
     const char *help;
     const char *labels[MAX_LABELS + 1];
 } families[F_COUNT] = {
-    [F_REQUESTS] = {"hibus_http_requests_total", COUNTER,
+    [F_REQUESTS] = {"hibus_http_requests_total",
+                    COUNTER,
                     "HTTP requests answered, by channel (empty: none matched) and status code.",
                     {"channel", "code", NULL}},
-    [F_REQUEST_SECONDS] = {"hibus_http_request_duration_seconds", HISTOGRAM,
+    [F_REQUEST_SECONDS] = {"hibus_http_request_duration_seconds",
+                           HISTOGRAM,
                            "Time from a request's first byte to its answer.",
                            {"channel", NULL}},
-    [F_TRANSACTIONS] = {"hibus_transactions_total", COUNTER,
+    [F_TRANSACTIONS] = {"hibus_transactions_total",
+                        COUNTER,
                         "Transactions this process queued or ended, by channel and status.",
                         {"channel", "status", NULL}},
-    [F_ATTEMPTS] = {"hibus_delivery_attempts_total", COUNTER,
+    [F_ATTEMPTS] = {"hibus_delivery_attempts_total",
+                    COUNTER,
                     "Delivery attempts, by channel, route and outcome.",
                     {"channel", "route", "outcome", NULL}},
-    [F_ATTEMPT_SECONDS] = {"hibus_delivery_duration_seconds", HISTOGRAM,
+    [F_ATTEMPT_SECONDS] = {"hibus_delivery_duration_seconds",
+                           HISTOGRAM,
                            "Time one delivery attempt took, until the target's answer.",
                            {"channel", "route", NULL}},
-    [F_DHIS2_VALUES] = {"hibus_dhis2_import_values_total", COUNTER,
+    [F_DHIS2_VALUES] = {"hibus_dhis2_import_values_total",
+                        COUNTER,
                         "Data values DHIS2's import summaries counted, by channel and result "
                         "(imported, updated, ignored, deleted).",
                         {"channel", "result", NULL}},
-    [F_DHIS2_CONFLICTS] = {"hibus_dhis2_import_conflicts_total", COUNTER,
+    [F_DHIS2_CONFLICTS] = {"hibus_dhis2_import_conflicts_total",
+                           COUNTER,
                            "Conflicts listed in DHIS2's import summaries, by channel.",
                            {"channel", NULL}},
-    [F_RELOADS] = {"hibus_config_reloads_total", COUNTER,
+    [F_RELOADS] = {"hibus_config_reloads_total",
+                   COUNTER,
                    "Configuration reloads (SIGHUP), by result (applied, refused).",
                    {"result", NULL}},
 };
@@ -79,7 +87,7 @@ static const struct {
 /* Upper bounds in seconds: requests and deliveries run from a millisecond to a
  * DHIS2 import of minutes. */
 static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                1,     2.5,  5,     10,   30,  60,  300};
+                                1,     2.5,  5,     10,   30,  60,   300};
 #define N_BOUNDS (sizeof bounds / sizeof bounds[0])
 
 struct series {
@@ -378,8 +386,9 @@ static void render_process(struct buf *b)
             const char *p = strrchr(line, ')');
             unsigned long long ticks = 0;
             /* field 22, starttime; fields from 3 on follow the ')' */
-            if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
-                                   "%*d %*d %*d %*d %llu",
+            if (p && sscanf(p + 2,
+                            "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+                            "%*d %*d %*d %*d %llu",
                             &ticks) == 1) {
                 struct timespec now, up;
                 clock_gettime(CLOCK_REALTIME, &now);

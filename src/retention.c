@@ -5,7 +5,6 @@
 #define LOG_SUBSYS "retention"
 #include "hibus/retention.h"
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -55,35 +54,21 @@ enum hibus_err retention_prune_once(const struct config *cfg, struct txlog *tl,
 struct retention {
     struct config_holder *configs;
     struct txlog *tl;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cond; /* signalled on stop; on the monotonic clock (clock.h) */
-    bool stopping;       /* guarded by mu */
+    struct clock_ticker *ticker;
 };
 
-static void *retention_main(void *arg)
+/* (A month's partition that does not exist yet is made by the first insert that
+ * needs it, so nothing waits for the first prune.) */
+static long retention_tick(void *arg)
 {
     struct retention *r = arg;
-    /* (A month's partition that does not exist yet is made by the first insert that
-     * needs it, so nothing waits for the first prune.) */
+    struct txlog_prune_result res;
+    struct hibus_error err = {0};
     const struct config *cfg = config_holder_acquire(r->configs);
-    struct timespec next = clock_deadline(cfg->prune_every_ms);
+    retention_prune_once(cfg, r->tl, &res, &err);
+    long next = cfg->prune_every_ms;
     config_holder_release(r->configs, cfg);
-    pthread_mutex_lock(&r->mu);
-    while (!r->stopping) {
-        if (pthread_cond_timedwait(&r->cond, &r->mu, &next) == 0 || r->stopping)
-            continue; /* a spurious wake-up, or stop */
-        pthread_mutex_unlock(&r->mu);
-        struct txlog_prune_result res;
-        struct hibus_error err = {0};
-        cfg = config_holder_acquire(r->configs);
-        retention_prune_once(cfg, r->tl, &res, &err);
-        next = clock_deadline(cfg->prune_every_ms);
-        config_holder_release(r->configs, cfg);
-        pthread_mutex_lock(&r->mu);
-    }
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
+    return next;
 }
 
 enum hibus_err retention_start(struct config_holder *configs, struct txlog *tl,
@@ -92,11 +77,11 @@ enum hibus_err retention_start(struct config_holder *configs, struct txlog *tl,
     struct retention *r = hibus_xcalloc(1, sizeof *r);
     r->configs = configs;
     r->tl = tl;
-    clock_cond_init(&r->cond);
-    pthread_mutex_init(&r->mu, NULL);
-    if (pthread_create(&r->thread, NULL, retention_main, r) != 0) {
-        pthread_cond_destroy(&r->cond);
-        pthread_mutex_destroy(&r->mu);
+    const struct config *cfg = config_holder_acquire(configs);
+    long first = cfg->prune_every_ms;
+    config_holder_release(configs, cfg);
+    r->ticker = clock_ticker_start(retention_tick, r, first);
+    if (r->ticker == NULL) {
         free(r);
         return hibus_error_set(err, HIBUS_E_NOMEM, "could not start the retention thread");
     }
@@ -108,12 +93,6 @@ void retention_stop(struct retention *r)
 {
     if (r == NULL)
         return;
-    pthread_mutex_lock(&r->mu);
-    r->stopping = true;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->mu);
-    pthread_join(r->thread, NULL);
-    pthread_cond_destroy(&r->cond);
-    pthread_mutex_destroy(&r->mu);
+    clock_ticker_stop(r->ticker);
     free(r);
 }

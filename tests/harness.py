@@ -742,6 +742,15 @@ class Hibus:
             raise HarnessError("%r is still running" % self)
         return self.start(timeout=timeout, port=self.port)
 
+    def reload(self, marker="configuration reloaded", timeout=10):
+        """Writes the configuration out again, sends SIGHUP and waits until the log
+        says marker once more than before."""
+        before = self.log_text().count(marker)
+        self.write_config()
+        os.kill(self.proc.pid, signal.SIGHUP)
+        wait_until(lambda: self.log_text().count(marker) > before, timeout=timeout,
+                   what="%r in the log of %s" % (marker, self.name))
+
     def kill9(self):
         """SIGKILL, as a crash or an OOM killer would: no drain, no release of leases.
         Returns the exit code (-9). The log is still checked for sanitizer reports."""

@@ -656,7 +656,7 @@ static void test_unknown_key(void **state)
                   "port, tls)\n"
                   "hibus.yaml:4:1: unknown key \"loggin\" at top level (expected one of: listen, "
                   "database, limits, log, redact_headers, clients, channels, mappings, admin, "
-                  "delivery, retention)\n");
+                  "delivery, retention, alerts)\n");
 }
 
 static void test_wrong_types(void **state)

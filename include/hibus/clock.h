@@ -17,4 +17,12 @@ struct timespec clock_deadline(long ms);
 /* pthread_cond_init for a condition variable waited on with clock_deadline(). */
 int clock_cond_init(pthread_cond_t *cond);
 
+/* A thread that runs tick(arg) every so often: first after first_ms, then after
+ * as many milliseconds as tick returns. clock_ticker_stop wakes it at once (a
+ * tick under way finishes first), joins it and frees it; NULL-safe.
+ * clock_ticker_start returns NULL when no thread could be made. */
+struct clock_ticker;
+struct clock_ticker *clock_ticker_start(long (*tick)(void *arg), void *arg, long first_ms);
+void clock_ticker_stop(struct clock_ticker *t);
+
 #endif

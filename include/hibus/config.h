@@ -121,7 +121,16 @@ struct config {
     long long keep_bodies_ms;       /* 0 = keep forever */
     long long keep_transactions_ms; /* 0 = keep forever */
     long prune_every_ms;            /* default 1h */
-    struct mapping **mappings;      /* every mapping a channel names, loaded once */
+    /* alerts: a channel's trouble posted as JSON to a webhook (src/alerts.c) */
+    char *alerts_webhook;            /* alerts.webhook; NULL: no alerts */
+    long alerts_every_ms;            /* alerts.every, default 1m */
+    long alerts_window_ms;           /* alerts.window, default 15m */
+    unsigned alerts_failure_percent; /* alerts.failure_percent, default 20; 0: off */
+    unsigned alerts_min_finished;    /* alerts.min_finished, default 5 */
+    int alerts_conflicts;            /* alerts.conflicts: 0 off, 1 on (default) */
+    long alerts_queue_age_ms;        /* alerts.queue_age, default 30m; 0: off */
+    long alerts_repeat_ms;           /* alerts.repeat, default 1h */
+    struct mapping **mappings;       /* every mapping a channel names, loaded once */
     size_t n_mappings;
 };
 

@@ -24,8 +24,7 @@ void metrics_request(const char *channel, unsigned code, double seconds);
 void metrics_transaction(const char *channel, const char *status);
 /* One delivery attempt of a route, with its outcome (successful, completed,
  * completed_with_errors, failed) and duration. */
-void metrics_attempt(const char *channel, const char *route, const char *outcome,
-                     double seconds);
+void metrics_attempt(const char *channel, const char *route, const char *outcome, double seconds);
 /* What DHIS2's import summary counted for one delivery. */
 void metrics_dhis2_import(const char *channel, long long imported, long long updated,
                           long long ignored, long long deleted, long long conflicts);

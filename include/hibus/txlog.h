@@ -278,6 +278,28 @@ enum hibus_err txlog_prune(struct txlog *tl, const struct txlog_retention *rules
  * HIBUS_E_NOT_FOUND when there is no such transaction. */
 enum hibus_err txlog_get_json(struct txlog *tl, int64_t id, json_t **out, struct hibus_error *err);
 
+/* Alerts (src/alerts.c). Under an advisory lock, so that of several processes on
+ * one database one looks at a time: each channel named (one per line) is checked
+ * against the rules over the recent window, and against the state kept in the
+ * database (migration 010). A kind that starts firing, fires still after
+ * repeat_ms since its last notice, or stops, is handed to send as a JSON notice:
+ * {source, status: firing|resolved, alert: failure_rate|conflicts|queue_age,
+ * channel, value, threshold, window_seconds, since, summary}; its state is
+ * recorded once send returns true. A false stops the look (the rest is tried the
+ * next time). *skipped when another process held the lock. */
+struct txlog_alert_rules {
+    long window_ms;
+    unsigned failure_percent; /* 0: off */
+    unsigned min_finished;
+    bool conflicts;
+    long queue_age_ms; /* 0: off */
+    long repeat_ms;
+};
+typedef bool (*txlog_alert_send)(void *arg, const json_t *notice);
+enum hibus_err txlog_alerts_check(struct txlog *tl, const struct txlog_alert_rules *rules,
+                                  const char *channels, txlog_alert_send send, void *arg, int *sent,
+                                  bool *skipped, struct hibus_error *err);
+
 /* Search (hibus ls, the admin API): transactions that match every filter given
  * (NULL, 0 or false: any), newest first (received_at, then id), one page.
  * Facility and period are those of the report the transaction carried (its

@@ -3,8 +3,9 @@ the traffic, and the admin API (search, one transaction, re-run, channels, statu
 reload) for admin users with their roles, on its own port."""
 
 import json
+import os
 import re
-import time
+import subprocess
 import unittest
 
 import harness
@@ -258,15 +259,25 @@ class AdminTest(harness.TestCase):
         self.assertIsNotNone(p["last_success"])
         self.assertEqual(p["queue"]["queued"], 0)
 
+    def test_prometheus_rules_use_what_hibus_exports(self):
+        rules = os.path.join(harness.SOURCE_DIR, "packaging", "prometheus")
+        for args in (["check", "rules", "hibus-alerts.yml"],
+                     ["test", "rules", "hibus-alerts.test.yml"]):
+            r = subprocess.run(["promtool"] + args, cwd=rules, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(os.path.join(rules, "hibus-alerts.yml")) as f:
+            text = f.read()
+        types, _ = parse_metrics(admin("GET", "/metrics", "rita").body.decode())
+        named = set(re.findall(r"\b(hibus_[a-z0-9_]+)", text))
+        self.assertGreaterEqual(len(named), 6, named)
+        self.assertEqual(sorted(n for n in named if n not in types), [])
+
     def test_users_follow_a_reload(self):
         self.assertEqual(admin("GET", "/api/status", ("zoe", "zoe-secret-4")).status, 401)
         HB.files["admin-users.yaml"] = users_doc(
             [{"id": "zoe", "role": "read", "password_hash": harness.password_hash("zoe-secret-4")}])
         gen = admin("GET", "/api/status", "rita").json()["config_generation"]
-        HB.write_config()
-        import os
-        import signal
-        os.kill(HB.proc.pid, signal.SIGHUP)
+        HB.reload()
         harness.wait_until(
             lambda: admin("GET", "/api/status", "rita").json()["config_generation"] > gen,
             timeout=10, what="the reload")

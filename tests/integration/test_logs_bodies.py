@@ -187,10 +187,11 @@ class JsonLogTest(harness.TestCase):
         self.assertEqual((obj["tx"], obj["channel"], obj["client"], obj["status"]),
                          (tx, "bin", "lmis-national", "successful"))
         # a path cannot pose as them: the real ones follow it
-        r = post("/logs/x%20channel=evil%20client=mallory%20tx=1", b"{}", "itest-json-log-4")
+        r = post("/logs/x%20channel=evil%20client=mallory%20tx=1", b"{}",
+                 "itest-json-log-forged")
         self.assertEqual(r.status, 200, r.body)
-        obj = self.wait_line(lambda o: o.get("req") == "itest-json-log-4",
-                             "a log line with req itest-json-log-4")
+        obj = self.wait_line(lambda o: o.get("req") == "itest-json-log-forged",
+                             "a log line with req itest-json-log-forged")
         self.assertIn("channel=evil", obj["msg"])
         self.assertNotEqual(obj.get("channel"), "evil", obj)
         self.assertEqual(obj["client"], "lmis-national")

@@ -5,9 +5,7 @@ of hibus.yaml is applied by a reload or named in the log as waiting for a restar
 as `hibus keys` (the key table) says."""
 
 import copy
-import os
 import re
-import signal
 import subprocess
 import unittest
 
@@ -76,11 +74,7 @@ class ReloadTest(harness.TestCase):
 
     def reload(self, marker):
         """Writes HB.channels out, sends SIGHUP, waits for the log line that says so."""
-        before = HB.log_text().count(marker)
-        HB.write_config()
-        os.kill(HB.proc.pid, signal.SIGHUP)
-        harness.wait_until(lambda: HB.log_text().count(marker) > before, timeout=10,
-                           what="%r in the hibus log" % marker)
+        HB.reload(marker)
 
     def channel(self, name):
         return next(c for c in HB.channels if c["name"] == name)
