@@ -11,6 +11,7 @@
  *                                         only for operator and admin
  *   POST /api/transactions/ID/rerun       operator: re-queue it
  *   POST /api/rerun {filters, rate}       operator: re-queue what matches
+ *   GET  /api/unmapped?days=N             codes payloads sent that no mapping maps
  *   POST /api/reload                      admin: reload the configuration (SIGHUP)
  *
  * Every answer but /metrics's is JSON; every error is {"error", "code",
@@ -328,6 +329,20 @@ static enum MHD_Result get_transaction(struct admin *a, struct MHD_Connection *c
     return send_json(c, 200, tx, NULL);
 }
 
+static enum MHD_Result get_unmapped(struct admin *a, struct MHD_Connection *c)
+{
+    long long days = 7;
+    if (!int_arg(c, "days", 400, &days))
+        return send_error(c, 400, HIBUS_E_BAD_REQUEST, "days is a number from 1 to 400", NULL,
+                          NULL);
+    json_t *list = NULL;
+    struct hibus_error err = {0};
+    if (txlog_unmapped(a->deps.tl, (int)days, &list, &err) != HIBUS_OK)
+        return send_hibus_error(c, &err);
+    return send_json(c, 200, json_pack("{s:I, s:o}", "days", (json_int_t)days, "codes", list),
+                     NULL);
+}
+
 static enum MHD_Result rerun(struct admin *a, struct MHD_Connection *c,
                              const struct config_client *user, const struct txlog_rerun_filter *f)
 {
@@ -457,8 +472,8 @@ static enum MHD_Result route(struct admin *a, struct MHD_Connection *c, const st
     const char *rest = NULL;
     bool tx_path = transaction_path(url, &id, &rest);
     bool known = strcmp(url, "/api/status") == 0 || strcmp(url, "/api/channels") == 0 ||
-                 strcmp(url, "/api/transactions") == 0 || strcmp(url, "/api/rerun") == 0 ||
-                 strcmp(url, "/api/reload") == 0 ||
+                 strcmp(url, "/api/unmapped") == 0 || strcmp(url, "/api/transactions") == 0 ||
+                 strcmp(url, "/api/rerun") == 0 || strcmp(url, "/api/reload") == 0 ||
                  (tx_path && (rest[0] == '\0' || strcmp(rest, "/rerun") == 0));
     if (!known)
         return send_error(c, 404, HIBUS_E_NOT_FOUND, "no such admin resource",
@@ -474,6 +489,8 @@ static enum MHD_Result route(struct admin *a, struct MHD_Connection *c, const st
         return get_status(a, c, cfg);
     if (strcmp(url, "/api/channels") == 0)
         return get_channels(a, c, cfg);
+    if (strcmp(url, "/api/unmapped") == 0)
+        return get_unmapped(a, c);
     if (strcmp(url, "/api/transactions") == 0)
         return get_transactions(a, c, cfg);
     if (tx_path && rest[0] == '\0')

@@ -612,6 +612,67 @@ enum hibus_err txlog_channel_stats(struct txlog *tl, const char *names, json_t *
     return rc;
 }
 
+struct unmapped_ctx {
+    int days;
+    json_t *out;
+};
+
+static enum hibus_err op_unmapped(PGconn *conn, unsigned *prepared, void *vctx,
+                                  struct hibus_error *err)
+{
+    (void)prepared;
+    struct unmapped_ctx *ctx = vctx;
+    char days[16];
+    snprintf(days, sizeof days, "%d", ctx->days);
+    const char *const v[1] = {days};
+    /* By the received_at index over the days asked, rows with problems only. */
+    PGresult *res = PQexecParams(
+        conn,
+        "SELECT t.channel, p ->> 'kind', p ->> 'code', count(DISTINCT t.id), max(t.id),"
+        " " TS_UTC(
+            "max(t.received_at)") " FROM transactions t,"
+                                  " jsonb_array_elements(coalesce(t.problems -> 'problems', '[]')"
+                                  "  || coalesce(t.problems -> 'skipped', '[]')) p"
+                                  " WHERE t.received_at >= clock_timestamp() - make_interval(days "
+                                  "=> $1::int)"
+                                  "  AND t.problems IS NOT NULL AND p ->> 'stage' = 'mapping' AND "
+                                  "p ->> 'code' IS NOT NULL"
+                                  " GROUP BY 1, 2, 3 ORDER BY 4 DESC, 6 DESC LIMIT 500",
+        1, NULL, v, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        enum hibus_err rc = txlog_db_fail(err, conn, res, "read the unmapped codes");
+        PQclear(res);
+        return rc;
+    }
+    json_t *list = json_array();
+    for (int r = 0; list != NULL && r < PQntuples(res); r++) {
+        json_t *o =
+            json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "channel", PQgetvalue(res, r, 0), "kind",
+                      PQgetvalue(res, r, 1), "code", PQgetvalue(res, r, 2), "transactions",
+                      (json_int_t)strtoll(PQgetvalue(res, r, 3), NULL, 10), "last_transaction",
+                      (json_int_t)strtoll(PQgetvalue(res, r, 4), NULL, 10), "last_seen",
+                      PQgetvalue(res, r, 5));
+        if (o == NULL || json_array_append_new(list, o) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    PQclear(res);
+    if (list == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    ctx->out = list;
+    return HIBUS_OK;
+}
+
+enum hibus_err txlog_unmapped(struct txlog *tl, int days, json_t **out, struct hibus_error *err)
+{
+    struct unmapped_ctx ctx = {.days = days};
+    enum hibus_err rc = txlog_with_conn(tl, op_unmapped, &ctx, err);
+    if (rc == HIBUS_OK)
+        *out = ctx.out;
+    return rc;
+}
+
 /* ------------------------------------------------------------------------- */
 /* LISTEN hibus_tx                                                           */
 /* ------------------------------------------------------------------------- */

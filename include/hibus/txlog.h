@@ -300,6 +300,13 @@ enum hibus_err txlog_alerts_check(struct txlog *tl, const struct txlog_alert_rul
                                   const char *channels, txlog_alert_send send, void *arg, int *sent,
                                   bool *skipped, struct hibus_error *err);
 
+/* Mapping coverage (the admin API): the codes of the last `days` days' payloads
+ * that a channel's mapping did not map (the "mapping" problems and skipped values
+ * recorded with each transaction), as JSON: [{channel, kind (org_unit, item,
+ * attribute_option_combo, ...), code, transactions, last_transaction,
+ * last_seen}], the most frequent first, at most 500. */
+enum hibus_err txlog_unmapped(struct txlog *tl, int days, json_t **out, struct hibus_error *err);
+
 /* Search (hibus ls, the admin API): transactions that match every filter given
  * (NULL, 0 or false: any), newest first (received_at, then id), one page.
  * Facility and period are those of the report the transaction carried (its

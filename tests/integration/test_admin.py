@@ -259,6 +259,24 @@ class AdminTest(harness.TestCase):
         self.assertIsNotNone(p["last_success"])
         self.assertEqual(p["queue"]["queued"], 0)
 
+    def test_unmapped_codes(self):
+        txs = []
+        for body in (report("FAC-NOWHERE", "2026-10"), report("FAC-NOWHERE", "2026-11"),
+                     json.dumps({"facility": "FAC-0042", "period": "2026-10", "lines": [
+                         {"commodity": "NOPE-ITEM", "stock_on_hand": 1}]}).encode()):
+            r, tx = post("/stock", body)
+            self.assertEqual(r.status, 422, r.body)
+            txs.append(tx)
+        got = admin("GET", "/api/unmapped", "rita").json()
+        self.assertEqual(got["days"], 7)
+        rows = {(c["channel"], c["kind"], c["code"]): c for c in got["codes"]}
+        ou = rows[("stock", "org_unit", "FAC-NOWHERE")]
+        self.assertEqual((ou["transactions"], ou["last_transaction"]), (2, txs[1]))
+        self.assertRegex(ou["last_seen"], r"^\d{4}-\d\d-\d\dT")
+        self.assertEqual(rows[("stock", "item", "NOPE-ITEM")]["transactions"], 1)
+        self.assertNotIn(("stock", "org_unit", "FAC-0042"), rows)
+        self.assertEqual(admin("GET", "/api/unmapped?days=0", "rita").status, 400)
+
     def test_prometheus_rules_use_what_hibus_exports(self):
         rules = os.path.join(harness.SOURCE_DIR, "packaging", "prometheus")
         for args in (["check", "rules", "hibus-alerts.yml"],
