@@ -2,8 +2,13 @@
  * admin.c - the admin listener (see hibus/admin.h and docs/admin-api.md).
  *
  * Routes (JSON unless said):
+ *   GET  /, /console.js, /console.css     the console (src/console/, compiled in)
  *   GET  /metrics                         Prometheus text; admin.metrics: public
  *                                         answers without a login
+ *   GET  /api/me                          the signed-in user and role
+ *   GET  /api/events                      server-sent events: each transaction as it
+ *                                         is received and as its status changes
+ *   GET  /api/channels/hours?hours=N      per channel and hour: received, failed
  *   GET  /api/status                      version, node, start, reloads, database
  *   GET  /api/channels                    each channel, its queue and its last hour
  *   GET  /api/transactions?FILTERS        search (hibus ls), newest first, paged
@@ -23,6 +28,7 @@
 #include "hibus/admin.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -44,6 +50,8 @@
 #include "listener_internal.h"
 
 #define ADMIN_MAX_BODY (64 * 1024)
+#define ADMIN_MAX_STREAMS 8      /* /api/events at once: each holds a database session */
+#define ADMIN_KEEPALIVE_MS 15000 /* an idle event stream gets a comment this often */
 #define ADMIN_MAX_CONNECTIONS 64
 #define ADMIN_RERUN_RATE 20.0 /* a second, as hibus rerun */
 
@@ -54,7 +62,19 @@ struct admin {
     time_t started;
     struct auth_cache *auth;
     struct auth_guard *guard;
+    atomic_int streams;   /* open /api/events */
+    atomic_bool stopping; /* ends the event streams */
+    char *db_url;         /* for the event streams' own sessions */
+    long connect_timeout_ms;
 };
+
+/* The console's files (generated from src/console/ by scripts/embed-console.cmake). */
+struct admin_asset {
+    const char *path, *type, *body;
+    size_t len;
+};
+extern const struct admin_asset admin_assets[];
+extern const size_t admin_n_assets;
 
 struct admin_request {
     struct buf body;
@@ -62,6 +82,16 @@ struct admin_request {
 };
 
 /* ---------------------------------------------------------------- answers */
+
+/* The console runs only its own script and style, in no frame of another site. */
+static void add_security_headers(struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                            "base-uri 'none'; form-action 'self'");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+}
 
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
                                  const char *text, size_t len, const char *const *extra)
@@ -72,6 +102,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
         return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
+    add_security_headers(r);
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i += 2)
         MHD_add_response_header(r, extra[i], extra[i + 1]);
     enum MHD_Result ret = listener_queue_ours(c, status, r);
@@ -329,6 +360,139 @@ static enum MHD_Result get_transaction(struct admin *a, struct MHD_Connection *c
     return send_json(c, 200, tx, NULL);
 }
 
+static enum MHD_Result get_me(struct MHD_Connection *c, const struct config_client *user)
+{
+    return send_json(c, 200,
+                     json_pack("{s:s, s:s?, s:s}", "id", user->id, "name", user->name, "role",
+                               config_admin_roles[config_admin_role_of(user)]),
+                     NULL);
+}
+
+static enum MHD_Result get_hours(struct admin *a, struct MHD_Connection *c)
+{
+    long long hours = 24;
+    if (!int_arg(c, "hours", 24 * 31, &hours))
+        return send_error(c, 400, HIBUS_E_BAD_REQUEST, "hours is a number from 1 to 744", NULL,
+                          NULL);
+    json_t *o = NULL;
+    struct hibus_error err = {0};
+    if (txlog_channel_hours(a->deps.tl, (int)hours, &o, &err) != HIBUS_OK)
+        return send_hibus_error(c, &err);
+    return send_json(c, 200, json_pack("{s:I, s:o}", "hours", (json_int_t)hours, "channels", o),
+                     NULL);
+}
+
+static const struct admin_asset *asset_of(const char *url)
+{
+    const char *path = strcmp(url, "/") == 0 ? "/index.html" : url;
+    for (size_t i = 0; i < admin_n_assets; i++)
+        if (strcmp(admin_assets[i].path, path) == 0)
+            return &admin_assets[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------- /api/events (SSE) */
+
+/* One event stream: a session of its own that LISTENs (txlog_follow), and the
+ * bytes of events not yet handed to libmicrohttpd. Its thread (one per
+ * connection) blocks in sse_read until there is something to send. */
+#define BUF_LIT(b, lit) buf_append((b), (lit), sizeof(lit) - 1)
+
+struct sse {
+    struct admin *a;
+    struct txlog_follower *f;
+    struct buf out;
+    size_t off;
+    long last_ms;
+};
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct sse *s = cls;
+    while (s->off >= s->out.len) {
+        s->off = 0;
+        s->out.len = 0;
+        if (atomic_load(&s->a->stopping))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        struct txlog_summary *v = NULL;
+        size_t n = 0;
+        struct hibus_error err = {0};
+        if (txlog_follow_next(s->f, 1000, &v, &n, &err) != HIBUS_OK) {
+            LOG_WARN(NULL, "an event stream ends: %s", err.msg);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_t *e =
+                json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:f}", "id", (json_int_t)v[i].id, "time",
+                          v[i].time, "channel", v[i].channel, "client", v[i].client, "status",
+                          v[i].status, "response_status",
+                          v[i].response_status ? json_integer(v[i].response_status) : json_null(),
+                          "duration_ms", v[i].duration_ms);
+            char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
+            json_decref(e);
+            if (text != NULL) {
+                BUF_LIT(&s->out, "event: transaction\ndata: ");
+                buf_append(&s->out, text, strlen(text));
+                BUF_LIT(&s->out, "\n\n");
+                free(text);
+            }
+        }
+        free(v);
+        long now = clock_ms();
+        if (s->out.len == 0 && now - s->last_ms >= ADMIN_KEEPALIVE_MS)
+            BUF_LIT(&s->out, ": keep-alive\n\n");
+        if (s->out.len > 0)
+            s->last_ms = now;
+    }
+    size_t k = s->out.len - s->off < max ? s->out.len - s->off : max;
+    memcpy(buf, s->out.s + s->off, k);
+    s->off += k;
+    return (ssize_t)k;
+}
+
+static void sse_free(void *cls)
+{
+    struct sse *s = cls;
+    txlog_follow_close(s->f);
+    buf_free(&s->out);
+    atomic_fetch_sub(&s->a->streams, 1);
+    free(s);
+}
+
+static enum MHD_Result get_events(struct admin *a, struct MHD_Connection *c)
+{
+    if (atomic_fetch_add(&a->streams, 1) >= ADMIN_MAX_STREAMS) {
+        atomic_fetch_sub(&a->streams, 1);
+        const char *extra[] = {"Retry-After", "10", NULL};
+        return send_error(c, 503, HIBUS_E_TOO_MANY, "too many event streams are open",
+                          "Each holds a database session; close a console tab.", extra);
+    }
+    struct sse *s = hibus_xcalloc(1, sizeof *s);
+    s->a = a;
+    s->last_ms = clock_ms();
+    struct hibus_error err = {0};
+    if (txlog_follow(a->db_url, a->connect_timeout_ms, &s->f, &err) != HIBUS_OK) {
+        free(s);
+        atomic_fetch_sub(&a->streams, 1);
+        return send_hibus_error(c, &err);
+    }
+    /* a first comment, so that the client knows at once that the stream is open */
+    BUF_LIT(&s->out, ": hibus events\nretry: 3000\n\n");
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
+    if (r == NULL) {
+        sse_free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    add_security_headers(r);
+    enum MHD_Result ret = listener_queue_ours(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result get_unmapped(struct admin *a, struct MHD_Connection *c)
 {
     long long days = 7;
@@ -468,12 +632,22 @@ static enum MHD_Result route(struct admin *a, struct MHD_Connection *c, const st
             return ret;
         return get_metrics(a, c);
     }
+    const struct admin_asset *asset = asset_of(url);
+    if (asset != NULL) {
+        if (!get)
+            return method_not_allowed(c, "GET, HEAD");
+        if (!login(a, c, cfg, &ret))
+            return ret;
+        return send_text(c, 200, asset->type, asset->body, asset->len, NULL);
+    }
     int64_t id = 0;
     const char *rest = NULL;
     bool tx_path = transaction_path(url, &id, &rest);
     bool known = strcmp(url, "/api/status") == 0 || strcmp(url, "/api/channels") == 0 ||
-                 strcmp(url, "/api/unmapped") == 0 || strcmp(url, "/api/transactions") == 0 ||
-                 strcmp(url, "/api/rerun") == 0 || strcmp(url, "/api/reload") == 0 ||
+                 strcmp(url, "/api/unmapped") == 0 || strcmp(url, "/api/me") == 0 ||
+                 strcmp(url, "/api/events") == 0 || strcmp(url, "/api/channels/hours") == 0 ||
+                 strcmp(url, "/api/transactions") == 0 || strcmp(url, "/api/rerun") == 0 ||
+                 strcmp(url, "/api/reload") == 0 ||
                  (tx_path && (rest[0] == '\0' || strcmp(rest, "/rerun") == 0));
     if (!known)
         return send_error(c, 404, HIBUS_E_NOT_FOUND, "no such admin resource",
@@ -491,6 +665,12 @@ static enum MHD_Result route(struct admin *a, struct MHD_Connection *c, const st
         return get_channels(a, c, cfg);
     if (strcmp(url, "/api/unmapped") == 0)
         return get_unmapped(a, c);
+    if (strcmp(url, "/api/me") == 0)
+        return get_me(c, user);
+    if (strcmp(url, "/api/events") == 0)
+        return get_events(a, c);
+    if (strcmp(url, "/api/channels/hours") == 0)
+        return get_hours(a, c);
     if (strcmp(url, "/api/transactions") == 0)
         return get_transactions(a, c, cfg);
     if (tx_path && rest[0] == '\0')
@@ -590,6 +770,8 @@ enum hibus_err admin_start(const struct admin_deps *deps, struct admin **out,
     a->started = time(NULL);
     a->auth = auth_cache_new();
     a->guard = auth_guard_new();
+    a->db_url = hibus_xstrdup(cfg->database_url);
+    a->connect_timeout_ms = cfg->database_connect_timeout_ms;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     a->mhd = a->guard == NULL
@@ -624,9 +806,11 @@ void admin_stop(struct admin *a)
 {
     if (a == NULL)
         return;
+    atomic_store(&a->stopping, true); /* the event streams end within a second */
     if (a->mhd)
         MHD_stop_daemon(a->mhd);
     auth_cache_free(a->auth);
     auth_guard_free(a->guard);
+    free(a->db_url);
     free(a);
 }

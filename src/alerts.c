@@ -72,7 +72,8 @@ static bool post_notice(void *arg, const json_t *notice)
         LOG_WARN(NULL, "alert %s posted: %s", json_string_value(json_object_get(notice, "status")),
                  what);
     else
-        LOG_ERROR(NULL, "alerts.webhook did not take an alert (%s); it is posted again at the "
+        LOG_ERROR(NULL,
+                  "alerts.webhook did not take an alert (%s); it is posted again at the "
                   "next look: %s",
                   why, what);
     mediator_response_free(&resp);

@@ -108,9 +108,7 @@ static bool fires(const struct txlog_alert_rules *r, enum kind k, const struct f
         *value = f->finished ? (double)f->failed / (double)f->finished : 0;
         return r->failure_percent > 0 && f->finished >= (long long)r->min_finished &&
                *value * 100.0 > (double)r->failure_percent;
-    case K_CONFLICTS:
-        *value = (double)f->conflicts;
-        return r->conflicts && f->conflicts > 0;
+    case K_CONFLICTS: *value = (double)f->conflicts; return r->conflicts && f->conflicts > 0;
     default:
         *value = f->oldest_queued_s;
         return r->queue_age_ms > 0 && f->oldest_queued_s * 1000.0 > (double)r->queue_age_ms;
@@ -130,8 +128,8 @@ static enum hibus_err op_alerts(PGconn *conn, unsigned *prepared, void *vctx,
     char key[32];
     snprintf(key, sizeof key, "%lld", ALERTS_LOCK_KEY);
     const char *const lv[1] = {key};
-    PGresult *res =
-        PQexecParams(conn, "SELECT pg_try_advisory_xact_lock($1::int8)", 1, NULL, lv, NULL, NULL, 0);
+    PGresult *res = PQexecParams(conn, "SELECT pg_try_advisory_xact_lock($1::int8)", 1, NULL, lv,
+                                 NULL, NULL, 0);
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(err, conn, res, "take the alerts' lock");
     bool locked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
@@ -142,9 +140,11 @@ static enum hibus_err op_alerts(PGconn *conn, unsigned *prepared, void *vctx,
         return HIBUS_OK;
     }
     /* The alerts' state as it is: few rows (channels times kinds). */
-    res = PQexec(conn, "SELECT channel, kind, firing, coalesce(" TS_UTC("since") ", ''),"
-                       " coalesce(extract(epoch FROM clock_timestamp() - last_sent), -1)"
-                       " FROM alert_state");
+    res =
+        PQexec(conn, "SELECT channel, kind, firing, coalesce(" TS_UTC(
+                         "since") ", ''),"
+                                  " coalesce(extract(epoch FROM clock_timestamp() - last_sent), -1)"
+                                  " FROM alert_state");
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(err, conn, res, "read the alerts' state");
     size_t n_states = (size_t)PQntuples(res);
@@ -191,10 +191,9 @@ static enum hibus_err op_alerts(PGconn *conn, unsigned *prepared, void *vctx,
     bool stop = false;
     for (int row = 0; row < PQntuples(res) && !stop; row++) {
         const char *channel = PQgetvalue(res, row, 0);
-        struct figures f = {strtoll(PQgetvalue(res, row, 1), NULL, 10),
-                            strtoll(PQgetvalue(res, row, 2), NULL, 10),
-                            strtoll(PQgetvalue(res, row, 3), NULL, 10),
-                            strtod(PQgetvalue(res, row, 4), NULL)};
+        struct figures f = {
+            strtoll(PQgetvalue(res, row, 1), NULL, 10), strtoll(PQgetvalue(res, row, 2), NULL, 10),
+            strtoll(PQgetvalue(res, row, 3), NULL, 10), strtod(PQgetvalue(res, row, 4), NULL)};
         for (int k = 0; k < K_COUNT && !stop; k++) {
             const struct state *st = state_of(states, n_states, channel, kind_names[k]);
             bool was = st != NULL && st->firing;
@@ -245,8 +244,8 @@ static enum hibus_err op_alerts(PGconn *conn, unsigned *prepared, void *vctx,
 }
 
 enum hibus_err txlog_alerts_check(struct txlog *tl, const struct txlog_alert_rules *rules,
-                                  const char *channels, txlog_alert_send send, void *arg,
-                                  int *sent, bool *skipped, struct hibus_error *err)
+                                  const char *channels, txlog_alert_send send, void *arg, int *sent,
+                                  bool *skipped, struct hibus_error *err)
 {
     struct alerts_ctx ctx = {.rules = rules, .channels = channels, .send = send, .arg = arg};
     enum hibus_err rc = txlog_with_conn(tl, op_alerts, &ctx, err);

@@ -612,6 +612,68 @@ enum hibus_err txlog_channel_stats(struct txlog *tl, const char *names, json_t *
     return rc;
 }
 
+struct hours_ctx {
+    int hours;
+    json_t *out;
+};
+
+static enum hibus_err op_channel_hours(PGconn *conn, unsigned *prepared, void *vctx,
+                                       struct hibus_error *err)
+{
+    (void)prepared;
+    struct hours_ctx *ctx = vctx;
+    char hours[16];
+    snprintf(hours, sizeof hours, "%d", ctx->hours);
+    const char *const v[1] = {hours};
+    PGresult *res = PQexecParams(
+        conn,
+        "SELECT channel, " TS_UTC(
+            "date_trunc('hour', received_at)") ", count(*),"
+                                               " count(*) FILTER (WHERE status IN ('failed', "
+                                               "'rejected'))"
+                                               " FROM transactions WHERE received_at >= "
+                                               "date_trunc('hour', clock_timestamp())"
+                                               "  - make_interval(hours => $1::int - 1)"
+                                               " GROUP BY 1, date_trunc('hour', received_at) ORDER "
+                                               "BY 1, 2",
+        1, NULL, v, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        enum hibus_err rc = txlog_db_fail(err, conn, res, "count the channels' hours");
+        PQclear(res);
+        return rc;
+    }
+    json_t *o = json_object();
+    for (int r = 0; o != NULL && r < PQntuples(res); r++) {
+        json_t *list = json_object_get(o, PQgetvalue(res, r, 0));
+        if (list == NULL) {
+            list = json_array();
+            json_object_set_new(o, PQgetvalue(res, r, 0), list);
+        }
+        json_t *h = json_pack("{s:s, s:I, s:I}", "hour", PQgetvalue(res, r, 1), "received",
+                              (json_int_t)strtoll(PQgetvalue(res, r, 2), NULL, 10), "failed",
+                              (json_int_t)strtoll(PQgetvalue(res, r, 3), NULL, 10));
+        if (list == NULL || h == NULL || json_array_append_new(list, h) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    PQclear(res);
+    if (o == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    ctx->out = o;
+    return HIBUS_OK;
+}
+
+enum hibus_err txlog_channel_hours(struct txlog *tl, int hours, json_t **out,
+                                   struct hibus_error *err)
+{
+    struct hours_ctx ctx = {.hours = hours};
+    enum hibus_err rc = txlog_with_conn(tl, op_channel_hours, &ctx, err);
+    if (rc == HIBUS_OK)
+        *out = ctx.out;
+    return rc;
+}
+
 struct unmapped_ctx {
     int days;
     json_t *out;

@@ -300,6 +300,12 @@ enum hibus_err txlog_alerts_check(struct txlog *tl, const struct txlog_alert_rul
                                   const char *channels, txlog_alert_send send, void *arg, int *sent,
                                   bool *skipped, struct hibus_error *err);
 
+/* Each channel's transactions per hour over the last `hours` (this one included),
+ * for the console's charts: {channel: [{hour, received, failed}]}, hours as ISO
+ * 8601 UTC, only hours with any; failed counts failed and rejected. */
+enum hibus_err txlog_channel_hours(struct txlog *tl, int hours, json_t **out,
+                                   struct hibus_error *err);
+
 /* Mapping coverage (the admin API): the codes of the last `days` days' payloads
  * that a channel's mapping did not map (the "mapping" problems and skipped values
  * recorded with each transaction), as JSON: [{channel, kind (org_unit, item,
