@@ -47,6 +47,7 @@
 #include "hibus/clock.h"
 #include "hibus/log.h"
 #include "hibus/metrics.h"
+#include "hibus/tls.h"
 #include "listener_internal.h"
 
 #define ADMIN_MAX_BODY (64 * 1024)
@@ -774,13 +775,22 @@ enum hibus_err admin_start(const struct admin_deps *deps, struct admin **out,
     a->connect_timeout_ms = cfg->database_connect_timeout_ms;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    /* With listen.tls, HTTPS here too, with the same certificate (reloads included) and
+     * the same protocol versions and ciphers. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)(uintptr_t)listener_tls_cert},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL}};
+    if (cfg->tls != NULL)
+        flags |= MHD_USE_TLS;
     a->mhd = a->guard == NULL
                  ? NULL
                  : MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
                                     on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_MAX_CONNECTIONS,
-                                    MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+                                    MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_ARRAY,
+                                    cfg->tls != NULL ? tls_opts : tls_opts + 2, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (a->mhd == NULL) {
         hibus_error_set(err, HIBUS_E_IO, "could not listen on admin.address %s port %d",
@@ -791,8 +801,8 @@ enum hibus_err admin_start(const struct admin_deps *deps, struct admin **out,
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
     a->port = di ? di->port : cfg->admin_port;
-    LOG_INFO(NULL, "admin listener on %s port %d (GET /metrics, /api/...)", cfg->admin_address,
-             a->port);
+    LOG_INFO(NULL, "admin listener on %s port %d (%s; GET /metrics, /api/..., the console)",
+             cfg->admin_address, a->port, cfg->tls != NULL ? "HTTPS" : "plain HTTP");
     *out = a;
     return HIBUS_OK;
 }

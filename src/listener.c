@@ -1755,9 +1755,9 @@ static void tls_log_served(const struct tls_creds *c, const char *what)
 /* GnuTLS asks for the server certificate of a handshake: the current configuration's,
  * so a reload brings a new one to new connections; if the configuration has none any
  * more (TLS cannot be turned off without a restart), the last one served. */
-static int on_tls_cert(gnutls_session_t session, const gnutls_datum_t *req_ca, int nreqs,
-                       const gnutls_pk_algorithm_t *algos, int nalgos, gnutls_pcert_st **pcert,
-                       unsigned int *n, gnutls_privkey_t *key)
+int listener_tls_cert(gnutls_session_t session, const gnutls_datum_t *req_ca, int nreqs,
+                      const gnutls_pk_algorithm_t *algos, int nalgos, gnutls_pcert_st **pcert,
+                      unsigned int *n, gnutls_privkey_t *key)
 {
     (void)session, (void)req_ca, (void)nreqs, (void)algos, (void)nalgos;
     struct listener *l = tls_owner;
@@ -1889,7 +1889,7 @@ enum hibus_err listener_start(const struct listener_deps *deps, struct listener 
     raise_fd_limit(cfg);
     pthread_mutex_init(&l->tls_mu, NULL);
     struct MHD_OptionItem tls_opts[] = {
-        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)(uintptr_t)on_tls_cert},
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)(uintptr_t)listener_tls_cert},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)TLS_PRIORITIES},
         {MHD_OPTION_END, 0, NULL}, /* MHD_OPTION_HTTPS_MEM_TRUST with a client CA */
         {MHD_OPTION_END, 0, NULL}};

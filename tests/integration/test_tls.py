@@ -14,6 +14,8 @@ import unittest
 import harness
 
 PW = "tls-itest-secret"
+ADMIN_PW = "tls-admin-secret"
+ADMIN_PORT = None
 AUTH = ("lmis-national", PW)
 JSON = {"Content-Type": "application/json"}
 
@@ -93,10 +95,16 @@ def setUpModule():
     shutil.copy(CERTS("a.key"), os.path.join(d, "live.key"))
     PG = harness.PgCluster().start()
     TARGET = harness.Target().start()
+    global ADMIN_PORT
+    ADMIN_PORT = harness.free_port()
     HB = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PW)],
                        channels=[harness.channel("c", "/lmis/stock", TARGET.url + "/s")],
                        settings={"listen": {"tls": {"cert": CERTS("live.pem"),
-                                                    "key": CERTS("live.key")}}})
+                                                    "key": CERTS("live.key")}},
+                                 "admin": {"port": ADMIN_PORT, "users": "admin-users.yaml"}},
+                       files={"admin-users.yaml": {"users": [
+                           {"id": "ana", "role": "admin",
+                            "password_hash": harness.password_hash(ADMIN_PW)}]}})
     HB.tls = client_context()
     HB.start()
 
@@ -119,6 +127,20 @@ class TlsTest(harness.TestCase):
         r = HB.request("POST", "/lmis/stock", body=b"{}", auth=AUTH, headers=JSON)
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(HB.request("GET", "/health").status, 200)
+
+    def test_admin_listener_speaks_https_too(self):
+        self.assertEqual(served_cn(ADMIN_PORT)[0], served_cn(HB.port)[0])
+        r = harness.http_request(ADMIN_PORT, "GET", "/api/status", auth=("ana", ADMIN_PW),
+                                 tls=client_context())
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["database"]["up"], True)
+        with socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=5) as s:
+            s.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                data = s.recv(100)
+            except OSError:
+                data = b""
+        self.assertFalse(data.startswith(b"HTTP/1.1"), data)
 
     def test_plain_http_gets_no_answer(self):
         with socket.create_connection(("127.0.0.1", HB.port), timeout=5) as s:
@@ -169,6 +191,7 @@ class TlsTest(harness.TestCase):
         harness.wait_until(lambda: HB.log_text().count("configuration reloaded") > before,
                            timeout=10, what="the reload")
         self.assertEqual(served_cn(HB.port)[0], "hibus-b")
+        self.assertEqual(served_cn(ADMIN_PORT)[0], "hibus-b")  # the admin listener follows
         # a key that does not match: the reload is refused, hibus-b stays
         shutil.copy(CERTS("a.key"), CERTS("live.key"))
         os.kill(HB.proc.pid, signal.SIGHUP)
