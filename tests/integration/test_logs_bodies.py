@@ -337,6 +337,32 @@ class JsonLogTest(harness.TestCase):
         self.assertTrue(any(o.get("req") == "itest-json-after" for o in after), after)
         self.assertEqual(after[-1]["msg"], "stopped")
 
+    def test_reload_changes_level(self):
+        # log.level warn on SIGHUP: a request's INFO line is no longer written; back to
+        # info, it is again
+        hb = harness.Hibus(PG.url, clients=clients(), channels=channels(),
+                           settings={"log": {"level": "info", "format": "text"}})
+        self.addCleanup(hb._cleanup)
+        hb.start()
+
+        def post_and_mark(rid):
+            r = hb.request("POST", "/bin", body=b"{}", auth=AUTH,
+                           headers=dict(OCTETS, **{"X-Request-Id": rid}))
+            self.assertEqual(r.status, 200, r.body)
+
+        # (a restart key changed too, so that the reload says so at WARN: the sign that
+        # it happened, since at warn its INFO line is not written)
+        hb.settings["log"]["level"] = "warn"
+        hb.settings["database"] = {"pool": 5}
+        hb.reload("database.pool changed")
+        post_and_mark("itest-level-quiet")
+        hb.settings["log"]["level"] = "info"
+        hb.reload("configuration reloaded")
+        post_and_mark("itest-level-loud")
+        harness.wait_until(lambda: "req=itest-level-loud " in hb.log_text(), timeout=10,
+                           what="the INFO line of itest-level-loud")
+        self.assertNotIn("req=itest-level-quiet ", hb.log_text())
+
 
 class BinaryBodyTest(harness.TestCase):
 

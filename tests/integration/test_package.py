@@ -18,7 +18,7 @@ import harness
 UNIT = "/lib/systemd/system/hibus.service"
 PASSWORD = "pkg-itest-secret"
 
-PG = TARGET = None
+PG = SIM = None
 DEB = None
 
 
@@ -36,7 +36,7 @@ def installed():
 
 
 def setUpModule():
-    global PG, TARGET, DEB
+    global PG, SIM, DEB
     if os.geteuid() != 0:
         raise unittest.SkipTest("installs a package: run as root (scripts/test does)")
     if installed():
@@ -46,13 +46,13 @@ def setUpModule():
               cwd=harness.SOURCE_DIR).stdout.split()
     DEB = os.path.join(harness.SOURCE_DIR, out[-1])
     PG = harness.PgCluster().start()
-    TARGET = harness.Target().start()
+    SIM = harness.DHIS2Sim().start()
 
 
 def tearDownModule():
     if DEB is not None and installed():
         run("dpkg", "--purge", "hibus", check=False)
-    harness.stop_all(TARGET, PG)
+    harness.stop_all(SIM, PG)
 
 
 class PackageTest(harness.TestCase):
@@ -127,8 +127,18 @@ class PackageTest(harness.TestCase):
         with open("/etc/hibus/clients.yaml", "w") as f:
             f.write(harness.to_yaml({"roles": ["lmis"], "clients": [
                 harness.client("lmis-national", ["lmis"], PASSWORD)]}))
-        with open("/etc/hibus/channels/pass.yaml", "w") as f:
-            f.write(harness.to_yaml(harness.channel("pass", "/pass", TARGET.url + "/in")))
+        # a stock report, mapped and sent to DHIS2 (the simulator)
+        with open("/etc/hibus/mappings/national.yaml", "w") as f:
+            f.write(harness.to_yaml(harness.mapping_doc()))
+        with open("/etc/hibus/channels/lmis-stock.yaml", "w") as f:
+            f.write(harness.to_yaml({
+                "name": "lmis-stock",
+                "match": {"path": "/lmis/stock-reports", "methods": ["POST"],
+                          "content_types": ["application/json"]},
+                "allow": {"roles": ["lmis"]},
+                "transform": {"reader": "lmis-report", "mapping": "national",
+                              "writer": "dhis2-datavalueset"},
+                "routes": [harness.sim_route(SIM)]}))
         env = {"PATH": "/usr/bin:/bin"}
         with open("/etc/hibus/environment") as f:
             for ln in f:
@@ -144,13 +154,15 @@ class PackageTest(harness.TestCase):
         try:
             harness.wait_until(lambda: self.ready(port), timeout=20,
                                what="the packaged hibus to answer /ready")
-            r = harness.http_request(port, "POST", "/pass", body=b'{"n": 1}',
+            report = harness.pipeline_data("lmis-report.json")
+            r = harness.http_request(port, "POST", "/lmis/stock-reports", body=report,
                                      auth=("lmis-national", PASSWORD),
                                      headers={"Content-Type": "application/json"})
             self.assertEqual(r.status, 200, r.body)
             tx = int(r.headers["x-hibus-transaction"])
             self.assertEqual(PG.scalar("SELECT status FROM transactions WHERE id = %d" % tx),
                              "successful")
+            self.assertGreater(len(SIM.values()), 0)  # DHIS2 holds the report's values
             # run by the hibus user, reading /etc/hibus it owns no write to
             main = self.child_pid(proc)
             self.assertEqual(run("ps", "-o", "user=", "-p", str(main)).stdout.strip(), "hibus")
