@@ -217,12 +217,22 @@ static enum MHD_Result get_status(struct admin *a, struct MHD_Connection *c,
     struct tm tm;
     gmtime_r(&a->started, &tm);
     strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    bool reload_ok = true;
+    double reload_at = 0;
+    json_t *reload = json_null();
+    if (metrics_last_reload(&reload_ok, &reload_at)) {
+        char at[32];
+        time_t t = (time_t)reload_at;
+        gmtime_r(&t, &tm);
+        strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        reload = json_pack("{s:s, s:s}", "at", at, "result", reload_ok ? "applied" : "refused");
+    }
     return send_json(c, 200,
-                     json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:{s:b, s:s*}}", "version",
+                     json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:o, s:{s:b, s:s*}}", "version",
                                HIBUS_VERSION, "node", a->deps.node, "started_at", started, "config",
                                cfg->path, "channels", (json_int_t)cfg->n_channels,
-                               "config_generation", (json_int_t)cfg->generation, "database", "up",
-                               db, "error", db ? NULL : err.msg),
+                               "config_generation", (json_int_t)cfg->generation, "last_reload",
+                               reload, "database", "up", db, "error", db ? NULL : err.msg),
                      NULL);
 }
 

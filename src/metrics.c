@@ -252,6 +252,16 @@ void metrics_reload(bool ok)
     pthread_mutex_unlock(&mu);
 }
 
+bool metrics_last_reload(bool *ok, double *at)
+{
+    pthread_mutex_lock(&mu);
+    bool any = reloads.any;
+    *ok = reloads.last_ok;
+    *at = reloads.last_time;
+    pthread_mutex_unlock(&mu);
+    return any;
+}
+
 void metrics_reset(void)
 {
     pthread_mutex_lock(&mu);

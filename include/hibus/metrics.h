@@ -30,6 +30,9 @@ void metrics_dhis2_import(const char *channel, long long imported, long long upd
                           long long ignored, long long deleted, long long conflicts);
 /* A configuration reload (SIGHUP): applied or refused. */
 void metrics_reload(bool ok);
+/* The last reload: false when none was asked yet; else *ok and *at (seconds since
+ * the Unix epoch). */
+bool metrics_last_reload(bool *ok, double *at);
 
 /* Appends the whole exposition: this process's counters, then what the log says
  * now (tl may be NULL: those are left out and hibus_database_up is 0). */

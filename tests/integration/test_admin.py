@@ -303,6 +303,20 @@ class AdminTest(harness.TestCase):
         _, m = parse_metrics(admin("GET", "/metrics", "rita").body.decode())
         self.assertGreaterEqual(value(m, "hibus_config_reloads_total", result="applied"), 1)
         self.assertEqual(value(m, "hibus_config_last_reload_successful"), 1)
+        self.assertEqual(admin("GET", "/api/status", "rita").json()["last_reload"]["result"],
+                         "applied")
+        # a users file with a problem: the reload is refused, the users stay
+        HB.files["admin-users.yaml"] = {"users": [{"id": "zoe", "role": "chief"}]}
+        try:
+            HB.reload("reload refused")
+            st = admin("GET", "/api/status", ("zoe", "zoe-secret-4")).json()
+            self.assertEqual(st["last_reload"]["result"], "refused")
+            self.assertRegex(st["last_reload"]["at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+            _, m = parse_metrics(admin("GET", "/metrics", "rita").body.decode())
+            self.assertEqual(value(m, "hibus_config_last_reload_successful"), 0)
+        finally:
+            HB.files["admin-users.yaml"] = users_doc()
+            HB.reload()
 
 
 if __name__ == "__main__":
