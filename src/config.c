@@ -1014,6 +1014,10 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     cfg->dir = config_dir_of(&ld, path);
     if (ld.oom)
         goto done;
+    /* The service's environment file, read again at each reload: a secret added to
+     * it applies without a restart, and the commands an operator runs from a shell
+     * see what the service sees. */
+    config_read_env_file(&ld, cfg->dir);
 
     if (!config_load_file(&ld, config_xstrdup(&ld, path), NULL, config_load_main, &refs)) {
         ld.main_unreadable = ld.read_failed;
@@ -1088,6 +1092,7 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
 
 done:
     free(ld.pending);
+    config_free_env_file(&ld);
     if (ld.oom || has_errors(&ld)) {
         enum hibus_err rc = ld.oom               ? HIBUS_E_NOMEM
                             : ld.main_unreadable ? HIBUS_E_IO

@@ -50,7 +50,17 @@ struct loader {
     /* Environment variables found unset: each is reported once, where first met. */
     char unset[16][64];
     size_t n_unset;
+    /* The file "environment" beside hibus.yaml (the service's, as systemd's
+     * EnvironmentFile reads it): "NAME=value" each, for the ${NAME} the process's
+     * own environment does not set. NULL when there is none (config_read_env_file). */
+    char **env_file;
+    size_t n_env_file;
+    char *env_file_path;
 };
+
+/* Reads dir/environment into ld->env_file, when it exists and hibus may read it. */
+void config_read_env_file(struct loader *ld, const char *dir);
+void config_free_env_file(struct loader *ld);
 
 /* A key allowed in a mapping node, and what config_map_keys found for it. */
 struct key_spec {

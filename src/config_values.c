@@ -48,6 +48,72 @@ bool config_is_name_char(char c)
 
 /* Was NAME reported unset already? Remembers it when not (up to a limit, past which
  * every use is reported). */
+/* ---- The environment file beside hibus.yaml ---- */
+
+void config_read_env_file(struct loader *ld, const char *dir)
+{
+    char *path = config_path_join(ld, dir, "environment");
+    FILE *f = path ? fopen(path, "re") : NULL;
+    if (f == NULL) { /* none, or not ours to read: the process's environment alone */
+        free(path);
+        return;
+    }
+    ld->env_file_path = path;
+    char line[4096];
+    while (fgets(line, sizeof line, f) != NULL) {
+        size_t len = strcspn(line, "\r\n");
+        line[len] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (strncmp(p, "export ", 7) == 0)
+            p += 7;
+        size_t k = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
+        if (*p == '#' || k == 0 || p[k] != '=' || (p[0] >= '0' && p[0] <= '9'))
+            continue; /* a comment, a blank line, or not NAME=value */
+        char *v = p + k + 1;
+        size_t vlen = strlen(v);
+        if (vlen >= 2 && (v[0] == '"' || v[0] == '\'') && v[vlen - 1] == v[0]) {
+            v[vlen - 1] = '\0';
+            v++;
+        }
+        size_t cap = ld->n_env_file;
+        if (!config_grow(ld, (void **)&ld->env_file, &cap, ld->n_env_file, sizeof *ld->env_file))
+            break;
+        p[k] = '\0';
+        size_t need = k + strlen(v) + 2;
+        char *kv = malloc(need);
+        if (kv == NULL) {
+            ld->oom = true;
+            break;
+        }
+        snprintf(kv, need, "%s=%s", p, v);
+        ld->env_file[ld->n_env_file++] = kv;
+    }
+    fclose(f);
+}
+
+void config_free_env_file(struct loader *ld)
+{
+    for (size_t i = 0; i < ld->n_env_file; i++)
+        free(ld->env_file[i]);
+    free(ld->env_file);
+    free(ld->env_file_path);
+    ld->env_file = NULL;
+    ld->n_env_file = 0;
+    ld->env_file_path = NULL;
+}
+
+/* NAME's value in the environment file (the last line that sets it), or NULL. */
+static const char *env_file_value(const struct loader *ld, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = ld->n_env_file; i-- > 0;)
+        if (strncmp(ld->env_file[i], name, n) == 0 && ld->env_file[i][n] == '=')
+            return ld->env_file[i] + n + 1;
+    return NULL;
+}
+
 static bool unset_said(struct loader *ld, const char *name)
 {
     for (size_t i = 0; i < ld->n_unset; i++)
@@ -168,6 +234,8 @@ static size_t expand_ref(struct loader *ld, const yaml_node_t *n, const char *wh
     memcpy(name, s + i + 2, name_end - (i + 2));
     name[name_end - (i + 2)] = '\0';
     const char *val = getenv(name);
+    if (val == NULL)
+        val = env_file_value(ld, name);
     if (val != NULL && (val[0] != '\0' || op == 0)) {
         sb_put(ld, b, val, strlen(val));
         return j + 1;
@@ -183,9 +251,11 @@ static size_t expand_ref(struct loader *ld, const yaml_node_t *n, const char *wh
                           val == NULL ? "not set" : "empty", (int)(j - word), s + word);
         else
             config_err_at(ld, n,
-                          "environment variable \"%s\" is not set (set it, or write "
+                          "environment variable \"%s\" is not set (set it, %s%s%sor write "
                           "${%s:-DEFAULT} for a default)",
-                          name, name);
+                          name, ld->env_file_path ? "add it to " : "",
+                          ld->env_file_path ? ld->env_file_path : "", ld->env_file_path ? ", " : "",
+                          name);
     }
     return 0;
 }

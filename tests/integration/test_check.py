@@ -196,6 +196,39 @@ class CheckTest(harness.TestCase):
         self.assertIn('"HIBUS_DHIS2_PASSWORD" is not set: the DHIS2 password', problems[1])
         self.assertIn("2 problems", r.stderr)
 
+    def test_environment_file_beside_the_configuration(self):
+        # the service's environment file (systemd's EnvironmentFile, /etc/hibus/environment)
+        # serves the ${NAME}s the shell does not set: a command run by hand, and a
+        # reload, see what the service sees
+        ch = harness.channel("lmis-stock", "/lmis/stock-reports", "${ITEST_ARCHIVE_URL}")
+        ch["routes"][0]["auth"] = {"basic": {"username": "hibus",
+                                             "password": "${ITEST_SECRET}"}}
+        hb = harness.Hibus("${ITEST_DB_URL}",
+                           clients=[harness.client("lmis-national", ["lmis"], "x")],
+                           channels=[ch], files={"environment": (
+                               "# comments and blank lines are skipped\n\n"
+                               "ITEST_DB_URL=postgresql://hibus@127.0.0.1:1/none\n"
+                               "export ITEST_ARCHIVE_URL=\"http://127.0.0.1:9/old\"\n"
+                               "ITEST_ARCHIVE_URL='http://127.0.0.1:9/stock'\n"
+                               "ITEST_SECRET=s3cret=with=equals\n"
+                               "not a line of the file's form\n")})
+        hb.port = 5001
+        path = hb.write_config()
+        env = {"ITEST_DB_URL": None, "ITEST_ARCHIVE_URL": None, "ITEST_SECRET": None}
+        r = hb.cli("check", "-c", path, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # what the file does not set is still named, with where to set it
+        with open(os.path.join(hb.conf_dir, "environment"), "w") as f:
+            f.write("ITEST_DB_URL=postgresql://hibus@127.0.0.1:1/none\n")
+        r = hb.cli("check", "-c", path, env=env)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn('environment variable "ITEST_ARCHIVE_URL" is not set (set it, add it to '
+                      '%s, or write' % os.path.join(hb.conf_dir, "environment"), r.stderr)
+        # the process's own environment comes first
+        r = hb.cli("check", "-c", path, env=dict(env, ITEST_ARCHIVE_URL="http://127.0.0.1:9/x",
+                                                 ITEST_SECRET="y"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_missing_file(self):
         r = self.hb.cli("check", "-c", os.path.join(self.hb.dir, "nope", "hibus.yaml"))
         self.assertEqual(r.returncode, 1)
