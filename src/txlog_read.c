@@ -503,236 +503,178 @@ enum hibus_err txlog_search(struct txlog *tl, const struct txlog_query *q, json_
 }
 
 /* ------------------------------------------------------------------------- */
-/* Queue depth (GET /metrics, the admin API)                                 */
+/* Summaries for GET /metrics and the admin API                             */
 /* ------------------------------------------------------------------------- */
 
-static enum hibus_err op_queue_depth(PGconn *conn, unsigned *prepared, void *vctx,
-                                     struct hibus_error *err)
+/* One statement, its rows turned into JSON by a row function: queue depth,
+ * channels' health and hours, unmapped codes. */
+typedef bool (*row_fn)(json_t *acc, const PGresult *res, int row);
+
+struct query_ctx {
+    const char *sql, *what;
+    int n;
+    const char *const *vals;
+    bool object; /* the result is an object (else an array) */
+    row_fn row;
+    json_t *out;
+};
+
+static enum hibus_err op_query_json(PGconn *conn, unsigned *prepared, void *vctx,
+                                    struct hibus_error *err)
 {
     (void)prepared;
-    json_t **out = vctx;
-    /* both statuses are in the partial index transactions_unfinished */
-    PGresult *res = PQexec(conn, "SELECT channel, count(*) FILTER (WHERE status = 'queued'),"
-                                 " count(*) FILTER (WHERE status = 'processing'),"
-                                 " coalesce(extract(epoch FROM clock_timestamp()"
-                                 "  - min(received_at) FILTER (WHERE status = 'queued')), 0)"
-                                 " FROM transactions WHERE status IN ('queued', 'processing')"
-                                 " GROUP BY channel ORDER BY channel");
+    struct query_ctx *q = vctx;
+    PGresult *res = PQexecParams(conn, q->sql, q->n, NULL, q->vals, NULL, NULL, 0);
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        enum hibus_err rc = txlog_db_fail(err, conn, res, "count the queue");
+        enum hibus_err rc = txlog_db_fail(err, conn, res, q->what);
         PQclear(res);
         return rc;
     }
-    json_t *list = json_array();
-    for (int r = 0; list != NULL && r < PQntuples(res); r++) {
-        json_t *o = json_pack("{s:s, s:I, s:I, s:f}", "channel", PQgetvalue(res, r, 0), "queued",
-                              (json_int_t)strtoll(PQgetvalue(res, r, 1), NULL, 10), "processing",
-                              (json_int_t)strtoll(PQgetvalue(res, r, 2), NULL, 10),
-                              "oldest_queued_seconds", strtod(PQgetvalue(res, r, 3), NULL));
-        if (o == NULL || json_array_append_new(list, o) != 0) {
-            json_decref(list);
-            list = NULL;
+    json_t *acc = q->object ? json_object() : json_array();
+    for (int r = 0; acc != NULL && r < PQntuples(res); r++)
+        if (!q->row(acc, res, r)) {
+            json_decref(acc);
+            acc = NULL;
         }
-    }
     PQclear(res);
-    if (list == NULL)
+    if (acc == NULL)
         return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    *out = list;
+    q->out = acc;
     return HIBUS_OK;
+}
+
+static enum hibus_err query_json(struct txlog *tl, struct query_ctx *q, json_t **out,
+                                 struct hibus_error *err)
+{
+    enum hibus_err rc = txlog_with_conn(tl, op_query_json, q, err);
+    if (rc == HIBUS_OK)
+        *out = q->out;
+    return rc;
+}
+
+static json_int_t int_at(const PGresult *res, int row, int col)
+{
+    return (json_int_t)strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static bool append(json_t *list, json_t *v)
+{
+    return v != NULL && json_array_append_new(list, v) == 0;
+}
+
+static bool queue_row(json_t *acc, const PGresult *res, int r)
+{
+    return append(acc, json_pack("{s:s, s:I, s:I, s:f}", "channel", PQgetvalue(res, r, 0), "queued",
+                                 int_at(res, r, 1), "processing", int_at(res, r, 2),
+                                 "oldest_queued_seconds", strtod(PQgetvalue(res, r, 3), NULL)));
 }
 
 enum hibus_err txlog_queue_depth(struct txlog *tl, json_t **out, struct hibus_error *err)
 {
-    return txlog_with_conn(tl, op_queue_depth, out, err);
+    /* both statuses are in the partial index transactions_unfinished */
+    struct query_ctx q = {.sql = "SELECT channel, count(*) FILTER (WHERE status = 'queued'),"
+                                 " count(*) FILTER (WHERE status = 'processing'),"
+                                 " coalesce(extract(epoch FROM clock_timestamp()"
+                                 "  - min(received_at) FILTER (WHERE status = 'queued')), 0)"
+                                 " FROM transactions WHERE status IN ('queued', 'processing')"
+                                 " GROUP BY channel ORDER BY channel",
+                          .what = "count the queue",
+                          .row = queue_row};
+    return query_json(tl, &q, out, err);
 }
 
-struct stats_ctx {
-    const char *names;
-    json_t *out;
-};
-
-static enum hibus_err op_channel_stats(PGconn *conn, unsigned *prepared, void *vctx,
-                                       struct hibus_error *err)
+static bool stats_row(json_t *acc, const PGresult *res, int r)
 {
-    (void)prepared;
-    struct stats_ctx *ctx = vctx;
-    /* The hour by the received_at index; the last success of each
-     * channel the newest first, as far back as 30 days (a channel failing for
-     * longer would otherwise read its whole history). */
-    PGresult *res = PQexecParams(
-        conn,
-        "WITH h AS (SELECT channel,"
-        "  count(*) FILTER (WHERE status NOT IN ('queued', 'processing')) AS finished,"
-        "  count(*) FILTER (WHERE status IN ('failed', 'rejected')) AS failed,"
-        "  count(*) FILTER (WHERE status = 'completed_with_errors') AS partly"
-        " FROM transactions WHERE received_at >= now() - interval '1 hour' GROUP BY channel),"
-        " c AS (SELECT unnest(string_to_array($1, E'\\n')) AS channel)"
-        " SELECT c.channel, coalesce(h.finished, 0), coalesce(h.failed, 0),"
-        "  coalesce(h.partly, 0), (SELECT " TS_UTC(
-            "t.finished_at") " FROM transactions t"
-                             "   WHERE t.channel = c.channel AND t.received_at >= now() - interval "
-                             "'30 days'"
-                             "   AND t.status IN ('successful', 'completed', "
-                             "'completed_with_errors')"
-                             "   ORDER BY t.received_at DESC LIMIT 1)"
-                             " FROM c LEFT JOIN h USING (channel) ORDER BY c.channel",
-        1, NULL, &ctx->names, NULL, NULL, 0);
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        enum hibus_err rc = txlog_db_fail(err, conn, res, "read the channels' outcomes");
-        PQclear(res);
-        return rc;
-    }
-    json_t *o = json_object();
-    for (int r = 0; o != NULL && r < PQntuples(res); r++) {
-        json_t *v =
-            json_pack("{s:I, s:I, s:I, s:o}", "finished",
-                      (json_int_t)strtoll(PQgetvalue(res, r, 1), NULL, 10), "failed",
-                      (json_int_t)strtoll(PQgetvalue(res, r, 2), NULL, 10), "completed_with_errors",
-                      (json_int_t)strtoll(PQgetvalue(res, r, 3), NULL, 10), "last_success",
-                      PQgetisnull(res, r, 4) ? json_null() : json_string(PQgetvalue(res, r, 4)));
-        if (v == NULL || json_object_set_new(o, PQgetvalue(res, r, 0), v) != 0) {
-            json_decref(o);
-            o = NULL;
-        }
-    }
-    PQclear(res);
-    if (o == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    ctx->out = o;
-    return HIBUS_OK;
+    json_t *v =
+        json_pack("{s:I, s:I, s:I, s:o}", "finished", int_at(res, r, 1), "failed",
+                  int_at(res, r, 2), "completed_with_errors", int_at(res, r, 3), "last_success",
+                  PQgetisnull(res, r, 4) ? json_null() : json_string(PQgetvalue(res, r, 4)));
+    return v != NULL && json_object_set_new(acc, PQgetvalue(res, r, 0), v) == 0;
 }
 
 enum hibus_err txlog_channel_stats(struct txlog *tl, const char *names, json_t **out,
                                    struct hibus_error *err)
 {
-    struct stats_ctx ctx = {.names = names};
-    enum hibus_err rc = txlog_with_conn(tl, op_channel_stats, &ctx, err);
-    if (rc == HIBUS_OK)
-        *out = ctx.out;
-    return rc;
+    /* The hour by the received_at index; the last success of each channel the
+     * newest first, as far back as 30 days (a channel failing for longer would
+     * otherwise read its whole history). */
+    const char *const v[1] = {names};
+    /* clang-format off */
+    struct query_ctx q = {
+        .sql = "WITH h AS (SELECT channel,"
+               "  count(*) FILTER (WHERE status NOT IN ('queued', 'processing')) AS finished,"
+               "  count(*) FILTER (WHERE status IN ('failed', 'rejected')) AS failed,"
+               "  count(*) FILTER (WHERE status = 'completed_with_errors') AS partly"
+               " FROM transactions WHERE received_at >= now() - interval '1 hour'"
+               " GROUP BY channel),"
+               " c AS (SELECT unnest(string_to_array($1, E'\\n')) AS channel)"
+               " SELECT c.channel, coalesce(h.finished, 0), coalesce(h.failed, 0),"
+               "  coalesce(h.partly, 0), (SELECT " TS_UTC("t.finished_at") " FROM transactions t"
+               "   WHERE t.channel = c.channel AND t.received_at >= now() - interval '30 days'"
+               "   AND t.status IN ('successful', 'completed', 'completed_with_errors')"
+               "   ORDER BY t.received_at DESC LIMIT 1)"
+               " FROM c LEFT JOIN h USING (channel) ORDER BY c.channel",
+        .what = "read the channels' outcomes", .n = 1, .vals = v, .object = true,
+        .row = stats_row};
+    /* clang-format on */
+    return query_json(tl, &q, out, err);
 }
 
-struct hours_ctx {
-    int hours;
-    json_t *out;
-};
-
-static enum hibus_err op_channel_hours(PGconn *conn, unsigned *prepared, void *vctx,
-                                       struct hibus_error *err)
+static bool hours_row(json_t *acc, const PGresult *res, int r)
 {
-    (void)prepared;
-    struct hours_ctx *ctx = vctx;
-    char hours[16];
-    snprintf(hours, sizeof hours, "%d", ctx->hours);
-    const char *const v[1] = {hours};
-    PGresult *res = PQexecParams(
-        conn,
-        "SELECT channel, " TS_UTC(
-            "date_trunc('hour', received_at)") ", count(*),"
-                                               " count(*) FILTER (WHERE status IN ('failed', "
-                                               "'rejected'))"
-                                               " FROM transactions WHERE received_at >= "
-                                               "date_trunc('hour', clock_timestamp())"
-                                               "  - make_interval(hours => $1::int - 1)"
-                                               " GROUP BY 1, date_trunc('hour', received_at) ORDER "
-                                               "BY 1, 2",
-        1, NULL, v, NULL, NULL, 0);
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        enum hibus_err rc = txlog_db_fail(err, conn, res, "count the channels' hours");
-        PQclear(res);
-        return rc;
-    }
-    json_t *o = json_object();
-    for (int r = 0; o != NULL && r < PQntuples(res); r++) {
-        json_t *list = json_object_get(o, PQgetvalue(res, r, 0));
-        if (list == NULL) {
-            list = json_array();
-            json_object_set_new(o, PQgetvalue(res, r, 0), list);
-        }
-        json_t *h = json_pack("{s:s, s:I, s:I}", "hour", PQgetvalue(res, r, 1), "received",
-                              (json_int_t)strtoll(PQgetvalue(res, r, 2), NULL, 10), "failed",
-                              (json_int_t)strtoll(PQgetvalue(res, r, 3), NULL, 10));
-        if (list == NULL || h == NULL || json_array_append_new(list, h) != 0) {
-            json_decref(o);
-            o = NULL;
-        }
-    }
-    PQclear(res);
-    if (o == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    ctx->out = o;
-    return HIBUS_OK;
+    json_t *list = json_object_get(acc, PQgetvalue(res, r, 0));
+    if (list == NULL && json_object_set_new(acc, PQgetvalue(res, r, 0), list = json_array()) != 0)
+        return false;
+    return append(list, json_pack("{s:s, s:I, s:I}", "hour", PQgetvalue(res, r, 1), "received",
+                                  int_at(res, r, 2), "failed", int_at(res, r, 3)));
 }
 
 enum hibus_err txlog_channel_hours(struct txlog *tl, int hours, json_t **out,
                                    struct hibus_error *err)
 {
-    struct hours_ctx ctx = {.hours = hours};
-    enum hibus_err rc = txlog_with_conn(tl, op_channel_hours, &ctx, err);
-    if (rc == HIBUS_OK)
-        *out = ctx.out;
-    return rc;
+    char h[16];
+    snprintf(h, sizeof h, "%d", hours);
+    const char *const v[1] = {h};
+    /* clang-format off */
+    struct query_ctx q = {
+        .sql = "SELECT channel, " TS_UTC("date_trunc('hour', received_at)") ", count(*),"
+               " count(*) FILTER (WHERE status IN ('failed', 'rejected'))"
+               " FROM transactions WHERE received_at >= date_trunc('hour', clock_timestamp())"
+               "  - make_interval(hours => $1::int - 1)"
+               " GROUP BY 1, date_trunc('hour', received_at) ORDER BY 1, 2",
+        .what = "count the channels' hours", .n = 1, .vals = v, .object = true,
+        .row = hours_row};
+    /* clang-format on */
+    return query_json(tl, &q, out, err);
 }
 
-struct unmapped_ctx {
-    int days;
-    json_t *out;
-};
-
-static enum hibus_err op_unmapped(PGconn *conn, unsigned *prepared, void *vctx,
-                                  struct hibus_error *err)
+static bool unmapped_row(json_t *acc, const PGresult *res, int r)
 {
-    (void)prepared;
-    struct unmapped_ctx *ctx = vctx;
-    char days[16];
-    snprintf(days, sizeof days, "%d", ctx->days);
-    const char *const v[1] = {days};
-    /* By the received_at index over the days asked, rows with problems only. */
-    PGresult *res = PQexecParams(
-        conn,
-        "SELECT t.channel, p ->> 'kind', p ->> 'code', count(DISTINCT t.id), max(t.id),"
-        " " TS_UTC(
-            "max(t.received_at)") " FROM transactions t,"
-                                  " jsonb_array_elements(coalesce(t.problems -> 'problems', '[]')"
-                                  "  || coalesce(t.problems -> 'skipped', '[]')) p"
-                                  " WHERE t.received_at >= clock_timestamp() - make_interval(days "
-                                  "=> $1::int)"
-                                  "  AND t.problems IS NOT NULL AND p ->> 'stage' = 'mapping' AND "
-                                  "p ->> 'code' IS NOT NULL"
-                                  " GROUP BY 1, 2, 3 ORDER BY 4 DESC, 6 DESC LIMIT 500",
-        1, NULL, v, NULL, NULL, 0);
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        enum hibus_err rc = txlog_db_fail(err, conn, res, "read the unmapped codes");
-        PQclear(res);
-        return rc;
-    }
-    json_t *list = json_array();
-    for (int r = 0; list != NULL && r < PQntuples(res); r++) {
-        json_t *o =
-            json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "channel", PQgetvalue(res, r, 0), "kind",
-                      PQgetvalue(res, r, 1), "code", PQgetvalue(res, r, 2), "transactions",
-                      (json_int_t)strtoll(PQgetvalue(res, r, 3), NULL, 10), "last_transaction",
-                      (json_int_t)strtoll(PQgetvalue(res, r, 4), NULL, 10), "last_seen",
-                      PQgetvalue(res, r, 5));
-        if (o == NULL || json_array_append_new(list, o) != 0) {
-            json_decref(list);
-            list = NULL;
-        }
-    }
-    PQclear(res);
-    if (list == NULL)
-        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
-    ctx->out = list;
-    return HIBUS_OK;
+    return append(acc, json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "channel", PQgetvalue(res, r, 0),
+                                 "kind", PQgetvalue(res, r, 1), "code", PQgetvalue(res, r, 2),
+                                 "transactions", int_at(res, r, 3), "last_transaction",
+                                 int_at(res, r, 4), "last_seen", PQgetvalue(res, r, 5)));
 }
 
 enum hibus_err txlog_unmapped(struct txlog *tl, int days, json_t **out, struct hibus_error *err)
 {
-    struct unmapped_ctx ctx = {.days = days};
-    enum hibus_err rc = txlog_with_conn(tl, op_unmapped, &ctx, err);
-    if (rc == HIBUS_OK)
-        *out = ctx.out;
-    return rc;
+    char d[16];
+    snprintf(d, sizeof d, "%d", days);
+    const char *const v[1] = {d};
+    /* By the received_at index over the days asked, rows with problems only. */
+    /* clang-format off */
+    struct query_ctx q = {
+        .sql = "SELECT t.channel, p ->> 'kind', p ->> 'code', count(DISTINCT t.id), max(t.id),"
+               " " TS_UTC("max(t.received_at)") " FROM transactions t,"
+               " jsonb_array_elements(coalesce(t.problems -> 'problems', '[]')"
+               "  || coalesce(t.problems -> 'skipped', '[]')) p"
+               " WHERE t.received_at >= clock_timestamp() - make_interval(days => $1::int)"
+               "  AND t.problems IS NOT NULL AND p ->> 'stage' = 'mapping'"
+               "  AND p ->> 'code' IS NOT NULL"
+               " GROUP BY 1, 2, 3 ORDER BY 4 DESC, 6 DESC LIMIT 500",
+        .what = "read the unmapped codes", .n = 1, .vals = v, .row = unmapped_row};
+    /* clang-format on */
+    return query_json(tl, &q, out, err);
 }
 
 /* ------------------------------------------------------------------------- */

@@ -1431,6 +1431,24 @@ def mapping_doc(items=None, org_units=None, org_units_csv=None, measures=None,
     return d
 
 
+def stock_report(facility, period, item="AMOX250", stock_on_hand=10):
+    """A one-line lmis-report payload (bytes)."""
+    return json.dumps({"facility": facility, "period": period,
+                       "lines": [{"commodity": item, "stock_on_hand": stock_on_hand}]}).encode()
+
+
+def sim_channel(name, path, sim, mapping="m", **extra):
+    """A sync channel: lmis-report, mapping `mapping`, dataValueSets to the simulator."""
+    d = {"name": name, "priority": 10,
+         "match": {"path": path, "methods": ["POST"], "content_types": ["application/json"]},
+         "allow": {"roles": ["lmis"]},
+         "transform": {"reader": "lmis-report", "mapping": mapping,
+                       "writer": "dhis2-datavalueset"},
+         "routes": [sim_route(sim)]}
+    d.update(extra)
+    return d
+
+
 def pipeline_data(name, mode="rb"):
     """The bytes (or text) of tests/data/pipeline/NAME."""
     with open(os.path.join(HERE, "data", "pipeline", name), mode) as f:

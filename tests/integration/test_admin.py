@@ -29,9 +29,7 @@ def users_doc(extra=()):
     return {"users": users + list(extra)}
 
 
-def report(facility, period):
-    return json.dumps({"facility": facility, "period": period,
-                       "lines": [{"commodity": "AMOX250", "stock_on_hand": 10}]}).encode()
+report = harness.stock_report
 
 
 def setUpModule():
@@ -40,10 +38,7 @@ def setUpModule():
     SIM = harness.DHIS2Sim().start()
     TARGET = harness.Target().start()
     ADMIN_PORT = harness.free_port()
-    xf = {"reader": "lmis-report", "mapping": "m", "writer": "dhis2-datavalueset"}
-    stock = {"name": "stock", "priority": 10,
-             "match": {"path": "/stock", "methods": ["POST"], "content_types": ["application/json"]},
-             "allow": {"roles": ["lmis"]}, "transform": xf, "routes": [harness.sim_route(SIM)]}
+    stock = harness.sim_channel("stock", "/stock", SIM)
     plain = harness.channel("plain", "/plain", TARGET.url + "/archive")
     HB = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PASSWORD)],
                        channels=[stock, plain],

@@ -18,9 +18,7 @@ WINDOW_S = 4
 PG = SIM = HOOK = HB = None
 
 
-def report(facility, period):
-    return json.dumps({"facility": facility, "period": period,
-                       "lines": [{"commodity": "AMOX250", "stock_on_hand": 10}]}).encode()
+report = harness.stock_report
 
 
 def alerts_settings(webhook):
@@ -34,10 +32,7 @@ def setUpModule():
     SIM = harness.DHIS2Sim().start()
     HOOK = harness.Target().start()
     dead = "http://127.0.0.1:%d/x" % harness.free_port()
-    xf = {"reader": "lmis-report", "mapping": "m", "writer": "dhis2-datavalueset"}
-    stock = {"name": "stock", "priority": 10,
-             "match": {"path": "/stock", "methods": ["POST"], "content_types": ["application/json"]},
-             "allow": {"roles": ["lmis"]}, "transform": xf, "routes": [harness.sim_route(SIM)]}
+    stock = harness.sim_channel("stock", "/stock", SIM)
     chans = [stock]
     for name in ("down", "rare", "later", "twice"):
         chans.append(harness.channel(name, "/" + name, dead, timeout="1s"))

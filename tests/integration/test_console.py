@@ -5,7 +5,6 @@ operator re-run it, the channels page draws each channel's hours, the unmapped c
 are listed. Screenshots go to the test's directory, and to $HIBUS_SCREENSHOTS when set
 (docs/ keeps the ones made that way)."""
 
-import json
 import os
 import shutil
 import unittest
@@ -31,9 +30,7 @@ ADMIN_PORT = None
 TX = {}
 
 
-def report(facility, period, item="AMOX250"):
-    return json.dumps({"facility": facility, "period": period,
-                       "lines": [{"commodity": item, "stock_on_hand": 10}]}).encode()
+report = harness.stock_report
 
 
 def post(path, body):
@@ -47,10 +44,7 @@ def setUpModule():
     SIM = harness.DHIS2Sim().start()
     TARGET = harness.Target().start()
     ADMIN_PORT = harness.free_port()
-    xf = {"reader": "lmis-report", "mapping": "m", "writer": "dhis2-datavalueset"}
-    stock = {"name": "lmis-stock", "priority": 10,
-             "match": {"path": "/stock", "methods": ["POST"], "content_types": ["application/json"]},
-             "allow": {"roles": ["lmis"]}, "transform": xf, "routes": [harness.sim_route(SIM)]}
+    stock = harness.sim_channel("lmis-stock", "/stock", SIM)
     archive = harness.channel("archive", "/archive", TARGET.url + "/archive")
     users = [{"id": k, "name": k.capitalize(), "role": r,
               "password_hash": harness.password_hash(p)} for k, (r, p) in USERS.items()]

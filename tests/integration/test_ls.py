@@ -21,9 +21,7 @@ PG = SIM = TARGET = HB = None
 TX = {}  # name -> (id, request id)
 
 
-def report(facility, period):
-    return json.dumps({"facility": facility, "period": period,
-                       "lines": [{"commodity": "AMOX250", "stock_on_hand": 10}]}).encode()
+report = harness.stock_report
 
 
 def setUpModule():
@@ -31,11 +29,7 @@ def setUpModule():
     PG = harness.PgCluster().start()
     SIM = harness.DHIS2Sim().start()
     TARGET = harness.Target().start()
-    xf = {"reader": "lmis-report", "mapping": "m", "writer": "dhis2-datavalueset"}
-    sync = {"name": "stock-sync", "priority": 10,
-            "match": {"path": "/stock/sync", "methods": ["POST"],
-                      "content_types": ["application/json"]},
-            "allow": {"roles": ["lmis"]}, "transform": xf, "routes": [harness.sim_route(SIM)]}
+    sync = harness.sim_channel("stock-sync", "/stock/sync", SIM)
     asyn = dict(sync, name="stock-async", mode="async",
                 match=dict(sync["match"], path="/stock/async"))
     plain = harness.channel("plain", "/plain", TARGET.url + "/archive")
