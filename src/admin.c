@@ -630,12 +630,33 @@ static enum MHD_Result method_not_allowed(struct MHD_Connection *c, const char *
     return send_error(c, 405, HIBUS_E_INVALID, "method not allowed here", NULL, extra);
 }
 
+/* A browser that signed in here keeps sending the user's password, also with a
+ * request another site's page makes (a form POSTing to /api/rerun). Browsers say
+ * where a request comes from: Sec-Fetch-Site, and Origin on every POST. A POST
+ * that says it comes from another site is refused; curl and scripts send
+ * neither and pass. */
+static bool cross_site(struct MHD_Connection *c)
+{
+    const char *site = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    if (site != NULL && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+        return true;
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (origin == NULL)
+        return false;
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    const char *sep = strstr(origin, "://");
+    return host == NULL || sep == NULL || strcmp(sep + 3, host) != 0;
+}
+
 static enum MHD_Result route(struct admin *a, struct MHD_Connection *c, const struct config *cfg,
                              const char *url, const char *method, const struct admin_request *rq)
 {
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool post = strcmp(method, "POST") == 0;
     enum MHD_Result ret;
+    if (post && cross_site(c))
+        return send_error(c, 403, HIBUS_E_FORBIDDEN, "cross-site request refused",
+                          "A page of another site may not act here with your login.", NULL);
     if (strcmp(url, "/metrics") == 0) {
         if (!get)
             return method_not_allowed(c, "GET, HEAD");

@@ -228,6 +228,15 @@ class AdminTest(harness.TestCase):
         self.assertEqual(got.status, 200, got.body)
         self.assertGreaterEqual(got.json()["queued"], 1)
         self.assertEqual(got.json()["rate_per_second"], 50)
+        # a page of another site cannot act with a signed-in browser's password
+        for h in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                  {"Origin": "null"}):
+            got = admin("POST", "/api/transactions/%d/rerun" % tx, "omar", headers=h)
+            self.assertEqual(got.status, 403, (h, got.body))
+            self.assertEqual(got.json()["error"], "cross-site request refused")
+        same = {"Origin": "http://127.0.0.1:%d" % ADMIN_PORT, "Sec-Fetch-Site": "same-origin"}
+        self.assertEqual(admin("POST", "/api/transactions/%d/rerun" % tx, "omar",
+                               headers=same).status, 200)
         # reload is the admin's
         self.assertEqual(admin("POST", "/api/reload", "omar").status, 403)
         gen = admin("GET", "/api/status", "rita").json()["config_generation"]
