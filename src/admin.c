@@ -33,6 +33,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,7 +416,24 @@ struct sse {
     struct buf out;
     size_t off;
     long last_ms;
+    int fd; /* the client's socket, to see it close while nothing is sent */
 };
+
+/* The client closed its side (a closed tab): libmicrohttpd would only find out
+ * at the next write, which may be a keep-alive 15 s away, while the stream holds
+ * a database session and one of ADMIN_MAX_STREAMS. */
+static bool sse_gone(const struct sse *s)
+{
+    if (s->fd < 0)
+        return false;
+    struct pollfd p = {.fd = s->fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR))
+        return true;
+    char c;
+    return (p.revents & POLLIN) && recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -426,6 +444,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         s->out.len = 0;
         if (atomic_load(&s->a->stopping))
             return MHD_CONTENT_READER_END_OF_STREAM;
+        if (sse_gone(s))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
         struct txlog_summary *v = NULL;
         size_t n = 0;
         struct hibus_error err = {0};
@@ -482,6 +502,9 @@ static enum MHD_Result get_events(struct admin *a, struct MHD_Connection *c)
     struct sse *s = hibus_xcalloc(1, sizeof *s);
     s->a = a;
     s->last_ms = clock_ms();
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    s->fd = ci ? ci->connect_fd : -1;
     struct hibus_error err = {0};
     if (txlog_follow(a->db_url, a->connect_timeout_ms, &s->f, &err) != HIBUS_OK) {
         free(s);

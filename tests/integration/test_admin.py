@@ -2,9 +2,11 @@
 the traffic, and the admin API (search, one transaction, re-run, channels, status,
 reload) for admin users with their roles, on its own port."""
 
+import base64
 import json
 import os
 import re
+import socket
 import subprocess
 import unittest
 
@@ -280,6 +282,45 @@ class AdminTest(harness.TestCase):
         self.assertEqual(rows[("stock", "item", "NOPE-ITEM")]["transactions"], 1)
         self.assertNotIn(("stock", "org_unit", "FAC-0042"), rows)
         self.assertEqual(admin("GET", "/api/unmapped?days=0", "rita").status, 400)
+
+    def test_hostile_requests(self):
+        # an event stream per database session, at most 8: the ninth is refused, and a
+        # closed one makes room again
+        auth = base64.b64encode(b"rita:" + USERS["rita"][1].encode()).decode()
+        streams = []
+        try:
+            for _ in range(8):
+                s = socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=10)
+                s.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " +
+                          auth.encode() + b"\r\n\r\n")
+                head = s.recv(4096)
+                self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+                self.assertIn(b"text/event-stream", head)
+                streams.append(s)
+            ninth = admin("GET", "/api/events", "rita")
+            self.assertEqual(ninth.status, 503, ninth.body)
+            self.assertEqual(ninth.headers.get("retry-after"), "10")
+        finally:
+            for s in streams:
+                s.close()
+        harness.wait_until(lambda: self._stream_opens(auth), timeout=10,
+                           what="room for a stream once the others closed")
+        # values that are not text, or numbers past any range, are refused plainly
+        for q, code in [("channel=%FF%FE", 422), ("limit=99999999999999999999", 400),
+                        ("before=99999999999999999999", 400), ("facility=%C3%28", 422)]:
+            got = admin("GET", "/api/transactions?" + q, "rita")
+            self.assertEqual(got.status, code, (q, got.body))
+        big = admin("POST", "/api/rerun", "omar", headers=JSON, body=b"{" + b" " * 70000 + b"}")
+        self.assertEqual(big.status, 413)
+        self.assertEqual(admin("GET", "/../etc/passwd", "rita").status, 404)
+        self.assertEqual(admin("GET", "/api/transactions/1x", "rita").status, 404)
+
+    @staticmethod
+    def _stream_opens(auth):
+        with socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=10) as s:
+            s.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " +
+                      auth.encode() + b"\r\n\r\n")
+            return s.recv(4096).startswith(b"HTTP/1.1 200")
 
     def test_prometheus_rules_use_what_hibus_exports(self):
         rules = os.path.join(harness.SOURCE_DIR, "packaging", "prometheus")
