@@ -160,6 +160,21 @@ enum hibus_err cli_open_db(const struct config *cfg, struct txlog **tl, struct h
     return txlog_open(cfg->database_url, 1, cfg->database_connect_timeout_ms, tl, err);
 }
 
+void cli_put_safe(FILE *out, const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+            fprintf(out, "\\x%02X", c);
+        } else if (c == 0xC2 && i + 1 < len && (unsigned char)text[i + 1] >= 0x80 &&
+                   (unsigned char)text[i + 1] <= 0x9F) {
+            fprintf(out, "\\u00%02X", (unsigned char)text[++i]);
+        } else {
+            putc(c, out);
+        }
+    }
+}
+
 void cli_print_error(const char *what, const struct hibus_error *err)
 {
     fprintf(stderr, "hibus: %s: ", what);
@@ -417,7 +432,55 @@ static const char check_usage[] =
     "every mapping, offline. Prints every problem as file:line:col: message and\n"
     "exits 1, or prints \"configuration OK\" and exits 0.\n"
     "--remote also asks each DHIS2 that a dhis2 route names for its version and\n"
-    "for every UID the route's mapping uses, and lists each UID DHIS2 does not know.\n";
+    "for every UID the route's mapping uses, and lists each UID DHIS2 does not know;\n"
+    "and asks the transaction log for the codes payloads sent in the last 30 days\n"
+    "that no mapping maps.\n";
+
+/* check --remote's other half: the codes payloads sent that no mapping maps, as
+ * the log recorded them. A log that cannot be read is said, not counted: check
+ * runs where the database may not be reachable. */
+#define CHECK_UNMAPPED_DAYS 30
+static int check_unmapped(const struct config *cfg)
+{
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    json_t *codes = NULL;
+    if (cli_open_db(cfg, &tl, &err) != HIBUS_OK ||
+        txlog_unmapped(tl, CHECK_UNMAPPED_DAYS, &codes, &err) != HIBUS_OK) {
+        fprintf(stderr,
+                "hibus check: the transaction log was not read (%s): codes that payloads "
+                "sent and no mapping maps are not listed\n",
+                err.msg);
+        txlog_close(tl);
+        return 0;
+    }
+    txlog_close(tl);
+    size_t n = json_array_size(codes);
+    if (n == 0)
+        printf("every code payloads sent in the last %d days was mapped\n", CHECK_UNMAPPED_DAYS);
+    else
+        printf("%zu code%s that payloads sent in the last %d days and no mapping maps:\n", n,
+               n == 1 ? "" : "s", CHECK_UNMAPPED_DAYS);
+    size_t i;
+    json_t *c;
+    json_array_foreach(codes, i, c)
+    {
+        char line[512];
+        snprintf(line, sizeof line,
+                 "  channel %s: %s \"%s\" in %lld transaction%s, the last %lld (%s)",
+                 json_string_value(json_object_get(c, "channel")),
+                 json_string_value(json_object_get(c, "kind")),
+                 json_string_value(json_object_get(c, "code")),
+                 (long long)json_integer_value(json_object_get(c, "transactions")),
+                 json_integer_value(json_object_get(c, "transactions")) == 1 ? "" : "s",
+                 (long long)json_integer_value(json_object_get(c, "last_transaction")),
+                 json_string_value(json_object_get(c, "last_seen")));
+        cli_put_safe(stderr, line, strlen(line));
+        putc('\n', stderr);
+    }
+    json_decref(codes);
+    return (int)n;
+}
 
 /* check --remote: every distinct (DHIS2 URL, mapping) pair once. Returns the
  * number of problems found. */
@@ -472,7 +535,7 @@ static int check_remote(const struct config *cfg)
         }
     }
     mediator_global_cleanup();
-    return problems;
+    return problems + check_unmapped(cfg);
 }
 
 int cli_check(int argc, char **argv)

@@ -7,6 +7,7 @@
 #define HIBUS_CLI_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "hibus/config.h"
 #include "hibus/error.h"
@@ -47,6 +48,12 @@ enum hibus_err cli_open_db(const struct config *cfg, struct txlog **tl, struct h
  * the command takes no operands. */
 struct config *cli_command_setup(int argc, char **argv, struct common_opts *o, const char *usage,
                                  int *first_operand, int *rc);
+/* What clients and targets sent (paths, headers, bodies, codes), written with
+ * control characters other than newline and tab, and the C1 controls
+ * U+0080..U+009F, as \\xNN / \\u00NN, so that none can move the cursor, recolour
+ * or retitle the operator's terminal. */
+void cli_put_safe(FILE *out, const char *text, size_t len);
+
 /* "hibus: what: " and the error, on stderr. */
 void cli_print_error(const char *what, const struct hibus_error *err);
 

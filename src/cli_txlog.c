@@ -203,25 +203,6 @@ static bool parse_id(const char *s, int64_t *id)
     return true;
 }
 
-/* The text view quotes what clients and targets sent (paths, headers, bodies): it is
- * written with control characters other than newline and tab, and the C1 controls
- * U+0080..U+009F, as \\xNN / \\u00NN, so none can move the cursor, recolour or
- * retitle the operator's terminal. */
-static void put_safe(const char *text, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
-            printf("\\x%02X", c);
-        } else if (c == 0xC2 && i + 1 < len && (unsigned char)text[i + 1] >= 0x80 &&
-                   (unsigned char)text[i + 1] <= 0x9F) {
-            printf("\\u00%02X", (unsigned char)text[++i]);
-        } else {
-            putchar(c);
-        }
-    }
-}
-
 static void print_tx_safely(const json_t *tx)
 {
     char *text = NULL;
@@ -233,7 +214,7 @@ static void print_tx_safely(const json_t *tx)
     }
     print_tx(mem, tx);
     fclose(mem);
-    put_safe(text, len);
+    cli_put_safe(stdout, text, len);
     free(text);
 }
 
@@ -394,7 +375,7 @@ static void print_ls_row(const json_t *t)
              jstr(t, "received_at"), (long long)json_integer_value(json_object_get(t, "id")),
              jstr(t, "channel"), client[0] ? client : "-", jstr(t, "status"), codes, dur,
              fac[0] ? fac : "-", pe[0] ? pe : "-");
-    put_safe(line, strlen(line));
+    cli_put_safe(stdout, line, strlen(line));
     putchar('\n');
 }
 

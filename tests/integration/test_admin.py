@@ -282,6 +282,12 @@ class AdminTest(harness.TestCase):
         self.assertEqual(rows[("stock", "item", "NOPE-ITEM")]["transactions"], 1)
         self.assertNotIn(("stock", "org_unit", "FAC-0042"), rows)
         self.assertEqual(admin("GET", "/api/unmapped?days=0", "rita").status, 400)
+        # hibus check --remote lists them too (drift between payloads and mappings)
+        r = HB.cli("check", "-c", HB.config_path, "--remote")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("no mapping maps:", r.stdout)
+        self.assertIn('channel stock: org_unit "FAC-NOWHERE" in 2 transactions, the last %d ('
+                      % txs[1], r.stderr)
 
     def test_hostile_requests(self):
         # an event stream per database session, at most 8: the ninth is refused, and a
