@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static long count_of(const json_t *counts, const char *key)
 {
@@ -411,6 +412,13 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
 {
     enum { BATCH = 50 };
     const char *prop = prop_of(m, mk);
+    /* an org unit's closedDate too: one that DHIS2 closed is still found by its id */
+    const char *fields = mk == MAPPING_ORG_UNIT ? "id,code,closedDate" : "id,code";
+    char today[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(today, sizeof today, "%Y-%m-%d", &tm);
     size_t at = 0;
     while (at < n) {
         size_t k = 0;
@@ -418,12 +426,12 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
         int w;
         if (!listable(refs[at].uid)) {
             w = snprintf(path, sizeof path,
-                         "/api/%s?paging=false&fields=id,code&filter=%s:eq:", resource, prop);
+                         "/api/%s?paging=false&fields=%s&filter=%s:eq:", resource, fields, prop);
             url_escape(path + w, sizeof path - (size_t)w, refs[at].uid);
             k = 1;
         } else {
-            w = snprintf(path, sizeof path, "/api/%s?paging=false&fields=id,code&filter=%s:in:[",
-                         resource, prop);
+            w = snprintf(path, sizeof path, "/api/%s?paging=false&fields=%s&filter=%s:in:[",
+                         resource, fields, prop);
             while (k < BATCH && at + k < n && listable(refs[at + k].uid) &&
                    (size_t)w + 3 * strlen(refs[at + k].uid) + 8 < sizeof path) {
                 if (k > 0)
@@ -440,13 +448,26 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
         const json_t *list = json_object_get(doc, resource);
         for (size_t i = 0; i < k; i++) {
             bool found = false;
+            const char *closed = NULL;
             size_t j;
             const json_t *o;
             json_array_foreach(list, j, o)
             {
                 const char *id = json_string_value(json_object_get(o, prop));
-                if (id != NULL && strcmp(id, refs[at + i].uid) == 0)
+                if (id != NULL && strcmp(id, refs[at + i].uid) == 0) {
                     found = true;
+                    closed = json_string_value(json_object_get(o, "closedDate"));
+                }
+            }
+            if (found && closed != NULL && strlen(closed) >= 10 &&
+                strncmp(closed, today, 10) <= 0) {
+                char line[768];
+                snprintf(line, sizeof line,
+                         "mapping \"%s\": org unit %s (mapped from \"%s\") was closed in DHIS2 "
+                         "on %.10s: map the facility to the org unit that took its place, or "
+                         "remove it",
+                         m->name, refs[at + i].uid, refs[at + i].code, closed);
+                json_array_append_new(missing, json_string(line));
             }
             if (found)
                 continue;

@@ -1152,6 +1152,15 @@ static json_t *md_obj_json(const struct md_set *s, const struct md_obj *o)
             json_array_append_new(ous, md_ref_json(&md.ous, json_string_value(v)));
         json_object_set_new(j, "dataSetElements", dse);
         json_object_set_new(j, "organisationUnits", ous);
+    } else if (s->kind == MD_ORGUNIT) {
+        /* OrganisationUnit's openingDate and closedDate (dhis2-core's
+         * organisationunit.OrganisationUnit), as DHIS2 writes dates:
+         * "2025-12-31T00:00:00.000" */
+        const char *opened = jstr(o->src, "openingDate"), *closed = jstr(o->src, "closedDate");
+        if (opened)
+            json_object_set_new(j, "openingDate", json_string(opened));
+        if (closed)
+            json_object_set_new(j, "closedDate", json_string(closed));
     } else if (s->kind == MD_COC) {
         json_t *opts = json_array(), *v;
         const char *k;

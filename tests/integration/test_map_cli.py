@@ -2,6 +2,7 @@
 `hibus check --remote` (are the mapped UIDs in DHIS2?) against the DHIS2 simulator."""
 
 import json
+import os
 import re
 import unittest
 import xml.etree.ElementTree as ET
@@ -287,6 +288,30 @@ class MapCliTest(harness.TestCase):
             self.assertIn("broken", lines[0])
         for uid in list(DHIS2Sim.DATA_ELEMENTS.values())[:3] + [DHIS2Sim.DATA_SET]:
             self.assertNotIn(uid, r.stderr)
+
+    def test_check_remote_closed_org_unit(self):
+        # DHIS2 closed FAC-0043's org unit (closedDate in the past): drift to report;
+        # one closed in the future is not yet
+        with open(os.path.join(harness.SOURCE_DIR, "tests", "dhis2-sim", "metadata.json")) as f:
+            md = json.load(f)
+        for ou in md["organisationUnits"]:
+            if ou["id"] == DHIS2Sim.ORG_UNITS["FAC-0043"]:
+                ou["closedDate"] = "2025-06-30T00:00:00.000"
+            if ou["id"] == DHIS2Sim.ORG_UNITS["FAC-0100"]:
+                ou["closedDate"] = "2099-01-01T00:00:00.000"
+        path = os.path.join(HB.dir, "closed-metadata.json")
+        with open(path, "w") as f:
+            json.dump(md, f)
+        sim = DHIS2Sim(metadata=path, name="dhis2-sim-closed").start()
+        self.addCleanup(sim.stop)
+        hb = config([mchan("lmis-stock", "/lmis/stock-reports", "lmis-report",
+                           [harness.sim_route(sim)])], {"itest": harness.mapping_doc()}, "closedcfg")
+        r = hb.cli("check", "-c", hb.config_path, "--remote")
+        self.assertEqual(r.returncode, 1, "stdout=%r stderr=%r" % (r.stdout, r.stderr))
+        self.assertIn('org unit %s (mapped from "FAC-0043") was closed in DHIS2 on 2025-06-30'
+                      % DHIS2Sim.ORG_UNITS["FAC-0043"], r.stderr)
+        self.assertNotIn(DHIS2Sim.ORG_UNITS["FAC-0100"], r.stderr)
+        self.assertNotIn(DHIS2Sim.ORG_UNITS["FAC-0042"], r.stderr)
 
     def test_check_remote_data_set_fit(self):
         r = SETCHECK.cli("check", "-c", SETCHECK.config_path, "--remote")
