@@ -383,37 +383,44 @@ static void render_families(struct buf *b)
     }
 }
 
+/* When this process started, since the Unix epoch: /proc/self/stat's starttime
+ * (field 22, clock ticks since boot) plus the time of boot. */
+static double process_start;
+
+static void read_process_start(void)
+{
+    FILE *f = fopen("/proc/self/stat", "r");
+    char line[1024];
+    if (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        const char *p = strrchr(line, ')');
+        unsigned long long ticks = 0;
+        /* fields from 3 on follow the ')' */
+        if (p && sscanf(p + 2,
+                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+                        "%*d %*d %*d %*d %llu",
+                        &ticks) == 1) {
+            struct timespec now, up;
+            clock_gettime(CLOCK_REALTIME, &now);
+            clock_gettime(CLOCK_BOOTTIME, &up);
+            double boot = (double)now.tv_sec - (double)up.tv_sec +
+                          ((double)now.tv_nsec - (double)up.tv_nsec) / 1e9;
+            process_start = boot + (double)ticks / (double)sysconf(_SC_CLK_TCK);
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
 static void render_process(struct buf *b)
 {
     put_head(b, "hibus_build_info", "gauge", "The running hibus's version; always 1.");
     putf(b, "hibus_build_info{version=\"%s\"} 1\n", HIBUS_VERSION);
 
-    static double started;
-    if (started == 0) { /* the first scrape reads the start from /proc */
-        FILE *f = fopen("/proc/self/stat", "r");
-        char line[1024];
-        if (f != NULL && fgets(line, sizeof line, f) != NULL) {
-            const char *p = strrchr(line, ')');
-            unsigned long long ticks = 0;
-            /* field 22, starttime; fields from 3 on follow the ')' */
-            if (p && sscanf(p + 2,
-                            "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
-                            "%*d %*d %*d %*d %llu",
-                            &ticks) == 1) {
-                struct timespec now, up;
-                clock_gettime(CLOCK_REALTIME, &now);
-                clock_gettime(CLOCK_BOOTTIME, &up);
-                double boot = (double)now.tv_sec - (double)up.tv_sec +
-                              ((double)now.tv_nsec - (double)up.tv_nsec) / 1e9;
-                started = boot + (double)ticks / (double)sysconf(_SC_CLK_TCK);
-            }
-        }
-        if (f)
-            fclose(f);
-    }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, read_process_start); /* scrapes may run at once */
     put_head(b, "process_start_time_seconds", "gauge",
              "Start time of the process since the Unix epoch, in seconds.");
-    putf(b, "process_start_time_seconds %.3f\n", started);
+    putf(b, "process_start_time_seconds %.3f\n", process_start);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     put_head(b, "process_cpu_seconds_total", "counter", "User and system CPU time, in seconds.");

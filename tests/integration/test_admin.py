@@ -161,6 +161,9 @@ class AdminTest(harness.TestCase):
         self.assertEqual(stock[-1][1], value(after, "hibus_http_request_duration_seconds_count",
                                              channel="stock"))
         self.assertEqual(value(after, "hibus_database_up"), 1)
+        started = value(after, "process_start_time_seconds")
+        self.assertTrue(HB.started_at - 5 <= started <= HB.started_at + 5,
+                        (started, HB.started_at))
         self.assertEqual(value(after, "hibus_db_pool_connections", state="max"), 4)
 
     def test_metrics_need_a_login_unless_public(self):
