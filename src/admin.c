@@ -653,6 +653,64 @@ static enum MHD_Result method_not_allowed(struct MHD_Connection *c, const char *
     return send_error(c, 405, HIBUS_E_INVALID, "method not allowed here", NULL, extra);
 }
 
+/* The API's routes: the method each takes and the role it needs. */
+enum api {
+    API_STATUS,
+    API_CHANNELS,
+    API_HOURS,
+    API_UNMAPPED,
+    API_ME,
+    API_EVENTS,
+    API_SEARCH,
+    API_RERUN,
+    API_RELOAD,
+    API_TRANSACTION, /* /api/transactions/ID */
+    API_RERUN_ONE    /* /api/transactions/ID/rerun */
+};
+
+struct api_route {
+    const char *path; /* NULL: matched by transaction_path */
+    enum api id;
+    bool post;
+    enum config_admin_role role;
+};
+
+static const struct api_route api_routes[] = {
+    {"/api/status", API_STATUS, false, CONFIG_ADMIN_READ},
+    {"/api/channels", API_CHANNELS, false, CONFIG_ADMIN_READ},
+    {"/api/channels/hours", API_HOURS, false, CONFIG_ADMIN_READ},
+    {"/api/unmapped", API_UNMAPPED, false, CONFIG_ADMIN_READ},
+    {"/api/me", API_ME, false, CONFIG_ADMIN_READ},
+    {"/api/events", API_EVENTS, false, CONFIG_ADMIN_READ},
+    {"/api/transactions", API_SEARCH, false, CONFIG_ADMIN_READ},
+    {"/api/rerun", API_RERUN, true, CONFIG_ADMIN_OPERATOR},
+    {"/api/reload", API_RELOAD, true, CONFIG_ADMIN_ADMIN},
+    {NULL, API_TRANSACTION, false, CONFIG_ADMIN_READ},
+    {NULL, API_RERUN_ONE, true, CONFIG_ADMIN_OPERATOR},
+};
+
+/* The route of url (and, for a transaction's, its id), or NULL. */
+static const struct api_route *api_route_of(const char *url, int64_t *id)
+{
+    const char *rest = NULL;
+    enum api want = API_TRANSACTION;
+    if (transaction_path(url, id, &rest)) {
+        if (rest[0] == '\0')
+            want = API_TRANSACTION;
+        else if (strcmp(rest, "/rerun") == 0)
+            want = API_RERUN_ONE;
+        else
+            return NULL;
+    }
+    for (size_t i = 0; i < sizeof api_routes / sizeof api_routes[0]; i++) {
+        const struct api_route *r = &api_routes[i];
+        if (rest != NULL ? r->path == NULL && r->id == want
+                         : r->path != NULL && strcmp(r->path, url) == 0)
+            return r;
+    }
+    return NULL;
+}
+
 /* A browser that signed in here keeps sending the user's password, also with a
  * request another site's page makes (a form POSTing to /api/rerun). Browsers say
  * where a request comes from: Sec-Fetch-Site, and Origin on every POST. A POST
@@ -695,44 +753,37 @@ static enum MHD_Result route(struct admin *a, struct MHD_Connection *c, const st
             return ret;
         return send_text(c, 200, asset->type, asset->body, asset->len, NULL);
     }
+    /* the API: which route, then who (404 before a login is asked), then the
+     * method, then the role */
     int64_t id = 0;
-    const char *rest = NULL;
-    bool tx_path = transaction_path(url, &id, &rest);
-    bool known = strcmp(url, "/api/status") == 0 || strcmp(url, "/api/channels") == 0 ||
-                 strcmp(url, "/api/unmapped") == 0 || strcmp(url, "/api/me") == 0 ||
-                 strcmp(url, "/api/events") == 0 || strcmp(url, "/api/channels/hours") == 0 ||
-                 strcmp(url, "/api/transactions") == 0 || strcmp(url, "/api/rerun") == 0 ||
-                 strcmp(url, "/api/reload") == 0 ||
-                 (tx_path && (rest[0] == '\0' || strcmp(rest, "/rerun") == 0));
-    if (!known)
+    const struct api_route *r = api_route_of(url, &id);
+    if (r == NULL)
         return send_error(c, 404, HIBUS_E_NOT_FOUND, "no such admin resource",
                           "See docs/admin-api.md for the routes.", NULL);
     const struct config_client *user = login(a, c, cfg, &ret);
     if (user == NULL)
         return ret;
-    bool wants_post = strcmp(url, "/api/rerun") == 0 || strcmp(url, "/api/reload") == 0 ||
-                      (tx_path && rest[0] != '\0');
-    if (wants_post ? !post : !get)
-        return method_not_allowed(c, wants_post ? "POST" : "GET, HEAD");
-    if (strcmp(url, "/api/status") == 0)
-        return get_status(a, c, cfg);
-    if (strcmp(url, "/api/channels") == 0)
-        return get_channels(a, c, cfg);
-    if (strcmp(url, "/api/unmapped") == 0)
-        return get_unmapped(a, c);
-    if (strcmp(url, "/api/me") == 0)
-        return get_me(c, user);
-    if (strcmp(url, "/api/events") == 0)
-        return get_events(a, c);
-    if (strcmp(url, "/api/channels/hours") == 0)
-        return get_hours(a, c);
-    if (strcmp(url, "/api/transactions") == 0)
-        return get_transactions(a, c, cfg);
-    if (tx_path && rest[0] == '\0')
-        return get_transaction(a, c, user, id);
-    if (strcmp(url, "/api/reload") == 0) {
-        if (!allowed(user, CONFIG_ADMIN_ADMIN))
-            return forbidden(c, user, CONFIG_ADMIN_ADMIN);
+    if (r->post ? !post : !get)
+        return method_not_allowed(c, r->post ? "POST" : "GET, HEAD");
+    if (!allowed(user, r->role))
+        return forbidden(c, user, r->role);
+    switch (r->id) {
+    case API_STATUS: return get_status(a, c, cfg);
+    case API_CHANNELS: return get_channels(a, c, cfg);
+    case API_HOURS: return get_hours(a, c);
+    case API_UNMAPPED: return get_unmapped(a, c);
+    case API_ME: return get_me(c, user);
+    case API_EVENTS: return get_events(a, c);
+    case API_SEARCH: return get_transactions(a, c, cfg);
+    case API_TRANSACTION: return get_transaction(a, c, user, id);
+    case API_RERUN_ONE: {
+        char ids[32];
+        snprintf(ids, sizeof ids, "%" PRId64, id);
+        struct txlog_rerun_filter f = {.ids_csv = ids, .rate_per_s = ADMIN_RERUN_RATE};
+        return rerun(a, c, user, &f);
+    }
+    case API_RERUN: return post_rerun_filter(a, c, user, rq);
+    case API_RELOAD:
         LOG_INFO(NULL, "admin user %s asked for a reload", user->id);
         kill(getpid(), SIGHUP);
         return send_json(c, 202,
@@ -740,15 +791,7 @@ static enum MHD_Result route(struct admin *a, struct MHD_Connection *c, const st
                                    "GET /api/status (config_generation) and the log"),
                          NULL);
     }
-    if (!allowed(user, CONFIG_ADMIN_OPERATOR))
-        return forbidden(c, user, CONFIG_ADMIN_OPERATOR);
-    if (tx_path) {
-        char ids[32];
-        snprintf(ids, sizeof ids, "%" PRId64, id);
-        struct txlog_rerun_filter f = {.ids_csv = ids, .rate_per_s = ADMIN_RERUN_RATE};
-        return rerun(a, c, user, &f);
-    }
-    return post_rerun_filter(a, c, user, rq);
+    return MHD_NO;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
