@@ -412,7 +412,9 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
 {
     enum { BATCH = 50 };
     const char *prop = prop_of(m, mk);
-    /* an org unit's closedDate too: one that DHIS2 closed is still found by its id */
+    /* an org unit's closedDate too: one that DHIS2 closed is still found by its id
+     * (dhis2/dhis2-core, dhis-2/dhis-api/src/main/java/org/hisp/dhis/
+     * organisationunit/OrganisationUnit.java: the Date field closedDate) */
     const char *fields = mk == MAPPING_ORG_UNIT ? "id,code,closedDate" : "id,code";
     char today[16];
     time_t now = time(NULL);

@@ -1153,9 +1153,10 @@ static json_t *md_obj_json(const struct md_set *s, const struct md_obj *o)
         json_object_set_new(j, "dataSetElements", dse);
         json_object_set_new(j, "organisationUnits", ous);
     } else if (s->kind == MD_ORGUNIT) {
-        /* OrganisationUnit's openingDate and closedDate (dhis2-core's
-         * organisationunit.OrganisationUnit), as DHIS2 writes dates:
-         * "2025-12-31T00:00:00.000" */
+        /* OrganisationUnit's openingDate and closedDate (dhis2/dhis2-core,
+         * dhis-2/dhis-api/src/main/java/org/hisp/dhis/organisationunit/
+         * OrganisationUnit.java: Date fields openingDate, closedDate), as DHIS2
+         * writes dates: "2025-12-31T00:00:00.000" */
         const char *opened = jstr(o->src, "openingDate"), *closed = jstr(o->src, "closedDate");
         if (opened)
             json_object_set_new(j, "openingDate", json_string(opened));
