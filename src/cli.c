@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "hibus/admin.h"
+#include "hibus/aggregator.h"
 #include "hibus/alerts.h"
 #include "hibus/auth.h"
 #include "hibus/buf.h"
@@ -55,17 +56,27 @@ static const char *default_config(void)
  * operand, -1 after printing help (exit 0), -2 on a usage error. */
 int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usage_text)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},  {"json", no_argument, NULL, 'j'},
-        {"channel", required_argument, NULL, 'C'}, {"status", required_argument, NULL, 'S'},
-        {"no-migrate", no_argument, NULL, 'M'},    {"help", no_argument, NULL, 'h'},
-        {"remote", no_argument, NULL, 'R'},        {"route", required_argument, NULL, 'r'},
-        {"since", required_argument, NULL, 's'},   {"rate", required_argument, NULL, 'T'},
-        {"cancel", no_argument, NULL, 'X'},        {"client", required_argument, NULL, 'L'},
-        {"until", required_argument, NULL, 'U'},   {"facility", required_argument, NULL, 'F'},
-        {"period", required_argument, NULL, 'P'},  {"request-id", required_argument, NULL, 'I'},
-        {"conflicts", no_argument, NULL, 'K'},     {"limit", required_argument, NULL, 'N'},
-        {"before", required_argument, NULL, 'B'},  {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"channel", required_argument, NULL, 'C'},
+                                             {"status", required_argument, NULL, 'S'},
+                                             {"no-migrate", no_argument, NULL, 'M'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"remote", no_argument, NULL, 'R'},
+                                             {"route", required_argument, NULL, 'r'},
+                                             {"since", required_argument, NULL, 's'},
+                                             {"rate", required_argument, NULL, 'T'},
+                                             {"cancel", no_argument, NULL, 'X'},
+                                             {"client", required_argument, NULL, 'L'},
+                                             {"until", required_argument, NULL, 'U'},
+                                             {"facility", required_argument, NULL, 'F'},
+                                             {"period", required_argument, NULL, 'P'},
+                                             {"request-id", required_argument, NULL, 'I'},
+                                             {"conflicts", no_argument, NULL, 'K'},
+                                             {"limit", required_argument, NULL, 'N'},
+                                             {"before", required_argument, NULL, 'B'},
+                                             {"commodity", required_argument, NULL, 'O'},
+                                             {NULL, 0, NULL, 0}};
     o->config = default_config();
     optind = 1;
     int ch;
@@ -93,6 +104,7 @@ int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usa
         case 'U': o->until = optarg; break;
         case 'F': o->facility = optarg; break;
         case 'P': o->period = optarg; break;
+        case 'O': o->commodity = optarg; break;
         case 'I': o->request_id = optarg; break;
         case 'K': o->conflicts = true; break;
         case 'N':
@@ -305,6 +317,7 @@ int cli_serve(int argc, char **argv)
     struct listener *l = NULL;
     struct admin *adm = NULL;
     struct alerts *alr = NULL;
+    struct aggregator *agg = NULL;
     struct workers *wk = NULL;
     struct retention *ret = NULL;
     bool curl_ok = false, keep_txlog = false;
@@ -359,6 +372,10 @@ int cli_serve(int argc, char **argv)
         cli_print_error("could not start alerts", &err);
         goto out;
     }
+    if (aggregator_start(configs, tl, node, &agg, &err) != HIBUS_OK) {
+        cli_print_error("could not start the aggregate stage", &err);
+        goto out;
+    }
     LOG_INFO(NULL,
              "hibus %s listening on %s:%d (%zu channels, %zu clients, %d delivery workers, "
              "node %s)",
@@ -398,6 +415,7 @@ int cli_serve(int argc, char **argv)
                  cfg->drain_ms / 1000);
     rc = 0;
 out:
+    aggregator_stop(agg);
     alerts_stop(alr);
     retention_stop(ret);
     keep_txlog = !workers_stop(wk);
@@ -819,8 +837,9 @@ int cli_keys(int argc, char **argv)
         fputs(keys_usage, help ? stdout : stderr);
         return help ? 0 : 2;
     }
-    static const char *const sections[] = {"top",      "listen",    "database", "limits", "log",
-                                           "delivery", "retention", "admin",    "alerts"};
+    static const char *const sections[] = {"top",    "listen",   "database",  "limits",
+                                           "log",    "delivery", "retention", "admin",
+                                           "alerts", "aggregate"};
     size_t rows = 0;
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
         if (argc == 2 && strcmp(argv[1], sections[i]) != 0)

@@ -33,6 +33,8 @@ struct common_opts {
     bool conflicts;
     int limit;
     long long before;
+    /* hibus aggregate show */
+    const char *commodity;
 };
 
 /* Parses the options every command shares; returns the index of the first

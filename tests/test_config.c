@@ -656,7 +656,7 @@ static void test_unknown_key(void **state)
                   "port, tls)\n"
                   "hibus.yaml:4:1: unknown key \"loggin\" at top level (expected one of: listen, "
                   "database, limits, log, redact_headers, clients, channels, mappings, admin, "
-                  "delivery, retention, alerts)\n");
+                  "delivery, retention, aggregate, alerts)\n");
 }
 
 static void test_wrong_types(void **state)
@@ -1352,7 +1352,8 @@ static void test_transform_errors(void **state)
         "mapping\n"
         "channels/six.yaml:4:52: transform.losses needs reasons, categories or both\n"
         "channels/stock.yaml:5:11: unknown reader \"lmis\" (expected one of: lmis-report, "
-        "openlmis-requisition, dhis2-json, adx, dhis2-csv)\n"
+        "openlmis-requisition, dhis2-json, adx, dhis2-csv; or, with aggregate:, one of: "
+        "stock-event, openlmis-stock-event)\n"
         "channels/stock.yaml:6:12: invalid mapping name \"../m\" (expected the name of a file in "
         "the mappings directory, without .yaml: letters, digits, \"-\", \"_\" or \".\")\n"
         "channels/stock.yaml:7:11: unknown writer \"csv\" (expected one of: dhis2-datavalueset, "
