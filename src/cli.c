@@ -754,7 +754,19 @@ int cli_map(int argc, char **argv)
         json_object_set_new(doc, "report", report_to_json(p.report));
     json_t *routes = json_array();
     json_object_set_new(doc, "routes", routes);
-    for (size_t r = 0; ok && r < ch->n_routes; r++) {
+    if (p.is_events) { /* stored, not sent: the figures come when the period closes */
+        json_t *events = json_array();
+        for (size_t e = 0; e < p.events.n; e++) {
+            const struct agg_event *ev = &p.events.v[e];
+            json_array_append_new(
+                events, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?}", "source_id",
+                                  ev->source_id, "facility", ev->facility, "commodity",
+                                  ev->commodity, "date", ev->date, "kind", AGG_KIND_NAMES[ev->kind],
+                                  "quantity", (json_int_t)ev->quantity, "reason", ev->reason));
+        }
+        json_object_set_new(doc, "events", events);
+    }
+    for (size_t r = 0; ok && !p.is_events && r < ch->n_routes; r++) {
         const struct config_route *rt = &ch->routes[r];
         if (o.route != NULL && strcmp(o.route, rt->name) != 0)
             continue;
@@ -788,6 +800,23 @@ int cli_map(int argc, char **argv)
         print_problem_lines("rejected", p.problems);
         fprintf(stderr, "hibus map: the payload would be rejected (%zu problem%s)\n",
                 json_array_size(p.problems), json_array_size(p.problems) == 1 ? "" : "s");
+    } else if (p.is_events) {
+        printf("# %zu stock event%s, stored when received; each closed %s period of a facility "
+               "is then sent as a report (hibus aggregate show)\n",
+               p.events.n, p.events.n == 1 ? "" : "s", period_type_name(ch->aggregate.period_type));
+        printf("%-12s %-16s %-16s %-25s %-10s %10s  %s\n", "FACILITY", "COMMODITY", "EVENT", "DATE",
+               "KIND", "QUANTITY", "REASON");
+        for (size_t e = 0; e < p.events.n; e++) {
+            const struct agg_event *ev = &p.events.v[e];
+            char line[1024];
+            int n = snprintf(line, sizeof line, "%-12s %-16s %-16.16s %-25s %-10s %10lld  %s\n",
+                             ev->facility, ev->commodity, ev->source_id, ev->date,
+                             AGG_KIND_NAMES[ev->kind], ev->quantity, ev->reason ? ev->reason : "");
+            cli_put_safe(stdout, line,
+                         n < 0                     ? 0
+                         : (size_t)n < sizeof line ? (size_t)n
+                                                   : sizeof line - 1);
+        }
     } else {
         print_problem_lines("skipped", p.skipped);
         print_problem_lines("warning", p.warnings);

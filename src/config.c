@@ -1079,6 +1079,7 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     if (!ld.oom) {
         size_t before = ld.diags->n;
         config_settle_id_schemes(&ld);
+        config_settle_aggregates(&ld);
         if (ld.diags->n > before) /* among the others, in file and position order */
             config_sort_diags_by_file(&ld, 0);
     }

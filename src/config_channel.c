@@ -649,7 +649,8 @@ static void load_reasons(struct loader *ld, yaml_node_t *n, struct config_aggreg
         yaml_node_t *v = config_node(ld, p->value);
         char *name = NULL;
         int type = -1, as = 3;
-        if (!MAP_KEYS(ld, v, where, reason_keys, f) ||
+        if (!MAP_KEYS(ld, v, where, reason_keys, f) || f[K_RE_NAME].val == NULL ||
+            f[K_RE_TYPE].val == NULL ||
             !config_get_string(ld, f[K_RE_NAME].val, "name", true, &name) ||
             (type = config_get_enum(ld, f[K_RE_TYPE].val, "type", types)) < 0 ||
             (f[K_RE_COUNTS_AS].val &&
@@ -758,7 +759,7 @@ static void check_aggregate(struct loader *ld, const struct found *agg, const st
     if (ch->aggregate.on && !ch->has_transform)
         config_err_at(ld, agg->key,
                       "aggregate needs a transform with a stock event reader (stock-event or "
-                      "openlmis-stock-event) and a mapping");
+                      "openlmis-stock-event)");
     else if (ch->aggregate.on && reader != NULL && !events)
         config_err_at(ld, agg->key,
                       "aggregate needs a stock event reader (stock-event or openlmis-stock-event), "
@@ -769,9 +770,19 @@ static void check_aggregate(struct loader *ld, const struct found *agg, const st
                       "reader %s reads stock events, which only a channel with aggregate: can "
                       "take (add aggregate: to derive periodic reports from them)",
                       reader);
-    if (ch->aggregate.on && ch->has_transform && ch->transform.mapping != NULL &&
-        !ch->aggregate.period_type_set && ch->transform.mapping->has_period_type)
-        ch->aggregate.period_type = ch->transform.mapping->period_type;
+}
+
+/* Once the mappings are read: an aggregate: without period_type makes the
+ * periods of its mapping's period_type. */
+void config_settle_aggregates(struct loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    for (size_t c = 0; c < cfg->n_channels; c++) {
+        struct config_channel *ch = &cfg->channels[c];
+        const struct mapping *m = ch->has_transform ? ch->transform.mapping : NULL;
+        if (ch->aggregate.on && m != NULL && !ch->aggregate.period_type_set && m->has_period_type)
+            ch->aggregate.period_type = m->period_type;
+    }
 }
 
 void config_load_channel(struct loader *ld, yaml_node_t *root, void *arg)

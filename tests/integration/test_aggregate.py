@@ -250,6 +250,22 @@ class AggregateTest(harness.TestCase):
         self.assertEqual(PG.scalar("SELECT count(*) FROM stock_events WHERE source_id"
                                    " IN ('x1', 'x2', 'x3')"), "0")
 
+    def test_3b_map_shows_the_events_it_would_store(self):
+        body = json.dumps({"events": [event("m1", "2026-10-03", "receipt", 5),
+                                      event("m2", "2026-10-04", "loss", 1, reason="Expired")]})
+        r = HB.cli("map", "-c", HB.config_path, "--channel", "events", input=body)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("# 2 stock events, stored when received; each closed Monthly period",
+                      r.stdout)
+        self.assertRegex(r.stdout, r"FAC-0042\s+AMOX250\s+m2\s+2026-10-04\s+loss\s+1\s+Expired")
+        js = json.loads(HB.cli("map", "-c", HB.config_path, "--channel", "events", "--json",
+                               input=body).stdout)
+        self.assertEqual([e["kind"] for e in js["events"]], ["receipt", "loss"])
+        self.assertEqual(js["routes"], [])
+        # map stores nothing
+        self.assertEqual(PG.scalar("SELECT count(*) FROM stock_events WHERE source_id = 'm1'"),
+                         "0")
+
     def test_4_openlmis_stock_event(self):
         """An OpenLMIS v3 stock event on a sync channel: the answer says what was
         stored. September: +100 received (source), -40 issued (destination), -3
