@@ -10,6 +10,8 @@
  *   loss         balance -= q   losses += q
  *   adjustment   balance += q   adjustments += q   (q signed)
  *   count        balance  = q   adjustments += q - balance before it
+ * The balance is 0 before a commodity's first event, unless that event is a count:
+ * then the stock was what it counted (a facility's history should start with one).
  * Events before the period only move the balance: the balance before the first day
  * is the opening balance, the previous period's closing one, so consecutive periods
  * always chain. A count that disagrees with the running balance is the one place a
@@ -40,8 +42,8 @@ bool agg_kind_parse(const char *s, enum agg_kind *out)
 }
 
 void agg_batch_add(struct agg_batch *b, const char *source_id, const char *facility,
-                   const char *commodity, const char *date, enum agg_kind kind,
-                   long long quantity, const char *reason, const char *where)
+                   const char *commodity, const char *date, enum agg_kind kind, long long quantity,
+                   const char *reason, const char *where)
 {
     if (b->n == b->cap) {
         b->cap = b->cap ? b->cap * 2 : 16;
@@ -133,12 +135,13 @@ static long long apply(const struct agg_row *r, long long balance, const char **
     }
 }
 
-void agg_derive(const struct agg_row *rows, size_t n, long start, long end,
-                struct agg_figures *out)
+void agg_derive(const struct agg_row *rows, size_t n, long start, long end, struct agg_figures *out)
 {
     memset(out, 0, sizeof *out);
     out->effects = n ? hibus_xcalloc(n, sizeof *out->effects) : NULL;
-    long long balance = 0;
+    /* A history that starts with a count starts from that stock: the count is how
+     * much there was, not a difference found from nothing. */
+    long long balance = n > 0 && rows[0].kind == AGG_COUNT ? rows[0].quantity : 0;
     size_t i = 0;
     /* before the period: the balance only */
     for (; i < n && rows[i].day < start; i++) {
@@ -178,15 +181,15 @@ char *agg_report_json(const char *report_id, const char *facility, const struct 
     for (size_t i = 0; i < n; i++) {
         const struct agg_figures *f = &lines[i].figures;
         json_array_append_new(
-            arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "commodity",
-                           lines[i].commodity, REPORT_MEASURES[REPORT_OPENING_BALANCE],
-                           (json_int_t)f->opening_balance, REPORT_MEASURES[REPORT_RECEIVED],
-                           (json_int_t)f->received, REPORT_MEASURES[REPORT_CONSUMED],
-                           (json_int_t)f->consumed, REPORT_MEASURES[REPORT_LOSSES],
-                           (json_int_t)f->losses, REPORT_MEASURES[REPORT_ADJUSTMENTS],
-                           (json_int_t)f->adjustments, REPORT_MEASURES[REPORT_STOCK_ON_HAND],
-                           (json_int_t)f->stock_on_hand, REPORT_MEASURES[REPORT_STOCKOUT_DAYS],
-                           f->stockout_days));
+            arr,
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "commodity", lines[i].commodity,
+                      REPORT_MEASURES[REPORT_OPENING_BALANCE], (json_int_t)f->opening_balance,
+                      REPORT_MEASURES[REPORT_RECEIVED], (json_int_t)f->received,
+                      REPORT_MEASURES[REPORT_CONSUMED], (json_int_t)f->consumed,
+                      REPORT_MEASURES[REPORT_LOSSES], (json_int_t)f->losses,
+                      REPORT_MEASURES[REPORT_ADJUSTMENTS], (json_int_t)f->adjustments,
+                      REPORT_MEASURES[REPORT_STOCK_ON_HAND], (json_int_t)f->stock_on_hand,
+                      REPORT_MEASURES[REPORT_STOCKOUT_DAYS], f->stockout_days));
     }
     json_t *doc = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "report_id", report_id, "facility",
                             facility, "period", "start", start, "end", end, "lines", arr);

@@ -51,8 +51,10 @@ static void test_month_with_stockout(void **state)
 {
     (void)state;
     struct agg_row rows[] = {
-        ev("2026-09-20", AGG_RECEIPT, 100, 1), ev("2026-10-03", AGG_ISSUE, 60, 2),
-        ev("2026-10-10", AGG_ISSUE, 40, 3),    ev("2026-10-20", AGG_RECEIPT, 50, 4),
+        ev("2026-09-20", AGG_RECEIPT, 100, 1),
+        ev("2026-10-03", AGG_ISSUE, 60, 2),
+        ev("2026-10-10", AGG_ISSUE, 40, 3),
+        ev("2026-10-20", AGG_RECEIPT, 50, 4),
     };
     struct agg_figures f;
     derive_month(rows, 4, "202610", &f);
@@ -108,7 +110,7 @@ static void test_losses_adjustments_negative(void **state)
 {
     (void)state;
     struct agg_row rows[] = {
-        ev("2026-11-02", AGG_RECEIPT, 30, 1), ev("2026-11-03", AGG_LOSS, 5, 2),
+        ev("2026-11-02", AGG_RECEIPT, 30, 1),    ev("2026-11-03", AGG_LOSS, 5, 2),
         ev("2026-11-04", AGG_ADJUSTMENT, -5, 3), ev("2026-11-05", AGG_ADJUSTMENT, 2, 4),
         ev("2026-11-06", AGG_ISSUE, 30, 5),
     };
@@ -182,6 +184,35 @@ static void test_boundaries_and_same_day_order(void **state)
     assert_int_equal(f.adjustments, 10); /* counted 10 where the records said 0 */
     assert_int_equal(f.stock_on_hand, 10);
     assert_int_equal(f.stockout_days, 0);
+    agg_figures_free(&f);
+}
+
+/* A history that starts with a count (the usual start when a facility begins to
+ * record events): the count is the stock it had, not an adjustment of +800 from
+ * nothing. Counted 800 on the 5th; 310 issued on the 15th; -10 adjusted on the
+ * 16th: opening 800, stock on hand 480, no stock-out day. A later month opens at
+ * 480. */
+static void test_history_starts_with_a_count(void **state)
+{
+    (void)state;
+    struct agg_row rows[] = {
+        ev("2026-09-05", AGG_COUNT, 800, 1),
+        ev("2026-09-15", AGG_ISSUE, 310, 2),
+        ev("2026-09-16", AGG_ADJUSTMENT, -10, 3),
+    };
+    struct agg_figures f;
+    derive_month(rows, 3, "202609", &f);
+    assert_int_equal(f.opening_balance, 800);
+    assert_int_equal(f.adjustments, -10);
+    assert_int_equal(f.consumed, 310);
+    assert_int_equal(f.stock_on_hand, 480);
+    assert_int_equal(f.stockout_days, 0);
+    assert_true(f.counted);
+    assert_int_equal(f.effects[0].amount, 0);
+    agg_figures_free(&f);
+    derive_month(rows, 3, "202610", &f);
+    assert_int_equal(f.opening_balance, 480);
+    assert_int_equal(f.stock_on_hand, 480);
     agg_figures_free(&f);
 }
 
@@ -367,8 +398,8 @@ static void test_openlmis_reader(void **state)
     const char *doc = "{\"facilityId\": \"F\", \"programId\": \"P\", \"documentNumber\": \"D-7\","
                       " \"lineItems\": [{\"orderableId\": \"O\", \"quantity\": 1,"
                       " \"occurredDate\": \"2026-10-02\", \"sourceId\": \"S\"}]}";
-    assert_int_equal(
-        agg_parse("openlmis-stock-event", doc, strlen(doc), &a, 0, &b, problems), HIBUS_OK);
+    assert_int_equal(agg_parse("openlmis-stock-event", doc, strlen(doc), &a, 0, &b, problems),
+                     HIBUS_OK);
     assert_string_equal(b.v[0].source_id, "document:F|D-7:0");
     agg_batch_free(&b);
     assert_int_equal(json_array_size(problems), 0);
@@ -460,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_losses_adjustments_negative),
         cmocka_unit_test(test_late_event_chains),
         cmocka_unit_test(test_boundaries_and_same_day_order),
+        cmocka_unit_test(test_history_starts_with_a_count),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_generic_reader),
         cmocka_unit_test(test_generic_reader_problems),

@@ -226,8 +226,14 @@ static void test_sample_conf(void **state)
     assert_string_equal(c->password_hash, "$y$j9T$BijMUxn9VtJ/WMulMQ11r0$SHT4MCJGkacuRJ9ICQDHjvhmgO"
                                           "Bbz/LZR5CQQ7m6BkA");
     assert_string_equal(cfg->mappings_dir, HIBUS_TEST_DATA "/../../conf/../mappings");
-    assert_int_equal(cfg->n_channels, 3);
-    assert_int_equal(cfg->n_mappings, 1); /* three channels name it: read once */
+    assert_int_equal(cfg->n_channels, 4);
+    assert_int_equal(cfg->n_mappings, 1); /* four channels name it: read once */
+    const struct config_channel *ev = config_find_channel(cfg, "stock-events");
+    assert_non_null(ev);
+    assert_true(ev->aggregate.on);
+    assert_int_equal(ev->aggregate.period_type, PERIOD_MONTHLY);
+    assert_int_equal(ev->aggregate.close_after_ms, 5LL * 86400000);
+    assert_string_equal(ev->aggregate.timezone, "Africa/Dar_es_Salaam");
 
     const struct config_channel *ch = config_find_channel(cfg, "lmis-stock");
     assert_non_null(ch);

@@ -60,8 +60,8 @@ struct agg_batch {
 void agg_batch_free(struct agg_batch *b);
 /* Appends an event (strings copied; reason and where may be NULL). */
 void agg_batch_add(struct agg_batch *b, const char *source_id, const char *facility,
-                   const char *commodity, const char *date, enum agg_kind kind,
-                   long long quantity, const char *reason, const char *where);
+                   const char *commodity, const char *date, enum agg_kind kind, long long quantity,
+                   const char *reason, const char *where);
 
 /* A stock event reason of the source (aggregate.reasons: in a channel file): an
  * OpenLMIS event names its reason by id only, so the channel says what each one is.
@@ -69,10 +69,10 @@ void agg_batch_add(struct agg_batch *b, const char *source_id, const char *facil
  * received and consumed figures from reasons tagged "received" and "consumed" in the
  * same way). */
 struct agg_reason {
-    char *id;   /* the source's reason id (OpenLMIS: a UUID) */
-    char *name; /* as shown in `hibus aggregate show` and used for losses by reason */
-    bool credit;                /* reasonType CREDIT (adds stock) or DEBIT */
-    enum agg_kind counts_as;    /* AGG_RECEIPT, AGG_ISSUE, AGG_LOSS or AGG_ADJUSTMENT */
+    char *id;                /* the source's reason id (OpenLMIS: a UUID) */
+    char *name;              /* as shown in `hibus aggregate show` and used for losses by reason */
+    bool credit;             /* reasonType CREDIT (adds stock) or DEBIT */
+    enum agg_kind counts_as; /* AGG_RECEIPT, AGG_ISSUE, AGG_LOSS or AGG_ADJUSTMENT */
 };
 
 /* A channel's aggregate: section. */
@@ -95,8 +95,8 @@ bool agg_reader_known(const char *name);
  * a malformed payload returns HIBUS_E_INVALID with every problem appended to
  * problems ({"stage":"reader", "where", "message"}). max_events: more is a problem. */
 enum hibus_err agg_parse(const char *name, const void *body, size_t len,
-                         const struct config_aggregate *a, size_t max_events,
-                         struct agg_batch *out, json_t *problems);
+                         const struct config_aggregate *a, size_t max_events, struct agg_batch *out,
+                         json_t *problems);
 
 /* ---- Derivation ---- */
 
@@ -121,7 +121,7 @@ struct agg_effect {
 struct agg_figures {
     long long opening_balance, received, consumed, losses, adjustments, stock_on_hand;
     int stockout_days;
-    bool counted; /* a physical count in the period set the stock on hand */
+    bool counted;               /* a physical count in the period set the stock on hand */
     struct agg_effect *effects; /* one per row up to the period's end */
     size_t n_effects;
 };
@@ -129,7 +129,8 @@ void agg_figures_free(struct agg_figures *f);
 
 /* Derives the figures of the period [start, end] (day numbers) from rows, which
  * hold every event of one facility and commodity up to end, sorted by (day, seq).
- * The balance starts at 0 before the first event; a count sets it. opening_balance
+ * The balance starts at 0 before the first event, or at its quantity when the
+ * first event is a count; a count sets it. opening_balance
  * is the balance before start (the previous period's closing); stock on hand the
  * balance at the end; stockout_days the days of the period that ended at 0 or below.
  * The figures always satisfy opening + received - consumed - losses + adjustments
