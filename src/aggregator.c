@@ -10,6 +10,7 @@
 #include "hibus/alloc.h"
 #include "hibus/clock.h"
 #include "hibus/log.h"
+#include "hibus/metrics.h"
 
 struct aggregator {
     struct config_holder *configs;
@@ -38,7 +39,9 @@ static long aggregator_tick(void *arg)
                       "channel %s: could not send its closed periods (tried again in %ld s): "
                       "%s%s%s",
                       ch->name, next / 1000, err.msg, err.detail[0] ? ": " : "", err.detail);
-        else if (emitted > 0 || unchanged > 0)
+        for (int k = 0; k < emitted; k++)
+            metrics_transaction(ch->name, "queued");
+        if (emitted > 0 || unchanged > 0)
             LOG_INFO(NULL,
                      "channel %s: %d closed period%s queued for delivery, %d unchanged since "
                      "last sent",

@@ -45,6 +45,9 @@ def event(eid, date, kind, quantity, commodity="AMOX250", facility=FAC, reason=N
 def setUpModule():
     global PG, SIM, HB, HB2
     PG = harness.PgCluster().start()
+    # Neither the database's time zone nor hibus's may move an event to another day:
+    # only the channel's aggregate.timezone (Nairobi, UTC+3) does. Kiritimati is UTC+14.
+    PG.psql("ALTER DATABASE postgres SET timezone TO 'Pacific/Kiritimati'")
     SIM = harness.DHIS2Sim().start()
     olmis = harness.mapping_doc(org_units={OL_FACILITY: DHIS2Sim.ORG_UNITS["FAC-0043"]},
                                 items={OL_ORDERABLE: {"data_element":
@@ -69,7 +72,8 @@ def setUpModule():
                        settings={"mappings": "mappings", "aggregate": {"every": "1s"},
                                  "delivery": {"workers": 2}},
                        files={"mappings/agg.yaml": harness.mapping_doc(),
-                              "mappings/olmis.yaml": olmis})
+                              "mappings/olmis.yaml": olmis},
+                       env={"TZ": "America/Lima"})
     HB.start()
     # a second process on the same database: each period must still be sent once
     HB2 = HB.clone("hibus-b")
