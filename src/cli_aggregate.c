@@ -85,9 +85,9 @@ static void print_show(const json_t *doc)
         if (int_of(sent, "late_events") > 0)
             printf(", %lld late event%s", int_of(sent, "late_events"),
                    int_of(sent, "late_events") == 1 ? "" : "s");
-        printf("%s\n",
-               json_is_true(json_object_get(sent, "pending")) ? "; changed since, to be sent again"
-                                                              : "");
+        printf("%s\n", json_is_true(json_object_get(sent, "pending"))
+                           ? "; changed since, to be sent again"
+                           : "");
     }
     const json_t *list = json_object_get(doc, "commodities");
     if (json_array_size(list) == 0)

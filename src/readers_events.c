@@ -121,8 +121,7 @@ static bool get_quantity(struct reader_ctx *rd, const json_t *obj, const char *k
     }
     if (q < 0 && !signed_ok) {
         reader_problem(rd, where,
-                       "%s must not be negative (%lld); only an adjustment carries a sign", key,
-                       q);
+                       "%s must not be negative (%lld); only an adjustment carries a sign", key, q);
         return false;
     }
     *out = q;
@@ -161,8 +160,8 @@ static void add_event(struct ev_ctx *c, const char *source_id, const char *facil
 
 /* ---- stock-event ---- */
 
-static const char *const event_keys[] = {"id",       "facility", "commodity", "date",
-                                         "kind",     "quantity", "reason",    NULL};
+static const char *const event_keys[] = {"id",   "facility", "commodity", "date",
+                                         "kind", "quantity", "reason",    NULL};
 
 static void read_generic_event(struct ev_ctx *c, const json_t *e, size_t i)
 {
@@ -265,15 +264,14 @@ static bool reason_effect(struct ev_ctx *c, const char *rid, long long q, const 
     return true;
 }
 
-static void read_openlmis_line(struct ev_ctx *c, const json_t *line, size_t i,
-                               const char *facility, const char *program, const char *event_key)
+static void read_openlmis_line(struct ev_ctx *c, const json_t *line, size_t i, const char *facility,
+                               const char *program, const char *event_key)
 {
     struct reader_ctx *rd = c->rd;
     char where[READER_WHERE_MAX];
     reader_where_fmt(where, "lineItems[%zu]", i);
     if (!json_is_object(line)) {
-        reader_problem(rd, where, "a line item must be an object, not %s",
-                       reader_type_name(line));
+        reader_problem(rd, where, "a line item must be an object, not %s", reader_type_name(line));
         return;
     }
     const char *orderable, *date, *reason_id, *source, *destination;
@@ -281,8 +279,7 @@ static void read_openlmis_line(struct ev_ctx *c, const json_t *line, size_t i,
     ok &= reader_get_string(rd, line, "occurredDate", where, true, 64, &date);
     ok &= reader_get_string(rd, line, "reasonId", where, false, READER_CODE_MAX, &reason_id);
     ok &= reader_get_string(rd, line, "sourceId", where, false, READER_CODE_MAX, &source);
-    ok &= reader_get_string(rd, line, "destinationId", where, false, READER_CODE_MAX,
-                            &destination);
+    ok &= reader_get_string(rd, line, "destinationId", where, false, READER_CODE_MAX, &destination);
     struct period_date d;
     if (date != NULL && !period_date_parse(date, &d)) {
         reader_problem(rd, where, "occurredDate \"%.64s\" is not a date (yyyy-MM-dd)", date);
@@ -361,8 +358,8 @@ static void read_openlmis(struct ev_ctx *c, const json_t *root)
 {
     struct reader_ctx *rd = c->rd;
     const char *facility, *program, *id, *doc;
-    bool ok = reader_get_string(rd, root, "facilityId", "facilityId", true, READER_CODE_MAX,
-                                &facility);
+    bool ok =
+        reader_get_string(rd, root, "facilityId", "facilityId", true, READER_CODE_MAX, &facility);
     ok &= reader_get_string(rd, root, "programId", "programId", true, READER_CODE_MAX, &program);
     ok &= reader_get_string(rd, root, "id", "id", false, READER_CODE_MAX, &id);
     ok &= reader_get_string(rd, root, "documentNumber", "documentNumber", false, READER_CODE_MAX,
@@ -397,8 +394,8 @@ static void read_openlmis(struct ev_ctx *c, const json_t *root)
 }
 
 enum hibus_err agg_parse(const char *name, const void *body, size_t len,
-                         const struct config_aggregate *a, size_t max_events,
-                         struct agg_batch *out, json_t *problems)
+                         const struct config_aggregate *a, size_t max_events, struct agg_batch *out,
+                         json_t *problems)
 {
     static const struct reader_options defaults = {NULL, NULL, READER_DEFAULT_MAX_VALUES};
     memset(out, 0, sizeof *out);
@@ -411,10 +408,9 @@ enum hibus_err agg_parse(const char *name, const void *body, size_t len,
     struct ev_ctx c = {&rd, a, out, max_events ? max_events : READER_DEFAULT_MAX_VALUES,
                        json_object()};
     bool openlmis = strcmp(name, "openlmis-stock-event") == 0;
-    json_t *root = reader_load_json(&rd, body, body ? len : 0,
-                                    openlmis ? "an OpenLMIS stock event JSON object"
-                                             : "a stock-event JSON object",
-                                    false);
+    json_t *root = reader_load_json(
+        &rd, body, body ? len : 0,
+        openlmis ? "an OpenLMIS stock event JSON object" : "a stock-event JSON object", false);
     if (root != NULL) {
         if (openlmis)
             read_openlmis(&c, root);

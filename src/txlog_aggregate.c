@@ -113,7 +113,7 @@ static enum hibus_err op_store(PGconn *conn, unsigned *prepared, void *vctx,
         arr_close(&a[k]);
     char tx[32];
     snprintf(tx, sizeof tx, "%lld", (long long)rq->tx_id);
-    const char *v[10] = {rq->channel, a[0].s, a[1].s, a[2].s, a[3].s,
+    const char *v[10] = {rq->channel, a[0].s, a[1].s, a[2].s,       a[3].s,
                          a[4].s,      a[5].s, a[6].s, rq->timezone, tx};
     enum hibus_err rc = HIBUS_OK;
     PGresult *res = NULL;
@@ -205,11 +205,11 @@ static enum hibus_err op_store(PGconn *conn, unsigned *prepared, void *vctx,
         goto out;
     }
     for (int r = 0; r < PQntuples(res); r++)
-        json_array_append_new(
-            ctx->out->periods,
-            json_pack("{s:s, s:s, s:b, s:b}", "facility", PQgetvalue(res, r, 0), "period",
-                      PQgetvalue(res, r, 1), "correction", PQgetvalue(res, r, 2)[0] == 't',
-                      "balance_moved", PQgetvalue(res, r, 3)[0] == 't'));
+        json_array_append_new(ctx->out->periods,
+                              json_pack("{s:s, s:s, s:b, s:b}", "facility", PQgetvalue(res, r, 0),
+                                        "period", PQgetvalue(res, r, 1), "correction",
+                                        PQgetvalue(res, r, 2)[0] == 't', "balance_moved",
+                                        PQgetvalue(res, r, 3)[0] == 't'));
     PQclear(res);
     res = NULL;
     if (!txlog_exec_cmd(conn, "COMMIT", "commit the stock events", err))
@@ -287,10 +287,12 @@ static PGresult *read_events(PGconn *conn, const char *channel, const char *faci
     return PQexecParams(
         conn,
         "SELECT commodity, occurred_on - DATE '1970-01-01', kind, quantity, reason, id, tx_id,"
-        " source_id, occurred_on::text, coalesce(" TS_UTC("occurred_at") ", '')"
-        " FROM stock_events WHERE channel = $1 AND facility = $2 AND occurred_on <= $3::date"
-        "  AND ($4::text IS NULL OR commodity = $4)"
-        " ORDER BY commodity, occurred_on, id",
+        " source_id, occurred_on::text, coalesce(" TS_UTC(
+            "occurred_at") ", '')"
+                           " FROM stock_events WHERE channel = $1 AND facility = $2 AND "
+                           "occurred_on <= $3::date"
+                           "  AND ($4::text IS NULL OR commodity = $4)"
+                           " ORDER BY commodity, occurred_on, id",
         4, NULL, v, NULL, NULL, 0);
 }
 
@@ -396,8 +398,8 @@ static enum hibus_err emit_one(PGconn *conn, struct emit_ctx *ctx, PGresult *due
         else
             snprintf(why, sizeof why, "%s %s: %d events, from transactions %s", facility, p.id,
                      n_events, txs.s ? txs.s : "none (its balance comes from earlier periods)");
-        json_t *h = json_pack("{s:s, s:s}", "content-type", "application/json",
-                              "x-hibus-aggregate", why);
+        json_t *h =
+            json_pack("{s:s, s:s}", "content-type", "application/json", "x-hibus-aggregate", why);
         if (prev_tx[0] != '\0')
             json_object_set_new(h, "x-hibus-correction-of", json_string(prev_tx));
         char *hjs = json_dumps(h, JSON_COMPACT);
@@ -433,8 +435,7 @@ static enum hibus_err emit_one(PGconn *conn, struct emit_ctx *ctx, PGresult *due
     return HIBUS_OK;
 }
 
-static enum hibus_err op_emit(PGconn *conn, unsigned *prepared, void *vctx,
-                              struct hibus_error *err)
+static enum hibus_err op_emit(PGconn *conn, unsigned *prepared, void *vctx, struct hibus_error *err)
 {
     (void)prepared;
     struct emit_ctx *ctx = vctx;
@@ -475,8 +476,8 @@ static enum hibus_err op_emit(PGconn *conn, unsigned *prepared, void *vctx,
     return HIBUS_OK;
 }
 
-enum hibus_err txlog_aggregate_emit(struct txlog *tl, const struct txlog_agg_emit *rq,
-                                    int *emitted, int *unchanged, struct hibus_error *err)
+enum hibus_err txlog_aggregate_emit(struct txlog *tl, const struct txlog_agg_emit *rq, int *emitted,
+                                    int *unchanged, struct hibus_error *err)
 {
     *emitted = *unchanged = 0;
     for (;;) {
@@ -501,8 +502,7 @@ struct show_ctx {
     json_t *out;
 };
 
-static enum hibus_err op_show(PGconn *conn, unsigned *prepared, void *vctx,
-                              struct hibus_error *err)
+static enum hibus_err op_show(PGconn *conn, unsigned *prepared, void *vctx, struct hibus_error *err)
 {
     (void)prepared;
     struct show_ctx *ctx = vctx;
@@ -518,7 +518,8 @@ static enum hibus_err op_show(PGconn *conn, unsigned *prepared, void *vctx,
         "SELECT coalesce(emitted_tx::text, ''), coalesce(" TS_UTC(
             "emitted_at") ", ''), emissions, dirty, late_events,"
                           " (SELECT status FROM transactions t WHERE t.id = emitted_tx)"
-                          " FROM aggregate_periods WHERE channel = $1 AND facility = $2 AND period = $3",
+                          " FROM aggregate_periods WHERE channel = $1 AND facility = $2 AND period "
+                          "= $3",
         3, NULL, v, NULL, NULL, 0);
     if (pr == NULL || PQresultStatus(pr) != PGRES_TUPLES_OK) {
         PQclear(ev);
@@ -547,33 +548,32 @@ static enum hibus_err op_show(PGconn *conn, unsigned *prepared, void *vctx,
         for (size_t k = 0; k < f->n_effects; k++) {
             const struct agg_effect *fx = &f->effects[k];
             int r = (int)fx->row;
-            json_t *e = json_pack(
-                "{s:I, s:s, s:s, s:s, s:I, s:I, s:s?, s:s?, s:I, s:I}", "id",
-                (json_int_t)strtoll(PQgetvalue(ev, r, 5), NULL, 10), "source_id",
-                PQgetvalue(ev, r, 7), "date", PQgetvalue(ev, r, 8), "kind",
-                PQgetvalue(ev, r, 2), "quantity", (json_int_t)rows[r].quantity, "transaction",
-                (json_int_t)strtoll(PQgetvalue(ev, r, 6), NULL, 10), "reason", rows[r].reason,
-                "measure", fx->measure, "amount", (json_int_t)fx->amount, "balance",
-                (json_int_t)fx->balance);
+            json_t *e =
+                json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:s?, s:s?, s:I, s:I}", "id",
+                          (json_int_t)strtoll(PQgetvalue(ev, r, 5), NULL, 10), "source_id",
+                          PQgetvalue(ev, r, 7), "date", PQgetvalue(ev, r, 8), "kind",
+                          PQgetvalue(ev, r, 2), "quantity", (json_int_t)rows[r].quantity,
+                          "transaction", (json_int_t)strtoll(PQgetvalue(ev, r, 6), NULL, 10),
+                          "reason", rows[r].reason, "measure", fx->measure, "amount",
+                          (json_int_t)fx->amount, "balance", (json_int_t)fx->balance);
             if (PQgetvalue(ev, r, 9)[0] != '\0')
                 json_object_set_new(e, "time", json_string(PQgetvalue(ev, r, 9)));
             json_array_append_new(events, e);
         }
         json_array_append_new(
             commodities,
-            json_pack("{s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}, s:o}", "commodity",
-                      lines[i].commodity, "figures", "opening_balance",
-                      (json_int_t)f->opening_balance, "received", (json_int_t)f->received,
-                      "consumed", (json_int_t)f->consumed, "losses", (json_int_t)f->losses,
-                      "adjustments", (json_int_t)f->adjustments, "stock_on_hand",
-                      (json_int_t)f->stock_on_hand, "stockout_days", f->stockout_days,
-                      "events", events));
+            json_pack(
+                "{s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}, s:o}", "commodity",
+                lines[i].commodity, "figures", "opening_balance", (json_int_t)f->opening_balance,
+                "received", (json_int_t)f->received, "consumed", (json_int_t)f->consumed, "losses",
+                (json_int_t)f->losses, "adjustments", (json_int_t)f->adjustments, "stock_on_hand",
+                (json_int_t)f->stock_on_hand, "stockout_days", f->stockout_days, "events", events));
     }
     free_lines(lines, nl, rows);
     PQclear(ev);
-    ctx->out = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "channel", ctx->channel,
-                         "facility", ctx->facility, "period", ctx->p->id, "start", start, "end",
-                         end, "sent", sent, "commodities", commodities);
+    ctx->out = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "channel", ctx->channel, "facility",
+                         ctx->facility, "period", ctx->p->id, "start", start, "end", end, "sent",
+                         sent, "commodities", commodities);
     return HIBUS_OK;
 }
 
