@@ -56,16 +56,17 @@ static const char *default_config(void)
 int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usage_text)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},  {"json", no_argument, NULL, 'j'},
-        {"channel", required_argument, NULL, 'C'}, {"status", required_argument, NULL, 'S'},
-        {"no-migrate", no_argument, NULL, 'M'},    {"help", no_argument, NULL, 'h'},
-        {"remote", no_argument, NULL, 'R'},        {"route", required_argument, NULL, 'r'},
-        {"since", required_argument, NULL, 's'},   {"rate", required_argument, NULL, 'T'},
-        {"cancel", no_argument, NULL, 'X'},        {"client", required_argument, NULL, 'L'},
-        {"until", required_argument, NULL, 'U'},   {"facility", required_argument, NULL, 'F'},
-        {"period", required_argument, NULL, 'P'},  {"request-id", required_argument, NULL, 'I'},
-        {"conflicts", no_argument, NULL, 'K'},     {"limit", required_argument, NULL, 'N'},
-        {"before", required_argument, NULL, 'B'},  {NULL, 0, NULL, 0}};
+        {"config", required_argument, NULL, 'c'},    {"json", no_argument, NULL, 'j'},
+        {"channel", required_argument, NULL, 'C'},   {"status", required_argument, NULL, 'S'},
+        {"no-migrate", no_argument, NULL, 'M'},      {"help", no_argument, NULL, 'h'},
+        {"remote", no_argument, NULL, 'R'},          {"route", required_argument, NULL, 'r'},
+        {"since", required_argument, NULL, 's'},     {"rate", required_argument, NULL, 'T'},
+        {"cancel", no_argument, NULL, 'X'},          {"client", required_argument, NULL, 'L'},
+        {"until", required_argument, NULL, 'U'},     {"facility", required_argument, NULL, 'F'},
+        {"period", required_argument, NULL, 'P'},    {"request-id", required_argument, NULL, 'I'},
+        {"conflicts", no_argument, NULL, 'K'},       {"limit", required_argument, NULL, 'N'},
+        {"before", required_argument, NULL, 'B'},    {"write", no_argument, NULL, 'W'},
+        {"page-size", required_argument, NULL, 'Z'}, {NULL, 0, NULL, 0}};
     o->config = default_config();
     optind = 1;
     int ch;
@@ -132,6 +133,21 @@ int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usa
             break;
         }
         case 'X': o->cancel = true; break;
+        case 'W': o->write = true; break;
+        case 'Z': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || errno != 0 || v < 1 || v > 10000) {
+                fprintf(stderr,
+                        "hibus: --page-size expects a number of objects a page from 1 to 10000, "
+                        "not \"%s\"\n",
+                        optarg);
+                return -2;
+            }
+            o->page_size = (int)v;
+            break;
+        }
         case 'h': fputs(usage_text, stdout); return -1;
         default: fputs(usage_text, stderr); return -2;
         }

@@ -33,6 +33,9 @@ struct common_opts {
     bool conflicts;
     int limit;
     long long before;
+    /* hibus mapping pull */
+    bool write;
+    int page_size;
 };
 
 /* Parses the options every command shares; returns the index of the first
