@@ -946,8 +946,6 @@ static bool yappend(struct ytext *y, const yaml_node_t *root, const char *table,
     if (t != NULL && !is_block_map(t))
         return false;
     if (t == NULL) {
-        if (y->len > 0 && y->s[y->len - 1] != '\n')
-            buf_append(&b, "\n", 1);
         buf_append(&b, table, strlen(table));
         buf_append(&b, ":\n", 2);
         for (const char *l = lines; *l;) {
@@ -960,8 +958,6 @@ static bool yappend(struct ytext *y, const yaml_node_t *root, const char *table,
         yaml_node_pair_t *last = t->data.mapping.pairs.top - 1;
         size_t indent = ynode(y, t->data.mapping.pairs.start->key)->start_mark.column;
         at = pair_end(y, last);
-        if (at == y->len && y->len > 0 && y->s[y->len - 1] != '\n')
-            buf_append(&b, "\n", 1);
         for (const char *l = lines; *l;) {
             const char *nl = strchr(l, '\n');
             for (size_t i = 0; i < indent; i++)
@@ -1010,11 +1006,29 @@ static void yaml_items(struct ytext *y, const yaml_node_t *root, const char *fil
                        struct pull_plan *p)
 {
     yaml_node_t *items = yget(y, root, "items"), *shared = yget(y, root, "measures");
+    /* the items on the shared measures, but those the pull removes */
     size_t n_shared_items = 0;
     if (items != NULL && items->type == YAML_MAPPING_NODE)
         for (yaml_node_pair_t *q = items->data.mapping.pairs.start;
-             q < items->data.mapping.pairs.top; q++)
-            n_shared_items += uses_shared(y, ynode(y, q->value));
+             q < items->data.mapping.pairs.top; q++) {
+            const yaml_node_t *k = ynode(y, q->key);
+            bool removed = false;
+            for (size_t i = 0; i < p->n && !removed && k->type == YAML_SCALAR_NODE; i++)
+                removed = p->v[i].kind == PULL_DATA_ELEMENT && p->v[i].change == PULL_REMOVE &&
+                          same(p->v[i].file, file) &&
+                          strcmp(p->v[i].code, (const char *)k->data.scalar.value) == 0;
+            n_shared_items += !removed && uses_shared(y, ynode(y, q->value));
+        }
+    /* the shared measures as they will be: { measure: target } */
+    json_t *shared_now = json_object();
+    if (shared != NULL && shared->type == YAML_MAPPING_NODE)
+        for (yaml_node_pair_t *q = shared->data.mapping.pairs.start;
+             q < shared->data.mapping.pairs.top; q++) {
+            const yaml_node_t *k = ynode(y, q->key), *v = ynode(y, q->value);
+            if (k->type == YAML_SCALAR_NODE && v->type == YAML_SCALAR_NODE)
+                json_object_set_new(shared_now, (const char *)k->data.scalar.value,
+                                    json_string((const char *)v->data.scalar.value));
+        }
     for (size_t i = 0; i < p->n; i++) {
         struct pull_edit *e = &p->v[i];
         if (e->skipped || !same(e->file, file) || e->kind == PULL_ORG_UNIT || e->change == PULL_ADD)
@@ -1082,8 +1096,10 @@ static void yaml_items(struct ytext *y, const yaml_node_t *root, const char *fil
                                                : "not every item that uses them changes so");
             continue;
         }
-        if (first)
+        if (first) {
             yreplace(y, ynode(y, mp->value), e->new_uid);
+            json_object_set_new(shared_now, e->measure, json_string(e->new_uid));
+        }
     }
     /* new items */
     struct buf lines = {0};
@@ -1100,14 +1116,9 @@ static void yaml_items(struct ytext *y, const yaml_node_t *root, const char *fil
             if (x->kind != PULL_COC || x->change != PULL_ADD || strcmp(x->code, e->code) != 0)
                 continue;
             own++;
-            const yaml_node_t *sv = yget(y, shared, x->measure);
-            match += sv != NULL && sv->type == YAML_SCALAR_NODE &&
-                     strcmp((const char *)sv->data.scalar.value, x->new_uid) == 0;
+            match += same(json_string_value(json_object_get(shared_now, x->measure)), x->new_uid);
         }
-        size_t n_shared =
-            shared && shared->type == YAML_MAPPING_NODE
-                ? (size_t)(shared->data.mapping.pairs.top - shared->data.mapping.pairs.start)
-                : 0;
+        size_t n_shared = json_object_size(shared_now);
         yscalar(&lines, e->code);
         buf_append(&lines, ": ", 2);
         if (own == match && match == n_shared) {
@@ -1145,6 +1156,7 @@ static void yaml_items(struct ytext *y, const yaml_node_t *root, const char *fil
                           file, e->code);
         }
     free(text);
+    json_decref(shared_now);
 }
 
 static void yaml_org_units(struct ytext *y, const yaml_node_t *root, const char *file,
@@ -1218,13 +1230,19 @@ enum hibus_err mapping_pull_rewrite_yaml(const char *text, size_t len, const cha
             y.lines[y.n_lines++] = i + 1;
     yaml_org_units(&y, root, file, p);
     yaml_items(&y, root, file, p);
-    qsort(y.ed, y.n_ed, sizeof *y.ed, cmp_yedit);
+    if (y.n_ed > 0)
+        qsort(y.ed, y.n_ed, sizeof *y.ed, cmp_yedit);
     struct buf b = {0};
     size_t pos = 0;
+    bool eol = len == 0 || text[len - 1] == '\n';
     for (size_t i = 0; i < y.n_ed; i++) {
         if (y.ed[i].start < pos)
             continue; /* edits never overlap; if they did, the first one wins */
         buf_append(&b, text + pos, y.ed[i].start - pos);
+        if (y.ed[i].start == len && !eol) { /* lines added after a last line without \n */
+            buf_append(&b, "\n", 1);
+            eol = true;
+        }
         buf_append(&b, y.ed[i].text, strlen(y.ed[i].text));
         pos = y.ed[i].end > y.ed[i].start ? y.ed[i].end : y.ed[i].start;
     }

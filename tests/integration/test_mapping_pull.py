@@ -166,8 +166,9 @@ class MappingPull(unittest.TestCase):
         yaml, n = re.subn(r"(?m)^  ZINC20: GHgQT4Rrg3i +# Zinc 20mg\n", "", yaml)
         self.assertEqual(n, 1, "mappings/national.yaml changed: adapt this test")
         yaml = yaml.replace("FAC-0100: kVncLVPFjTT", "FAC-0100: AAAAAAAAAAA")
-        yaml = yaml.replace("  received: qgguc6STNsc\n", "  received: qgguc6STNsc\n"
-                            "  # a stale one\n")
+        # a shared measure whose option combo DHIS2 knows under another UID
+        yaml = yaml.replace("  received: qgguc6STNsc\n", "  # a stale one\n"
+                            "  received: BBBBBBBBBBC\n")
         files = {"pulled.yaml": yaml,
                  "national-facilities.csv": "code,uid\nFAC-0042,cLq0tI1jksz\n"
                                             "FAC-0999,BBBBBBBBBBB\nHQ,Z2bdC37H4KV\n"}
@@ -185,6 +186,10 @@ class MappingPull(unittest.TestCase):
         self.assertNotIn("HQ", out)
         self.assertIn("org units: 1 added, 1 changed, 1 removed, 1 unchanged, 1 kept", out)
         self.assertRegex(out, r"(?m)^  \+ ZINC20: GHgQT4Rrg3i \(Zinc 20mg\) in .*pulled\.yaml$")
+        for item in ("AMOX250", "ORS1L", "ACT-AL20"):
+            self.assertRegex(out, r"(?m)^  ~ %s received: BBBBBBBBBBC -> qgguc6STNsc \(Received\)"
+                             % item)
+        self.assertIn("category option combos: 8 added, 3 changed", out)
 
         r = pull(h, "--write")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -192,7 +197,7 @@ class MappingPull(unittest.TestCase):
             new = f.read()
         # changed where it is written, comments kept, the new item after the others
         self.assertIn("  FAC-0100: kVncLVPFjTT        # District Hospital\n", new)
-        self.assertIn("  # a stale one\n", new)
+        self.assertIn("  # a stale one\n  received: qgguc6STNsc\n", new)
         self.assertIn("data_set: uRfFkKfeb3Q          # LMIS monthly stock report\n", new)
         self.assertIn("  ACT-AL20: rTAGiDO5psX        # Artemether-lumefantrine 20/120\n"
                       "  ZINC20: GHgQT4Rrg3i  # Zinc 20mg\n", new)
