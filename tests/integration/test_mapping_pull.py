@@ -308,6 +308,71 @@ class MappingPull(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("DHIS2 has no data set AAAAAAAAAAA", r.stderr)
 
+    def test_route_choice_and_usage(self):
+        files = {"pulled.yaml": EMPTY, "ou.csv": OU_HEADER, "items.csv": ITEMS_HEADER}
+        web = {"name": "web", "mediator": "http", "url": SIM.url + "/x", "primary": True,
+               "body": "transformed"}
+        h = setup("routes", files, routes=[web, harness.sim_route(SIM, primary=False)])
+        # the primary route is not a dhis2 route: the dhis2 one is asked
+        r = pull(h)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('(channel "stock", route "dhis2")', r.stdout)
+        r = pull(h, "--route", "web")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('route "web" of channel "stock" is not a dhis2 route', r.stderr)
+        r = pull(h, "--route", "nosuch")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('channel "stock" has no route "nosuch"', r.stderr)
+        r = pull(h, "--page-size", "0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--page-size expects a number of objects a page from 1 to 10000", r.stderr)
+        r = pull(h, "extra")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unexpected operand", r.stderr)
+
+        plain = harness.channel("plain", "/plain", SIM.url + "/x")
+        h2 = harness.Hibus(NO_DB, channels=[plain], name="plain",
+                           clients=[harness.client("lmis-national", ["lmis"], "pull-secret")])
+        h2.write_config()
+        r = h2.cli("mapping", "pull", "--channel", "plain", "-c", h2.config_path)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn('channel "plain" uses no mapping', r.stderr)
+        with open(h2.config_path, "a", encoding="utf-8") as f:
+            f.write("no_such_key: 1\n")
+        r = h2.cli("mapping", "pull", "--channel", "plain", "-c", h2.config_path)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('unknown key "no_such_key"', r.stderr)
+
+    def test_result_that_does_not_load_is_put_back(self):
+        # DHIS2 has an org unit whose code is longer than a mapping accepts
+        src = os.path.join(harness.SOURCE_DIR, "tests", "dhis2-sim", "metadata.json")
+        with open(src, encoding="utf-8") as f:
+            md = json.load(f)
+        md["organisationUnits"].append({"id": "LongCode001", "code": "X" * 9000, "name": "Long"})
+        for ds in md["dataSets"]:
+            if ds["id"] == DHIS2Sim.DATA_SET:
+                ds["organisationUnits"].append("LongCode001")
+        d = os.path.join(harness.work_dir(), "long-fixture")
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, "metadata.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(md, f)
+        sim = DHIS2Sim(metadata=path, name="longsim").start()
+        try:
+            h = setup("putback", {"pulled.yaml": EMPTY, "ou.csv": OU_HEADER,
+                                  "items.csv": ITEMS_HEADER}, sim=sim)
+            before = snapshot(h)
+            r = pull(h, "--write")
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("field is too long", r.stderr)
+            self.assertIn("the mapping was put back as it was: the configuration did not load "
+                          "with the new tables", r.stderr)
+            self.assertEqual(snapshot(h), before)
+            self.assertEqual([n for n in os.listdir(os.path.join(h.conf_dir, "mappings"))
+                              if ".pull" in n], [], "a temporary file was left behind")
+        finally:
+            harness.stop_all(sim)
+
     def test_token_auth_and_yaml_only_mapping(self):
         # no CSV files and no org_units: table: a new table at the end of the file
         yaml = "data_set: %s\nperiod_type: Monthly\nitems:\n  AMOX250: PRIVrEScHcE\n" % (
