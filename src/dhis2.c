@@ -421,9 +421,14 @@ enum hibus_err dhis2_get_all(const struct config_route *route, const char *resou
         const json_t *list = json_object_get(doc, resource);
         if (!json_is_array(list)) {
             json_decref(doc);
-            return hibus_error_set(err, HIBUS_E_TARGET,
-                                   "DHIS2's answer to GET /api/%s has no \"%s\" list", resource,
-                                   resource);
+            hibus_error_set(err, HIBUS_E_TARGET,
+                            "the answer to GET /api/%s of route \"%s\" has no \"%s\" list",
+                            resource, route->name, resource);
+            hibus_error_hint(err,
+                             "Is %s a DHIS2? The route's url is the DHIS2's base address, "
+                             "without /api.",
+                             route->url);
+            return HIBUS_E_TARGET;
         }
         json_array_extend(out, (json_t *)list);
         const json_t *pc = json_object_get(json_object_get(doc, "pager"), "pageCount");

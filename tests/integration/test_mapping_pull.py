@@ -308,6 +308,32 @@ class MappingPull(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("DHIS2 has no data set AAAAAAAAAAA", r.stderr)
 
+    def test_without_data_set_and_not_a_dhis2(self):
+        # no data set: every org unit with a code is a candidate, no item is added
+        h = setup("nods", {"pulled.yaml": "org_units_csv: ou.csv\nitems:\n"
+                                          "  AMOX250: PRIVrEScHcE\n",
+                           "ou.csv": OU_HEADER})
+        r = pull(h, "--write")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        _, rows = read_rows(mpath(h, "ou.csv"))
+        self.assertEqual(rows, set(DHIS2Sim.ORG_UNITS.items()) | {("DIST-01", "Z2bdC37H4KV")})
+        self.assertIn("data elements: 0 added, 0 changed, 0 removed, 1 unchanged", r.stdout)
+        self.check_ok(h)
+
+        target = harness.Target().start()
+        try:
+            route = harness.sim_route(SIM)
+            route["url"] = target.url
+            h2 = setup("notdhis2", {"pulled.yaml": "org_units_csv: ou.csv\n",
+                                    "ou.csv": OU_HEADER}, routes=[route])
+            r = pull(h2)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn('the answer to GET /api/organisationUnits of route "dhis2" has no '
+                          '"organisationUnits" list', r.stderr)
+            self.assertIn("Is %s a DHIS2?" % target.url, r.stderr)
+        finally:
+            harness.stop_all(target)
+
     def test_route_choice_and_usage(self):
         files = {"pulled.yaml": EMPTY, "ou.csv": OU_HEADER, "items.csv": ITEMS_HEADER}
         web = {"name": "web", "mediator": "http", "url": SIM.url + "/x", "primary": True,
