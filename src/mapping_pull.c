@@ -1224,7 +1224,8 @@ enum hibus_err mapping_pull_rewrite_yaml(const char *text, size_t len, const cha
                                file);
     }
     y.lines = hibus_xmalloc((len + 2) * sizeof *y.lines);
-    y.lines[y.n_lines++] = 0;
+    /* libyaml reads a byte-order mark without counting it in its marks */
+    y.lines[y.n_lines++] = len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
     for (size_t i = 0; i < len; i++)
         if (text[i] == '\n')
             y.lines[y.n_lines++] = i + 1;
@@ -1235,15 +1236,18 @@ enum hibus_err mapping_pull_rewrite_yaml(const char *text, size_t len, const cha
     struct buf b = {0};
     size_t pos = 0;
     bool eol = len == 0 || text[len - 1] == '\n';
+    /* added lines end as the file's lines do */
+    const char *nl = memmem(text, len, "\r\n", 2) != NULL ? "\r\n" : "\n";
     for (size_t i = 0; i < y.n_ed; i++) {
         if (y.ed[i].start < pos)
             continue; /* edits never overlap; if they did, the first one wins */
         buf_append(&b, text + pos, y.ed[i].start - pos);
-        if (y.ed[i].start == len && !eol) { /* lines added after a last line without \n */
-            buf_append(&b, "\n", 1);
+        if (y.ed[i].start == len && !eol) { /* lines added after a last line without one */
+            buf_append(&b, nl, strlen(nl));
             eol = true;
         }
-        buf_append(&b, y.ed[i].text, strlen(y.ed[i].text));
+        for (const char *c = y.ed[i].text; *c; c++)
+            buf_append(&b, *c == '\n' ? nl : c, *c == '\n' ? strlen(nl) : 1);
         pos = y.ed[i].end > y.ed[i].start ? y.ed[i].end : y.ed[i].start;
     }
     buf_append(&b, text + pos, len - pos);

@@ -539,6 +539,20 @@ static void test_yaml_flow_and_new_tables(void **state)
                              "items:\n  E: EUid0000001  # Name\n");
     free(out);
 
+    /* CRLF, and a byte-order mark: the marks are past it */
+    out =
+        rewrite("\xEF\xBB\xBForg_units: { FAC-1: Uid00000001 }\r\nitems:\r\n  A: AUid0000001", &p);
+    assert_string_equal(out, "\xEF\xBB\xBForg_units: { FAC-1: Uid00000001 }\r\nitems:\r\n"
+                             "  A: AUid0000001\r\n  E: EUid0000001  # Name\r\n");
+    free(out);
+    mapping_pull_plan_free(&p);
+    p = empty_plan();
+    add_edit(&p, PULL_ORG_UNIT, PULL_CHANGE, "FAC-1", NULL, "Uid00000001", "NewUid00001", NULL,
+             YAML);
+    out = rewrite("\xEF\xBB\xBForg_units: { FAC-\xC3\x91: X, FAC-1: Uid00000001 }\n", &p);
+    assert_string_equal(out, "\xEF\xBB\xBForg_units: { FAC-\xC3\x91: X, FAC-1: NewUid00001 }\n");
+    free(out);
+
     char *res = NULL;
     size_t len = 0;
     struct hibus_error err = {0};
