@@ -229,7 +229,9 @@ int cli_mapping(int argc, char **argv)
                    memcmp(files[i].new, files[i].old, files[i].old_len) != 0;
     rc = 0;
     if (changed == 0) {
-        printf("nothing to write: the mapping is in step with DHIS2\n");
+        printf("%s\n", plan.n == 0 ? "nothing to write: the mapping is in step with DHIS2"
+                                   : "nothing to write: the changes above must be made by hand "
+                                     "(see the notes)");
         goto out;
     }
     if (!o.write) {

@@ -334,6 +334,21 @@ class MappingPull(unittest.TestCase):
         finally:
             harness.stop_all(target)
 
+    def test_flow_style_tables_are_left_to_the_user(self):
+        # no data set: no items to add; the org units cannot be added in flow style
+        yaml = "period_type: Monthly\norg_units: { FAC-0042: cLq0tI1jksz }\n"
+        h = setup("flow", {"pulled.yaml": yaml})
+        before = snapshot(h)
+        r = pull(h, "--write")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"(?m)^  \+ FAC-0043: p88r7fYkDc9 \(Mbeya Road Dispensary\) "
+                                   r"in .*pulled\.yaml \[not written: see the notes\]$")
+        self.assertRegex(r.stdout, r'note: org_units: of ".*pulled\.yaml" is not a block table '
+                                   r'with entries: add "FAC-0043" by hand, or name an '
+                                   r'org_units_csv: file')
+        self.assertIn("nothing to write: the changes above must be made by hand", r.stdout)
+        self.assertEqual(snapshot(h), before)
+
     def test_route_choice_and_usage(self):
         files = {"pulled.yaml": EMPTY, "ou.csv": OU_HEADER, "items.csv": ITEMS_HEADER}
         web = {"name": "web", "mediator": "http", "url": SIM.url + "/x", "primary": True,
