@@ -222,7 +222,16 @@ int cli_mapping(int argc, char **argv)
     }
     printf("mapping \"%s\" (%s) against DHIS2 at %s (channel \"%s\", route \"%s\")\n", m->name,
            m->file, rt->url, ch->name, rt->name);
-    mapping_pull_print(&plan, stdout);
+    /* names and codes come from DHIS2: written so that none can drive the terminal */
+    char *diff = NULL;
+    size_t diff_len = 0;
+    FILE *mem = open_memstream(&diff, &diff_len);
+    if (mem != NULL) {
+        mapping_pull_print(&plan, mem);
+        fclose(mem);
+        cli_put_safe(stdout, diff, diff_len);
+    }
+    free(diff);
     size_t changed = 0;
     for (size_t i = 0; i < n_files; i++)
         changed += files[i].new_len != files[i].old_len ||

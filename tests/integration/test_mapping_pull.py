@@ -44,6 +44,8 @@ def big_fixture(path):
         md = json.load(f)
     md = copy.deepcopy(md)
     lmis = {"cLq0tI1jksz": "LMIS-42", "p88r7fYkDc9": "LMIS-43", "kVncLVPFjTT": "LMIS-100"}
+    md["organisationUnits"].append({"id": "Ctl00000001", "code": "FAC-CTL",
+                                    "name": "Bell\u0007 and \u001b[31mred"})
     for ou in md["organisationUnits"]:
         if ou["id"] in lmis:
             ou["attributeValues"] = [{"attribute": {"id": ATTR}, "value": lmis[ou["id"]]}]
@@ -234,7 +236,7 @@ class MappingPull(unittest.TestCase):
         self.assertEqual(BIG.stderr_text().count("GET /api/organisationUnits ") - before, 3,
                          BIG.stderr_text()[-3000:])
         _, rows = read_rows(mpath(h, "ou.csv"))
-        self.assertEqual(len(rows), 123)
+        self.assertEqual(len(rows), 123)  # FAC-CTL is in no data set
         self.assertIn(("FAC-2119", "Fx000000119"), rows)
         self.assertIn(("FAC-0043", "NewFac0043A"), rows)
 
@@ -250,6 +252,14 @@ class MappingPull(unittest.TestCase):
         self.assertIn("note: 120 org units in DHIS2 have no attribute value for attribute "
                       + ATTR, r.stdout)
         self.check_ok(h)
+
+    def test_names_from_dhis2_cannot_drive_the_terminal(self):
+        h = setup("ctl", {"pulled.yaml": "org_units_csv: ou.csv\n", "ou.csv": OU_HEADER},
+                  sim=BIG)
+        r = pull(h)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("  + FAC-CTL: Ctl00000001 (Bell\\x07 and \\x1B[31mred)", r.stdout)
+        self.assertNotIn("\x1b", r.stdout)
 
     def test_attribute_must_be_a_uid(self):
         h = setup("badattr", {"pulled.yaml": EMPTY + "pull: { org_unit_attribute: lmis code }\n",
