@@ -470,6 +470,13 @@ static void plan_new_measures(const struct mapping *m, const struct pull_meta *m
             continue;
         char measure[256];
         measure_for(m, coc, measure, sizeof measure);
+        if (measure[0] == '\0') { /* neither code nor name has a letter or digit */
+            note(p,
+                 "item \"%s\": category option combo %s has no code or name to make a measure "
+                 "of: not added",
+                 item, t);
+            continue;
+        }
         if (yaml_item) {
             note(p,
                  "item \"%s\": category option combo %s (%s) has no measure; add \"%s: %s\" to "

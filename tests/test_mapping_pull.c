@@ -222,7 +222,8 @@ static const char COCS[] =
     "\"categoryOptions\":[{\"code\":\"M\",\"name\":\"Male\"},{\"code\":\"U5\",\"name\":\"<5\"}]},"
     "{\"categoryCombo\":{\"id\":\"CcDup000001\"},\"id\":\"DupA0000001\",\"name\":\"Same\"},"
     "{\"categoryCombo\":{\"id\":\"CcDup000001\"},\"id\":\"DupB0000001\",\"code\":\"SAME\"},"
-    "{\"id\":\"Default0001\",\"name\":\"default\"},"
+    "{\"id\":\"Default0001\",\"name\":\"default\"}," COMBO
+    ",\"id\":\"Symbols0001\",\"name\":\"--\"},"
     "{\"categoryCombo\":{\"id\":\"CcOther0001\"},\"id\":\"Elsewhere01\",\"name\":\"Elsewhere\"}]";
 
 static void test_plan_items(void **state)
@@ -315,6 +316,8 @@ static void test_plan_items(void **state)
     assert_non_null(find(&p, PULL_COC, "E", "received"));
     assert_non_null(find(&p, PULL_COC, "E", "losses"));
     assert_true(has_note(&p, "1 data element of the data set has no code in DHIS2"));
+    assert_true(has_note(&p, "item \"A\": category option combo Symbols0001 has no code or name "
+                             "to make a measure of: not added"));
     assert_int_equal(p.unchanged[PULL_COC], 2);
 
     /* the CSV rows these edits give */
