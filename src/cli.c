@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "hibus/admin.h"
+#include "hibus/aggregator.h"
 #include "hibus/alerts.h"
 #include "hibus/auth.h"
 #include "hibus/buf.h"
@@ -55,18 +56,29 @@ static const char *default_config(void)
  * operand, -1 after printing help (exit 0), -2 on a usage error. */
 int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usage_text)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},    {"json", no_argument, NULL, 'j'},
-        {"channel", required_argument, NULL, 'C'},   {"status", required_argument, NULL, 'S'},
-        {"no-migrate", no_argument, NULL, 'M'},      {"help", no_argument, NULL, 'h'},
-        {"remote", no_argument, NULL, 'R'},          {"route", required_argument, NULL, 'r'},
-        {"since", required_argument, NULL, 's'},     {"rate", required_argument, NULL, 'T'},
-        {"cancel", no_argument, NULL, 'X'},          {"client", required_argument, NULL, 'L'},
-        {"until", required_argument, NULL, 'U'},     {"facility", required_argument, NULL, 'F'},
-        {"period", required_argument, NULL, 'P'},    {"request-id", required_argument, NULL, 'I'},
-        {"conflicts", no_argument, NULL, 'K'},       {"limit", required_argument, NULL, 'N'},
-        {"before", required_argument, NULL, 'B'},    {"write", no_argument, NULL, 'W'},
-        {"page-size", required_argument, NULL, 'Z'}, {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"channel", required_argument, NULL, 'C'},
+                                             {"status", required_argument, NULL, 'S'},
+                                             {"no-migrate", no_argument, NULL, 'M'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"remote", no_argument, NULL, 'R'},
+                                             {"route", required_argument, NULL, 'r'},
+                                             {"since", required_argument, NULL, 's'},
+                                             {"rate", required_argument, NULL, 'T'},
+                                             {"cancel", no_argument, NULL, 'X'},
+                                             {"client", required_argument, NULL, 'L'},
+                                             {"until", required_argument, NULL, 'U'},
+                                             {"facility", required_argument, NULL, 'F'},
+                                             {"period", required_argument, NULL, 'P'},
+                                             {"request-id", required_argument, NULL, 'I'},
+                                             {"conflicts", no_argument, NULL, 'K'},
+                                             {"limit", required_argument, NULL, 'N'},
+                                             {"before", required_argument, NULL, 'B'},
+                                             {"commodity", required_argument, NULL, 'O'},
+                                             {"write", no_argument, NULL, 'W'},
+                                             {"page-size", required_argument, NULL, 'Z'},
+                                             {NULL, 0, NULL, 0}};
     o->config = default_config();
     optind = 1;
     int ch;
@@ -94,6 +106,7 @@ int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usa
         case 'U': o->until = optarg; break;
         case 'F': o->facility = optarg; break;
         case 'P': o->period = optarg; break;
+        case 'O': o->commodity = optarg; break;
         case 'I': o->request_id = optarg; break;
         case 'K': o->conflicts = true; break;
         case 'N':
@@ -321,6 +334,7 @@ int cli_serve(int argc, char **argv)
     struct listener *l = NULL;
     struct admin *adm = NULL;
     struct alerts *alr = NULL;
+    struct aggregator *agg = NULL;
     struct workers *wk = NULL;
     struct retention *ret = NULL;
     bool curl_ok = false, keep_txlog = false;
@@ -375,6 +389,10 @@ int cli_serve(int argc, char **argv)
         cli_print_error("could not start alerts", &err);
         goto out;
     }
+    if (aggregator_start(configs, tl, node, &agg, &err) != HIBUS_OK) {
+        cli_print_error("could not start the aggregate stage", &err);
+        goto out;
+    }
     LOG_INFO(NULL,
              "hibus %s listening on %s:%d (%zu channels, %zu clients, %d delivery workers, "
              "node %s)",
@@ -414,6 +432,7 @@ int cli_serve(int argc, char **argv)
                  cfg->drain_ms / 1000);
     rc = 0;
 out:
+    aggregator_stop(agg);
     alerts_stop(alr);
     retention_stop(ret);
     keep_txlog = !workers_stop(wk);
@@ -752,7 +771,19 @@ int cli_map(int argc, char **argv)
         json_object_set_new(doc, "report", report_to_json(p.report));
     json_t *routes = json_array();
     json_object_set_new(doc, "routes", routes);
-    for (size_t r = 0; ok && r < ch->n_routes; r++) {
+    if (p.is_events) { /* stored, not sent: the figures come when the period closes */
+        json_t *events = json_array();
+        for (size_t e = 0; e < p.events.n; e++) {
+            const struct agg_event *ev = &p.events.v[e];
+            json_array_append_new(
+                events, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?}", "source_id",
+                                  ev->source_id, "facility", ev->facility, "commodity",
+                                  ev->commodity, "date", ev->date, "kind", AGG_KIND_NAMES[ev->kind],
+                                  "quantity", (json_int_t)ev->quantity, "reason", ev->reason));
+        }
+        json_object_set_new(doc, "events", events);
+    }
+    for (size_t r = 0; ok && !p.is_events && r < ch->n_routes; r++) {
         const struct config_route *rt = &ch->routes[r];
         if (o.route != NULL && strcmp(o.route, rt->name) != 0)
             continue;
@@ -786,6 +817,23 @@ int cli_map(int argc, char **argv)
         print_problem_lines("rejected", p.problems);
         fprintf(stderr, "hibus map: the payload would be rejected (%zu problem%s)\n",
                 json_array_size(p.problems), json_array_size(p.problems) == 1 ? "" : "s");
+    } else if (p.is_events) {
+        printf("# %zu stock event%s, stored when received; each closed %s period of a facility "
+               "is then sent as a report (hibus aggregate show)\n",
+               p.events.n, p.events.n == 1 ? "" : "s", period_type_name(ch->aggregate.period_type));
+        printf("%-12s %-16s %-16s %-25s %-10s %10s  %s\n", "FACILITY", "COMMODITY", "EVENT", "DATE",
+               "KIND", "QUANTITY", "REASON");
+        for (size_t e = 0; e < p.events.n; e++) {
+            const struct agg_event *ev = &p.events.v[e];
+            char line[1024];
+            int n = snprintf(line, sizeof line, "%-12s %-16s %-16.16s %-25s %-10s %10lld  %s\n",
+                             ev->facility, ev->commodity, ev->source_id, ev->date,
+                             AGG_KIND_NAMES[ev->kind], ev->quantity, ev->reason ? ev->reason : "");
+            cli_put_safe(stdout, line,
+                         n < 0                     ? 0
+                         : (size_t)n < sizeof line ? (size_t)n
+                                                   : sizeof line - 1);
+        }
     } else {
         print_problem_lines("skipped", p.skipped);
         print_problem_lines("warning", p.warnings);
@@ -835,8 +883,9 @@ int cli_keys(int argc, char **argv)
         fputs(keys_usage, help ? stdout : stderr);
         return help ? 0 : 2;
     }
-    static const char *const sections[] = {"top",      "listen",    "database", "limits", "log",
-                                           "delivery", "retention", "admin",    "alerts"};
+    static const char *const sections[] = {"top",    "listen",   "database",  "limits",
+                                           "log",    "delivery", "retention", "admin",
+                                           "alerts", "aggregate"};
     size_t rows = 0;
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
         if (argc == 2 && strcmp(argv[1], sections[i]) != 0)

@@ -33,6 +33,8 @@ struct common_opts {
     bool conflicts;
     int limit;
     long long before;
+    /* hibus aggregate show */
+    const char *commodity;
     /* hibus mapping pull */
     bool write;
     int page_size;

@@ -20,7 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hibus/aggregate.h"
 #include "hibus/error.h"
+#include "hibus/period.h"
 
 /* Transaction statuses (OpenHIM's, plus rejected). */
 #define TXLOG_QUEUED "queued"
@@ -394,5 +396,47 @@ enum hibus_err txlog_token_list(struct txlog *tl, const char *client, json_t **o
                                 struct hibus_error *err);
 /* Revokes a token; HIBUS_E_NOT_FOUND for an unknown id (revoking twice is fine). */
 enum hibus_err txlog_token_revoke(struct txlog *tl, const char *id, struct hibus_error *err);
+
+/* ---- The aggregate stage (src/txlog_aggregate.c, migration 011) ---- */
+
+/* Stores a payload's stock events once each (a source id seen before is a
+ * duplicate), in the facility's day (timezone applies to event times), and marks
+ * their periods, and every later period of the facility already sent, to be sent
+ * (again). out->periods: [{facility, period, correction, balance_moved}], caller
+ * decrefs. */
+struct txlog_agg_store {
+    const char *channel;
+    const char *timezone;
+    enum period_type period_type;
+    int64_t tx_id; /* the transaction that brought them */
+    const struct agg_batch *events;
+};
+struct txlog_agg_stored {
+    long stored, duplicates;
+    json_t *periods;
+};
+enum hibus_err txlog_aggregate_store(struct txlog *tl, const struct txlog_agg_store *rq,
+                                     struct txlog_agg_stored *out, struct hibus_error *err);
+
+/* Sends every period of channel that has closed (its end in timezone, plus
+ * close_after) and changed since last sent, as a queued transaction on the channel
+ * (path "aggregate:FACILITY/PERIOD", an lmis-report body, order key
+ * channel|facility|period). A period whose figures are those already sent is not
+ * sent again (*unchanged). Safe with several processes on one database. */
+struct txlog_agg_emit {
+    const char *channel;
+    const char *timezone;
+    const char *node;
+    long long close_after_ms;
+};
+enum hibus_err txlog_aggregate_emit(struct txlog *tl, const struct txlog_agg_emit *rq, int *emitted,
+                                    int *unchanged, struct hibus_error *err);
+
+/* One period of one facility (and one commodity, or all when NULL): every event up
+ * to its end with what it did to the figures, the figures, and what was sent.
+ * Caller decrefs *out. */
+enum hibus_err txlog_aggregate_show(struct txlog *tl, const char *channel, const char *facility,
+                                    const char *commodity, const struct period *p, json_t **out,
+                                    struct hibus_error *err);
 
 #endif
