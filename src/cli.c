@@ -76,6 +76,8 @@ int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usa
                                              {"limit", required_argument, NULL, 'N'},
                                              {"before", required_argument, NULL, 'B'},
                                              {"commodity", required_argument, NULL, 'O'},
+                                             {"write", no_argument, NULL, 'W'},
+                                             {"page-size", required_argument, NULL, 'Z'},
                                              {NULL, 0, NULL, 0}};
     o->config = default_config();
     optind = 1;
@@ -144,6 +146,21 @@ int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usa
             break;
         }
         case 'X': o->cancel = true; break;
+        case 'W': o->write = true; break;
+        case 'Z': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || errno != 0 || v < 1 || v > 10000) {
+                fprintf(stderr,
+                        "hibus: --page-size expects a number of objects a page from 1 to 10000, "
+                        "not \"%s\"\n",
+                        optarg);
+                return -2;
+            }
+            o->page_size = (int)v;
+            break;
+        }
         case 'h': fputs(usage_text, stdout); return -1;
         default: fputs(usage_text, stderr); return -2;
         }

@@ -35,6 +35,9 @@ struct common_opts {
     long long before;
     /* hibus aggregate show */
     const char *commodity;
+    /* hibus mapping pull */
+    bool write;
+    int page_size;
 };
 
 /* Parses the options every command shares; returns the index of the first

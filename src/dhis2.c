@@ -326,9 +326,8 @@ char *dhis2_import_url(const struct config_route *route, const char *writer)
 
 /* --------------------------------------------------------- remote check */
 
-/* GET base + path on route, JSON answer into *doc. */
-static enum hibus_err remote_get(const struct config_route *route, const char *path, json_t **doc,
-                                 struct hibus_error *err)
+enum hibus_err dhis2_get(const struct config_route *route, const char *path, json_t **doc,
+                         struct hibus_error *err)
 {
     const char *base = route->url;
     size_t bl = strlen(base);
@@ -367,10 +366,7 @@ struct uid_ref {
     const char *code; /* what maps to it, for the message */
 };
 
-/* Asks /api/<resource>?filter=id:in:[...] for refs in batches and appends a
- * sentence per UID absent from the answer. */
-/* Percent-encodes s (all but RFC 3986 unreserved characters) onto out. */
-static int url_escape(char *out, size_t cap, const char *s)
+int dhis2_url_escape(char *out, size_t cap, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = 0;
@@ -402,6 +398,85 @@ static bool listable(const char *s)
     return strpbrk(s, ",[]") == NULL;
 }
 
+/* DHIS2's paging: page (from 1) and pageSize ask for a page, and a paged answer
+ * carries pager {page, pageCount, total, pageSize} next to the list (dhis2/dhis2-core,
+ * dhis-2/dhis-api/src/main/java/org/hisp/dhis/common/Pager.java: the JSON properties
+ * page, pageCount, total, pageSize, nextPage). A page past the last is empty. */
+#define DHIS2_PAGES_MAX 100000
+
+enum hibus_err dhis2_get_all(const struct config_route *route, const char *resource,
+                             const char *query, size_t page_size, json_t *out,
+                             struct hibus_error *err)
+{
+    for (long page = 1, pages = 1; page <= pages; page++) {
+        size_t cap = strlen(resource) + (query ? strlen(query) : 0) + 96;
+        char *path = hibus_xmalloc(cap);
+        snprintf(path, cap, "/api/%s?page=%ld&pageSize=%zu%s%s", resource, page, page_size,
+                 query && query[0] ? "&" : "", query ? query : "");
+        json_t *doc = NULL;
+        enum hibus_err rc = dhis2_get(route, path, &doc, err);
+        free(path);
+        if (rc != HIBUS_OK)
+            return rc;
+        const json_t *list = json_object_get(doc, resource);
+        if (!json_is_array(list)) {
+            json_decref(doc);
+            hibus_error_set(err, HIBUS_E_TARGET,
+                            "the answer to GET /api/%s of route \"%s\" has no \"%s\" list",
+                            resource, route->name, resource);
+            hibus_error_hint(err,
+                             "Is %s a DHIS2? The route's url is the DHIS2's base address, "
+                             "without /api.",
+                             route->url);
+            return HIBUS_E_TARGET;
+        }
+        json_array_extend(out, (json_t *)list);
+        const json_t *pc = json_object_get(json_object_get(doc, "pager"), "pageCount");
+        if (page == 1 && json_is_integer(pc))
+            pages = json_integer_value(pc) < DHIS2_PAGES_MAX ? (long)json_integer_value(pc)
+                                                             : DHIS2_PAGES_MAX;
+        json_decref(doc);
+    }
+    return HIBUS_OK;
+}
+
+enum hibus_err dhis2_get_in(const struct config_route *route, const char *resource,
+                            const char *prop, const char *const *values, size_t n,
+                            const char *fields, json_t *out, struct hibus_error *err)
+{
+    enum { BATCH = 50 };
+    size_t at = 0;
+    while (at < n) {
+        size_t k = 1, cap = strlen(resource) + strlen(fields) + strlen(prop) + 64;
+        bool alone = !listable(values[at]);
+        while (!alone && k < BATCH && at + k < n && listable(values[at + k]))
+            k++;
+        for (size_t i = 0; i < k; i++)
+            cap += 3 * strlen(values[at + i]) + 1;
+        char *path = hibus_xmalloc(cap);
+        int w = snprintf(path, cap, "/api/%s?paging=false&fields=%s&filter=%s:%s", resource, fields,
+                         prop, alone ? "eq:" : "in:[");
+        for (size_t i = 0; i < k; i++) {
+            if (i > 0)
+                path[w++] = ',';
+            w += dhis2_url_escape(path + w, cap - (size_t)w, values[at + i]);
+        }
+        if (!alone)
+            snprintf(path + w, cap - (size_t)w, "]");
+        json_t *doc = NULL;
+        enum hibus_err rc = dhis2_get(route, path, &doc, err);
+        free(path);
+        if (rc != HIBUS_OK)
+            return rc;
+        const json_t *list = json_object_get(doc, resource);
+        if (json_is_array(list))
+            json_array_extend(out, (json_t *)list);
+        json_decref(doc);
+        at += k;
+    }
+    return HIBUS_OK;
+}
+
 /* Asks /api/<resource>?filter=PROP:in:[...] for refs, in batches (an identifier
  * that cannot stand in such a list is asked alone with PROP:eq:), and appends a
  * sentence per identifier absent from the answer; unknown gets each of them. */
@@ -429,7 +504,7 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
         if (!listable(refs[at].uid)) {
             w = snprintf(path, sizeof path,
                          "/api/%s?paging=false&fields=%s&filter=%s:eq:", resource, fields, prop);
-            url_escape(path + w, sizeof path - (size_t)w, refs[at].uid);
+            dhis2_url_escape(path + w, sizeof path - (size_t)w, refs[at].uid);
             k = 1;
         } else {
             w = snprintf(path, sizeof path, "/api/%s?paging=false&fields=%s&filter=%s:in:[",
@@ -438,13 +513,13 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
                    (size_t)w + 3 * strlen(refs[at + k].uid) + 8 < sizeof path) {
                 if (k > 0)
                     path[w++] = ',';
-                w += url_escape(path + w, sizeof path - (size_t)w, refs[at + k].uid);
+                w += dhis2_url_escape(path + w, sizeof path - (size_t)w, refs[at + k].uid);
                 k++;
             }
             snprintf(path + w, sizeof path - (size_t)w, "]");
         }
         json_t *doc = NULL;
-        enum hibus_err rc = remote_get(route, path, &doc, err);
+        enum hibus_err rc = dhis2_get(route, path, &doc, err);
         if (rc != HIBUS_OK)
             return rc;
         const json_t *list = json_object_get(doc, resource);
@@ -521,10 +596,10 @@ static enum hibus_err get_one(const struct config_route *route, const struct map
                               struct hibus_error *err)
 {
     char path[1024], esc[768];
-    url_escape(esc, sizeof esc, ident);
+    dhis2_url_escape(esc, sizeof esc, ident);
     snprintf(path, sizeof path, "/api/%s?paging=false&filter=%s:eq:%s&fields=%s", resource,
              prop_of(m, kind), esc, fields);
-    enum hibus_err rc = remote_get(route, path, doc, err);
+    enum hibus_err rc = dhis2_get(route, path, doc, err);
     if (rc == HIBUS_OK)
         *obj = json_array_get(json_object_get(*doc, resource), 0);
     return rc;
@@ -639,7 +714,7 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
                                   struct hibus_error *err)
 {
     json_t *info = NULL;
-    enum hibus_err rc = remote_get(route, "/api/system/info", &info, err);
+    enum hibus_err rc = dhis2_get(route, "/api/system/info", &info, err);
     if (rc != HIBUS_OK)
         return rc;
     const char *v = json_string_value(json_object_get(info, "version"));

@@ -22,6 +22,7 @@ static const struct command {
     {"ls", cli_ls, "list and search transactions, newest first"},
     {"aggregate", cli_aggregate, "explain the figures derived from stock events (show)"},
     {"map", cli_map, "show offline what a channel would send for a payload (stdin)"},
+    {"mapping", cli_mapping, "pull: refresh a mapping's code tables from DHIS2's metadata"},
     {"rerun", cli_rerun, "put finished transactions back in the delivery queue"},
     {"prune", cli_prune, "apply the retention rules once, now"},
     {"token", cli_token, "new, list or revoke a client's bearer tokens"},

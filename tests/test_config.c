@@ -1827,7 +1827,7 @@ static void test_mapping_errors(void **state)
         "as NUMBER, INTEGER_ZERO_OR_POSITIVE, TEXT or LONG_TEXT)\n"
         "mappings/m.yaml:20:1: unknown key \"colour\" at top level (expected one of: data_set, "
         "period_type, attribute_option_combo, org_units, org_units_csv, measures, items, "
-        "items_csv, data_sets, attribute_option_combos, id_schemes, periods)\n"
+        "items_csv, data_sets, attribute_option_combos, id_schemes, periods, pull)\n"
         "mappings/m.yaml:21:33: duplicate code \"LMIS\" in data_sets (first defined at "
         "mappings/m.yaml:21:14)\n"
         "mappings/m.yaml:21:55: \"nope\" is not a DHIS2 UID (11 characters: a letter, then "

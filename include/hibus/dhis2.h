@@ -67,6 +67,31 @@ json_t *dhis2_summary_json(const struct dhis2_summary *s);
  * UIDs and ADX would otherwise read codes). Caller frees. NULL when out of memory. */
 char *dhis2_import_url(const struct config_route *route, const char *writer);
 
+/* GET <route url><path> with the route's auth and TLS settings; the JSON answer
+ * into *doc (caller decrefs). HIBUS_E_TARGET, with the URL and a hint for 401/403,
+ * when DHIS2 cannot be reached, answers other than 200, or not with JSON. */
+enum hibus_err dhis2_get(const struct config_route *route, const char *path, json_t **doc,
+                         struct hibus_error *err);
+
+/* Every object of /api/<resource>?<query>, page after page of page_size (DHIS2's
+ * page, pageSize and pager.pageCount), appended to the array out. query holds
+ * filter= and fields= parameters, already escaped. */
+enum hibus_err dhis2_get_all(const struct config_route *route, const char *resource,
+                             const char *query, size_t page_size, json_t *out,
+                             struct hibus_error *err);
+
+/* The objects of /api/<resource> whose prop ("id", "code") is one of values[0..n),
+ * with fields, asked in batches of filter=PROP:in:[...] (an identifier that cannot
+ * stand in such a list is asked alone with PROP:eq:), appended to out. Identifiers
+ * DHIS2 does not know are simply absent. */
+enum hibus_err dhis2_get_in(const struct config_route *route, const char *resource,
+                            const char *prop, const char *const *values, size_t n,
+                            const char *fields, json_t *out, struct hibus_error *err);
+
+/* Percent-encodes s (all but RFC 3986 unreserved characters) onto out[cap];
+ * returns the length written. */
+int dhis2_url_escape(char *out, size_t cap, const char *s);
+
 /* hibus check --remote: asks the DHIS2 behind route for /api/system/info and
  * for every UID mapping m names (org units, data elements, category option
  * combos, attribute option combo, data set), in batches with filter=id:in:[..].
