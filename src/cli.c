@@ -517,6 +517,66 @@ static int check_unmapped(const struct config *cfg)
     return (int)n;
 }
 
+/* Where the database is, for the drift that needs the last check's state: opened
+ * once, on first need; a database that cannot be reached is said once. */
+struct check_db {
+    struct txlog *tl;
+    bool tried, said;
+};
+
+/* check --remote, drift: the mapped org units DHIS2 moved to other parents since
+ * the last check (their data now counts toward another district), from the paths
+ * the log remembers. The first check of a DHIS2 records them and reports none. */
+static int check_moves(const struct config *cfg, struct check_db *db, const char *url,
+                       const struct mapping *m, const json_t *paths)
+{
+    struct hibus_error err = {0};
+    if (!db->tried) {
+        db->tried = true;
+        if (cli_open_db(cfg, &db->tl, &err) != HIBUS_OK) {
+            txlog_close(db->tl);
+            db->tl = NULL;
+        }
+    }
+    json_t *moved = NULL;
+    if (db->tl == NULL || txlog_org_unit_moves(db->tl, url, paths, &moved, &err) != HIBUS_OK) {
+        if (!db->said)
+            fprintf(stderr,
+                    "hibus check: the transaction log was not reached (%s): org units moved in "
+                    "DHIS2 since the last check are not listed\n",
+                    err.msg[0] ? err.msg : "no connection");
+        db->said = true;
+        return 0;
+    }
+    size_t i;
+    const json_t *v;
+    json_array_foreach(moved, i, v)
+    {
+        const char *old_path = json_string_value(json_object_get(v, "old_path"));
+        const char *path = json_string_value(json_object_get(v, "path"));
+        /* the parents: the path without its last "/UID" */
+        const char *a = strrchr(old_path, '/'), *b = strrchr(path, '/');
+        char line[1024];
+        snprintf(line, sizeof line,
+                 "  mapping \"%s\": org unit %s (mapped from \"%s\") was moved in DHIS2: it was "
+                 "under %.*s at the check of %s, it is now under %.*s; its reports now count "
+                 "toward its new parents: check that the facility is still mapped to the right "
+                 "org unit",
+                 m->name, json_string_value(json_object_get(v, "uid")),
+                 json_string_value(json_object_get(v, "code")),
+                 a && a > old_path ? (int)(a - old_path) : 1, a && a > old_path ? old_path : "/",
+                 json_string_value(json_object_get(v, "seen_at")),
+                 b && b > path ? (int)(b - path) : 1, b && b > path ? path : "/");
+        cli_put_safe(stderr, line, strlen(line));
+        putc('\n', stderr);
+    }
+    int n = (int)json_array_size(moved);
+    if (n > 0)
+        printf("%d mapped org unit%s moved in DHIS2 since the last check\n", n, n == 1 ? "" : "s");
+    json_decref(moved);
+    return n;
+}
+
 /* check --remote: every distinct (DHIS2 URL, mapping) pair once. Returns the
  * number of problems found. */
 static int check_remote(const struct config *cfg)
@@ -527,6 +587,7 @@ static int check_remote(const struct config *cfg)
         return 1;
     }
     int problems = 0;
+    struct check_db db = {0};
     for (size_t i = 0; i < cfg->n_channels; i++) {
         const struct config_channel *ch = &cfg->channels[i];
         for (size_t r = 0; r < ch->n_routes; r++) {
@@ -548,7 +609,9 @@ static int check_remote(const struct config *cfg)
                 continue;
             char version[64];
             json_t *missing = json_array();
-            if (dhis2_check_remote(rt, m, version, sizeof version, missing, &err) != HIBUS_OK) {
+            json_t *paths = json_object();
+            if (dhis2_check_remote_paths(rt, m, version, sizeof version, missing, paths, &err) !=
+                HIBUS_OK) {
                 fprintf(stderr, "%s: channel \"%s\", route \"%s\": ", rt->pos.file, ch->name,
                         rt->name);
                 hibus_error_print(&err, stderr);
@@ -565,10 +628,14 @@ static int check_remote(const struct config *cfg)
                 json_t *v;
                 json_array_foreach(missing, k, v) fprintf(stderr, "  %s\n", json_string_value(v));
                 problems += (int)json_array_size(missing);
+                if (m != NULL && json_object_size(paths) > 0)
+                    problems += check_moves(cfg, &db, rt->url, m, paths);
             }
             json_decref(missing);
+            json_decref(paths);
         }
     }
+    txlog_close(db.tl);
     mediator_global_cleanup();
     return problems + check_unmapped(cfg);
 }

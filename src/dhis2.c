@@ -483,14 +483,14 @@ enum hibus_err dhis2_get_in(const struct config_route *route, const char *resour
 static enum hibus_err check_uids(const struct config_route *route, const struct mapping *m,
                                  enum mapping_kind mk, const char *resource, const char *kind,
                                  const struct uid_ref *refs, size_t n, json_t *missing,
-                                 json_t *unknown, struct hibus_error *err)
+                                 json_t *unknown, json_t *paths, struct hibus_error *err)
 {
     enum { BATCH = 50 };
     const char *prop = prop_of(m, mk);
     /* an org unit's closedDate too: one that DHIS2 closed is still found by its id
      * (dhis2/dhis2-core, dhis-2/dhis-api/src/main/java/org/hisp/dhis/
      * organisationunit/OrganisationUnit.java: the Date field closedDate) */
-    const char *fields = mk == MAPPING_ORG_UNIT ? "id,code,closedDate" : "id,code";
+    const char *fields = mk == MAPPING_ORG_UNIT ? "id,code,closedDate,path" : "id,code";
     char today[16];
     time_t now = time(NULL);
     struct tm tm;
@@ -534,6 +534,13 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
                 if (id != NULL && strcmp(id, refs[at + i].uid) == 0) {
                     found = true;
                     closed = json_string_value(json_object_get(o, "closedDate"));
+                    /* OrganisationUnit.java getPath(): "/" and the uids from the
+                     * root down to the unit itself */
+                    const char *ou_path = json_string_value(json_object_get(o, "path"));
+                    if (paths != NULL && ou_path != NULL)
+                        json_object_set_new(
+                            paths, refs[at + i].uid,
+                            json_pack("{s:s, s:s}", "path", ou_path, "code", refs[at + i].code));
                 }
             }
             if (found && closed != NULL && strlen(closed) >= 10 &&
@@ -713,6 +720,13 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
                                   char *version, size_t version_len, json_t *missing,
                                   struct hibus_error *err)
 {
+    return dhis2_check_remote_paths(route, m, version, version_len, missing, NULL, err);
+}
+
+enum hibus_err dhis2_check_remote_paths(const struct config_route *route, const struct mapping *m,
+                                        char *version, size_t version_len, json_t *missing,
+                                        json_t *paths, struct hibus_error *err)
+{
     json_t *info = NULL;
     enum hibus_err rc = dhis2_get(route, "/api/system/info", &info, err);
     if (rc != HIBUS_OK)
@@ -730,13 +744,13 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
     for (size_t i = 0; i < m->n_org_units; i++)
         ref_add(refs, &n, m->org_units[i].uid, m->org_units[i].code);
     rc = check_uids(route, m, MAPPING_ORG_UNIT, "organisationUnits", "org unit", refs, n, missing,
-                    unknown, err);
+                    unknown, paths, err);
     n = 0;
     for (size_t i = 0; rc == HIBUS_OK && i < m->n_items; i++)
         ref_add(refs, &n, m->items[i].de_uid, m->items[i].item);
     if (rc == HIBUS_OK)
         rc = check_uids(route, m, MAPPING_DATA_ELEMENT, "dataElements", "data element", refs, n,
-                        missing, unknown, err);
+                        missing, unknown, NULL, err);
     n = 0;
     for (size_t i = 0; rc == HIBUS_OK && i < m->n_items; i++)
         ref_add(refs, &n, m->items[i].coc_uid,
@@ -746,14 +760,14 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
         ref_add(refs, &n, m->aocs[i].uid, m->aocs[i].code);
     if (rc == HIBUS_OK)
         rc = check_uids(route, m, MAPPING_COC, "categoryOptionCombos", "category option combo",
-                        refs, n, missing, unknown, err);
+                        refs, n, missing, unknown, NULL, err);
     n = 0;
     ref_add(refs, &n, m->data_set_uid, "data_set");
     for (size_t i = 0; i < m->n_data_sets; i++)
         ref_add(refs, &n, m->data_sets[i].uid, m->data_sets[i].code);
     if (rc == HIBUS_OK)
         rc = check_uids(route, m, MAPPING_DATA_SET, "dataSets", "data set", refs, n, missing,
-                        unknown, err);
+                        unknown, NULL, err);
     free(refs);
     if (rc == HIBUS_OK)
         rc = check_value_types(route, m, missing, unknown, err);

@@ -102,5 +102,11 @@ struct mapping;
 enum hibus_err dhis2_check_remote(const struct config_route *route, const struct mapping *m,
                                   char *version, size_t version_len, json_t *missing,
                                   struct hibus_error *err);
+/* The same, and where each mapped org unit sits in DHIS2's hierarchy: paths (when
+ * not NULL) gets {UID: {"path": "/ROOT/.../UID", "code": the mapped code}} for every
+ * mapped org unit DHIS2 has, so that a move can be told from the last check's. */
+enum hibus_err dhis2_check_remote_paths(const struct config_route *route, const struct mapping *m,
+                                        char *version, size_t version_len, json_t *missing,
+                                        json_t *paths, struct hibus_error *err);
 
 #endif

@@ -315,6 +315,13 @@ enum hibus_err txlog_channel_hours(struct txlog *tl, int hours, json_t **out,
  * last_seen}], the most frequent first, at most 500. */
 enum hibus_err txlog_unmapped(struct txlog *tl, int days, json_t **out, struct hibus_error *err);
 
+/* Drift (hibus check --remote): paths is {UID: {path, code}} of the org units a
+ * mapping names, as the DHIS2 at base URL dhis2 has them now (OrganisationUnit
+ * path). Records them, and returns those whose path differs from the last check's:
+ * [{uid, code, old_path, path, seen_at (of the old one)}]. Caller decrefs. */
+enum hibus_err txlog_org_unit_moves(struct txlog *tl, const char *dhis2, const json_t *paths,
+                                    json_t **out, struct hibus_error *err);
+
 /* Search (hibus ls, the admin API): transactions that match every filter given
  * (NULL, 0 or false: any), newest first (received_at, then id), one page.
  * Facility and period are those of the report the transaction carried (its

@@ -1168,6 +1168,29 @@ static json_t *md_obj_json(const struct md_set *s, const struct md_obj *o)
          * some: [{"attribute": {"id"}, "value"}] (dhis2/dhis2-core,
          * dhis-2/dhis-api/src/main/java/org/hisp/dhis/attribute/AttributeValue.java:
          * the JSON properties attribute and value); the fixture holds that shape */
+        /* parent and path (OrganisationUnit.java: getParent() as a reference with
+         * the id, and getPath(): "/" then the uids from the root down to the unit
+         * itself, joined with "/", a cycle cut where it closes), and level, the
+         * number of "/" in the path (getLevel()). The fixture names the parent's
+         * uid. */
+        const struct md_obj *chain[32];
+        size_t depth = 0;
+        for (const struct md_obj *u = o; u != NULL && depth < 32;
+             u = md_find(&md.ous, SCHEME_UID, jstr(u->src, "parent"))) {
+            bool seen = false;
+            for (size_t k = 0; k < depth && !seen; k++)
+                seen = chain[k] == u;
+            if (seen)
+                break;
+            chain[depth++] = u;
+        }
+        char path[32 * 12 + 1] = "";
+        for (size_t k = depth; k-- > 0;)
+            snprintf(path + strlen(path), sizeof path - strlen(path), "/%s", chain[k]->id);
+        json_object_set_new(j, "path", json_string(path));
+        json_object_set_new(j, "level", json_integer((json_int_t)depth));
+        if (depth > 1)
+            json_object_set_new(j, "parent", json_pack("{s:s}", "id", chain[1]->id));
         json_t *av = json_object_get(o->src, "attributeValues");
         json_object_set_new(j, "attributeValues",
                             json_is_array(av) ? json_deep_copy(av) : json_array());
