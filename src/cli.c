@@ -517,68 +517,8 @@ static int check_unmapped(const struct config *cfg)
     return (int)n;
 }
 
-/* Where the database is, for the drift that needs the last check's state: opened
- * once, on first need; a database that cannot be reached is said once. */
-struct check_db {
-    struct txlog *tl;
-    bool tried, said;
-};
-
-/* check --remote, drift: the mapped org units DHIS2 moved to other parents since
- * the last check (their data now counts toward another district), from the paths
- * the log remembers. The first check of a DHIS2 records them and reports none. */
-static int check_moves(const struct config *cfg, struct check_db *db, const char *url,
-                       const struct mapping *m, const json_t *paths)
-{
-    struct hibus_error err = {0};
-    if (!db->tried) {
-        db->tried = true;
-        if (cli_open_db(cfg, &db->tl, &err) != HIBUS_OK) {
-            txlog_close(db->tl);
-            db->tl = NULL;
-        }
-    }
-    json_t *moved = NULL;
-    if (db->tl == NULL || txlog_org_unit_moves(db->tl, url, paths, &moved, &err) != HIBUS_OK) {
-        if (!db->said)
-            fprintf(stderr,
-                    "hibus check: the transaction log was not reached (%s): org units moved in "
-                    "DHIS2 since the last check are not listed\n",
-                    err.msg[0] ? err.msg : "no connection");
-        db->said = true;
-        return 0;
-    }
-    size_t i;
-    const json_t *v;
-    json_array_foreach(moved, i, v)
-    {
-        const char *old_path = json_string_value(json_object_get(v, "old_path"));
-        const char *path = json_string_value(json_object_get(v, "path"));
-        /* the parents: the path without its last "/UID" */
-        const char *a = strrchr(old_path, '/'), *b = strrchr(path, '/');
-        char line[1024];
-        snprintf(line, sizeof line,
-                 "  mapping \"%s\": org unit %s (mapped from \"%s\") was moved in DHIS2: it was "
-                 "under %.*s at the check of %s, it is now under %.*s; its reports now count "
-                 "toward its new parents: check that the facility is still mapped to the right "
-                 "org unit",
-                 m->name, json_string_value(json_object_get(v, "uid")),
-                 json_string_value(json_object_get(v, "code")),
-                 a && a > old_path ? (int)(a - old_path) : 1, a && a > old_path ? old_path : "/",
-                 json_string_value(json_object_get(v, "seen_at")),
-                 b && b > path ? (int)(b - path) : 1, b && b > path ? path : "/");
-        cli_put_safe(stderr, line, strlen(line));
-        putc('\n', stderr);
-    }
-    int n = (int)json_array_size(moved);
-    if (n > 0)
-        printf("%d mapped org unit%s moved in DHIS2 since the last check\n", n, n == 1 ? "" : "s");
-    json_decref(moved);
-    return n;
-}
-
-/* check --remote: every distinct (DHIS2 URL, mapping) pair once. Returns the
- * number of problems found. */
+/* check --remote: every distinct (DHIS2 URL, mapping) pair once (dhis2_drift),
+ * printed. Returns the number of problems found. */
 static int check_remote(const struct config *cfg)
 {
     struct hibus_error err = {0};
@@ -586,58 +526,61 @@ static int check_remote(const struct config *cfg)
         cli_print_error("check --remote", &err);
         return 1;
     }
-    int problems = 0;
-    struct check_db db = {0};
-    for (size_t i = 0; i < cfg->n_channels; i++) {
-        const struct config_channel *ch = &cfg->channels[i];
-        for (size_t r = 0; r < ch->n_routes; r++) {
-            const struct config_route *rt = &ch->routes[r];
-            if (rt->mediator != CONFIG_MEDIATOR_DHIS2)
-                continue;
-            const struct mapping *m = ch->has_transform ? ch->transform.mapping : NULL;
-            bool seen = false; /* the same URL and mapping through an earlier route? */
-            for (size_t j = 0; j <= i && !seen; j++)
-                for (size_t k = 0; k < cfg->channels[j].n_routes && !seen; k++) {
-                    const struct config_route *o = &cfg->channels[j].routes[k];
-                    if (o == rt)
-                        break;
-                    seen = o->mediator == CONFIG_MEDIATOR_DHIS2 && strcmp(o->url, rt->url) == 0 &&
-                           cfg->channels[j].has_transform &&
-                           cfg->channels[j].transform.mapping == m;
-                }
-            if (seen)
-                continue;
-            char version[64];
-            json_t *missing = json_array();
-            json_t *paths = json_object();
-            if (dhis2_check_remote_paths(rt, m, version, sizeof version, missing, paths, &err) !=
-                HIBUS_OK) {
-                fprintf(stderr, "%s: channel \"%s\", route \"%s\": ", rt->pos.file, ch->name,
-                        rt->name);
-                hibus_error_print(&err, stderr);
-                problems++;
-            } else {
-                printf("DHIS2 %s at %s (channel \"%s\", route \"%s\"): ", version, rt->url,
-                       ch->name, rt->name);
-                if (json_array_size(missing) == 0)
-                    printf("every mapped UID exists\n");
-                else
-                    printf("%zu mapped UID%s missing\n", json_array_size(missing),
-                           json_array_size(missing) == 1 ? "" : "s");
-                size_t k;
-                json_t *v;
-                json_array_foreach(missing, k, v) fprintf(stderr, "  %s\n", json_string_value(v));
-                problems += (int)json_array_size(missing);
-                if (m != NULL && json_object_size(paths) > 0)
-                    problems += check_moves(cfg, &db, rt->url, m, paths);
-            }
-            json_decref(missing);
-            json_decref(paths);
+    struct txlog *tl = NULL; /* for the paths of the last check; may stay NULL */
+    if (cli_open_db(cfg, &tl, &err) != HIBUS_OK) {
+        txlog_close(tl);
+        tl = NULL;
+    }
+    json_t *drift = dhis2_drift(cfg, tl);
+    txlog_close(tl);
+    int problems = 0, moves = 0;
+    size_t i;
+    const json_t *c;
+    json_array_foreach(json_object_get(drift, "dhis2"), i, c)
+    {
+        const char *channel = json_string_value(json_object_get(c, "channel"));
+        const char *route = json_string_value(json_object_get(c, "route"));
+        const char *error = json_string_value(json_object_get(c, "error"));
+        if (error != NULL) {
+            fprintf(stderr, "%s: channel \"%s\", route \"%s\": %s\n",
+                    json_string_value(json_object_get(c, "file")), channel, route, error);
+            problems++;
+            continue;
+        }
+        const json_t *missing = json_object_get(c, "problems");
+        printf("DHIS2 %s at %s (channel \"%s\", route \"%s\"): ",
+               json_string_value(json_object_get(c, "version")),
+               json_string_value(json_object_get(c, "url")), channel, route);
+        if (json_array_size(missing) == 0)
+            printf("every mapped UID exists\n");
+        else
+            printf("%zu mapped UID%s missing\n", json_array_size(missing),
+                   json_array_size(missing) == 1 ? "" : "s");
+        size_t k;
+        const json_t *v;
+        json_array_foreach(missing, k, v) fprintf(stderr, "  %s\n", json_string_value(v));
+        problems += (int)json_array_size(missing);
+        json_array_foreach(json_object_get(c, "moved"), k, v)
+        {
+            const char *line = json_string_value(json_object_get(v, "message"));
+            fputs("  ", stderr);
+            cli_put_safe(stderr, line, strlen(line));
+            putc('\n', stderr);
+            moves++;
         }
     }
-    txlog_close(db.tl);
+    if (moves > 0)
+        printf("%d mapped org unit%s moved in DHIS2 since the last check\n", moves,
+               moves == 1 ? "" : "s");
+    const char *why = json_string_value(json_object_get(drift, "moves_not_compared"));
+    if (why != NULL)
+        fprintf(stderr,
+                "hibus check: the transaction log was not reached (%s): org units moved in "
+                "DHIS2 since the last check are not listed\n",
+                why);
+    json_decref(drift);
     mediator_global_cleanup();
-    return problems + check_unmapped(cfg);
+    return problems + moves + check_unmapped(cfg);
 }
 
 int cli_check(int argc, char **argv)

@@ -17,6 +17,7 @@
 #include "hibus/alloc.h"
 #include "hibus/mediator.h"
 #include "hibus/period.h"
+#include "hibus/txlog.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -777,4 +778,102 @@ enum hibus_err dhis2_check_remote_paths(const struct config_route *route, const 
         rc = check_data_set(route, m, m->data_sets[i].uid, missing, unknown, err);
     json_decref(unknown);
     return rc;
+}
+
+/* ---------------------------------------------------------------- drift */
+
+/* "/A/B" of path "/A/B/UID": the parents, or "/" for a root. */
+static void parents_of(const char *path, char *out, size_t cap)
+{
+    const char *last = strrchr(path, '/');
+    if (last == NULL || last == path)
+        snprintf(out, cap, "/");
+    else
+        snprintf(out, cap, "%.*s", (int)(last - path), path);
+}
+
+/* The moves of the org units in paths since the last check, as sentences in
+ * check (an object of dhis2_drift's list). */
+static void drift_moves(struct txlog *tl, const char *url, const struct mapping *m,
+                        const json_t *paths, json_t *check, char *db_error, size_t db_error_len)
+{
+    json_t *moved = NULL;
+    struct hibus_error err = {0};
+    if (tl == NULL || txlog_org_unit_moves(tl, url, paths, &moved, &err) != HIBUS_OK) {
+        if (db_error[0] == '\0')
+            snprintf(db_error, db_error_len, "%s", tl == NULL ? "no connection" : err.msg);
+        return;
+    }
+    json_t *list = json_array();
+    size_t i;
+    const json_t *v;
+    json_array_foreach(moved, i, v)
+    {
+        char was[512], now[512], line[1400];
+        parents_of(json_string_value(json_object_get(v, "old_path")), was, sizeof was);
+        parents_of(json_string_value(json_object_get(v, "path")), now, sizeof now);
+        snprintf(line, sizeof line,
+                 "mapping \"%s\": org unit %s (mapped from \"%s\") was moved in DHIS2: it was "
+                 "under %s at the check of %s, it is now under %s; its reports now count toward "
+                 "its new parents: check that the facility is still mapped to the right org unit",
+                 m->name, json_string_value(json_object_get(v, "uid")),
+                 json_string_value(json_object_get(v, "code")), was,
+                 json_string_value(json_object_get(v, "seen_at")), now);
+        json_t *o = json_deep_copy(v);
+        json_object_set_new(o, "message", json_string(line));
+        json_array_append_new(list, o);
+    }
+    json_object_set_new(check, "moved", list);
+    json_decref(moved);
+}
+
+json_t *dhis2_drift(const struct config *cfg, struct txlog *tl)
+{
+    json_t *checks = json_array();
+    char db_error[512] = "";
+    for (size_t i = 0; i < cfg->n_channels; i++) {
+        const struct config_channel *ch = &cfg->channels[i];
+        for (size_t r = 0; r < ch->n_routes; r++) {
+            const struct config_route *rt = &ch->routes[r];
+            if (rt->mediator != CONFIG_MEDIATOR_DHIS2)
+                continue;
+            const struct mapping *m = ch->has_transform ? ch->transform.mapping : NULL;
+            bool seen = false; /* the same URL and mapping through an earlier route? */
+            for (size_t j = 0; j <= i && !seen; j++)
+                for (size_t k = 0; k < cfg->channels[j].n_routes && !seen; k++) {
+                    const struct config_route *o = &cfg->channels[j].routes[k];
+                    if (o == rt)
+                        break;
+                    seen = o->mediator == CONFIG_MEDIATOR_DHIS2 && strcmp(o->url, rt->url) == 0 &&
+                           cfg->channels[j].has_transform &&
+                           cfg->channels[j].transform.mapping == m;
+                }
+            if (seen)
+                continue;
+            char version[64];
+            struct hibus_error err = {0};
+            json_t *missing = json_array(), *paths = json_object();
+            json_t *check = json_pack("{s:s, s:s, s:s, s:s?, s:s}", "channel", ch->name, "route",
+                                      rt->name, "url", rt->url, "mapping", m ? m->name : NULL,
+                                      "file", rt->pos.file ? rt->pos.file : "");
+            if (dhis2_check_remote_paths(rt, m, version, sizeof version, missing, paths, &err) !=
+                HIBUS_OK) {
+                char msg[1200];
+                snprintf(msg, sizeof msg, "%s%s%s", err.msg, err.detail[0] ? ": " : "", err.detail);
+                json_object_set_new(check, "error", json_string(msg));
+            } else {
+                json_object_set_new(check, "version", json_string(version));
+                json_object_set(check, "problems", missing);
+                if (m != NULL && json_object_size(paths) > 0)
+                    drift_moves(tl, rt->url, m, paths, check, db_error, sizeof db_error);
+            }
+            json_decref(missing);
+            json_decref(paths);
+            json_array_append_new(checks, check);
+        }
+    }
+    json_t *out = json_pack("{s:o}", "dhis2", checks);
+    if (db_error[0] != '\0')
+        json_object_set_new(out, "moves_not_compared", json_string(db_error));
+    return out;
 }

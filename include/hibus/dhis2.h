@@ -109,4 +109,14 @@ enum hibus_err dhis2_check_remote_paths(const struct config_route *route, const 
                                         char *version, size_t version_len, json_t *missing,
                                         json_t *paths, struct hibus_error *err);
 
+/* Drift between the configuration and the DHIS2s its dhis2 routes deliver to, for
+ * check --remote and GET /api/drift: for every distinct (DHIS2 URL, mapping) pair,
+ * {channel, route, url, mapping, file, version | error, problems: [sentences],
+ * moved: [{uid, code, old_path, path, seen_at, message}]}, under "dhis2"; moves
+ * come from the paths the log remembers (tl may be NULL: then, or when the log
+ * cannot be read, "moves_not_compared" says why). Calls DHIS2; caller decrefs. */
+struct config;
+struct txlog;
+json_t *dhis2_drift(const struct config *cfg, struct txlog *tl);
+
 #endif

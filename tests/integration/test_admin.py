@@ -330,6 +330,18 @@ class AdminTest(harness.TestCase):
         self.assertNotIn("p88r7fYkDc9", r.stderr)
         r = hb.cli("check", "-c", hb.config_path, "--remote")
         self.assertNotIn("was moved", r.stderr)
+        # the admin API tells the same (its own hibus, its own DHIS2: the simulator
+        # of the module, where nothing moved since the first look records it)
+        self.assertEqual(admin("GET", "/api/drift", "rita").status, 403)
+        got = admin("GET", "/api/drift", "omar").json()
+        self.assertEqual(len(got["dhis2"]), 1, got)
+        d = got["dhis2"][0]
+        self.assertEqual((d["channel"], d["route"], d["url"]), ("stock", "dhis2", SIM.url))
+        self.assertEqual(d["problems"], ['mapping "m": org unit Gh0stUnit01 (mapped from '
+                                         '"FAC-GHOST") does not exist in DHIS2'])
+        self.assertEqual(d["moved"], [])
+        self.assertEqual(got["unmapped_days"], 30)
+        self.assertNotIn("moves_not_compared", got)
 
     def test_hostile_requests(self):
         # an event stream per database session, at most 8: the ninth is refused, and a
