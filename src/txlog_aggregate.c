@@ -74,6 +74,66 @@ static void arr_close(struct buf *b)
 
 /* ------------------------------------------------------------------ storing */
 
+/* Periods a facility has no event in, between its first and its last period with
+ * one, get a row too: a month without any movement (the shelf empty all month, or
+ * untouched) is a month of figures as well, opening where the previous closed.
+ * After the last period with an event nothing is made up: a facility that stopped
+ * reporting is not reported as static for ever. At most GAP_MAX rows per facility
+ * at a time (a date decades off would otherwise make hundreds). */
+#define GAP_MAX 240
+static enum hibus_err fill_gaps(PGconn *conn, const struct txlog_agg_store *rq,
+                                const char *facilities, struct hibus_error *err)
+{
+    const char *v[2] = {rq->channel, facilities};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT facility, min(period_start)::text, max(period_end)::text"
+                                 " FROM aggregate_periods WHERE channel = $1"
+                                 "  AND facility = ANY ($2::text[]) GROUP BY facility",
+                                 2, NULL, v, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(err, conn, res, "look for periods without events");
+    struct buf a[4] = {{0}};
+    for (int k = 0; k < 4; k++)
+        arr_open(&a[k]);
+    for (int r = 0; r < PQntuples(res); r++) {
+        struct period_date first, last;
+        struct period p;
+        if (!period_date_parse(PQgetvalue(res, r, 1), &first) ||
+            !period_date_parse(PQgetvalue(res, r, 2), &last) ||
+            !period_containing(rq->period_type, first, &p))
+            continue;
+        long end = period_day_number(last);
+        for (int k = 0; k < GAP_MAX && period_day_number(p.start) <= end; k++) {
+            char sd[11], ed[11];
+            period_date_format(p.start, sd);
+            period_date_format(p.end, ed);
+            arr_text(&a[0], PQgetvalue(res, r, 0));
+            arr_text(&a[1], p.id);
+            arr_text(&a[2], sd);
+            arr_text(&a[3], ed);
+            if (!period_containing(rq->period_type,
+                                   period_date_of_day(period_day_number(p.end) + 1), &p))
+                break;
+        }
+    }
+    PQclear(res);
+    for (int k = 0; k < 4; k++)
+        arr_close(&a[k]);
+    const char *pv[5] = {rq->channel, a[0].s, a[1].s, a[2].s, a[3].s};
+    res = PQexecParams(conn,
+                       "INSERT INTO aggregate_periods (channel, facility, period, period_start,"
+                       " period_end)"
+                       " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::date[], $5::date[])"
+                       " ON CONFLICT (channel, facility, period) DO NOTHING",
+                       5, NULL, pv, NULL, NULL, 0);
+    for (int k = 0; k < 4; k++)
+        buf_free(&a[k]);
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
+        return fail(err, conn, res, "add the periods without events");
+    PQclear(res);
+    return HIBUS_OK;
+}
+
 struct store_ctx {
     const struct txlog_agg_store *rq;
     struct txlog_agg_stored *out;
@@ -212,6 +272,10 @@ static enum hibus_err op_store(PGconn *conn, unsigned *prepared, void *vctx,
                                         PQgetvalue(res, r, 3)[0] == 't'));
     PQclear(res);
     res = NULL;
+    if (n > 0 && fill_gaps(conn, rq, a[0].s, err) != HIBUS_OK) {
+        rc = HIBUS_E_DB;
+        goto out;
+    }
     if (!txlog_exec_cmd(conn, "COMMIT", "commit the stock events", err))
         rc = HIBUS_E_DB;
 out:
