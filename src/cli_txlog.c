@@ -411,6 +411,21 @@ int cli_ls(int argc, char **argv)
     } else {
         const json_t *list = json_object_get(page, "transactions");
         const json_t *next = json_object_get(page, "next_before");
+        /* what waits in the queue, per channel (only those with something queued) */
+        json_t *queue = NULL, *waiting = json_array();
+        struct hibus_error qerr = {0};
+        if (txlog_queue_depth(tl, &queue, &qerr) == HIBUS_OK) {
+            size_t k;
+            json_t *row;
+            json_array_foreach(queue, k, row)
+            {
+                const char *ch = json_string_value(json_object_get(row, "channel"));
+                if (json_integer_value(json_object_get(row, "queued")) > 0 &&
+                    (o.channel == NULL || strcmp(o.channel, ch) == 0))
+                    json_array_append(waiting, row);
+            }
+        }
+        json_decref(queue);
         if (o.json) {
             json_dumpf(page, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
             putchar('\n');
@@ -426,6 +441,24 @@ int cli_ls(int argc, char **argv)
                 printf("more: add --before %lld for the next page\n",
                        (long long)json_integer_value(next));
         }
+        if (!o.json) {
+            size_t k;
+            const json_t *row;
+            json_array_foreach(waiting, k, row)
+            {
+                double age = json_real_value(json_object_get(row, "oldest_queued_seconds"));
+                printf("queue of %s: %lld queued, the oldest for ",
+                       json_string_value(json_object_get(row, "channel")),
+                       (long long)json_integer_value(json_object_get(row, "queued")));
+                if (age < 120)
+                    printf("%.0f s\n", age);
+                else if (age < 7200)
+                    printf("%.0f min\n", age / 60);
+                else
+                    printf("%.1f h\n", age / 3600);
+            }
+        }
+        json_decref(waiting);
         rc = 0;
     }
     json_decref(page);

@@ -729,27 +729,6 @@ tz:
         a->timezone = config_xstrdup(ld, "UTC");
 }
 
-/* A worker holds an async transaction for delivery.lease while it runs the routes
- * one after the other; if they could take longer, another process could claim the
- * transaction and deliver it a second time. */
-static void check_lease(struct loader *ld, const yaml_node_t *at, const struct config_channel *ch)
-{
-    long long sum = 0;
-    for (size_t i = 0; i < ch->n_routes; i++)
-        sum += ch->routes[i].timeout_ms;
-    if (sum <= ld->cfg->delivery_lease_ms)
-        return;
-    char a[32], b[32];
-    config_fmt_duration(a, sizeof a, sum);
-    config_err_at(
-        ld, at,
-        "the routes of async channel \"%s\" may take %s together (the sum of their "
-        "timeouts), longer than delivery.lease (%s); raise delivery.lease in hibus.yaml to at "
-        "least %s, or lower the timeouts",
-        ch->name ? ch->name : "", a, config_fmt_duration(b, sizeof b, ld->cfg->delivery_lease_ms),
-        a);
-}
-
 /* An event reader needs aggregate:, and aggregate: an event reader and a mapping. */
 static void check_aggregate(struct loader *ld, const struct found *agg, const struct found *tr,
                             struct config_channel *ch)
@@ -834,9 +813,11 @@ void config_load_channel(struct loader *ld, yaml_node_t *root, void *arg)
     ch->retry = cfg->retry;
     if (f[K_CH_RETRY].val) {
         struct found g[sizeof config_retry_keys / sizeof config_retry_keys[0]];
-        if (MAP_KEYS(ld, f[K_CH_RETRY].val, "retry", config_retry_keys, g))
+        if (MAP_KEYS(ld, f[K_CH_RETRY].val, "retry", config_retry_keys, g)) {
             config_load_retry_policy(ld, "retry", g[K_RY_MAX_ATTEMPTS].val, g[K_RY_MAX_AGE].val,
                                      g[K_RY_BACKOFF].val, &ch->retry);
+            config_check_attempts(ld, "retry", g[K_RY_MAX_ATTEMPTS].val, &ch->retry);
+        }
     }
     config_load_keep(ld, "", f[K_CH_KEEP_BODIES].val, f[K_CH_KEEP_TRANSACTIONS].val,
                      &ch->keep_bodies_ms, &ch->keep_transactions_ms);
@@ -854,11 +835,8 @@ void config_load_channel(struct loader *ld, yaml_node_t *root, void *arg)
             config_err_at(ld, f[K_CH_UNMAPPED].key,
                           "unmapped applies only to a channel whose transform has a mapping");
     }
-    size_t before_routes = ld->diags->n;
     if (f[K_CH_ROUTES].val)
         config_load_routes(ld, f[K_CH_ROUTES].val, ch);
-    if (ch->mode == CONFIG_MODE_ASYNC && f[K_CH_ROUTES].val && ld->diags->n == before_routes)
-        check_lease(ld, f[K_CH_ROUTES].key, ch);
     /* DHIS2 takes UIDs: a report in source codes must go through a mapping */
     for (size_t i = 0; ch->has_transform && seen.mapping == NULL && i < ch->n_routes; i++) {
         if (ch->routes[i].mediator == CONFIG_MEDIATOR_DHIS2) {

@@ -167,7 +167,8 @@ struct config_duration_range {
 
 #define CONFIG_DAY_MS (24L * 3600 * 1000)
 
-extern const struct config_duration_range config_dur_short, config_dur_long, config_dur_connect,
+extern const struct config_duration_range config_dur_short, config_dur_long, config_dur_lease,
+    config_dur_connect,
     config_dur_keep, config_dur_prune, config_dur_alert, config_dur_alert_off;
 bool config_get_duration_in(struct loader *ld, const yaml_node_t *n, const char *what,
                             const struct config_duration_range *range, long *out);
@@ -219,6 +220,10 @@ void config_load_keep(struct loader *ld, const char *prefix, const yaml_node_t *
                       long long *transactions_ms);
 /* backoff.max >= backoff.initial; keep_transactions >= keep_bodies (unless either is
  * 0, forever). The problem is reported at the key given (NULL: not given). */
+/* A warning at `at` (max_attempts) when that count would likely end the retries
+ * long before max_age. */
+void config_check_attempts(struct loader *ld, const char *prefix, const yaml_node_t *at,
+                           const struct config_retry *r);
 void config_check_backoff(struct loader *ld, const char *prefix, const yaml_node_t *initial,
                           const yaml_node_t *max, const struct config_retry *r);
 void config_check_keep(struct loader *ld, const char *prefix, const yaml_node_t *bodies,

@@ -155,12 +155,12 @@ const struct config_key config_keys[] = {
     {"delivery.workers", CONFIG_KEY_INT, AT(delivery_workers), 0, 256, .def = 4, .example = "8",
      .doc = "delivery threads in this process. `0`: this process only takes requests and "
             "other hibus processes (on the same database) deliver"},
-    {"delivery.lease", CONFIG_KEY_DURATION, AT(delivery_lease_ms), .range = &config_dur_long,
-     .def = 5 * 60000, .reload = true, .example = "15m",
-     .doc = "how long a worker's claim on a transaction lasts unless renewed (the process "
-            "renews its workers' claims every third of it); once it lapses (the process "
-            "died, or could not reach the database) any process may claim the transaction "
-            "again. Must be at least the sum of the route timeouts of every async channel"},
+    {"delivery.lease", CONFIG_KEY_DURATION, AT(delivery_lease_ms), .range = &config_dur_lease,
+     .def = 30000, .reload = true, .example = "1m",
+     .doc = "how long a worker's claim on a transaction lasts unless renewed: the process "
+            "renews its workers' claims every third of it while they deliver, however long "
+            "DHIS2 takes; once it lapses (the process died, or could not reach the database "
+            "for that long) another process takes the transaction over. What a crash costs"},
     {"delivery.poll", CONFIG_KEY_DURATION, AT(delivery_poll_ms), .range = &config_dur_short,
      .def = 5000, .reload = true, .example = "1s",
      .doc = "workers are woken when work is queued (at once in their own process, by an "
@@ -177,17 +177,24 @@ const struct config_key config_keys[] = {
      .reload = true, .example = "2m",
      .doc = "on SIGTERM, how long deliveries under way may finish before the process exits; "
             "what is left is claimed again once its lease lapses"},
-    {"delivery.max_attempts", CONFIG_KEY_INT, AT(retry.max_attempts), 1, 1000, .def = 10,
-     .reload = true, .example = "20", .doc = "delivery rounds before a transaction is failed"},
+    {"delivery.max_attempts", CONFIG_KEY_INT, AT(retry.max_attempts), 0, 100000, .def = 0,
+     .reload = true, .example = "500",
+     .doc = "a safety net: delivery rounds before a transaction is failed. `0`: no limit, "
+            "`max_age` alone decides how long a transaction is retried (a count that runs "
+            "out within an outage fails reports DHIS2 would have taken; hibus check warns "
+            "about one that is likely to)"},
     {"delivery.max_age", CONFIG_KEY_DURATION, AT(retry.max_age_ms), .range = &config_dur_long,
-     .def = 24 * 3600000LL, .reload = true, .example = "7d",
-     .doc = "no new round once the request is older than this"},
+     .def = 24 * 3600000LL, .reload = true, .example = "3d",
+     .doc = "how long a transaction is retried: no new round once the request is older than "
+            "this. The default rides out a DHIS2 outage of a working day, with margin"},
     {"delivery.backoff.initial", CONFIG_KEY_DURATION, AT(retry.backoff_initial_ms),
      .range = &config_dur_short, .def = 2000, .reload = true, .example = "10s",
      .doc = "the longest wait before the second round"},
     {"delivery.backoff.max", CONFIG_KEY_DURATION, AT(retry.backoff_max_ms),
-     .range = &config_dur_short, .def = 15 * 60000, .reload = true, .example = "1h",
-     .doc = "the longest wait between any two rounds; at least `backoff.initial`"},
+     .range = &config_dur_short, .def = 5 * 60000, .reload = true, .example = "10m",
+     .doc = "the longest wait between any two rounds; at least `backoff.initial`. It bounds "
+            "how long a queued report waits after its target is back (less: the first "
+            "success on a channel calls its waiting retries forward)"},
     {"retention.keep_bodies", CONFIG_KEY_DURATION_LL, AT(keep_bodies_ms), .range = &config_dur_keep,
      .def = 0, .reload = true, .example = "90d",
      .doc = "request and response bodies are removed this long after the request was "
@@ -436,6 +443,9 @@ void config_load_main(struct loader *ld, yaml_node_t *root, void *arg)
                       *transactions = node_of(nodes, "retention.keep_transactions");
     if (initial != &refused && max != &refused)
         config_check_backoff(ld, "delivery", initial, max, &cfg->retry);
+    const yaml_node_t *attempts = node_of(nodes, "delivery.max_attempts");
+    if (attempts != &refused)
+        config_check_attempts(ld, "delivery", attempts, &cfg->retry);
     if (bodies != &refused && transactions != &refused)
         config_check_keep(ld, "retention.", bodies, transactions, cfg->keep_bodies_ms,
                           cfg->keep_transactions_ms);
@@ -505,6 +515,44 @@ void config_check_backoff(struct loader *ld, const char *prefix, const yaml_node
             "%s.backoff.initial (%s) is longer than backoff.max (%s) (set %s.backoff.max to at "
             "least %s)",
             prefix, b, a, prefix, b);
+}
+
+/* A max_attempts that would likely end the retries well before max_age: the
+ * expected wait of n rounds under full jitter is half the sum of their caps. */
+static double expected_wait_ms(const struct config_retry *r, int rounds)
+{
+    double total = 0, cap = (double)r->backoff_initial_ms;
+    for (int k = 1; k < rounds; k++) {
+        total += (cap < (double)r->backoff_max_ms ? cap : (double)r->backoff_max_ms) / 2;
+        cap *= 2;
+    }
+    return total;
+}
+
+void config_check_attempts(struct loader *ld, const char *prefix, const yaml_node_t *at,
+                           const struct config_retry *r)
+{
+    if (at == NULL || r->max_attempts == 0 ||
+        expected_wait_ms(r, r->max_attempts) >= (double)r->max_age_ms)
+        return;
+    /* the rounds whose expected wait reaches max_age, adding one round at a time */
+    int need = 1;
+    double total = 0, cap = (double)r->backoff_initial_ms;
+    while (need < 100000 && total < (double)r->max_age_ms) {
+        total += (cap < (double)r->backoff_max_ms ? cap : (double)r->backoff_max_ms) / 2;
+        if (cap < (double)r->backoff_max_ms)
+            cap *= 2;
+        need++;
+    }
+    char a[32], b[32], c[32];
+    config_fmt_duration(a, sizeof a, (long long)expected_wait_ms(r, r->max_attempts));
+    config_fmt_duration(b, sizeof b, r->max_age_ms);
+    config_fmt_duration(c, sizeof c, r->backoff_max_ms);
+    config_warn_at(ld, at,
+                   "%s.max_attempts %d ends the retries after about %s (backoff up to %s), long "
+                   "before max_age (%s): a target down for longer fails reports it would have "
+                   "taken. Remove it (max_age alone then decides) or raise it to at least %d",
+                   prefix, r->max_attempts, a, c, b, need);
 }
 
 void config_check_keep(struct loader *ld, const char *prefix, const yaml_node_t *bodies,

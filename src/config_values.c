@@ -388,6 +388,7 @@ const struct config_duration_range config_dur_short = {1, CONFIG_DAY_MS, "1ms ..
                                                        "500ms, 30s, 2m or 1h"};
 const struct config_duration_range config_dur_long = {1, 30 * CONFIG_DAY_MS, "1ms .. 30d",
                                                       "30s, 5m, 24h or 7d"};
+const struct config_duration_range config_dur_lease = {1000, 3600000, "1s .. 1h", "10s, 30s or 2m"};
 const struct config_duration_range config_dur_connect = {1, TXLOG_CONNECT_TIMEOUT_MAX_MS,
                                                          "1ms .. 1h", "500ms, 30s, 2m or 1h"};
 const struct config_duration_range config_dur_keep = {0, 3650 * CONFIG_DAY_MS, "0 .. 3650d",

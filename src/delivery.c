@@ -821,7 +821,7 @@ void delivery_round(const struct config *cfg, const struct config_channel *ch,
         out->status = TXLOG_FAILED;
         return;
     }
-    if (retries && rq->round > ch->retry.max_attempts) {
+    if (retries && ch->retry.max_attempts > 0 && rq->round > ch->retry.max_attempts) {
         snprintf(out->why, sizeof out->why, "max_attempts (%d) reached: delivery stopped",
                  ch->retry.max_attempts);
         out->status = TXLOG_FAILED;
@@ -839,18 +839,20 @@ void delivery_round(const struct config *cfg, const struct config_channel *ch,
     }
     size_t n_headers = 0;
     struct mediator_header *headers = headers_from_json(rq->headers_json, &n_headers);
-    struct delivery_input in = {.request_id = rq->request_id,
-                                .method = rq->method,
-                                .query = rq->query,
-                                .headers = headers,
-                                .n_headers = n_headers,
-                                .body = rq->body,
-                                .body_len = rq->body_len,
-                                .max_response = cfg->max_body,
-                                .may_retry = retries && rq->round < ch->retry.max_attempts &&
-                                             rq->age_ms < (double)ch->retry.max_age_ms,
-                                .tl = rq->tl,
-                                .tx_id = rq->tx_id};
+    struct delivery_input in = {
+        .request_id = rq->request_id,
+        .method = rq->method,
+        .query = rq->query,
+        .headers = headers,
+        .n_headers = n_headers,
+        .body = rq->body,
+        .body_len = rq->body_len,
+        .max_response = cfg->max_body,
+        .may_retry = retries &&
+                     (ch->retry.max_attempts == 0 || rq->round < ch->retry.max_attempts) &&
+                     rq->age_ms < (double)ch->retry.max_age_ms,
+        .tl = rq->tl,
+        .tx_id = rq->tx_id};
     delivery_run(ch, &out->prep, &in, prev, n_prev, &out->res);
     headers_free(headers, n_headers);
 
@@ -864,7 +866,7 @@ const char *delivery_verdict(const struct config_retry *rt, int round, double ag
                              long *retry_in_ms, char *why, size_t why_len)
 {
     /* Retry while the policy allows; otherwise the round's failure is final. */
-    if (round >= rt->max_attempts) {
+    if (rt->max_attempts > 0 && round >= rt->max_attempts) {
         snprintf(why, why_len, "gave up after %d attempts (max_attempts)", round);
         return TXLOG_FAILED;
     }

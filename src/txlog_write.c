@@ -868,6 +868,23 @@ enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released
     return rc;
 }
 
+enum hibus_err txlog_hurry(struct txlog *tl, const char *channel, long *hurried,
+                           struct hibus_error *err)
+{
+    const char *const vals[1] = {channel};
+    /* Retries (rounds > 0) still waiting out their backoff become due now; the
+     * workers' number and batches bound how many go at once, and order keys keep
+     * each facility and period in order. */
+    enum hibus_err rc = run_count(tl,
+                                  "UPDATE transactions SET next_attempt_at = clock_timestamp()"
+                                  " WHERE status = 'queued' AND channel = $1 AND rounds > 0"
+                                  "   AND next_attempt_at > clock_timestamp()",
+                                  "call a channel's retries forward", 1, vals, hurried, err);
+    if (rc == HIBUS_OK && hurried != NULL && *hurried > 0)
+        txlog_changed(tl, true);
+    return rc;
+}
+
 struct renew_ctx {
     const char *const *vals;
     bool held;

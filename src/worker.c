@@ -74,6 +74,8 @@ struct workers {
     pthread_cond_t wake_keeper; /* stopping */
     pthread_cond_t idle;        /* in_flight reached 0 */
     unsigned long generation;   /* bumped on every wake-up; guarded by mu */
+    json_t *failing;            /* channel name -> true: a round of it ended in a retry since
+                                   its last success in this process; guarded by mu */
     long in_flight;             /* guarded by mu */
     size_t exited;              /* worker threads that returned; guarded by mu */
 };
@@ -119,6 +121,36 @@ static void end_without_delivery(struct workers *w, const char *owner,
     if (delivery_record(w->deps.tl, c->id, p, NULL, &o, &err) != HIBUS_OK)
         LOG_ERROR(c->request_id, "tx=%lld: could not record its end: %s", (long long)c->id,
                   err.msg);
+}
+
+/* After an outage the first delivery that goes through on a channel (a retry that
+ * succeeded, or any success after this process saw the channel fail) calls the
+ * channel's waiting retries forward: the target is back, and they need not each
+ * wait out a backoff of up to backoff.max. */
+static void note_outcome(struct workers *w, const struct txlog_claimed *c, const char *status)
+{
+    bool retry = strcmp(status, TXLOG_QUEUED) == 0;
+    bool success = strcmp(status, "successful") == 0 || strcmp(status, "completed") == 0 ||
+                   strcmp(status, "completed_with_errors") == 0;
+    if (!retry && !success)
+        return;
+    pthread_mutex_lock(&w->mu);
+    bool was_failing = json_object_get(w->failing, c->channel) != NULL;
+    if (retry)
+        json_object_set_new(w->failing, c->channel, json_true());
+    else
+        json_object_del(w->failing, c->channel);
+    pthread_mutex_unlock(&w->mu);
+    if (!success || (!was_failing && c->rounds <= 1))
+        return;
+    long hurried = 0;
+    struct hibus_error err = {0};
+    if (txlog_hurry(w->deps.tl, c->channel, &hurried, &err) != HIBUS_OK)
+        LOG_ERROR(c->request_id, "channel %s: could not call its waiting retries forward: %s",
+                  c->channel, err.msg);
+    else if (hurried > 0)
+        LOG_INFO(c->request_id, "channel %s delivers again: %ld waiting retr%s called forward",
+                 c->channel, hurried, hurried == 1 ? "y" : "ies");
 }
 
 static void deliver_one(struct workers *w, const struct config *cfg, const char *owner,
@@ -179,6 +211,7 @@ static void deliver_one(struct workers *w, const struct config *cfg, const char 
     else
         LOG_INFO(c->request_id, "tx=%lld channel=%s: delivered in round %d: %s", (long long)c->id,
                  c->channel, c->rounds, round.status);
+    note_outcome(w, c, round.status);
     free(body);
     delivery_round_free(&round);
 }
@@ -381,6 +414,7 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
     pthread_mutex_init(&w->mu, NULL);
     clock_cond_init(&w->wake);
     clock_cond_init(&w->wake_keeper);
+    w->failing = json_object();
     clock_cond_init(&w->idle);
     size_t n = (size_t)deps->cfg->delivery_workers;
     w->threads = hibus_xcalloc(n ? n : 1, sizeof *w->threads);
@@ -474,6 +508,7 @@ bool workers_stop(struct workers *w)
     pthread_cond_destroy(&w->wake_keeper);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->mu);
+    json_decref(w->failing);
     free(w->threads);
     for (size_t i = 0; i < w->n_threads; i++)
         free(w->ctx[i].held);

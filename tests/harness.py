@@ -980,11 +980,16 @@ class Process:
                 self._cond.wait(left)
 
     def stderr_text(self):
+        # after stop() the file object is closed (flush raises ValueError), but the
+        # file is still there: what a stopped simulator logged stays readable
         try:
             self._err.flush()
+        except (OSError, ValueError):
+            pass
+        try:
             with open(self.stderr_path, "rb") as f:
                 return f.read().decode("utf-8", "replace")
-        except (OSError, ValueError):
+        except OSError:
             return ""
 
     def stop(self, timeout=10.0):

@@ -26,10 +26,11 @@ enum config_mode { CONFIG_MODE_SYNC = 0, CONFIG_MODE_ASYNC = 1 };
 /* Retry policy: delivery: in hibus.yaml gives the defaults, a channel's retry:
  * overrides each key it names. */
 struct config_retry {
-    int max_attempts;        /* delivery rounds before a transaction is failed; default 10 */
+    int max_attempts;        /* delivery rounds before a transaction is failed; default 0:
+                                no limit, max_age decides */
     long max_age_ms;         /* no retry once the request is older than this; default 24h */
     long backoff_initial_ms; /* default 2s */
-    long backoff_max_ms;     /* default 15m; delay = random(0, min(max, initial * 2^(n-1))) */
+    long backoff_max_ms;     /* default 5m; delay = random(0, min(max, initial * 2^(n-1))) */
 };
 enum config_mediator {
     CONFIG_MEDIATOR_HTTP = 0, /* forward to any HTTP target */

@@ -210,6 +210,11 @@ enum hibus_err txlog_next_due(struct txlog *tl, double *ms, struct hibus_error *
 
 /* Puts the claims of owner, and of "owner/anything" (its worker threads), back
  * in the queue, due now (SIGTERM after the drain). */
+/* The target of channel is back (a delivery to it just succeeded): its retries
+ * waiting out their backoff become due now, rather than each at its own time;
+ * *hurried (may be NULL) counts them. */
+enum hibus_err txlog_hurry(struct txlog *tl, const char *channel, long *hurried,
+                           struct hibus_error *err);
 enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released,
                              struct hibus_error *err);
 
