@@ -21,8 +21,8 @@ enum { F_MINUTE, F_HOUR, F_MDAY, F_MONTH, F_WDAY, F_COUNT };
 
 struct field_spec {
     const char *name;
-    int min, max;              /* day-of-week accepts 7 as well (Sunday), folded to 0 */
-    const char *const *names;  /* names for values min.., or NULL */
+    int min, max;             /* day-of-week accepts 7 as well (Sunday), folded to 0 */
+    const char *const *names; /* names for values min.., or NULL */
 };
 
 static const char *const month_names[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL",
@@ -30,10 +30,8 @@ static const char *const month_names[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JU
 static const char *const day_names[] = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", NULL};
 
 static const struct field_spec fields[F_COUNT] = {
-    [F_MINUTE] = {"minute", 0, 59, NULL},
-    [F_HOUR] = {"hour", 0, 23, NULL},
-    [F_MDAY] = {"day-of-month", 1, 31, NULL},
-    [F_MONTH] = {"month", 1, 12, month_names},
+    [F_MINUTE] = {"minute", 0, 59, NULL},        [F_HOUR] = {"hour", 0, 23, NULL},
+    [F_MDAY] = {"day-of-month", 1, 31, NULL},    [F_MONTH] = {"month", 1, 12, month_names},
     [F_WDAY] = {"day-of-week", 0, 7, day_names},
 };
 
@@ -121,8 +119,7 @@ static bool parse_item(const struct field_spec *f, const char *s, size_t len, ui
     }
     if (slash != NULL) {
         size_t st_len = len - base_len - 1;
-        if (!parse_value(&fields[F_MINUTE], slash + 1, st_len, &step) || step < 1 ||
-            step > f->max)
+        if (!parse_value(&fields[F_MINUTE], slash + 1, st_len, &step) || step < 1 || step > f->max)
             return fail(msg, size, f, P_STEP, s, len);
     }
     for (int v = lo; v <= hi; v += step)
@@ -153,8 +150,8 @@ static bool parse_field(const struct field_spec *f, const char *s, size_t len, u
 static const struct {
     const char *name, *expr;
 } shorthands[] = {
-    {"@yearly", "0 0 1 1 *"},  {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
-    {"@weekly", "0 0 * * 0"},  {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
+    {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
+    {"@weekly", "0 0 * * 0"}, {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
     {"@hourly", "0 * * * *"},
 };
 

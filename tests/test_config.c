@@ -701,8 +701,9 @@ static void test_missing_required(void **state)
                   "clients.yaml:3:5: missing required key \"password_hash\" in clients[0] (or "
                   "certificate: a client is identified by a password, a certificate or both)\n"
                   "channels/stock.yaml:1:1: missing required key \"name\" at top level\n"
-                  "channels/stock.yaml:1:1: missing required key \"match\" at top level\n"
                   "channels/stock.yaml:1:1: missing required key \"routes\" at top level\n"
+                  "channels/stock.yaml:1:1: missing required key \"match\" at top level (or "
+                  "poll: for a channel that pulls its requests from a source)\n"
                   "channels/stock.yaml:1:1: channel allows no client (add role names under "
                   "allow.roles, or client ids under allow.clients)\n");
 }

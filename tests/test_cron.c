@@ -135,7 +135,8 @@ static const struct bad_case bad_cases[] = {
     {"x * * * *", "minute: invalid value \"x\" (expected a number 0-59)"},
     {"1-x * * * *", "minute: invalid value \"x\" (expected a number 0-59)"},
     {"-5 * * * *", "minute: invalid value \"\" (expected a number 0-59)"},
-    {"* * * * sat-sun", "day-of-week: range \"sat-sun\" goes backwards (write the smaller first; 0-7)"},
+    {"* * * * sat-sun",
+     "day-of-week: range \"sat-sun\" goes backwards (write the smaller first; 0-7)"},
     {"5-2 * * * *", "minute: range \"5-2\" goes backwards (write the smaller first; 0-59)"},
     {"*/0 * * * *",
      "minute: invalid step in \"*/0\" (a step is a whole number from 1 to the largest value "
@@ -192,8 +193,12 @@ static void test_too_long(void **state)
 static void test_never(void **state)
 {
     (void)state;
-    struct cron c = {.minutes = 1, .hours = 1, .mdays = 1u << 30, .months = 1u << 2,
-                     .wdays = 0x7f, .wday_star = true};
+    struct cron c = {.minutes = 1,
+                     .hours = 1,
+                     .mdays = 1u << 30,
+                     .months = 1u << 2,
+                     .wdays = 0x7f,
+                     .wday_star = true};
     assert_int_equal(cron_next(&c, at("2026-01-01 00:00")), -1);
 }
 
@@ -204,9 +209,8 @@ static void test_walk(void **state)
     struct cron c;
     char msg[256];
     assert_true(cron_parse("*/20 0-1 29 feb *", &c, msg, sizeof msg));
-    static const char *const want[] = {"2028-02-29 00:00", "2028-02-29 00:20",
-                                       "2028-02-29 00:40", "2028-02-29 01:00",
-                                       "2028-02-29 01:20", "2028-02-29 01:40",
+    static const char *const want[] = {"2028-02-29 00:00", "2028-02-29 00:20", "2028-02-29 00:40",
+                                       "2028-02-29 01:00", "2028-02-29 01:20", "2028-02-29 01:40",
                                        "2032-02-29 00:00"};
     int64_t t = at("2026-06-01 00:00");
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -220,7 +224,7 @@ static void test_walk(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_next),    cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_next),     cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_too_long), cmocka_unit_test(test_never),
         cmocka_unit_test(test_walk),
     };

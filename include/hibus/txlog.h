@@ -380,6 +380,53 @@ enum hibus_err txlog_follow_next(struct txlog_follower *f, int timeout_ms,
                                  struct txlog_summary **out, size_t *n, struct hibus_error *err);
 void txlog_follow_close(struct txlog_follower *f);
 
+/* ---- Polling channels (src/txlog_poll.c, migration 012; see hibus/poller.h) ---- */
+
+/* Makes sure poll_state has a row for channel under schedule (a poll's state_key):
+ * a new channel, or one whose schedule changed, gets next_due = first_due
+ * (seconds since 1970); a row with the same schedule is left as it is. */
+enum hibus_err txlog_poll_register(struct txlog *tl, const char *channel, const char *schedule,
+                                   int64_t first_due, struct hibus_error *err);
+
+/* A slot claimed by txlog_poll_claim. */
+struct txlog_poll_slot {
+    bool claimed;     /* false: not due, or another process has it */
+    char *cursor;     /* the stored cursor (malloc'ed), or NULL: none yet */
+    int64_t started;  /* the database's now() at the claim, seconds since 1970 */
+    int64_t next_due; /* the slot after this one */
+};
+
+/* Claims the due slot of channel, if it is due (next_due <= now), under schedule
+ * and not claimed by a live process: in one transaction, reads the row FOR UPDATE
+ * SKIP LOCKED, moves next_due to next(arg, now) (now being the database's, so a
+ * slot is never taken twice however the processes' clocks differ), and sets the
+ * claim for owner for lease_ms. Caller frees slot->cursor. */
+enum hibus_err txlog_poll_claim(struct txlog *tl, const char *channel, const char *schedule,
+                                const char *owner, long lease_ms,
+                                int64_t (*next)(void *arg, int64_t now), void *arg,
+                                struct txlog_poll_slot *slot, struct hibus_error *err);
+
+/* Ends owner's claim on channel: on success (error NULL) stores cursor (NULL:
+ * keeps the stored one), items and the time, and clears last_error; on failure
+ * records error and keeps the cursor. */
+enum hibus_err txlog_poll_finish(struct txlog *tl, const char *channel, const char *owner,
+                                 const char *cursor, int items, const char *error,
+                                 struct hibus_error *err);
+
+/* Whether channel already made a transaction of the item with this id. */
+enum hibus_err txlog_poll_seen(struct txlog *tl, const char *channel, const char *item_id,
+                               bool *seen, struct hibus_error *err);
+/* Records that the item with this id became transaction tx_id (a second record
+ * of the same id is ignored). */
+enum hibus_err txlog_poll_remember(struct txlog *tl, const char *channel, const char *item_id,
+                                   int64_t tx_id, struct hibus_error *err);
+
+/* Every poll channel's state, for hibus poll and GET /metrics: a JSON array of
+ * {channel, schedule, next_due, cursor, claimed_by, last_run, last_success,
+ * last_items, last_error, last_error_at, runs, failures}, times ISO 8601 UTC or
+ * null (caller json_decref's). */
+enum hibus_err txlog_poll_states(struct txlog *tl, json_t **out, struct hibus_error *err);
+
 /* ---- Client tokens (src/txlog_tokens.c; see hibus/tokens.h) ---- */
 
 enum hibus_err txlog_token_add(struct txlog *tl, const char *id, const char *client,

@@ -1,0 +1,361 @@
+"""Polling channels (issue 12): hibus pulls a paging source on a schedule and makes
+each item one transaction of the channel, delivered like a posted one.
+
+The source here is a small HTTP server that pages its items the way OpenLMIS's
+Spring Data pages do (content, number, size, totalPages, last, first), keeps only
+the items modified at or after the cursor parameter, and counts every request.
+Schedules are `every: 2s` (a seconds interval, which hibus offers beside cron
+expressions) so the tests take seconds; one test runs a cron schedule whose slot
+was missed while hibus was stopped."""
+
+import http.server
+import json
+import threading
+import time
+import unittest
+import urllib.parse
+
+import harness
+
+PG = TARGET = SOURCE = HB = None
+
+
+class Source:
+    """Items by path: {"/items": [item, ...]}, each item {"id", "modified", ...}.
+    fail[path] = "500" | "badjson" | "shape" makes that path answer wrongly."""
+
+    def __init__(self):
+        self.items = {}
+        self.fail = {}
+        self.hits = []  # (time, path, query dict)
+        self.lock = threading.Lock()
+        src = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):
+                pass
+
+            def do_GET(self):
+                u = urllib.parse.urlsplit(self.path)
+                q = dict(urllib.parse.parse_qsl(u.query))
+                with src.lock:
+                    src.hits.append((time.time(), u.path, q))
+                    items = list(src.items.get(u.path, []))
+                    fail = src.fail.get(u.path)
+                if fail == "500":
+                    return self.answer(500, b'{"message": "database is down"}')
+                if fail == "badjson":
+                    return self.answer(200, b'{"content": [')
+                since = q.get("modifiedSince")
+                if since:
+                    items = [i for i in items if i["modified"] >= since]
+                size = int(q.get("size", "1000"))
+                page = int(q.get("page", "0"))
+                chunk = items[page * size:(page + 1) * size]
+                pages = max(1, (len(items) + size - 1) // size)
+                # org.springframework.data.domain.Page as Jackson writes it (the shape
+                # OpenLMIS's search endpoints answer with)
+                doc = {"content": chunk, "number": page, "size": size,
+                       "numberOfElements": len(chunk), "totalElements": len(items),
+                       "totalPages": pages, "first": page == 0, "last": page >= pages - 1}
+                if fail == "shape":
+                    doc = {"items": chunk, "last": True}
+                self.answer(200, json.dumps(doc).encode())
+
+            def answer(self, status, body):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def hits_of(self, path, page=None):
+        with self.lock:
+            return [h for h in self.hits
+                    if h[1] == path and (page is None or h[2].get("page") == str(page))]
+
+
+def poll_channel(name, path, schedule=None, every="2s", cursor=True, item_id="id", size=3,
+                 **extra):
+    poll = {"url": SOURCE.url + path, "timeout": "5s",
+            "paging": {"items": "content", "page_param": "page", "size_param": "size",
+                       "size": size, "last": "last"}}
+    if schedule:
+        poll["schedule"] = schedule
+    else:
+        poll["every"] = every
+    if cursor:
+        poll["cursor"] = {"param": "modifiedSince", "from": "2026-01-01T00:00:00Z"}
+    if item_id:
+        poll["item_id"] = item_id
+    poll.update(extra)
+    return {"name": name, "poll": poll,
+            "routes": [{"name": "sink", "mediator": "http", "url": TARGET.url + "/sink/" + name,
+                        "primary": True, "timeout": "5s"}]}
+
+
+def item(i, modified="2026-03-01T00:00:00Z"):
+    return {"id": "req-%d" % i, "modified": modified, "status": "APPROVED"}
+
+
+def now_iso(offset=0):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset))
+
+
+def state(channel):
+    return PG.row("SELECT cursor, last_error, runs, failures, last_items, claimed_by, "
+                  "next_due > now() AS future FROM poll_state WHERE channel = '%s'" % channel)
+
+
+def tx_count(channel, where="true"):
+    return PG.count("transactions", "channel = '%s' AND %s" % (channel, where))
+
+
+def delivered_ids(channel):
+    return sorted(json.loads(r.body)["id"] for r in TARGET.requests
+                  if r.path == "/sink/" + channel)
+
+
+def setUpModule():
+    global PG, TARGET, SOURCE, HB
+    PG = harness.PgCluster().start()
+    TARGET = harness.Target().start()
+    SOURCE = Source().start()
+    SOURCE.items["/paged"] = [item(i) for i in range(1, 8)]
+    SOURCE.items["/replay"] = [item(i) for i in range(1, 4)]
+    SOURCE.items["/flaky"] = [item(i) for i in range(1, 3)]
+    SOURCE.items["/reload"] = [item(1)]
+    channels = [poll_channel("paged", "/paged"),
+                poll_channel("replay", "/replay", cursor=False),
+                poll_channel("flaky", "/flaky"),
+                poll_channel("reload", "/reload", every="1h")]
+    HB = harness.Hibus(PG.url, channels=channels,
+                       settings={"delivery": {"workers": 2, "poll": "200ms"}})
+    HB.start()
+
+
+def tearDownModule():
+    harness.stop_all(HB, SOURCE, TARGET, PG)
+
+
+class PollTest(harness.TestCase):
+
+    def test_pages_cursor_and_new_items(self):
+        # 7 items, 3 a page: pages 0, 1, 2; every item one transaction, delivered
+        try:
+            harness.wait_until(lambda: len(delivered_ids("paged")) >= 7, timeout=20,
+                               what="7 pulled items at the target")
+        except AssertionError:
+            print(PG.rows("SELECT id, status, next_attempt_at, lease_owner, lease_until, order_key, rounds, error FROM transactions WHERE channel='paged'"))
+            print(delivered_ids("paged"))
+            raise
+        self.assertEqual(delivered_ids("paged"), ["req-%d" % i for i in range(1, 8)])
+        self.assertEqual(tx_count("paged"), 7)
+        first = SOURCE.hits_of("/paged")[:3]
+        self.assertEqual([h[2]["page"] for h in first], ["0", "1", "2"])
+        self.assertEqual({h[2]["modifiedSince"] for h in first}, {"2026-01-01T00:00:00Z"})
+        self.assertEqual({h[2]["size"] for h in first}, {"3"})
+        harness.wait_until(lambda: state("paged")["cursor"] is not None, timeout=10,
+                           what="the cursor stored")
+        cursor = state("paged")["cursor"]
+        self.assertRegex(cursor, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        row = PG.row("SELECT client, method, path, mode FROM transactions "
+                     "WHERE channel = 'paged' ORDER BY id LIMIT 1")
+        self.assertEqual(row, {"client": "poll", "method": "POST", "path": "/paged",
+                               "mode": "async"})
+
+        # two items modified now: the next slot sends the cursor and gets only them
+        with SOURCE.lock:
+            SOURCE.items["/paged"] += [item(8, now_iso(5)), item(9, now_iso(5))]
+        harness.wait_until(lambda: len(delivered_ids("paged")) >= 9, timeout=20,
+                           what="the 2 new items at the target")
+        time.sleep(2.5)  # one more slot: nothing new, nothing twice
+        self.assertEqual(delivered_ids("paged"), ["req-%d" % i for i in range(1, 10)])
+        self.assertEqual(tx_count("paged"), 9)
+        later = [h for h in SOURCE.hits_of("/paged", page=0)
+                 if h[2]["modifiedSince"] != "2026-01-01T00:00:00Z"]
+        self.assertTrue(later, "no pull sent the stored cursor")
+        self.assertGreater(later[0][2]["modifiedSince"], "2026-01-01T00:00:00Z")
+
+    def test_item_id_deduplicates(self):
+        # no cursor: every slot gets the same 3 items; the ids make one transaction each
+        harness.wait_until(lambda: state("replay") and state("replay")["runs"] >= 3,
+                           timeout=20, what="three pulls of replay")
+        harness.wait_until(lambda: len(delivered_ids("replay")) >= 3, timeout=10,
+                           what="3 items delivered")
+        self.assertEqual(tx_count("replay"), 3)
+        self.assertEqual(PG.count("poll_items", "channel = 'replay'"), 3)
+        self.assertEqual(delivered_ids("replay"), ["req-1", "req-2", "req-3"])
+        self.assertIn("stored 0 items (3 seen before)", HB.log_text())
+
+    def test_failing_source_keeps_cursor_and_retries(self):
+        harness.wait_until(lambda: state("flaky") and state("flaky")["cursor"], timeout=20,
+                           what="a first successful pull of flaky")
+        good = state("flaky")
+        for mode, words in (("500", "with HTTP 500: {\"message\": \"database is down\"}"),
+                            ("badjson", "is not JSON"),
+                            ("shape", "has no array of items at \"content\"")):
+            with SOURCE.lock:
+                SOURCE.fail["/flaky"] = mode
+            harness.wait_until(lambda: (state("flaky")["last_error"] or "").find(words) >= 0,
+                               timeout=10, what="the %s failure recorded" % mode)
+            s = state("flaky")
+            self.assertEqual(s["cursor"], good["cursor"])
+            self.assertIn('poll channel "flaky": pull failed', HB.log_text())
+        with SOURCE.lock:
+            SOURCE.fail.pop("/flaky")
+            SOURCE.items["/flaky"].append(item(3, now_iso(5)))
+        harness.wait_until(lambda: state("flaky")["last_error"] is None, timeout=10,
+                           what="a successful pull after the failures")
+        s = state("flaky")
+        self.assertGreater(s["cursor"], good["cursor"])
+        self.assertGreaterEqual(s["failures"], 3)
+        harness.wait_until(lambda: len(delivered_ids("flaky")) >= 3, timeout=10,
+                           what="the new item delivered")
+        self.assertEqual(delivered_ids("flaky"), ["req-1", "req-2", "req-3"])
+        self.assertTrue(HB.running)
+
+    def test_reload_changes_schedule(self):
+        # every: 1h: registered, not due for an hour
+        harness.wait_until(lambda: state("reload") is not None, timeout=10,
+                           what="reload registered")
+        time.sleep(1.5)
+        self.assertEqual(SOURCE.hits_of("/reload"), [])
+        self.assertTrue(state("reload")["future"])
+        for ch in HB.channels:
+            if ch["name"] == "reload":
+                ch["poll"]["every"] = "2s"
+        HB.reload()
+        harness.wait_until(lambda: len(SOURCE.hits_of("/reload")) >= 1, timeout=10,
+                           what="a pull under the new schedule")
+        harness.wait_until(lambda: delivered_ids("reload") == ["req-1"], timeout=10,
+                           what="its item delivered")
+
+
+class TwoNodesTest(harness.TestCase):
+    """Two hibus processes on one database pull each slot once."""
+
+    def test_each_slot_once(self):
+        with SOURCE.lock:
+            SOURCE.items["/shared"] = [item(i) for i in range(1, 5)]
+        ch = poll_channel("shared", "/shared", cursor=False, size=10)
+        a = harness.Hibus(PG.url, channels=[ch], name="nodeA")
+        b = a.clone(name="nodeB")
+        a.start()
+        b.start()
+        try:
+            harness.wait_until(lambda: len(SOURCE.hits_of("/shared")) >= 5, timeout=30,
+                               what="five pulls of shared")
+        finally:
+            a.stop()
+            b.stop()
+        hits = SOURCE.hits_of("/shared")
+        runs = int(PG.scalar("SELECT runs FROM poll_state WHERE channel = 'shared'"))
+        self.assertEqual(len(hits), runs, "a slot was pulled twice, or a pull not counted")
+        gaps = [b[0] - a[0] for a, b in zip(hits, hits[1:])]
+        self.assertTrue(all(g > 1.5 for g in gaps), "pulls closer than a slot: %r" % gaps)
+        # the items became transactions once
+        self.assertEqual(tx_count("shared"), 4)
+        self.assertIn("poll channel \"shared\": pulled", a.log_text() + b.log_text())
+
+
+class MissedSlotTest(harness.TestCase):
+    """A cron slot missed while hibus was stopped runs once at start."""
+
+    def test_missed_slot_runs_once(self):
+        with SOURCE.lock:
+            SOURCE.items["/yearly"] = [item(1)]
+        ch = poll_channel("yearly", "/yearly", schedule="0 0 1 1 *")
+        h = harness.Hibus(PG.url, channels=[ch], name="yearly")
+        h.start()
+        harness.wait_until(lambda: state("yearly") is not None, timeout=10,
+                           what="yearly registered")
+        time.sleep(1.5)
+        h.stop()
+        self.assertEqual(SOURCE.hits_of("/yearly"), [])  # its first slot is next 1 January
+        # while it was down, three yearly slots passed
+        PG.psql("UPDATE poll_state SET next_due = now() - interval '3 years' "
+                "WHERE channel = 'yearly'")
+        h.restart()
+        try:
+            harness.wait_until(lambda: len(SOURCE.hits_of("/yearly")) >= 1, timeout=10,
+                               what="the missed slot pulled at start")
+            time.sleep(3)
+            self.assertEqual(len(SOURCE.hits_of("/yearly")), 1)
+            due = PG.scalar("SELECT to_char(next_due AT TIME ZONE 'UTC', 'MM-DD HH24:MI') "
+                            "FROM poll_state WHERE channel = 'yearly'")
+            self.assertEqual(due, "01-01 00:00")
+            self.assertTrue(state("yearly")["future"])
+            harness.wait_until(lambda: delivered_ids("yearly") == ["req-1"], timeout=10,
+                               what="the item delivered")
+        finally:
+            h.stop()
+
+
+class ConfigTest(harness.TestCase):
+
+    def check(self, channel_text):
+        h = harness.Hibus(PG.url, channels=[("bad.yaml", channel_text)], name="check")
+        h.write_config()
+        r = h.cli("check", "-c", h.config_path)
+        return r.returncode, r.stdout + r.stderr
+
+    def test_bad_cron_names_field_and_place(self):
+        rc, out = self.check("name: bad\n"
+                             "poll:\n"
+                             "  url: http://127.0.0.1:1/x\n"
+                             "  schedule: \"*/5 * * 13 *\"\n"
+                             "routes:\n"
+                             "  - { name: r, url: \"http://127.0.0.1:1/y\", primary: true }\n")
+        self.assertEqual(rc, 1, out)
+        self.assertIn('channels/bad.yaml:4:13: invalid cron expression "*/5 * * 13 *" in '
+                      'poll.schedule: month: "13" is out of range (1-12)', out)
+
+    def test_poll_channel_takes_no_match(self):
+        rc, out = self.check("name: bad\n"
+                             "match: { path: /x }\n"
+                             "poll:\n"
+                             "  url: http://127.0.0.1:1/x\n"
+                             "  every: 2s\n"
+                             "  paging: { next_token: next, page_param: page }\n"
+                             "routes:\n"
+                             "  - { name: r, url: \"http://127.0.0.1:1/y\", primary: true }\n")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("channels/bad.yaml:2:1: match applies only to channels that are posted "
+                      "to; this channel pulls its requests (poll:), remove match", out)
+        self.assertIn("channels/bad.yaml:6:", out)
+        self.assertIn("poll.paging has both next_token and page_param", out)
+
+    def test_good_poll_channel_checks(self):
+        rc, out = self.check("name: good\n"
+                             "poll:\n"
+                             "  url: http://127.0.0.1:1/x\n"
+                             "  schedule: \"@daily\"\n"
+                             "  auth: { basic: { username: u, password: p } }\n"
+                             "  paging: { items: dataValues, page_param: page, first_page: 1,"
+                             " total_pages: pager.pageCount }\n"
+                             "routes:\n"
+                             "  - { name: r, url: \"http://127.0.0.1:1/y\", primary: true }\n")
+        self.assertEqual(rc, 0, out)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
