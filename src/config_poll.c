@@ -25,11 +25,16 @@ enum {
     K_P_PAGING
 };
 static const struct key_spec poll_keys[] = {
-    [K_P_SCHEDULE] = {"schedule", false}, [K_P_EVERY] = {"every", false},
-    [K_P_URL] = {"url", true},            [K_P_METHOD] = {"method", false},
-    [K_P_BODY] = {"body", false},         [K_P_AUTH] = {"auth", false},
-    [K_P_TLS] = {"tls", false},           [K_P_TIMEOUT] = {"timeout", false},
-    [K_P_CURSOR] = {"cursor", false},     [K_P_ITEM_ID] = {"item_id", false},
+    [K_P_SCHEDULE] = {"schedule", false},
+    [K_P_EVERY] = {"every", false},
+    [K_P_URL] = {"url", true},
+    [K_P_METHOD] = {"method", false},
+    [K_P_BODY] = {"body", false},
+    [K_P_AUTH] = {"auth", false},
+    [K_P_TLS] = {"tls", false},
+    [K_P_TIMEOUT] = {"timeout", false},
+    [K_P_CURSOR] = {"cursor", false},
+    [K_P_ITEM_ID] = {"item_id", false},
     [K_P_PAGING] = {"paging", false},
 };
 
@@ -132,8 +137,8 @@ static void only_with(struct loader *ld, const struct found *f, size_t k, bool o
                       const char *style)
 {
     if (f[k].key != NULL && !ok)
-        config_err_at(ld, f[k].key, "poll.paging.%s applies only with %s",
-                      paging_keys[k].name, style);
+        config_err_at(ld, f[k].key, "poll.paging.%s applies only with %s", paging_keys[k].name,
+                      style);
 }
 
 static void load_paging(struct loader *ld, yaml_node_t *n, struct config_poll *p)
@@ -191,8 +196,8 @@ static void load_paging(struct loader *ld, yaml_node_t *n, struct config_poll *p
 static void load_schedule(struct loader *ld, const struct found *f, yaml_node_t *n,
                           struct config_poll *p)
 {
-    const struct found *one = config_exactly_one(ld, f, K_P_SCHEDULE, K_P_EVERY, poll_keys,
-                                                 "poll", "schedule or every");
+    const struct found *one =
+        config_exactly_one(ld, f, K_P_SCHEDULE, K_P_EVERY, poll_keys, "poll", "schedule or every");
     char key[CRON_MAX_TEXT + 16];
     if (one == NULL) {
         config_err_at(ld, n,

@@ -110,10 +110,9 @@ static void request_id(char out[37])
         b[i] = (unsigned char)(ms >> (40 - 8 * i));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 /* Appends name=value to a URL's query, percent-encoding the value (RFC 3986:
@@ -395,12 +394,13 @@ static bool pull_page(struct pull *pu, const char *url, json_t **doc_out, size_t
         json_t *doc = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, &je);
         json_t *items = doc != NULL && p->items != NULL ? json_at(doc, p->items) : doc;
         if (doc == NULL) {
-            failed(pu, "the answer to page %d (%s) is not JSON: %s (line %d, column %d)",
-                   pu->pages, url, je.text, je.line, je.column);
+            failed(pu, "the answer to page %d (%s) is not JSON: %s (line %d, column %d)", pu->pages,
+                   url, je.text, je.line, je.column);
         } else if (!json_is_array(items)) {
             failed(pu, "the answer to page %d (%s) has no array of items %s%s%s", pu->pages, url,
-                   p->items ? "at \"" : "(the answer itself; set poll.paging.items to the path "
-                                        "of the array",
+                   p->items ? "at \""
+                            : "(the answer itself; set poll.paging.items to the path "
+                              "of the array",
                    p->items ? p->items : "", p->items ? "\" (poll.paging.items)" : ")");
         } else {
             ok = true;
@@ -466,8 +466,8 @@ static void pull(struct poller *pl, const struct config *cfg, const struct confi
         char *url = page_url(&pu, page, token, next_url);
         json_t *doc = NULL;
         size_t n = 0;
-        ok = pull_page(&pu, url, &doc, &n) && next_page(&pu, doc, n, &page, &token, &next_url,
-                                                          &more);
+        ok = pull_page(&pu, url, &doc, &n) &&
+             next_page(&pu, doc, n, &page, &token, &next_url, &more);
         json_decref(doc);
         free(url);
     }
@@ -488,9 +488,8 @@ static void pull(struct poller *pl, const struct config *cfg, const struct confi
     else if (ok)
         LOG_INFO(NULL,
                  "poll channel \"%s\": pulled %d page%s, stored %d item%s (%d seen before)%s%s",
-                 ch->name, pu.pages, pu.pages == 1 ? "" : "s", pu.stored,
-                 pu.stored == 1 ? "" : "s", pu.seen, cursor ? "; cursor now " : "",
-                 cursor ? cursor : "");
+                 ch->name, pu.pages, pu.pages == 1 ? "" : "s", pu.stored, pu.stored == 1 ? "" : "s",
+                 pu.seen, cursor ? "; cursor now " : "", cursor ? cursor : "");
     else
         LOG_WARN(NULL,
                  "poll channel \"%s\": pull failed after %d item%s stored, the cursor stays and "
@@ -525,8 +524,8 @@ static void look(struct poller *pl, const struct config *cfg, const struct confi
     if (!is_registered(&pl->reg, key)) {
         int64_t first = poller_next_slot(p, (int64_t)time(NULL));
         if (txlog_poll_register(pl->tl, ch->name, p->state_key, first, &err) != HIBUS_OK) {
-            LOG_WARN(NULL, "poll channel \"%s\": could not register its schedule: %s%s%s",
-                     ch->name, err.msg, err.detail[0] ? ": " : "", err.detail);
+            LOG_WARN(NULL, "poll channel \"%s\": could not register its schedule: %s%s%s", ch->name,
+                     err.msg, err.detail[0] ? ": " : "", err.detail);
             free(key);
             return;
         }

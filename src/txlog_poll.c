@@ -54,13 +54,13 @@ static enum hibus_err op_register(PGconn *conn, unsigned *prepared, void *vctx,
     const char *const v[3] = {ctx->channel, ctx->schedule, due};
     /* A row whose schedule is unchanged is not written: the claim of another
      * process, its next_due and its cursor stay as they are. */
-    PGresult *res = PQexecParams(
-        conn,
-        "INSERT INTO poll_state (channel, schedule, next_due) "
-        "VALUES ($1, $2, to_timestamp($3::float8)) "
-        "ON CONFLICT (channel) DO UPDATE SET schedule = EXCLUDED.schedule, "
-        "next_due = EXCLUDED.next_due WHERE poll_state.schedule <> EXCLUDED.schedule",
-        3, NULL, v, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn,
+                     "INSERT INTO poll_state (channel, schedule, next_due) "
+                     "VALUES ($1, $2, to_timestamp($3::float8)) "
+                     "ON CONFLICT (channel) DO UPDATE SET schedule = EXCLUDED.schedule, "
+                     "next_due = EXCLUDED.next_due WHERE poll_state.schedule <> EXCLUDED.schedule",
+                     3, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         return fail(err, conn, res, "register the poll channel", false);
     PQclear(res);
@@ -83,12 +83,12 @@ static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx,
     if (!txlog_exec_cmd(conn, "BEGIN", "begin a poll claim", err))
         return HIBUS_E_DB;
     const char *const v[2] = {ctx->channel, ctx->schedule};
-    PGresult *res = PQexecParams(
-        conn,
-        "SELECT floor(extract(epoch FROM now()))::int8, cursor FROM poll_state "
-        "WHERE channel = $1 AND schedule = $2 AND next_due <= now() "
-        "AND (claimed_until IS NULL OR claimed_until < now()) FOR UPDATE SKIP LOCKED",
-        2, NULL, v, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn,
+                     "SELECT floor(extract(epoch FROM now()))::int8, cursor FROM poll_state "
+                     "WHERE channel = $1 AND schedule = $2 AND next_due <= now() "
+                     "AND (claimed_until IS NULL OR claimed_until < now()) FOR UPDATE SKIP LOCKED",
+                     2, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(err, conn, res, "read the poll state", true);
     if (PQntuples(res) == 0) {
@@ -177,23 +177,19 @@ enum hibus_err txlog_poll_finish(struct txlog *tl, const char *channel, const ch
                                  const char *cursor, int items, const char *error,
                                  struct hibus_error *err)
 {
-    struct poll_ctx ctx = {.channel = channel,
-                           .owner = owner,
-                           .cursor = cursor,
-                           .items = items,
-                           .error = error};
+    struct poll_ctx ctx = {
+        .channel = channel, .owner = owner, .cursor = cursor, .items = items, .error = error};
     return txlog_with_conn(tl, op_finish, &ctx, err);
 }
 
-static enum hibus_err op_seen(PGconn *conn, unsigned *prepared, void *vctx,
-                              struct hibus_error *err)
+static enum hibus_err op_seen(PGconn *conn, unsigned *prepared, void *vctx, struct hibus_error *err)
 {
     (void)prepared;
     struct poll_ctx *ctx = vctx;
     const char *const v[2] = {ctx->channel, ctx->item_id};
-    PGresult *res = PQexecParams(conn,
-                                 "SELECT 1 FROM poll_items WHERE channel = $1 AND item_id = $2", 2,
-                                 NULL, v, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn, "SELECT 1 FROM poll_items WHERE channel = $1 AND item_id = $2", 2, NULL,
+                     v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(err, conn, res, "look the pulled item up", false);
     ctx->seen = PQntuples(res) > 0;
@@ -241,17 +237,18 @@ static enum hibus_err op_states(PGconn *conn, unsigned *prepared, void *vctx,
 {
     (void)prepared;
     struct poll_ctx *ctx = vctx;
+    /* clang-format off */
     static const char sql[] =
-        "SELECT channel, schedule, " TS_UTC("next_due") ", cursor, claimed_by, " TS_UTC(
-            "last_run") ", " TS_UTC("last_success") ", last_items, last_error, " TS_UTC(
-            "last_error_at") ", runs, failures FROM poll_state ORDER BY channel";
+        "SELECT channel, schedule, " TS_UTC("next_due") ", cursor, claimed_by,"
+        " " TS_UTC("last_run") ", " TS_UTC("last_success") ", last_items, last_error,"
+        " " TS_UTC("last_error_at") ", runs, failures FROM poll_state ORDER BY channel";
+    /* clang-format on */
     PGresult *res = PQexec(conn, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(err, conn, res, "read the poll states", false);
-    static const char *const names[] = {"channel",    "schedule",   "next_due",  "cursor",
-                                        "claimed_by", "last_run",   "last_success",
-                                        "last_items", "last_error", "last_error_at",
-                                        "runs",       "failures"};
+    static const char *const names[] = {"channel",    "schedule",      "next_due",     "cursor",
+                                        "claimed_by", "last_run",      "last_success", "last_items",
+                                        "last_error", "last_error_at", "runs",         "failures"};
     json_t *arr = json_array();
     for (int r = 0; r < PQntuples(res); r++) {
         json_t *o = json_object();

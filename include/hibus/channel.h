@@ -110,7 +110,19 @@ struct config_transform {
     struct reader_options reader_opts;
 };
 
-/* poll.paging: how the answers of one pull follow each other (docs/polling.md). */
+/* poll.paging: how the answers of one pull follow each other (docs/polling.md).
+ * The styles cover the sources hibus meets:
+ *  - OpenLMIS v3 answers searches with a Spring Data page: {content: [...], number,
+ *    size, totalPages, totalElements, numberOfElements, first, last, sort}, page
+ *    numbers from 0, asked for with ?page=N&size=M (OpenLMIS/openlmis-requisition
+ *    src/main/java/org/openlmis/requisition/utils/PageDto.java and Pagination.java,
+ *    DEFAULT_PAGE_NUMBER = 0): items: content, page_param: page, size_param: size,
+ *    last: last.
+ *  - DHIS2's API lists carry a pager: {page, pageCount, total, pageSize, nextPage},
+ *    pages from 1 (dhis2/dhis2-core dhis-2/dhis-api/src/main/java/org/hisp/dhis/
+ *    common/Pager.java): page_param: page, first_page: 1, total_pages:
+ *    pager.pageCount; or next_url: pager.nextPage.
+ *  - APIs that hand out a continuation token: next_token + token_param. */
 enum config_paging {
     CONFIG_PAGING_NONE = 0,    /* one request */
     CONFIG_PAGING_PAGE = 1,    /* page_param=N (from first_page), until last / total_pages /

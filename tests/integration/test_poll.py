@@ -135,38 +135,45 @@ def delivered_ids(channel):
 
 
 def setUpModule():
-    global PG, TARGET, SOURCE, HB
+    global PG, TARGET, SOURCE
     PG = harness.PgCluster().start()
     TARGET = harness.Target().start()
     SOURCE = Source().start()
-    SOURCE.items["/paged"] = [item(i) for i in range(1, 8)]
-    SOURCE.items["/replay"] = [item(i) for i in range(1, 4)]
-    SOURCE.items["/flaky"] = [item(i) for i in range(1, 3)]
-    SOURCE.items["/reload"] = [item(1)]
-    channels = [poll_channel("paged", "/paged"),
-                poll_channel("replay", "/replay", cursor=False),
-                poll_channel("flaky", "/flaky"),
-                poll_channel("reload", "/reload", every="1h")]
-    HB = harness.Hibus(PG.url, channels=channels,
-                       settings={"delivery": {"workers": 2, "poll": "200ms"}})
-    HB.start()
 
 
 def tearDownModule():
-    harness.stop_all(HB, SOURCE, TARGET, PG)
+    harness.stop_all(SOURCE, TARGET, PG)
 
 
 class PollTest(harness.TestCase):
+    """One hibus with four poll channels. (Every hibus on a database must know the
+    channels of the transactions there: a delivery worker fails a transaction of a
+    channel its configuration lacks. So each class runs its own processes, one
+    class at a time.)"""
+
+    @classmethod
+    def setUpClass(cls):
+        global HB
+        SOURCE.items["/paged"] = [item(i) for i in range(1, 8)]
+        SOURCE.items["/replay"] = [item(i) for i in range(1, 4)]
+        SOURCE.items["/flaky"] = [item(i) for i in range(1, 3)]
+        SOURCE.items["/reload"] = [item(1)]
+        channels = [poll_channel("paged", "/paged"),
+                    poll_channel("replay", "/replay", cursor=False),
+                    poll_channel("flaky", "/flaky"),
+                    poll_channel("reload", "/reload", every="1h")]
+        HB = harness.Hibus(PG.url, channels=channels,
+                           settings={"delivery": {"workers": 2, "poll": "200ms"}})
+        HB.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        harness.stop_all(HB)
 
     def test_pages_cursor_and_new_items(self):
         # 7 items, 3 a page: pages 0, 1, 2; every item one transaction, delivered
-        try:
-            harness.wait_until(lambda: len(delivered_ids("paged")) >= 7, timeout=20,
-                               what="7 pulled items at the target")
-        except AssertionError:
-            print(PG.rows("SELECT id, status, next_attempt_at, lease_owner, lease_until, order_key, rounds, error FROM transactions WHERE channel='paged'"))
-            print(delivered_ids("paged"))
-            raise
+        harness.wait_until(lambda: len(delivered_ids("paged")) >= 7, timeout=20,
+                           what="7 pulled items at the target")
         self.assertEqual(delivered_ids("paged"), ["req-%d" % i for i in range(1, 8)])
         self.assertEqual(tx_count("paged"), 7)
         first = SOURCE.hits_of("/paged")[:3]
