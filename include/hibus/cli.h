@@ -18,5 +18,6 @@ int cli_rerun(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_keys(int argc, char **argv);
 int cli_token(int argc, char **argv);
+int cli_polls(int argc, char **argv);
 
 #endif

@@ -226,6 +226,10 @@ class PollTest(harness.TestCase):
                                timeout=10, what="the %s failure recorded" % mode)
             s = state("flaky")
             self.assertEqual(s["cursor"], good["cursor"])
+            if mode == "500":
+                out = HB.cli("polls", "-c", HB.config_path).stdout
+                self.assertRegex(out, r"  last error \(\d{4}-[^)]*\): the source answered page 1 "
+                                      r"\(http://127.0.0.1:\d+/flaky\?modifiedSince=")
             self.assertIn('poll channel "flaky": pull failed', HB.log_text())
         with SOURCE.lock:
             SOURCE.fail.pop("/flaky")
@@ -235,6 +239,14 @@ class PollTest(harness.TestCase):
         s = state("flaky")
         self.assertGreater(s["cursor"], good["cursor"])
         self.assertGreaterEqual(s["failures"], 3)
+        r = HB.cli("polls", "-c", HB.config_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("flaky\n  schedule every 2000ms, next ", r.stdout)
+        self.assertIn("cursor %s\n" % s["cursor"], r.stdout)
+        r = HB.cli("polls", "-c", HB.config_path, "--json")
+        flaky = [p for p in json.loads(r.stdout) if p["channel"] == "flaky"][0]
+        self.assertEqual(flaky["last_error"], None)
+        self.assertGreaterEqual(flaky["failures"], 3)
         harness.wait_until(lambda: len(delivered_ids("flaky")) >= 3, timeout=10,
                            what="the new item delivered")
         self.assertEqual(delivered_ids("flaky"), ["req-1", "req-2", "req-3"])
