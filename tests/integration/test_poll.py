@@ -28,6 +28,7 @@ class Source:
         self.items = {}
         self.fail = {}
         self.hits = []  # (time, path, query dict)
+        self.bodies = []  # (path, method, body bytes or None, Authorization)
         self.lock = threading.Lock()
         src = self
 
@@ -37,13 +38,38 @@ class Source:
             def log_message(self, fmt, *args):
                 pass
 
-            def do_GET(self):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                self.do_GET(self.rfile.read(n))
+
+            def do_GET(self, body=None):
                 u = urllib.parse.urlsplit(self.path)
                 q = dict(urllib.parse.parse_qsl(u.query))
                 with src.lock:
                     src.hits.append((time.time(), u.path, q))
+                    src.bodies.append((u.path, self.command, body,
+                                       self.headers.get("Authorization")))
                     items = list(src.items.get(u.path, []))
                     fail = src.fail.get(u.path)
+                if u.path == "/token":  # a continuation token: the offset of the next page
+                    at = int(q.get("t", "0"))
+                    more = at + 2 < len(items)
+                    doc = {"data": {"items": items[at:at + 2]},
+                           "next": str(at + 2) if more else None}
+                    return self.answer(200, json.dumps(doc).encode())
+                if u.path == "/links":  # a next link, as a path on the same host
+                    at = int(q.get("offset", "0"))
+                    more = at + 2 < len(items)
+                    doc = {"results": items[at:at + 2],
+                           "links": {"next": "/links?offset=%d" % (at + 2) if more else None}}
+                    return self.answer(200, json.dumps(doc).encode())
+                if u.path == "/dhis":  # DHIS2's pager: pages from 1, pageCount
+                    page, size = int(q.get("page", "1")), int(q.get("pageSize", "50"))
+                    pages = max(1, (len(items) + size - 1) // size)
+                    doc = {"pager": {"page": page, "pageCount": pages, "total": len(items),
+                                     "pageSize": size},
+                           "dataValues": items[(page - 1) * size:page * size]}
+                    return self.answer(200, json.dumps(doc).encode())
                 if fail == "500":
                     return self.answer(500, b'{"message": "database is down"}')
                 if fail == "badjson":
@@ -158,7 +184,20 @@ class PollTest(harness.TestCase):
         SOURCE.items["/replay"] = [item(i) for i in range(1, 4)]
         SOURCE.items["/flaky"] = [item(i) for i in range(1, 3)]
         SOURCE.items["/reload"] = [item(1)]
-        channels = [poll_channel("paged", "/paged"),
+        for path in ("/token", "/links", "/dhis"):
+            SOURCE.items[path] = [item(i) for i in range(1, 6)]
+        token = poll_channel("token", "/token", cursor=False,
+                             paging={"items": "data.items", "next_token": "next",
+                                     "token_param": "t"})
+        links = poll_channel("links", "/links", cursor=False,
+                             paging={"items": "results", "next_url": "links.next"})
+        dhis = poll_channel("dhis", "/dhis", cursor=False, method="POST",
+                            body='{"dataSet": "ds1"}',
+                            auth={"basic": {"username": "hibus", "password": "s3cret"}},
+                            paging={"items": "dataValues", "page_param": "page",
+                                    "first_page": 1, "size_param": "pageSize", "size": 2,
+                                    "total_pages": "pager.pageCount"})
+        channels = [token, links, dhis, poll_channel("paged", "/paged"),
                     poll_channel("replay", "/replay", cursor=False),
                     poll_channel("flaky", "/flaky"),
                     poll_channel("reload", "/reload", every="1h")]
@@ -251,6 +290,23 @@ class PollTest(harness.TestCase):
                            what="the new item delivered")
         self.assertEqual(delivered_ids("flaky"), ["req-1", "req-2", "req-3"])
         self.assertTrue(HB.running)
+
+    def test_other_paging_styles(self):
+        # 5 items, 2 a page, in three styles: each pulled whole, each item once
+        for name in ("token", "links", "dhis"):
+            harness.wait_until(lambda: len(delivered_ids(name)) >= 5, timeout=20,
+                               what="5 items of %s at the target" % name)
+            self.assertEqual(delivered_ids(name), ["req-%d" % i for i in range(1, 6)])
+        first = lambda path: [h[2] for h in SOURCE.hits_of(path)][:3]  # noqa: E731
+        self.assertEqual(first("/token"), [{}, {"t": "2"}, {"t": "4"}])
+        self.assertEqual(first("/links"), [{}, {"offset": "2"}, {"offset": "4"}])
+        self.assertEqual(first("/dhis"), [{"page": str(p), "pageSize": "2"} for p in (1, 2, 3)])
+        with SOURCE.lock:
+            sent = [b for b in SOURCE.bodies if b[0] == "/dhis"][:3]
+        self.assertEqual({(m, body) for _, m, body, _ in sent},
+                         {("POST", b'{"dataSet": "ds1"}')})
+        self.assertEqual({a for _, _, _, a in sent}, {"Basic aGlidXM6czNjcmV0"})
+        self.assertIn('poll channel "dhis": pulled 3 pages, stored 5 items', HB.log_text())
 
     def test_reload_changes_schedule(self):
         # every: 1h: registered, not due for an hour
