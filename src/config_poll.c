@@ -38,10 +38,11 @@ static const struct key_spec poll_keys[] = {
     [K_P_PAGING] = {"paging", false},
 };
 
-enum { K_C_PARAM, K_C_FROM };
+enum { K_C_PARAM, K_C_FROM, K_C_OVERLAP };
 static const struct key_spec cursor_keys[] = {
     [K_C_PARAM] = {"param", true},
     [K_C_FROM] = {"from", true},
+    [K_C_OVERLAP] = {"overlap", false},
 };
 
 enum {
@@ -76,6 +77,10 @@ static const char *const poll_methods[] = {"GET", "POST", NULL};
 /* poll.every: at least a second (the poller looks once a second), at most a day. */
 static const struct config_duration_range every_range = {1000, CONFIG_DAY_MS, "1s .. 24h",
                                                          "2s, 30s, 5m or 1h"};
+
+/* poll.cursor.overlap: 0 (none) up to a day. */
+static const struct config_duration_range overlap_range = {0, CONFIG_DAY_MS, "0 .. 24h",
+                                                           "30s, 5m or 1h"};
 
 /* "content", "pager.pageCount": non-empty names separated by single dots. */
 static bool is_dotted_path(const char *p)
@@ -130,6 +135,9 @@ static void load_cursor(struct loader *ld, yaml_node_t *n, struct config_poll *p
     get_param(ld, f[K_C_PARAM].val, "poll.cursor.param", &p->cursor_param);
     if (f[K_C_FROM].val)
         config_get_string(ld, f[K_C_FROM].val, "poll.cursor.from", true, &p->cursor_from);
+    if (f[K_C_OVERLAP].val)
+        config_get_duration_in(ld, f[K_C_OVERLAP].val, "poll.cursor.overlap", &overlap_range,
+                               &p->cursor_overlap_ms);
 }
 
 /* Keys of paging: that belong to one style only. */

@@ -73,7 +73,23 @@ struct poller {
     struct clock_ticker *ticker;
     atomic_bool stopping;
     struct registered reg; /* the poller thread's only */
+    long quiet_until_ms;   /* database errors are logged at most once a minute */
 };
+
+/* A database error while looking: a warning, then (while it lasts) debug lines
+ * only, so a database that is down does not write a line a second per channel. */
+static void db_trouble(struct poller *pl, const char *channel, const char *what,
+                       const struct hibus_error *err)
+{
+    long now = clock_ms();
+    bool loud = now >= pl->quiet_until_ms;
+    if (loud)
+        pl->quiet_until_ms = now + 60000;
+    LOG_AT(loud ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, NULL,
+           "poll channel \"%s\": could not %s: %s%s%s (tried again every second; logged at most "
+           "once a minute)",
+           channel, what, err->msg, err->detail[0] ? ": " : "", err->detail);
+}
 
 /* ------------------------------------------------------------------------------------
  * Small helpers
@@ -441,9 +457,10 @@ static void pull(struct poller *pl, const struct config *cfg, const struct confi
                       .t0 = clock_ms(),
                       .lease_ms = cfg->delivery_lease_ms};
     /* The next cursor: the time this pull began, by the database's clock (what
-     * "since the last successful pull" means); kept only if the pull succeeds. */
+     * "since the last successful pull" means), less cursor.overlap (for a source
+     * whose clock is behind); kept only if the pull succeeds. */
     char next_cursor[32];
-    time_t started = (time_t)slot->started;
+    time_t started = (time_t)(slot->started - p->cursor_overlap_ms / 1000);
     struct tm tm;
     gmtime_r(&started, &tm);
     strftime(next_cursor, sizeof next_cursor, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -524,8 +541,7 @@ static void look(struct poller *pl, const struct config *cfg, const struct confi
     if (!is_registered(&pl->reg, key)) {
         int64_t first = poller_next_slot(p, (int64_t)time(NULL));
         if (txlog_poll_register(pl->tl, ch->name, p->state_key, first, &err) != HIBUS_OK) {
-            LOG_WARN(NULL, "poll channel \"%s\": could not register its schedule: %s%s%s", ch->name,
-                     err.msg, err.detail[0] ? ": " : "", err.detail);
+            db_trouble(pl, ch->name, "register its schedule", &err);
             free(key);
             return;
         }
@@ -537,8 +553,7 @@ static void look(struct poller *pl, const struct config *cfg, const struct confi
     struct txlog_poll_slot slot = {0};
     if (txlog_poll_claim(pl->tl, ch->name, p->state_key, pl->node, cfg->delivery_lease_ms,
                          next_slot, (void *)p, &slot, &err) != HIBUS_OK) {
-        LOG_WARN(NULL, "poll channel \"%s\": could not look for a due slot: %s%s%s", ch->name,
-                 err.msg, err.detail[0] ? ": " : "", err.detail);
+        db_trouble(pl, ch->name, "look for a due slot", &err);
         return;
     }
     if (slot.claimed)

@@ -2201,7 +2201,7 @@ static void test_poll_channels(void **state)
         "  auth: { header: { name: X-Api-Key, value: \"${HOME}\" } }\n"
         "  tls: { verify: false }\n"
         "  timeout: 45s\n"
-        "  cursor: { param: modifiedDateFrom, from: \"2026-01-01T00:00:00Z\" }\n"
+        "  cursor: { param: modifiedDateFrom, from: \"2026-01-01T00:00:00Z\", overlap: 5m }\n"
         "  item_id: requisition.id\n"
         "  paging: { items: content, page_param: page, size_param: size, size: 50, last: last,"
         " max_pages: 20 }\n"
@@ -2250,6 +2250,7 @@ static void test_poll_channels(void **state)
     assert_int_equal(p->source.timeout_ms, 45000);
     assert_string_equal(p->cursor_param, "modifiedDateFrom");
     assert_string_equal(p->cursor_from, "2026-01-01T00:00:00Z");
+    assert_int_equal(p->cursor_overlap_ms, 300000);
     assert_string_equal(p->item_id, "requisition.id");
     assert_int_equal(p->paging, CONFIG_PAGING_PAGE);
     assert_string_equal(p->items, "content");

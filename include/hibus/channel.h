@@ -142,11 +142,12 @@ struct config_poll {
     /* The source, sent through the http mediator: name "poll", url, timeout_ms, auth
      * and tls as in routes. */
     struct config_route source;
-    char *method;       /* "GET" (default) or "POST" */
-    char *body;         /* POST body, sent as application/json; NULL: none */
-    char *cursor_param; /* query parameter given the cursor; NULL: no cursor */
-    char *cursor_from;  /* the cursor's value before the first successful pull */
-    char *item_id;      /* dotted path of each item's id (de-duplication); NULL: none */
+    char *method;           /* "GET" (default) or "POST" */
+    char *body;             /* POST body, sent as application/json; NULL: none */
+    char *cursor_param;     /* query parameter given the cursor; NULL: no cursor */
+    char *cursor_from;      /* the cursor's value before the first successful pull */
+    long cursor_overlap_ms; /* the next cursor is this much before the pull began */
+    char *item_id;          /* dotted path of each item's id (de-duplication); NULL: none */
     enum config_paging paging;
     char *items;       /* dotted path of the items array in an answer; NULL: the answer is one */
     char *page_param;  /* PAGE */

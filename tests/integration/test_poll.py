@@ -128,7 +128,9 @@ def poll_channel(name, path, schedule=None, every="2s", cursor=True, item_id="id
         poll["schedule"] = schedule
     else:
         poll["every"] = every
-    if cursor:
+    if isinstance(cursor, dict):
+        poll["cursor"] = cursor
+    elif cursor:
         poll["cursor"] = {"param": "modifiedSince", "from": "2026-01-01T00:00:00Z"}
     if item_id:
         poll["item_id"] = item_id
@@ -197,7 +199,11 @@ class PollTest(harness.TestCase):
                             paging={"items": "dataValues", "page_param": "page",
                                     "first_page": 1, "size_param": "pageSize", "size": 2,
                                     "total_pages": "pager.pageCount"})
-        channels = [token, links, dhis, poll_channel("paged", "/paged"),
+        # cursor.overlap: each pull asks again for the hour before the last one began
+        paged = poll_channel("paged", "/paged",
+                             cursor={"param": "modifiedSince", "from": "2026-01-01T00:00:00Z",
+                                     "overlap": "1h"})
+        channels = [token, links, dhis, paged,
                     poll_channel("replay", "/replay", cursor=False),
                     poll_channel("flaky", "/flaky"),
                     poll_channel("reload", "/reload", every="1h")]
@@ -223,6 +229,7 @@ class PollTest(harness.TestCase):
                            what="the cursor stored")
         cursor = state("paged")["cursor"]
         self.assertRegex(cursor, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertTrue(now_iso(-3600 - 30) < cursor <= now_iso(-3600), cursor)
         row = PG.row("SELECT client, method, path, mode FROM transactions "
                      "WHERE channel = 'paged' ORDER BY id LIMIT 1")
         self.assertEqual(row, {"client": "poll", "method": "POST", "path": "/paged",
@@ -233,7 +240,9 @@ class PollTest(harness.TestCase):
             SOURCE.items["/paged"] += [item(8, now_iso(5)), item(9, now_iso(5))]
         harness.wait_until(lambda: len(delivered_ids("paged")) >= 9, timeout=20,
                            what="the 2 new items at the target")
-        time.sleep(2.5)  # one more slot: nothing new, nothing twice
+        time.sleep(2.5)  # more slots: items 8 and 9 are asked for again, and skipped
+        self.assertIn('poll channel "paged": pulled 1 page, stored 0 items (2 seen before)',
+                      HB.log_text())
         self.assertEqual(delivered_ids("paged"), ["req-%d" % i for i in range(1, 10)])
         self.assertEqual(tx_count("paged"), 9)
         later = [h for h in SOURCE.hits_of("/paged", page=0)
