@@ -18,6 +18,7 @@ import urllib.parse
 import harness
 
 PG = TARGET = SOURCE = HB = None
+ADMIN_PORT = None
 
 
 class Source:
@@ -207,8 +208,15 @@ class PollTest(harness.TestCase):
                     poll_channel("replay", "/replay", cursor=False),
                     poll_channel("flaky", "/flaky"),
                     poll_channel("reload", "/reload", every="1h")]
+        global ADMIN_PORT
+        ADMIN_PORT = harness.free_port()
+        users = {"users": [{"id": "rita", "role": "read",
+                            "password_hash": harness.password_hash("rita-secret")}]}
         HB = harness.Hibus(PG.url, channels=channels,
-                           settings={"delivery": {"workers": 2, "poll": "200ms"}})
+                           settings={"delivery": {"workers": 2, "poll": "200ms"},
+                                     "admin": {"port": ADMIN_PORT, "users": "admin-users.yaml",
+                                               "metrics": "public"}},
+                           files={"admin-users.yaml": users})
         HB.start()
 
     @classmethod
@@ -275,6 +283,8 @@ class PollTest(harness.TestCase):
             s = state("flaky")
             self.assertEqual(s["cursor"], good["cursor"])
             if mode == "500":
+                metrics = harness.http_request(ADMIN_PORT, "GET", "/metrics").body.decode()
+                self.assertIn('hibus_poll_failing{channel="flaky"} 1\n', metrics)
                 out = HB.cli("polls", "-c", HB.config_path).stdout
                 self.assertRegex(out, r"  last error \(\d{4}-[^)]*\): the source answered page 1 "
                                       r"\(http://127.0.0.1:\d+/flaky\?modifiedSince=")
@@ -295,6 +305,10 @@ class PollTest(harness.TestCase):
         flaky = [p for p in json.loads(r.stdout) if p["channel"] == "flaky"][0]
         self.assertEqual(flaky["last_error"], None)
         self.assertGreaterEqual(flaky["failures"], 3)
+        metrics = harness.http_request(ADMIN_PORT, "GET", "/metrics").body.decode()
+        self.assertIn('hibus_poll_failing{channel="flaky"} 0\n', metrics)
+        self.assertRegex(metrics, r'hibus_poll_failures_total\{channel="flaky"\} [3-9]')
+        self.assertIn("# TYPE hibus_poll_runs_total counter\n", metrics)
         harness.wait_until(lambda: len(delivered_ids("flaky")) >= 3, timeout=10,
                            what="the new item delivered")
         self.assertEqual(delivered_ids("flaky"), ["req-1", "req-2", "req-3"])
