@@ -82,13 +82,17 @@ static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx,
     struct txlog_poll_slot slot = {0};
     if (!txlog_exec_cmd(conn, "BEGIN", "begin a poll claim", err))
         return HIBUS_E_DB;
-    const char *const v[2] = {ctx->channel, ctx->schedule};
-    PGresult *res =
-        PQexecParams(conn,
-                     "SELECT floor(extract(epoch FROM now()))::int8, cursor FROM poll_state "
-                     "WHERE channel = $1 AND schedule = $2 AND next_due <= now() "
-                     "AND (claimed_until IS NULL OR claimed_until < now()) FOR UPDATE SKIP LOCKED",
-                     2, NULL, v, NULL, NULL, 0);
+    /* A claim of this very process is stale (its pulls run one at a time, and
+     * none runs while it looks): its pull ended without recording so (the
+     * database was away), and the slot need not wait for the claim to lapse. */
+    const char *const v[3] = {ctx->channel, ctx->schedule, ctx->owner};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT floor(extract(epoch FROM now()))::int8, cursor "
+                                 "FROM poll_state WHERE channel = $1 AND schedule = $2 "
+                                 "AND next_due <= now() AND (claimed_until IS NULL "
+                                 "OR claimed_until < now() OR claimed_by = $3) "
+                                 "FOR UPDATE SKIP LOCKED",
+                                 3, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(err, conn, res, "read the poll state", true);
     if (PQntuples(res) == 0) {

@@ -397,7 +397,8 @@ struct txlog_poll_slot {
 };
 
 /* Claims the due slot of channel, if it is due (next_due <= now), under schedule
- * and not claimed by a live process: in one transaction, reads the row FOR UPDATE
+ * and not claimed by another live process (a claim of owner itself is taken to
+ * be stale: one owner pulls one slot at a time): in one transaction, reads the row FOR UPDATE
  * SKIP LOCKED, moves next_due to next(arg, now) (now being the database's, so a
  * slot is never taken twice however the processes' clocks differ), and sets the
  * claim for owner for lease_ms. Caller frees slot->cursor. */

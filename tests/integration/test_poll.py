@@ -10,6 +10,7 @@ was missed while hibus was stopped."""
 
 import http.server
 import json
+import re
 import threading
 import time
 import unittest
@@ -373,6 +374,52 @@ class TwoNodesTest(harness.TestCase):
         # the items became transactions once
         self.assertEqual(tx_count("shared"), 4)
         self.assertIn("poll channel \"shared\": pulled", a.log_text() + b.log_text())
+
+
+class DatabaseDownTest(harness.TestCase):
+    """PostgreSQL goes away: the poller says so (once, not every second), pulls
+    nothing it could not store, and carries on when the database is back."""
+
+    def test_database_down_and_back(self):
+        with SOURCE.lock:
+            SOURCE.items["/dbdown"] = [item(1)]
+        ch = poll_channel("dbdown", "/dbdown", cursor=False, every="1s")
+        h = harness.Hibus(PG.url, channels=[ch], name="dbdown")
+        h.start()
+        try:
+            harness.wait_until(lambda: state("dbdown") and state("dbdown")["runs"] >= 1,
+                               timeout=10, what="a first pull")
+            PG.stop()
+            try:
+                hits = len(SOURCE.hits_of("/dbdown"))
+                time.sleep(4)
+                log = h.log_text()
+                # the slot cannot be claimed: the source is not asked, the log says why
+                self.assertLessEqual(len(SOURCE.hits_of("/dbdown")), hits + 1)
+                self.assertEqual(log.count('WARN poller: poll channel "dbdown": could not look '
+                                           'for a due slot'), 1, log[-3000:])
+            finally:
+                PG.start()
+            runs = state("dbdown")["runs"]
+            harness.wait_until(lambda: state("dbdown")["runs"] >= runs + 2, timeout=15,
+                               what="pulls again once the database is back")
+            self.assertIsNone(state("dbdown")["last_error"])
+            self.assertEqual(tx_count("dbdown"), 1)
+
+            # a claim another process holds keeps this one off the channel...
+            PG.psql("UPDATE poll_state SET claimed_by = 'elsewhere:1', claimed_until = now() + "
+                    "interval '1 hour' WHERE channel = 'dbdown'")
+            runs = state("dbdown")["runs"]
+            time.sleep(3)
+            self.assertEqual(state("dbdown")["runs"], runs)
+            # ...but a claim left by this very process (a pull that could not record
+            # its end) is stale at once: its pulls run one at a time
+            node = re.search(r"node (\S+)\)", h.log_text()).group(1)
+            PG.psql("UPDATE poll_state SET claimed_by = '%s' WHERE channel = 'dbdown'" % node)
+            harness.wait_until(lambda: state("dbdown")["runs"] >= runs + 2, timeout=10,
+                               what="pulls again over its own stale claim")
+        finally:
+            h.stop()
 
 
 class MissedSlotTest(harness.TestCase):
