@@ -150,16 +150,40 @@ static void add_param(struct buf *u, const char *name, const char *value)
     }
 }
 
-/* A next-page URL from an answer: absolute http(s), or a path on the source's
- * host ("/api/x?page=2"). NULL when it is neither. Caller frees. */
+/* No spaces, control characters or bytes libcurl would have to guess at. */
+static bool url_chars(const char *u)
+{
+    for (const unsigned char *c = (const unsigned char *)u; *c; c++)
+        if (*c <= 0x20 || *c >= 0x7f)
+            return false;
+    return true;
+}
+
+/* The length of a URL's origin: scheme, "://", host and port. */
+static size_t origin_len(const char *url)
+{
+    const char *host = strstr(url, "://");
+    if (host == NULL)
+        return 0;
+    host += 3;
+    return (size_t)(host - url) + strcspn(host, "/?#");
+}
+
+/* A next-page URL from an answer: a path on the source's host ("/api/x?page=2"),
+ * or an absolute URL on the same origin (scheme, host and port). NULL otherwise:
+ * the request carries the source's credentials, which must not go to whatever
+ * host an answer names. Caller frees. */
 static char *resolve_url(const char *source, const char *next)
 {
-    if (strncasecmp(next, "http://", 7) == 0 || strncasecmp(next, "https://", 8) == 0)
+    size_t origin = origin_len(source);
+    if (strncasecmp(next, "http://", 7) == 0 || strncasecmp(next, "https://", 8) == 0) {
+        size_t o = origin_len(next);
+        if (o != origin || strncasecmp(next, source, o) != 0 || !url_chars(next))
+            return NULL;
         return hibus_xstrdup(next);
-    if (next[0] != '/' || next[1] == '/')
+    }
+    if (next[0] != '/' || next[1] == '/' || !url_chars(next))
         return NULL;
-    const char *host = strstr(source, "://") + 3;
-    size_t origin = (size_t)(host - source) + strcspn(host, "/?#");
     size_t len = origin + strlen(next) + 1;
     char *u = hibus_xmalloc(len);
     snprintf(u, len, "%.*s%s", (int)origin, source, next);
@@ -364,8 +388,9 @@ static bool next_page(struct pull *pu, json_t *doc, size_t n_items, long *page, 
         if (!json_is_string(v) ||
             (*next_url = resolve_url(p->source.url, json_string_value(v))) == NULL)
             return failed(pu,
-                          "page %d of the answer has no URL at \"%s\" (poll.paging.next_url: an "
-                          "absolute http(s) URL or a path starting with \"/\")",
+                          "page %d of the answer has no URL at \"%s\" (poll.paging.next_url: a "
+                          "path starting with \"/\" or an absolute URL on the source's own "
+                          "scheme, host and port)",
                           pu->pages, p->next_url);
         *more = true;
         return true;
@@ -491,6 +516,11 @@ static void pull(struct poller *pl, const struct config *cfg, const struct confi
     free(token);
     free(next_url);
 
+    /* The error quotes the source's answer: kept to printable ASCII, so that it
+     * is one log line and always valid text for PostgreSQL. */
+    for (char *c = pu.error; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            *c = '?';
     struct hibus_error err = {0};
     const char *cursor = p->cursor_param ? next_cursor : NULL;
     if (txlog_poll_finish(pl->tl, ch->name, pl->node, ok ? cursor : NULL, pu.stored,

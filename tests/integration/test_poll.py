@@ -59,11 +59,16 @@ class Source:
                     doc = {"data": {"items": items[at:at + 2]},
                            "next": str(at + 2) if more else None}
                     return self.answer(200, json.dumps(doc).encode())
-                if u.path == "/links":  # a next link, as a path on the same host
+                if u.path == "/links":  # a next link: a path, then an absolute URL
                     at = int(q.get("offset", "0"))
                     more = at + 2 < len(items)
-                    doc = {"results": items[at:at + 2],
-                           "links": {"next": "/links?offset=%d" % (at + 2) if more else None}}
+                    nxt = "/links?offset=%d" % (at + 2)
+                    if at == 2:
+                        nxt = src.url + nxt
+                    doc = {"results": items[at:at + 2], "links": {"next": nxt if more else None}}
+                    return self.answer(200, json.dumps(doc).encode())
+                if u.path == "/evil":  # a next link to another host
+                    doc = {"results": items, "links": {"next": "http://127.0.0.2:9/steal"}}
                     return self.answer(200, json.dumps(doc).encode())
                 if u.path == "/dhis":  # DHIS2's pager: pages from 1, pageCount
                     page, size = int(q.get("page", "1")), int(q.get("pageSize", "50"))
@@ -73,7 +78,7 @@ class Source:
                            "dataValues": items[(page - 1) * size:page * size]}
                     return self.answer(200, json.dumps(doc).encode())
                 if fail == "500":
-                    return self.answer(500, b'{"message": "database is down"}')
+                    return self.answer(500, b'{"message": "database is down"}\n\xc3\xa9')
                 if fail == "badjson":
                     return self.answer(200, b'{"content": [')
                 since = q.get("modifiedSince")
@@ -188,8 +193,10 @@ class PollTest(harness.TestCase):
         SOURCE.items["/replay"] = [item(i) for i in range(1, 4)]
         SOURCE.items["/flaky"] = [item(i) for i in range(1, 3)]
         SOURCE.items["/reload"] = [item(1)]
-        for path in ("/token", "/links", "/dhis"):
+        for path in ("/token", "/links", "/dhis", "/evil"):
             SOURCE.items[path] = [item(i) for i in range(1, 6)]
+        evil = poll_channel("evil", "/evil", cursor=False,
+                            paging={"items": "results", "next_url": "links.next"})
         token = poll_channel("token", "/token", cursor=False,
                              paging={"items": "data.items", "next_token": "next",
                                      "token_param": "t"})
@@ -205,7 +212,7 @@ class PollTest(harness.TestCase):
         paged = poll_channel("paged", "/paged",
                              cursor={"param": "modifiedSince", "from": "2026-01-01T00:00:00Z",
                                      "overlap": "1h"})
-        channels = [token, links, dhis, paged,
+        channels = [token, links, dhis, evil, paged,
                     poll_channel("replay", "/replay", cursor=False),
                     poll_channel("flaky", "/flaky"),
                     poll_channel("reload", "/reload", every="1h")]
@@ -274,7 +281,8 @@ class PollTest(harness.TestCase):
         harness.wait_until(lambda: state("flaky") and state("flaky")["cursor"], timeout=20,
                            what="a first successful pull of flaky")
         good = state("flaky")
-        for mode, words in (("500", "with HTTP 500: {\"message\": \"database is down\"}"),
+        # (the answer is quoted in printable ASCII only: newline and UTF-8 become "?")
+        for mode, words in (("500", "with HTTP 500: {\"message\": \"database is down\"}???"),
                             ("badjson", "is not JSON"),
                             ("shape", "has no array of items at \"content\"")):
             with SOURCE.lock:
@@ -331,6 +339,14 @@ class PollTest(harness.TestCase):
                          {("POST", b'{"dataSet": "ds1"}')})
         self.assertEqual({a for _, _, _, a in sent}, {"Basic aGlidXM6czNjcmV0"})
         self.assertIn('poll channel "dhis": pulled 3 pages, stored 5 items', HB.log_text())
+
+    def test_next_url_stays_on_the_source(self):
+        # an answer that sends hibus (and its credentials) to another host is refused
+        harness.wait_until(lambda: state("evil") and state("evil")["last_error"], timeout=10,
+                           what="the evil link refused")
+        self.assertIn('page 1 of the answer has no URL at "links.next" (poll.paging.next_url: '
+                      'a path starting with "/" or an absolute URL on the source\'s own scheme, '
+                      'host and port)', state("evil")["last_error"])
 
     def test_reload_changes_schedule(self):
         # every: 1h: registered, not due for an hour
