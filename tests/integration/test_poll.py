@@ -67,6 +67,11 @@ class Source:
                         nxt = src.url + nxt
                     doc = {"results": items[at:at + 2], "links": {"next": nxt if more else None}}
                     return self.answer(200, json.dumps(doc).encode())
+                if u.path == "/plain":  # no paging: the answer is the array
+                    return self.answer(200, json.dumps(items).encode())
+                if u.path == "/endless":  # never says it is the last page
+                    doc = {"content": items, "last": False if fail != "badlast" else "no"}
+                    return self.answer(200, json.dumps(doc).encode())
                 if u.path == "/evil":  # a next link to another host
                     doc = {"results": items, "links": {"next": "http://127.0.0.2:9/steal"}}
                     return self.answer(200, json.dumps(doc).encode())
@@ -212,7 +217,21 @@ class PollTest(harness.TestCase):
         paged = poll_channel("paged", "/paged",
                              cursor={"param": "modifiedSince", "from": "2026-01-01T00:00:00Z",
                                      "overlap": "1h"})
-        channels = [token, links, dhis, evil, paged,
+        SOURCE.items["/plain"] = [{"id": 41, "n": 1}, {"id": 42, "n": 2}, {"n": "no id"}]
+        SOURCE.items["/short"] = [item(i) for i in range(1, 6)]
+        SOURCE.items["/endless"] = [item(1)]
+        SOURCE.items["/badlast"] = [item(1)]
+        plain = poll_channel("plain", "/plain", cursor=False, paging=None)
+        del plain["poll"]["paging"]
+        short = poll_channel("short", "/short", cursor=False, size=2,
+                             paging={"items": "content", "page_param": "page",
+                                     "size_param": "size", "size": 2})
+        endless = poll_channel("endless", "/endless", cursor=False,
+                               paging={"items": "content", "page_param": "page", "last": "last",
+                                       "max_pages": 3})
+        down = poll_channel("down", "/x", cursor=False)
+        down["poll"]["url"] = "http://127.0.0.1:%d/x" % harness.free_port()
+        channels = [plain, short, endless, down, token, links, dhis, evil, paged,
                     poll_channel("replay", "/replay", cursor=False),
                     poll_channel("flaky", "/flaky"),
                     poll_channel("reload", "/reload", every="1h")]
@@ -339,6 +358,35 @@ class PollTest(harness.TestCase):
                          {("POST", b'{"dataSet": "ds1"}')})
         self.assertEqual({a for _, _, _, a in sent}, {"Basic aGlidXM6czNjcmV0"})
         self.assertIn('poll channel "dhis": pulled 3 pages, stored 5 items', HB.log_text())
+
+    def test_other_shapes_and_failures(self):
+        # an answer that is the array itself; integer ids; an item without an id
+        harness.wait_until(lambda: tx_count("plain") >= 3, timeout=10, what="3 plain items")
+        self.assertIn('poll channel "plain": item 2 of page 1 has no id at "id"', HB.log_text())
+        self.assertEqual(PG.scalar("SELECT string_agg(item_id, ',' ORDER BY item_id) "
+                                   "FROM poll_items WHERE channel = 'plain'"), "41,42")
+        # pages of 2 without last or total_pages: the short page is the last
+        harness.wait_until(lambda: len(delivered_ids("short")) >= 5, timeout=10,
+                           what="5 short items")
+        self.assertEqual([h[2]["page"] for h in SOURCE.hits_of("/short")][:3], ["0", "1", "2"])
+        # a source that never says "last" stops at max_pages, as a failure
+        harness.wait_until(lambda: state("endless") and state("endless")["last_error"],
+                           timeout=10, what="endless stopped")
+        self.assertEqual(state("endless")["last_error"],
+                         "the source has more than 3 pages (poll.paging.max_pages); nothing "
+                         "after them was pulled")
+        with SOURCE.lock:
+            SOURCE.fail["/endless"] = "badlast"
+        harness.wait_until(lambda: "boolean" in (state("endless")["last_error"] or ""),
+                           timeout=10, what="a last that is not a boolean")
+        self.assertEqual(state("endless")["last_error"],
+                         'page 1 of the answer has no boolean at "last" (poll.paging.last)')
+        # nobody listening
+        harness.wait_until(lambda: state("down") and state("down")["last_error"], timeout=10,
+                           what="the source that is down")
+        self.assertRegex(state("down")["last_error"],
+                         r"^the source did not answer page 1 "
+                         r"\(http://127.0.0.1:\d+/x\?page=0&size=3\): \S")
 
     def test_next_url_stays_on_the_source(self):
         # an answer that sends hibus (and its credentials) to another host is refused
