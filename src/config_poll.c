@@ -7,13 +7,16 @@
  */
 #include "config_internal.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum {
     K_P_SCHEDULE,
     K_P_EVERY,
+    K_P_TIMEZONE,
     K_P_URL,
     K_P_METHOD,
     K_P_BODY,
@@ -25,17 +28,12 @@ enum {
     K_P_PAGING
 };
 static const struct key_spec poll_keys[] = {
-    [K_P_SCHEDULE] = {"schedule", false},
-    [K_P_EVERY] = {"every", false},
-    [K_P_URL] = {"url", true},
-    [K_P_METHOD] = {"method", false},
-    [K_P_BODY] = {"body", false},
-    [K_P_AUTH] = {"auth", false},
-    [K_P_TLS] = {"tls", false},
-    [K_P_TIMEOUT] = {"timeout", false},
-    [K_P_CURSOR] = {"cursor", false},
-    [K_P_ITEM_ID] = {"item_id", false},
-    [K_P_PAGING] = {"paging", false},
+    [K_P_SCHEDULE] = {"schedule", false}, [K_P_EVERY] = {"every", false},
+    [K_P_TIMEZONE] = {"timezone", false}, [K_P_URL] = {"url", true},
+    [K_P_METHOD] = {"method", false},     [K_P_BODY] = {"body", false},
+    [K_P_AUTH] = {"auth", false},         [K_P_TLS] = {"tls", false},
+    [K_P_TIMEOUT] = {"timeout", false},   [K_P_CURSOR] = {"cursor", false},
+    [K_P_ITEM_ID] = {"item_id", false},   [K_P_PAGING] = {"paging", false},
 };
 
 enum { K_C_PARAM, K_C_FROM, K_C_OVERLAP };
@@ -201,6 +199,43 @@ static void load_paging(struct loader *ld, yaml_node_t *n, struct config_poll *p
                        &p->max_pages);
 }
 
+/* The time zone database the zone name is checked against ($TZDIR, as glibc
+ * reads it, else the system's). PostgreSQL, which applies the zone, may have a
+ * database of its own; a name it does not know fails the look for due slots,
+ * which is logged. */
+static const char *zoneinfo_dir(void)
+{
+    const char *d = getenv("TZDIR");
+    return d && d[0] ? d : "/usr/share/zoneinfo";
+}
+
+/* poll.timezone: an IANA name ("Africa/Nairobi", "UTC"), which must be in the
+ * time zone database when there is one to look in. */
+static bool load_timezone(struct loader *ld, const yaml_node_t *n, struct config_poll *p)
+{
+    if (!config_get_string(ld, n, "poll.timezone", true, &p->timezone))
+        return false;
+    const char *z = p->timezone;
+    bool shape = z[0] != '/' && strstr(z, "..") == NULL && strlen(z) < 64;
+    for (const char *c = z; shape && *c; c++)
+        shape = config_is_name_char(*c) || *c == '/' || *c == '+';
+    const char *dir = zoneinfo_dir();
+    struct stat st;
+    char path[PATH_MAX];
+    bool known = true;
+    if (shape && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(path, sizeof path, "%s/%s", dir, z);
+        known = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    }
+    if (shape && known)
+        return true;
+    config_err_at(ld, n,
+                  "unknown time zone \"%s\" for poll.timezone (expected a name of the time zone "
+                  "database, like Africa/Nairobi or UTC%s%s)",
+                  z, shape ? ", as found in " : "", shape ? dir : "");
+    return false;
+}
+
 static void load_schedule(struct loader *ld, const struct found *f, yaml_node_t *n,
                           struct config_poll *p)
 {
@@ -220,8 +255,14 @@ static void load_schedule(struct loader *ld, const struct found *f, yaml_node_t 
                           p->schedule, msg);
             return;
         }
-        snprintf(key, sizeof key, "cron %s", p->schedule);
+        if (f[K_P_TIMEZONE].val && !load_timezone(ld, f[K_P_TIMEZONE].val, p))
+            return;
+        snprintf(key, sizeof key, "cron %s%s%s", p->schedule, p->timezone ? " in " : "",
+                 p->timezone ? p->timezone : "");
         p->state_key = config_xstrdup(ld, key);
+    } else if (f[K_P_TIMEZONE].key) {
+        config_err_at(ld, f[K_P_TIMEZONE].key,
+                      "poll.timezone applies only to a schedule: (every: counts from each pull)");
     } else if (config_get_duration_in(ld, one->val, "poll.every", &every_range, &p->every_ms)) {
         snprintf(key, sizeof key, "every %ldms", p->every_ms);
         p->state_key = config_xstrdup(ld, key);
@@ -278,6 +319,7 @@ void config_poll_free(struct config_poll *p)
     if (p == NULL)
         return;
     free(p->schedule);
+    free(p->timezone);
     free(p->state_key);
     config_route_free(&p->source);
     free(p->method);

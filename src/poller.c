@@ -556,9 +556,9 @@ static bool is_registered(const struct registered *r, const char *key)
     return false;
 }
 
-static int64_t next_slot(void *arg, int64_t now)
+static int64_t next_slot(void *arg, int64_t wall_now)
 {
-    return poller_next_slot(arg, now);
+    return poller_next_slot(arg, wall_now);
 }
 
 static void look(struct poller *pl, const struct config *cfg, const struct config_channel *ch)
@@ -568,9 +568,10 @@ static void look(struct poller *pl, const struct config *cfg, const struct confi
     size_t klen = strlen(ch->name) + strlen(p->state_key) + 2;
     char *key = hibus_xmalloc(klen);
     snprintf(key, klen, "%s\n%s", ch->name, p->state_key);
+    struct txlog_poll_schedule sch = {
+        .key = p->state_key, .timezone = p->timezone, .next = next_slot, .arg = (void *)p};
     if (!is_registered(&pl->reg, key)) {
-        int64_t first = poller_next_slot(p, (int64_t)time(NULL));
-        if (txlog_poll_register(pl->tl, ch->name, p->state_key, first, &err) != HIBUS_OK) {
+        if (txlog_poll_register(pl->tl, ch->name, &sch, &err) != HIBUS_OK) {
             db_trouble(pl, ch->name, "register its schedule", &err);
             free(key);
             return;
@@ -581,8 +582,8 @@ static void look(struct poller *pl, const struct config *cfg, const struct confi
     }
     free(key);
     struct txlog_poll_slot slot = {0};
-    if (txlog_poll_claim(pl->tl, ch->name, p->state_key, pl->node, cfg->delivery_lease_ms,
-                         next_slot, (void *)p, &slot, &err) != HIBUS_OK) {
+    if (txlog_poll_claim(pl->tl, ch->name, &sch, pl->node, cfg->delivery_lease_ms, &slot, &err) !=
+        HIBUS_OK) {
         db_trouble(pl, ch->name, "look for a due slot", &err);
         return;
     }

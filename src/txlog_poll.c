@@ -22,12 +22,11 @@
 #include "txlog_internal.h"
 
 struct poll_ctx {
-    const char *channel, *schedule, *owner, *cursor, *item_id, *error;
-    int64_t first_due, tx_id;
+    const char *channel, *owner, *cursor, *item_id, *error;
+    const struct txlog_poll_schedule *sch;
+    int64_t tx_id;
     long lease_ms;
     int items;
-    int64_t (*next)(void *arg, int64_t now);
-    void *arg;
     /* results */
     struct txlog_poll_slot slot;
     bool seen;
@@ -44,33 +43,55 @@ static enum hibus_err fail(struct hibus_error *err, PGconn *conn, PGresult *res,
     return rc;
 }
 
+/* The next slot after the database's now(), as text for to_timestamp(): see
+ * struct txlog_poll_schedule. wall_now is a row's floor(extract(epoch FROM now()
+ * AT TIME ZONE tz)). */
+static void next_slot_text(const struct txlog_poll_schedule *sch, const char *wall_now,
+                           char out[32])
+{
+    snprintf(out, 32, "%lld", (long long)sch->next(sch->arg, strtoll(wall_now, NULL, 10)));
+}
+
+/* A wall-clock time (as next_slot_text gives it) in the zone $N as an instant. */
+#define WALL_TO_INSTANT(n, tz)                                                                     \
+    "((to_timestamp(" n "::float8) AT TIME ZONE 'UTC') AT TIME ZONE " tz ")"
+
 static enum hibus_err op_register(PGconn *conn, unsigned *prepared, void *vctx,
                                   struct hibus_error *err)
 {
     (void)prepared;
     struct poll_ctx *ctx = vctx;
+    const char *tz = ctx->sch->timezone ? ctx->sch->timezone : "UTC";
+    const char *const w[1] = {tz};
+    PGresult *res = PQexecParams(conn, "SELECT floor(extract(epoch FROM now() AT TIME ZONE $1))", 1,
+                                 NULL, w, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(err, conn, res, "read the time in the poll channel's time zone", false);
     char due[32];
-    snprintf(due, sizeof due, "%lld", (long long)ctx->first_due);
-    const char *const v[3] = {ctx->channel, ctx->schedule, due};
+    next_slot_text(ctx->sch, PQgetvalue(res, 0, 0), due);
+    PQclear(res);
+    const char *const v[4] = {ctx->channel, ctx->sch->key, due, tz};
     /* A row whose schedule is unchanged is not written: the claim of another
      * process, its next_due and its cursor stay as they are. */
-    PGresult *res =
-        PQexecParams(conn,
-                     "INSERT INTO poll_state (channel, schedule, next_due) "
-                     "VALUES ($1, $2, to_timestamp($3::float8)) "
-                     "ON CONFLICT (channel) DO UPDATE SET schedule = EXCLUDED.schedule, "
-                     "next_due = EXCLUDED.next_due WHERE poll_state.schedule <> EXCLUDED.schedule",
-                     3, NULL, v, NULL, NULL, 0);
+    /* clang-format off */
+    static const char sql[] =
+        "INSERT INTO poll_state (channel, schedule, next_due)"
+        " VALUES ($1, $2, " WALL_TO_INSTANT("$3", "$4") ")"
+        " ON CONFLICT (channel) DO UPDATE SET schedule = EXCLUDED.schedule,"
+        " next_due = EXCLUDED.next_due WHERE poll_state.schedule <> EXCLUDED.schedule";
+    /* clang-format on */
+    res = PQexecParams(conn, sql, 4, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         return fail(err, conn, res, "register the poll channel", false);
     PQclear(res);
     return HIBUS_OK;
 }
 
-enum hibus_err txlog_poll_register(struct txlog *tl, const char *channel, const char *schedule,
-                                   int64_t first_due, struct hibus_error *err)
+enum hibus_err txlog_poll_register(struct txlog *tl, const char *channel,
+                                   const struct txlog_poll_schedule *schedule,
+                                   struct hibus_error *err)
 {
-    struct poll_ctx ctx = {.channel = channel, .schedule = schedule, .first_due = first_due};
+    struct poll_ctx ctx = {.channel = channel, .sch = schedule};
     return txlog_with_conn(tl, op_register, &ctx, err);
 }
 
@@ -80,19 +101,21 @@ static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx,
     (void)prepared;
     struct poll_ctx *ctx = vctx;
     struct txlog_poll_slot slot = {0};
+    const char *tz = ctx->sch->timezone ? ctx->sch->timezone : "UTC";
     if (!txlog_exec_cmd(conn, "BEGIN", "begin a poll claim", err))
         return HIBUS_E_DB;
     /* A claim of this very process is stale (its pulls run one at a time, and
      * none runs while it looks): its pull ended without recording so (the
      * database was away), and the slot need not wait for the claim to lapse. */
-    const char *const v[3] = {ctx->channel, ctx->schedule, ctx->owner};
+    const char *const v[4] = {ctx->channel, ctx->sch->key, ctx->owner, tz};
     PGresult *res = PQexecParams(conn,
-                                 "SELECT floor(extract(epoch FROM now()))::int8, cursor "
+                                 "SELECT floor(extract(epoch FROM now()))::int8, cursor, "
+                                 "floor(extract(epoch FROM now() AT TIME ZONE $4)) "
                                  "FROM poll_state WHERE channel = $1 AND schedule = $2 "
                                  "AND next_due <= now() AND (claimed_until IS NULL "
                                  "OR claimed_until < now() OR claimed_by = $3) "
                                  "FOR UPDATE SKIP LOCKED",
-                                 3, NULL, v, NULL, NULL, 0);
+                                 4, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(err, conn, res, "read the poll state", true);
     if (PQntuples(res) == 0) {
@@ -105,17 +128,18 @@ static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx,
     }
     slot.started = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     char *cursor = PQgetisnull(res, 0, 1) ? NULL : hibus_xstrdup(PQgetvalue(res, 0, 1));
-    PQclear(res);
-    slot.next_due = ctx->next(ctx->arg, slot.started);
     char next[32], lease[32];
-    snprintf(next, sizeof next, "%lld", (long long)slot.next_due);
+    next_slot_text(ctx->sch, PQgetvalue(res, 0, 2), next);
+    PQclear(res);
     snprintf(lease, sizeof lease, "%ld", ctx->lease_ms);
-    const char *const u[4] = {ctx->channel, next, ctx->owner, lease};
-    res = PQexecParams(conn,
-                       "UPDATE poll_state SET next_due = to_timestamp($2::float8), "
-                       "claimed_by = $3, claimed_until = now() + $4::int8 * interval '1 ms', "
-                       "last_run = now(), runs = runs + 1 WHERE channel = $1",
-                       4, NULL, u, NULL, NULL, 0);
+    const char *const u[5] = {ctx->channel, next, ctx->owner, lease, tz};
+    /* clang-format off */
+    static const char sql[] =
+        "UPDATE poll_state SET next_due = " WALL_TO_INSTANT("$2", "$5") ","
+        " claimed_by = $3, claimed_until = now() + $4::int8 * interval '1 ms',"
+        " last_run = now(), runs = runs + 1 WHERE channel = $1";
+    /* clang-format on */
+    res = PQexecParams(conn, sql, 5, NULL, u, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         free(cursor);
         return fail(err, conn, res, "claim the poll slot", true);
@@ -132,17 +156,13 @@ static enum hibus_err op_claim(PGconn *conn, unsigned *prepared, void *vctx,
     return HIBUS_OK;
 }
 
-enum hibus_err txlog_poll_claim(struct txlog *tl, const char *channel, const char *schedule,
-                                const char *owner, long lease_ms,
-                                int64_t (*next)(void *arg, int64_t now), void *arg,
-                                struct txlog_poll_slot *slot, struct hibus_error *err)
+enum hibus_err txlog_poll_claim(struct txlog *tl, const char *channel,
+                                const struct txlog_poll_schedule *schedule, const char *owner,
+                                long lease_ms, struct txlog_poll_slot *slot,
+                                struct hibus_error *err)
 {
-    struct poll_ctx ctx = {.channel = channel,
-                           .schedule = schedule,
-                           .owner = owner,
-                           .lease_ms = lease_ms,
-                           .next = next,
-                           .arg = arg};
+    struct poll_ctx ctx = {
+        .channel = channel, .sch = schedule, .owner = owner, .lease_ms = lease_ms};
     enum hibus_err rc = txlog_with_conn(tl, op_claim, &ctx, err);
     if (rc != HIBUS_OK) {
         free(ctx.slot.cursor);

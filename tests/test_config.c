@@ -2188,9 +2188,20 @@ static const struct config_channel *find_channel(const struct config *cfg, const
     return NULL;
 }
 
+/* A time zone database of one zone, so that the tests need no tzdata: poll.timezone
+ * names are looked up in $TZDIR. */
+static void fake_zoneinfo(void)
+{
+    assert_int_equal(mkdir("zoneinfo", 0700), 0);
+    assert_int_equal(mkdir("zoneinfo/Africa", 0700), 0);
+    put("zoneinfo/Africa/Nairobi", "TZif");
+    assert_int_equal(setenv("TZDIR", "zoneinfo", 1), 0);
+}
+
 static void test_poll_channels(void **state)
 {
     (void)state;
+    fake_zoneinfo();
     put("channels/lmis.yaml",
         "name: lmis\n"
         "poll:\n"
@@ -2219,6 +2230,7 @@ static void test_poll_channels(void **state)
         "name: token\n"
         "poll:\n"
         "  schedule: \"@hourly\"\n"
+        "  timezone: Africa/Nairobi\n"
         "  url: http://feed.example/x\n"
         "  paging: { items: items, next_token: next.token, token_param: t }\n"
         "routes: [{ name: r, url: \"http://t.example\" }]\n");
@@ -2264,6 +2276,7 @@ static void test_poll_channels(void **state)
 
     p = find_channel(cfg, "dhis")->poll;
     assert_null(p->schedule);
+    assert_null(p->timezone);
     assert_int_equal(p->every_ms, 90000);
     assert_string_equal(p->state_key, "every 90000ms");
     assert_string_equal(p->method, "GET");
@@ -2278,7 +2291,8 @@ static void test_poll_channels(void **state)
     assert_int_equal(p->paging, CONFIG_PAGING_TOKEN);
     assert_string_equal(p->next_token, "next.token");
     assert_string_equal(p->token_param, "t");
-    assert_string_equal(p->state_key, "cron @hourly");
+    assert_string_equal(p->state_key, "cron @hourly in Africa/Nairobi");
+    assert_string_equal(p->timezone, "Africa/Nairobi");
 
     p = find_channel(cfg, "link")->poll;
     assert_int_equal(p->paging, CONFIG_PAGING_NEXT_URL);
@@ -2286,11 +2300,13 @@ static void test_poll_channels(void **state)
     assert_null(p->items);
     assert_null(find_channel(cfg, "stock")->poll);
     config_free(cfg);
+    unsetenv("TZDIR");
 }
 
 static void test_poll_errors(void **state)
 {
     (void)state;
+    fake_zoneinfo();
     put("channels/a.yaml", "name: a\n"
                            "match: { path: /a }\n"
                            "allow: { roles: [lmis] }\n"
@@ -2318,6 +2334,17 @@ static void test_poll_errors(void **state)
                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
     put("channels/d.yaml", "name: d\n"
                            "poll: { url: http://lmis.example/x, schedule: \"0 0 30 2 *\" }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/e.yaml", "name: e\n"
+                           "poll: { url: http://x.example/, schedule: \"@daily\", timezone: "
+                           "Mars/Olympus }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/f.yaml", "name: f\n"
+                           "poll: { url: http://x.example/, every: 5m, timezone: UTC }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/g.yaml", "name: g\n"
+                           "poll: { url: http://x.example/, schedule: \"@daily\", timezone: "
+                           "../etc/passwd }\n"
                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
     EXPECT_ERRORS(
         "channels/a.yaml:2:1: match applies only to channels that are posted to; this channel "
@@ -2356,7 +2383,14 @@ static void test_poll_errors(void **state)
         "1000000)\n"
         "channels/c.yaml:5:78: poll.paging.token_param applies only with next_token\n"
         "channels/d.yaml:2:47: invalid cron expression \"0 0 30 2 *\" in poll.schedule: the "
-        "schedule never fires: no month given has the day-of-month given (like February 30)\n");
+        "schedule never fires: no month given has the day-of-month given (like February 30)\n"
+        "channels/e.yaml:2:63: unknown time zone \"Mars/Olympus\" for poll.timezone (expected a "
+        "name of the time zone database, like Africa/Nairobi or UTC, as found in zoneinfo)\n"
+        "channels/f.yaml:2:44: poll.timezone applies only to a schedule: (every: counts from each "
+        "pull)\n"
+        "channels/g.yaml:2:63: unknown time zone \"../etc/passwd\" for poll.timezone (expected a "
+        "name of the time zone database, like Africa/Nairobi or UTC)\n");
+    unsetenv("TZDIR");
 }
 
 /* An async channel's routes run one after the other within one lease. */

@@ -138,7 +138,8 @@ struct config_poll {
     char *schedule;   /* cron expression as written, or NULL when every_ms is set */
     struct cron cron; /* parsed schedule */
     long every_ms;    /* poll.every: a fixed interval instead of a cron schedule */
-    char *state_key;  /* "cron <expr>" or "every <ms>": a change of schedule on reload */
+    char *timezone;   /* poll.timezone: the IANA zone the schedule is read in; NULL: UTC */
+    char *state_key;  /* "cron <expr>[ in <zone>]" or "every <n>ms": changes on reload */
     /* The source, sent through the http mediator: name "poll", url, timeout_ms, auth
      * and tls as in routes. */
     struct config_route source;

@@ -22,7 +22,8 @@
 #include "hibus/error.h"
 #include "hibus/txlog.h"
 
-/* The slot of p's schedule that follows `now` (seconds since 1970, UTC). */
+/* The slot of p's schedule that follows `now`: seconds since 1970 on the wall
+ * clock of p->timezone (read as if it were UTC; see struct txlog_poll_schedule). */
 int64_t poller_next_slot(const struct config_poll *p, int64_t now);
 
 struct poller;

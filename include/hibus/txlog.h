@@ -382,30 +382,42 @@ void txlog_follow_close(struct txlog_follower *f);
 
 /* ---- Polling channels (src/txlog_poll.c, migration 012; see hibus/poller.h) ---- */
 
-/* Makes sure poll_state has a row for channel under schedule (a poll's state_key):
- * a new channel, or one whose schedule changed, gets next_due = first_due
- * (seconds since 1970); a row with the same schedule is left as it is. */
-enum hibus_err txlog_poll_register(struct txlog *tl, const char *channel, const char *schedule,
-                                   int64_t first_due, struct hibus_error *err);
+/* A channel's schedule as the poll functions need it. Slots are computed on the
+ * wall clock of timezone (an IANA name PostgreSQL knows; NULL: UTC): next gets
+ * that wall-clock time as seconds since 1970 read as if it were UTC (what timegm
+ * would give for it) and returns the next slot's the same way; the database turns
+ * it into an instant, so daylight saving time is the database's to apply. */
+struct txlog_poll_schedule {
+    const char *key;      /* a poll's state_key: a change of schedule is a new key */
+    const char *timezone; /* NULL: UTC */
+    int64_t (*next)(void *arg, int64_t wall_now);
+    void *arg;
+};
+
+/* Makes sure poll_state has a row for channel under schedule: a new channel, or
+ * one whose schedule changed, gets its next_due from the database's now(); a row
+ * with the same schedule is left as it is. */
+enum hibus_err txlog_poll_register(struct txlog *tl, const char *channel,
+                                   const struct txlog_poll_schedule *schedule,
+                                   struct hibus_error *err);
 
 /* A slot claimed by txlog_poll_claim. */
 struct txlog_poll_slot {
-    bool claimed;     /* false: not due, or another process has it */
-    char *cursor;     /* the stored cursor (malloc'ed), or NULL: none yet */
-    int64_t started;  /* the database's now() at the claim, seconds since 1970 */
-    int64_t next_due; /* the slot after this one */
+    bool claimed;    /* false: not due, or another process has it */
+    char *cursor;    /* the stored cursor (malloc'ed), or NULL: none yet */
+    int64_t started; /* the database's now() at the claim, seconds since 1970 */
 };
 
 /* Claims the due slot of channel, if it is due (next_due <= now), under schedule
  * and not claimed by another live process (a claim of owner itself is taken to
- * be stale: one owner pulls one slot at a time): in one transaction, reads the row FOR UPDATE
- * SKIP LOCKED, moves next_due to next(arg, now) (now being the database's, so a
- * slot is never taken twice however the processes' clocks differ), and sets the
- * claim for owner for lease_ms. Caller frees slot->cursor. */
-enum hibus_err txlog_poll_claim(struct txlog *tl, const char *channel, const char *schedule,
-                                const char *owner, long lease_ms,
-                                int64_t (*next)(void *arg, int64_t now), void *arg,
-                                struct txlog_poll_slot *slot, struct hibus_error *err);
+ * be stale: one owner pulls one slot at a time): in one transaction, reads the
+ * row FOR UPDATE SKIP LOCKED, moves next_due to the slot after the database's
+ * now() (so a slot is never taken twice however the processes' clocks differ),
+ * and sets the claim for owner for lease_ms. Caller frees slot->cursor. */
+enum hibus_err txlog_poll_claim(struct txlog *tl, const char *channel,
+                                const struct txlog_poll_schedule *schedule, const char *owner,
+                                long lease_ms, struct txlog_poll_slot *slot,
+                                struct hibus_error *err);
 
 /* Ends owner's claim on channel: on success (error NULL) stores cursor (NULL:
  * keeps the stored one), items and the time, and clears last_error; on failure

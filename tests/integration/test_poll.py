@@ -519,6 +519,49 @@ class MissedSlotTest(harness.TestCase):
             h.stop()
 
 
+class TimezoneTest(harness.TestCase):
+    """poll.timezone: a schedule read on a zone's wall clock; the database applies
+    the zone (its offset, and daylight saving time where there is one)."""
+
+    def test_slots_on_the_zones_clock(self):
+        with SOURCE.lock:
+            SOURCE.items["/nairobi"] = [item(1)]
+            SOURCE.items["/berlin"] = [item(1)]
+        nairobi = poll_channel("nairobi", "/nairobi", schedule="0 6 * * *",
+                               timezone="Africa/Nairobi")
+        berlin = poll_channel("berlin", "/berlin", schedule="0 6 * * *",
+                              timezone="Europe/Berlin")
+        utc = poll_channel("utc6", "/berlin", schedule="0 6 * * *")
+        h = harness.Hibus(PG.url, channels=[nairobi, berlin, utc], name="tz")
+        h.start()
+
+        def due(channel):
+            return PG.row("SELECT to_char(next_due AT TIME ZONE 'UTC', 'HH24:MI') AS utc, "
+                          "to_char(next_due AT TIME ZONE 'Europe/Berlin', 'HH24:MI') AS berlin "
+                          "FROM poll_state WHERE channel = '%s'" % channel)
+        try:
+            harness.wait_until(lambda: all(state(c) for c in ("nairobi", "berlin", "utc6")),
+                               timeout=10, what="the three registered")
+            # 06:00 in Nairobi is 03:00 UTC all year (EAT, UTC+3, no daylight saving)
+            self.assertEqual(due("nairobi")["utc"], "03:00")
+            self.assertEqual(due("utc6")["utc"], "06:00")
+            # 06:00 in Berlin, whichever of CET and CEST the next one falls in
+            self.assertEqual(due("berlin")["berlin"], "06:00")
+            self.assertIn(due("berlin")["utc"], ("04:00", "05:00"))
+            # a missed slot runs once at start, and the next is again 06:00 Nairobi time
+            h.stop()
+            PG.psql("UPDATE poll_state SET next_due = now() - interval '2 days' "
+                    "WHERE channel = 'nairobi'")
+            h.restart()
+            harness.wait_until(lambda: len(SOURCE.hits_of("/nairobi")) == 1, timeout=10,
+                               what="the missed Nairobi slot")
+            harness.wait_until(lambda: state("nairobi")["future"], timeout=5,
+                               what="the next Nairobi slot")
+            self.assertEqual(due("nairobi")["utc"], "03:00")
+        finally:
+            h.stop()
+
+
 class ConfigTest(harness.TestCase):
 
     def check(self, channel_text):
@@ -552,6 +595,18 @@ class ConfigTest(harness.TestCase):
                       "to; this channel pulls its requests (poll:), remove match", out)
         self.assertIn("channels/bad.yaml:6:", out)
         self.assertIn("poll.paging has both next_token and page_param", out)
+
+    def test_unknown_time_zone(self):
+        rc, out = self.check("name: bad\n"
+                             "poll:\n"
+                             "  url: http://127.0.0.1:1/x\n"
+                             "  schedule: \"0 6 * * *\"\n"
+                             "  timezone: Africa/Nairobbi\n"
+                             "routes:\n"
+                             "  - { name: r, url: \"http://127.0.0.1:1/y\", primary: true }\n")
+        self.assertEqual(rc, 1, out)
+        self.assertIn('channels/bad.yaml:5:13: unknown time zone "Africa/Nairobbi" for '
+                      'poll.timezone', out)
 
     def test_good_poll_channel_checks(self):
         rc, out = self.check("name: good\n"
