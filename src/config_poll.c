@@ -25,7 +25,8 @@ enum {
     K_P_TIMEOUT,
     K_P_CURSOR,
     K_P_ITEM_ID,
-    K_P_PAGING
+    K_P_PAGING,
+    K_P_LOOKUPS
 };
 static const struct key_spec poll_keys[] = {
     [K_P_SCHEDULE] = {"schedule", false}, [K_P_EVERY] = {"every", false},
@@ -34,7 +35,18 @@ static const struct key_spec poll_keys[] = {
     [K_P_AUTH] = {"auth", false},         [K_P_TLS] = {"tls", false},
     [K_P_TIMEOUT] = {"timeout", false},   [K_P_CURSOR] = {"cursor", false},
     [K_P_ITEM_ID] = {"item_id", false},   [K_P_PAGING] = {"paging", false},
+    [K_P_LOOKUPS] = {"lookups", false},
 };
+/* a key added to the enum and not to the table would leave a NULL name in it */
+_Static_assert(sizeof poll_keys / sizeof poll_keys[0] == K_P_LOOKUPS + 1, "poll_keys");
+
+enum { K_L_ID, K_L_URL, K_L_INTO };
+static const struct key_spec lookup_keys[] = {
+    [K_L_ID] = {"id", true},
+    [K_L_URL] = {"url", true},
+    [K_L_INTO] = {"into", true},
+};
+#define POLL_MAX_LOOKUPS 8
 
 enum { K_C_PARAM, K_C_FROM, K_C_OVERLAP };
 static const struct key_spec cursor_keys[] = {
@@ -236,6 +248,46 @@ static bool load_timezone(struct loader *ld, const yaml_node_t *n, struct config
     return false;
 }
 
+/* poll.lookups: [{ id, url, into }, ...] */
+static void load_lookups(struct loader *ld, yaml_node_t *n, struct config_poll *p)
+{
+    if (!config_expect_list(ld, n, "poll.lookups"))
+        return;
+    size_t len = config_list_len(n);
+    if (len == 0 || len > POLL_MAX_LOOKUPS) {
+        config_err_at(ld, n, "poll.lookups must have 1 to %d entries, not %zu", POLL_MAX_LOOKUPS,
+                      len);
+        return;
+    }
+    p->lookups = calloc(len, sizeof *p->lookups);
+    if (p->lookups == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < len && !ld->oom; i++) {
+        char where[64], what[96];
+        snprintf(where, sizeof where, "poll.lookups[%zu]", i);
+        struct found f[sizeof lookup_keys / sizeof lookup_keys[0]];
+        yaml_node_t *item = config_list_item(ld, n, i);
+        struct config_poll_lookup *l = &p->lookups[p->n_lookups++];
+        if (!MAP_KEYS(ld, item, where, lookup_keys, f))
+            continue;
+        snprintf(what, sizeof what, "%s.id", where);
+        get_path(ld, f[K_L_ID].val, what, &l->id);
+        snprintf(what, sizeof what, "%s.into", where);
+        get_path(ld, f[K_L_INTO].val, what, &l->into);
+        snprintf(what, sizeof what, "%s.url", where);
+        if (f[K_L_URL].val && config_get_http_url(ld, f[K_L_URL].val, what, &l->url)) {
+            const char *at = strstr(l->url, "{id}");
+            if (at == NULL || strstr(at + 4, "{id}") != NULL)
+                config_err_at(ld, f[K_L_URL].val,
+                              "%s must hold \"{id}\" once, where the item's reference goes "
+                              "(like https://lmis.example/api/facilities/{id})",
+                              what);
+        }
+    }
+}
+
 static void load_schedule(struct loader *ld, const struct found *f, yaml_node_t *n,
                           struct config_poll *p)
 {
@@ -311,6 +363,8 @@ struct config_poll *config_load_poll(struct loader *ld, yaml_node_t *n)
     get_path(ld, f[K_P_ITEM_ID].val, "poll.item_id", &p->item_id);
     if (f[K_P_PAGING].val)
         load_paging(ld, f[K_P_PAGING].val, p);
+    if (f[K_P_LOOKUPS].val)
+        load_lookups(ld, f[K_P_LOOKUPS].val, p);
     return p;
 }
 
@@ -335,5 +389,11 @@ void config_poll_free(struct config_poll *p)
     free(p->next_token);
     free(p->token_param);
     free(p->next_url);
+    for (size_t i = 0; i < p->n_lookups; i++) {
+        free(p->lookups[i].id);
+        free(p->lookups[i].url);
+        free(p->lookups[i].into);
+    }
+    free(p->lookups);
     free(p);
 }

@@ -131,13 +131,10 @@ static void request_id(char out[37])
              b[14], b[15]);
 }
 
-/* Appends name=value to a URL's query, percent-encoding the value (RFC 3986:
- * everything but the unreserved characters). */
-static void add_param(struct buf *u, const char *name, const char *value)
+/* Appends value percent-encoded (RFC 3986: everything but the unreserved
+ * characters), fit for a query value or a path segment. */
+static void append_encoded(struct buf *u, const char *value)
 {
-    buf_append(u, strchr(u->s, '?') ? "&" : "?", 1);
-    buf_append(u, name, strlen(name));
-    buf_append(u, "=", 1);
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *c = (const unsigned char *)value; *c; c++) {
         if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
@@ -148,6 +145,15 @@ static void add_param(struct buf *u, const char *name, const char *value)
             buf_append(u, e, 3);
         }
     }
+}
+
+/* Appends name=value to a URL's query. */
+static void add_param(struct buf *u, const char *name, const char *value)
+{
+    buf_append(u, strchr(u->s, '?') ? "&" : "?", 1);
+    buf_append(u, name, strlen(name));
+    buf_append(u, "=", 1);
+    append_encoded(u, value);
 }
 
 /* No spaces, control characters or bytes libcurl would have to guess at. */
@@ -213,8 +219,9 @@ struct pull {
     const struct config_poll *p;
     const char *cursor; /* sent as poll.cursor.param, or NULL */
     long t0, lease_ms;
-    int stored, seen, pages;
-    char error[512]; /* why the pull failed; "" while it has not */
+    int stored, seen, pages, lookups;
+    json_t *looked_up; /* "<lookup>\n<id>": answer (or null: not found), for this pull */
+    char error[512];   /* why the pull failed; "" while it has not */
 };
 
 static bool failed(struct pull *pu, const char *fmt, ...) HIBUS_PRINTF(2, 3);
@@ -225,6 +232,118 @@ static bool failed(struct pull *pu, const char *fmt, ...)
     vsnprintf(pu->error, sizeof pu->error, fmt, ap);
     va_end(ap);
     return false;
+}
+
+/* Whether one more request fits in the claim (delivery.lease); false with the
+ * error set when it does not: no other process may take the next slot while
+ * this pull still runs. */
+static bool time_left(struct pull *pu)
+{
+    if (clock_ms() - pu->t0 + pu->p->source.timeout_ms <= pu->lease_ms)
+        return true;
+    return failed(pu,
+                  "the pull would outlast its claim (delivery.lease, %ld ms) after %d pages and "
+                  "%d lookups; raise delivery.lease or lower poll.timeout",
+                  pu->lease_ms, pu->pages, pu->lookups);
+}
+
+/* Puts v at a dotted path of obj, making the objects on the way (replacing what
+ * is not one). Takes v's reference. */
+static void json_put(json_t *obj, const char *dotted, json_t *v)
+{
+    size_t n = strcspn(dotted, ".");
+    char key[256];
+    snprintf(key, sizeof key, "%.*s", (int)n, dotted);
+    if (dotted[n] == '\0') {
+        json_object_set_new(obj, key, v);
+        return;
+    }
+    json_t *next = json_object_get(obj, key);
+    if (!json_is_object(next)) {
+        next = json_object();
+        json_object_set_new(obj, key, next);
+    }
+    json_put(next, dotted + n + 1, v);
+}
+
+/* poll.lookups for one item: each reference the item carries is fetched (once a
+ * pull) from the lookup's URL with the source's credentials, and its answer put
+ * in the item. A reference the source does not know (404, 410) leaves the item
+ * as it is, for the transform to judge; any other failure fails the pull. */
+static bool look_up(struct pull *pu, json_t *item, size_t index)
+{
+    const struct config_poll *p = pu->p;
+    for (size_t k = 0; k < p->n_lookups; k++) {
+        const struct config_poll_lookup *l = &p->lookups[k];
+        json_t *ref = json_at(item, l->id);
+        char id[256];
+        if (json_is_string(ref) && json_string_length(ref) > 0 &&
+            json_string_length(ref) < sizeof id)
+            snprintf(id, sizeof id, "%s", json_string_value(ref));
+        else if (json_is_integer(ref))
+            snprintf(id, sizeof id, "%lld", (long long)json_integer_value(ref));
+        else
+            continue; /* nothing to look up: the transform says what is missing */
+        char key[300];
+        snprintf(key, sizeof key, "%zu\n%s", k, id);
+        json_t *got = json_object_get(pu->looked_up, key);
+        if (got == NULL) {
+            if (!time_left(pu))
+                return false;
+            struct buf u = {0};
+            const char *at = strstr(l->url, "{id}");
+            buf_append(&u, l->url, (size_t)(at - l->url));
+            append_encoded(&u, id);
+            buf_append(&u, at + 4, strlen(at + 4));
+            char *url = buf_take(&u, NULL);
+            char rid[37];
+            request_id(rid);
+            struct mediator_request rq = {.request_id = rid,
+                                          .method = "GET",
+                                          .url = url,
+                                          .own_body = true,
+                                          .accept = "application/json",
+                                          .max_response = pu->cfg->max_body};
+            struct mediator_response resp;
+            mediator_forward(&p->source, &rq, &resp);
+            pu->lookups++;
+            json_error_t je;
+            json_t *doc = NULL;
+            bool ok = false;
+            if (resp.status == 404 || resp.status == 410) {
+                LOG_WARN(NULL,
+                         "poll channel \"%s\": lookup %zu of item %zu of page %d: %s answered "
+                         "HTTP %ld; the item is stored without it",
+                         pu->ch->name, k, index, pu->pages, url, resp.status);
+                doc = json_null();
+                ok = true;
+            } else if (resp.status == 0) {
+                failed(pu, "lookup %zu of item %zu of page %d (%s) had no answer: %s", k, index,
+                       pu->pages, url, resp.error);
+            } else if (resp.status < 200 || resp.status > 299) {
+                failed(pu, "lookup %zu of item %zu of page %d (%s) was answered with HTTP %ld", k,
+                       index, pu->pages, url, resp.status);
+            } else if ((doc = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, &je)) ==
+                           NULL ||
+                       !json_is_object(doc)) {
+                failed(pu, "lookup %zu of item %zu of page %d (%s) answered %s", k, index,
+                       pu->pages, url, doc ? "JSON that is not an object" : "what is not JSON");
+            } else {
+                ok = true;
+            }
+            mediator_response_free(&resp);
+            free(url);
+            if (!ok) {
+                json_decref(doc);
+                return false;
+            }
+            json_object_set_new(pu->looked_up, key, doc);
+            got = doc;
+        }
+        if (!json_is_null(got))
+            json_put(item, l->into, json_deep_copy(got));
+    }
+    return true;
 }
 
 /* Stores one item as a queued (or, when its transform refuses it, rejected)
@@ -257,6 +376,8 @@ static bool store_item(struct pull *pu, json_t *item, size_t index, const char *
             return true;
         }
     }
+    if (p->n_lookups > 0 && json_is_object(item) && !look_up(pu, item, index))
+        return false;
     char *body = json_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY);
     if (body == NULL)
         return failed(pu, "out of memory");
@@ -403,11 +524,8 @@ static bool next_page(struct pull *pu, json_t *doc, size_t n_items, long *page, 
 static bool pull_page(struct pull *pu, const char *url, json_t **doc_out, size_t *n_items)
 {
     const struct config_poll *p = pu->p;
-    if (clock_ms() - pu->t0 + p->source.timeout_ms > pu->lease_ms)
-        return failed(pu,
-                      "the pull would outlast its claim (delivery.lease, %ld ms) after %d pages; "
-                      "raise delivery.lease or lower poll.timeout",
-                      pu->lease_ms, pu->pages);
+    if (!time_left(pu))
+        return false;
     pu->pages++;
     char rid[37];
     request_id(rid);
@@ -480,7 +598,8 @@ static void pull(struct poller *pl, const struct config *cfg, const struct confi
                       .p = p,
                       .cursor = slot->cursor ? slot->cursor : p->cursor_from,
                       .t0 = clock_ms(),
-                      .lease_ms = cfg->delivery_lease_ms};
+                      .lease_ms = cfg->delivery_lease_ms,
+                      .looked_up = json_object()};
     /* The next cursor: the time this pull began, by the database's clock (what
      * "since the last successful pull" means), less cursor.overlap (for a source
      * whose clock is behind); kept only if the pull succeeds. */
@@ -515,6 +634,7 @@ static void pull(struct poller *pl, const struct config *cfg, const struct confi
     }
     free(token);
     free(next_url);
+    json_decref(pu.looked_up);
 
     /* The error quotes the source's answer: kept to printable ASCII, so that it
      * is one log line and always valid text for PostgreSQL. */

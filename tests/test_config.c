@@ -2239,6 +2239,9 @@ static void test_poll_channels(void **state)
                               "  schedule: \"0 6 * * MON-FRI\"\n"
                               "  url: http://feed.example/y\n"
                               "  paging: { next_url: links.next }\n"
+                              "  lookups:\n"
+                              "    - { id: facility.id, url: \"http://f.example/f/{id}?x=1\","
+                              " into: facility }\n"
                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
     struct config *cfg = load_ok_at("hibus.yaml");
     const struct config_channel *ch = find_channel(cfg, "lmis");
@@ -2297,6 +2300,10 @@ static void test_poll_channels(void **state)
     p = find_channel(cfg, "link")->poll;
     assert_int_equal(p->paging, CONFIG_PAGING_NEXT_URL);
     assert_string_equal(p->next_url, "links.next");
+    assert_int_equal(p->n_lookups, 1);
+    assert_string_equal(p->lookups[0].id, "facility.id");
+    assert_string_equal(p->lookups[0].url, "http://f.example/f/{id}?x=1");
+    assert_string_equal(p->lookups[0].into, "facility");
     assert_null(p->items);
     assert_null(find_channel(cfg, "stock")->poll);
     config_free(cfg);
@@ -2341,6 +2348,18 @@ static void test_poll_errors(void **state)
                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
     put("channels/f.yaml", "name: f\n"
                            "poll: { url: http://x.example/, every: 5m, timezone: UTC }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/h.yaml",
+        "name: h\n"
+        "poll:\n"
+        "  url: http://x.example/\n"
+        "  every: 1m\n"
+        "  lookups:\n"
+        "    - { id: facility.id, url: \"http://x.example/f\", into: facility }\n"
+        "    - { id: \"a..b\", url: \"http://x.example/{id}/{id}\" }\n"
+        "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/i.yaml", "name: i\n"
+                           "poll: { url: http://x.example/, every: 1m, lookups: [] }\n"
                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
     put("channels/g.yaml", "name: g\n"
                            "poll: { url: http://x.example/, schedule: \"@daily\", timezone: "
@@ -2389,7 +2408,15 @@ static void test_poll_errors(void **state)
         "channels/f.yaml:2:44: poll.timezone applies only to a schedule: (every: counts from each "
         "pull)\n"
         "channels/g.yaml:2:63: unknown time zone \"../etc/passwd\" for poll.timezone (expected a "
-        "name of the time zone database, like Africa/Nairobi or UTC)\n");
+        "name of the time zone database, like Africa/Nairobi or UTC)\n"
+        "channels/h.yaml:6:31: poll.lookups[0].url must hold \"{id}\" once, where the item's "
+        "reference goes (like https://lmis.example/api/facilities/{id})\n"
+        "channels/h.yaml:7:7: missing required key \"into\" in poll.lookups[1]\n"
+        "channels/h.yaml:7:13: invalid path \"a..b\" for poll.lookups[1].id (expected names "
+        "separated by \".\", like pager.pageCount)\n"
+        "channels/h.yaml:7:26: poll.lookups[1].url must hold \"{id}\" once, where the item's "
+        "reference goes (like https://lmis.example/api/facilities/{id})\n"
+        "channels/i.yaml:2:53: poll.lookups must have 1 to 8 entries, not 0\n");
     unsetenv("TZDIR");
 }
 

@@ -131,6 +131,15 @@ enum config_paging {
     CONFIG_PAGING_NEXT_URL = 3 /* GET the answer's next_url, until there is none */
 };
 
+/* poll.lookups[]: before an item is stored, GET url with {id} replaced by the
+ * item's value at id, and put the answer (a JSON object) at into: the facility or
+ * processing period an OpenLMIS v2 requisition only references by id. */
+struct config_poll_lookup {
+    char *id;   /* dotted path of the reference in an item */
+    char *url;  /* absolute http(s) URL with one "{id}" */
+    char *into; /* dotted path the answer is put at (replacing what is there) */
+};
+
 /* poll: a channel that pulls its requests from a source on a schedule instead of
  * being posted to (src/poller.c). Each item of an answer becomes one async
  * transaction of the channel. */
@@ -161,6 +170,8 @@ struct config_poll {
     char *token_param; /* TOKEN: query parameter that sends it */
     char *next_url;    /* NEXT_URL: dotted path of the next page's URL */
     int max_pages;     /* a pull stops with an error past this many pages; default 1000 */
+    struct config_poll_lookup *lookups; /* in the order written; done one after the other */
+    size_t n_lookups;
     struct config_pos pos;
 };
 

@@ -67,6 +67,18 @@ class Source:
                         nxt = src.url + nxt
                     doc = {"results": items[at:at + 2], "links": {"next": nxt if more else None}}
                     return self.answer(200, json.dumps(doc).encode())
+                if u.path.startswith("/facilities/"):  # OpenLMIS referencedata, by id
+                    fid = urllib.parse.unquote(u.path.rsplit("/", 1)[1])
+                    if q.get("down"):
+                        return self.answer(503, b'{"message": "restarting"}')
+                    if fid == "fac-missing":
+                        return self.answer(404, b'{"message": "not found"}')
+                    doc = {"id": fid, "code": "FAC-0042", "name": "Comfort Health Clinic"}
+                    return self.answer(200, json.dumps(doc).encode())
+                if u.path.startswith("/processingPeriods/"):
+                    doc = {"id": urllib.parse.unquote(u.path.rsplit("/", 1)[1]), "name": "Oct2026",
+                           "startDate": "2026-10-01", "endDate": "2026-10-31"}
+                    return self.answer(200, json.dumps(doc).encode())
                 if u.path == "/plain":  # no paging: the answer is the array
                     return self.answer(200, json.dumps(items).encode())
                 if u.path == "/endless":  # never says it is the last page
@@ -221,6 +233,24 @@ class PollTest(harness.TestCase):
         SOURCE.items["/short"] = [item(i) for i in range(1, 6)]
         SOURCE.items["/endless"] = [item(1)]
         SOURCE.items["/badlast"] = [item(1)]
+        # OpenLMIS v2 requisitions reference their facility and period by id only
+        ref = lambda kind, i: {"id": i, "href": "http://lmis/api/%s/%s" % (kind, i)}  # noqa
+        SOURCE.items["/v2"] = [
+            {"id": "r1", "facility": ref("facilities", "fac-1"),
+             "processingPeriod": ref("processingPeriods", "pp 10/2026"), "status": "APPROVED"},
+            {"id": "r2", "facility": ref("facilities", "fac-1"),
+             "processingPeriod": ref("processingPeriods", "pp 10/2026"), "status": "APPROVED"},
+            {"id": "r3", "facility": ref("facilities", "fac-missing"),
+             "processingPeriod": ref("processingPeriods", "pp 10/2026"), "status": "APPROVED"}]
+        v2 = poll_channel("v2", "/v2", cursor=False, size=10)
+        v2["poll"]["lookups"] = [
+            {"id": "facility.id", "url": SOURCE.url + "/facilities/{id}", "into": "facility"},
+            {"id": "processingPeriod.id", "url": SOURCE.url + "/processingPeriods/{id}",
+             "into": "processingPeriod"}]
+        v2down = poll_channel("v2down", "/v2", cursor=False, size=10)
+        v2down["poll"]["lookups"] = [
+            {"id": "facility.id", "url": SOURCE.url + "/facilities/{id}?down=1",
+             "into": "facility"}]
         plain = poll_channel("plain", "/plain", cursor=False, paging=None)
         del plain["poll"]["paging"]
         short = poll_channel("short", "/short", cursor=False, size=2,
@@ -231,7 +261,7 @@ class PollTest(harness.TestCase):
                                        "max_pages": 3})
         down = poll_channel("down", "/x", cursor=False)
         down["poll"]["url"] = "http://127.0.0.1:%d/x" % harness.free_port()
-        channels = [plain, short, endless, down, token, links, dhis, evil, paged,
+        channels = [v2, v2down, plain, short, endless, down, token, links, dhis, evil, paged,
                     poll_channel("replay", "/replay", cursor=False),
                     poll_channel("flaky", "/flaky"),
                     poll_channel("reload", "/reload", every="1h")]
@@ -358,6 +388,42 @@ class PollTest(harness.TestCase):
                          {("POST", b'{"dataSet": "ds1"}')})
         self.assertEqual({a for _, _, _, a in sent}, {"Basic aGlidXM6czNjcmV0"})
         self.assertIn('poll channel "dhis": pulled 3 pages, stored 5 items', HB.log_text())
+
+    def test_lookups_fill_in_references(self):
+        harness.wait_until(lambda: len(delivered_ids("v2")) >= 3, timeout=10,
+                           what="3 v2 requisitions at the target")
+        got = {json.loads(r.body)["id"]: json.loads(r.body) for r in TARGET.requests
+               if r.path == "/sink/v2"}
+        self.assertEqual(got["r1"]["facility"],
+                         {"id": "fac-1", "code": "FAC-0042", "name": "Comfort Health Clinic"})
+        self.assertEqual(got["r2"]["processingPeriod"],
+                         {"id": "pp 10/2026", "name": "Oct2026", "startDate": "2026-10-01",
+                          "endDate": "2026-10-31"})
+        # a reference the source does not know stays as it was, for the transform to judge
+        self.assertEqual(got["r3"]["facility"],
+                         {"id": "fac-missing", "href": "http://lmis/api/facilities/fac-missing"})
+        self.assertIn('lookup 0 of item 2 of page 1: %s/facilities/fac-missing answered HTTP '
+                      '404' % SOURCE.url, HB.log_text())
+        # each reference fetched with its id percent-encoded
+        with SOURCE.lock:
+            fetched = [h[1] for h in SOURCE.hits if h[1].startswith(("/facilities/",
+                                                                     "/processingPeriods/"))]
+        self.assertEqual(sorted(set(fetched)), ["/facilities/fac-1",
+                                                   "/facilities/fac-missing",
+                                                   "/processingPeriods/pp%2010%2F2026"])
+        # three items name one period: one request for it in the pull; later pulls find
+        # the items seen before and look nothing up
+        harness.wait_until(lambda: state("v2")["runs"] >= 3, timeout=10, what="3 pulls of v2")
+        with SOURCE.lock:
+            periods = len([h for h in SOURCE.hits if h[1].startswith("/processingPeriods/")])
+        self.assertEqual(periods, 1)
+        # a lookup that fails fails the pull: nothing stored, tried again at the next slot
+        harness.wait_until(lambda: state("v2down") and state("v2down")["last_error"],
+                           timeout=10, what="the failed lookup recorded")
+        self.assertEqual(state("v2down")["last_error"],
+                         "lookup 0 of item 0 of page 1 (%s/facilities/fac-1?down=1) was "
+                         "answered with HTTP 503" % SOURCE.url)
+        self.assertEqual(tx_count("v2down"), 0)
 
     def test_other_shapes_and_failures(self):
         # an answer that is the array itself; integer ids; an item without an id
