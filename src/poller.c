@@ -11,6 +11,8 @@
  * transaction of the channel, exactly as the listener stores a posted request
  * (src/listener.c serve_async): the transform runs once to reject a bad item at
  * once and to give the delivery order key, and the delivery workers do the rest.
+ * Before that, poll.lookups may fill in what an item references by id (one
+ * request per reference and pull, cached in the pull).
  *
  * Invariants:
  *  - The cursor moves only when every item of the pull is stored
