@@ -17,6 +17,8 @@
  *   POST /api/transactions/ID/rerun       operator: re-queue it
  *   POST /api/rerun {filters, rate}       operator: re-queue what matches
  *   GET  /api/unmapped?days=N             codes payloads sent that no mapping maps
+ *   GET  /api/drift                       operator: the mappings against DHIS2 (as
+ *                                         hibus check --remote: asks each DHIS2)
  *   POST /api/reload                      admin: reload the configuration (SIGHUP)
  *
  * Every answer but /metrics's is JSON; every error is {"error", "code",
@@ -46,6 +48,7 @@
 #include "hibus/auth.h"
 #include "hibus/buf.h"
 #include "hibus/clock.h"
+#include "hibus/dhis2.h"
 #include "hibus/log.h"
 #include "hibus/metrics.h"
 #include "hibus/tls.h"
@@ -541,6 +544,24 @@ static enum MHD_Result get_unmapped(struct admin *a, struct MHD_Connection *c)
                      NULL);
 }
 
+/* The mappings against each DHIS2 they deliver to (dhis2_drift), and the codes of
+ * the last 30 days' payloads that no mapping maps. It calls DHIS2 (and records the
+ * org units' paths for the next look), so it is an operator's, not a reader's. */
+static enum MHD_Result get_drift(struct admin *a, struct MHD_Connection *c,
+                                 const struct config *cfg)
+{
+    json_t *drift = dhis2_drift(cfg, a->deps.tl);
+    json_t *codes = NULL;
+    struct hibus_error err = {0};
+    if (txlog_unmapped(a->deps.tl, 30, &codes, &err) != HIBUS_OK) {
+        json_decref(drift);
+        return send_hibus_error(c, &err);
+    }
+    json_object_set_new(drift, "unmapped", codes);
+    json_object_set_new(drift, "unmapped_days", json_integer(30));
+    return send_json(c, 200, drift, NULL);
+}
+
 static enum MHD_Result rerun(struct admin *a, struct MHD_Connection *c,
                              const struct config_client *user, const struct txlog_rerun_filter *f)
 {
@@ -659,6 +680,7 @@ enum api {
     API_CHANNELS,
     API_HOURS,
     API_UNMAPPED,
+    API_DRIFT,
     API_ME,
     API_EVENTS,
     API_SEARCH,
@@ -680,6 +702,7 @@ static const struct api_route api_routes[] = {
     {"/api/channels", API_CHANNELS, false, CONFIG_ADMIN_READ},
     {"/api/channels/hours", API_HOURS, false, CONFIG_ADMIN_READ},
     {"/api/unmapped", API_UNMAPPED, false, CONFIG_ADMIN_READ},
+    {"/api/drift", API_DRIFT, false, CONFIG_ADMIN_OPERATOR},
     {"/api/me", API_ME, false, CONFIG_ADMIN_READ},
     {"/api/events", API_EVENTS, false, CONFIG_ADMIN_READ},
     {"/api/transactions", API_SEARCH, false, CONFIG_ADMIN_READ},
@@ -772,6 +795,7 @@ static enum MHD_Result route(struct admin *a, struct MHD_Connection *c, const st
     case API_CHANNELS: return get_channels(a, c, cfg);
     case API_HOURS: return get_hours(a, c);
     case API_UNMAPPED: return get_unmapped(a, c);
+    case API_DRIFT: return get_drift(a, c, cfg);
     case API_ME: return get_me(c, user);
     case API_EVENTS: return get_events(a, c);
     case API_SEARCH: return get_transactions(a, c, cfg);

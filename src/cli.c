@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "hibus/admin.h"
+#include "hibus/aggregator.h"
 #include "hibus/alerts.h"
 #include "hibus/auth.h"
 #include "hibus/buf.h"
@@ -56,17 +57,29 @@ static const char *default_config(void)
  * operand, -1 after printing help (exit 0), -2 on a usage error. */
 int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usage_text)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},  {"json", no_argument, NULL, 'j'},
-        {"channel", required_argument, NULL, 'C'}, {"status", required_argument, NULL, 'S'},
-        {"no-migrate", no_argument, NULL, 'M'},    {"help", no_argument, NULL, 'h'},
-        {"remote", no_argument, NULL, 'R'},        {"route", required_argument, NULL, 'r'},
-        {"since", required_argument, NULL, 's'},   {"rate", required_argument, NULL, 'T'},
-        {"cancel", no_argument, NULL, 'X'},        {"client", required_argument, NULL, 'L'},
-        {"until", required_argument, NULL, 'U'},   {"facility", required_argument, NULL, 'F'},
-        {"period", required_argument, NULL, 'P'},  {"request-id", required_argument, NULL, 'I'},
-        {"conflicts", no_argument, NULL, 'K'},     {"limit", required_argument, NULL, 'N'},
-        {"before", required_argument, NULL, 'B'},  {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"channel", required_argument, NULL, 'C'},
+                                             {"status", required_argument, NULL, 'S'},
+                                             {"no-migrate", no_argument, NULL, 'M'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"remote", no_argument, NULL, 'R'},
+                                             {"route", required_argument, NULL, 'r'},
+                                             {"since", required_argument, NULL, 's'},
+                                             {"rate", required_argument, NULL, 'T'},
+                                             {"cancel", no_argument, NULL, 'X'},
+                                             {"client", required_argument, NULL, 'L'},
+                                             {"until", required_argument, NULL, 'U'},
+                                             {"facility", required_argument, NULL, 'F'},
+                                             {"period", required_argument, NULL, 'P'},
+                                             {"request-id", required_argument, NULL, 'I'},
+                                             {"conflicts", no_argument, NULL, 'K'},
+                                             {"limit", required_argument, NULL, 'N'},
+                                             {"before", required_argument, NULL, 'B'},
+                                             {"commodity", required_argument, NULL, 'O'},
+                                             {"write", no_argument, NULL, 'W'},
+                                             {"page-size", required_argument, NULL, 'Z'},
+                                             {NULL, 0, NULL, 0}};
     o->config = default_config();
     optind = 1;
     int ch;
@@ -94,6 +107,7 @@ int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usa
         case 'U': o->until = optarg; break;
         case 'F': o->facility = optarg; break;
         case 'P': o->period = optarg; break;
+        case 'O': o->commodity = optarg; break;
         case 'I': o->request_id = optarg; break;
         case 'K': o->conflicts = true; break;
         case 'N':
@@ -133,6 +147,21 @@ int cli_parse_opts(int argc, char **argv, struct common_opts *o, const char *usa
             break;
         }
         case 'X': o->cancel = true; break;
+        case 'W': o->write = true; break;
+        case 'Z': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || errno != 0 || v < 1 || v > 10000) {
+                fprintf(stderr,
+                        "hibus: --page-size expects a number of objects a page from 1 to 10000, "
+                        "not \"%s\"\n",
+                        optarg);
+                return -2;
+            }
+            o->page_size = (int)v;
+            break;
+        }
         case 'h': fputs(usage_text, stdout); return -1;
         default: fputs(usage_text, stderr); return -2;
         }
@@ -306,6 +335,7 @@ int cli_serve(int argc, char **argv)
     struct listener *l = NULL;
     struct admin *adm = NULL;
     struct alerts *alr = NULL;
+    struct aggregator *agg = NULL;
     struct workers *wk = NULL;
     struct retention *ret = NULL;
     struct poller *pol = NULL;
@@ -361,6 +391,10 @@ int cli_serve(int argc, char **argv)
         cli_print_error("could not start alerts", &err);
         goto out;
     }
+    if (aggregator_start(configs, tl, node, &agg, &err) != HIBUS_OK) {
+        cli_print_error("could not start the aggregate stage", &err);
+        goto out;
+    }
     if (poller_start(configs, tl, node, &pol, &err) != HIBUS_OK) {
         cli_print_error("could not start the poller", &err);
         goto out;
@@ -407,6 +441,7 @@ int cli_serve(int argc, char **argv)
     rc = 0;
 out:
     poller_stop(pol);
+    aggregator_stop(agg);
     alerts_stop(alr);
     retention_stop(ret);
     keep_txlog = !workers_stop(wk);
@@ -491,8 +526,8 @@ static int check_unmapped(const struct config *cfg)
     return (int)n;
 }
 
-/* check --remote: every distinct (DHIS2 URL, mapping) pair once. Returns the
- * number of problems found. */
+/* check --remote: every distinct (DHIS2 URL, mapping) pair once (dhis2_drift),
+ * printed. Returns the number of problems found. */
 static int check_remote(const struct config *cfg)
 {
     struct hibus_error err = {0};
@@ -500,51 +535,61 @@ static int check_remote(const struct config *cfg)
         cli_print_error("check --remote", &err);
         return 1;
     }
-    int problems = 0;
-    for (size_t i = 0; i < cfg->n_channels; i++) {
-        const struct config_channel *ch = &cfg->channels[i];
-        for (size_t r = 0; r < ch->n_routes; r++) {
-            const struct config_route *rt = &ch->routes[r];
-            if (rt->mediator != CONFIG_MEDIATOR_DHIS2)
-                continue;
-            const struct mapping *m = ch->has_transform ? ch->transform.mapping : NULL;
-            bool seen = false; /* the same URL and mapping through an earlier route? */
-            for (size_t j = 0; j <= i && !seen; j++)
-                for (size_t k = 0; k < cfg->channels[j].n_routes && !seen; k++) {
-                    const struct config_route *o = &cfg->channels[j].routes[k];
-                    if (o == rt)
-                        break;
-                    seen = o->mediator == CONFIG_MEDIATOR_DHIS2 && strcmp(o->url, rt->url) == 0 &&
-                           cfg->channels[j].has_transform &&
-                           cfg->channels[j].transform.mapping == m;
-                }
-            if (seen)
-                continue;
-            char version[64];
-            json_t *missing = json_array();
-            if (dhis2_check_remote(rt, m, version, sizeof version, missing, &err) != HIBUS_OK) {
-                fprintf(stderr, "%s: channel \"%s\", route \"%s\": ", rt->pos.file, ch->name,
-                        rt->name);
-                hibus_error_print(&err, stderr);
-                problems++;
-            } else {
-                printf("DHIS2 %s at %s (channel \"%s\", route \"%s\"): ", version, rt->url,
-                       ch->name, rt->name);
-                if (json_array_size(missing) == 0)
-                    printf("every mapped UID exists\n");
-                else
-                    printf("%zu mapped UID%s missing\n", json_array_size(missing),
-                           json_array_size(missing) == 1 ? "" : "s");
-                size_t k;
-                json_t *v;
-                json_array_foreach(missing, k, v) fprintf(stderr, "  %s\n", json_string_value(v));
-                problems += (int)json_array_size(missing);
-            }
-            json_decref(missing);
+    struct txlog *tl = NULL; /* for the paths of the last check; may stay NULL */
+    if (cli_open_db(cfg, &tl, &err) != HIBUS_OK) {
+        txlog_close(tl);
+        tl = NULL;
+    }
+    json_t *drift = dhis2_drift(cfg, tl);
+    txlog_close(tl);
+    int problems = 0, moves = 0;
+    size_t i;
+    const json_t *c;
+    json_array_foreach(json_object_get(drift, "dhis2"), i, c)
+    {
+        const char *channel = json_string_value(json_object_get(c, "channel"));
+        const char *route = json_string_value(json_object_get(c, "route"));
+        const char *error = json_string_value(json_object_get(c, "error"));
+        if (error != NULL) {
+            fprintf(stderr, "%s: channel \"%s\", route \"%s\": %s\n",
+                    json_string_value(json_object_get(c, "file")), channel, route, error);
+            problems++;
+            continue;
+        }
+        const json_t *missing = json_object_get(c, "problems");
+        printf("DHIS2 %s at %s (channel \"%s\", route \"%s\"): ",
+               json_string_value(json_object_get(c, "version")),
+               json_string_value(json_object_get(c, "url")), channel, route);
+        if (json_array_size(missing) == 0)
+            printf("every mapped UID exists\n");
+        else
+            printf("%zu mapped UID%s missing\n", json_array_size(missing),
+                   json_array_size(missing) == 1 ? "" : "s");
+        size_t k;
+        const json_t *v;
+        json_array_foreach(missing, k, v) fprintf(stderr, "  %s\n", json_string_value(v));
+        problems += (int)json_array_size(missing);
+        json_array_foreach(json_object_get(c, "moved"), k, v)
+        {
+            const char *line = json_string_value(json_object_get(v, "message"));
+            fputs("  ", stderr);
+            cli_put_safe(stderr, line, strlen(line));
+            putc('\n', stderr);
+            moves++;
         }
     }
+    if (moves > 0)
+        printf("%d mapped org unit%s moved in DHIS2 since the last check\n", moves,
+               moves == 1 ? "" : "s");
+    const char *why = json_string_value(json_object_get(drift, "moves_not_compared"));
+    if (why != NULL)
+        fprintf(stderr,
+                "hibus check: the transaction log was not reached (%s): org units moved in "
+                "DHIS2 since the last check are not listed\n",
+                why);
+    json_decref(drift);
     mediator_global_cleanup();
-    return problems + check_unmapped(cfg);
+    return problems + moves + check_unmapped(cfg);
 }
 
 int cli_check(int argc, char **argv)
@@ -745,7 +790,19 @@ int cli_map(int argc, char **argv)
         json_object_set_new(doc, "report", report_to_json(p.report));
     json_t *routes = json_array();
     json_object_set_new(doc, "routes", routes);
-    for (size_t r = 0; ok && r < ch->n_routes; r++) {
+    if (p.is_events) { /* stored, not sent: the figures come when the period closes */
+        json_t *events = json_array();
+        for (size_t e = 0; e < p.events.n; e++) {
+            const struct agg_event *ev = &p.events.v[e];
+            json_array_append_new(
+                events, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?}", "source_id",
+                                  ev->source_id, "facility", ev->facility, "commodity",
+                                  ev->commodity, "date", ev->date, "kind", AGG_KIND_NAMES[ev->kind],
+                                  "quantity", (json_int_t)ev->quantity, "reason", ev->reason));
+        }
+        json_object_set_new(doc, "events", events);
+    }
+    for (size_t r = 0; ok && !p.is_events && r < ch->n_routes; r++) {
         const struct config_route *rt = &ch->routes[r];
         if (o.route != NULL && strcmp(o.route, rt->name) != 0)
             continue;
@@ -779,6 +836,23 @@ int cli_map(int argc, char **argv)
         print_problem_lines("rejected", p.problems);
         fprintf(stderr, "hibus map: the payload would be rejected (%zu problem%s)\n",
                 json_array_size(p.problems), json_array_size(p.problems) == 1 ? "" : "s");
+    } else if (p.is_events) {
+        printf("# %zu stock event%s, stored when received; each closed %s period of a facility "
+               "is then sent as a report (hibus aggregate show)\n",
+               p.events.n, p.events.n == 1 ? "" : "s", period_type_name(ch->aggregate.period_type));
+        printf("%-12s %-16s %-16s %-25s %-10s %10s  %s\n", "FACILITY", "COMMODITY", "EVENT", "DATE",
+               "KIND", "QUANTITY", "REASON");
+        for (size_t e = 0; e < p.events.n; e++) {
+            const struct agg_event *ev = &p.events.v[e];
+            char line[1024];
+            int n = snprintf(line, sizeof line, "%-12s %-16s %-16.16s %-25s %-10s %10lld  %s\n",
+                             ev->facility, ev->commodity, ev->source_id, ev->date,
+                             AGG_KIND_NAMES[ev->kind], ev->quantity, ev->reason ? ev->reason : "");
+            cli_put_safe(stdout, line,
+                         n < 0                     ? 0
+                         : (size_t)n < sizeof line ? (size_t)n
+                                                   : sizeof line - 1);
+        }
     } else {
         print_problem_lines("skipped", p.skipped);
         print_problem_lines("warning", p.warnings);
@@ -828,8 +902,9 @@ int cli_keys(int argc, char **argv)
         fputs(keys_usage, help ? stdout : stderr);
         return help ? 0 : 2;
     }
-    static const char *const sections[] = {"top",      "listen",    "database", "limits", "log",
-                                           "delivery", "retention", "admin",    "alerts"};
+    static const char *const sections[] = {"top",    "listen",   "database",  "limits",
+                                           "log",    "delivery", "retention", "admin",
+                                           "alerts", "aggregate"};
     size_t rows = 0;
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
         if (argc == 2 && strcmp(argv[1], sections[i]) != 0)

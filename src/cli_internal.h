@@ -33,6 +33,11 @@ struct common_opts {
     bool conflicts;
     int limit;
     long long before;
+    /* hibus aggregate show */
+    const char *commodity;
+    /* hibus mapping pull */
+    bool write;
+    int page_size;
 };
 
 /* Parses the options every command shares; returns the index of the first

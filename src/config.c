@@ -897,6 +897,7 @@ static void channel_free(struct config_channel *ch, bool compiled)
     config_free_strv(ch->allow_roles, ch->n_allow_roles);
     config_free_strv(ch->allow_clients, ch->n_allow_clients);
     transform_free(&ch->transform); /* the mapping belongs to cfg->mappings */
+    config_aggregate_free(&ch->aggregate);
     for (size_t i = 0; i < ch->n_routes; i++)
         config_route_free(&ch->routes[i]);
     free(ch->routes);
@@ -1079,6 +1080,7 @@ enum hibus_err config_load(const char *path, struct config **out, struct hibus_d
     if (!ld.oom) {
         size_t before = ld.diags->n;
         config_settle_id_schemes(&ld);
+        config_settle_aggregates(&ld);
         if (ld.diags->n > before) /* among the others, in file and position order */
             config_sort_diags_by_file(&ld, 0);
     }

@@ -37,6 +37,7 @@ enum {
     K_CH_KEEP_BODIES,
     K_CH_KEEP_TRANSACTIONS,
     K_CH_TRANSFORM,
+    K_CH_AGGREGATE,
     K_CH_UNMAPPED,
     K_CH_ROUTES,
     K_CH_POLL
@@ -53,6 +54,7 @@ static const struct key_spec channel_keys[] = {
     [K_CH_KEEP_BODIES] = {"keep_bodies", false},
     [K_CH_KEEP_TRANSACTIONS] = {"keep_transactions", false},
     [K_CH_TRANSFORM] = {"transform", false},
+    [K_CH_AGGREGATE] = {"aggregate", false},
     [K_CH_UNMAPPED] = {"unmapped", false},
     [K_CH_ROUTES] = {"routes", true},
     [K_CH_POLL] = {"poll", false},
@@ -551,9 +553,14 @@ static void load_transform(struct loader *ld, yaml_node_t *key, yaml_node_t *n,
     seen->mapping = f[K_T_MAPPING].val;
     if (f[K_T_READER].val &&
         config_get_string(ld, f[K_T_READER].val, "transform.reader", true, &t->reader) &&
-        !reader_known(t->reader))
-        config_err_at(ld, f[K_T_READER].val, "unknown reader \"%s\" (expected one of: %s)",
-                      t->reader, config_join_names(list, sizeof list, READER_NAMES));
+        !reader_known(t->reader) && !agg_reader_known(t->reader)) {
+        char events[128];
+        config_err_at(ld, f[K_T_READER].val,
+                      "unknown reader \"%s\" (expected one of: %s; or, with aggregate:, one of: "
+                      "%s)",
+                      t->reader, config_join_names(list, sizeof list, READER_NAMES),
+                      config_join_names(events, sizeof events, AGG_READER_NAMES));
+    }
     char *name = NULL;
     if (f[K_T_MAPPING].val &&
         config_get_string(ld, f[K_T_MAPPING].val, "transform.mapping", true, &name)) {
@@ -587,6 +594,143 @@ static void load_transform(struct loader *ld, yaml_node_t *key, yaml_node_t *n,
     }
 }
 
+enum { K_AG_PERIOD_TYPE, K_AG_CLOSE_AFTER, K_AG_TIMEZONE, K_AG_REASONS };
+static const struct key_spec aggregate_keys[] = {
+    [K_AG_PERIOD_TYPE] = {"period_type", false},
+    [K_AG_CLOSE_AFTER] = {"close_after", false},
+    [K_AG_TIMEZONE] = {"timezone", false},
+    [K_AG_REASONS] = {"reasons", false},
+};
+enum { K_RE_NAME, K_RE_TYPE, K_RE_COUNTS_AS };
+static const struct key_spec reason_keys[] = {
+    [K_RE_NAME] = {"name", true},
+    [K_RE_TYPE] = {"type", true},
+    [K_RE_COUNTS_AS] = {"counts_as", false},
+};
+
+/* An IANA time zone name that this machine's tz database holds (PostgreSQL, which
+ * turns event times into days, reads the same database on Debian). */
+static bool timezone_known(const char *tz)
+{
+    if (strcmp(tz, "UTC") == 0)
+        return true;
+    if (tz[0] == '\0' || tz[0] == '/' || strstr(tz, "..") != NULL)
+        return false;
+    for (const char *p = tz; *p; p++)
+        if (!(config_is_name_char(*p) || *p == '/' || *p == '+'))
+            return false;
+    char path[512];
+    snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* aggregate.reasons: { ID: { name, type: credit|debit, counts_as } }. counts_as
+ * defaults to adjustment; received goes with credit, consumed and loss with debit. */
+static void load_reasons(struct loader *ld, yaml_node_t *n, struct config_aggregate *a)
+{
+    if (!config_expect_mapping(ld, n, "aggregate.reasons") || n->type != YAML_MAPPING_NODE)
+        return;
+    static const char *const types[] = {"credit", "debit", NULL};
+    static const char *const counts[] = {"received", "consumed", "loss", "adjustment", NULL};
+    static const enum agg_kind kinds[] = {AGG_RECEIPT, AGG_ISSUE, AGG_LOSS, AGG_ADJUSTMENT};
+    size_t cap = 0;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = config_node(ld, p->key);
+        char *id = NULL;
+        if (!config_get_string(ld, k, "aggregate.reasons key", true, &id))
+            continue;
+        if (agg_reason_find(a, id) != NULL) {
+            config_err_at(ld, k, "reason \"%s\" appears twice in aggregate.reasons", id);
+            free(id);
+            continue;
+        }
+        char where[300];
+        snprintf(where, sizeof where, "aggregate.reasons.%.200s", id);
+        struct found f[sizeof reason_keys / sizeof reason_keys[0]];
+        yaml_node_t *v = config_node(ld, p->value);
+        char *name = NULL;
+        int type = -1, as = 3;
+        if (!MAP_KEYS(ld, v, where, reason_keys, f) || f[K_RE_NAME].val == NULL ||
+            f[K_RE_TYPE].val == NULL ||
+            !config_get_string(ld, f[K_RE_NAME].val, "name", true, &name) ||
+            (type = config_get_enum(ld, f[K_RE_TYPE].val, "type", types)) < 0 ||
+            (f[K_RE_COUNTS_AS].val &&
+             (as = config_get_enum(ld, f[K_RE_COUNTS_AS].val, "counts_as", counts)) < 0)) {
+            free(id);
+            free(name);
+            continue;
+        }
+        bool credit = type == 0;
+        if ((kinds[as] == AGG_RECEIPT && !credit) ||
+            ((kinds[as] == AGG_ISSUE || kinds[as] == AGG_LOSS) && credit)) {
+            config_err_at(ld, f[K_RE_COUNTS_AS].val,
+                          "reason \"%s\" is a %s but counts_as %s (received adds stock: credit; "
+                          "consumed and loss take it away: debit)",
+                          id, types[type], counts[as]);
+            free(id);
+            free(name);
+            continue;
+        }
+        if (!config_grow(ld, (void **)&a->reasons, &cap, a->n_reasons, sizeof *a->reasons)) {
+            free(id);
+            free(name);
+            return;
+        }
+        a->reasons[a->n_reasons++] =
+            (struct agg_reason){.id = id, .name = name, .credit = credit, .counts_as = kinds[as]};
+    }
+}
+
+/* aggregate: { period_type, close_after, timezone, reasons }. */
+static void load_aggregate(struct loader *ld, yaml_node_t *n, struct config_channel *ch)
+{
+    struct found f[sizeof aggregate_keys / sizeof aggregate_keys[0]];
+    struct config_aggregate *a = &ch->aggregate;
+    a->on = true;
+    a->period_type = PERIOD_MONTHLY;
+    a->close_after_ms = CONFIG_DAY_MS;
+    if (config_is_null(n)) /* aggregate: with nothing under it: the defaults */
+        goto tz;
+    if (!MAP_KEYS(ld, n, "aggregate", aggregate_keys, f))
+        goto tz;
+    char *s = NULL;
+    if (f[K_AG_PERIOD_TYPE].val &&
+        config_get_string(ld, f[K_AG_PERIOD_TYPE].val, "aggregate.period_type", true, &s)) {
+        if (period_type_parse(s, &a->period_type))
+            a->period_type_set = true;
+        else
+            config_err_at(ld, f[K_AG_PERIOD_TYPE].val,
+                          "unknown period type \"%s\" (DHIS2's names: Daily, Weekly, Monthly, "
+                          "Quarterly, Yearly, ...)",
+                          s);
+        free(s);
+        s = NULL;
+    }
+    long ms;
+    if (f[K_AG_CLOSE_AFTER].val &&
+        config_get_duration_in(ld, f[K_AG_CLOSE_AFTER].val, "aggregate.close_after",
+                               &config_dur_long, &ms))
+        a->close_after_ms = ms;
+    if (f[K_AG_TIMEZONE].val &&
+        config_get_string(ld, f[K_AG_TIMEZONE].val, "aggregate.timezone", true, &s)) {
+        if (!timezone_known(s)) {
+            config_err_at(ld, f[K_AG_TIMEZONE].val,
+                          "unknown time zone \"%s\" (an IANA name such as Africa/Nairobi, as "
+                          "listed under /usr/share/zoneinfo)",
+                          s);
+            free(s);
+            s = NULL;
+        }
+        a->timezone = s;
+    }
+    if (f[K_AG_REASONS].val)
+        load_reasons(ld, f[K_AG_REASONS].val, a);
+tz:
+    if (a->timezone == NULL)
+        a->timezone = config_xstrdup(ld, "UTC");
+}
+
 /* A worker holds an async transaction for delivery.lease while it runs the routes
  * one after the other; if they could take longer, another process could claim the
  * transaction and deliver it a second time. */
@@ -606,6 +750,41 @@ static void check_lease(struct loader *ld, const yaml_node_t *at, const struct c
         "least %s, or lower the timeouts",
         ch->name ? ch->name : "", a, config_fmt_duration(b, sizeof b, ld->cfg->delivery_lease_ms),
         a);
+}
+
+/* An event reader needs aggregate:, and aggregate: an event reader and a mapping. */
+static void check_aggregate(struct loader *ld, const struct found *agg, const struct found *tr,
+                            struct config_channel *ch)
+{
+    const char *reader = ch->has_transform ? ch->transform.reader : NULL;
+    bool events = reader != NULL && agg_reader_known(reader);
+    if (ch->aggregate.on && !ch->has_transform)
+        config_err_at(ld, agg->key,
+                      "aggregate needs a transform with a stock event reader (stock-event or "
+                      "openlmis-stock-event)");
+    else if (ch->aggregate.on && reader != NULL && !events)
+        config_err_at(ld, agg->key,
+                      "aggregate needs a stock event reader (stock-event or openlmis-stock-event), "
+                      "not %s",
+                      reader);
+    else if (!ch->aggregate.on && events)
+        config_err_at(ld, tr->key,
+                      "reader %s reads stock events, which only a channel with aggregate: can "
+                      "take (add aggregate: to derive periodic reports from them)",
+                      reader);
+}
+
+/* Once the mappings are read: an aggregate: without period_type makes the
+ * periods of its mapping's period_type. */
+void config_settle_aggregates(struct loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    for (size_t c = 0; c < cfg->n_channels; c++) {
+        struct config_channel *ch = &cfg->channels[c];
+        const struct mapping *m = ch->has_transform ? ch->transform.mapping : NULL;
+        if (ch->aggregate.on && m != NULL && !ch->aggregate.period_type_set && m->has_period_type)
+            ch->aggregate.period_type = m->period_type;
+    }
 }
 
 void config_load_channel(struct loader *ld, yaml_node_t *root, void *arg)
@@ -689,6 +868,9 @@ void config_load_channel(struct loader *ld, yaml_node_t *root, void *arg)
     struct transform_seen seen = {0};
     if (f[K_CH_TRANSFORM].val)
         load_transform(ld, f[K_CH_TRANSFORM].key, f[K_CH_TRANSFORM].val, ch, &seen);
+    if (f[K_CH_AGGREGATE].val)
+        load_aggregate(ld, f[K_CH_AGGREGATE].val, ch);
+    check_aggregate(ld, &f[K_CH_AGGREGATE], &f[K_CH_TRANSFORM], ch);
     if (f[K_CH_UNMAPPED].val) {
         int u = config_get_enum(ld, f[K_CH_UNMAPPED].val, "unmapped", unmapped_policies);
         if (u >= 0)

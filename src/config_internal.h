@@ -233,6 +233,8 @@ void config_load_channel(struct loader *ld, yaml_node_t *root, void *arg);
 /* A channel's routes: list (config_route.c). */
 void config_load_routes(struct loader *ld, yaml_node_t *n, struct config_channel *ch);
 void config_settle_id_schemes(struct loader *ld);
+/* The defaults of aggregate: that depend on a mapping (its period_type). */
+void config_settle_aggregates(struct loader *ld);
 /* A route's auth: and tls: (config_route.c), which a poll: source takes too; where
  * names the mapping in messages ("routes[0].auth", "poll.auth"). */
 void config_load_auth(struct loader *ld, yaml_node_t *n, const char *where, struct config_route *r);

@@ -199,6 +199,10 @@ const struct config_key config_keys[] = {
     {"retention.prune_every", CONFIG_KEY_DURATION, AT(prune_every_ms), .range = &config_dur_prune,
      .def = 3600000, .reload = true, .example = "1d",
      .doc = "how often old rows are looked for (a reload applies it after the next look)"},
+    {"aggregate.every", CONFIG_KEY_DURATION, AT(aggregate_every_ms), .range = &config_dur_alert,
+     .def = 30000, .reload = true, .example = "1m",
+     .doc = "how often channels with `aggregate:` look for periods that have closed, or that "
+            "late events changed, and send them (docs/aggregate.md)"},
     {"alerts.webhook", CONFIG_KEY_STRING, AT(alerts_webhook), .reload = true,
      .example = "https://chat.example.org/hooks/moh-ops",
      .doc = "http:// or https:// URL that alerts are POSTed to as JSON (docs/alerts.md); "

@@ -39,7 +39,8 @@ enum {
     K_MP_DATA_SETS,
     K_MP_AOCS,
     K_MP_ID_SCHEMES,
-    K_MP_PERIODS
+    K_MP_PERIODS,
+    K_MP_PULL
 };
 static const struct key_spec mapping_keys[] = {
     [K_MP_DATA_SET] = {"data_set", false},
@@ -54,6 +55,13 @@ static const struct key_spec mapping_keys[] = {
     [K_MP_AOCS] = {"attribute_option_combos", false},
     [K_MP_ID_SCHEMES] = {"id_schemes", false},
     [K_MP_PERIODS] = {"periods", false},
+    [K_MP_PULL] = {"pull", false},
+};
+
+/* pull: what hibus mapping pull needs to know that the tables do not say. */
+enum { K_PL_OU_ATTRIBUTE };
+static const struct key_spec pull_keys[] = {
+    [K_PL_OU_ATTRIBUTE] = {"org_unit_attribute", false},
 };
 
 static const struct key_spec id_scheme_keys[MAPPING_KINDS] = {
@@ -103,7 +111,7 @@ static bool add_org_unit(struct loader *ld, struct mapping_load *ml, const char 
                      sizeof *m->org_units) ||
         !config_grow(ld, (void **)&ml->ou_pos, &ml->cap_ou_pos, m->n_org_units, sizeof *ml->ou_pos))
         return false;
-    struct mapping_code ou = {config_xstrdup(ld, code), config_xstrdup(ld, uid)};
+    struct mapping_code ou = {config_xstrdup(ld, code), config_xstrdup(ld, uid), pos.file};
     if (ou.code == NULL || ou.uid == NULL) {
         free(ou.code);
         free(ou.uid);
@@ -125,9 +133,11 @@ static bool add_item(struct loader *ld, struct mapping_load *ml, const char *ite
                      sizeof *ml->item_pos))
         return false;
     struct mapping_item it = {config_xstrdup(ld, item),
-                              measure ? config_xstrdup(ld, measure) : NULL, config_xstrdup(ld, de),
+                              measure ? config_xstrdup(ld, measure) : NULL,
+                              config_xstrdup(ld, de),
                               coc ? config_xstrdup(ld, coc) : NULL,
-                              value_type ? config_xstrdup(ld, value_type) : NULL};
+                              value_type ? config_xstrdup(ld, value_type) : NULL,
+                              pos.file};
     if (it.item == NULL || it.de_uid == NULL || (measure && it.measure == NULL) ||
         (coc && it.coc_uid == NULL) || (value_type && it.value_type == NULL)) {
         free(it.item);
@@ -284,7 +294,7 @@ static void load_code_table(struct loader *ld, yaml_node_t *n, const char *where
         char *c = config_xstrdup(ld, t[i].measure);
         if (c == NULL)
             break;
-        (*out)[(*count)++] = (struct mapping_code){c, t[i].coc};
+        (*out)[(*count)++] = (struct mapping_code){c, t[i].coc, NULL};
         t[i].coc = NULL;
     }
     free_measure_table(t, nt);
@@ -397,6 +407,26 @@ static void load_mapping_yaml(struct loader *ld, yaml_node_t *root, void *arg)
         free(s);
         s = NULL;
     }
+    if (f[K_MP_PULL].val) {
+        struct found g[sizeof pull_keys / sizeof pull_keys[0]];
+        yaml_node_t *a = NULL;
+        if (MAP_KEYS(ld, f[K_MP_PULL].val, "pull", pull_keys, g) &&
+            (a = g[K_PL_OU_ATTRIBUTE].val) != NULL &&
+            config_get_string(ld, a, "pull.org_unit_attribute", true, &s)) {
+            /* an attribute is named by its UID: a name could change under the pull */
+            if (!mapping_is_uid(s))
+                config_err_at(ld, a,
+                              "pull.org_unit_attribute: \"%s\" is not a DHIS2 UID (the id of "
+                              "the attribute that holds the facility code, as in "
+                              "/api/attributes)",
+                              s);
+            else
+                m->pull_org_unit_attribute = s;
+            if (m->pull_org_unit_attribute != s)
+                free(s);
+            s = NULL;
+        }
+    }
     if (f[K_MP_AOC].val)
         config_get_target(ld, f[K_MP_AOC].val, "attribute_option_combo", m, MAPPING_COC,
                           &m->aoc_uid);
@@ -431,6 +461,9 @@ static void load_mapping_yaml(struct loader *ld, yaml_node_t *root, void *arg)
         if (dir == NULL)
             dir = config_dir_of(ld, ld->file);
         ml->csv[i] = dir ? config_path_join(ld, dir, s) : NULL;
+        char **keep = i == CSV_ORG_UNITS ? &m->org_units_csv : &m->items_csv;
+        free(*keep);
+        *keep = ml->csv[i] ? config_xstrdup(ld, ml->csv[i]) : NULL;
         ml->csv_pos[i] = config_pos_of(ld, v);
         free(s);
         s = NULL;

@@ -20,7 +20,9 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "hibus/aggregate.h"
 #include "hibus/alloc.h"
+#include "hibus/clock.h"
 #include "hibus/cpubudget.h"
 #include "hibus/dhis2.h"
 #include "hibus/log.h"
@@ -74,14 +76,71 @@ static bool out_of_cpu(struct delivery_prepared *p, const char *stage, const cha
     return true;
 }
 
+/* Under unmapped: reject, an event whose facility or commodity the mapping does not
+ * know is refused now, not when its period is sent weeks later; one problem per
+ * code. Under skip they are stored, and skipped when the period is sent. */
+static void check_event_codes(const struct config_channel *ch, struct delivery_prepared *p)
+{
+    const struct mapping *m = ch->transform.mapping;
+    if (m == NULL || ch->unmapped != MAPPING_REJECT)
+        return;
+    json_t *said = json_object();
+    for (size_t i = 0; i < p->events.n; i++) {
+        const struct agg_event *e = &p->events.v[i];
+        if (mapping_org_unit(m, e->facility) == NULL &&
+            json_object_get(said, e->facility) == NULL) {
+            json_object_set_new(said, e->facility, json_true());
+            json_t *pr = report_problem(
+                p->problems, "mapping",
+                "facility \"%s\" is not in mapping \"%s\" (org_units); add it there, or set "
+                "unmapped: skip",
+                e->facility, m->name);
+            json_object_set_new(pr, "code", json_string(e->facility));
+            json_object_set_new(pr, "kind", json_string("org_unit"));
+            json_object_set_new(pr, "where", json_string(e->where ? e->where : ""));
+        }
+        bool known = false;
+        for (size_t k = 0; REPORT_MEASURES[k] != NULL && !known; k++)
+            known = mapping_item(m, e->commodity, REPORT_MEASURES[k]) != NULL;
+        char key[300];
+        snprintf(key, sizeof key, "item:%s", e->commodity);
+        if (!known && json_object_get(said, key) == NULL) {
+            json_object_set_new(said, key, json_true());
+            json_t *pr = report_problem(
+                p->problems, "mapping",
+                "commodity \"%s\" has no stock measure in mapping \"%s\" (items); add it "
+                "there, or set unmapped: skip",
+                e->commodity, m->name);
+            json_object_set_new(pr, "code", json_string(e->commodity));
+            json_object_set_new(pr, "kind", json_string("item"));
+            json_object_set_new(pr, "where", json_string(e->where ? e->where : ""));
+        }
+    }
+    json_decref(said);
+}
+
 static enum hibus_err prepare(const struct config_channel *ch, const void *body, size_t len,
-                              struct delivery_prepared *p)
+                              bool derived, struct delivery_prepared *p)
 {
     const struct config_transform *t = &ch->transform;
-    if (reader_parse_opts(t->reader, body, len, &t->reader_opts, &p->report, p->problems) !=
+    if (ch->aggregate.on && !derived) {
+        p->is_events = true;
+        if (agg_parse(t->reader, body, len, &ch->aggregate, t->reader_opts.max_values, &p->events,
+                      p->problems) != HIBUS_OK) {
+            if (json_array_size(p->problems) == 0)
+                report_problem(p->problems, "reader", "the payload could not be read as %s",
+                               t->reader);
+            return HIBUS_E_INVALID;
+        }
+        check_event_codes(ch, p);
+        return json_array_size(p->problems) ? HIBUS_E_INVALID : HIBUS_OK;
+    }
+    /* derived figures are an lmis-report, whatever the channel's events are */
+    const char *reader = derived ? "lmis-report" : t->reader;
+    if (reader_parse_opts(reader, body, len, &t->reader_opts, &p->report, p->problems) !=
         HIBUS_OK) {
         if (json_array_size(p->problems) == 0)
-            report_problem(p->problems, "reader", "the payload could not be read as %s", t->reader);
+            report_problem(p->problems, "reader", "the payload could not be read as %s", reader);
         return HIBUS_E_INVALID;
     }
     if (out_of_cpu(p, "reader", "reading the payload"))
@@ -100,8 +159,14 @@ static enum hibus_err prepare(const struct config_channel *ch, const void *body,
     return json_array_size(p->problems) ? HIBUS_E_INVALID : HIBUS_OK;
 }
 
-enum hibus_err delivery_prepare(const struct config_channel *ch, const void *body, size_t len,
-                                struct delivery_prepared *p)
+bool delivery_is_derived(const char *path)
+{
+    return path != NULL &&
+           strncmp(path, DELIVERY_AGGREGATE_PATH, sizeof DELIVERY_AGGREGATE_PATH - 1) == 0;
+}
+
+static enum hibus_err prepare_as(const struct config_channel *ch, const void *body, size_t len,
+                                 bool derived, struct delivery_prepared *p)
 {
     memset(p, 0, sizeof *p);
     p->problems = json_array();
@@ -113,9 +178,21 @@ enum hibus_err delivery_prepare(const struct config_channel *ch, const void *bod
     delivery_budget_take(len);
     p->budget = len;
     cpu_budget_begin();
-    enum hibus_err rc = prepare(ch, body, len, p);
+    enum hibus_err rc = prepare(ch, body, len, derived, p);
     cpu_budget_end();
     return rc;
+}
+
+enum hibus_err delivery_prepare(const struct config_channel *ch, const void *body, size_t len,
+                                struct delivery_prepared *p)
+{
+    return prepare_as(ch, body, len, false, p);
+}
+
+enum hibus_err delivery_prepare_derived(const struct config_channel *ch, const void *body,
+                                        size_t len, struct delivery_prepared *p)
+{
+    return prepare_as(ch, body, len, true, p);
 }
 
 void delivery_prepared_free(struct delivery_prepared *p)
@@ -123,6 +200,7 @@ void delivery_prepared_free(struct delivery_prepared *p)
     if (p == NULL)
         return;
     report_free(p->report);
+    agg_batch_free(&p->events);
     json_decref(p->problems);
     json_decref(p->skipped);
     json_decref(p->warnings);
@@ -423,11 +501,61 @@ static void run_or_carry(const struct config_channel *ch, const struct config_ro
     run_route(ch, rt, p, in, rr);
 }
 
+/* The aggregate stage's one step for a payload of stock events: store them. It
+ * is recorded as an attempt of the route "aggregate", with what was stored. */
+static const struct config_route aggregate_route = {.name = "aggregate",
+                                                    .mediator = CONFIG_MEDIATOR_HTTP,
+                                                    .url = "postgresql:stock_events",
+                                                    .primary = true};
+
+static void store_events(const struct config_channel *ch, const struct delivery_prepared *p,
+                         const struct delivery_input *in, struct delivery_result *out)
+{
+    out->routes = hibus_xcalloc(1, sizeof *out->routes);
+    out->n_routes = 1;
+    struct delivery_route_result *rr = &out->routes[0];
+    rr->route = &aggregate_route;
+    rr->ran = true;
+    rr->method = "INSERT";
+    struct txlog_agg_store rq = {.channel = ch->name,
+                                 .timezone = ch->aggregate.timezone,
+                                 .period_type = ch->aggregate.period_type,
+                                 .tx_id = in->tx_id,
+                                 .events = &p->events};
+    struct txlog_agg_stored st = {0};
+    struct hibus_error err = {0};
+    double t0 = (double)clock_ms();
+    enum hibus_err rc = in->tl ? txlog_aggregate_store(in->tl, &rq, &st, &err)
+                               : hibus_error_set(&err, HIBUS_E_DB, "no transaction log");
+    rr->resp.duration_ms = (double)clock_ms() - t0;
+    if (rc != HIBUS_OK) {
+        rr->outcome = "failed";
+        rr->retryable = true;
+        rr->rc = HIBUS_E_DB;
+        char msg[1200];
+        snprintf(msg, sizeof msg, "could not store the stock events: %s%s%s", err.msg,
+                 err.detail[0] ? ": " : "", err.detail);
+        rr->error = hibus_xstrdup(msg);
+        out->status = "failed";
+        out->retry = true;
+        return;
+    }
+    rr->outcome = "successful";
+    rr->details = json_pack("{s:I, s:I, s:I, s:o}", "events", (json_int_t)p->events.n, "stored",
+                            (json_int_t)st.stored, "duplicates", (json_int_t)st.duplicates,
+                            "periods", st.periods);
+    out->status = "successful";
+}
+
 void delivery_run(const struct config_channel *ch, const struct delivery_prepared *p,
                   const struct delivery_input *in, const struct txlog_route_state *prev,
                   size_t n_prev, struct delivery_result *out)
 {
     memset(out, 0, sizeof *out);
+    if (p != NULL && p->is_events) {
+        store_events(ch, p, in, out);
+        return;
+    }
     size_t n = ch->n_routes, primary = 0;
     out->routes = hibus_xcalloc(n, sizeof *out->routes);
     out->n_routes = n;
@@ -490,7 +618,10 @@ json_t *delivery_account(int64_t tx_id, const char *request_id, const struct del
         if (rr->carried)
             json_object_set_new(o, "earlier_round", json_true());
         if (rr->details != NULL)
-            json_object_set(o, rr->route->mediator == CONFIG_MEDIATOR_DHIS2 ? "import" : "mediator",
+            json_object_set(o,
+                            rr->route == &aggregate_route                  ? "aggregate"
+                            : rr->route->mediator == CONFIG_MEDIATOR_DHIS2 ? "import"
+                                                                           : "mediator",
                             rr->details);
         const char *e =
             rr->error ? rr->error : (rr->ran && !rr->resp.status ? rr->resp.error : NULL);
@@ -700,7 +831,8 @@ void delivery_round(const struct config *cfg, const struct config_channel *ch,
     if (handed)
         LOG_DEBUG(rq->request_id, "tx=%lld: using the payload the listener prepared",
                   (long long)rq->tx_id);
-    if (!handed && delivery_prepare(ch, rq->body, rq->body_len, &out->prep) != HIBUS_OK) {
+    if (!handed && prepare_as(ch, rq->body, rq->body_len, delivery_is_derived(rq->path),
+                              &out->prep) != HIBUS_OK) {
         snprintf(out->why, sizeof out->why, "the payload no longer passes the channel's transform");
         out->status = TXLOG_REJECTED;
         return;
@@ -716,7 +848,9 @@ void delivery_round(const struct config *cfg, const struct config_channel *ch,
                                 .body_len = rq->body_len,
                                 .max_response = cfg->max_body,
                                 .may_retry = retries && rq->round < ch->retry.max_attempts &&
-                                             rq->age_ms < (double)ch->retry.max_age_ms};
+                                             rq->age_ms < (double)ch->retry.max_age_ms,
+                                .tl = rq->tl,
+                                .tx_id = rq->tx_id};
     delivery_run(ch, &out->prep, &in, prev, n_prev, &out->res);
     headers_free(headers, n_headers);
 

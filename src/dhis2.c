@@ -17,6 +17,7 @@
 #include "hibus/alloc.h"
 #include "hibus/mediator.h"
 #include "hibus/period.h"
+#include "hibus/txlog.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -326,9 +327,8 @@ char *dhis2_import_url(const struct config_route *route, const char *writer)
 
 /* --------------------------------------------------------- remote check */
 
-/* GET base + path on route, JSON answer into *doc. */
-static enum hibus_err remote_get(const struct config_route *route, const char *path, json_t **doc,
-                                 struct hibus_error *err)
+enum hibus_err dhis2_get(const struct config_route *route, const char *path, json_t **doc,
+                         struct hibus_error *err)
 {
     const char *base = route->url;
     size_t bl = strlen(base);
@@ -367,10 +367,7 @@ struct uid_ref {
     const char *code; /* what maps to it, for the message */
 };
 
-/* Asks /api/<resource>?filter=id:in:[...] for refs in batches and appends a
- * sentence per UID absent from the answer. */
-/* Percent-encodes s (all but RFC 3986 unreserved characters) onto out. */
-static int url_escape(char *out, size_t cap, const char *s)
+int dhis2_url_escape(char *out, size_t cap, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = 0;
@@ -402,20 +399,99 @@ static bool listable(const char *s)
     return strpbrk(s, ",[]") == NULL;
 }
 
+/* DHIS2's paging: page (from 1) and pageSize ask for a page, and a paged answer
+ * carries pager {page, pageCount, total, pageSize} next to the list (dhis2/dhis2-core,
+ * dhis-2/dhis-api/src/main/java/org/hisp/dhis/common/Pager.java: the JSON properties
+ * page, pageCount, total, pageSize, nextPage). A page past the last is empty. */
+#define DHIS2_PAGES_MAX 100000
+
+enum hibus_err dhis2_get_all(const struct config_route *route, const char *resource,
+                             const char *query, size_t page_size, json_t *out,
+                             struct hibus_error *err)
+{
+    for (long page = 1, pages = 1; page <= pages; page++) {
+        size_t cap = strlen(resource) + (query ? strlen(query) : 0) + 96;
+        char *path = hibus_xmalloc(cap);
+        snprintf(path, cap, "/api/%s?page=%ld&pageSize=%zu%s%s", resource, page, page_size,
+                 query && query[0] ? "&" : "", query ? query : "");
+        json_t *doc = NULL;
+        enum hibus_err rc = dhis2_get(route, path, &doc, err);
+        free(path);
+        if (rc != HIBUS_OK)
+            return rc;
+        const json_t *list = json_object_get(doc, resource);
+        if (!json_is_array(list)) {
+            json_decref(doc);
+            hibus_error_set(err, HIBUS_E_TARGET,
+                            "the answer to GET /api/%s of route \"%s\" has no \"%s\" list",
+                            resource, route->name, resource);
+            hibus_error_hint(err,
+                             "Is %s a DHIS2? The route's url is the DHIS2's base address, "
+                             "without /api.",
+                             route->url);
+            return HIBUS_E_TARGET;
+        }
+        json_array_extend(out, (json_t *)list);
+        const json_t *pc = json_object_get(json_object_get(doc, "pager"), "pageCount");
+        if (page == 1 && json_is_integer(pc))
+            pages = json_integer_value(pc) < DHIS2_PAGES_MAX ? (long)json_integer_value(pc)
+                                                             : DHIS2_PAGES_MAX;
+        json_decref(doc);
+    }
+    return HIBUS_OK;
+}
+
+enum hibus_err dhis2_get_in(const struct config_route *route, const char *resource,
+                            const char *prop, const char *const *values, size_t n,
+                            const char *fields, json_t *out, struct hibus_error *err)
+{
+    enum { BATCH = 50 };
+    size_t at = 0;
+    while (at < n) {
+        size_t k = 1, cap = strlen(resource) + strlen(fields) + strlen(prop) + 64;
+        bool alone = !listable(values[at]);
+        while (!alone && k < BATCH && at + k < n && listable(values[at + k]))
+            k++;
+        for (size_t i = 0; i < k; i++)
+            cap += 3 * strlen(values[at + i]) + 1;
+        char *path = hibus_xmalloc(cap);
+        int w = snprintf(path, cap, "/api/%s?paging=false&fields=%s&filter=%s:%s", resource, fields,
+                         prop, alone ? "eq:" : "in:[");
+        for (size_t i = 0; i < k; i++) {
+            if (i > 0)
+                path[w++] = ',';
+            w += dhis2_url_escape(path + w, cap - (size_t)w, values[at + i]);
+        }
+        if (!alone)
+            snprintf(path + w, cap - (size_t)w, "]");
+        json_t *doc = NULL;
+        enum hibus_err rc = dhis2_get(route, path, &doc, err);
+        free(path);
+        if (rc != HIBUS_OK)
+            return rc;
+        const json_t *list = json_object_get(doc, resource);
+        if (json_is_array(list))
+            json_array_extend(out, (json_t *)list);
+        json_decref(doc);
+        at += k;
+    }
+    return HIBUS_OK;
+}
+
 /* Asks /api/<resource>?filter=PROP:in:[...] for refs, in batches (an identifier
  * that cannot stand in such a list is asked alone with PROP:eq:), and appends a
  * sentence per identifier absent from the answer; unknown gets each of them. */
 static enum hibus_err check_uids(const struct config_route *route, const struct mapping *m,
                                  enum mapping_kind mk, const char *resource, const char *kind,
                                  const struct uid_ref *refs, size_t n, json_t *missing,
-                                 json_t *unknown, struct hibus_error *err)
+                                 json_t *unknown, json_t *paths, struct hibus_error *err)
 {
     enum { BATCH = 50 };
     const char *prop = prop_of(m, mk);
     /* an org unit's closedDate too: one that DHIS2 closed is still found by its id
      * (dhis2/dhis2-core, dhis-2/dhis-api/src/main/java/org/hisp/dhis/
      * organisationunit/OrganisationUnit.java: the Date field closedDate) */
-    const char *fields = mk == MAPPING_ORG_UNIT ? "id,code,closedDate" : "id,code";
+    const char *fields = mk == MAPPING_ORG_UNIT ? "id,code,closedDate,path" : "id,code";
     char today[16];
     time_t now = time(NULL);
     struct tm tm;
@@ -429,7 +505,7 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
         if (!listable(refs[at].uid)) {
             w = snprintf(path, sizeof path,
                          "/api/%s?paging=false&fields=%s&filter=%s:eq:", resource, fields, prop);
-            url_escape(path + w, sizeof path - (size_t)w, refs[at].uid);
+            dhis2_url_escape(path + w, sizeof path - (size_t)w, refs[at].uid);
             k = 1;
         } else {
             w = snprintf(path, sizeof path, "/api/%s?paging=false&fields=%s&filter=%s:in:[",
@@ -438,13 +514,13 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
                    (size_t)w + 3 * strlen(refs[at + k].uid) + 8 < sizeof path) {
                 if (k > 0)
                     path[w++] = ',';
-                w += url_escape(path + w, sizeof path - (size_t)w, refs[at + k].uid);
+                w += dhis2_url_escape(path + w, sizeof path - (size_t)w, refs[at + k].uid);
                 k++;
             }
             snprintf(path + w, sizeof path - (size_t)w, "]");
         }
         json_t *doc = NULL;
-        enum hibus_err rc = remote_get(route, path, &doc, err);
+        enum hibus_err rc = dhis2_get(route, path, &doc, err);
         if (rc != HIBUS_OK)
             return rc;
         const json_t *list = json_object_get(doc, resource);
@@ -459,6 +535,13 @@ static enum hibus_err check_uids(const struct config_route *route, const struct 
                 if (id != NULL && strcmp(id, refs[at + i].uid) == 0) {
                     found = true;
                     closed = json_string_value(json_object_get(o, "closedDate"));
+                    /* OrganisationUnit.java getPath(): "/" and the uids from the
+                     * root down to the unit itself */
+                    const char *ou_path = json_string_value(json_object_get(o, "path"));
+                    if (paths != NULL && ou_path != NULL)
+                        json_object_set_new(
+                            paths, refs[at + i].uid,
+                            json_pack("{s:s, s:s}", "path", ou_path, "code", refs[at + i].code));
                 }
             }
             if (found && closed != NULL && strlen(closed) >= 10 &&
@@ -521,10 +604,10 @@ static enum hibus_err get_one(const struct config_route *route, const struct map
                               struct hibus_error *err)
 {
     char path[1024], esc[768];
-    url_escape(esc, sizeof esc, ident);
+    dhis2_url_escape(esc, sizeof esc, ident);
     snprintf(path, sizeof path, "/api/%s?paging=false&filter=%s:eq:%s&fields=%s", resource,
              prop_of(m, kind), esc, fields);
-    enum hibus_err rc = remote_get(route, path, doc, err);
+    enum hibus_err rc = dhis2_get(route, path, doc, err);
     if (rc == HIBUS_OK)
         *obj = json_array_get(json_object_get(*doc, resource), 0);
     return rc;
@@ -638,8 +721,15 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
                                   char *version, size_t version_len, json_t *missing,
                                   struct hibus_error *err)
 {
+    return dhis2_check_remote_paths(route, m, version, version_len, missing, NULL, err);
+}
+
+enum hibus_err dhis2_check_remote_paths(const struct config_route *route, const struct mapping *m,
+                                        char *version, size_t version_len, json_t *missing,
+                                        json_t *paths, struct hibus_error *err)
+{
     json_t *info = NULL;
-    enum hibus_err rc = remote_get(route, "/api/system/info", &info, err);
+    enum hibus_err rc = dhis2_get(route, "/api/system/info", &info, err);
     if (rc != HIBUS_OK)
         return rc;
     const char *v = json_string_value(json_object_get(info, "version"));
@@ -655,13 +745,13 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
     for (size_t i = 0; i < m->n_org_units; i++)
         ref_add(refs, &n, m->org_units[i].uid, m->org_units[i].code);
     rc = check_uids(route, m, MAPPING_ORG_UNIT, "organisationUnits", "org unit", refs, n, missing,
-                    unknown, err);
+                    unknown, paths, err);
     n = 0;
     for (size_t i = 0; rc == HIBUS_OK && i < m->n_items; i++)
         ref_add(refs, &n, m->items[i].de_uid, m->items[i].item);
     if (rc == HIBUS_OK)
         rc = check_uids(route, m, MAPPING_DATA_ELEMENT, "dataElements", "data element", refs, n,
-                        missing, unknown, err);
+                        missing, unknown, NULL, err);
     n = 0;
     for (size_t i = 0; rc == HIBUS_OK && i < m->n_items; i++)
         ref_add(refs, &n, m->items[i].coc_uid,
@@ -671,14 +761,14 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
         ref_add(refs, &n, m->aocs[i].uid, m->aocs[i].code);
     if (rc == HIBUS_OK)
         rc = check_uids(route, m, MAPPING_COC, "categoryOptionCombos", "category option combo",
-                        refs, n, missing, unknown, err);
+                        refs, n, missing, unknown, NULL, err);
     n = 0;
     ref_add(refs, &n, m->data_set_uid, "data_set");
     for (size_t i = 0; i < m->n_data_sets; i++)
         ref_add(refs, &n, m->data_sets[i].uid, m->data_sets[i].code);
     if (rc == HIBUS_OK)
         rc = check_uids(route, m, MAPPING_DATA_SET, "dataSets", "data set", refs, n, missing,
-                        unknown, err);
+                        unknown, NULL, err);
     free(refs);
     if (rc == HIBUS_OK)
         rc = check_value_types(route, m, missing, unknown, err);
@@ -688,4 +778,102 @@ enum hibus_err dhis2_check_remote(const struct config_route *route, const struct
         rc = check_data_set(route, m, m->data_sets[i].uid, missing, unknown, err);
     json_decref(unknown);
     return rc;
+}
+
+/* ---------------------------------------------------------------- drift */
+
+/* "/A/B" of path "/A/B/UID": the parents, or "/" for a root. */
+static void parents_of(const char *path, char *out, size_t cap)
+{
+    const char *last = strrchr(path, '/');
+    if (last == NULL || last == path)
+        snprintf(out, cap, "/");
+    else
+        snprintf(out, cap, "%.*s", (int)(last - path), path);
+}
+
+/* The moves of the org units in paths since the last check, as sentences in
+ * check (an object of dhis2_drift's list). */
+static void drift_moves(struct txlog *tl, const char *url, const struct mapping *m,
+                        const json_t *paths, json_t *check, char *db_error, size_t db_error_len)
+{
+    json_t *moved = NULL;
+    struct hibus_error err = {0};
+    if (tl == NULL || txlog_org_unit_moves(tl, url, paths, &moved, &err) != HIBUS_OK) {
+        if (db_error[0] == '\0')
+            snprintf(db_error, db_error_len, "%s", tl == NULL ? "no connection" : err.msg);
+        return;
+    }
+    json_t *list = json_array();
+    size_t i;
+    const json_t *v;
+    json_array_foreach(moved, i, v)
+    {
+        char was[512], now[512], line[1400];
+        parents_of(json_string_value(json_object_get(v, "old_path")), was, sizeof was);
+        parents_of(json_string_value(json_object_get(v, "path")), now, sizeof now);
+        snprintf(line, sizeof line,
+                 "mapping \"%s\": org unit %s (mapped from \"%s\") was moved in DHIS2: it was "
+                 "under %s at the check of %s, it is now under %s; its reports now count toward "
+                 "its new parents: check that the facility is still mapped to the right org unit",
+                 m->name, json_string_value(json_object_get(v, "uid")),
+                 json_string_value(json_object_get(v, "code")), was,
+                 json_string_value(json_object_get(v, "seen_at")), now);
+        json_t *o = json_deep_copy(v);
+        json_object_set_new(o, "message", json_string(line));
+        json_array_append_new(list, o);
+    }
+    json_object_set_new(check, "moved", list);
+    json_decref(moved);
+}
+
+json_t *dhis2_drift(const struct config *cfg, struct txlog *tl)
+{
+    json_t *checks = json_array();
+    char db_error[512] = "";
+    for (size_t i = 0; i < cfg->n_channels; i++) {
+        const struct config_channel *ch = &cfg->channels[i];
+        for (size_t r = 0; r < ch->n_routes; r++) {
+            const struct config_route *rt = &ch->routes[r];
+            if (rt->mediator != CONFIG_MEDIATOR_DHIS2)
+                continue;
+            const struct mapping *m = ch->has_transform ? ch->transform.mapping : NULL;
+            bool seen = false; /* the same URL and mapping through an earlier route? */
+            for (size_t j = 0; j <= i && !seen; j++)
+                for (size_t k = 0; k < cfg->channels[j].n_routes && !seen; k++) {
+                    const struct config_route *o = &cfg->channels[j].routes[k];
+                    if (o == rt)
+                        break;
+                    seen = o->mediator == CONFIG_MEDIATOR_DHIS2 && strcmp(o->url, rt->url) == 0 &&
+                           cfg->channels[j].has_transform &&
+                           cfg->channels[j].transform.mapping == m;
+                }
+            if (seen)
+                continue;
+            char version[64];
+            struct hibus_error err = {0};
+            json_t *missing = json_array(), *paths = json_object();
+            json_t *check = json_pack("{s:s, s:s, s:s, s:s?, s:s}", "channel", ch->name, "route",
+                                      rt->name, "url", rt->url, "mapping", m ? m->name : NULL,
+                                      "file", rt->pos.file ? rt->pos.file : "");
+            if (dhis2_check_remote_paths(rt, m, version, sizeof version, missing, paths, &err) !=
+                HIBUS_OK) {
+                char msg[1200];
+                snprintf(msg, sizeof msg, "%s%s%s", err.msg, err.detail[0] ? ": " : "", err.detail);
+                json_object_set_new(check, "error", json_string(msg));
+            } else {
+                json_object_set_new(check, "version", json_string(version));
+                json_object_set(check, "problems", missing);
+                if (m != NULL && json_object_size(paths) > 0)
+                    drift_moves(tl, rt->url, m, paths, check, db_error, sizeof db_error);
+            }
+            json_decref(missing);
+            json_decref(paths);
+            json_array_append_new(checks, check);
+        }
+    }
+    json_t *out = json_pack("{s:o}", "dhis2", checks);
+    if (db_error[0] != '\0')
+        json_object_set_new(out, "moves_not_compared", json_string(db_error));
+    return out;
 }

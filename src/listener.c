@@ -774,6 +774,8 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
      * only turns its outcome into the answer. */
     struct delivery_request drq = {.tx_id = tx_id,
                                    .channel = ch->name,
+                                   .path = path,
+                                   .tl = l->deps.tl,
                                    .request_id = rq->id,
                                    .method = method,
                                    .query = query,

@@ -20,7 +20,9 @@ static const struct command {
     {"tx", cli_tx, "show one transaction and its delivery attempts"},
     {"tail", cli_tail, "follow transactions live as they change"},
     {"ls", cli_ls, "list and search transactions, newest first"},
+    {"aggregate", cli_aggregate, "explain the figures derived from stock events (show)"},
     {"map", cli_map, "show offline what a channel would send for a payload (stdin)"},
+    {"mapping", cli_mapping, "pull: refresh a mapping's code tables from DHIS2's metadata"},
     {"rerun", cli_rerun, "put finished transactions back in the delivery queue"},
     {"prune", cli_prune, "apply the retention rules once, now"},
     {"token", cli_token, "new, list or revoke a client's bearer tokens"},
@@ -32,7 +34,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: hibus COMMAND [OPTIONS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'hibus COMMAND --help' describes each. The configuration file is -c FILE,\n"
                "else $HIBUS_CONFIG, else /etc/hibus/hibus.yaml.\n");
 }

@@ -282,6 +282,9 @@ void mapping_free(struct mapping *m)
         free(m->periods[i].uid);
     }
     free(m->periods);
+    free(m->org_units_csv);
+    free(m->items_csv);
+    free(m->pull_org_unit_attribute);
     free(m->data_sets);
     free(m->aocs);
     for (size_t i = 0; i < m->n_items; i++) {

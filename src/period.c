@@ -505,6 +505,16 @@ void period_date_format(struct period_date d, char out[11])
     snprintf(out, 11, "%04u-%02u-%02u", y, m, dd);
 }
 
+long period_day_number(struct period_date d)
+{
+    return day_number(d);
+}
+
+struct period_date period_date_of_day(long day)
+{
+    return from_day_number(day);
+}
+
 int period_days(const struct period *p)
 {
     return (int)(day_number(p->end) - day_number(p->start)) + 1;

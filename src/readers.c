@@ -386,7 +386,7 @@ static int big_column(const struct big_body *b, const json_error_t *e)
 
 /* Parses a JSON object body. big_numbers: numbers beyond jansson's range become strings
  * of their text (see above) instead of refusing the body. */
-static json_t *load_json(struct reader_ctx *rd, const void *body, size_t len, const char *what,
+json_t *reader_load_json(struct reader_ctx *rd, const void *body, size_t len, const char *what,
                          bool big_numbers)
 {
     size_t skip;
@@ -609,7 +609,7 @@ enum hibus_err reader_parse_opts(const char *name, const void *body, size_t len,
             if (strcmp(name, json_readers[i].name) != 0)
                 continue;
             json_t *root =
-                load_json(&rd, body, len, json_readers[i].what, json_readers[i].big_numbers);
+                reader_load_json(&rd, body, len, json_readers[i].what, json_readers[i].big_numbers);
             if (root != NULL)
                 json_readers[i].read(&rd, r, root);
             json_decref(root);

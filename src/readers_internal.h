@@ -102,6 +102,12 @@ void reader_set_report_period(struct reader_ctx *rd, struct report *r, const str
 void reader_set_overrides(struct reader_ctx *rd, const struct report *r, struct report_value *v,
                           const char *pe, const char *ou, const char *aoc);
 
+/* Parses a JSON object body (UTF-8 checked; a problem when it is not JSON or not an
+ * object). big_numbers: numbers beyond jansson's range become strings of their text
+ * instead of refusing the body. NULL after a problem. */
+json_t *reader_load_json(struct reader_ctx *rd, const void *body, size_t len, const char *what,
+                         bool big_numbers);
+
 /* ---- The readers: each fills r and reports problems through rd ---- */
 
 /* Given the body's JSON object (src/readers_lmis.c, src/readers_dhis2.c). */

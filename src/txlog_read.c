@@ -677,6 +677,42 @@ enum hibus_err txlog_unmapped(struct txlog *tl, int days, json_t **out, struct h
     return query_json(tl, &q, out, err);
 }
 
+static bool moved_row(json_t *acc, const PGresult *res, int r)
+{
+    return append(acc, json_pack("{s:s, s:s, s:s, s:s, s:s}", "uid", PQgetvalue(res, r, 0), "code",
+                                 PQgetvalue(res, r, 1), "old_path", PQgetvalue(res, r, 2), "path",
+                                 PQgetvalue(res, r, 3), "seen_at", PQgetvalue(res, r, 4)));
+}
+
+enum hibus_err txlog_org_unit_moves(struct txlog *tl, const char *dhis2, const json_t *paths,
+                                    json_t **out, struct hibus_error *err)
+{
+    char *doc = json_dumps(paths, JSON_COMPACT);
+    if (doc == NULL)
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory");
+    const char *const v[2] = {dhis2, doc};
+    /* Every CTE sees the table as it was before the statement: "old" holds the
+     * paths of the last check, while "up" records this one's. */
+    /* clang-format off */
+    struct query_ctx q = {
+        .sql = "WITH x AS (SELECT key AS uid, value ->> 'path' AS path, value ->> 'code' AS code"
+               "  FROM jsonb_each($2::jsonb)),"
+               " old AS (SELECT p.uid, p.path, p.seen_at FROM org_unit_paths p JOIN x USING (uid)"
+               "  WHERE p.dhis2 = $1 AND p.path <> x.path),"
+               " up AS (INSERT INTO org_unit_paths (dhis2, uid, path)"
+               "  SELECT $1, uid, path FROM x"
+               "  ON CONFLICT (dhis2, uid) DO UPDATE SET path = EXCLUDED.path,"
+               "   seen_at = clock_timestamp())"
+               " SELECT old.uid, x.code, old.path, x.path, " TS_UTC("old.seen_at")
+               " FROM old JOIN x USING (uid) ORDER BY 1",
+        .what = "compare the org units' places with the last check's", .n = 2, .vals = v,
+        .row = moved_row};
+    /* clang-format on */
+    enum hibus_err rc = query_json(tl, &q, out, err);
+    free(doc);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------- */
 /* LISTEN hibus_tx                                                           */
 /* ------------------------------------------------------------------------- */

@@ -137,6 +137,8 @@ static void deliver_one(struct workers *w, const struct config *cfg, const char 
     }
     struct delivery_request rq = {.tx_id = c->id,
                                   .channel = c->channel,
+                                  .path = c->path,
+                                  .tl = w->deps.tl,
                                   .request_id = c->request_id,
                                   .method = c->method,
                                   .query = c->query,

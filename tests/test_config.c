@@ -226,8 +226,14 @@ static void test_sample_conf(void **state)
     assert_string_equal(c->password_hash, "$y$j9T$BijMUxn9VtJ/WMulMQ11r0$SHT4MCJGkacuRJ9ICQDHjvhmgO"
                                           "Bbz/LZR5CQQ7m6BkA");
     assert_string_equal(cfg->mappings_dir, HIBUS_TEST_DATA "/../../conf/../mappings");
-    assert_int_equal(cfg->n_channels, 3);
-    assert_int_equal(cfg->n_mappings, 1); /* three channels name it: read once */
+    assert_int_equal(cfg->n_channels, 4);
+    assert_int_equal(cfg->n_mappings, 1); /* four channels name it: read once */
+    const struct config_channel *ev = config_find_channel(cfg, "stock-events");
+    assert_non_null(ev);
+    assert_true(ev->aggregate.on);
+    assert_int_equal(ev->aggregate.period_type, PERIOD_MONTHLY);
+    assert_int_equal(ev->aggregate.close_after_ms, 5LL * 86400000);
+    assert_string_equal(ev->aggregate.timezone, "Africa/Dar_es_Salaam");
 
     const struct config_channel *ch = config_find_channel(cfg, "lmis-stock");
     assert_non_null(ch);
@@ -656,7 +662,7 @@ static void test_unknown_key(void **state)
                   "port, tls)\n"
                   "hibus.yaml:4:1: unknown key \"loggin\" at top level (expected one of: listen, "
                   "database, limits, log, redact_headers, clients, channels, mappings, admin, "
-                  "delivery, retention, alerts)\n");
+                  "delivery, retention, aggregate, alerts)\n");
 }
 
 static void test_wrong_types(void **state)
@@ -1353,7 +1359,8 @@ static void test_transform_errors(void **state)
         "mapping\n"
         "channels/six.yaml:4:52: transform.losses needs reasons, categories or both\n"
         "channels/stock.yaml:5:11: unknown reader \"lmis\" (expected one of: lmis-report, "
-        "openlmis-requisition, dhis2-json, adx, dhis2-csv)\n"
+        "openlmis-requisition, dhis2-json, adx, dhis2-csv; or, with aggregate:, one of: "
+        "stock-event, openlmis-stock-event)\n"
         "channels/stock.yaml:6:12: invalid mapping name \"../m\" (expected the name of a file in "
         "the mappings directory, without .yaml: letters, digits, \"-\", \"_\" or \".\")\n"
         "channels/stock.yaml:7:11: unknown writer \"csv\" (expected one of: dhis2-datavalueset, "
@@ -1367,6 +1374,104 @@ static void test_transform_errors(void **state)
         "\"mappings/nowhere.yaml\": No such file or directory\n"
         "channels/two.yaml:5:11: invalid value \"drop\" for unmapped (expected one of: reject, "
         "skip)\n");
+}
+
+/* aggregate: a channel of stock events, its reasons and time zone. */
+static void test_aggregate_ok(void **state)
+{
+    (void)state;
+    put("mappings/m.yaml", "period_type: Quarterly\n"
+                           "org_units: { FAC-1: kVncLVPFjTT }\n"
+                           "items: { AMOX250: PRIVrEScHcE }\n");
+    put("channels/stock.yaml",
+        CHANNEL_HEAD "transform: { reader: openlmis-stock-event, mapping: m }\n"
+                     "aggregate:\n"
+                     "  close_after: 3d\n"
+                     "  timezone: Africa/Nairobi\n"
+                     "  reasons:\n"
+                     "    r-1: { name: Damage, type: debit, counts_as: loss }\n"
+                     "    r-2: { name: Transfer In, type: credit }\n"
+                     "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/two.yaml", "name: two\n"
+                             "match: { path: /two }\n"
+                             "allow: { roles: [lmis] }\n"
+                             "transform: { reader: stock-event }\n"
+                             "aggregate:\n"
+                             "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    const struct config_channel *ch = config_find_channel(cfg, "stock");
+    assert_true(ch->aggregate.on);
+    assert_int_equal(ch->aggregate.period_type, PERIOD_QUARTERLY); /* the mapping's */
+    assert_int_equal(ch->aggregate.close_after_ms, 3 * 24 * 3600 * 1000LL);
+    assert_string_equal(ch->aggregate.timezone, "Africa/Nairobi");
+    assert_int_equal(ch->aggregate.n_reasons, 2);
+    const struct agg_reason *r = agg_reason_find(&ch->aggregate, "r-2");
+    assert_non_null(r);
+    assert_true(r->credit);
+    assert_int_equal(r->counts_as, AGG_ADJUSTMENT);
+    assert_int_equal(agg_reason_find(&ch->aggregate, "r-1")->counts_as, AGG_LOSS);
+    ch = config_find_channel(cfg, "two");
+    assert_true(ch->aggregate.on);
+    assert_int_equal(ch->aggregate.period_type, PERIOD_MONTHLY);
+    assert_int_equal(ch->aggregate.close_after_ms, 24 * 3600 * 1000LL);
+    assert_string_equal(ch->aggregate.timezone, "UTC");
+    assert_false(config_find_channel(cfg, "nothing") != NULL);
+    config_free(cfg);
+}
+
+static void test_aggregate_errors(void **state)
+{
+    (void)state;
+    put("channels/stock.yaml",
+        CHANNEL_HEAD "transform: { reader: stock-event }\n"
+                     "aggregate:\n"
+                     "  period_type: Fortnightly\n"
+                     "  close_after: soon\n"
+                     "  timezone: Mars/Olympus_Mons\n"
+                     "  colour: red\n"
+                     "  reasons:\n"
+                     "    r-1: { name: Damage, type: debit, counts_as: received }\n"
+                     "    r-2: { name: Found, type: sideways }\n"
+                     "    r-3: { type: credit }\n"
+                     "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/two.yaml", "name: two\n"
+                             "match: { path: /two }\n"
+                             "allow: { roles: [lmis] }\n"
+                             "transform: { reader: stock-event }\n"
+                             "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/three.yaml", "name: three\n"
+                               "match: { path: /three }\n"
+                               "allow: { roles: [lmis] }\n"
+                               "transform: { reader: lmis-report }\n"
+                               "aggregate: { timezone: ../../etc/passwd }\n"
+                               "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/four.yaml", "name: four\n"
+                              "match: { path: /four }\n"
+                              "allow: { roles: [lmis] }\n"
+                              "aggregate: {}\n"
+                              "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    EXPECT_ERRORS(
+        "channels/four.yaml:4:1: aggregate needs a transform with a stock event reader "
+        "(stock-event or openlmis-stock-event)\n"
+        "channels/stock.yaml:6:16: unknown period type \"Fortnightly\" (DHIS2's names: Daily, "
+        "Weekly, Monthly, Quarterly, Yearly, ...)\n"
+        "channels/stock.yaml:7:16: expected a duration (like 30s, 5m, 24h or 7d) for "
+        "aggregate.close_after, got \"soon\"\n"
+        "channels/stock.yaml:8:13: unknown time zone \"Mars/Olympus_Mons\" (an IANA name such as "
+        "Africa/Nairobi, as listed under /usr/share/zoneinfo)\n"
+        "channels/stock.yaml:9:3: unknown key \"colour\" in aggregate (expected one of: "
+        "period_type, close_after, timezone, reasons)\n"
+        "channels/stock.yaml:11:50: reason \"r-1\" is a debit but counts_as received (received "
+        "adds stock: credit; consumed and loss take it away: debit)\n"
+        "channels/stock.yaml:12:31: invalid value \"sideways\" for type (expected one of: "
+        "credit, debit)\n"
+        "channels/stock.yaml:13:10: missing required key \"name\" in aggregate.reasons.r-3\n"
+        "channels/three.yaml:5:1: aggregate needs a stock event reader (stock-event or "
+        "openlmis-stock-event), not lmis-report\n"
+        "channels/three.yaml:5:24: unknown time zone \"../../etc/passwd\" (an IANA name such as "
+        "Africa/Nairobi, as listed under /usr/share/zoneinfo)\n"
+        "channels/two.yaml:4:1: reader stock-event reads stock events, which only a channel with "
+        "aggregate: can take (add aggregate: to derive periodic reports from them)\n");
 }
 
 static void test_quality_errors(void **state)
@@ -1723,7 +1828,7 @@ static void test_mapping_errors(void **state)
         "as NUMBER, INTEGER_ZERO_OR_POSITIVE, TEXT or LONG_TEXT)\n"
         "mappings/m.yaml:20:1: unknown key \"colour\" at top level (expected one of: data_set, "
         "period_type, attribute_option_combo, org_units, org_units_csv, measures, items, "
-        "items_csv, data_sets, attribute_option_combos, id_schemes, periods)\n"
+        "items_csv, data_sets, attribute_option_combos, id_schemes, periods, pull)\n"
         "mappings/m.yaml:21:33: duplicate code \"LMIS\" in data_sets (first defined at "
         "mappings/m.yaml:21:14)\n"
         "mappings/m.yaml:21:55: \"nope\" is not a DHIS2 UID (11 characters: a letter, then "
@@ -2602,6 +2707,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapping_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transform_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aggregate_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aggregate_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quality_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dhis2_route_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_match_errors, setup, teardown),

@@ -235,7 +235,7 @@ static void test_docs_match_table(void **state)
         p = stop + 1;
     }
     free(docs);
-    assert_int_equal(regions, 9);
+    assert_int_equal(regions, 10);
     assert_int_equal(rows, config_n_keys);
 }
 

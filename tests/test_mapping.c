@@ -50,15 +50,15 @@ static struct mapping *new_mapping(const char *name)
 static void add_ou(struct mapping *m, const char *code, const char *uid)
 {
     assert_true(m->n_org_units < 16);
-    m->org_units[m->n_org_units++] = (struct mapping_code){dup(code), dup(uid)};
+    m->org_units[m->n_org_units++] = (struct mapping_code){.code = dup(code), .uid = dup(uid)};
 }
 
 static void add_item(struct mapping *m, const char *item, const char *measure, const char *de,
                      const char *coc)
 {
     assert_true(m->n_items < 16);
-    m->items[m->n_items++] =
-        (struct mapping_item){dup(item), dup(measure), dup(de), dup(coc), NULL};
+    m->items[m->n_items++] = (struct mapping_item){
+        .item = dup(item), .measure = dup(measure), .de_uid = dup(de), .coc_uid = dup(coc)};
 }
 
 /* Adds a code -> UID row to one of the optional tables (data_sets, aocs). */
@@ -66,7 +66,7 @@ static void add_code(struct mapping_code **t, size_t *n, const char *code, const
 {
     *t = realloc(*t, (*n + 1) * sizeof **t);
     assert_non_null(*t);
-    (*t)[(*n)++] = (struct mapping_code){dup(code), dup(uid)};
+    (*t)[(*n)++] = (struct mapping_code){.code = dup(code), .uid = dup(uid)};
 }
 
 /* The "national" mapping most tests use: two facilities, AMOX250 with three

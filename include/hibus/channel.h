@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "hibus/aggregate.h"
 #include "hibus/cron.h"
 #include "hibus/mapping.h"
 #include "hibus/quality.h"
@@ -202,6 +203,10 @@ struct config_channel {
                                     0 = the global retention.keep_transactions */
     bool has_transform;
     struct config_transform transform;
+    /* aggregate: the payloads are stock events (transform.reader is an event reader):
+     * they are stored, and each closed period's figures are sent through the
+     * transform's mapping and quality rules and the routes (hibus/aggregate.h) */
+    struct config_aggregate aggregate;
     enum mapping_policy unmapped; /* unmapped: reject (default) | skip */
     struct config_route *routes;
     size_t n_routes;

@@ -13,11 +13,13 @@ int cli_passwd(int argc, char **argv);
 int cli_tx(int argc, char **argv);
 int cli_tail(int argc, char **argv);
 int cli_ls(int argc, char **argv);
+int cli_aggregate(int argc, char **argv);
 int cli_map(int argc, char **argv);
 int cli_rerun(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_keys(int argc, char **argv);
 int cli_token(int argc, char **argv);
+int cli_mapping(int argc, char **argv);
 int cli_polls(int argc, char **argv);
 
 #endif

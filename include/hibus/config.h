@@ -124,6 +124,7 @@ struct config {
     /* alerts: a channel's trouble posted as JSON to a webhook (src/alerts.c) */
     char *alerts_webhook;            /* alerts.webhook; NULL: no alerts */
     long alerts_every_ms;            /* alerts.every, default 1m */
+    long aggregate_every_ms;         /* aggregate.every, default 30s */
     long alerts_window_ms;           /* alerts.window, default 15m */
     unsigned alerts_failure_percent; /* alerts.failure_percent, default 20; 0: off */
     unsigned alerts_min_finished;    /* alerts.min_finished, default 5 */

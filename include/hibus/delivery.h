@@ -41,6 +41,8 @@ struct delivery_prepared {
     json_t *skipped;       /* unmapped values left out under unmapped: skip */
     json_t *warnings;      /* quality rules with action warn */
     size_t budget;         /* body bytes it holds of limits.transform_memory */
+    bool is_events;        /* a channel with aggregate: took stock events (report NULL) */
+    struct agg_batch events;
 };
 
 /* limits.transform_memory: the bytes of request bodies that transforms may hold at
@@ -55,9 +57,18 @@ void delivery_budget_take(size_t bytes);
 void delivery_budget_give(size_t bytes);
 
 /* Always fills p (free with delivery_prepared_free). HIBUS_OK: deliverable;
- * HIBUS_E_INVALID: rejected, p->problems says why. */
+ * HIBUS_E_INVALID: rejected, p->problems says why. On a channel with aggregate:
+ * the body is stock events, read into p->events (checked against the mapping
+ * under unmapped: reject); delivering them stores them. */
 enum hibus_err delivery_prepare(const struct config_channel *ch, const void *body, size_t len,
                                 struct delivery_prepared *p);
+/* A period's figures that the aggregate stage derived (a transaction whose path is
+ * DELIVERY_AGGREGATE_PATH...): read as an lmis-report, then mapping and quality as
+ * usual. */
+#define DELIVERY_AGGREGATE_PATH "aggregate:"
+bool delivery_is_derived(const char *path);
+enum hibus_err delivery_prepare_derived(const struct config_channel *ch, const void *body,
+                                        size_t len, struct delivery_prepared *p);
 void delivery_prepared_free(struct delivery_prepared *p);
 
 /* What route rt sends: the writer's output (dhis2 routes, and http routes with
@@ -77,8 +88,10 @@ struct delivery_input {
     const void *body;
     size_t body_len;
     size_t max_response;
-    bool may_retry; /* a retryable failure will get another round (async, budget left):
-                       routes with when: conditions then wait for the primary's last word */
+    bool may_retry;   /* a retryable failure will get another round (async, budget left):
+                         routes with when: conditions then wait for the primary's last word */
+    struct txlog *tl; /* where stock events are stored (aggregate:); may be NULL otherwise */
+    int64_t tx_id;    /* the transaction being delivered */
 };
 
 struct delivery_route_result {
@@ -161,6 +174,8 @@ json_t *delivery_account(int64_t tx_id, const char *request_id, const struct del
 struct delivery_request {
     int64_t tx_id;
     const char *channel; /* the channel's name, as stored */
+    const char *path;    /* as stored: DELIVERY_AGGREGATE_PATH... for derived figures */
+    struct txlog *tl;    /* the log (stock events are stored in it) */
     const char *request_id;
     const char *method;
     const char *query;

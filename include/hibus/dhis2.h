@@ -67,6 +67,31 @@ json_t *dhis2_summary_json(const struct dhis2_summary *s);
  * UIDs and ADX would otherwise read codes). Caller frees. NULL when out of memory. */
 char *dhis2_import_url(const struct config_route *route, const char *writer);
 
+/* GET <route url><path> with the route's auth and TLS settings; the JSON answer
+ * into *doc (caller decrefs). HIBUS_E_TARGET, with the URL and a hint for 401/403,
+ * when DHIS2 cannot be reached, answers other than 200, or not with JSON. */
+enum hibus_err dhis2_get(const struct config_route *route, const char *path, json_t **doc,
+                         struct hibus_error *err);
+
+/* Every object of /api/<resource>?<query>, page after page of page_size (DHIS2's
+ * page, pageSize and pager.pageCount), appended to the array out. query holds
+ * filter= and fields= parameters, already escaped. */
+enum hibus_err dhis2_get_all(const struct config_route *route, const char *resource,
+                             const char *query, size_t page_size, json_t *out,
+                             struct hibus_error *err);
+
+/* The objects of /api/<resource> whose prop ("id", "code") is one of values[0..n),
+ * with fields, asked in batches of filter=PROP:in:[...] (an identifier that cannot
+ * stand in such a list is asked alone with PROP:eq:), appended to out. Identifiers
+ * DHIS2 does not know are simply absent. */
+enum hibus_err dhis2_get_in(const struct config_route *route, const char *resource,
+                            const char *prop, const char *const *values, size_t n,
+                            const char *fields, json_t *out, struct hibus_error *err);
+
+/* Percent-encodes s (all but RFC 3986 unreserved characters) onto out[cap];
+ * returns the length written. */
+int dhis2_url_escape(char *out, size_t cap, const char *s);
+
 /* hibus check --remote: asks the DHIS2 behind route for /api/system/info and
  * for every UID mapping m names (org units, data elements, category option
  * combos, attribute option combo, data set), in batches with filter=id:in:[..].
@@ -77,5 +102,21 @@ struct mapping;
 enum hibus_err dhis2_check_remote(const struct config_route *route, const struct mapping *m,
                                   char *version, size_t version_len, json_t *missing,
                                   struct hibus_error *err);
+/* The same, and where each mapped org unit sits in DHIS2's hierarchy: paths (when
+ * not NULL) gets {UID: {"path": "/ROOT/.../UID", "code": the mapped code}} for every
+ * mapped org unit DHIS2 has, so that a move can be told from the last check's. */
+enum hibus_err dhis2_check_remote_paths(const struct config_route *route, const struct mapping *m,
+                                        char *version, size_t version_len, json_t *missing,
+                                        json_t *paths, struct hibus_error *err);
+
+/* Drift between the configuration and the DHIS2s its dhis2 routes deliver to, for
+ * check --remote and GET /api/drift: for every distinct (DHIS2 URL, mapping) pair,
+ * {channel, route, url, mapping, file, version | error, problems: [sentences],
+ * moved: [{uid, code, old_path, path, seen_at, message}]}, under "dhis2"; moves
+ * come from the paths the log remembers (tl may be NULL: then, or when the log
+ * cannot be read, "moves_not_compared" says why). Calls DHIS2; caller decrefs. */
+struct config;
+struct txlog;
+json_t *dhis2_drift(const struct config *cfg, struct txlog *tl);
 
 #endif

@@ -23,6 +23,9 @@
 struct mapping_code {
     char *code;
     char *uid;
+    const char *from; /* the file the row was read from (the mapping's YAML file or its
+                         org_units_csv), borrowed from the snapshot; NULL for tables that
+                         only YAML holds */
 };
 
 /* One flattened row. measure NULL: values without a measure (the default
@@ -34,6 +37,8 @@ struct mapping_item {
     char *coc_uid;
     char *value_type; /* the data element's DHIS2 valueType when the mapping declares it
                          (items.X.value_type), else NULL; decides what an ADX annotation is */
+    const char *from; /* the file the row was read from (the YAML file or items_csv),
+                         borrowed from the snapshot: hibus mapping pull edits it there */
 };
 
 /* The kinds of DHIS2 object a mapping names, each with its id scheme. */
@@ -76,6 +81,13 @@ struct mapping {
     const char *id_schemes[MAPPING_KINDS];
     struct mapping_item *items; /* sorted by (item, measure) (mapping_sort) */
     size_t n_items;
+    /* The CSV files the tables were read from (org_units_csv, items_csv), as paths
+     * hibus can open; NULL when the mapping has none. */
+    char *org_units_csv;
+    char *items_csv;
+    /* pull: { org_unit_attribute: UID }: hibus mapping pull finds org units by the
+     * value of this DHIS2 attribute rather than by their code. NULL: by code. */
+    char *pull_org_unit_attribute;
 };
 
 enum mapping_policy { MAPPING_REJECT = 0, MAPPING_SKIP = 1 };

@@ -85,6 +85,9 @@ bool period_from_adx(const char *s, struct period *out);
 bool period_date_parse(const char *s, struct period_date *out);
 /* Writes "YYYY-MM-DD". */
 void period_date_format(struct period_date d, char out[11]);
+/* Days since 1970-01-01 of a valid date, and back. */
+long period_day_number(struct period_date d);
+struct period_date period_date_of_day(long day);
 /* Days in the period, end - start + 1. */
 int period_days(const struct period *p);
 

@@ -20,7 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hibus/aggregate.h"
 #include "hibus/error.h"
+#include "hibus/period.h"
 
 /* Transaction statuses (OpenHIM's, plus rejected). */
 #define TXLOG_QUEUED "queued"
@@ -313,6 +315,13 @@ enum hibus_err txlog_channel_hours(struct txlog *tl, int hours, json_t **out,
  * last_seen}], the most frequent first, at most 500. */
 enum hibus_err txlog_unmapped(struct txlog *tl, int days, json_t **out, struct hibus_error *err);
 
+/* Drift (hibus check --remote): paths is {UID: {path, code}} of the org units a
+ * mapping names, as the DHIS2 at base URL dhis2 has them now (OrganisationUnit
+ * path). Records them, and returns those whose path differs from the last check's:
+ * [{uid, code, old_path, path, seen_at (of the old one)}]. Caller decrefs. */
+enum hibus_err txlog_org_unit_moves(struct txlog *tl, const char *dhis2, const json_t *paths,
+                                    json_t **out, struct hibus_error *err);
+
 /* Search (hibus ls, the admin API): transactions that match every filter given
  * (NULL, 0 or false: any), newest first (received_at, then id), one page.
  * Facility and period are those of the report the transaction carried (its
@@ -454,5 +463,47 @@ enum hibus_err txlog_token_list(struct txlog *tl, const char *client, json_t **o
                                 struct hibus_error *err);
 /* Revokes a token; HIBUS_E_NOT_FOUND for an unknown id (revoking twice is fine). */
 enum hibus_err txlog_token_revoke(struct txlog *tl, const char *id, struct hibus_error *err);
+
+/* ---- The aggregate stage (src/txlog_aggregate.c, migration 011) ---- */
+
+/* Stores a payload's stock events once each (a source id seen before is a
+ * duplicate), in the facility's day (timezone applies to event times), and marks
+ * their periods, and every later period of the facility already sent, to be sent
+ * (again). out->periods: [{facility, period, correction, balance_moved}], caller
+ * decrefs. */
+struct txlog_agg_store {
+    const char *channel;
+    const char *timezone;
+    enum period_type period_type;
+    int64_t tx_id; /* the transaction that brought them */
+    const struct agg_batch *events;
+};
+struct txlog_agg_stored {
+    long stored, duplicates;
+    json_t *periods;
+};
+enum hibus_err txlog_aggregate_store(struct txlog *tl, const struct txlog_agg_store *rq,
+                                     struct txlog_agg_stored *out, struct hibus_error *err);
+
+/* Sends every period of channel that has closed (its end in timezone, plus
+ * close_after) and changed since last sent, as a queued transaction on the channel
+ * (path "aggregate:FACILITY/PERIOD", an lmis-report body, order key
+ * channel|facility|period). A period whose figures are those already sent is not
+ * sent again (*unchanged). Safe with several processes on one database. */
+struct txlog_agg_emit {
+    const char *channel;
+    const char *timezone;
+    const char *node;
+    long long close_after_ms;
+};
+enum hibus_err txlog_aggregate_emit(struct txlog *tl, const struct txlog_agg_emit *rq, int *emitted,
+                                    int *unchanged, struct hibus_error *err);
+
+/* One period of one facility (and one commodity, or all when NULL): every event up
+ * to its end with what it did to the figures, the figures, and what was sent.
+ * Caller decrefs *out. */
+enum hibus_err txlog_aggregate_show(struct txlog *tl, const char *channel, const char *facility,
+                                    const char *commodity, const struct period *p, json_t **out,
+                                    struct hibus_error *err);
 
 #endif

@@ -1103,7 +1103,8 @@ static bool md_load(const char *path)
     return true;
 }
 
-/* The JSON a DHIS2 API would return for one metadata object (all fields). */
+static const struct md_obj *combo_holding(const struct md_obj *coc);
+
 /* A reference to the object uid of set: {"id", "code"} (code when it has one). */
 static json_t *md_ref_json(const struct md_set *set, const char *uid)
 {
@@ -1114,6 +1115,7 @@ static json_t *md_ref_json(const struct md_set *set, const char *uid)
     return j;
 }
 
+/* The JSON a DHIS2 API would return for one metadata object (all fields). */
 static json_t *md_obj_json(const struct md_set *s, const struct md_obj *o)
 {
     json_t *j = json_object();
@@ -1162,12 +1164,58 @@ static json_t *md_obj_json(const struct md_set *s, const struct md_obj *o)
             json_object_set_new(j, "openingDate", json_string(opened));
         if (closed)
             json_object_set_new(j, "closedDate", json_string(closed));
+        /* attribute values as DHIS2 writes them on any metadata object that has
+         * some: [{"attribute": {"id"}, "value"}] (dhis2/dhis2-core,
+         * dhis-2/dhis-api/src/main/java/org/hisp/dhis/attribute/AttributeValue.java:
+         * the JSON properties attribute and value); the fixture holds that shape */
+        /* parent and path (OrganisationUnit.java: getParent() as a reference with
+         * the id, and getPath(): "/" then the uids from the root down to the unit
+         * itself, joined with "/", a cycle cut where it closes), and level, the
+         * number of "/" in the path (getLevel()). The fixture names the parent's
+         * uid. */
+        const struct md_obj *chain[32];
+        size_t depth = 0;
+        for (const struct md_obj *u = o; u != NULL && depth < 32;
+             u = md_find(&md.ous, SCHEME_UID, jstr(u->src, "parent"))) {
+            bool seen = false;
+            for (size_t k = 0; k < depth && !seen; k++)
+                seen = chain[k] == u;
+            if (seen)
+                break;
+            chain[depth++] = u;
+        }
+        char path[32 * 12 + 1] = "";
+        for (size_t k = depth; k-- > 0;)
+            snprintf(path + strlen(path), sizeof path - strlen(path), "/%s", chain[k]->id);
+        json_object_set_new(j, "path", json_string(path));
+        json_object_set_new(j, "level", json_integer((json_int_t)depth));
+        if (depth > 1)
+            json_object_set_new(j, "parent", json_pack("{s:s}", "id", chain[1]->id));
+        json_t *av = json_object_get(o->src, "attributeValues");
+        json_object_set_new(j, "attributeValues",
+                            json_is_array(av) ? json_deep_copy(av) : json_array());
     } else if (s->kind == MD_COC) {
+        /* CategoryOptionCombo's categoryCombo and categoryOptions (dhis2/dhis2-core,
+         * dhis-2/dhis-api/src/main/java/org/hisp/dhis/category/
+         * CategoryOptionCombo.java); a reference to an option carries id, code and
+         * name here, whatever fields= asks for */
         json_t *opts = json_array(), *v;
         const char *k;
         json_object_foreach(json_object_get(o->src, "categoryOptions"), k, v)
-            json_array_append_new(opts, json_pack("{s:O}", "code", v));
+        {
+            const struct md_obj *co = md_find(&md.catopts, SCHEME_CODE, json_string_value(v));
+            json_t *ref = json_pack("{s:O}", "code", v);
+            if (co != NULL) {
+                json_object_set_new(ref, "id", json_string(co->id));
+                if (co->name)
+                    json_object_set_new(ref, "name", json_string(co->name));
+            }
+            json_array_append_new(opts, ref);
+        }
         json_object_set_new(j, "categoryOptions", opts);
+        const struct md_obj *holder = combo_holding(o);
+        if (holder != NULL)
+            json_object_set_new(j, "categoryCombo", json_pack("{s:s}", "id", holder->id));
     }
     return j;
 }
@@ -3650,8 +3698,47 @@ static bool in_list(const char *s, const char *list)
     return false;
 }
 
+/* The one nested property filters hibus uses: "dataSets.id" on org units (the
+ * data sets an org unit is assigned to) and "categoryCombo.id" on data elements and
+ * option combos. DHIS2 filters on "associated objects or collection of objects"
+ * by a dotted property path (DHIS2 Web API guide, "Metadata object filter", its
+ * example /api/dataElements?filter=dataSets.id:eq:ID; dhis2/dhis2-core
+ * dhis-2/dhis-api/src/main/java/org/hisp/dhis/organisationunit/OrganisationUnit.java
+ * has the collection dataSets, category/CategoryOptionCombo.java and
+ * dataelement/DataElement.java the reference categoryCombo). A collection matches when any member
+ * does; only eq and in are imitated. NULL when prop is not one of them. */
+static const char *nested_value(const struct md_set *set, const struct md_obj *o, const char *prop,
+                                size_t i)
+{
+    if (set->kind == MD_ORGUNIT && strcmp(prop, "dataSets.id") == 0) {
+        for (size_t d = 0, k = 0; d < md.dss.n; d++) {
+            json_t *v;
+            size_t j;
+            json_array_foreach(json_object_get(md.dss.v[d].src, "organisationUnits"), j, v)
+            {
+                if (json_is_string(v) && strcmp(json_string_value(v), o->id) == 0 && k++ == i)
+                    return md.dss.v[d].id;
+            }
+        }
+        return NULL;
+    }
+    if ((set->kind == MD_COC || set->kind == MD_DATAELEMENT) &&
+        strcmp(prop, "categoryCombo.id") == 0 && i == 0) {
+        const struct md_obj *c = set->kind == MD_COC ? combo_holding(o) : md_combo_of(o);
+        return c ? c->id : NULL;
+    }
+    return NULL;
+}
+
+static bool is_nested_prop(const struct md_set *set, const char *prop)
+{
+    return (set->kind == MD_ORGUNIT && strcmp(prop, "dataSets.id") == 0) ||
+           ((set->kind == MD_COC || set->kind == MD_DATAELEMENT) &&
+            strcmp(prop, "categoryCombo.id") == 0);
+}
+
 /* 1 when the object passes "property:operator:value", 0 when not, -1 when unsupported. */
-static int filter_match(const struct md_obj *o, const char *filter)
+static int filter_match(const struct md_set *set, const struct md_obj *o, const char *filter)
 {
     char prop[32], op[16];
     const char *c1 = strchr(filter, ':');
@@ -3667,6 +3754,14 @@ static int filter_match(const struct md_obj *o, const char *filter)
     op[oplen] = '\0';
     const char *val = c2 ? c2 + 1 : "";
     const char *field;
+    if (is_nested_prop(set, prop)) {
+        if (strcmp(op, "eq") != 0 && strcmp(op, "in") != 0)
+            return -1;
+        for (size_t i = 0; (field = nested_value(set, o, prop, i)) != NULL; i++)
+            if (strcmp(op, "eq") == 0 ? strcmp(field, val) == 0 : in_list(field, val))
+                return 1;
+        return 0;
+    }
     if (strcmp(prop, "id") == 0)
         field = o->id;
     else if (strcmp(prop, "code") == 0)
@@ -3718,12 +3813,14 @@ static enum MHD_Result h_md_list(struct request *r, const char *tail, const void
         bool keep = true;
         json_array_foreach(filters, fi, f)
         {
-            int m = filter_match(&mr->set->v[i], json_string_value(f));
+            int m = filter_match(mr->set, &mr->set->v[i], json_string_value(f));
             if (m < 0) {
                 enum MHD_Result ret = reply_error(r, MHD_HTTP_BAD_REQUEST,
                                                   "Unsupported filter: `%s` (dhis2-sim supports "
                                                   "id|code|name with eq, !eq, in, !in, like, "
-                                                  "ilike, null, !null)",
+                                                  "ilike, null, !null; dataSets.id on org "
+                                                  "units and categoryCombo.id on data "
+                                                  "elements and option combos with eq, in)",
                                                   json_string_value(f));
                 json_decref(filters);
                 json_decref(matched);

@@ -292,6 +292,57 @@ class AdminTest(harness.TestCase):
         self.assertIn('channel stock: org_unit "FAC-NOWHERE" in 2 transactions, the last %d ('
                       % txs[1], r.stderr)
 
+    def test_check_remote_moved_org_unit(self):
+        """Drift: DHIS2 moved FAC-0042's org unit to another district. The first
+        check --remote records where each mapped org unit sits; the next one names
+        the move (OrganisationUnit.path), and the one after is quiet again."""
+        with open(os.path.join(harness.SOURCE_DIR, "tests", "dhis2-sim", "metadata.json")) as f:
+            md = json.load(f)
+        md["organisationUnits"].append({"id": "Rp268JB6Ne4", "code": "DIST-02",
+                                        "name": "Other District"})
+        before = os.path.join(HB.dir, "moved-before.json")
+        after = os.path.join(HB.dir, "moved-after.json")
+        with open(before, "w") as f:
+            json.dump(md, f)
+        for ou in md["organisationUnits"]:
+            if ou["code"] == "FAC-0042":
+                ou["parent"] = "Rp268JB6Ne4"
+        with open(after, "w") as f:
+            json.dump(md, f)
+        sim = harness.DHIS2Sim(metadata=before, name="dhis2-sim-moved").start()
+        self.addCleanup(sim.stop)
+        hb = harness.Hibus(PG.url, channels=[harness.sim_channel("stock", "/stock", sim)],
+                           settings={"mappings": "mappings"},
+                           files={"mappings/m.yaml": harness.mapping_doc()}, name="movedcfg")
+        hb.write_config()
+        r = hb.cli("check", "-c", hb.config_path, "--remote")
+        self.assertNotIn("was moved", r.stderr)
+        self.assertIn("every mapped UID exists", r.stdout)
+        sim.stop()
+        sim.metadata = after
+        sim.start()  # the same port: the same DHIS2 to hibus
+        r = hb.cli("check", "-c", hb.config_path, "--remote")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertRegex(r.stderr, r'org unit cLq0tI1jksz \(mapped from "FAC-0042"\) was moved in '
+                         r'DHIS2: it was under /Z2bdC37H4KV at the check of \d{4}-\d\d-\d\dT'
+                         r'[0-9:.]+Z, it is now under /Rp268JB6Ne4;')
+        self.assertIn("1 mapped org unit moved in DHIS2 since the last check", r.stdout)
+        self.assertNotIn("p88r7fYkDc9", r.stderr)
+        r = hb.cli("check", "-c", hb.config_path, "--remote")
+        self.assertNotIn("was moved", r.stderr)
+        # the admin API tells the same (its own hibus, its own DHIS2: the simulator
+        # of the module, where nothing moved since the first look records it)
+        self.assertEqual(admin("GET", "/api/drift", "rita").status, 403)
+        got = admin("GET", "/api/drift", "omar").json()
+        self.assertEqual(len(got["dhis2"]), 1, got)
+        d = got["dhis2"][0]
+        self.assertEqual((d["channel"], d["route"], d["url"]), ("stock", "dhis2", SIM.url))
+        self.assertEqual(d["problems"], ['mapping "m": org unit Gh0stUnit01 (mapped from '
+                                         '"FAC-GHOST") does not exist in DHIS2'])
+        self.assertEqual(d["moved"], [])
+        self.assertEqual(got["unmapped_days"], 30)
+        self.assertNotIn("moves_not_compared", got)
+
     def test_hostile_requests(self):
         # an event stream per database session, at most 8: the ninth is refused, and a
         # closed one makes room again
