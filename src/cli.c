@@ -38,6 +38,7 @@
 #include "hibus/listener.h"
 #include "hibus/log.h"
 #include "hibus/mediator.h"
+#include "hibus/poller.h"
 #include "hibus/retention.h"
 #include "hibus/txlog.h"
 #include "hibus/worker.h"
@@ -337,6 +338,7 @@ int cli_serve(int argc, char **argv)
     struct aggregator *agg = NULL;
     struct workers *wk = NULL;
     struct retention *ret = NULL;
+    struct poller *pol = NULL;
     bool curl_ok = false, keep_txlog = false;
     char node[300];
     char host[256] = "localhost";
@@ -393,6 +395,10 @@ int cli_serve(int argc, char **argv)
         cli_print_error("could not start the aggregate stage", &err);
         goto out;
     }
+    if (poller_start(configs, tl, node, &pol, &err) != HIBUS_OK) {
+        cli_print_error("could not start the poller", &err);
+        goto out;
+    }
     LOG_INFO(NULL,
              "hibus %s listening on %s:%d (%zu channels, %zu clients, %d delivery workers, "
              "node %s)",
@@ -416,6 +422,8 @@ int cli_serve(int argc, char **argv)
     }
     /* Drain: the listener's sync requests first (they hold leases too), then
      * the workers' deliveries, all within delivery.drain. */
+    poller_stop(pol); /* a pull under way stops; its cursor stays for the next slot */
+    pol = NULL;
     listener_quiesce(l);
     workers_quiesce(wk);
     admin_stop(adm); /* ops calls are not drained: they are only reads and re-queues */
@@ -432,6 +440,7 @@ int cli_serve(int argc, char **argv)
                  cfg->drain_ms / 1000);
     rc = 0;
 out:
+    poller_stop(pol);
     aggregator_stop(agg);
     alerts_stop(alr);
     retention_stop(ret);

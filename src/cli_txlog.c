@@ -600,6 +600,75 @@ int cli_prune(int argc, char **argv)
     return rc;
 }
 
+/* ------------------------------------------------------------------ polls */
+
+static const char polls_usage[] =
+    "usage: hibus polls [-c FILE] [--json]\n"
+    "Shows each polling channel's state as the database holds it (docs/polling.md):\n"
+    "its schedule, next slot, cursor, the process pulling it now, the last pull and\n"
+    "how many items it stored, and the last error (cleared by a successful pull).\n"
+    "--json prints them as one JSON array.\n";
+
+static const char *or_dash(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "-";
+}
+
+int cli_polls(int argc, char **argv)
+{
+    struct common_opts o = {0};
+    int rc = 0;
+    struct config *cfg = cli_command_setup(argc, argv, &o, polls_usage, NULL, &rc);
+    if (cfg == NULL)
+        return rc;
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    json_t *states = NULL;
+    rc = 1;
+    if (cli_open_db(cfg, &tl, &err) != HIBUS_OK ||
+        txlog_poll_states(tl, &states, &err) != HIBUS_OK) {
+        cli_print_error("polls", &err);
+    } else if (o.json) {
+        char *text = json_dumps(states, JSON_INDENT(2));
+        printf("%s\n", text ? text : "[]");
+        free(text);
+        rc = 0;
+    } else if (json_array_size(states) == 0) {
+        printf("no polling channel has run on this database\n");
+        rc = 0;
+    } else {
+        size_t i;
+        json_t *st;
+        json_array_foreach(states, i, st)
+        {
+            const char *name = or_dash(st, "channel");
+            bool configured = false;
+            for (size_t c = 0; c < cfg->n_channels && !configured; c++)
+                configured =
+                    cfg->channels[c].poll != NULL && strcmp(cfg->channels[c].name, name) == 0;
+            printf("%s%s\n  schedule %s, next %s\n  cursor %s\n  last run %s, last success %s "
+                   "(%lld items), runs %lld, failures %lld\n",
+                   name, configured ? "" : " (not in this configuration)", or_dash(st, "schedule"),
+                   or_dash(st, "next_due"), or_dash(st, "cursor"), or_dash(st, "last_run"),
+                   or_dash(st, "last_success"),
+                   (long long)json_integer_value(json_object_get(st, "last_items")),
+                   (long long)json_integer_value(json_object_get(st, "runs")),
+                   (long long)json_integer_value(json_object_get(st, "failures")));
+            if (json_is_string(json_object_get(st, "claimed_by")))
+                printf("  pulling now: %s\n", or_dash(st, "claimed_by"));
+            if (json_is_string(json_object_get(st, "last_error")))
+                printf("  last error (%s): %s\n", or_dash(st, "last_error_at"),
+                       or_dash(st, "last_error"));
+        }
+        rc = 0;
+    }
+    json_decref(states);
+    txlog_close(tl);
+    config_free(cfg);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ token */
 
 static const char token_usage[] =

@@ -851,7 +851,7 @@ static void load_channel_dir(struct loader *ld, const char *dir, const struct co
  * Building and freeing the snapshot
  * ------------------------------------------------------------------------------------ */
 
-static void route_free(struct config_route *r)
+void config_route_free(struct config_route *r)
 {
     free(r->name);
     free(r->url);
@@ -899,8 +899,9 @@ static void channel_free(struct config_channel *ch, bool compiled)
     transform_free(&ch->transform); /* the mapping belongs to cfg->mappings */
     config_aggregate_free(&ch->aggregate);
     for (size_t i = 0; i < ch->n_routes; i++)
-        route_free(&ch->routes[i]);
+        config_route_free(&ch->routes[i]);
     free(ch->routes);
+    config_poll_free(ch->poll);
 }
 
 /* Frees cfg; the first n_compiled channels have a compiled regex (if any). */

@@ -39,14 +39,15 @@ enum {
     K_CH_TRANSFORM,
     K_CH_AGGREGATE,
     K_CH_UNMAPPED,
-    K_CH_ROUTES
+    K_CH_ROUTES,
+    K_CH_POLL
 };
 static const struct key_spec channel_keys[] = {
     [K_CH_NAME] = {"name", true},
     [K_CH_DESCRIPTION] = {"description", false},
     [K_CH_ENABLED] = {"enabled", false},
     [K_CH_PRIORITY] = {"priority", false},
-    [K_CH_MATCH] = {"match", true},
+    [K_CH_MATCH] = {"match", false}, /* required unless poll: (checked below) */
     [K_CH_ALLOW] = {"allow", false},
     [K_CH_MODE] = {"mode", false},
     [K_CH_RETRY] = {"retry", false},
@@ -56,6 +57,7 @@ static const struct key_spec channel_keys[] = {
     [K_CH_AGGREGATE] = {"aggregate", false},
     [K_CH_UNMAPPED] = {"unmapped", false},
     [K_CH_ROUTES] = {"routes", true},
+    [K_CH_POLL] = {"poll", false},
 };
 
 enum { K_MA_PATH, K_MA_PATH_PREFIX, K_MA_PATH_REGEX, K_MA_METHODS, K_MA_CONTENT_TYPES, K_MA_JSON };
@@ -801,10 +803,33 @@ void config_load_channel(struct loader *ld, yaml_node_t *root, void *arg)
         config_get_bool(ld, f[K_CH_ENABLED].val, "enabled", &ch->enabled);
     if (f[K_CH_PRIORITY].val)
         config_get_int(ld, f[K_CH_PRIORITY].val, "priority", 0, 1000000, &ch->priority);
-    if (f[K_CH_MATCH].val)
-        load_match(ld, f[K_CH_MATCH].val, ch);
-    load_allow(ld, f[K_CH_ALLOW].val, root, ch);
-    if (f[K_CH_MODE].val) {
+    if (f[K_CH_POLL].val) {
+        /* A poll channel pulls its requests: nobody posts to it, so it has nothing
+         * to match and no clients to allow, and it is always async (no client
+         * waits for an answer). */
+        static const size_t posted_only[] = {K_CH_MATCH, K_CH_ALLOW};
+        for (size_t i = 0; i < sizeof posted_only / sizeof posted_only[0]; i++)
+            if (f[posted_only[i]].key)
+                config_err_at(ld, f[posted_only[i]].key,
+                              "%s applies only to channels that are posted to; this channel "
+                              "pulls its requests (poll:), remove %s",
+                              channel_keys[posted_only[i]].name, channel_keys[posted_only[i]].name);
+        ch->poll = config_load_poll(ld, f[K_CH_POLL].val);
+        ch->mode = CONFIG_MODE_ASYNC;
+        if (f[K_CH_MODE].val) {
+            static const char *const modes[] = {"async", NULL};
+            config_get_enum(ld, f[K_CH_MODE].val, "mode (a poll channel is always async)", modes);
+        }
+    } else {
+        if (f[K_CH_MATCH].val)
+            load_match(ld, f[K_CH_MATCH].val, ch);
+        else
+            config_err_at(ld, root,
+                          "missing required key \"match\" at top level (or poll: for a channel "
+                          "that pulls its requests from a source)");
+        load_allow(ld, f[K_CH_ALLOW].val, root, ch);
+    }
+    if (f[K_CH_MODE].val && ch->poll == NULL) {
         static const char *const modes[] = {"sync", "async", NULL};
         int m = config_get_enum(ld, f[K_CH_MODE].val, "mode", modes);
         if (m >= 0)

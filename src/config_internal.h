@@ -240,6 +240,16 @@ void config_load_routes(struct loader *ld, yaml_node_t *n, struct config_channel
 void config_settle_id_schemes(struct loader *ld);
 /* The defaults of aggregate: that depend on a mapping (its period_type). */
 void config_settle_aggregates(struct loader *ld);
+/* A route's auth: and tls: (config_route.c), which a poll: source takes too; where
+ * names the mapping in messages ("routes[0].auth", "poll.auth"). */
+void config_load_auth(struct loader *ld, yaml_node_t *n, const char *where, struct config_route *r);
+void config_load_tls(struct loader *ld, yaml_node_t *n, const char *where, struct config_route *r);
+/* An absolute http:// or https:// URL without user name or password. */
+bool config_get_http_url(struct loader *ld, const yaml_node_t *n, const char *what, char **out);
+void config_route_free(struct config_route *r);
+/* A channel's poll: (config_poll.c); NULL after reporting a problem. */
+struct config_poll *config_load_poll(struct loader *ld, yaml_node_t *n);
+void config_poll_free(struct config_poll *p);
 
 /* Mapping files (config_mapping.c): the mappings the channel file just read named
  * for the first time. */

@@ -168,7 +168,7 @@ static bool is_http_url(const char *u)
            !config_has_ctl(u);
 }
 
-static void load_auth(struct loader *ld, yaml_node_t *n, const char *where, struct config_route *r)
+void config_load_auth(struct loader *ld, yaml_node_t *n, const char *where, struct config_route *r)
 {
     char what[96];
     struct found f[sizeof auth_keys / sizeof auth_keys[0]];
@@ -228,6 +228,31 @@ static void load_auth(struct loader *ld, yaml_node_t *n, const char *where, stru
     }
 }
 
+bool config_get_http_url(struct loader *ld, const yaml_node_t *n, const char *what, char **out)
+{
+    char *url = NULL;
+    if (!config_get_string(ld, n, what, true, &url))
+        return false;
+    size_t at = 0, len = 0;
+    char masked[512];
+    if (config_url_userinfo(url, &at, &len))
+        config_err_at(ld, n,
+                      "the url \"%s\" of %s holds a user name or password; put them in auth: "
+                      "(basic: { username: ..., password: ... }, or token, bearer or header), "
+                      "where they are sent but never stored or printed",
+                      config_url_masked(url, masked, sizeof masked), what);
+    else if (!is_http_url(url))
+        config_err_at(ld, n,
+                      "invalid url \"%s\" for %s (expected an absolute http:// or https:// URL)",
+                      url, what);
+    else {
+        *out = url;
+        return true;
+    }
+    free(url);
+    return false;
+}
+
 /* A dhis2 route's url is DHIS2's base URL (with its context path, if any);
  * the mediator appends /api/dataValueSets and its own query. */
 static bool is_dhis2_base_url(const char *u)
@@ -275,7 +300,7 @@ static void load_dhis2_options(struct loader *ld, yaml_node_t *n, const char *wh
 /* tls: { ca_file, verify }: how the target's certificate is checked. Targets are
  * verified against the system's CAs unless ca_file names others; verify: false turns
  * the check off, which the log says at every start and reload. */
-static void load_tls(struct loader *ld, yaml_node_t *n, const char *where, struct config_route *r)
+void config_load_tls(struct loader *ld, yaml_node_t *n, const char *where, struct config_route *r)
 {
     struct found f[sizeof tls_keys / sizeof tls_keys[0]];
     if (!MAP_KEYS(ld, n, where, tls_keys, f))
@@ -371,7 +396,7 @@ static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
     r->tls_verify = true;
     snprintf(what, sizeof what, "%s.tls", where);
     if (f[K_R_TLS].val)
-        load_tls(ld, f[K_R_TLS].val, what, r);
+        config_load_tls(ld, f[K_R_TLS].val, what, r);
     snprintf(what, sizeof what, "%s.primary", where);
     if (f[K_R_PRIMARY].val)
         config_get_bool(ld, f[K_R_PRIMARY].val, what, &r->primary);
@@ -380,7 +405,7 @@ static yaml_node_t *load_route(struct loader *ld, yaml_node_t *n, size_t idx,
         config_get_duration(ld, f[K_R_TIMEOUT].val, what, &r->timeout_ms);
     snprintf(what, sizeof what, "%s.auth", where);
     if (f[K_R_AUTH].val)
-        load_auth(ld, f[K_R_AUTH].val, what, r);
+        config_load_auth(ld, f[K_R_AUTH].val, what, r);
 
     snprintf(what, sizeof what, "%s.body", where);
     int b;

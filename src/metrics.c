@@ -438,6 +438,45 @@ static void render_process(struct buf *b)
     putf(b, "process_resident_memory_bytes %lld\n", (long long)pages * sysconf(_SC_PAGESIZE));
 }
 
+/* Polling channels (docs/polling.md), as poll_state holds them: shared by every
+ * hibus on the database, like the queue. Nothing when none has run. */
+static void render_polls(struct buf *b, struct txlog *tl)
+{
+    json_t *states = NULL;
+    struct hibus_error err = {0};
+    if (txlog_poll_states(tl, &states, &err) != HIBUS_OK || json_array_size(states) == 0) {
+        json_decref(states);
+        return;
+    }
+    static const struct {
+        const char *name, *type, *help, *field;
+    } fams[] = {
+        {"hibus_poll_runs_total", "counter", "Pulls of a polling channel (slots claimed).", "runs"},
+        {"hibus_poll_failures_total", "counter", "Pulls of a polling channel that failed.",
+         "failures"},
+        {"hibus_poll_last_items", "gauge", "Items the last successful pull stored.", "last_items"},
+        {"hibus_poll_failing", "gauge",
+         "1 when the last pull of a polling channel failed (its last_error is set), else 0.",
+         "last_error"},
+    };
+    for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
+        put_head(b, fams[f].name, fams[f].type, fams[f].help);
+        size_t i;
+        json_t *st;
+        json_array_foreach(states, i, st)
+        {
+            json_t *v = json_object_get(st, fams[f].field);
+            putf(b, "%s{channel=\"", fams[f].name);
+            put_value(b, json_string_value(json_object_get(st, "channel")));
+            put(b, "\"}");
+            put_number(b, json_is_string(v)    ? 1
+                          : json_is_integer(v) ? (double)json_integer_value(v)
+                                               : 0);
+        }
+    }
+    json_decref(states);
+}
+
 static void render_database(struct buf *b, struct txlog *tl)
 {
     json_t *queue = NULL;
@@ -474,6 +513,8 @@ static void render_database(struct buf *b, struct txlog *tl)
         }
     }
     json_decref(queue);
+    if (up)
+        render_polls(b, tl);
     if (tl == NULL)
         return;
     struct txlog_pool_stats ps;

@@ -27,6 +27,8 @@ static bool prefix_matches(const char *prefix, const char *path)
 
 bool router_path_matches(const struct config_channel *ch, const char *path)
 {
+    if (ch->path == NULL) /* a poll channel: nothing is posted to it */
+        return false;
     switch (ch->path_kind) {
     case CONFIG_PATH_EXACT: return strcmp(ch->path, path) == 0;
     case CONFIG_PATH_PREFIX: return prefix_matches(ch->path, path);
@@ -206,7 +208,7 @@ void router_check_ties(const struct config_channel *chs, size_t n, struct hibus_
             continue;
         for (size_t i = 0; i < j; i++) {
             const struct config_channel *a = &chs[i];
-            if (!a->enabled || a->priority != b->priority)
+            if (!a->enabled || a->priority != b->priority || a->path == NULL || b->path == NULL)
                 continue;
             if (!lists_intersect(a->methods, a->n_methods, b->methods, b->n_methods) ||
                 !lists_intersect(a->content_types, a->n_content_types, b->content_types,

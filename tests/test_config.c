@@ -708,8 +708,9 @@ static void test_missing_required(void **state)
                   "clients.yaml:3:5: missing required key \"password_hash\" in clients[0] (or "
                   "certificate: a client is identified by a password, a certificate or both)\n"
                   "channels/stock.yaml:1:1: missing required key \"name\" at top level\n"
-                  "channels/stock.yaml:1:1: missing required key \"match\" at top level\n"
                   "channels/stock.yaml:1:1: missing required key \"routes\" at top level\n"
+                  "channels/stock.yaml:1:1: missing required key \"match\" at top level (or "
+                  "poll: for a channel that pulls its requests from a source)\n"
                   "channels/stock.yaml:1:1: channel allows no client (add role names under "
                   "allow.roles, or client ids under allow.clients)\n");
 }
@@ -2291,6 +2292,251 @@ static void test_channel_retry_errors(void **state)
         "3650d)\n");
 }
 
+/* ------------------------------------------------------------------------------------
+ * Polling channels (poll:)
+ * ------------------------------------------------------------------------------------ */
+
+static const struct config_channel *find_channel(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_channels; i++)
+        if (strcmp(cfg->channels[i].name, name) == 0)
+            return &cfg->channels[i];
+    fail_msg("no channel \"%s\"", name);
+    return NULL;
+}
+
+/* A time zone database of one zone, so that the tests need no tzdata: poll.timezone
+ * names are looked up in $TZDIR. */
+static void fake_zoneinfo(void)
+{
+    assert_int_equal(mkdir("zoneinfo", 0700), 0);
+    assert_int_equal(mkdir("zoneinfo/Africa", 0700), 0);
+    put("zoneinfo/Africa/Nairobi", "TZif");
+    assert_int_equal(setenv("TZDIR", "zoneinfo", 1), 0);
+}
+
+static void test_poll_channels(void **state)
+{
+    (void)state;
+    fake_zoneinfo();
+    put("channels/lmis.yaml",
+        "name: lmis\n"
+        "poll:\n"
+        "  schedule: \"*/5 * * * *\"\n"
+        "  url: \"https://lmis.example/api/requisitions/search?requisitionStatus=APPROVED\"\n"
+        "  method: POST\n"
+        "  body: '{\"program\": \"em\"}'\n"
+        "  auth: { header: { name: X-Api-Key, value: \"${HOME}\" } }\n"
+        "  tls: { verify: false }\n"
+        "  timeout: 45s\n"
+        "  cursor: { param: modifiedDateFrom, from: \"2026-01-01T00:00:00Z\", overlap: 5m }\n"
+        "  item_id: requisition.id\n"
+        "  paging: { items: content, page_param: page, size_param: size, size: 50, last: last,"
+        " max_pages: 20 }\n"
+        "mode: async\n"
+        "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/dhis.yaml",
+        "name: dhis\n"
+        "poll:\n"
+        "  every: 90s\n"
+        "  url: http://dhis.example/api/organisationUnits\n"
+        "  paging: { items: organisationUnits, page_param: page, first_page: 1,"
+        " total_pages: pager.pageCount }\n"
+        "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/token.yaml",
+        "name: token\n"
+        "poll:\n"
+        "  schedule: \"@hourly\"\n"
+        "  timezone: Africa/Nairobi\n"
+        "  url: http://feed.example/x\n"
+        "  paging: { items: items, next_token: next.token, token_param: t }\n"
+        "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/link.yaml", "name: link\n"
+                              "poll:\n"
+                              "  schedule: \"0 6 * * MON-FRI\"\n"
+                              "  url: http://feed.example/y\n"
+                              "  paging: { next_url: links.next }\n"
+                              "  lookups:\n"
+                              "    - { id: facility.id, url: \"http://f.example/f/{id}?x=1\","
+                              " into: facility }\n"
+                              "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    struct config *cfg = load_ok_at("hibus.yaml");
+    const struct config_channel *ch = find_channel(cfg, "lmis");
+    const struct config_poll *p = ch->poll;
+    assert_non_null(p);
+    assert_null(ch->path);
+    assert_int_equal(ch->mode, CONFIG_MODE_ASYNC);
+    assert_string_equal(p->schedule, "*/5 * * * *");
+    assert_string_equal(p->state_key, "cron */5 * * * *");
+    uint64_t every5 = 0;
+    for (int m = 0; m < 60; m += 5)
+        every5 |= (uint64_t)1 << m;
+    assert_int_equal(p->cron.minutes, every5);
+    assert_string_equal(p->source.url,
+                        "https://lmis.example/api/requisitions/search?requisitionStatus=APPROVED");
+    assert_string_equal(p->method, "POST");
+    assert_string_equal(p->body, "{\"program\": \"em\"}");
+    assert_int_equal(p->source.auth_kind, CONFIG_AUTH_HEADER);
+    assert_string_equal(p->source.auth_header, "X-Api-Key");
+    assert_false(p->source.tls_verify);
+    assert_int_equal(p->source.timeout_ms, 45000);
+    assert_string_equal(p->cursor_param, "modifiedDateFrom");
+    assert_string_equal(p->cursor_from, "2026-01-01T00:00:00Z");
+    assert_int_equal(p->cursor_overlap_ms, 300000);
+    assert_string_equal(p->item_id, "requisition.id");
+    assert_int_equal(p->paging, CONFIG_PAGING_PAGE);
+    assert_string_equal(p->items, "content");
+    assert_string_equal(p->page_param, "page");
+    assert_string_equal(p->size_param, "size");
+    assert_int_equal(p->size, 50);
+    assert_int_equal(p->first_page, 0);
+    assert_string_equal(p->last, "last");
+    assert_null(p->total_pages);
+    assert_int_equal(p->max_pages, 20);
+
+    p = find_channel(cfg, "dhis")->poll;
+    assert_null(p->schedule);
+    assert_null(p->timezone);
+    assert_int_equal(p->every_ms, 90000);
+    assert_string_equal(p->state_key, "every 90000ms");
+    assert_string_equal(p->method, "GET");
+    assert_null(p->body);
+    assert_null(p->cursor_param);
+    assert_int_equal(p->first_page, 1);
+    assert_string_equal(p->total_pages, "pager.pageCount");
+    assert_int_equal(p->source.timeout_ms, 30000);
+    assert_int_equal(p->max_pages, 1000);
+
+    p = find_channel(cfg, "token")->poll;
+    assert_int_equal(p->paging, CONFIG_PAGING_TOKEN);
+    assert_string_equal(p->next_token, "next.token");
+    assert_string_equal(p->token_param, "t");
+    assert_string_equal(p->state_key, "cron @hourly in Africa/Nairobi");
+    assert_string_equal(p->timezone, "Africa/Nairobi");
+
+    p = find_channel(cfg, "link")->poll;
+    assert_int_equal(p->paging, CONFIG_PAGING_NEXT_URL);
+    assert_string_equal(p->next_url, "links.next");
+    assert_int_equal(p->n_lookups, 1);
+    assert_string_equal(p->lookups[0].id, "facility.id");
+    assert_string_equal(p->lookups[0].url, "http://f.example/f/{id}?x=1");
+    assert_string_equal(p->lookups[0].into, "facility");
+    assert_null(p->items);
+    assert_null(find_channel(cfg, "stock")->poll);
+    config_free(cfg);
+    unsetenv("TZDIR");
+}
+
+static void test_poll_errors(void **state)
+{
+    (void)state;
+    fake_zoneinfo();
+    put("channels/a.yaml", "name: a\n"
+                           "match: { path: /a }\n"
+                           "allow: { roles: [lmis] }\n"
+                           "mode: sync\n"
+                           "poll:\n"
+                           "  schedule: \"61 * * * *\"\n"
+                           "  every: 2s\n"
+                           "  url: \"http://user:pw@lmis.example/x\"\n"
+                           "  body: '{}'\n"
+                           "  item_id: \"a..b\"\n"
+                           "  cursor: { param: \"mod since\" }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/b.yaml", "name: b\n"
+                           "poll:\n"
+                           "  url: ftp://lmis.example/x\n"
+                           "  method: PUT\n"
+                           "  paging: { next_token: n, size: 5, last: done }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/c.yaml", "name: c\n"
+                           "poll:\n"
+                           "  every: 10ms\n"
+                           "  url: http://lmis.example/x\n"
+                           "  paging: { page_param: page, size_param: size, first_page: 2, "
+                           "max_pages: 0, token_param: t }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/d.yaml", "name: d\n"
+                           "poll: { url: http://lmis.example/x, schedule: \"0 0 30 2 *\" }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/e.yaml", "name: e\n"
+                           "poll: { url: http://x.example/, schedule: \"@daily\", timezone: "
+                           "Mars/Olympus }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/f.yaml", "name: f\n"
+                           "poll: { url: http://x.example/, every: 5m, timezone: UTC }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/h.yaml",
+        "name: h\n"
+        "poll:\n"
+        "  url: http://x.example/\n"
+        "  every: 1m\n"
+        "  lookups:\n"
+        "    - { id: facility.id, url: \"http://x.example/f\", into: facility }\n"
+        "    - { id: \"a..b\", url: \"http://x.example/{id}/{id}\" }\n"
+        "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/i.yaml", "name: i\n"
+                           "poll: { url: http://x.example/, every: 1m, lookups: [] }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/g.yaml", "name: g\n"
+                           "poll: { url: http://x.example/, schedule: \"@daily\", timezone: "
+                           "../etc/passwd }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    EXPECT_ERRORS(
+        "channels/a.yaml:2:1: match applies only to channels that are posted to; this channel "
+        "pulls its requests (poll:), remove match\n"
+        "channels/a.yaml:3:1: allow applies only to channels that are posted to; this channel "
+        "pulls its requests (poll:), remove allow\n"
+        "channels/a.yaml:4:7: invalid value \"sync\" for mode (a poll channel is always async) "
+        "(expected one of: async)\n"
+        "channels/a.yaml:6:13: invalid cron expression \"61 * * * *\" in poll.schedule: minute: "
+        "\"61\" is out of range (0-59)\n"
+        "channels/a.yaml:7:3: poll has both schedule and every (use exactly one of schedule or "
+        "every)\n"
+        "channels/a.yaml:8:8: the url \"http://***@lmis.example/x\" of poll.url holds a user name "
+        "or password; put them in auth: (basic: { username: ..., password: ... }, or token, bearer "
+        "or header), where they are sent but never stored or printed\n"
+        "channels/a.yaml:9:3: poll.body applies only with method: POST (a GET sends no body)\n"
+        "channels/a.yaml:10:12: invalid path \"a..b\" for poll.item_id (expected names separated "
+        "by \".\", like pager.pageCount)\n"
+        "channels/a.yaml:11:11: missing required key \"from\" in poll.cursor\n"
+        "channels/a.yaml:11:20: invalid query parameter name \"mod since\" for poll.cursor.param "
+        "(letters, digits, \"-\", \"_\", \".\" and brackets)\n"
+        "channels/b.yaml:3:3: poll needs a schedule: (a cron expression such as \"*/5 * * * *\") "
+        "or every: (an interval such as 30s)\n"
+        "channels/b.yaml:3:8: invalid url \"ftp://lmis.example/x\" for poll.url (expected an "
+        "absolute http:// or https:// URL)\n"
+        "channels/b.yaml:4:11: invalid value \"PUT\" for poll.method (expected one of: GET, POST)\n"
+        "channels/b.yaml:5:13: poll.paging.next_token needs token_param: the query parameter that "
+        "sends the token back\n"
+        "channels/b.yaml:5:28: poll.paging.size applies only with page_param\n"
+        "channels/b.yaml:5:37: poll.paging.last applies only with page_param\n"
+        "channels/c.yaml:3:10: \"10ms\" is outside the valid range for poll.every (1s .. 24h)\n"
+        "channels/c.yaml:5:31: poll.paging.size_param needs size: the page size to ask for\n"
+        "channels/c.yaml:5:61: \"2\" is outside the valid range for poll.paging.first_page (0 .. "
+        "1)\n"
+        "channels/c.yaml:5:75: \"0\" is outside the valid range for poll.paging.max_pages (1 .. "
+        "1000000)\n"
+        "channels/c.yaml:5:78: poll.paging.token_param applies only with next_token\n"
+        "channels/d.yaml:2:47: invalid cron expression \"0 0 30 2 *\" in poll.schedule: the "
+        "schedule never fires: no month given has the day-of-month given (like February 30)\n"
+        "channels/e.yaml:2:63: unknown time zone \"Mars/Olympus\" for poll.timezone (expected a "
+        "name of the time zone database, like Africa/Nairobi or UTC, as found in zoneinfo)\n"
+        "channels/f.yaml:2:44: poll.timezone applies only to a schedule: (every: counts from each "
+        "pull)\n"
+        "channels/g.yaml:2:63: unknown time zone \"../etc/passwd\" for poll.timezone (expected a "
+        "name of the time zone database, like Africa/Nairobi or UTC)\n"
+        "channels/h.yaml:6:31: poll.lookups[0].url must hold \"{id}\" once, where the item's "
+        "reference goes (like https://lmis.example/api/facilities/{id})\n"
+        "channels/h.yaml:7:7: missing required key \"into\" in poll.lookups[1]\n"
+        "channels/h.yaml:7:13: invalid path \"a..b\" for poll.lookups[1].id (expected names "
+        "separated by \".\", like pager.pageCount)\n"
+        "channels/h.yaml:7:26: poll.lookups[1].url must hold \"{id}\" once, where the item's "
+        "reference goes (like https://lmis.example/api/facilities/{id})\n"
+        "channels/i.yaml:2:53: poll.lookups must have 1 to 8 entries, not 0\n");
+    unsetenv("TZDIR");
+}
+
 /* A lease shorter than an async channel's routes take is fine: the keeper renews
  * the claims while the routes run (a lease is what a crash costs, not a bound on
  * a delivery). */
@@ -2488,6 +2734,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delivery_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_channel_retry_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_shorter_than_routes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_channels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_errors, setup, teardown),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
     };

@@ -385,6 +385,20 @@ static void test_json_match(void **state)
     json_decref(doc);
 }
 
+/* A poll channel (path NULL) is never matched and never ties, whatever its priority. */
+static void test_poll_channel_never_matches(void **state)
+{
+    (void)state;
+    add("pulled", 1, CONFIG_PATH_EXACT, NULL, NULL, NULL);
+    add("posted", 1, CONFIG_PATH_PREFIX, "/", NULL, NULL);
+    add("pulled-too", 1, CONFIG_PATH_EXACT, NULL, NULL, NULL);
+    assert_string_equal(route("POST", "/x", "application/json"), "posted");
+    cfg.n_channels = 1;
+    assert_string_equal(route("POST", "/", "application/json"), "404");
+    cfg.n_channels = 3;
+    EXPECT_TIES("");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -407,6 +421,7 @@ int main(void)
         T(test_tie_regex_unprovable),
         T(test_tie_methods_and_types),
         T(test_no_tie_when_priorities_differ_or_disabled),
+        T(test_poll_channel_never_matches),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

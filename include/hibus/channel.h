@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "hibus/aggregate.h"
+#include "hibus/cron.h"
 #include "hibus/mapping.h"
 #include "hibus/quality.h"
 #include "hibus/readers.h"
@@ -111,13 +112,79 @@ struct config_transform {
     struct reader_options reader_opts;
 };
 
+/* poll.paging: how the answers of one pull follow each other (docs/polling.md).
+ * The styles cover the sources hibus meets:
+ *  - OpenLMIS v3 answers searches with a Spring Data page: {content: [...], number,
+ *    size, totalPages, totalElements, numberOfElements, first, last, sort}, page
+ *    numbers from 0, asked for with ?page=N&size=M (OpenLMIS/openlmis-requisition
+ *    src/main/java/org/openlmis/requisition/utils/PageDto.java and Pagination.java,
+ *    DEFAULT_PAGE_NUMBER = 0): items: content, page_param: page, size_param: size,
+ *    last: last.
+ *  - DHIS2's API lists carry a pager: {page, pageCount, total, pageSize, nextPage},
+ *    pages from 1 (dhis2/dhis2-core dhis-2/dhis-api/src/main/java/org/hisp/dhis/
+ *    common/Pager.java): page_param: page, first_page: 1, total_pages:
+ *    pager.pageCount; or next_url: pager.nextPage.
+ *  - APIs that hand out a continuation token: next_token + token_param. */
+enum config_paging {
+    CONFIG_PAGING_NONE = 0,    /* one request */
+    CONFIG_PAGING_PAGE = 1,    /* page_param=N (from first_page), until last / total_pages /
+                                  a short or empty page */
+    CONFIG_PAGING_TOKEN = 2,   /* token_param=<the answer's next_token>, until there is none */
+    CONFIG_PAGING_NEXT_URL = 3 /* GET the answer's next_url, until there is none */
+};
+
+/* poll.lookups[]: before an item is stored, GET url with {id} replaced by the
+ * item's value at id, and put the answer (a JSON object) at into: the facility or
+ * processing period an OpenLMIS v2 requisition only references by id. */
+struct config_poll_lookup {
+    char *id;   /* dotted path of the reference in an item */
+    char *url;  /* absolute http(s) URL with one "{id}" */
+    char *into; /* dotted path the answer is put at (replacing what is there) */
+};
+
+/* poll: a channel that pulls its requests from a source on a schedule instead of
+ * being posted to (src/poller.c). Each item of an answer becomes one async
+ * transaction of the channel. */
+struct config_poll {
+    char *schedule;   /* cron expression as written, or NULL when every_ms is set */
+    struct cron cron; /* parsed schedule */
+    long every_ms;    /* poll.every: a fixed interval instead of a cron schedule */
+    char *timezone;   /* poll.timezone: the IANA zone the schedule is read in; NULL: UTC */
+    char *state_key;  /* "cron <expr>[ in <zone>]" or "every <n>ms": changes on reload */
+    /* The source, sent through the http mediator: name "poll", url, timeout_ms, auth
+     * and tls as in routes. */
+    struct config_route source;
+    char *method;           /* "GET" (default) or "POST" */
+    char *body;             /* POST body, sent as application/json; NULL: none */
+    char *cursor_param;     /* query parameter given the cursor; NULL: no cursor */
+    char *cursor_from;      /* the cursor's value before the first successful pull */
+    long cursor_overlap_ms; /* the next cursor is this much before the pull began */
+    char *item_id;          /* dotted path of each item's id (de-duplication); NULL: none */
+    enum config_paging paging;
+    char *items;       /* dotted path of the items array in an answer; NULL: the answer is one */
+    char *page_param;  /* PAGE */
+    char *size_param;  /* PAGE, optional: sent with size */
+    int size;          /* PAGE: page size (0: not sent, and a short page does not end) */
+    int first_page;    /* PAGE: number of the first page, default 0 */
+    char *last;        /* PAGE: dotted path of a boolean, true on the last page */
+    char *total_pages; /* PAGE: dotted path of the number of pages */
+    char *next_token;  /* TOKEN: dotted path of the next page's token */
+    char *token_param; /* TOKEN: query parameter that sends it */
+    char *next_url;    /* NEXT_URL: dotted path of the next page's URL */
+    int max_pages;     /* a pull stops with an error past this many pages; default 1000 */
+    struct config_poll_lookup *lookups; /* in the order written; done one after the other */
+    size_t n_lookups;
+    struct config_pos pos;
+};
+
 struct config_channel {
     char *name; /* unique */
     char *description;
     bool enabled; /* default true; a disabled channel is never matched */
     int priority; /* lower matches first; default 100; ties that can overlap are errors */
     enum config_path_kind path_kind;
-    char *path;      /* match.path (exact), match.path_prefix or match.path_regex */
+    char *path;      /* NULL for a poll channel; else match.path (exact), match.path_prefix or
+                        match.path_regex */
     regex_t path_re; /* compiled (REG_EXTENDED|REG_NOSUB) when path_kind == REGEX */
     char **methods;  /* upper case; n_methods == 0 means any */
     size_t n_methods;
@@ -144,6 +211,7 @@ struct config_channel {
     enum mapping_policy unmapped; /* unmapped: reject (default) | skip */
     struct config_route *routes;
     size_t n_routes;
+    struct config_poll *poll; /* NULL: posted to (match:); else pulled, and never matched */
     struct config_pos pos;
 };
 

@@ -20,5 +20,6 @@ int cli_prune(int argc, char **argv);
 int cli_keys(int argc, char **argv);
 int cli_token(int argc, char **argv);
 int cli_mapping(int argc, char **argv);
+int cli_polls(int argc, char **argv);
 
 #endif

@@ -394,6 +394,66 @@ enum hibus_err txlog_follow_next(struct txlog_follower *f, int timeout_ms,
                                  struct txlog_summary **out, size_t *n, struct hibus_error *err);
 void txlog_follow_close(struct txlog_follower *f);
 
+/* ---- Polling channels (src/txlog_poll.c, migration 012; see hibus/poller.h) ---- */
+
+/* A channel's schedule as the poll functions need it. Slots are computed on the
+ * wall clock of timezone (an IANA name PostgreSQL knows; NULL: UTC): next gets
+ * that wall-clock time as seconds since 1970 read as if it were UTC (what timegm
+ * would give for it) and returns the next slot's the same way; the database turns
+ * it into an instant, so daylight saving time is the database's to apply. */
+struct txlog_poll_schedule {
+    const char *key;      /* a poll's state_key: a change of schedule is a new key */
+    const char *timezone; /* NULL: UTC */
+    int64_t (*next)(void *arg, int64_t wall_now);
+    void *arg;
+};
+
+/* Makes sure poll_state has a row for channel under schedule: a new channel, or
+ * one whose schedule changed, gets its next_due from the database's now(); a row
+ * with the same schedule is left as it is. */
+enum hibus_err txlog_poll_register(struct txlog *tl, const char *channel,
+                                   const struct txlog_poll_schedule *schedule,
+                                   struct hibus_error *err);
+
+/* A slot claimed by txlog_poll_claim. */
+struct txlog_poll_slot {
+    bool claimed;    /* false: not due, or another process has it */
+    char *cursor;    /* the stored cursor (malloc'ed), or NULL: none yet */
+    int64_t started; /* the database's now() at the claim, seconds since 1970 */
+};
+
+/* Claims the due slot of channel, if it is due (next_due <= now), under schedule
+ * and not claimed by another live process (a claim of owner itself is taken to
+ * be stale: one owner pulls one slot at a time): in one transaction, reads the
+ * row FOR UPDATE SKIP LOCKED, moves next_due to the slot after the database's
+ * now() (so a slot is never taken twice however the processes' clocks differ),
+ * and sets the claim for owner for lease_ms. Caller frees slot->cursor. */
+enum hibus_err txlog_poll_claim(struct txlog *tl, const char *channel,
+                                const struct txlog_poll_schedule *schedule, const char *owner,
+                                long lease_ms, struct txlog_poll_slot *slot,
+                                struct hibus_error *err);
+
+/* Ends owner's claim on channel: on success (error NULL) stores cursor (NULL:
+ * keeps the stored one), items and the time, and clears last_error; on failure
+ * records error and keeps the cursor. */
+enum hibus_err txlog_poll_finish(struct txlog *tl, const char *channel, const char *owner,
+                                 const char *cursor, int items, const char *error,
+                                 struct hibus_error *err);
+
+/* Whether channel already made a transaction of the item with this id. */
+enum hibus_err txlog_poll_seen(struct txlog *tl, const char *channel, const char *item_id,
+                               bool *seen, struct hibus_error *err);
+/* Records that the item with this id became transaction tx_id (a second record
+ * of the same id is ignored). */
+enum hibus_err txlog_poll_remember(struct txlog *tl, const char *channel, const char *item_id,
+                                   int64_t tx_id, struct hibus_error *err);
+
+/* Every poll channel's state, for hibus poll and GET /metrics: a JSON array of
+ * {channel, schedule, next_due, cursor, claimed_by, last_run, last_success,
+ * last_items, last_error, last_error_at, runs, failures}, times ISO 8601 UTC or
+ * null (caller json_decref's). */
+enum hibus_err txlog_poll_states(struct txlog *tl, json_t **out, struct hibus_error *err);
+
 /* ---- Client tokens (src/txlog_tokens.c; see hibus/tokens.h) ---- */
 
 enum hibus_err txlog_token_add(struct txlog *tl, const char *id, const char *client,
