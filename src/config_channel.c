@@ -608,23 +608,6 @@ static const struct key_spec reason_keys[] = {
     [K_RE_COUNTS_AS] = {"counts_as", false},
 };
 
-/* An IANA time zone name that this machine's tz database holds (PostgreSQL, which
- * turns event times into days, reads the same database on Debian). */
-static bool timezone_known(const char *tz)
-{
-    if (strcmp(tz, "UTC") == 0)
-        return true;
-    if (tz[0] == '\0' || tz[0] == '/' || strstr(tz, "..") != NULL)
-        return false;
-    for (const char *p = tz; *p; p++)
-        if (!(config_is_name_char(*p) || *p == '/' || *p == '+'))
-            return false;
-    char path[512];
-    snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* aggregate.reasons: { ID: { name, type: credit|debit, counts_as } }. counts_as
  * defaults to adjustment; received goes with credit, consumed and loss with debit. */
 static void load_reasons(struct loader *ld, yaml_node_t *n, struct config_aggregate *a)
@@ -714,7 +697,8 @@ static void load_aggregate(struct loader *ld, yaml_node_t *n, struct config_chan
         a->close_after_ms = ms;
     if (f[K_AG_TIMEZONE].val &&
         config_get_string(ld, f[K_AG_TIMEZONE].val, "aggregate.timezone", true, &s)) {
-        if (!timezone_known(s)) {
+        const char *dir;
+        if (!config_timezone_known(s, &dir)) {
             config_err_at(ld, f[K_AG_TIMEZONE].val,
                           "unknown time zone \"%s\" (an IANA name such as Africa/Nairobi, as "
                           "listed under /usr/share/zoneinfo)",

@@ -238,6 +238,10 @@ void config_load_channel(struct loader *ld, yaml_node_t *root, void *arg);
 /* A channel's routes: list (config_route.c). */
 void config_load_routes(struct loader *ld, yaml_node_t *n, struct config_channel *ch);
 void config_settle_id_schemes(struct loader *ld);
+/* Is z an IANA time zone name of the time zone database ($TZDIR, else
+ * /usr/share/zoneinfo; any well-formed name when there is none)? *dir: the
+ * directory looked in, NULL for a malformed name (src/config_poll.c). */
+bool config_timezone_known(const char *z, const char **dir);
 /* The defaults of aggregate: that depend on a mapping (its period_type). */
 void config_settle_aggregates(struct loader *ld);
 /* A route's auth: and tls: (config_route.c), which a poll: source takes too; where

@@ -221,17 +221,13 @@ static const char *zoneinfo_dir(void)
     return d && d[0] ? d : "/usr/share/zoneinfo";
 }
 
-/* poll.timezone: an IANA name ("Africa/Nairobi", "UTC"), which must be in the
- * time zone database when there is one to look in. */
-static bool load_timezone(struct loader *ld, const yaml_node_t *n, struct config_poll *p)
+bool config_timezone_known(const char *z, const char **dir_out)
 {
-    if (!config_get_string(ld, n, "poll.timezone", true, &p->timezone))
-        return false;
-    const char *z = p->timezone;
-    bool shape = z[0] != '/' && strstr(z, "..") == NULL && strlen(z) < 64;
+    bool shape = z[0] != '\0' && z[0] != '/' && strstr(z, "..") == NULL && strlen(z) < 64;
     for (const char *c = z; shape && *c; c++)
         shape = config_is_name_char(*c) || *c == '/' || *c == '+';
     const char *dir = zoneinfo_dir();
+    *dir_out = shape ? dir : NULL;
     struct stat st;
     char path[PATH_MAX];
     bool known = true;
@@ -239,12 +235,22 @@ static bool load_timezone(struct loader *ld, const yaml_node_t *n, struct config
         snprintf(path, sizeof path, "%s/%s", dir, z);
         known = stat(path, &st) == 0 && S_ISREG(st.st_mode);
     }
-    if (shape && known)
+    return shape && known;
+}
+
+/* poll.timezone: an IANA name ("Africa/Nairobi", "UTC"), which must be in the
+ * time zone database when there is one to look in. */
+static bool load_timezone(struct loader *ld, const yaml_node_t *n, struct config_poll *p)
+{
+    if (!config_get_string(ld, n, "poll.timezone", true, &p->timezone))
+        return false;
+    const char *dir;
+    if (config_timezone_known(p->timezone, &dir))
         return true;
     config_err_at(ld, n,
                   "unknown time zone \"%s\" for poll.timezone (expected a name of the time zone "
                   "database, like Africa/Nairobi or UTC%s%s)",
-                  z, shape ? ", as found in " : "", shape ? dir : "");
+                  p->timezone, dir ? ", as found in " : "", dir ? dir : "");
     return false;
 }
 
