@@ -149,6 +149,7 @@ struct request {
     bool answered;            /* the worker is done: resp (or none) and ret are set */
     struct MHD_Response *resp;
     unsigned resp_status; /* what it was answered (for GET /metrics too); 0: not yet */
+    bool metered;         /* counted in hibus_http_requests_total */
     enum MHD_Result ret;
     const char *channel; /* the channel it was routed to (in cfg); NULL: none */
 };
@@ -332,6 +333,17 @@ enum MHD_Result MHD_queue_response(struct MHD_Connection *c, unsigned int status
     return ret;
 }
 
+/* Counts the request in the metrics as its answer is queued, not when
+ * libmicrohttpd reports it completed: a client that reads /metrics right after
+ * its answer must find it counted. */
+static void meter(struct request *rq)
+{
+    if (rq->metered || rq->resp_status == 0)
+        return;
+    rq->metered = true;
+    metrics_request(rq->channel, rq->resp_status, ms_since(&rq->t0) / 1000.0);
+}
+
 /* Queues r (taking it), or in a worker keeps it for the connection's resumption:
  * libmicrohttpd takes answers only from its own thread. */
 static enum MHD_Result answer(struct MHD_Connection *c, struct request *rq, unsigned status,
@@ -344,6 +356,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, struct request *rq, unsi
         rq->resp = r;
         return MHD_YES;
     }
+    meter(rq);
     enum MHD_Result ret = listener_queue_ours(c, status, r);
     MHD_destroy_response(r);
     return ret;
@@ -1573,6 +1586,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 MHD_destroy_response(r);
             return MHD_NO;
         }
+        meter(rq);
         enum MHD_Result ret = listener_queue_ours(c, rq->resp_status, r);
         MHD_destroy_response(r);
         return ret;
@@ -1675,8 +1689,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->id[0])
         LOG_DEBUG(rq->id, "request ended early (code %d)", (int)toe);
-    if (rq->resp_status != 0)
-        metrics_request(rq->channel, rq->resp_status, ms_since(&rq->t0) / 1000.0);
+    meter(rq); /* an answer not queued (the worker failed): counted all the same */
     config_holder_release(l->deps.configs, rq->cfg);
     if (rq->resp != NULL)
         MHD_destroy_response(rq->resp);
