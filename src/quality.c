@@ -27,6 +27,12 @@
  *  - required_measures: a measure counts as present when a value carries it,
  *    numeric or not. One violation per item lists every missing measure.
  *  - value_ceiling without measures applies to the canonical measures.
+ *  - Losses and adjustments by reason (measures "losses:REASON" and
+ *    "adjustments:REASON") take part in no arithmetic: balance, required_measures
+ *    and stockout_days use the canonical totals only, and the breakdown need not
+ *    add up to its total (a source may explain only part of it). non_negative
+ *    checks them like any value, except that an adjustment by reason, like the
+ *    adjustments total, may be negative.
  *  - Messages are built in bounded buffers; one that would not fit is cut and
  *    ends in "..." (a message, unlike an input, may be shortened).
  */
@@ -345,12 +351,22 @@ static bool in_list(const char *s, char *const *list, size_t n)
     return false;
 }
 
+/* An adjustment by reason ("adjustments:Found in store", an lmis-report line's
+ * adjustments_by_reason) is signed like the adjustments total it breaks down; a loss
+ * by reason ("losses:Expired") is not. */
+static bool is_adjustment_by_reason(const char *measure)
+{
+    static const char prefix[] = "adjustments:";
+    return measure != NULL && strncmp(measure, prefix, sizeof prefix - 1) == 0;
+}
+
 static void rule_non_negative(struct check *c, const struct quality_rule *rule)
 {
     for (size_t k = 0; k < c->r->n_values; k++) {
         const struct report_value *v = &c->r->values[k];
         if (v->skipped || !v->is_number || v->number >= 0 ||
-            report_measure_eq(v->measure, REPORT_MEASURES[REPORT_ADJUSTMENTS]))
+            report_measure_eq(v->measure, REPORT_MEASURES[REPORT_ADJUSTMENTS]) ||
+            is_adjustment_by_reason(v->measure))
             continue;
         struct msgbuf b = {.len = 0};
         mb_printf(&b, "negative ");

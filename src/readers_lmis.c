@@ -111,6 +111,72 @@ static void line_key(char where[READER_WHERE_MAX], size_t plen, const char *key)
     }
 }
 
+/* "losses_by_reason": {"Expired": 3, ...} and "adjustments_by_reason" (signed): the
+ * breakdown of a line's losses and adjustments. Each entry becomes a value of the
+ * line's commodity with the measure "losses:REASON" or "adjustments:REASON", which a
+ * mapping maps like any (item, measure) pair (usually to the data element's category
+ * option combo of that reason). Whether the entries add up to the total is not the
+ * reader's business: a source may break down only part of it (docs/formats.md). */
+static const char *const by_reason_keys[2] = {"losses_by_reason", "adjustments_by_reason"};
+
+/* The measure prefix ("losses", "adjustments") of a breakdown key, or NULL. */
+static const char *by_reason_kind(const char *key)
+{
+    if (strcmp(key, by_reason_keys[0]) == 0)
+        return REPORT_MEASURES[REPORT_LOSSES];
+    if (strcmp(key, by_reason_keys[1]) == 0)
+        return REPORT_MEASURES[REPORT_ADJUSTMENTS];
+    return NULL;
+}
+
+/* Reads line i's breakdown under key; commodity NULL: the line has no valid one, so the
+ * entries are only checked. */
+static void lmis_by_reason(struct reader_ctx *rd, struct report *r, const json_t *line, size_t i,
+                           const char *key, const char *commodity, const char *comment)
+{
+    const json_t *o = json_object_get(line, key);
+    if (o == NULL || json_is_null(o))
+        return;
+    char where[READER_WHERE_MAX];
+    reader_where_fmt(where, "lines[%zu].%s", i, key);
+    if (!json_is_object(o)) {
+        reader_problem(rd, where, "%s must be an object {\"REASON\": number, ...}, not %s", key,
+                       reader_type_name(o));
+        return;
+    }
+    const char *kind = by_reason_kind(key);
+    const char *reason;
+    const json_t *v;
+    json_object_foreach((json_t *)o, reason, v)
+    {
+        /* the reason is the client's text: the position may be cut */
+        reader_where_fmt(where, "lines[%zu].%s.%s", i, key, reason);
+        size_t n = strlen(reason);
+        if (n == 0) {
+            reader_problem(rd, where, "%s has an empty reason: name each reason", key);
+            continue;
+        }
+        if (n > READER_CODE_MAX) {
+            reader_problem(rd, where, "a reason in %s is too long (%zu bytes, at most %d)", key, n,
+                           READER_CODE_MAX);
+            continue;
+        }
+        if (json_is_null(v))
+            continue; /* not reported, as a measure's null is */
+        if (!json_is_number(v)) {
+            reader_problem(rd, where, "%s \"%.64s\" must be a number, not %s", key, reason,
+                           reader_type_name(v));
+            continue;
+        }
+        if (commodity == NULL)
+            continue;
+        char num[READER_NUMBER_MAX], measure[READER_CODE_MAX + 16];
+        reader_format_number(v, num);
+        snprintf(measure, sizeof measure, "%s:%s", kind, reason);
+        reader_add_value(rd, r, commodity, measure, num, comment, where);
+    }
+}
+
 static void lmis_line(struct reader_ctx *rd, struct report *r, const json_t *line, size_t i,
                       json_t *seen)
 {
@@ -127,12 +193,13 @@ static void lmis_line(struct reader_ctx *rd, struct report *r, const json_t *lin
     json_object_foreach((json_t *)line, key, v)
     {
         if (strcmp(key, "commodity") != 0 && strcmp(key, "comment") != 0 &&
-            !report_is_measure(key)) {
+            !report_is_measure(key) && by_reason_kind(key) == NULL) {
             reader_where_fmt(where, "lines[%zu].%s", i, key); /* a client's key: may be cut */
             reader_problem(rd, where,
-                           "unknown key \"%.64s\" in a line; a line has commodity, comment and the "
+                           "unknown key \"%.64s\" in a line; a line has commodity, comment, the "
                            "measures opening_balance, received, consumed, losses, adjustments, "
-                           "stock_on_hand, stockout_days, requested",
+                           "stock_on_hand, stockout_days, requested, and losses_by_reason and "
+                           "adjustments_by_reason",
                            key);
         }
     }
@@ -162,6 +229,9 @@ static void lmis_line(struct reader_ctx *rd, struct report *r, const json_t *lin
         if (have_item)
             reader_add_value(rd, r, commodity, measure, num, comment, where);
     }
+    /* Then the breakdowns by reason, after the totals they break down. */
+    for (size_t k = 0; k < 2; k++)
+        lmis_by_reason(rd, r, line, i, by_reason_keys[k], have_item ? commodity : NULL, comment);
 }
 
 void reader_read_lmis_report(struct reader_ctx *rd, struct report *r, const json_t *root)

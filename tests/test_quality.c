@@ -472,6 +472,30 @@ static void test_non_negative(void **state)
     report_free(r);
 }
 
+/* Losses and adjustments by reason (lmis-report losses_by_reason and
+ * adjustments_by_reason): an adjustment by reason is signed like the total, a loss by
+ * reason is not; and the breakdown takes no part in balance or required_measures,
+ * even when it does not add up to the total (here 4 of the 10 lost have a reason). */
+static void test_by_reason_measures(void **state)
+{
+    (void)state;
+    struct report *r = new_report("FAC-0042", "202610");
+    add_line(r, "AMOX250", "1200", "500", "640", "10", "-5", "1045", "0");
+    add(r, "AMOX250", "losses:Expired", "4");
+    add(r, "AMOX250", "adjustments:Transfer out", "-20");
+    add(r, "AMOX250", "losses:Damaged", "-1");
+    struct quality_rule q[3] = {rule(QUALITY_NON_NEGATIVE), rule(QUALITY_BALANCE),
+                                rule(QUALITY_REQUIRED_MEASURES)};
+    struct run run = check(q, 3, r);
+    assert_int_equal(run.rejected, 1);
+    assert_int_equal(json_array_size(run.violations), 1);
+    assert_string_equal(message(run.violations, 0),
+                        "negative losses:Damaged -1 for \"AMOX250\" at \"FAC-0042\" in 202610; "
+                        "only adjustments may be negative, fix the value at the source");
+    run_free(&run);
+    report_free(r);
+}
+
 static void test_numeric(void **state)
 {
     (void)state;
@@ -695,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_stockout_days_value_period),
         cmocka_unit_test(test_value_ceiling),
         cmocka_unit_test(test_non_negative),
+        cmocka_unit_test(test_by_reason_measures),
         cmocka_unit_test(test_numeric),
         cmocka_unit_test(test_warn_and_reject_routing),
         cmocka_unit_test(test_skipped_values_ignored),

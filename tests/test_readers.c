@@ -40,6 +40,8 @@ static const struct golden_case {
     {"lmis-report", "lmis-report.empty-lines.json"},
     {"lmis-report", "lmis-report.not-utf8.json"},
     {"lmis-report", "lmis-report.not-object.json"},
+    {"lmis-report", "lmis-report.by-reason.json"},
+    {"lmis-report", "lmis-report.by-reason-bad.json"},
     {"openlmis-requisition", "openlmis-requisition.valid.json"},
     {"openlmis-requisition", "openlmis-requisition.facility-id.json"},
     {"openlmis-requisition", "openlmis-requisition.bad.json"},
