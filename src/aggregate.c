@@ -19,6 +19,12 @@
  * report's own balance (opening + received - consumed - losses + adjustments = stock
  * on hand, quality rule `balance`) holds, and `hibus aggregate show` names the count
  * that made it. A day is a stock-out day when the balance at its end is 0 or less.
+ *
+ * Losses and adjustments are also summed per reason, for the events of the period
+ * that name one (aggregate.by_reason sends them). An event without a reason, and the
+ * difference a count finds, have no reason to go to: they are in the totals only.
+ * Giving them one ("unexplained") would invent a reason DHIS2 has no category option
+ * for, and a count's difference is exactly what no one explained.
  */
 #include "hibus/aggregate.h"
 
@@ -103,7 +109,26 @@ void agg_figures_free(struct agg_figures *f)
     if (f == NULL)
         return;
     free(f->effects);
+    free(f->losses_by_reason);
+    free(f->adjustments_by_reason);
     memset(f, 0, sizeof *f);
+}
+
+/* Adds amount to reason's entry of v (sorted by reason; room for one more is there:
+ * v has as many slots as there are rows). A period has few reasons: a linear walk. */
+static void add_by_reason(struct agg_reason_sum *v, size_t *n, const char *reason, long long amount)
+{
+    size_t i = 0;
+    int c = 1;
+    while (i < *n && (c = strcmp(v[i].reason, reason)) < 0)
+        i++;
+    if (i < *n && c == 0) {
+        v[i].amount += amount;
+        return;
+    }
+    memmove(&v[i + 1], &v[i], (*n - i) * sizeof *v);
+    v[i] = (struct agg_reason_sum){reason, amount};
+    (*n)++;
 }
 
 /* What one event does: the measure it goes to and the amount, given the balance
@@ -139,6 +164,8 @@ void agg_derive(const struct agg_row *rows, size_t n, long start, long end, stru
 {
     memset(out, 0, sizeof *out);
     out->effects = n ? hibus_xcalloc(n, sizeof *out->effects) : NULL;
+    out->losses_by_reason = n ? hibus_xcalloc(n, sizeof *out->losses_by_reason) : NULL;
+    out->adjustments_by_reason = n ? hibus_xcalloc(n, sizeof *out->adjustments_by_reason) : NULL;
     /* A history that starts with a count starts from that stock: the count is how
      * much there was, not a difference found from nothing. */
     long long balance = n > 0 && rows[0].kind == AGG_COUNT ? rows[0].quantity : 0;
@@ -157,12 +184,27 @@ void agg_derive(const struct agg_row *rows, size_t n, long start, long end, stru
             long long amount;
             balance = apply(&rows[i], balance, &m, &amount);
             out->effects[out->n_effects++] = (struct agg_effect){i, m, amount, balance};
+            const char *reason = rows[i].reason;
+            bool named = reason != NULL && reason[0] != '\0';
             switch (rows[i].kind) {
             case AGG_RECEIPT: out->received += amount; break;
             case AGG_ISSUE: out->consumed += amount; break;
-            case AGG_LOSS: out->losses += amount; break;
-            case AGG_COUNT: out->counted = true; /* fall through */
-            default: out->adjustments += amount; break;
+            case AGG_LOSS:
+                out->losses += amount;
+                if (named)
+                    add_by_reason(out->losses_by_reason, &out->n_losses_by_reason, reason, amount);
+                break;
+            case AGG_ADJUSTMENT:
+                out->adjustments += amount;
+                if (named)
+                    add_by_reason(out->adjustments_by_reason, &out->n_adjustments_by_reason, reason,
+                                  amount);
+                break;
+            case AGG_COUNT: /* its difference is unexplained: the total only */
+                out->counted = true;
+                out->adjustments += amount;
+                break;
+            default: break;
             }
         }
         if (balance <= 0)
@@ -171,8 +213,18 @@ void agg_derive(const struct agg_row *rows, size_t n, long start, long end, stru
     out->stock_on_hand = balance;
 }
 
+/* {"REASON": amount, ...}, in the figures' order (by reason), so that the same
+ * figures always give the same body: emitting compares bodies to tell a change. */
+static json_t *reason_object(const struct agg_reason_sum *v, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o != NULL && i < n; i++)
+        json_object_set_new(o, v[i].reason, json_integer((json_int_t)v[i].amount));
+    return o;
+}
+
 char *agg_report_json(const char *report_id, const char *facility, const struct period *p,
-                      const struct agg_line *lines, size_t n)
+                      const struct agg_line *lines, size_t n, bool by_reason)
 {
     char start[11], end[11];
     period_date_format(p->start, start);
@@ -180,8 +232,7 @@ char *agg_report_json(const char *report_id, const char *facility, const struct 
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         const struct agg_figures *f = &lines[i].figures;
-        json_array_append_new(
-            arr,
+        json_t *line =
             json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "commodity", lines[i].commodity,
                       REPORT_MEASURES[REPORT_OPENING_BALANCE], (json_int_t)f->opening_balance,
                       REPORT_MEASURES[REPORT_RECEIVED], (json_int_t)f->received,
@@ -189,7 +240,15 @@ char *agg_report_json(const char *report_id, const char *facility, const struct 
                       REPORT_MEASURES[REPORT_LOSSES], (json_int_t)f->losses,
                       REPORT_MEASURES[REPORT_ADJUSTMENTS], (json_int_t)f->adjustments,
                       REPORT_MEASURES[REPORT_STOCK_ON_HAND], (json_int_t)f->stock_on_hand,
-                      REPORT_MEASURES[REPORT_STOCKOUT_DAYS], f->stockout_days));
+                      REPORT_MEASURES[REPORT_STOCKOUT_DAYS], f->stockout_days);
+        if (line != NULL && by_reason && f->n_losses_by_reason > 0)
+            json_object_set_new(line, "losses_by_reason",
+                                reason_object(f->losses_by_reason, f->n_losses_by_reason));
+        if (line != NULL && by_reason && f->n_adjustments_by_reason > 0)
+            json_object_set_new(
+                line, "adjustments_by_reason",
+                reason_object(f->adjustments_by_reason, f->n_adjustments_by_reason));
+        json_array_append_new(arr, line);
     }
     json_t *doc = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "report_id", report_id, "facility",
                             facility, "period", "start", start, "end", end, "lines", arr);

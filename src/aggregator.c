@@ -31,7 +31,8 @@ static long aggregator_tick(void *arg)
         struct txlog_agg_emit rq = {.channel = ch->name,
                                     .timezone = ch->aggregate.timezone,
                                     .node = a->node,
-                                    .close_after_ms = ch->aggregate.close_after_ms};
+                                    .close_after_ms = ch->aggregate.close_after_ms,
+                                    .by_reason = ch->aggregate.by_reason};
         int emitted = 0, unchanged = 0;
         struct hibus_error err = {0};
         if (txlog_aggregate_emit(a->tl, &rq, &emitted, &unchanged, &err) != HIBUS_OK)

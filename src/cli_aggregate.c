@@ -18,7 +18,8 @@ static const char aggregate_usage[] =
     "\n"
     "Shows how the figures of one period were derived from stock events: every event of\n"
     "the facility up to the period's end (of one commodity, or all), the figure each went\n"
-    "to and the balance after it, the figures, and the transaction that sent them.\n"
+    "to and the balance after it, the figures (losses and adjustments also by reason),\n"
+    "and the transaction that sent them.\n"
     "--channel may be left out when one channel has aggregate:. PERIOD is a DHIS2 period\n"
     "(202610, 2026Q4, ...) or any day in it (2026-10-15), in the channel's period type.\n";
 
@@ -58,6 +59,31 @@ static long long int_of(const json_t *o, const char *key)
 static void put(const char *s)
 {
     cli_put_safe(stdout, s, strlen(s));
+}
+
+/* "  losses by reason  Damaged 2  Expired 5  (no reason 1)": the breakdown of total,
+ * and what of it no reason explains (events without one, a count's difference);
+ * nothing when no event of the period named a reason. */
+static void print_by_reason(const json_t *f, const char *what, const char *key)
+{
+    const json_t *o = json_object_get(f, key);
+    if (json_object_size(o) == 0)
+        return;
+    printf("  %s by reason", what);
+    long long sum = 0;
+    const char *reason;
+    const json_t *v;
+    json_object_foreach((json_t *)o, reason, v)
+    {
+        printf("  ");
+        put(reason);
+        printf(" %lld", (long long)json_integer_value(v));
+        sum += (long long)json_integer_value(v);
+    }
+    long long rest = int_of(f, what) - sum;
+    if (rest != 0)
+        printf("  (no reason %lld)", rest);
+    printf("\n");
 }
 
 static void print_show(const json_t *doc)
@@ -104,6 +130,8 @@ static void print_show(const json_t *doc)
                int_of(f, "opening_balance"), int_of(f, "received"), int_of(f, "consumed"),
                int_of(f, "losses"), int_of(f, "adjustments"), int_of(f, "stock_on_hand"),
                int_of(f, "stockout_days"));
+        print_by_reason(f, "losses", "losses_by_reason");
+        print_by_reason(f, "adjustments", "adjustments_by_reason");
         printf("  %-10s  %-10s  %9s  %-16s  %-16s  %9s  %9s  %s\n", "DATE", "KIND", "QUANTITY",
                "REASON", "FIGURE", "AMOUNT", "BALANCE", "EVENT (TRANSACTION)");
         size_t k;

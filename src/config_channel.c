@@ -594,12 +594,11 @@ static void load_transform(struct loader *ld, yaml_node_t *key, yaml_node_t *n,
     }
 }
 
-enum { K_AG_PERIOD_TYPE, K_AG_CLOSE_AFTER, K_AG_TIMEZONE, K_AG_REASONS };
+enum { K_AG_PERIOD_TYPE, K_AG_CLOSE_AFTER, K_AG_TIMEZONE, K_AG_REASONS, K_AG_BY_REASON };
 static const struct key_spec aggregate_keys[] = {
-    [K_AG_PERIOD_TYPE] = {"period_type", false},
-    [K_AG_CLOSE_AFTER] = {"close_after", false},
-    [K_AG_TIMEZONE] = {"timezone", false},
-    [K_AG_REASONS] = {"reasons", false},
+    [K_AG_PERIOD_TYPE] = {"period_type", false}, [K_AG_CLOSE_AFTER] = {"close_after", false},
+    [K_AG_TIMEZONE] = {"timezone", false},       [K_AG_REASONS] = {"reasons", false},
+    [K_AG_BY_REASON] = {"by_reason", false},
 };
 enum { K_RE_NAME, K_RE_TYPE, K_RE_COUNTS_AS };
 static const struct key_spec reason_keys[] = {
@@ -665,7 +664,9 @@ static void load_reasons(struct loader *ld, yaml_node_t *n, struct config_aggreg
     }
 }
 
-/* aggregate: { period_type, close_after, timezone, reasons }. */
+/* aggregate: { period_type, close_after, timezone, reasons, by_reason }. by_reason is
+ * off by default: its values are measures ("losses:Expired") a mapping written for the
+ * totals does not have, which unmapped: reject would refuse. */
 static void load_aggregate(struct loader *ld, yaml_node_t *n, struct config_channel *ch)
 {
     struct found f[sizeof aggregate_keys / sizeof aggregate_keys[0]];
@@ -710,6 +711,8 @@ static void load_aggregate(struct loader *ld, yaml_node_t *n, struct config_chan
     }
     if (f[K_AG_REASONS].val)
         load_reasons(ld, f[K_AG_REASONS].val, a);
+    if (f[K_AG_BY_REASON].val)
+        config_get_bool(ld, f[K_AG_BY_REASON].val, "aggregate.by_reason", &a->by_reason);
 tz:
     if (a->timezone == NULL)
         a->timezone = config_xstrdup(ld, "UTC");

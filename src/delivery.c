@@ -115,6 +115,35 @@ static void check_event_codes(const struct config_channel *ch, struct delivery_p
             json_object_set_new(pr, "kind", json_string("item"));
             json_object_set_new(pr, "where", json_string(e->where ? e->where : ""));
         }
+        /* With aggregate.by_reason a loss or adjustment that names its reason becomes
+         * a value of measure "losses:REASON" or "adjustments:REASON": a reason the
+         * mapping has no row for is refused now too. A count's reason goes nowhere. */
+        if (!known || !ch->aggregate.by_reason || e->reason == NULL || e->reason[0] == '\0' ||
+            (e->kind != AGG_LOSS && e->kind != AGG_ADJUSTMENT))
+            continue;
+        const char *total =
+            REPORT_MEASURES[e->kind == AGG_LOSS ? REPORT_LOSSES : REPORT_ADJUSTMENTS];
+        size_t mlen = strlen(total) + strlen(e->reason) + 2;
+        char *measure = hibus_xmalloc(mlen);
+        snprintf(measure, mlen, "%s:%s", total, e->reason);
+        size_t klen = strlen(e->commodity) + mlen + 8;
+        char *mkey = hibus_xmalloc(klen);
+        snprintf(mkey, klen, "item:%s|%s", e->commodity, measure);
+        if (mapping_item(m, e->commodity, measure) == NULL && json_object_get(said, mkey) == NULL) {
+            json_object_set_new(said, mkey, json_true());
+            json_t *pr = report_problem(
+                p->problems, "mapping",
+                "commodity \"%s\" has no measure \"%s\" in mapping \"%s\" (items), and "
+                "aggregate.by_reason sends its %s by reason; map it to the reason's category "
+                "option combo, or set unmapped: skip",
+                e->commodity, measure, m->name, total);
+            json_object_set_new(pr, "code", json_string(e->commodity));
+            json_object_set_new(pr, "kind", json_string("item"));
+            json_object_set_new(pr, "measure", json_string(measure));
+            json_object_set_new(pr, "where", json_string(e->where ? e->where : ""));
+        }
+        free(mkey);
+        free(measure);
     }
     json_decref(said);
 }

@@ -420,13 +420,16 @@ static enum hibus_err emit_one(PGconn *conn, struct emit_ctx *ctx, PGresult *due
     size_t nl = derive_lines(ev, &p, &lines, &rows);
     char report_id[600];
     snprintf(report_id, sizeof report_id, "aggregate:%s/%s/%d", facility, p.id, emissions + 1);
-    char *body = agg_report_json(report_id, facility, &p, lines, nl);
-    /* the same figures as last time, but for the report id's count */
+    char *body = agg_report_json(report_id, facility, &p, lines, nl, rq->by_reason);
+    /* the same figures as last time, but for the report id's count. The body holds
+     * the figures by reason too (aggregate.by_reason), so a late event that moves
+     * only them (an adjustment with a reason before a count, which absorbs it into
+     * the same total) still sends the period again. */
     char *body_cmp = NULL;
     if (last_body[0] != '\0') {
         char prev_id[600];
         snprintf(prev_id, sizeof prev_id, "aggregate:%s/%s/%d", facility, p.id, emissions);
-        body_cmp = agg_report_json(prev_id, facility, &p, lines, nl);
+        body_cmp = agg_report_json(prev_id, facility, &p, lines, nl, rq->by_reason);
     }
     bool same = body_cmp != NULL && strcmp(body_cmp, last_body) == 0;
     free(body_cmp);
@@ -624,14 +627,22 @@ static enum hibus_err op_show(PGconn *conn, unsigned *prepared, void *vctx, stru
                 json_object_set_new(e, "time", json_string(PQgetvalue(ev, r, 9)));
             json_array_append_new(events, e);
         }
+        json_t *by_loss = json_object(), *by_adj = json_object();
+        for (size_t k = 0; k < f->n_losses_by_reason; k++)
+            json_object_set_new(by_loss, f->losses_by_reason[k].reason,
+                                json_integer((json_int_t)f->losses_by_reason[k].amount));
+        for (size_t k = 0; k < f->n_adjustments_by_reason; k++)
+            json_object_set_new(by_adj, f->adjustments_by_reason[k].reason,
+                                json_integer((json_int_t)f->adjustments_by_reason[k].amount));
         json_array_append_new(
             commodities,
             json_pack(
-                "{s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}, s:o}", "commodity",
+                "{s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:o, s:o}, s:o}", "commodity",
                 lines[i].commodity, "figures", "opening_balance", (json_int_t)f->opening_balance,
                 "received", (json_int_t)f->received, "consumed", (json_int_t)f->consumed, "losses",
                 (json_int_t)f->losses, "adjustments", (json_int_t)f->adjustments, "stock_on_hand",
-                (json_int_t)f->stock_on_hand, "stockout_days", f->stockout_days, "events", events));
+                (json_int_t)f->stock_on_hand, "stockout_days", f->stockout_days, "losses_by_reason",
+                by_loss, "adjustments_by_reason", by_adj, "events", events));
     }
     free_lines(lines, nl, rows);
     PQclear(ev);

@@ -34,6 +34,13 @@ static struct agg_row ev(const char *iso, enum agg_kind k, long long q, int64_t 
     return (struct agg_row){.day = day(iso), .kind = k, .quantity = q, .seq = seq};
 }
 
+static struct agg_row evr(const char *iso, enum agg_kind k, long long q, const char *reason,
+                          int64_t seq)
+{
+    return (struct agg_row){
+        .day = day(iso), .kind = k, .quantity = q, .reason = reason, .seq = seq};
+}
+
 static void derive_month(const struct agg_row *rows, size_t n, const char *period,
                          struct agg_figures *f)
 {
@@ -460,6 +467,104 @@ static void test_openlmis_reader_problems(void **state)
     json_decref(p);
 }
 
+/* Losses and adjustments by reason. November 2026; 90 on the shelf from October (a
+ * receipt of 100 and 10 lost as Expired on 25 October, which is October's Expired,
+ * not November's). In November, with the balance after each event:
+ *   2nd  loss 5 Expired        85     12th adjustment -4 Transfer out   75
+ *   5th  loss 3 Damaged        82     13th adjustment +2 (no reason)    77
+ *   8th  loss 2 Expired        80     15th issue 30                     47
+ *   10th loss 1 (no reason)    79     20th count 50 ("Stock take")      50 (+3)
+ *   22nd loss 1 (reason "", which is none)                             49
+ *   25th receipt 10 ("Donation": receipts have no breakdown)           59
+ * losses 5+3+2+1+1 = 12, by reason Damaged 3, Expired 5+2 = 7 (2 have no reason);
+ * adjustments -4+2+3 = 1, by reason Transfer out -4 (the +2 without a reason and the
+ * count's +3 are in the total only). 90 + 10 - 30 - 12 + 1 = 59. */
+static size_t by_reason_fill(struct agg_row *rows, bool late)
+{
+    size_t n = 0;
+    rows[n++] = evr("2026-10-20", AGG_RECEIPT, 100, NULL, 1);
+    rows[n++] = evr("2026-10-25", AGG_LOSS, 10, "Expired", 2);
+    rows[n++] = evr("2026-11-02", AGG_LOSS, 5, "Expired", 3);
+    rows[n++] = evr("2026-11-05", AGG_LOSS, 3, "Damaged", 4);
+    rows[n++] = evr("2026-11-08", AGG_LOSS, 2, "Expired", 5);
+    rows[n++] = evr("2026-11-10", AGG_LOSS, 1, NULL, 6);
+    rows[n++] = evr("2026-11-12", AGG_ADJUSTMENT, -4, "Transfer out", 7);
+    rows[n++] = evr("2026-11-13", AGG_ADJUSTMENT, 2, NULL, 8);
+    rows[n++] = evr("2026-11-15", AGG_ISSUE, 30, NULL, 9);
+    if (late) /* arrived last (seq), happened before the count */
+        rows[n++] = evr("2026-11-16", AGG_ADJUSTMENT, 3, "Found in store", 20);
+    rows[n++] = evr("2026-11-20", AGG_COUNT, 50, "Stock take", 10);
+    rows[n++] = evr("2026-11-22", AGG_LOSS, 1, "", 11);
+    rows[n++] = evr("2026-11-25", AGG_RECEIPT, 10, "Donation", 12);
+    return n;
+}
+
+static void test_by_reason(void **state)
+{
+    (void)state;
+    struct agg_row rows[16];
+    size_t n = by_reason_fill(rows, false);
+    struct agg_figures f;
+    derive_month(rows, n, "202611", &f);
+    assert_int_equal(f.opening_balance, 90);
+    assert_int_equal(f.received, 10);
+    assert_int_equal(f.consumed, 30);
+    assert_int_equal(f.losses, 12);     /* 5 + 3 + 2 + 1 + 1 */
+    assert_int_equal(f.adjustments, 1); /* -4 + 2 + 3 */
+    assert_int_equal(f.stock_on_hand, 59);
+    assert_int_equal(f.stockout_days, 0);
+    /* by reason, sorted: October's Expired and the reasonless ones are not there */
+    assert_int_equal(f.n_losses_by_reason, 2);
+    assert_string_equal(f.losses_by_reason[0].reason, "Damaged");
+    assert_int_equal(f.losses_by_reason[0].amount, 3);
+    assert_string_equal(f.losses_by_reason[1].reason, "Expired");
+    assert_int_equal(f.losses_by_reason[1].amount, 7); /* 5 + 2 */
+    assert_int_equal(f.n_adjustments_by_reason, 1);    /* not the count's "Stock take" */
+    assert_string_equal(f.adjustments_by_reason[0].reason, "Transfer out");
+    assert_int_equal(f.adjustments_by_reason[0].amount, -4);
+
+    struct period p;
+    assert_true(period_parse("202611", &p));
+    struct agg_line line = {.commodity = "AMOX250", .figures = f};
+    char *with = agg_report_json("r", "FAC-0042", &p, &line, 1, true);
+    char *without = agg_report_json("r", "FAC-0042", &p, &line, 1, false);
+    assert_string_equal(
+        with, "{\"report_id\":\"r\",\"facility\":\"FAC-0042\",\"period\":{\"start\":"
+              "\"2026-11-01\",\"end\":\"2026-11-30\"},\"lines\":[{\"commodity\":\"AMOX250\","
+              "\"opening_balance\":90,\"received\":10,\"consumed\":30,\"losses\":12,"
+              "\"adjustments\":1,\"stock_on_hand\":59,\"stockout_days\":0,"
+              "\"losses_by_reason\":{\"Damaged\":3,\"Expired\":7},"
+              "\"adjustments_by_reason\":{\"Transfer out\":-4}}]}");
+    assert_null(strstr(without, "by_reason"));
+
+    /* A late adjustment of +3 "Found in store" on the 16th, before the count: the
+     * count now finds 0 more, so every total stays, but the breakdown moved. The
+     * body with by_reason differs (the period is sent again); without, it does not. */
+    n = by_reason_fill(rows, true);
+    struct agg_figures g;
+    derive_month(rows, n, "202611", &g);
+    assert_int_equal(g.losses, 12);
+    assert_int_equal(g.adjustments, 1); /* -4 + 2 + 3 + 0 */
+    assert_int_equal(g.stock_on_hand, 59);
+    assert_string_equal(g.effects[10].measure, "adjustments"); /* the count: 50 - 50 */
+    assert_int_equal(g.effects[10].amount, 0);
+    assert_int_equal(g.n_adjustments_by_reason, 2);
+    assert_string_equal(g.adjustments_by_reason[0].reason, "Found in store");
+    assert_int_equal(g.adjustments_by_reason[0].amount, 3);
+    assert_string_equal(g.adjustments_by_reason[1].reason, "Transfer out");
+    line.figures = g;
+    char *with2 = agg_report_json("r", "FAC-0042", &p, &line, 1, true);
+    char *without2 = agg_report_json("r", "FAC-0042", &p, &line, 1, false);
+    assert_string_not_equal(with, with2);
+    assert_string_equal(without, without2);
+    free(with);
+    free(without);
+    free(with2);
+    free(without2);
+    agg_figures_free(&f);
+    agg_figures_free(&g);
+}
+
 static void test_report_json(void **state)
 {
     (void)state;
@@ -468,7 +573,7 @@ static void test_report_json(void **state)
     struct period p;
     assert_true(period_parse("202610", &p));
     agg_derive(rows, 1, period_day_number(p.start), period_day_number(p.end), &line.figures);
-    char *s = agg_report_json("aggregate:FAC-0042/202610/1", "FAC-0042", &p, &line, 1);
+    char *s = agg_report_json("aggregate:FAC-0042/202610/1", "FAC-0042", &p, &line, 1, true);
     assert_string_equal(
         s, "{\"report_id\":\"aggregate:FAC-0042/202610/1\",\"facility\":\"FAC-0042\","
            "\"period\":{\"start\":\"2026-10-01\",\"end\":\"2026-10-31\"},\"lines\":[{\"commodity\":"
@@ -497,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_generic_reader_problems),
         cmocka_unit_test(test_openlmis_reader),
         cmocka_unit_test(test_openlmis_reader_problems),
+        cmocka_unit_test(test_by_reason),
         cmocka_unit_test(test_report_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

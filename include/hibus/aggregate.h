@@ -84,6 +84,7 @@ struct config_aggregate {
     char *timezone;               /* the facilities' time zone (IANA name); default "UTC" */
     struct agg_reason *reasons;
     size_t n_reasons;
+    bool by_reason; /* the reports also carry losses and adjustments by reason */
 };
 const struct agg_reason *agg_reason_find(const struct config_aggregate *a, const char *id);
 void config_aggregate_free(struct config_aggregate *a);
@@ -118,12 +119,24 @@ struct agg_effect {
     long long balance;   /* the running balance after it */
 };
 
+/* The sum of one reason's losses or adjustments in the period. */
+struct agg_reason_sum {
+    const char *reason; /* borrowed from the rows */
+    long long amount;   /* a loss: what was lost; an adjustment: signed */
+};
+
 struct agg_figures {
     long long opening_balance, received, consumed, losses, adjustments, stock_on_hand;
     int stockout_days;
     bool counted;               /* a physical count in the period set the stock on hand */
     struct agg_effect *effects; /* one per row up to the period's end */
     size_t n_effects;
+    /* The losses and adjustments of the period's events that name a reason, one entry
+     * per reason, sorted by reason (byte order). Events without a reason and the
+     * differences counts find are in the totals only, so these add up to losses and
+     * adjustments only when every loss and adjustment named its reason. */
+    struct agg_reason_sum *losses_by_reason, *adjustments_by_reason;
+    size_t n_losses_by_reason, n_adjustments_by_reason;
 };
 void agg_figures_free(struct agg_figures *f);
 
@@ -134,7 +147,7 @@ void agg_figures_free(struct agg_figures *f);
  * is the balance before start (the previous period's closing); stock on hand the
  * balance at the end; stockout_days the days of the period that ended at 0 or below.
  * The figures always satisfy opening + received - consumed - losses + adjustments
- * = stock on hand. */
+ * = stock on hand. The sums by reason borrow the rows' reason strings. */
 void agg_derive(const struct agg_row *rows, size_t n, long start, long end,
                 struct agg_figures *out);
 
@@ -144,8 +157,10 @@ struct agg_line {
     struct agg_figures figures;
 };
 /* The period's figures as an lmis-report (docs/formats.md), the body of the
- * transaction that sends them; NULL when out of memory. Caller frees. */
+ * transaction that sends them; NULL when out of memory. Caller frees. by_reason
+ * (aggregate.by_reason): a line also carries losses_by_reason and
+ * adjustments_by_reason, each when it has an entry. */
 char *agg_report_json(const char *report_id, const char *facility, const struct period *p,
-                      const struct agg_line *lines, size_t n);
+                      const struct agg_line *lines, size_t n, bool by_reason);
 
 #endif

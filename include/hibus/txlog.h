@@ -493,13 +493,15 @@ enum hibus_err txlog_aggregate_store(struct txlog *tl, const struct txlog_agg_st
 /* Sends every period of channel that has closed (its end in timezone, plus
  * close_after) and changed since last sent, as a queued transaction on the channel
  * (path "aggregate:FACILITY/PERIOD", an lmis-report body, order key
- * channel|facility|period). A period whose figures are those already sent is not
- * sent again (*unchanged). Safe with several processes on one database. */
+ * channel|facility|period). A period whose figures (with by_reason, the figures by
+ * reason too) are those already sent is not sent again (*unchanged). Safe with several processes on
+ * one database. */
 struct txlog_agg_emit {
     const char *channel;
     const char *timezone;
     const char *node;
     long long close_after_ms;
+    bool by_reason; /* aggregate.by_reason: losses and adjustments by reason too */
 };
 enum hibus_err txlog_aggregate_emit(struct txlog *tl, const struct txlog_agg_emit *rq, int *emitted,
                                     int *unchanged, struct hibus_error *err);
