@@ -1240,6 +1240,11 @@ class DHIS2Sim:
                 "stockout_days": "YRxjWDCECJW", "requested": "IXRCtTyibWF"}
     DEFAULT_COC = "MSc0sorvCNq"
     DEFAULT_AOC = "pafMuhXXF9W"
+    # AMOX250's losses and adjustments by reason: a data element each, whose category
+    # combo has one option per reason
+    BY_REASON_DATA_ELEMENTS = {"losses": "DeAmoxLoss1", "adjustments": "DeAmoxAdj01"}
+    REASONS = {"Expired": "CocExpired1", "Damaged": "CocDamaged1",
+               "Found in store": "CocFound001"}
 
     _counter = 0
 

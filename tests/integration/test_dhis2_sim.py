@@ -44,6 +44,7 @@ TOKEN = "ApiToken " + METADATA["tokens"][0]
 DS = "uRfFkKfeb3Q"              # LMIS_MONTHLY (default attribute combo)
 DS_FAC = "DsFacility1"          # FACILITY_MONTHLY (not assigned to FAC-0100)
 DS_FUND = "DsLmisFund1"         # LMIS_FUNDED (attribute combo FUNDING)
+DS_REASON = "DsLmisRsn01"       # LMIS_BY_REASON (AMOX250's losses and adjustments by reason)
 OU = "cLq0tI1jksz"              # FAC-0042
 OU2 = "p88r7fYkDc9"             # FAC-0043
 OU3 = "kVncLVPFjTT"             # FAC-0100
@@ -1181,7 +1182,7 @@ class MetadataTest(SimTestCase):
                          sorted([COC_DEFAULT, AOC_DEFAULT, AOC_GOV]))
 
         status, _, body = self.sim.get("/api/dataSets?paging=false&fields=id")
-        self.assertEqual([d["id"] for d in body["dataSets"]], [DS, DS_FAC, DS_FUND])
+        self.assertEqual([d["id"] for d in body["dataSets"]], [DS, DS_FAC, DS_FUND, DS_REASON])
 
         status, _, body = self.sim.get("/api/dataElements?filter=shortName:eq:x")
         self.assertEqual(status, 400)
