@@ -33,6 +33,13 @@ QUALITY = ["non_negative", "required_measures",
 
 PG = SIM = HB = HB2 = None
 
+# aggregate.by_reason: AMOX250's losses and adjustments by reason, mapped by rows of the
+# items CSV (a data element of their own, the reason's category option combo)
+REASONS_CSV = "item,measure,data_element,category_option_combo\n" + "".join(
+    "AMOX250,%s:%s,%s,%s\n" % (m, r, DHIS2Sim.BY_REASON_DATA_ELEMENTS[m], DHIS2Sim.REASONS[r])
+    for m, r in [("losses", "Expired"), ("losses", "Damaged"),
+                 ("adjustments", "Found in store")])
+
 
 def event(eid, date, kind, quantity, commodity="AMOX250", facility=FAC, reason=None):
     e = {"id": eid, "facility": facility, "commodity": commodity, "date": date, "kind": kind,
@@ -67,12 +74,18 @@ def setUpModule():
                     DAMAGE: {"name": "Damage", "type": "debit", "counts_as": "loss"},
                     CLINIC_RETURN: {"name": "Clinic return", "type": "credit"}}},
                 "routes": [harness.sim_route(SIM)]}
+    by_reason = dict(events, name="by-reason", match={"path": "/reasons", "methods": ["POST"]},
+                     transform=dict(events["transform"], mapping="reasons"),
+                     aggregate=dict(events["aggregate"], by_reason=True))
+    reasons = dict(harness.mapping_doc(), items_csv="reasons-items.csv")
     HB = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PASSWORD)],
-                       channels=[events, openlmis],
+                       channels=[events, openlmis, by_reason],
                        settings={"mappings": "mappings", "aggregate": {"every": "1s"},
                                  "delivery": {"workers": 2}},
                        files={"mappings/agg.yaml": harness.mapping_doc(),
-                              "mappings/olmis.yaml": olmis},
+                              "mappings/olmis.yaml": olmis,
+                              "mappings/reasons.yaml": reasons,
+                              "mappings/reasons-items.csv": REASONS_CSV},
                        env={"TZ": "America/Lima"})
     HB.start()
     # a second process on the same database: each period must still be sent once
@@ -162,7 +175,7 @@ class AggregateTest(harness.TestCase):
         out = HB.cli("aggregate", "show", "-c", HB.config_path, "--facility", FAC, "--period",
                      pe_now)
         self.assertEqual(out.returncode, 2)
-        self.assertIn("2 channels have aggregate:; say which with --channel", out.stderr)
+        self.assertIn("3 channels have aggregate:; say which with --channel", out.stderr)
         out = show("--facility", FAC, "--period", "2026Q4")
         self.assertEqual(out.returncode, 2)
         self.assertIn("is not a Monthly DHIS2 period of channel events", out.stderr)
@@ -311,6 +324,70 @@ class AggregateTest(harness.TestCase):
         r = post("/api/stockEvents", bad)
         self.assertEqual(r.status, 422, r.body)
         self.assertIn("aggregate.reasons", r.json()["problems"][0]["message"])
+
+    def test_5_losses_and_adjustments_by_reason(self):
+        """aggregate.by_reason: May 2026 at FAC-0043, AMOX250. +100 received on the 2nd;
+        lost 4 Expired (6th), 2 Damaged (9th), 1 Expired (12th), 3 without a reason
+        (15th): 90; counted 88 on the 20th (-2). Totals: losses 10, adjustments -2,
+        88 on hand, 1 stock-out day (the 1st). By reason: Expired 5, Damaged 2; the 3
+        without a reason and the count's -2 are in the totals only."""
+        fac = "FAC-0043"
+        ou = DHIS2Sim.ORG_UNITS[fac]
+        de = DHIS2Sim.DATA_ELEMENTS["AMOX250"]
+        de_loss = DHIS2Sim.BY_REASON_DATA_ELEMENTS["losses"]
+        de_adj = DHIS2Sim.BY_REASON_DATA_ELEMENTS["adjustments"]
+        r = post("/reasons", {"events": [
+            event("r1", "2026-05-02", "receipt", 100, facility=fac),
+            event("r2", "2026-05-06", "loss", 4, facility=fac, reason="Expired"),
+            event("r3", "2026-05-09", "loss", 2, facility=fac, reason="Damaged"),
+            event("r4", "2026-05-12", "loss", 1, facility=fac, reason="Expired"),
+            event("r5", "2026-05-15", "loss", 3, facility=fac),
+            event("r6", "2026-05-20", "count", 88, facility=fac, reason="Stock take")]})
+        self.assertEqual(r.status, 202, r.body)
+        totals = stock_values(ou, "202605", de, {
+            "opening_balance": 0, "received": 100, "consumed": 0, "losses": 10,
+            "adjustments": -2, "stock_on_hand": 88, "stockout_days": 1})
+        wait_values("202605", sort_values(totals + [
+            dv(de_loss, "202605", ou, DHIS2Sim.REASONS["Expired"], "5"),
+            dv(de_loss, "202605", ou, DHIS2Sim.REASONS["Damaged"], "2")]), ou=ou)
+        sent = aggregate_txs(fac, "202605")
+        self.assertEqual(len(sent), 1)
+
+        # a reason the mapping has no row for is refused when posted (unmapped: reject),
+        # not weeks later when the month is sent; a count's reason goes nowhere
+        r = post("/reasons", {"events": [
+            event("r7", "2026-05-21", "loss", 1, facility=fac, reason="Stolen")]})
+        self.assertEqual(r.status, 422, r.body)
+        probs = r.json()["problems"]
+        self.assertEqual([(p["kind"], p["code"], p["measure"]) for p in probs],
+                         [("item", "AMOX250", "losses:Stolen")], probs)
+        self.assertIn("aggregate.by_reason", probs[0]["message"])
+
+        # late: +2 Found in store on the 18th, before the count, which now finds 92
+        # against 88 (-4): every total stays (adjustments 2 - 4 = -2), only the
+        # breakdown moved, and that alone sends the month again, as a correction
+        r = post("/reasons", {"events": [
+            event("r8", "2026-05-18", "adjustment", 2, facility=fac, reason="Found in store")]})
+        self.assertEqual(r.status, 202, r.body)
+        wait_values("202605", sort_values(totals + [
+            dv(de_loss, "202605", ou, DHIS2Sim.REASONS["Expired"], "5"),
+            dv(de_loss, "202605", ou, DHIS2Sim.REASONS["Damaged"], "2"),
+            dv(de_adj, "202605", ou, DHIS2Sim.REASONS["Found in store"], "2")]), ou=ou)
+        sent = aggregate_txs(fac, "202605")
+        self.assertEqual(len(sent), 2)
+        self.assertEqual(sent[1]["headers"]["x-hibus-correction-of"], str(sent[0]["id"]))
+
+        out = show("--facility", fac, "--period", "202605", channel="by-reason")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("opening_balance 0  received 100  consumed 0  losses 10  adjustments -2"
+                      "  stock_on_hand 88  stockout_days 1\n"
+                      "  losses by reason  Damaged 2  Expired 5  (no reason 3)\n"
+                      "  adjustments by reason  Found in store 2  (no reason -4)\n", out.stdout)
+        js = json.loads(show("--facility", fac, "--period", "202605", "--json",
+                             channel="by-reason").stdout)
+        f = js["commodities"][0]["figures"]
+        self.assertEqual(f["losses_by_reason"], {"Damaged": 2, "Expired": 5})
+        self.assertEqual(f["adjustments_by_reason"], {"Found in store": 2})
 
 
 if __name__ == "__main__":

@@ -43,7 +43,16 @@ def mapping_files():
     items = {k: {"data_element": v} for k, v in DHIS2Sim.DATA_ELEMENTS.items()}
     items["ZINC20"] = BAD_DE  # the plain-UID form
     conflict = harness.mapping_doc(items=items)
+    # AMOX250's losses and adjustments by reason, to data elements of their own
+    reasons = dict(harness.mapping_doc(), items_csv="reasons-items.csv")
+    reasons_csv = "item,measure,data_element,category_option_combo\n" + "".join(
+        "AMOX250,%s:%s,%s,%s\n" % (m, r, DHIS2Sim.BY_REASON_DATA_ELEMENTS[m],
+                                   DHIS2Sim.REASONS[r])
+        for m, r in [("losses", "Expired"), ("losses", "Damaged"),
+                     ("adjustments", "Found in store")])
     return {
+        "mappings/reasons.yaml": reasons,
+        "mappings/reasons-items.csv": reasons_csv,
         "mappings/itest.yaml": itest,
         "mappings/itest-facilities.csv": "code,uid\nFAC-0043,p88r7fYkDc9\nFAC-0100,kVncLVPFjTT\n",
         "mappings/conflict.yaml": conflict,
@@ -69,6 +78,8 @@ def setUpModule():
               json_match={"program": "family-planning"}),
         pchan("lmis-adx-out", "/lmis/adx-out", [harness.sim_route(SIM, writer="adx")]),
         pchan("lmis-skip", "/lmis/skip", [harness.sim_route(SIM)], unmapped="skip"),
+        pchan("lmis-reasons", "/lmis/reasons", [harness.sim_route(SIM)], mapping="reasons",
+              unmapped="skip"),
         pchan("lmis-warn", "/lmis/warn", [harness.sim_route(SIM)],
               quality=["non_negative", {"rule": "value_ceiling", "max": 1000, "action": "warn"}]),
         pchan("lmis-conflict", "/lmis/conflict", [harness.sim_route(SIM)], mapping="conflict"),
@@ -378,6 +389,38 @@ class PipelineTest(harness.TestCase):
         self.assertEqual(row["problems"].get("problems"), [], row["problems"])
         j = HB.tx_json(tx)
         self.assertEqual(j["problems"]["skipped"], skipped)
+
+    def test_lmis_report_losses_by_reason(self):
+        """losses_by_reason and adjustments_by_reason reach DHIS2 at the data element and
+        category option combo the mapping gives each reason; a reason it does not map
+        is skipped (unmapped: skip) and named; the totals stay as sent (7 lost, of which
+        the reasons explain all: 4 + 2 + 1)."""
+        line = {"commodity": "AMOX250", "opening_balance": 100, "received": 0,
+                "consumed": 50, "losses": 7, "adjustments": -3, "stock_on_hand": 40,
+                "stockout_days": 0,
+                "losses_by_reason": {"Expired": 4, "Damaged": 2, "Stolen": 1},
+                "adjustments_by_reason": {"Found in store": 2}}
+        r = self.post("/lmis/reasons", {"facility": "FAC-0042", "period": "2026-10",
+                                        "lines": [line]})
+        self.assertEqual(r.status, 200, r.body[:2000])
+        body = r.json()
+        self.assertEqual(body.get("status"), "completed_with_errors", body)
+        self.assertEqual(body["routes"][0].get("outcome"), "successful", body)
+        self.assertImport(body["routes"][0].get("import"), "SUCCESS", 10)
+        self.assertEqual([(s["code"], s["measure"], s["where"]) for s in body["skipped"]],
+                         [("AMOX250", "losses:Stolen", "lines[0].losses_by_reason.Stolen")])
+        self.assertIn('item "AMOX250" with measure "losses:Stolen" has no data element',
+                      body["skipped"][0]["message"])
+        ou, de = DHIS2Sim.ORG_UNITS["FAC-0042"], DHIS2Sim.DATA_ELEMENTS["AMOX250"]
+        de_loss = DHIS2Sim.BY_REASON_DATA_ELEMENTS["losses"]
+        de_adj = DHIS2Sim.BY_REASON_DATA_ELEMENTS["adjustments"]
+        want = [dv(de, "202610", ou, DHIS2Sim.MEASURES[m], str(line[m]))
+                for m in ("opening_balance", "received", "consumed", "losses", "adjustments",
+                          "stock_on_hand", "stockout_days")]
+        want += [dv(de_loss, "202610", ou, DHIS2Sim.REASONS["Expired"], "4"),
+                 dv(de_loss, "202610", ou, DHIS2Sim.REASONS["Damaged"], "2"),
+                 dv(de_adj, "202610", ou, DHIS2Sim.REASONS["Found in store"], "2")]
+        self.assertEqual(self.stored(), harness.normalize_values(want))
 
     # --- quality rules
 
