@@ -1249,7 +1249,7 @@ static void test_mapping_file(void **state)
                            "items:\n"
                            "  AMOX250: { data_element: PRIVrEScHcE }\n"
                            "  ZINC20: { data_element: GHgQT4Rrg3i, measures: { stock_on_hand: "
-                           "PcAgkuk85UK } }\n"
+                           "PcAgkuk85UK, \"losses:Expired\": CocExpired1 } }\n"
                            "  ORS1L: YpYGky8q06j\n"
                            "  NONE: { data_element: rTAGiDO5psX, measures: {} }\n"
                            "items_csv: items.csv\n");
@@ -1263,6 +1263,7 @@ static void test_mapping_file(void **state)
     put("mappings/items.csv", "item,measure,data_element,category_option_combo\n"
                               "ACT-AL20,,rTAGiDO5psX,\n"
                               "ACT-AL20,consumed,rTAGiDO5psX,LelQdVJoKer\n"
+                              "ACT-AL20,losses:Damaged,DeAmoxLoss1,CocDamaged1\n"
                               "ACT-AL20,\"multi\nline\",rTAGiDO5psX,\n");
     put("channels/stock.yaml", CHANNEL_HEAD "transform: { reader: lmis-report, mapping: m }\n"
                                             "routes: [{ name: r, url: \"http://t.example\" }]\n");
@@ -1279,8 +1280,8 @@ static void test_mapping_file(void **state)
     assert_string_equal(mapping_org_unit(m, "FAC,43"), "p88r7fYkDc9");
     assert_string_equal(mapping_org_unit(m, "FAC \"44\""), "Z2bdC37H4KV");
     assert_string_equal(mapping_org_unit(m, "FAC-0100"), "kVncLVPFjTT");
-    /* AMOX250: 1 + 2 defaults; ZINC20: 1 + 1 own; ORS1L: 1 + 2; NONE: 1; CSV: 3 */
-    assert_int_equal(m->n_items, 3 + 2 + 3 + 1 + 3);
+    /* AMOX250: 1 + 2 defaults; ZINC20: 1 + 2 own; ORS1L: 1 + 2; NONE: 1; CSV: 4 */
+    assert_int_equal(m->n_items, 3 + 3 + 3 + 1 + 4);
     const struct mapping_item *it = mapping_item(m, "AMOX250", "STOCK_ON_HAND");
     assert_string_equal(it->de_uid, "PRIVrEScHcE");
     assert_string_equal(it->coc_uid, "PcAgkuk85UK");
@@ -1298,6 +1299,12 @@ static void test_mapping_file(void **state)
     assert_null(it->coc_uid);
     it = mapping_item(m, "ACT-AL20", "consumed");
     assert_string_equal(it->coc_uid, "LelQdVJoKer");
+    /* a loss by reason (lmis-report losses_by_reason) is a measure like any other */
+    it = mapping_item(m, "ZINC20", "losses:Expired");
+    assert_string_equal(it->coc_uid, "CocExpired1");
+    it = mapping_item(m, "ACT-AL20", "losses:Damaged");
+    assert_string_equal(it->de_uid, "DeAmoxLoss1");
+    assert_string_equal(it->coc_uid, "CocDamaged1");
     it = mapping_item(m, "ACT-AL20", "multi\nline");
     assert_non_null(it);
     assert_null(it->coc_uid);

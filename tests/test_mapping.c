@@ -372,6 +372,46 @@ static void test_apply_reject_names_file(void **state)
     mapping_free(m);
 }
 
+/* Losses by reason (lmis-report losses_by_reason): the measure "losses:REASON" is a
+ * key like any other, here to a data element of its own; a reason without a row is an
+ * unmapped measure of a known item, named with its measure. */
+static void test_apply_by_reason_measures(void **state)
+{
+    (void)state;
+    struct mapping *m = national();
+    assert_true(m->n_items + 1 <= 16);
+    add_item(m, "AMOX250", "losses:Expired", "DeAmoxLoss1", "CocExpired1");
+    assert_true(mapping_sort(m, NULL));
+    struct report *r = new_report("FAC-0042", "202610");
+    add(r, "AMOX250", "consumed", "5", "lines[0].consumed");
+    add(r, "AMOX250", "losses:Expired", "4", "lines[0].losses_by_reason.Expired");
+    add(r, "AMOX250", "losses:Stolen", "1", "lines[0].losses_by_reason.Stolen");
+    struct run run = apply(m, r, MAPPING_REJECT);
+    assert_int_equal(run.rc, HIBUS_E_INVALID);
+    assert_json(run.problems,
+                "[{\"stage\":\"mapping\",\"kind\":\"item\",\"code\":\"AMOX250\","
+                "\"measure\":\"losses:Stolen\",\"where\":\"lines[0].losses_by_reason.Stolen\","
+                "\"message\":\"item \\\"AMOX250\\\" with measure \\\"losses:Stolen\\\" has no "
+                "data element in mapping \\\"national\\\"; add it to mappings/national.yaml or "
+                "set unmapped: skip\"}]");
+    run_free(&run);
+    report_free(r);
+
+    r = new_report("FAC-0042", "202610");
+    add(r, "AMOX250", "losses:Expired", "4", NULL);
+    add(r, "AMOX250", "losses:Stolen", "1", NULL);
+    run = apply(m, r, MAPPING_SKIP);
+    assert_int_equal(run.rc, HIBUS_OK);
+    assert_string_equal(r->values[0].de_uid, "DeAmoxLoss1");
+    assert_string_equal(r->values[0].coc_uid, "CocExpired1");
+    assert_false(r->values[0].skipped);
+    assert_true(r->values[1].skipped);
+    assert_int_equal(json_array_size(run.skipped), 1);
+    run_free(&run);
+    report_free(r);
+    mapping_free(m);
+}
+
 static void test_apply_reject_null_measure(void **state)
 {
     (void)state;
@@ -1040,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_apply_no_data_set_no_aoc),
         cmocka_unit_test(test_apply_reject_lists_each_code_once),
         cmocka_unit_test(test_apply_reject_names_file),
+        cmocka_unit_test(test_apply_by_reason_measures),
         cmocka_unit_test(test_apply_reject_null_measure),
         cmocka_unit_test(test_apply_skip_marks_values),
         cmocka_unit_test(test_apply_skip_nothing_left),
