@@ -643,6 +643,16 @@ static void load_reasons(struct loader *ld, yaml_node_t *n, struct config_aggreg
             free(name);
             continue;
         }
+        /* The name is the event's reason, which a report carries as a code (a measure
+         * "losses:NAME" with aggregate.by_reason): the readers take at most 255 bytes. */
+        if (strlen(name) > AGG_REASON_MAX) {
+            config_err_at(ld, f[K_RE_NAME].val,
+                          "the name of reason \"%s\" is too long (%zu bytes, at most %d)", id,
+                          strlen(name), AGG_REASON_MAX);
+            free(id);
+            free(name);
+            continue;
+        }
         bool credit = type == 0;
         if ((kinds[as] == AGG_RECEIPT && !credit) ||
             ((kinds[as] == AGG_ISSUE || kinds[as] == AGG_LOSS) && credit)) {

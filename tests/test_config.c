@@ -1433,19 +1433,25 @@ static void test_aggregate_ok(void **state)
 static void test_aggregate_errors(void **state)
 {
     (void)state;
-    put("channels/stock.yaml",
-        CHANNEL_HEAD "transform: { reader: stock-event }\n"
-                     "aggregate:\n"
-                     "  period_type: Fortnightly\n"
-                     "  close_after: soon\n"
-                     "  timezone: Mars/Olympus_Mons\n"
-                     "  colour: red\n"
-                     "  reasons:\n"
-                     "    r-1: { name: Damage, type: debit, counts_as: received }\n"
-                     "    r-2: { name: Found, type: sideways }\n"
-                     "    r-3: { type: credit }\n"
-                     "  by_reason: yes please\n"
-                     "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    char long_name[AGG_REASON_MAX + 2], stock[4096];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    snprintf(stock, sizeof stock,
+             CHANNEL_HEAD "transform: { reader: stock-event }\n"
+                          "aggregate:\n"
+                          "  period_type: Fortnightly\n"
+                          "  close_after: soon\n"
+                          "  timezone: Mars/Olympus_Mons\n"
+                          "  colour: red\n"
+                          "  reasons:\n"
+                          "    r-1: { name: Damage, type: debit, counts_as: received }\n"
+                          "    r-2: { name: Found, type: sideways }\n"
+                          "    r-3: { type: credit }\n"
+                          "    r-4: { name: %s, type: debit }\n"
+                          "  by_reason: yes please\n"
+                          "routes: [{ name: r, url: \"http://t.example\" }]\n",
+             long_name);
+    put("channels/stock.yaml", stock);
     put("channels/two.yaml", "name: two\n"
                              "match: { path: /two }\n"
                              "allow: { roles: [lmis] }\n"
@@ -1478,7 +1484,9 @@ static void test_aggregate_errors(void **state)
         "channels/stock.yaml:12:31: invalid value \"sideways\" for type (expected one of: "
         "credit, debit)\n"
         "channels/stock.yaml:13:10: missing required key \"name\" in aggregate.reasons.r-3\n"
-        "channels/stock.yaml:14:14: expected a boolean (true or false) for aggregate.by_reason, "
+        "channels/stock.yaml:14:18: the name of reason \"r-4\" is too long (256 bytes, at most "
+        "255)\n"
+        "channels/stock.yaml:15:14: expected a boolean (true or false) for aggregate.by_reason, "
         "got \"yes please\"\n"
         "channels/three.yaml:5:1: aggregate needs a stock event reader (stock-event or "
         "openlmis-stock-event), not lmis-report\n"

@@ -68,6 +68,9 @@ void agg_batch_add(struct agg_batch *b, const char *source_id, const char *facil
  * counts_as: the figure it goes to (OpenLMIS's stock-based requisitions take their
  * received and consumed figures from reasons tagged "received" and "consumed" in the
  * same way). */
+/* The longest reason name, in bytes: a reader's code (READER_CODE_MAX). */
+#define AGG_REASON_MAX 255
+
 struct agg_reason {
     char *id;                /* the source's reason id (OpenLMIS: a UUID) */
     char *name;              /* as shown in `hibus aggregate show` and used for losses by reason */
