@@ -278,6 +278,7 @@ struct txlog_prune_result {
     int partitions_dropped;
     long transactions_deleted;
     long bodies_pruned;
+    long poll_items_deleted; /* ids of pulled items older than their channel's transactions */
 };
 enum hibus_err txlog_prune(struct txlog *tl, const struct txlog_retention *rules, size_t n,
                            struct txlog_prune_result *out, struct hibus_error *err);

@@ -262,7 +262,8 @@ class PollTest(harness.TestCase):
         down = poll_channel("down", "/x", cursor=False)
         down["poll"]["url"] = "http://127.0.0.1:%d/x" % harness.free_port()
         channels = [v2, v2down, plain, short, endless, down, token, links, dhis, evil, paged,
-                    poll_channel("replay", "/replay", cursor=False),
+                    dict(poll_channel("replay", "/replay", cursor=False),
+                         keep_transactions="30d"),
                     poll_channel("flaky", "/flaky"),
                     poll_channel("reload", "/reload", every="1h")]
         global ADMIN_PORT
@@ -325,6 +326,25 @@ class PollTest(harness.TestCase):
         self.assertEqual(PG.count("poll_items", "channel = 'replay'"), 3)
         self.assertEqual(delivered_ids("replay"), ["req-1", "req-2", "req-3"])
         self.assertIn("stored 0 items (3 seen before)", HB.log_text())
+
+        # retention: the ids the source still returns stay (pulling them again moves
+        # their seen_at), an id it has not returned for longer than the channel's
+        # keep_transactions goes
+        PG.psql("UPDATE poll_items SET seen_at = now() - interval '40 days'"
+                " WHERE channel = 'replay'")
+        PG.psql("INSERT INTO poll_items (channel, item_id, transaction_id, seen_at)"
+                " VALUES ('replay', 'req-gone', 0, now() - interval '40 days')")
+        runs = state("replay")["runs"]
+        harness.wait_until(lambda: state("replay")["runs"] >= runs + 2, timeout=20,
+                           what="two more pulls of replay")
+        self.assertEqual(PG.count("poll_items", "channel = 'replay' AND seen_at > now() - "
+                                  "interval '1 day'"), 3)
+        r = HB.cli("prune", "-c", HB.config_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("pulled item ids removed 1", r.stdout)
+        self.assertEqual(PG.scalar("SELECT string_agg(item_id, ',' ORDER BY item_id) FROM "
+                                   "poll_items WHERE channel = 'replay'"), "req-1,req-2,req-3")
+        self.assertEqual(tx_count("replay"), 3)
 
     def test_failing_source_keeps_cursor_and_retries(self):
         harness.wait_until(lambda: state("flaky") and state("flaky")["cursor"], timeout=20,
