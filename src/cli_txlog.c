@@ -591,8 +591,10 @@ int cli_prune(int argc, char **argv)
         printf("another hibus process is pruning right now; nothing done\n");
         rc = 0;
     } else {
-        printf("partitions made %d, dropped %d; transactions removed %ld; bodies emptied %ld\n",
-               r.partitions_made, r.partitions_dropped, r.transactions_deleted, r.bodies_pruned);
+        printf("partitions made %d, dropped %d; transactions removed %ld; bodies emptied %ld; "
+               "pulled item ids removed %ld\n",
+               r.partitions_made, r.partitions_dropped, r.transactions_deleted, r.bodies_pruned,
+               r.poll_items_deleted);
         rc = 0;
     }
     txlog_close(tl);

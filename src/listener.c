@@ -725,17 +725,6 @@ static enum MHD_Result serve_async(struct MHD_Connection *c, struct request *rq,
     return ret;
 }
 
-/* How long a sync delivery holds its transaction: every route's timeout, and a
- * margin. If this process dies meanwhile, the lease lapses and a delivery
- * worker (of any process) delivers the request. */
-static long sync_lease_ms(const struct config *cfg, const struct config_channel *ch)
-{
-    long total = 30000;
-    for (size_t i = 0; i < ch->n_routes; i++)
-        total += ch->routes[i].timeout_ms;
-    return total > cfg->delivery_lease_ms ? total : cfg->delivery_lease_ms;
-}
-
 static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *rq,
                                      const struct config_channel *ch,
                                      const struct config_client *client, const char *method,
@@ -764,7 +753,11 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
                                .body_len = rq->body.len,
                                .status = TXLOG_PROCESSING,
                                .node = l->deps.node,
-                               .lease_ms = sync_lease_ms(cfg, ch)};
+                               /* held for delivery.lease, renewed by the delivery
+                                * workers' keeper while the delivery runs (txlog_hold):
+                                * if this process dies, another takes the request over
+                                * within a lease */
+                               .lease_ms = cfg->delivery_lease_ms};
     if (ch->mode == CONFIG_MODE_ASYNC) {
         tr.lease_ms = 0;
         enum MHD_Result ret = serve_async(c, rq, ch, &tr);
@@ -779,6 +772,7 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
         free(hjs);
         return store_failed(c, rq, ch, &err);
     }
+    txlog_hold(l->deps.tl, tx_id);
     char txid[32];
     snprintf(txid, sizeof txid, "%lld", (long long)tx_id);
     const char *extra[] = {"X-Hibus-Transaction", txid, NULL};
@@ -835,9 +829,18 @@ static enum MHD_Result serve_channel(struct MHD_Connection *c, struct request *r
                                    .response_body_len = target_answer
                                                             ? target_answer->body_len
                                                             : (body_text ? strlen(body_text) : 0),
+                                   .owner = l->deps.node,
                                    .received_at = received_at};
-    if (delivery_record(l->deps.tl, tx_id, prep, res->n_routes ? res : NULL, &out, &err) !=
-        HIBUS_OK)
+    enum hibus_err rec =
+        delivery_record(l->deps.tl, tx_id, prep, res->n_routes ? res : NULL, &out, &err);
+    txlog_unhold(l->deps.tl, tx_id);
+    if (rec == HIBUS_E_NOT_FOUND)
+        LOG_WARN(rq->id,
+                 "tx=%s ended %s, but its lease had lapsed (the database was out of reach "
+                 "for longer than delivery.lease) and another process took it over: its "
+                 "outcome is the one that process records",
+                 txid, status);
+    else if (rec != HIBUS_OK)
         LOG_ERROR(rq->id, "tx=%s ended %s but its outcome could not be recorded: %s%s%s", txid,
                   status, err.msg, err.detail[0] ? ": " : "", err.detail);
     LOG_INFO(rq->id, "%s %s -> %u channel=%s client=%s tx=%s status=%s %.1fms", method, path, code,

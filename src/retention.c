@@ -40,14 +40,15 @@ enum hibus_err retention_prune_once(const struct config *cfg, struct txlog *tl,
     if (rc != HIBUS_OK)
         LOG_ERROR(NULL, "retention: %s%s%s", err->msg, err->detail[0] ? ": " : "", err->detail);
     else if (out->partitions_dropped || out->transactions_deleted || out->bodies_pruned ||
-             out->partitions_made)
+             out->partitions_made || out->poll_items_deleted)
         LOG_INFO(NULL,
                  "retention: %d monthly partition%s made, %d dropped, %ld transaction%s "
-                 "removed, %ld bod%s emptied",
+                 "removed, %ld bod%s emptied, %ld pulled item id%s removed",
                  out->partitions_made, out->partitions_made == 1 ? "" : "s",
                  out->partitions_dropped, out->transactions_deleted,
                  out->transactions_deleted == 1 ? "" : "s", out->bodies_pruned,
-                 out->bodies_pruned == 1 ? "y" : "ies");
+                 out->bodies_pruned == 1 ? "y" : "ies", out->poll_items_deleted,
+                 out->poll_items_deleted == 1 ? "" : "s");
     return rc;
 }
 

@@ -522,6 +522,11 @@ struct txlog {
     struct txlog_announcer *announcer;
     void (*on_queued)(void *);
     void *on_queued_arg;
+    /* The sync requests of this process being delivered (txlog_hold); the
+     * delivery workers' keeper renews their leases. Guarded by held_mu. */
+    pthread_mutex_t held_mu;
+    int64_t *held;
+    size_t n_held, cap_held;
 };
 
 enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_ms,
@@ -554,6 +559,7 @@ enum hibus_err txlog_open(const char *url, int pool_size, long connect_timeout_m
         return HIBUS_E_NOMEM;
     }
     pthread_mutex_init(&tl->ann_mu, NULL);
+    pthread_mutex_init(&tl->held_mu, NULL);
     for (int k = 0; k < TXLOG_GROUP_COUNT; k++)
         pthread_mutex_init(&tl->groups[k].mu, NULL);
     *out = tl;
@@ -590,6 +596,40 @@ void txlog_on_queued(struct txlog *tl, void (*fn)(void *), void *arg)
     pthread_mutex_unlock(&tl->ann_mu);
 }
 
+void txlog_hold(struct txlog *tl, int64_t id)
+{
+    pthread_mutex_lock(&tl->held_mu);
+    if (tl->n_held == tl->cap_held) {
+        tl->cap_held = tl->cap_held ? 2 * tl->cap_held : 16;
+        tl->held = hibus_xreallocarray(tl->held, tl->cap_held, sizeof *tl->held);
+    }
+    tl->held[tl->n_held++] = id;
+    pthread_mutex_unlock(&tl->held_mu);
+}
+
+void txlog_unhold(struct txlog *tl, int64_t id)
+{
+    pthread_mutex_lock(&tl->held_mu);
+    for (size_t i = 0; i < tl->n_held; i++)
+        if (tl->held[i] == id) {
+            tl->held[i] = tl->held[--tl->n_held];
+            break;
+        }
+    pthread_mutex_unlock(&tl->held_mu);
+}
+
+size_t txlog_held(struct txlog *tl, int64_t **ids, size_t n)
+{
+    pthread_mutex_lock(&tl->held_mu);
+    if (tl->n_held > 0) {
+        *ids = hibus_xreallocarray(*ids, n + tl->n_held, sizeof **ids);
+        memcpy(*ids + n, tl->held, tl->n_held * sizeof **ids);
+        n += tl->n_held;
+    }
+    pthread_mutex_unlock(&tl->held_mu);
+    return n;
+}
+
 struct txlog_group *txlog_group(struct txlog *tl, enum txlog_group_kind kind)
 {
     return &tl->groups[kind];
@@ -617,6 +657,8 @@ void txlog_close(struct txlog *tl)
             PQfinish(tl->slots[i].conn);
     pthread_mutex_destroy(&tl->mu);
     pthread_mutex_destroy(&tl->ann_mu);
+    pthread_mutex_destroy(&tl->held_mu);
+    free(tl->held);
     for (int k = 0; k < TXLOG_GROUP_COUNT; k++)
         pthread_mutex_destroy(&tl->groups[k].mu);
     /* the URL may hold a password: do not leave it in freed memory */

@@ -211,9 +211,18 @@ static enum hibus_err op_seen(PGconn *conn, unsigned *prepared, void *vctx, stru
     (void)prepared;
     struct poll_ctx *ctx = vctx;
     const char *const v[2] = {ctx->channel, ctx->item_id};
-    PGresult *res =
-        PQexecParams(conn, "SELECT 1 FROM poll_items WHERE channel = $1 AND item_id = $2", 2, NULL,
-                     v, NULL, NULL, 0);
+    /* An item the source still returns is seen again: its seen_at moves (at most
+     * once a day, not a write per pull), so retention, which removes the ids not
+     * seen for the channel's keep_transactions, never forgets one the source
+     * still sends. */
+    PGresult *res = PQexecParams(conn,
+                                 "WITH f AS (SELECT 1 FROM poll_items WHERE channel = $1"
+                                 "  AND item_id = $2),"
+                                 " u AS (UPDATE poll_items SET seen_at = now()"
+                                 "  WHERE channel = $1 AND item_id = $2"
+                                 "   AND seen_at < now() - interval '1 day')"
+                                 " SELECT 1 FROM f",
+                                 2, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(err, conn, res, "look the pulled item up", false);
     ctx->seen = PQntuples(res) > 0;

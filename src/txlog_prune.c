@@ -173,6 +173,24 @@ static enum hibus_err op_prune(PGconn *conn, unsigned *prepared, void *vctx,
                             vals, 3, &out->bodies_pruned, "prune old bodies", err))
                 rc = HIBUS_E_DB;
         }
+        /* A polling channel's record of the items it pulled (poll_items): an id
+         * the source has not returned for as long as the channel keeps its
+         * transactions (seen_at moves when the source returns it again,
+         * txlog_poll_seen) is not needed to recognise a duplicate any more. */
+        if (rc == HIBUS_OK && r->keep_transactions_ms > 0) {
+            snprintf(keep, sizeof keep, "%lld", r->keep_transactions_ms);
+            const char *const vals[3] = {r->channel, keep, names};
+            if (!prune_loop(conn,
+                            "WITH d AS (DELETE FROM poll_items WHERE ctid IN (SELECT ctid FROM"
+                            " poll_items WHERE (($1::text IS NOT NULL AND channel = $1) OR"
+                            " ($1::text IS NULL AND NOT (channel = ANY ($3::text[]))))"
+                            " AND seen_at < clock_timestamp()"
+                            " - make_interval(secs => $2::float8 / 1000) LIMIT " PRUNE_BATCH ")"
+                            " RETURNING 1)"
+                            " SELECT count(*) FROM d",
+                            vals, 3, &out->poll_items_deleted, "remove old pulled items' ids", err))
+                rc = HIBUS_E_DB;
+        }
     }
 #undef PRUNE_WHO
     free(names);

@@ -938,12 +938,13 @@ enum hibus_err txlog_renew_workers(struct txlog *tl, const char *node, const int
     char lease[32];
     snprintf(lease, sizeof lease, "%ld", lease_ms);
     const char *const vals[3] = {node, lease, list.s};
-    enum hibus_err rc = run_count(tl,
-                                  "UPDATE transactions SET lease_until = clock_timestamp()"
-                                  " + make_interval(secs => $2::float8 / 1000)"
-                                  " WHERE id = ANY ($3::int8[]) AND status = 'processing'"
-                                  "   AND starts_with(lease_owner, $1 || '/w')",
-                                  "renew the delivery workers' leases", 3, vals, renewed, err);
+    enum hibus_err rc =
+        run_count(tl,
+                  "UPDATE transactions SET lease_until = clock_timestamp()"
+                  " + make_interval(secs => $2::float8 / 1000)"
+                  " WHERE id = ANY ($3::int8[]) AND status = 'processing'"
+                  "   AND (lease_owner = $1 OR starts_with(lease_owner, $1 || '/w'))",
+                  "renew the delivery workers' leases", 3, vals, renewed, err);
     buf_free(&list);
     return rc;
 }

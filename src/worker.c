@@ -384,6 +384,7 @@ static void *keeper_main(void *arg)
                     ids[n++] = w->ctx[t].held[k];
         }
         pthread_mutex_unlock(&w->mu);
+        n = txlog_held(w->deps.tl, &ids, n); /* and the listener's sync deliveries */
         long renewed = 0;
         struct hibus_error err = {0};
         enum hibus_err rc =

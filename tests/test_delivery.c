@@ -207,7 +207,10 @@ static void test_writer_cpu(void **state)
     assert_non_null(r);
     assert_true(report_set(&r->ou_uid, "DiszpKrYNg8") && report_set(&r->period, "202401") &&
                 report_set(&r->data_set_uid, "Lpw6GcnTrmS"));
-    for (int i = 0; i < 50000; i++) {
+    /* enough that no writer finishes within 1 ms, few enough that both finish well
+     * within the default limit under the sanitizers and coverage on a busy machine
+     * (50000 once took the adx writer past 5 s of CPU there) */
+    for (int i = 0; i < 10000; i++) {
         char v[16];
         snprintf(v, sizeof v, "%d", i);
         struct report_value *rv = report_add(r, "A", NULL, v, NULL, NULL);
@@ -243,7 +246,7 @@ static void test_writer_cpu(void **state)
         assert_int_equal(delivery_route_body(&ch, &rt, &p, &body, &len, &ctype, &writer, &err),
                          HIBUS_OK);
         assert_non_null(body);
-        assert_true(len > 50000);
+        assert_true(len > 10000);
         free(body);
     }
     report_free(r);

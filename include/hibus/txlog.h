@@ -226,10 +226,19 @@ enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released
 enum hibus_err txlog_renew(struct txlog *tl, int64_t id, const char *received_at, const char *owner,
                            long lease_ms, bool *held, struct hibus_error *err);
 
-/* Extends by lease_ms from now the leases of node's delivery workers ("node/wN") on
- * the transactions ids[0..n): the heartbeat that keeps a batch's waiting
- * transactions (and a slow delivery) claimed while their worker holds them.
- * *renewed counts them. */
+/* A sync request's transaction, leased to this process ("node") while the
+ * listener delivers it: txlog_hold registers it for the keeper's renewals,
+ * txlog_unhold ends them once its outcome is written (or could not be: then the
+ * lease lapses and a delivery worker takes the request over). txlog_held appends
+ * the registered ids to (*ids)[0..n), reallocating it, and returns the new count. */
+void txlog_hold(struct txlog *tl, int64_t id);
+void txlog_unhold(struct txlog *tl, int64_t id);
+size_t txlog_held(struct txlog *tl, int64_t **ids, size_t n);
+
+/* Extends by lease_ms from now the leases of node's delivery workers ("node/wN")
+ * and of its sync requests ("node") on the transactions ids[0..n): the heartbeat
+ * that keeps a batch's waiting transactions (and a slow delivery) claimed while
+ * this process holds them. *renewed counts them. */
 enum hibus_err txlog_renew_workers(struct txlog *tl, const char *node, const int64_t *ids, size_t n,
                                    long lease_ms, long *renewed, struct hibus_error *err);
 
@@ -269,6 +278,7 @@ struct txlog_prune_result {
     int partitions_dropped;
     long transactions_deleted;
     long bodies_pruned;
+    long poll_items_deleted; /* ids of pulled items older than their channel's transactions */
 };
 enum hibus_err txlog_prune(struct txlog *tl, const struct txlog_retention *rules, size_t n,
                            struct txlog_prune_result *out, struct hibus_error *err);

@@ -12,8 +12,13 @@ Timings are scaled down (the shipped policy is 2 s .. 5 min of backoff for 24 h;
 - test_2: kill -9 of a process with deliveries in flight: a second process on the same
   database takes the claims over as soon as the short lease (3 s, renewed while a
   delivery runs) lapses, not after minutes.
+- test_3/test_4: the same for a sync request, delivered by the listener while its
+  client waits: an import slower than the lease keeps its claim (no worker of any
+  process delivers it a second time), and after a kill -9 another process delivers it
+  within a lease.
 """
 
+import threading
 import time
 import unittest
 
@@ -31,7 +36,7 @@ def setUpModule():
     PG = harness.PgCluster().start()
     SIM = harness.DHIS2Sim(name="dhis2-sim-outage").start()
     SIM_OLD = harness.DHIS2Sim(name="dhis2-sim-old-policy").start()  # its own books
-    OutageTest.PG = KillTakeoverTest.PG = PG
+    OutageTest.PG = KillTakeoverTest.PG = SyncLeaseTest.PG = PG
 
 
 def tearDownModule():
@@ -137,6 +142,92 @@ class KillTakeoverTest(harness.FaultTestCase):
               "(lease 3 s)" % (len(held), took_s))
         self.assertLess(took_s, 3.0 + 1.5)  # the lease, and the workers' next look
         self.account("kill9_short_lease", posted, SIM, faults=1, unapplied=0)
+        b.stop()
+
+
+def sync_channel(name, path):
+    d = harness.fault_channel(name, path, SIM, timeout="10s")
+    d["mode"] = "sync"
+    return d
+
+
+class SyncLeaseTest(harness.FaultTestCase):
+
+    def post_in_background(self, hb, path, rep):
+        out = {}
+
+        def run():
+            try:
+                out["posted"] = self.post_report(hb, path, rep, timeout=30)
+            except Exception as e:  # the connection of a killed process
+                out["error"] = e
+        t = threading.Thread(target=run)
+        t.start()
+        return t, out
+
+    def test_3_sync_import_slower_than_the_lease_keeps_its_claim(self):
+        hb = harness.fault_hibus(PG, [sync_channel("outage-sync", "/outage/sync")],
+                                 name="hibus-sync", delivery={"lease": "3s"})
+        self.addCleanup(hb._cleanup)
+        hb.start()
+        self.begin(SIM)
+        SIM.faults(stall_seconds=6, stall_count=1)
+        rep = harness.fault_reports(1, 2020, "sync-slow")[0]
+        t0 = time.monotonic()
+        thread, out = self.post_in_background(hb, "/outage/sync", rep)
+        self.wait_imports(SIM, 1, timeout=10)
+        time.sleep(4.5)  # a lease and a half: only the renewals keep the claim
+        row = self.PG.rows("SELECT status, lease_owner FROM transactions WHERE channel = "
+                           "'outage-sync'")
+        self.assertEqual(len(row), 1, row)
+        self.assertEqual(row[0]["status"], "processing", row)
+        self.assertNotIn("/w", row[0]["lease_owner"], "a delivery worker took the sync "
+                         "request over while the listener was delivering it")
+        thread.join(30)
+        took = time.monotonic() - t0
+        posted = out["posted"]
+        self.assertEqual(posted.status, 200, posted.resp.body[:500])
+        self.assertGreaterEqual(took, 6.0)
+        tx = int(posted.resp.headers["x-hibus-transaction"])
+        # one import: no second delivery while the first one ran
+        self.assertEqual(SIM.stats()["imports"], 1)
+        self.assertEqual(len(self.applied_imports(SIM)), 1)
+        self.assertEqual(self.PG.count("transactions", "id = %d AND status = 'successful'" % tx),
+                         1)
+        self.assertEqual(self.PG.count("attempts", "transaction_id = %d" % tx), 1)
+        print("  SYNC a 6 s import under a 3 s lease: answered 200 after %.1f s, 1 import, "
+              "1 attempt" % took)
+        hb.stop()
+
+    def test_4_sync_request_of_a_killed_process_is_delivered_within_a_lease(self):
+        a = harness.fault_hibus(PG, [sync_channel("outage-sync-kill", "/outage/sync-kill")],
+                                name="hibus-sync-a", delivery={"lease": "3s"})
+        self.addCleanup(a._cleanup)
+        a.start()
+        b = a.clone("hibus-sync-b")
+        self.addCleanup(b._cleanup)
+        b.start()
+        self.begin(SIM)
+        SIM.faults(stall_seconds=6, stall_count=1)
+        rep = harness.fault_reports(1, 2021, "sync-kill")[0]
+        thread, out = self.post_in_background(a, "/outage/sync-kill", rep)
+        self.wait_imports(SIM, 1, timeout=10)
+        rows = self.PG.rows("SELECT id, lease_owner FROM transactions WHERE channel = "
+                            "'outage-sync-kill' AND status = 'processing'")
+        self.assertEqual(len(rows), 1, rows)
+        tx = int(rows[0]["id"])
+        self.assertEqual(rows[0]["lease_owner"].split(":")[-1], str(a.proc.pid), rows)
+        self.assertEqual(a.kill9(), -9)
+        killed_at = time.monotonic()
+        thread.join(30)
+        self.assertNotIn("posted", out, "the killed process answered")
+        harness.wait_until(
+            lambda: self.PG.count("transactions", "id = %d AND status = 'successful'" % tx) == 1,
+            timeout=20, interval=0.05, what="node b to deliver the sync request")
+        took_s = time.monotonic() - killed_at
+        print("  SYNC KILL9 the sync request of the killed process delivered by node b "
+              "%.1f s after the kill (lease 3 s)" % took_s)
+        self.assertLess(took_s, 3.0 + 1.5)
         b.stop()
 
 

@@ -262,7 +262,8 @@ class PollTest(harness.TestCase):
         down = poll_channel("down", "/x", cursor=False)
         down["poll"]["url"] = "http://127.0.0.1:%d/x" % harness.free_port()
         channels = [v2, v2down, plain, short, endless, down, token, links, dhis, evil, paged,
-                    poll_channel("replay", "/replay", cursor=False),
+                    dict(poll_channel("replay", "/replay", cursor=False),
+                         keep_transactions="30d"),
                     poll_channel("flaky", "/flaky"),
                     poll_channel("reload", "/reload", every="1h")]
         global ADMIN_PORT
@@ -325,6 +326,25 @@ class PollTest(harness.TestCase):
         self.assertEqual(PG.count("poll_items", "channel = 'replay'"), 3)
         self.assertEqual(delivered_ids("replay"), ["req-1", "req-2", "req-3"])
         self.assertIn("stored 0 items (3 seen before)", HB.log_text())
+
+        # retention: the ids the source still returns stay (pulling them again moves
+        # their seen_at), an id it has not returned for longer than the channel's
+        # keep_transactions goes
+        PG.psql("UPDATE poll_items SET seen_at = now() - interval '40 days'"
+                " WHERE channel = 'replay'")
+        PG.psql("INSERT INTO poll_items (channel, item_id, transaction_id, seen_at)"
+                " VALUES ('replay', 'req-gone', 0, now() - interval '40 days')")
+        runs = state("replay")["runs"]
+        harness.wait_until(lambda: state("replay")["runs"] >= runs + 2, timeout=20,
+                           what="two more pulls of replay")
+        self.assertEqual(PG.count("poll_items", "channel = 'replay' AND seen_at > now() - "
+                                  "interval '1 day'"), 3)
+        r = HB.cli("prune", "-c", HB.config_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("pulled item ids removed 1", r.stdout)
+        self.assertEqual(PG.scalar("SELECT string_agg(item_id, ',' ORDER BY item_id) FROM "
+                                   "poll_items WHERE channel = 'replay'"), "req-1,req-2,req-3")
+        self.assertEqual(tx_count("replay"), 3)
 
     def test_failing_source_keeps_cursor_and_retries(self):
         harness.wait_until(lambda: state("flaky") and state("flaky")["cursor"], timeout=20,
@@ -581,6 +601,80 @@ class MissedSlotTest(harness.TestCase):
             self.assertTrue(state("yearly")["future"])
             harness.wait_until(lambda: delivered_ids("yearly") == ["req-1"], timeout=10,
                                what="the item delivered")
+        finally:
+            h.stop()
+
+
+class PollAggregateTest(harness.TestCase):
+    """A polling channel with an aggregate stage: each pulled item is an OpenLMIS stock
+    event (StockEventDto, as the stock management service stores it), stored once
+    however often it is pulled again, and the closed month reaches DHIS2 as figures."""
+
+    FACILITY = "e6799d64-d10d-4011-b8c2-0e4d4a3f65ce"   # OpenLMIS demo data ids
+    PROGRAM = "dce17f2e-af3e-40ad-8e00-3496adef44c3"
+    ORDERABLE = "23819693-0670-4c4b-b400-28e009b0d8ff"
+
+    def stock_event(self, eid, line):
+        line = dict(line, orderableId=self.ORDERABLE)
+        return {"id": eid, "modified": "2026-03-01T00:00:00Z", "facilityId": self.FACILITY,
+                "programId": self.PROGRAM, "lineItems": [line]}
+
+    def test_pulled_stock_events_become_monthly_figures(self):
+        sim = harness.DHIS2Sim(name="dhis2-sim-poll").start()
+        self.addCleanup(sim.stop)
+        ou = harness.DHIS2Sim.ORG_UNITS["FAC-0043"]
+        de = harness.DHIS2Sim.DATA_ELEMENTS["ORS1L"]
+        # August 2026: a physical inventory of 100 on the 1st (the history starts with
+        # it: the opening balance), 50 received on the 10th, 30 issued on the 20th:
+        # opening 100, received 50, consumed 30, on hand 120, no stock-out day
+        with SOURCE.lock:
+            SOURCE.items["/stockEvents"] = [
+                self.stock_event("ev-1", {"quantity": 100, "occurredDate": "2026-08-01"}),
+                self.stock_event("ev-2", {"quantity": 50, "occurredDate": "2026-08-10",
+                                          "sourceId": "a337ec45-31a0-4f2b-9b2e-a105c4b669bb"}),
+                self.stock_event("ev-3", {"quantity": 30, "occurredDate": "2026-08-20",
+                                          "destinationId":
+                                          "0bd28568-43f1-4836-934d-ec5fb11398e8"})]
+        ch = poll_channel("olmis-events", "/stockEvents", cursor=False, every="1s")
+        ch["transform"] = {"reader": "openlmis-stock-event", "mapping": "olmis",
+                           "quality": ["non_negative", "balance"]}
+        ch["aggregate"] = {"close_after": "1s"}
+        ch["routes"] = [harness.sim_route(sim)]
+        mapping = harness.mapping_doc(org_units={self.FACILITY: ou},
+                                      items={self.ORDERABLE: {"data_element": de}})
+        h = harness.Hibus(PG.url, channels=[ch], name="poll-aggregate",
+                          settings={"mappings": "mappings", "aggregate": {"every": "1s"},
+                                    "delivery": {"poll": "200ms"}},
+                          files={"mappings/olmis.yaml": mapping})
+        h.start()
+        try:
+            want = harness.sort_values([
+                harness.dv(de, "202608", ou, harness.DHIS2Sim.MEASURES[m], str(v))
+                for m, v in (("opening_balance", 100), ("received", 50), ("consumed", 30),
+                             ("losses", 0), ("adjustments", 0), ("stock_on_hand", 120),
+                             ("stockout_days", 0))])
+            got = lambda: [v for v in sim.values() if v["period"] == "202608"]  # noqa
+            harness.wait_until(lambda: got() == want, timeout=30,
+                               what="August's figures at the simulator: %r\nhibus log:\n%s"
+                               % (want, h.log_tail(30)))
+            # pulled again every second: each event stored once, the month sent once
+            runs = state("olmis-events")["runs"]
+            harness.wait_until(lambda: state("olmis-events")["runs"] >= runs + 2, timeout=10,
+                               what="two more pulls")
+            self.assertEqual(PG.count("stock_events", "channel = 'olmis-events'"), 3)
+            self.assertEqual(tx_count("olmis-events", "path LIKE 'aggregate:%'"), 1)
+            self.assertEqual(tx_count("olmis-events", "path NOT LIKE 'aggregate:%'"), 3)
+            # a late event pulled later: August is sent again as a correction
+            with SOURCE.lock:
+                SOURCE.items["/stockEvents"].append(self.stock_event(
+                    "ev-4", {"quantity": 5, "occurredDate": "2026-08-25",
+                             "destinationId": "0bd28568-43f1-4836-934d-ec5fb11398e8"}))
+            want_after = [dict(v, value={"consumed": "35", "stock_on_hand": "115"}.get(
+                [m for m, c in harness.DHIS2Sim.MEASURES.items()
+                 if c == v["categoryOptionCombo"]][0], v["value"])) for v in want]
+            harness.wait_until(lambda: got() == harness.sort_values(want_after), timeout=30,
+                               what="August corrected: %r, has %r" % (want_after, got()))
+            self.assertEqual(tx_count("olmis-events", "path LIKE 'aggregate:%'"), 2)
         finally:
             h.stop()
 
