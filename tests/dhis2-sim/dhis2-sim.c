@@ -1362,7 +1362,7 @@ static struct sv **store_sorted(size_t *n)
 
 struct completion {
     char ds[SIM_UID_LEN + 1], pe[SIM_PERIOD_MAX], ou[SIM_UID_LEN + 1], aoc[SIM_UID_LEN + 1];
-    char date[16];
+    char date[32]; /* a completeDate as sent: a date, or a date-time up to milliseconds */
     char stored_by[64];
 };
 
