@@ -26,6 +26,7 @@
  * OpenLMIS the event's id or documentNumber with the line's index, else the line's
  * whole content with its facility and program (hashed when stored).
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -109,12 +110,26 @@ static bool get_quantity(struct reader_ctx *rd, const json_t *obj, const char *k
         reader_problem(rd, where, "%s is required", key);
         return false;
     }
-    if (!json_is_integer(j)) {
-        reader_problem(rd, where, "%s must be a whole number, not %s", key,
-                       json_is_real(j) ? "a fraction" : reader_type_name(j));
+    long long q;
+    if (json_is_integer(j)) {
+        q = (long long)json_integer_value(j);
+    } else if (json_is_real(j)) {
+        /* 5.0 is 5 (some encoders write every number so); 1.5 is no quantity, and
+         * neither is 1e30 */
+        double d = json_real_value(j);
+        if (d != floor(d)) {
+            reader_problem(rd, where, "%s must be a whole number, not a fraction (%g)", key, d);
+            return false;
+        }
+        if (d < -1e12 || d > 1e12) {
+            reader_problem(rd, where, "%s %g is out of range (at most 10^12 either way)", key, d);
+            return false;
+        }
+        q = (long long)d;
+    } else {
+        reader_problem(rd, where, "%s must be a whole number, not %s", key, reader_type_name(j));
         return false;
     }
-    long long q = (long long)json_integer_value(j);
     if (q < -1000000000000LL || q > 1000000000000LL) {
         reader_problem(rd, where, "%s %lld is out of range (at most 10^12 either way)", key, q);
         return false;

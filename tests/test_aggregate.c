@@ -284,7 +284,7 @@ static void test_generic_reader(void **state)
     const char *body =
         "{\"events\": ["
         "{\"id\": \"e1\", \"facility\": \"FAC-0042\", \"commodity\": \"AMOX250\","
-        " \"date\": \"2026-10-03\", \"kind\": \"receipt\", \"quantity\": 500},"
+        " \"date\": \"2026-10-03\", \"kind\": \"receipt\", \"quantity\": 500.0},"
         "{\"id\": \"e2\", \"facility\": \"FAC-0042\", \"commodity\": \"AMOX250\","
         " \"date\": \"2026-10-31T22:30:00Z\", \"kind\": \"adjustment\", \"quantity\": -5,"
         " \"reason\": \"Expired\"},"
@@ -298,6 +298,7 @@ static void test_generic_reader(void **state)
     assert_int_equal(b.n, 3);
     assert_string_equal(b.v[0].source_id, "e1");
     assert_int_equal(b.v[0].kind, AGG_RECEIPT);
+    assert_int_equal(b.v[0].quantity, 500); /* written 500.0 */
     assert_int_equal(b.v[1].quantity, -5);
     assert_string_equal(b.v[1].reason, "Expired");
     assert_string_equal(b.v[2].date, "2026-11-01T01:30:00.250+03:00");
@@ -327,15 +328,18 @@ static void test_generic_reader_problems(void **state)
         "{\"id\": \"e6\", \"facility\": \"F\", \"commodity\": \"C\", \"date\": \"2026-10-04\","
         " \"kind\": \"issue\", \"quantity\": 1},"
         "{\"facility\": \"F\", \"commodity\": \"C\", \"date\": \"2026-10-04\","
-        " \"kind\": \"issue\", \"quantity\": 1}]}");
+        " \"kind\": \"issue\", \"quantity\": 1},"
+        "{\"id\": \"e8\", \"facility\": \"F\", \"commodity\": \"C\", \"date\": \"2026-10-04\","
+        " \"kind\": \"issue\", \"quantity\": 1e30}]}");
     assert_true(has_problem(p, "events[0]", "kind \"gift\""));
     assert_true(has_problem(p, "events[1]", "must not be negative"));
-    assert_true(has_problem(p, "events[2]", "whole number, not a fraction"));
+    assert_true(has_problem(p, "events[2]", "whole number, not a fraction (1.5)"));
     assert_true(has_problem(p, "events[3]", "with its offset"));
     assert_true(has_problem(p, "events[4]", "2026-02-30"));
     assert_true(has_problem(p, "events[4].colour", "unknown key"));
     assert_true(has_problem(p, "events[6]", "appears twice (first at events[5])"));
     assert_true(has_problem(p, "events[7]", "id is required"));
+    assert_true(has_problem(p, "events[8]", "quantity 1e+30 is out of range"));
     json_decref(p);
     p = parse_fail("stock-event", "{\"events\": {}}");
     assert_true(has_problem(p, "events", "must be a list"));
