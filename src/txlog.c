@@ -48,6 +48,7 @@
 #include "hibus/txlog.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -594,6 +595,75 @@ void txlog_on_queued(struct txlog *tl, void (*fn)(void *), void *arg)
     tl->on_queued = fn;
     tl->on_queued_arg = arg;
     pthread_mutex_unlock(&tl->ann_mu);
+}
+
+/* ---- PostgreSQL array literals (txlog_internal.h) ---- */
+
+void txlog_arr_open(struct txlog_arr *a)
+{
+    memset(a, 0, sizeof *a);
+    a->ok = buf_append(&a->b, "{", 1);
+}
+
+static void arr_sep(struct txlog_arr *a)
+{
+    if (a->ok && a->b.len > 1)
+        a->ok = buf_append(&a->b, ",", 1);
+}
+
+void txlog_arr_text(struct txlog_arr *a, const char *s, size_t len, bool hex)
+{
+    arr_sep(a);
+    if (!a->ok)
+        return;
+    if (s == NULL) {
+        a->ok = buf_append(&a->b, "NULL", 4);
+        return;
+    }
+    a->ok = buf_reserve(&a->b, 4 + 2 * len) && buf_append(&a->b, "\"", 1);
+    if (a->ok && hex) {
+        static const char digits[] = "0123456789abcdef";
+        a->ok = buf_append(&a->b, "\\\\x", 3);
+        for (size_t i = 0; i < len && a->ok; i++) {
+            char h[2] = {digits[(unsigned char)s[i] >> 4], digits[(unsigned char)s[i] & 15]};
+            a->ok = buf_append(&a->b, h, 2);
+        }
+    } else {
+        for (size_t i = 0; i < len && a->ok; i++) {
+            if (s[i] == '"' || s[i] == '\\')
+                a->ok = buf_append(&a->b, "\\", 1);
+            if (a->ok)
+                a->ok = buf_append(&a->b, &s[i], 1);
+        }
+    }
+    if (a->ok)
+        a->ok = buf_append(&a->b, "\"", 1);
+}
+
+void txlog_arr_str(struct txlog_arr *a, const char *s)
+{
+    txlog_arr_text(a, s, s ? strlen(s) : 0, false);
+}
+
+void txlog_arr_raw(struct txlog_arr *a, const char *v)
+{
+    arr_sep(a);
+    if (a->ok)
+        a->ok = buf_append(&a->b, v ? v : "NULL", strlen(v ? v : "NULL"));
+}
+
+void txlog_arr_int(struct txlog_arr *a, int64_t v)
+{
+    char one[24];
+    snprintf(one, sizeof one, "%" PRId64, v);
+    txlog_arr_raw(a, one);
+}
+
+bool txlog_arr_close(struct txlog_arr *a)
+{
+    if (a->ok)
+        a->ok = buf_append(&a->b, "}", 1);
+    return a->ok;
 }
 
 void txlog_hold(struct txlog *tl, int64_t id)

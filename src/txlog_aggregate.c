@@ -43,35 +43,6 @@ static enum hibus_err fail(struct hibus_error *err, PGconn *conn, PGresult *res,
     return rc;
 }
 
-/* ---- PostgreSQL array literals of text ---- */
-
-static void arr_text(struct buf *b, const char *s)
-{
-    buf_append(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1);
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_append(b, "\\", 1);
-        buf_append(b, p, 1);
-    }
-    buf_append(b, "\"", 1);
-}
-
-static void arr_null(struct buf *b)
-{
-    buf_append(b, b->len > 1 ? ",NULL" : "NULL", b->len > 1 ? 5 : 4);
-}
-
-static void arr_open(struct buf *b)
-{
-    b->len = 0;
-    buf_append(b, "{", 1);
-}
-
-static void arr_close(struct buf *b)
-{
-    buf_append(b, "}", 2); /* with its NUL */
-}
-
 /* ------------------------------------------------------------------ storing */
 
 /* Periods a facility has no event in, between its first and its last period with
@@ -92,9 +63,9 @@ static enum hibus_err fill_gaps(PGconn *conn, const struct txlog_agg_store *rq,
                                  2, NULL, v, NULL, NULL, 0);
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(err, conn, res, "look for periods without events");
-    struct buf a[4] = {{0}};
+    struct txlog_arr a[4];
     for (int k = 0; k < 4; k++)
-        arr_open(&a[k]);
+        txlog_arr_open(&a[k]);
     for (int r = 0; r < PQntuples(res); r++) {
         struct period_date first, last;
         struct period p;
@@ -107,19 +78,26 @@ static enum hibus_err fill_gaps(PGconn *conn, const struct txlog_agg_store *rq,
             char sd[11], ed[11];
             period_date_format(p.start, sd);
             period_date_format(p.end, ed);
-            arr_text(&a[0], PQgetvalue(res, r, 0));
-            arr_text(&a[1], p.id);
-            arr_text(&a[2], sd);
-            arr_text(&a[3], ed);
+            txlog_arr_str(&a[0], PQgetvalue(res, r, 0));
+            txlog_arr_str(&a[1], p.id);
+            txlog_arr_str(&a[2], sd);
+            txlog_arr_str(&a[3], ed);
             if (!period_containing(rq->period_type,
                                    period_date_of_day(period_day_number(p.end) + 1), &p))
                 break;
         }
     }
     PQclear(res);
+    bool built = true;
     for (int k = 0; k < 4; k++)
-        arr_close(&a[k]);
-    const char *pv[5] = {rq->channel, a[0].s, a[1].s, a[2].s, a[3].s};
+        built = txlog_arr_close(&a[k]) && built;
+    if (!built) {
+        for (int k = 0; k < 4; k++)
+            buf_free(&a[k].b);
+        txlog_rollback(conn);
+        return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory adding periods");
+    }
+    const char *pv[5] = {rq->channel, a[0].b.s, a[1].b.s, a[2].b.s, a[3].b.s};
     res = PQexecParams(conn,
                        "INSERT INTO aggregate_periods (channel, facility, period, period_start,"
                        " period_end)"
@@ -127,7 +105,7 @@ static enum hibus_err fill_gaps(PGconn *conn, const struct txlog_agg_store *rq,
                        " ON CONFLICT (channel, facility, period) DO NOTHING",
                        5, NULL, pv, NULL, NULL, 0);
     for (int k = 0; k < 4; k++)
-        buf_free(&a[k]);
+        buf_free(&a[k].b);
     if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
         return fail(err, conn, res, "add the periods without events");
     PQclear(res);
@@ -206,37 +184,37 @@ static enum hibus_err op_store(PGconn *conn, unsigned *prepared, void *vctx,
     json_decref(ctx->out->periods);
     ctx->out->periods = json_array();
 
-    struct buf a[7] = {{0}};
+    struct txlog_arr a[7];
     for (int k = 0; k < 7; k++)
-        arr_open(&a[k]);
+        txlog_arr_open(&a[k]);
     for (size_t i = 0; i < ev->n; i++) {
         const struct agg_event *e = &ev->v[i];
-        char q[32];
-        snprintf(q, sizeof q, "%lld", e->quantity);
-        arr_text(&a[0], e->source_id);
-        arr_text(&a[1], e->facility);
-        arr_text(&a[2], e->commodity);
-        arr_text(&a[3], e->date);
-        arr_text(&a[4], AGG_KIND_NAMES[e->kind]);
-        arr_text(&a[5], q);
-        if (e->reason)
-            arr_text(&a[6], e->reason);
-        else
-            arr_null(&a[6]);
+        txlog_arr_str(&a[0], e->source_id);
+        txlog_arr_str(&a[1], e->facility);
+        txlog_arr_str(&a[2], e->commodity);
+        txlog_arr_str(&a[3], e->date);
+        txlog_arr_str(&a[4], AGG_KIND_NAMES[e->kind]);
+        txlog_arr_int(&a[5], e->quantity);
+        txlog_arr_str(&a[6], e->reason);
     }
+    bool built = true;
     for (int k = 0; k < 7; k++)
-        arr_close(&a[k]);
+        built = txlog_arr_close(&a[k]) && built;
     char tx[32];
     snprintf(tx, sizeof tx, "%lld", (long long)rq->tx_id);
-    const char *v[10] = {rq->channel, a[0].s, a[1].s, a[2].s,       a[3].s,
-                         a[4].s,      a[5].s, a[6].s, rq->timezone, tx};
+    const char *v[10] = {rq->channel, a[0].b.s, a[1].b.s, a[2].b.s,     a[3].b.s,
+                         a[4].b.s,    a[5].b.s, a[6].b.s, rq->timezone, tx};
     enum hibus_err rc = HIBUS_OK;
     PGresult *res = NULL;
+    if (!built) {
+        rc = hibus_error_set(err, HIBUS_E_NOMEM, "out of memory storing stock events");
+        goto out;
+    }
     if (!txlog_exec_cmd(conn, "BEGIN", "begin storing stock events", err)) {
         rc = HIBUS_E_DB;
         goto out;
     }
-    if (!lock_facilities(conn, rq->channel, a[1].s, distinct_facilities(ev), err)) {
+    if (!lock_facilities(conn, rq->channel, a[1].b.s, distinct_facilities(ev), err)) {
         rc = HIBUS_E_DB;
         goto out;
     }
@@ -267,8 +245,10 @@ static enum hibus_err op_store(PGconn *conn, unsigned *prepared, void *vctx,
     ctx->out->duplicates = (long)ev->n - n;
     /* the distinct (facility, period) of the new events */
     json_t *seen = json_object();
-    for (int k = 0; k < 4; k++)
-        arr_open(&a[k]);
+    for (int k = 0; k < 4; k++) {
+        buf_free(&a[k].b); /* the events' arrays, done with */
+        txlog_arr_open(&a[k]);
+    }
     for (int r = 0; r < n; r++) {
         const char *facility = PQgetvalue(res, r, 0);
         struct period_date d;
@@ -284,10 +264,10 @@ static enum hibus_err op_store(PGconn *conn, unsigned *prepared, void *vctx,
             char s[11], e[11];
             period_date_format(p.start, s);
             period_date_format(p.end, e);
-            arr_text(&a[0], facility);
-            arr_text(&a[1], p.id);
-            arr_text(&a[2], s);
-            arr_text(&a[3], e);
+            txlog_arr_str(&a[0], facility);
+            txlog_arr_str(&a[1], p.id);
+            txlog_arr_str(&a[2], s);
+            txlog_arr_str(&a[3], e);
         }
         free(key);
     }
@@ -295,8 +275,13 @@ static enum hibus_err op_store(PGconn *conn, unsigned *prepared, void *vctx,
     PQclear(res);
     res = NULL;
     for (int k = 0; k < 4; k++)
-        arr_close(&a[k]);
-    const char *pv[5] = {rq->channel, a[0].s, a[1].s, a[2].s, a[3].s};
+        built = txlog_arr_close(&a[k]) && built;
+    if (!built) {
+        txlog_rollback(conn);
+        rc = hibus_error_set(err, HIBUS_E_NOMEM, "out of memory marking periods");
+        goto out;
+    }
+    const char *pv[5] = {rq->channel, a[0].b.s, a[1].b.s, a[2].b.s, a[3].b.s};
     /* The periods of the new events, and every later one of the same facility
      * that was sent already (its opening balance moved). */
     res = PQexecParams(
@@ -331,7 +316,7 @@ static enum hibus_err op_store(PGconn *conn, unsigned *prepared, void *vctx,
                                         PQgetvalue(res, r, 3)[0] == 't'));
     PQclear(res);
     res = NULL;
-    if (n > 0 && fill_gaps(conn, rq, a[0].s, err) != HIBUS_OK) {
+    if (n > 0 && fill_gaps(conn, rq, a[0].b.s, err) != HIBUS_OK) {
         rc = HIBUS_E_DB;
         goto out;
     }
@@ -340,7 +325,7 @@ static enum hibus_err op_store(PGconn *conn, unsigned *prepared, void *vctx,
 out:
     PQclear(res);
     for (int k = 0; k < 7; k++)
-        buf_free(&a[k]);
+        buf_free(&a[k].b);
     return rc;
 }
 

@@ -23,7 +23,9 @@
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
+#include "hibus/buf.h"
 #include "hibus/error.h"
 #include "hibus/txlog.h"
 
@@ -110,5 +112,21 @@ void txlog_announcer_free(struct txlog_announcer *a);
  * status (src/txlog.c): announces it (when txlog_announce_start ran) and, when a
  * transaction became queued, calls the txlog_on_queued function. */
 void txlog_changed(struct txlog *tl, bool queued);
+
+/* A PostgreSQL array literal being written ("{...}", for $n::text[] and the like):
+ * elements in order, then txlog_arr_close; the literal is then a.b.s (free it with
+ * buf_free). ok turns false when memory runs out, and the rest is skipped. */
+struct txlog_arr {
+    struct buf b;
+    bool ok;
+};
+void txlog_arr_open(struct txlog_arr *a);
+/* s[0..len) quoted (NULL: SQL NULL); hex: the bytes in bytea's \x form. */
+void txlog_arr_text(struct txlog_arr *a, const char *s, size_t len, bool hex);
+void txlog_arr_str(struct txlog_arr *a, const char *s); /* NULL: SQL NULL */
+/* A number or boolean as it is written (NULL: SQL NULL). */
+void txlog_arr_raw(struct txlog_arr *a, const char *v);
+void txlog_arr_int(struct txlog_arr *a, int64_t v);
+bool txlog_arr_close(struct txlog_arr *a);
 
 #endif

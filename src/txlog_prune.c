@@ -112,30 +112,17 @@ static enum hibus_err op_prune(PGconn *conn, unsigned *prepared, void *vctx,
 
     /* Then what remains past each channel's limits, in batches. A rule with
      * channel NULL covers every channel no other rule names. */
-    size_t names_cap = 4; /* "{", "}", NUL, and one spare */
+    struct txlog_arr named;
+    txlog_arr_open(&named);
     for (size_t i = 0; i < ctx->n; i++)
         if (ctx->rules[i].channel)
-            names_cap += strlen(ctx->rules[i].channel) * 2 + 4;
-    char *names = hibus_xmalloc(names_cap);
-    /* a PostgreSQL array literal of the named channels */
-    size_t at = 0;
-    names[at++] = '{';
-    for (size_t i = 0; i < ctx->n; i++) {
-        const char *c = ctx->rules[i].channel;
-        if (c == NULL)
-            continue;
-        if (at > 1)
-            names[at++] = ',';
-        names[at++] = '"';
-        for (; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                names[at++] = '\\';
-            names[at++] = *c;
-        }
-        names[at++] = '"';
+            txlog_arr_str(&named, ctx->rules[i].channel);
+    if (!txlog_arr_close(&named)) {
+        buf_free(&named.b);
+        rc = hibus_error_set(err, HIBUS_E_NOMEM, "out of memory listing the channels to prune");
+        goto unlock;
     }
-    names[at++] = '}';
-    names[at] = '\0';
+    const char *names = named.b.s;
 #define PRUNE_WHO                                                                                  \
     "(($1::text IS NOT NULL AND channel = $1) OR"                                                  \
     " ($1::text IS NULL AND NOT (channel = ANY ($3::text[]))))"                                    \
@@ -193,7 +180,7 @@ static enum hibus_err op_prune(PGconn *conn, unsigned *prepared, void *vctx,
         }
     }
 #undef PRUNE_WHO
-    free(names);
+    buf_free(&named.b);
 unlock:
     PQclear(PQexec(conn, "SELECT pg_advisory_unlock(" PRUNE_LOCK ")"));
     return rc;

@@ -1019,22 +1019,18 @@ enum hibus_err txlog_follow_next(struct txlog_follower *f, int timeout_ms,
     /* Status changes of the watched ones and of those a rerun named. */
     size_t k = f->n_w + f->n_named;
     if (k > 0) {
-        struct buf ids = {0};
-        bool ok = buf_append(&ids, "{", 1);
-        for (size_t i = 0; i < k && ok; i++) {
-            char one[24];
-            int len = snprintf(one, sizeof one, "%s%" PRId64, i ? "," : "",
-                               i < f->n_w ? f->w[i].id : f->named[i - f->n_w]);
-            ok = buf_append(&ids, one, (size_t)len);
-        }
-        ok = ok && buf_append(&ids, "}", 1);
-        const char *const v2[1] = {ids.s};
+        struct txlog_arr ids;
+        txlog_arr_open(&ids);
+        for (size_t i = 0; i < k; i++)
+            txlog_arr_int(&ids, i < f->n_w ? f->w[i].id : f->named[i - f->n_w]);
+        bool ok = txlog_arr_close(&ids);
+        const char *const v2[1] = {ids.b.s};
         res = ok ? PQexecParams(f->l->conn,
                                 "SELECT " SUMMARY_COLS " FROM transactions"
                                 " WHERE id = ANY ($1::int8[]) ORDER BY id",
                                 1, NULL, v2, NULL, NULL, 0)
                  : NULL;
-        buf_free(&ids);
+        buf_free(&ids.b);
         if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
             rc = follow_fail(f, res, "read changed transactions", err);
             PQclear(res);

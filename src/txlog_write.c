@@ -363,73 +363,6 @@ struct complete_ctx {
 
 /* ---- Arrays of attempts, as PostgreSQL's array literals ---- */
 
-struct arr {
-    struct buf b;
-    bool ok;
-};
-
-static void arr_open(struct arr *a)
-{
-    memset(a, 0, sizeof *a);
-    a->ok = buf_append(&a->b, "{", 1);
-}
-
-static void arr_sep(struct arr *a)
-{
-    if (a->ok && a->b.len > 1)
-        a->ok = buf_append(&a->b, ",", 1);
-}
-
-/* A text element (NULL: SQL NULL), quoted; hex: the bytes as bytea's \x form. */
-static void arr_text(struct arr *a, const char *s, size_t len, bool hex)
-{
-    arr_sep(a);
-    if (!a->ok)
-        return;
-    if (s == NULL) {
-        a->ok = buf_append(&a->b, "NULL", 4);
-        return;
-    }
-    a->ok = buf_reserve(&a->b, 4 + 2 * len) && buf_append(&a->b, "\"", 1);
-    if (a->ok && hex) {
-        static const char digits[] = "0123456789abcdef";
-        a->ok = buf_append(&a->b, "\\\\x", 3);
-        for (size_t i = 0; i < len && a->ok; i++) {
-            char h[2] = {digits[(unsigned char)s[i] >> 4], digits[(unsigned char)s[i] & 15]};
-            a->ok = buf_append(&a->b, h, 2);
-        }
-    } else {
-        for (size_t i = 0; i < len && a->ok; i++) {
-            if (s[i] == '"' || s[i] == '\\')
-                a->ok = buf_append(&a->b, "\\", 1);
-            if (a->ok)
-                a->ok = buf_append(&a->b, &s[i], 1);
-        }
-    }
-    if (a->ok)
-        a->ok = buf_append(&a->b, "\"", 1);
-}
-
-static void arr_str(struct arr *a, const char *s)
-{
-    arr_text(a, s, s ? strlen(s) : 0, false);
-}
-
-/* A number or boolean written as is (NULL: SQL NULL). */
-static void arr_raw(struct arr *a, const char *v)
-{
-    arr_sep(a);
-    if (a->ok)
-        a->ok = buf_append(&a->b, v ? v : "NULL", strlen(v ? v : "NULL"));
-}
-
-static bool arr_close(struct arr *a)
-{
-    if (a->ok)
-        a->ok = buf_append(&a->b, "}", 1);
-    return a->ok;
-}
-
 enum {
     A_ROUTE,
     A_METHOD,
@@ -447,10 +380,10 @@ enum {
     A_COUNT
 };
 
-static bool attempt_arrays(const struct txlog_attempt *at, size_t n, struct arr v[A_COUNT])
+static bool attempt_arrays(const struct txlog_attempt *at, size_t n, struct txlog_arr v[A_COUNT])
 {
     for (int k = 0; k < A_COUNT; k++)
-        arr_open(&v[k]);
+        txlog_arr_open(&v[k]);
     for (size_t i = 0; i < n; i++) {
         const struct txlog_attempt *a = &at[i];
         char code[16], dur[64], start[64], num[16];
@@ -458,24 +391,25 @@ static bool attempt_arrays(const struct txlog_attempt *at, size_t n, struct arr 
         snprintf(dur, sizeof dur, "%.3f", isfinite(a->duration_ms) ? a->duration_ms : 0.0);
         snprintf(start, sizeof start, "%.3f", a->started_epoch_ms);
         snprintf(num, sizeof num, "%d", a->attempt > 0 ? a->attempt : 0);
-        arr_str(&v[A_ROUTE], a->route);
-        arr_str(&v[A_METHOD], a->method);
-        arr_str(&v[A_URL], a->url);
-        arr_raw(&v[A_CODE], a->status_code ? code : NULL);
-        arr_raw(&v[A_DUR], dur);
-        arr_str(&v[A_ERROR], a->error);
-        arr_str(&v[A_HEADERS], a->response_headers_json);
-        arr_text(&v[A_EXCERPT], (const char *)a->response_excerpt, a->response_excerpt_len, true);
-        arr_raw(&v[A_START],
-                a->started_epoch_ms > 0 && isfinite(a->started_epoch_ms) ? start : NULL);
-        arr_str(&v[A_DETAILS], a->details_json);
-        arr_str(&v[A_OUTCOME], a->outcome);
-        arr_raw(&v[A_RETRY], a->retryable ? "true" : "false");
-        arr_raw(&v[A_NUM], num);
+        txlog_arr_str(&v[A_ROUTE], a->route);
+        txlog_arr_str(&v[A_METHOD], a->method);
+        txlog_arr_str(&v[A_URL], a->url);
+        txlog_arr_raw(&v[A_CODE], a->status_code ? code : NULL);
+        txlog_arr_raw(&v[A_DUR], dur);
+        txlog_arr_str(&v[A_ERROR], a->error);
+        txlog_arr_str(&v[A_HEADERS], a->response_headers_json);
+        txlog_arr_text(&v[A_EXCERPT], (const char *)a->response_excerpt, a->response_excerpt_len,
+                       true);
+        txlog_arr_raw(&v[A_START],
+                      a->started_epoch_ms > 0 && isfinite(a->started_epoch_ms) ? start : NULL);
+        txlog_arr_str(&v[A_DETAILS], a->details_json);
+        txlog_arr_str(&v[A_OUTCOME], a->outcome);
+        txlog_arr_raw(&v[A_RETRY], a->retryable ? "true" : "false");
+        txlog_arr_raw(&v[A_NUM], num);
     }
     bool ok = true;
     for (int k = 0; k < A_COUNT; k++)
-        ok = arr_close(&v[k]) && ok;
+        ok = txlog_arr_close(&v[k]) && ok;
     return ok;
 }
 
@@ -483,7 +417,7 @@ static bool attempt_arrays(const struct txlog_attempt *at, size_t n, struct arr 
  * false when out of memory. */
 struct finish_params {
     char txid[32], rstatus[16], retry[32];
-    struct arr arrays[A_COUNT];
+    struct txlog_arr arrays[A_COUNT];
     const char *vals[24];
     int lens[24], fmts[24];
 };
@@ -923,21 +857,17 @@ enum hibus_err txlog_renew_workers(struct txlog *tl, const char *node, const int
     *renewed = 0;
     if (n == 0)
         return HIBUS_OK;
-    struct buf list = {0};
-    bool ok = buf_append(&list, "{", 1);
-    for (size_t i = 0; ok && i < n; i++) {
-        char one[32];
-        int len = snprintf(one, sizeof one, "%s%" PRId64, i ? "," : "", ids[i]);
-        ok = buf_append(&list, one, (size_t)len);
-    }
-    ok = ok && buf_append(&list, "}", 1);
-    if (!ok) {
-        buf_free(&list);
+    struct txlog_arr list;
+    txlog_arr_open(&list);
+    for (size_t i = 0; i < n; i++)
+        txlog_arr_int(&list, ids[i]);
+    if (!txlog_arr_close(&list)) {
+        buf_free(&list.b);
         return hibus_error_set(err, HIBUS_E_NOMEM, "out of memory renewing leases");
     }
     char lease[32];
     snprintf(lease, sizeof lease, "%ld", lease_ms);
-    const char *const vals[3] = {node, lease, list.s};
+    const char *const vals[3] = {node, lease, list.b.s};
     enum hibus_err rc =
         run_count(tl,
                   "UPDATE transactions SET lease_until = clock_timestamp()"
@@ -945,7 +875,7 @@ enum hibus_err txlog_renew_workers(struct txlog *tl, const char *node, const int
                   " WHERE id = ANY ($3::int8[]) AND status = 'processing'"
                   "   AND (lease_owner = $1 OR starts_with(lease_owner, $1 || '/w'))",
                   "renew the delivery workers' leases", 3, vals, renewed, err);
-    buf_free(&list);
+    buf_free(&list.b);
     return rc;
 }
 
