@@ -421,6 +421,10 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
     w->threads = hibus_xcalloc(n ? n : 1, sizeof *w->threads);
     w->ctx = hibus_xcalloc(n ? n : 1, sizeof *w->ctx);
     *out = w;
+    /* The keeper renews the listener's sync leases too: it runs even in a process
+     * without delivery workers. */
+    if (pthread_create(&w->keeper, NULL, keeper_main, w) == 0)
+        w->keeper_started = true;
     if (n == 0)
         return HIBUS_OK;
     /* A transaction queued by this process wakes its workers at once; the waker
@@ -428,8 +432,6 @@ enum hibus_err workers_start(const struct worker_deps *deps, struct workers **ou
     txlog_on_queued(deps->tl, on_queued, w);
     if (pthread_create(&w->waker, NULL, waker_main, w) == 0)
         w->waker_started = true;
-    if (pthread_create(&w->keeper, NULL, keeper_main, w) == 0)
-        w->keeper_started = true;
     for (; w->n_threads < n; w->n_threads++) {
         struct worker_thread *t = &w->ctx[w->n_threads];
         t->w = w;

@@ -166,10 +166,16 @@ class SyncLeaseTest(harness.FaultTestCase):
         return t, out
 
     def test_3_sync_import_slower_than_the_lease_keeps_its_claim(self):
+        # the process that takes the request has no delivery workers of its own;
+        # another process's workers would take the request over if its lease lapsed
         hb = harness.fault_hibus(PG, [sync_channel("outage-sync", "/outage/sync")],
-                                 name="hibus-sync", delivery={"lease": "3s"})
+                                 name="hibus-sync", delivery={"lease": "3s", "workers": 0})
         self.addCleanup(hb._cleanup)
         hb.start()
+        other = harness.fault_hibus(PG, [sync_channel("outage-sync", "/outage/sync")],
+                                    name="hibus-sync-other", delivery={"lease": "3s"})
+        self.addCleanup(other._cleanup)
+        other.start()
         self.begin(SIM)
         SIM.faults(stall_seconds=6, stall_count=1)
         rep = harness.fault_reports(1, 2020, "sync-slow")[0]
@@ -197,6 +203,7 @@ class SyncLeaseTest(harness.FaultTestCase):
         self.assertEqual(self.PG.count("attempts", "transaction_id = %d" % tx), 1)
         print("  SYNC a 6 s import under a 3 s lease: answered 200 after %.1f s, 1 import, "
               "1 attempt" % took)
+        other.stop()
         hb.stop()
 
     def test_4_sync_request_of_a_killed_process_is_delivered_within_a_lease(self):
