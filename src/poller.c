@@ -24,9 +24,11 @@
  *  - An item whose id was seen makes no transaction. The id is recorded after the
  *    transaction is committed, so a crash in between means a duplicate, not a
  *    loss.
- *  - A pull never outlasts its claim (delivery.lease): it stops with an error
- *    before a request that could end past it, so no other process can take the
- *    next slot while this one still pulls.
+ *  - A pull never outlasts its claim: before a request that could end past it,
+ *    the claim is renewed (delivery.lease, or poll.timeout and a margin when that
+ *    is longer), so a pull of many pages takes as long as it needs and no other
+ *    process takes the slot meanwhile; if the claim lapsed (the database was out
+ *    of reach, the process stalled), the pull stops with an error.
  */
 #define LOG_SUBSYS "poller"
 
@@ -219,8 +221,8 @@ struct pull {
     const struct config *cfg;
     const struct config_channel *ch;
     const struct config_poll *p;
-    const char *cursor; /* sent as poll.cursor.param, or NULL */
-    long t0, lease_ms;
+    const char *cursor;     /* sent as poll.cursor.param, or NULL */
+    long renewed, lease_ms; /* renewed: when the claim was last extended (clock_ms) */
     int stored, seen, pages, lookups;
     json_t *looked_up; /* "<lookup>\n<id>": answer (or null: not found), for this pull */
     char error[512];   /* why the pull failed; "" while it has not */
@@ -236,17 +238,35 @@ static bool failed(struct pull *pu, const char *fmt, ...)
     return false;
 }
 
-/* Whether one more request fits in the claim (delivery.lease); false with the
- * error set when it does not: no other process may take the next slot while
- * this pull still runs. */
+/* How long a pull's claim lasts from its last renewal: delivery.lease, and at
+ * least one request to the source (poll.timeout) and a margin. */
+static long poll_lease_ms(const struct config *cfg, const struct config_poll *p)
+{
+    long one = p->source.timeout_ms + 5000;
+    return cfg->delivery_lease_ms > one ? cfg->delivery_lease_ms : one;
+}
+
+/* Makes sure one more request fits in the claim, renewing it when it would not
+ * (a pull of many pages or lookups takes as long as it needs); false with the
+ * error set when the claim is lost: another process may be pulling the slot. */
 static bool time_left(struct pull *pu)
 {
-    if (clock_ms() - pu->t0 + pu->p->source.timeout_ms <= pu->lease_ms)
+    long now = clock_ms();
+    if (now - pu->renewed + pu->p->source.timeout_ms <= pu->lease_ms)
         return true;
-    return failed(pu,
-                  "the pull would outlast its claim (delivery.lease, %ld ms) after %d pages and "
-                  "%d lookups; raise delivery.lease or lower poll.timeout",
-                  pu->lease_ms, pu->pages, pu->lookups);
+    bool held = false;
+    struct hibus_error err = {0};
+    if (txlog_poll_renew(pu->pl->tl, pu->ch->name, pu->pl->node, pu->lease_ms, &held, &err) !=
+        HIBUS_OK)
+        return failed(pu, "could not renew its claim after %d pages and %d lookups: %s", pu->pages,
+                      pu->lookups, err.msg);
+    if (!held)
+        return failed(pu,
+                      "its claim lapsed after %d pages and %d lookups (the database was out "
+                      "of reach, or the process stalled, for %ld ms); the slot is pulled again",
+                      pu->pages, pu->lookups, pu->lease_ms);
+    pu->renewed = now;
+    return true;
 }
 
 /* Puts v at a dotted path of obj, making the objects on the way (replacing what
@@ -599,8 +619,8 @@ static void pull(struct poller *pl, const struct config *cfg, const struct confi
                       .ch = ch,
                       .p = p,
                       .cursor = slot->cursor ? slot->cursor : p->cursor_from,
-                      .t0 = clock_ms(),
-                      .lease_ms = cfg->delivery_lease_ms,
+                      .renewed = clock_ms(),
+                      .lease_ms = poll_lease_ms(cfg, ch->poll),
                       .looked_up = json_object()};
     /* The next cursor: the time this pull began, by the database's clock (what
      * "since the last successful pull" means), less cursor.overlap (for a source
@@ -704,8 +724,8 @@ static void look(struct poller *pl, const struct config *cfg, const struct confi
     }
     free(key);
     struct txlog_poll_slot slot = {0};
-    if (txlog_poll_claim(pl->tl, ch->name, &sch, pl->node, cfg->delivery_lease_ms, &slot, &err) !=
-        HIBUS_OK) {
+    if (txlog_poll_claim(pl->tl, ch->name, &sch, pl->node, poll_lease_ms(cfg, ch->poll), &slot,
+                         &err) != HIBUS_OK) {
         db_trouble(pl, ch->name, "look for a due slot", &err);
         return;
     }

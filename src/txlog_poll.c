@@ -172,6 +172,36 @@ enum hibus_err txlog_poll_claim(struct txlog *tl, const char *channel,
     return HIBUS_OK;
 }
 
+static enum hibus_err op_renew(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
+{
+    (void)prepared;
+    struct poll_ctx *ctx = vctx;
+    char lease[32];
+    snprintf(lease, sizeof lease, "%ld", ctx->lease_ms);
+    const char *const v[3] = {ctx->channel, ctx->owner, lease};
+    PGresult *res = PQexecParams(conn,
+                                 "UPDATE poll_state SET claimed_until = now() + $3::int8 *"
+                                 " interval '1 ms' WHERE channel = $1 AND claimed_by = $2"
+                                 " AND claimed_until >= now()",
+                                 3, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return fail(err, conn, res, "renew the poll claim", false);
+    ctx->seen = strcmp(PQcmdTuples(res), "1") == 0;
+    PQclear(res);
+    return HIBUS_OK;
+}
+
+enum hibus_err txlog_poll_renew(struct txlog *tl, const char *channel, const char *owner,
+                                long lease_ms, bool *held, struct hibus_error *err)
+{
+    struct poll_ctx ctx = {.channel = channel, .owner = owner, .lease_ms = lease_ms};
+    enum hibus_err rc = txlog_with_conn(tl, op_renew, &ctx, err);
+    if (rc == HIBUS_OK)
+        *held = ctx.seen;
+    return rc;
+}
+
 static enum hibus_err op_finish(PGconn *conn, unsigned *prepared, void *vctx,
                                 struct hibus_error *err)
 {

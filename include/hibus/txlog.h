@@ -443,6 +443,11 @@ enum hibus_err txlog_poll_claim(struct txlog *tl, const char *channel,
                                 long lease_ms, struct txlog_poll_slot *slot,
                                 struct hibus_error *err);
 
+/* Extends owner's claim on channel's slot to lease_ms from now, while a pull runs;
+ * *held is false when the claim had lapsed (another process may pull now). */
+enum hibus_err txlog_poll_renew(struct txlog *tl, const char *channel, const char *owner,
+                                long lease_ms, bool *held, struct hibus_error *err);
+
 /* Ends owner's claim on channel: on success (error NULL) stores cursor (NULL:
  * keeps the stored one), items and the time, and clears last_error; on failure
  * records error and keeps the cursor. */

@@ -53,6 +53,8 @@ class Source:
                                        self.headers.get("Authorization")))
                     items = list(src.items.get(u.path, []))
                     fail = src.fail.get(u.path)
+                if u.path == "/slow":  # a slow source: every page takes 0.4 s
+                    time.sleep(0.4)
                 if u.path == "/token":  # a continuation token: the offset of the next page
                     at = int(q.get("t", "0"))
                     more = at + 2 < len(items)
@@ -675,6 +677,36 @@ class PollAggregateTest(harness.TestCase):
             harness.wait_until(lambda: got() == harness.sort_values(want_after), timeout=30,
                                what="August corrected: %r, has %r" % (want_after, got()))
             self.assertEqual(tx_count("olmis-events", "path LIKE 'aggregate:%'"), 2)
+        finally:
+            h.stop()
+
+
+class SlowPullTest(harness.TestCase):
+    """A pull longer than its claim: 20 pages of 0.4 s each (8 s) under a claim of
+    6 s (poll.timeout 1 s and 5 s; delivery.lease 3 s) is renewed as it goes, and
+    every item arrives from one pull."""
+
+    def test_a_long_pull_renews_its_claim(self):
+        with SOURCE.lock:
+            SOURCE.items["/slow"] = [item(i) for i in range(1, 21)]
+        ch = poll_channel("slow", "/slow", cursor=False, every="1h", size=1)
+        ch["poll"]["timeout"] = "1s"
+        h = harness.Hibus(PG.url, channels=[ch], name="slow-pull",
+                          settings={"delivery": {"lease": "3s", "poll": "200ms"}})
+        h.start()
+        try:
+            harness.wait_until(lambda: state("slow") is not None, timeout=10,
+                               what="slow registered")
+            PG.psql("UPDATE poll_state SET next_due = now() WHERE channel = 'slow'")
+            harness.wait_until(lambda: state("slow")["claimed_by"] is None
+                               and state("slow")["runs"] == 1, timeout=30,
+                               what="the slow pull to end")
+            s = state("slow")
+            self.assertIsNone(s["last_error"], s)
+            self.assertEqual(s["last_items"], 20, s)
+            self.assertEqual(len(SOURCE.hits_of("/slow")), 20)
+            harness.wait_until(lambda: len(delivered_ids("slow")) == 20, timeout=10,
+                               what="20 items delivered")
         finally:
             h.stop()
 
