@@ -48,11 +48,13 @@ static const struct key_spec lookup_keys[] = {
 };
 #define POLL_MAX_LOOKUPS 8
 
-enum { K_C_PARAM, K_C_FROM, K_C_OVERLAP };
+enum { K_C_PARAM, K_C_FROM, K_C_OVERLAP, K_C_FROM_ITEMS, K_C_TOKEN };
 static const struct key_spec cursor_keys[] = {
     [K_C_PARAM] = {"param", true},
-    [K_C_FROM] = {"from", true},
+    [K_C_FROM] = {"from", false}, /* required unless token (checked below) */
     [K_C_OVERLAP] = {"overlap", false},
+    [K_C_FROM_ITEMS] = {"from_items", false},
+    [K_C_TOKEN] = {"token", false},
 };
 
 enum {
@@ -145,9 +147,24 @@ static void load_cursor(struct loader *ld, yaml_node_t *n, struct config_poll *p
     get_param(ld, f[K_C_PARAM].val, "poll.cursor.param", &p->cursor_param);
     if (f[K_C_FROM].val)
         config_get_string(ld, f[K_C_FROM].val, "poll.cursor.from", true, &p->cursor_from);
+    else if (f[K_C_TOKEN].val == NULL)
+        config_err_at(ld, n,
+                      "poll.cursor needs from: the cursor sent before the first successful "
+                      "pull (with token: it may be left out, and the first pull sends none)");
     if (f[K_C_OVERLAP].val)
         config_get_duration_in(ld, f[K_C_OVERLAP].val, "poll.cursor.overlap", &overlap_range,
                                &p->cursor_overlap_ms);
+    get_path(ld, f[K_C_FROM_ITEMS].val, "poll.cursor.from_items", &p->cursor_items);
+    get_path(ld, f[K_C_TOKEN].val, "poll.cursor.token", &p->cursor_token);
+    if (f[K_C_FROM_ITEMS].val && f[K_C_TOKEN].val)
+        config_err_at(ld, f[K_C_TOKEN].key,
+                      "poll.cursor.token and poll.cursor.from_items exclude each other: the "
+                      "next cursor is either the source's token or the items' largest value");
+    if (f[K_C_OVERLAP].val && (f[K_C_FROM_ITEMS].val || f[K_C_TOKEN].val))
+        config_err_at(ld, f[K_C_OVERLAP].key,
+                      "poll.cursor.overlap applies only to the cursor hibus takes from its own "
+                      "clock; with %s the source's own values are the cursor",
+                      f[K_C_TOKEN].val ? "token" : "from_items");
 }
 
 /* Keys of paging: that belong to one style only. */
@@ -386,6 +403,8 @@ void config_poll_free(struct config_poll *p)
     free(p->body);
     free(p->cursor_param);
     free(p->cursor_from);
+    free(p->cursor_items);
+    free(p->cursor_token);
     free(p->item_id);
     free(p->items);
     free(p->page_param);

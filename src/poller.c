@@ -224,8 +224,11 @@ struct pull {
     const char *cursor;     /* sent as poll.cursor.param, or NULL */
     long renewed, lease_ms; /* renewed: when the claim was last extended (clock_ms) */
     int stored, seen, pages, lookups;
-    json_t *looked_up; /* "<lookup>\n<id>": answer (or null: not found), for this pull */
-    char error[512];   /* why the pull failed; "" while it has not */
+    json_t *looked_up;  /* "<lookup>\n<id>": answer (or null: not found), for this pull */
+    char *next_cursor;  /* from the source (cursor.from_items, cursor.token); NULL: none yet */
+    double next_number; /* next_cursor as a number, when it is one (from_items) */
+    bool next_is_number;
+    char error[512]; /* why the pull failed; "" while it has not */
 };
 
 static bool failed(struct pull *pu, const char *fmt, ...) HIBUS_PRINTF(2, 3);
@@ -542,6 +545,51 @@ static bool next_page(struct pull *pu, json_t *doc, size_t n_items, long *page, 
     return true;
 }
 
+/* cursor.from_items: the item's value at the path, if larger than the largest so
+ * far. Numbers compare as numbers; text as text, which orders ISO 8601 times
+ * written alike (2026-03-01T06:00:00Z) by time. An item without the value does not
+ * move the cursor. */
+static void note_item_cursor(struct pull *pu, json_t *item)
+{
+    json_t *v = json_at(item, pu->p->cursor_items);
+    char text[128];
+    bool is_number = json_is_number(v);
+    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < sizeof text)
+        snprintf(text, sizeof text, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(text, sizeof text, "%.17g", json_real_value(v));
+    else
+        return;
+    if (pu->next_cursor != NULL) {
+        bool larger = is_number && pu->next_is_number ? json_number_value(v) > pu->next_number
+                                                      : strcmp(text, pu->next_cursor) > 0;
+        if (!larger)
+            return;
+        free(pu->next_cursor);
+    }
+    pu->next_cursor = hibus_xstrdup(text);
+    pu->next_is_number = is_number;
+    pu->next_number = is_number ? json_number_value(v) : 0;
+}
+
+/* cursor.token: the source's own next cursor in a page's answer (the last page's
+ * counts); a page without one leaves the one before. */
+static void note_token_cursor(struct pull *pu, json_t *doc)
+{
+    json_t *v = json_at(doc, pu->p->cursor_token);
+    char text[512];
+    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < sizeof text)
+        snprintf(text, sizeof text, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
+    else
+        return;
+    free(pu->next_cursor);
+    pu->next_cursor = hibus_xstrdup(text);
+}
+
 /* Fetches one page and stores its items; false with pu->error set on failure. */
 static bool pull_page(struct pull *pu, const char *url, json_t **doc_out, size_t *n_items)
 {
@@ -593,6 +641,8 @@ static bool pull_page(struct pull *pu, const char *url, json_t **doc_out, size_t
                     ok = failed(pu, "hibus is stopping");
                     break;
                 }
+                if (p->cursor_items != NULL)
+                    note_item_cursor(pu, item);
                 if (!store_item(pu, item, i, url)) {
                     ok = false;
                     break;
@@ -651,6 +701,8 @@ static void pull(struct poller *pl, const struct config *cfg, const struct confi
         size_t n = 0;
         ok = pull_page(&pu, url, &doc, &n) &&
              next_page(&pu, doc, n, &page, &token, &next_url, &more);
+        if (ok && p->cursor_token != NULL)
+            note_token_cursor(&pu, doc);
         json_decref(doc);
         free(url);
     }
@@ -664,7 +716,10 @@ static void pull(struct poller *pl, const struct config *cfg, const struct confi
         if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
             *c = '?';
     struct hibus_error err = {0};
-    const char *cursor = p->cursor_param ? next_cursor : NULL;
+    /* the source's own cursor when it gave one; none: the stored one stays */
+    const char *cursor = p->cursor_param == NULL              ? NULL
+                         : p->cursor_items || p->cursor_token ? pu.next_cursor
+                                                              : next_cursor;
     if (txlog_poll_finish(pl->tl, ch->name, pl->node, ok ? cursor : NULL, pu.stored,
                           ok ? NULL : pu.error, &err) != HIBUS_OK)
         LOG_ERROR(NULL,
@@ -684,6 +739,7 @@ static void pull(struct poller *pl, const struct config *cfg, const struct confi
                  "poll channel \"%s\": pull failed after %d item%s stored, the cursor stays and "
                  "the next slot pulls again: %s",
                  ch->name, pu.stored, pu.stored == 1 ? "" : "s", pu.error);
+    free(pu.next_cursor);
 }
 
 /* ------------------------------------------------------------------------------------

@@ -2499,6 +2499,17 @@ static void test_poll_errors(void **state)
     put("channels/i.yaml", "name: i\n"
                            "poll: { url: http://x.example/, every: 1m, lookups: [] }\n"
                            "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/j.yaml", "name: j\n"
+                           "poll:\n"
+                           "  url: http://x.example/\n"
+                           "  every: 1m\n"
+                           "  cursor: { param: since, from: \"0\", from_items: m, token: t, "
+                           "overlap: 5m }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
+    put("channels/k.yaml", "name: k\n"
+                           "poll: { url: http://x.example/, every: 1m, cursor: { param: s, "
+                           "from_items: \".m\" } }\n"
+                           "routes: [{ name: r, url: \"http://t.example\" }]\n");
     put("channels/g.yaml", "name: g\n"
                            "poll: { url: http://x.example/, schedule: \"@daily\", timezone: "
                            "../etc/passwd }\n"
@@ -2520,7 +2531,8 @@ static void test_poll_errors(void **state)
         "channels/a.yaml:9:3: poll.body applies only with method: POST (a GET sends no body)\n"
         "channels/a.yaml:10:12: invalid path \"a..b\" for poll.item_id (expected names separated "
         "by \".\", like pager.pageCount)\n"
-        "channels/a.yaml:11:11: missing required key \"from\" in poll.cursor\n"
+        "channels/a.yaml:11:11: poll.cursor needs from: the cursor sent before the first "
+        "successful pull (with token: it may be left out, and the first pull sends none)\n"
         "channels/a.yaml:11:20: invalid query parameter name \"mod since\" for poll.cursor.param "
         "(letters, digits, \"-\", \"_\", \".\" and brackets)\n"
         "channels/b.yaml:3:3: poll needs a schedule: (a cron expression such as \"*/5 * * * *\") "
@@ -2554,7 +2566,15 @@ static void test_poll_errors(void **state)
         "separated by \".\", like pager.pageCount)\n"
         "channels/h.yaml:7:26: poll.lookups[1].url must hold \"{id}\" once, where the item's "
         "reference goes (like https://lmis.example/api/facilities/{id})\n"
-        "channels/i.yaml:2:53: poll.lookups must have 1 to 8 entries, not 0\n");
+        "channels/i.yaml:2:53: poll.lookups must have 1 to 8 entries, not 0\n"
+        "channels/j.yaml:5:53: poll.cursor.token and poll.cursor.from_items exclude each other: "
+        "the next cursor is either the source's token or the items' largest value\n"
+        "channels/j.yaml:5:63: poll.cursor.overlap applies only to the cursor hibus takes from "
+        "its own clock; with token the source's own values are the cursor\n"
+        "channels/k.yaml:2:52: poll.cursor needs from: the cursor sent before the first "
+        "successful pull (with token: it may be left out, and the first pull sends none)\n"
+        "channels/k.yaml:2:76: invalid path \".m\" for poll.cursor.from_items (expected names "
+        "separated by \".\", like pager.pageCount)\n");
     unsetenv("TZDIR");
 }
 

@@ -159,7 +159,12 @@ struct config_poll {
     char *cursor_param;     /* query parameter given the cursor; NULL: no cursor */
     char *cursor_from;      /* the cursor's value before the first successful pull */
     long cursor_overlap_ms; /* the next cursor is this much before the pull began */
-    char *item_id;          /* dotted path of each item's id (de-duplication); NULL: none */
+    /* Where the next cursor comes from (at most one; neither: the time the pull
+     * began, less the overlap): */
+    char *cursor_items; /* cursor.from_items: dotted path in each item; the largest value */
+    char *cursor_token; /* cursor.token: dotted path in an answer of the source's own next
+                           cursor (a sync token); the last page's */
+    char *item_id;      /* dotted path of each item's id (de-duplication); NULL: none */
     enum config_paging paging;
     char *items;       /* dotted path of the items array in an answer; NULL: the answer is one */
     char *page_param;  /* PAGE */

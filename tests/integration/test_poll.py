@@ -53,6 +53,10 @@ class Source:
                                        self.headers.get("Authorization")))
                     items = list(src.items.get(u.path, []))
                     fail = src.fail.get(u.path)
+                if u.path == "/sync":  # a sync token: the number of items already sent
+                    at = int(q.get("syncToken", "0"))
+                    doc = {"content": items[at:], "last": True, "nextSyncToken": str(len(items))}
+                    return self.answer(200, json.dumps(doc).encode())
                 if u.path == "/slow":  # a slow source: every page takes 0.4 s
                     time.sleep(0.4)
                 if u.path == "/token":  # a continuation token: the offset of the next page
@@ -707,6 +711,67 @@ class SlowPullTest(harness.TestCase):
             self.assertEqual(len(SOURCE.hits_of("/slow")), 20)
             harness.wait_until(lambda: len(delivered_ids("slow")) == 20, timeout=10,
                                what="20 items delivered")
+        finally:
+            h.stop()
+
+
+class CursorFromSourceTest(harness.TestCase):
+    """cursor.from_items (the items' largest modification time) and cursor.token (the
+    source's own sync token) instead of hibus's clock."""
+
+    def test_cursor_from_items_and_token(self):
+        with SOURCE.lock:
+            SOURCE.items["/byitem"] = [item(1, "2026-03-01T00:00:00Z"),
+                                       item(2, "2026-03-05T10:00:00Z"),
+                                       item(3, "2026-03-02T00:00:00Z")]
+            SOURCE.items["/sync"] = [item(i) for i in range(1, 4)]
+        byitem = poll_channel("byitem", "/byitem", every="1h",
+                              cursor={"param": "modifiedSince", "from": "2026-01-01T00:00:00Z",
+                                      "from_items": "modified"})
+        sync = poll_channel("sync", "/sync", every="1h", cursor={"param": "syncToken",
+                                                                  "token": "nextSyncToken"},
+                            paging=None)
+        sync["poll"]["paging"] = {"items": "content"}
+        h = harness.Hibus(PG.url, channels=[byitem, sync], name="cursors",
+                          settings={"delivery": {"poll": "200ms"}})
+        h.start()
+
+        def pull_now(ch, runs):
+            PG.psql("UPDATE poll_state SET next_due = now() WHERE channel = '%s'" % ch)
+            harness.wait_until(lambda: state(ch)["runs"] == runs
+                               and state(ch)["claimed_by"] is None, timeout=15,
+                               what="pull %d of %s" % (runs, ch))
+            self.assertIsNone(state(ch)["last_error"])
+        try:
+            harness.wait_until(lambda: state("byitem") and state("sync"), timeout=10,
+                               what="both registered")
+            pull_now("byitem", 1)
+            pull_now("sync", 1)
+            # the largest modification time pulled, not the time of the pull
+            self.assertEqual(state("byitem")["cursor"], "2026-03-05T10:00:00Z")
+            self.assertEqual(state("sync")["cursor"], "3")
+            self.assertNotIn("syncToken", SOURCE.hits_of("/sync")[0][2])  # none at first
+            with SOURCE.lock:
+                SOURCE.items["/byitem"].append(item(4, "2026-04-01T08:00:00Z"))
+                SOURCE.items["/sync"] += [item(4), item(5)]
+            pull_now("byitem", 2)
+            pull_now("sync", 2)
+            self.assertEqual(SOURCE.hits_of("/byitem")[-1][2]["modifiedSince"],
+                             "2026-03-05T10:00:00Z")
+            self.assertEqual(state("byitem")["cursor"], "2026-04-01T08:00:00Z")
+            self.assertEqual(SOURCE.hits_of("/sync")[-1][2]["syncToken"], "3")
+            self.assertEqual(state("sync")["cursor"], "5")
+            # the item at the cursor's edge came again and made no second transaction
+            harness.wait_until(lambda: len(delivered_ids("byitem")) == 4
+                               and len(delivered_ids("sync")) == 5, timeout=10,
+                               what="every item delivered once")
+            self.assertEqual(tx_count("byitem"), 4)
+            self.assertEqual(tx_count("sync"), 5)
+            # a pull with nothing new keeps the cursor
+            pull_now("byitem", 3)
+            pull_now("sync", 3)
+            self.assertEqual(state("byitem")["cursor"], "2026-04-01T08:00:00Z")
+            self.assertEqual(state("sync")["cursor"], "5")
         finally:
             h.stop()
 
