@@ -606,10 +606,68 @@ int cli_prune(int argc, char **argv)
 
 static const char polls_usage[] =
     "usage: hibus polls [-c FILE] [--json]\n"
+    "       hibus polls run [-c FILE] CHANNEL\n"
+    "       hibus polls reset [-c FILE] CHANNEL [CURSOR]\n"
     "Shows each polling channel's state as the database holds it (docs/polling.md):\n"
     "its schedule, next slot, cursor, the process pulling it now, the last pull and\n"
     "how many items it stored, and the last error (cleared by a successful pull).\n"
-    "--json prints them as one JSON array.\n";
+    "--json prints them as one JSON array.\n"
+    "run makes CHANNEL's next slot now: a running hibus pulls it within a second.\n"
+    "reset sets its cursor to CURSOR, or without one clears it, so that the next pull\n"
+    "sends poll.cursor.from (to pull again what a source sent since then); a pull under\n"
+    "way still records its own cursor when it ends.\n";
+
+/* hibus polls run / reset: one change to one channel's poll state. */
+static int polls_change(const struct config *cfg, int argc, char **argv, int first)
+{
+    const char *what = argv[first];
+    bool run = strcmp(what, "run") == 0;
+    int want = run ? 2 : 3; /* operands after the subcommand, at most */
+    if ((!run && strcmp(what, "reset") != 0) || argc - first < 2 || argc - first > want) {
+        fputs(polls_usage, stderr);
+        return 2;
+    }
+    const char *channel = argv[first + 1];
+    const char *cursor = run || argc - first < 3 ? NULL : argv[first + 2];
+    const struct config_channel *ch = NULL;
+    for (size_t i = 0; i < cfg->n_channels && ch == NULL; i++)
+        if (strcmp(cfg->channels[i].name, channel) == 0)
+            ch = &cfg->channels[i];
+    if (ch == NULL || ch->poll == NULL) {
+        fprintf(stderr, "hibus polls %s: \"%s\" is not a polling channel of this configuration\n",
+                what, channel);
+        return 1;
+    }
+    if (!run && cursor != NULL && ch->poll->cursor_param == NULL) {
+        fprintf(stderr, "hibus polls reset: channel \"%s\" has no poll.cursor\n", channel);
+        return 1;
+    }
+    struct hibus_error err = {0};
+    struct txlog *tl = NULL;
+    bool found = false;
+    int rc = 1;
+    if (cli_open_db(cfg, &tl, &err) != HIBUS_OK ||
+        (run ? txlog_poll_run_now(tl, channel, &found, &err)
+             : txlog_poll_set_cursor(tl, channel, cursor, &found, &err)) != HIBUS_OK) {
+        cli_print_error(run ? "polls run" : "polls reset", &err);
+    } else if (!found) {
+        fprintf(stderr,
+                "hibus polls %s: channel \"%s\" has not been registered on this database yet "
+                "(no hibus serve with it has started)\n",
+                what, channel);
+    } else {
+        if (run)
+            printf("%s: pulled at the next look of a running hibus\n", channel);
+        else if (cursor != NULL)
+            printf("%s: cursor set to %s\n", channel, cursor);
+        else
+            printf("%s: cursor cleared; the next pull sends %s\n", channel,
+                   ch->poll->cursor_from ? ch->poll->cursor_from : "no cursor");
+        rc = 0;
+    }
+    txlog_close(tl);
+    return rc;
+}
 
 static const char *or_dash(const json_t *o, const char *key)
 {
@@ -620,10 +678,15 @@ static const char *or_dash(const json_t *o, const char *key)
 int cli_polls(int argc, char **argv)
 {
     struct common_opts o = {0};
-    int rc = 0;
-    struct config *cfg = cli_command_setup(argc, argv, &o, polls_usage, NULL, &rc);
+    int rc = 0, first = 0;
+    struct config *cfg = cli_command_setup(argc, argv, &o, polls_usage, &first, &rc);
     if (cfg == NULL)
         return rc;
+    if (first < argc) {
+        rc = polls_change(cfg, argc, argv, first);
+        config_free(cfg);
+        return rc;
+    }
     struct hibus_error err = {0};
     struct txlog *tl = NULL;
     json_t *states = NULL;

@@ -23,6 +23,7 @@
 
 struct poll_ctx {
     const char *channel, *owner, *cursor, *item_id, *error;
+    const char *op; /* op_operate: "run" or "reset" */
     const struct txlog_poll_schedule *sch;
     int64_t tx_id;
     long lease_ms;
@@ -199,6 +200,47 @@ enum hibus_err txlog_poll_renew(struct txlog *tl, const char *channel, const cha
     enum hibus_err rc = txlog_with_conn(tl, op_renew, &ctx, err);
     if (rc == HIBUS_OK)
         *held = ctx.seen;
+    return rc;
+}
+
+static enum hibus_err op_operate(PGconn *conn, unsigned *prepared, void *vctx,
+                                 struct hibus_error *err)
+{
+    (void)prepared;
+    struct poll_ctx *ctx = vctx;
+    const char *const v[3] = {ctx->channel, ctx->op, ctx->cursor};
+    /* run: the next slot is now; reset: the cursor becomes $3 (NULL: none, the
+     * channel's from) */
+    PGresult *res = PQexecParams(conn,
+                                 "UPDATE poll_state SET"
+                                 " next_due = CASE WHEN $2 = 'run' THEN now() ELSE next_due END,"
+                                 " cursor = CASE WHEN $2 = 'reset' THEN $3 ELSE cursor END"
+                                 " WHERE channel = $1",
+                                 3, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return fail(err, conn, res, "change the poll state", false);
+    ctx->seen = strcmp(PQcmdTuples(res), "1") == 0;
+    PQclear(res);
+    return HIBUS_OK;
+}
+
+enum hibus_err txlog_poll_run_now(struct txlog *tl, const char *channel, bool *found,
+                                  struct hibus_error *err)
+{
+    struct poll_ctx ctx = {.channel = channel, .op = "run"};
+    enum hibus_err rc = txlog_with_conn(tl, op_operate, &ctx, err);
+    if (rc == HIBUS_OK)
+        *found = ctx.seen;
+    return rc;
+}
+
+enum hibus_err txlog_poll_set_cursor(struct txlog *tl, const char *channel, const char *cursor,
+                                     bool *found, struct hibus_error *err)
+{
+    struct poll_ctx ctx = {.channel = channel, .op = "reset", .cursor = cursor};
+    enum hibus_err rc = txlog_with_conn(tl, op_operate, &ctx, err);
+    if (rc == HIBUS_OK)
+        *found = ctx.seen;
     return rc;
 }
 

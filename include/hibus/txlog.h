@@ -448,6 +448,15 @@ enum hibus_err txlog_poll_claim(struct txlog *tl, const char *channel,
 enum hibus_err txlog_poll_renew(struct txlog *tl, const char *channel, const char *owner,
                                 long lease_ms, bool *held, struct hibus_error *err);
 
+/* hibus polls run: channel's next slot is now (the poller of any process takes it
+ * within a second). hibus polls reset: its stored cursor becomes cursor (NULL: none,
+ * so the next pull sends poll.cursor.from). *found is false when no process has
+ * registered the channel on this database. */
+enum hibus_err txlog_poll_run_now(struct txlog *tl, const char *channel, bool *found,
+                                  struct hibus_error *err);
+enum hibus_err txlog_poll_set_cursor(struct txlog *tl, const char *channel, const char *cursor,
+                                     bool *found, struct hibus_error *err);
+
 /* Ends owner's claim on channel: on success (error NULL) stores cursor (NULL:
  * keeps the stored one), items and the time, and clears last_error; on failure
  * records error and keeps the cursor. */

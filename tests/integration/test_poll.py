@@ -737,7 +737,9 @@ class CursorFromSourceTest(harness.TestCase):
         h.start()
 
         def pull_now(ch, runs):
-            PG.psql("UPDATE poll_state SET next_due = now() WHERE channel = '%s'" % ch)
+            r = h.cli("polls", "run", "-c", h.config_path, ch)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("%s: pulled at the next look" % ch, r.stdout)
             harness.wait_until(lambda: state(ch)["runs"] == runs
                                and state(ch)["claimed_by"] is None, timeout=15,
                                what="pull %d of %s" % (runs, ch))
@@ -772,6 +774,30 @@ class CursorFromSourceTest(harness.TestCase):
             pull_now("sync", 3)
             self.assertEqual(state("byitem")["cursor"], "2026-04-01T08:00:00Z")
             self.assertEqual(state("sync")["cursor"], "5")
+            # an operator sets the cursor back: the next pull asks from there (what
+            # comes again makes no second transaction), then it moves on as before
+            r = h.cli("polls", "reset", "-c", h.config_path, "byitem", "2026-03-02T00:00:00Z")
+            self.assertEqual((r.returncode, r.stdout),
+                             (0, "byitem: cursor set to 2026-03-02T00:00:00Z\n"), r.stderr)
+            pull_now("byitem", 4)
+            self.assertEqual(SOURCE.hits_of("/byitem")[-1][2]["modifiedSince"],
+                             "2026-03-02T00:00:00Z")
+            self.assertEqual(state("byitem")["cursor"], "2026-04-01T08:00:00Z")
+            r = h.cli("polls", "reset", "-c", h.config_path, "sync")
+            self.assertEqual((r.returncode, r.stdout),
+                             (0, "sync: cursor cleared; the next pull sends no cursor\n"),
+                             r.stderr)
+            pull_now("sync", 4)
+            self.assertNotIn("syncToken", SOURCE.hits_of("/sync")[-1][2])
+            self.assertEqual(tx_count("byitem"), 4)
+            self.assertEqual(tx_count("sync"), 5)
+            # what is not a polling channel, or not yet on this database
+            r = h.cli("polls", "run", "-c", h.config_path, "nosuch")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn('"nosuch" is not a polling channel of this configuration', r.stderr)
+            r = h.cli("polls", "rewind", "-c", h.config_path, "sync")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("usage: hibus polls", r.stderr)
         finally:
             h.stop()
 
