@@ -26,7 +26,7 @@ static const struct command {
     {"rerun", cli_rerun, "put finished transactions back in the delivery queue"},
     {"prune", cli_prune, "apply the retention rules once, now"},
     {"token", cli_token, "new, list or revoke a client's bearer tokens"},
-    {"polls", cli_polls, "show each polling channel's schedule, cursor and last error"},
+    {"polls", cli_polls, "polling channels: schedule, cursor, last error; run now; reset cursor"},
     {"keys", cli_keys, "print the keys of hibus.yaml: type, default, reload or restart"},
 };
 
