@@ -32,7 +32,9 @@ static long aggregator_tick(void *arg)
                                     .timezone = ch->aggregate.timezone,
                                     .node = a->node,
                                     .close_after_ms = ch->aggregate.close_after_ms,
-                                    .by_reason = ch->aggregate.by_reason};
+                                    .by_reason = ch->aggregate.by_reason,
+                                    .quiet_send = ch->aggregate.quiet_send,
+                                    .period_type = ch->aggregate.period_type};
         int emitted = 0, unchanged = 0;
         struct hibus_error err = {0};
         if (txlog_aggregate_emit(a->tl, &rq, &emitted, &unchanged, &err) != HIBUS_OK)

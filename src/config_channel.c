@@ -594,11 +594,18 @@ static void load_transform(struct loader *ld, yaml_node_t *key, yaml_node_t *n,
     }
 }
 
-enum { K_AG_PERIOD_TYPE, K_AG_CLOSE_AFTER, K_AG_TIMEZONE, K_AG_REASONS, K_AG_BY_REASON };
+enum {
+    K_AG_PERIOD_TYPE,
+    K_AG_CLOSE_AFTER,
+    K_AG_TIMEZONE,
+    K_AG_REASONS,
+    K_AG_BY_REASON,
+    K_AG_QUIET_PERIODS
+};
 static const struct key_spec aggregate_keys[] = {
     [K_AG_PERIOD_TYPE] = {"period_type", false}, [K_AG_CLOSE_AFTER] = {"close_after", false},
     [K_AG_TIMEZONE] = {"timezone", false},       [K_AG_REASONS] = {"reasons", false},
-    [K_AG_BY_REASON] = {"by_reason", false},
+    [K_AG_BY_REASON] = {"by_reason", false},     [K_AG_QUIET_PERIODS] = {"quiet_periods", false},
 };
 enum { K_RE_NAME, K_RE_TYPE, K_RE_COUNTS_AS };
 static const struct key_spec reason_keys[] = {
@@ -723,6 +730,11 @@ static void load_aggregate(struct loader *ld, yaml_node_t *n, struct config_chan
         load_reasons(ld, f[K_AG_REASONS].val, a);
     if (f[K_AG_BY_REASON].val)
         config_get_bool(ld, f[K_AG_BY_REASON].val, "aggregate.by_reason", &a->by_reason);
+    if (f[K_AG_QUIET_PERIODS].val) {
+        static const char *const quiet[] = {"wait", "send", NULL};
+        a->quiet_send =
+            config_get_enum(ld, f[K_AG_QUIET_PERIODS].val, "aggregate.quiet_periods", quiet) == 1;
+    }
 tz:
     if (a->timezone == NULL)
         a->timezone = config_xstrdup(ld, "UTC");

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hibus/aggregate.h"
 #include "hibus/alloc.h"
@@ -587,10 +588,103 @@ static enum hibus_err op_emit(PGconn *conn, unsigned *prepared, void *vctx, stru
     return HIBUS_OK;
 }
 
+/* aggregate.quiet_periods: send. Each facility's periods after its last one with a
+ * row, up to the present, get a row (dirty) when they have closed, so that the usual
+ * emission sends them as months without movement. At most GAP_MAX per facility at a
+ * time. Under the channel's store lock, taken exclusively: a store adding rows for
+ * the same facilities waits (see lock_facilities). */
+static enum hibus_err op_quiet(PGconn *conn, unsigned *prepared, void *vctx,
+                               struct hibus_error *err)
+{
+    (void)prepared;
+    const struct txlog_agg_emit *rq = vctx;
+    if (!txlog_exec_cmd(conn, "BEGIN", "begin adding quiet periods", err))
+        return HIBUS_E_DB;
+    const char *v1[1] = {rq->channel};
+    PGresult *res =
+        PQexecParams(conn, "SELECT pg_advisory_xact_lock(" STORE_LOCK_CHANNEL ", hashtext($1))", 1,
+                     NULL, v1, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(err, conn, res, "take the channel's store lock");
+    PQclear(res);
+    res = PQexecParams(conn,
+                       "SELECT facility, max(period_end)::text FROM aggregate_periods"
+                       " WHERE channel = $1 GROUP BY facility",
+                       1, NULL, v1, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(err, conn, res, "read each facility's last period");
+    /* up to tomorrow in UTC: no zone is further ahead; the database decides which of
+     * them have closed */
+    long today = (long)(time(NULL) / 86400) + 1;
+    struct txlog_arr a[4];
+    for (int k = 0; k < 4; k++)
+        txlog_arr_open(&a[k]);
+    for (int r = 0; r < PQntuples(res); r++) {
+        struct period_date last;
+        struct period p;
+        if (!period_date_parse(PQgetvalue(res, r, 1), &last) ||
+            !period_containing(rq->period_type, period_date_of_day(period_day_number(last) + 1),
+                               &p))
+            continue;
+        for (int k = 0; k < GAP_MAX && period_day_number(p.end) <= today; k++) {
+            char sd[11], ed[11];
+            period_date_format(p.start, sd);
+            period_date_format(p.end, ed);
+            txlog_arr_str(&a[0], PQgetvalue(res, r, 0));
+            txlog_arr_str(&a[1], p.id);
+            txlog_arr_str(&a[2], sd);
+            txlog_arr_str(&a[3], ed);
+            if (!period_containing(rq->period_type,
+                                   period_date_of_day(period_day_number(p.end) + 1), &p))
+                break;
+        }
+    }
+    PQclear(res);
+    bool built = true;
+    for (int k = 0; k < 4; k++)
+        built = txlog_arr_close(&a[k]) && built;
+    enum hibus_err rc = HIBUS_OK;
+    if (!built) {
+        txlog_rollback(conn);
+        rc = hibus_error_set(err, HIBUS_E_NOMEM, "out of memory adding quiet periods");
+        goto out;
+    }
+    char close_ms[32];
+    snprintf(close_ms, sizeof close_ms, "%lld", rq->close_after_ms);
+    const char *v[7] = {rq->channel, a[0].b.s,     a[1].b.s, a[2].b.s,
+                        a[3].b.s,    rq->timezone, close_ms};
+    res = PQexecParams(
+        conn,
+        "INSERT INTO aggregate_periods (channel, facility, period, period_start,"
+        " period_end)"
+        " SELECT $1, f, pe, s, e"
+        " FROM unnest($2::text[], $3::text[], $4::date[], $5::date[]) AS x(f, pe, s, e)"
+        " WHERE ((e + 1)::timestamp AT TIME ZONE $6)"
+        "   + make_interval(secs => $7::float8 / 1000) <= clock_timestamp()"
+        " ON CONFLICT (channel, facility, period) DO NOTHING",
+        7, NULL, v, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = fail(err, conn, res, "add the quiet periods");
+        goto out;
+    }
+    PQclear(res);
+    if (!txlog_exec_cmd(conn, "COMMIT", "commit the quiet periods", err))
+        rc = HIBUS_E_DB;
+out:
+    for (int k = 0; k < 4; k++)
+        buf_free(&a[k].b);
+    return rc;
+}
+
 enum hibus_err txlog_aggregate_emit(struct txlog *tl, const struct txlog_agg_emit *rq, int *emitted,
                                     int *unchanged, struct hibus_error *err)
 {
     *emitted = *unchanged = 0;
+    if (rq->quiet_send) {
+        enum hibus_err rc = txlog_with_conn(tl, op_quiet, (void *)rq, err);
+        if (rc != HIBUS_OK)
+            return rc;
+    }
     for (;;) {
         struct emit_ctx ctx = {.rq = rq};
         enum hibus_err rc = txlog_with_conn(tl, op_emit, &ctx, err);

@@ -1400,6 +1400,7 @@ static void test_aggregate_ok(void **state)
                      "    r-1: { name: Damage, type: debit, counts_as: loss }\n"
                      "    r-2: { name: Transfer In, type: credit }\n"
                      "  by_reason: true\n"
+                     "  quiet_periods: send\n"
                      "routes: [{ name: r, url: \"http://t.example\" }]\n");
     put("channels/two.yaml", "name: two\n"
                              "match: { path: /two }\n"
@@ -1420,9 +1421,11 @@ static void test_aggregate_ok(void **state)
     assert_int_equal(r->counts_as, AGG_ADJUSTMENT);
     assert_int_equal(agg_reason_find(&ch->aggregate, "r-1")->counts_as, AGG_LOSS);
     assert_true(ch->aggregate.by_reason);
+    assert_true(ch->aggregate.quiet_send);
     ch = config_find_channel(cfg, "two");
     assert_true(ch->aggregate.on);
-    assert_false(ch->aggregate.by_reason); /* the default: the totals only */
+    assert_false(ch->aggregate.by_reason);  /* the default: the totals only */
+    assert_false(ch->aggregate.quiet_send); /* the default: wait for the next event */
     assert_int_equal(ch->aggregate.period_type, PERIOD_MONTHLY);
     assert_int_equal(ch->aggregate.close_after_ms, 24 * 3600 * 1000LL);
     assert_string_equal(ch->aggregate.timezone, "UTC");
@@ -1449,6 +1452,7 @@ static void test_aggregate_errors(void **state)
                           "    r-3: { type: credit }\n"
                           "    r-4: { name: %s, type: debit }\n"
                           "  by_reason: yes please\n"
+                          "  quiet_periods: always\n"
                           "routes: [{ name: r, url: \"http://t.example\" }]\n",
              long_name);
     put("channels/stock.yaml", stock);
@@ -1478,7 +1482,7 @@ static void test_aggregate_errors(void **state)
         "channels/stock.yaml:8:13: unknown time zone \"Mars/Olympus_Mons\" (an IANA name such as "
         "Africa/Nairobi, as listed under /usr/share/zoneinfo)\n"
         "channels/stock.yaml:9:3: unknown key \"colour\" in aggregate (expected one of: "
-        "period_type, close_after, timezone, reasons, by_reason)\n"
+        "period_type, close_after, timezone, reasons, by_reason, quiet_periods)\n"
         "channels/stock.yaml:11:50: reason \"r-1\" is a debit but counts_as received (received "
         "adds stock: credit; consumed and loss take it away: debit)\n"
         "channels/stock.yaml:12:31: invalid value \"sideways\" for type (expected one of: "
@@ -1488,6 +1492,8 @@ static void test_aggregate_errors(void **state)
         "255)\n"
         "channels/stock.yaml:15:14: expected a boolean (true or false) for aggregate.by_reason, "
         "got \"yes please\"\n"
+        "channels/stock.yaml:16:18: invalid value \"always\" for aggregate.quiet_periods "
+        "(expected one of: wait, send)\n"
         "channels/three.yaml:5:1: aggregate needs a stock event reader (stock-event or "
         "openlmis-stock-event), not lmis-report\n"
         "channels/three.yaml:5:24: unknown time zone \"../../etc/passwd\" (an IANA name such as "

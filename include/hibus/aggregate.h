@@ -88,6 +88,10 @@ struct config_aggregate {
     struct agg_reason *reasons;
     size_t n_reasons;
     bool by_reason; /* the reports also carry losses and adjustments by reason */
+    /* quiet_periods: send: the periods after a facility's last event are sent as
+     * they close (months without movement); wait (false, the default): once the
+     * facility's next event comes */
+    bool quiet_send;
 };
 const struct agg_reason *agg_reason_find(const struct config_aggregate *a, const char *id);
 void config_aggregate_free(struct config_aggregate *a);

@@ -525,7 +525,10 @@ struct txlog_agg_emit {
     const char *timezone;
     const char *node;
     long long close_after_ms;
-    bool by_reason; /* aggregate.by_reason: losses and adjustments by reason too */
+    bool by_reason;  /* aggregate.by_reason: losses and adjustments by reason too */
+    bool quiet_send; /* aggregate.quiet_periods: send: add the closed periods after each
+                        facility's last one first (they are then sent like the others) */
+    enum period_type period_type; /* of the channel's periods (for quiet_send) */
 };
 enum hibus_err txlog_aggregate_emit(struct txlog *tl, const struct txlog_agg_emit *rq, int *emitted,
                                     int *unchanged, struct hibus_error *err);

@@ -83,8 +83,11 @@ def setUpModule():
     # stored, never sent, and no other test's facility touched
     concurrent = dict(events, name="concurrent", unmapped="skip",
                       match={"path": "/concurrent", "methods": ["POST"]})
+    # quiet_periods: send: the months after a facility's last event are sent as they close
+    quiet = dict(events, name="quiet", match={"path": "/quiet", "methods": ["POST"]},
+                 aggregate=dict(events["aggregate"], quiet_periods="send"))
     HB = harness.Hibus(PG.url, clients=[harness.client("lmis-national", ["lmis"], PASSWORD)],
-                       channels=[events, openlmis, by_reason, concurrent],
+                       channels=[events, openlmis, by_reason, concurrent, quiet],
                        settings={"mappings": "mappings", "aggregate": {"every": "1s"},
                                  "delivery": {"workers": 2}},
                        files={"mappings/agg.yaml": harness.mapping_doc(),
@@ -180,7 +183,7 @@ class AggregateTest(harness.TestCase):
         out = HB.cli("aggregate", "show", "-c", HB.config_path, "--facility", FAC, "--period",
                      pe_now)
         self.assertEqual(out.returncode, 2)
-        self.assertIn("4 channels have aggregate:; say which with --channel", out.stderr)
+        self.assertIn("5 channels have aggregate:; say which with --channel", out.stderr)
         out = show("--facility", FAC, "--period", "2026Q4")
         self.assertEqual(out.returncode, 2)
         self.assertIn("is not a Monthly DHIS2 period of channel events", out.stderr)
@@ -439,6 +442,36 @@ class AggregateTest(harness.TestCase):
         with open(PG.logfile, errors="replace") as f:
             deadlocks = f.read().count("ERROR:  deadlock detected")
         self.assertEqual(deadlocks, 0, "PostgreSQL broke deadlocks between the batches")
+
+    def test_7_quiet_periods_are_sent_as_they_close(self):
+        """quiet_periods: send. ZINC20 at FAC-0100 (no other test's commodity there):
+        30 received on 10 January 2025 and 5 issued on the 20th, then nothing. January
+        is 0 + 30 - 5 = 25 with 9 stock-out days; every month after it to November 2026 (the last closed one)
+        is sent too, as a month without movement: opening 25, on hand 25."""
+        ou = DHIS2Sim.ORG_UNITS["FAC-0100"]
+        de = DHIS2Sim.DATA_ELEMENTS["ZINC20"]
+        r = post("/quiet", {"events": [
+            event("q1", "2025-01-10", "receipt", 30, commodity="ZINC20", facility="FAC-0100"),
+            event("q2", "2025-01-20", "issue", 5, commodity="ZINC20", facility="FAC-0100")]})
+        self.assertEqual(r.status, 202, r.body)
+        still = {"opening_balance": 25, "received": 0, "consumed": 0, "losses": 0,
+                 "adjustments": 0, "stock_on_hand": 25, "stockout_days": 0}
+
+        def zinc(pe):
+            return [v for v in sim_values(pe, ou) if v["dataElement"] == de]
+        # (the 1st to the 9th, before the first receipt, are stock-out days)
+        january = dict(still, opening_balance=0, received=30, consumed=5, stockout_days=9)
+        harness.wait_until(lambda: zinc("202501") == stock_values(ou, "202501", de, january)
+                           and zinc("202611") == stock_values(ou, "202611", de, still),
+                           timeout=30, what="January 2025 and November 2026 at the simulator")
+        self.assertEqual(zinc("202502"), stock_values(ou, "202502", de, still))
+        months = PG.rows("SELECT period FROM aggregate_periods WHERE channel = 'quiet'"
+                         " ORDER BY period")
+        self.assertEqual([m["period"] for m in months],
+                         ["2025%02d" % m for m in range(1, 13)]
+                         + ["2026%02d" % m for m in range(1, 12)])
+        # the present month has not closed: not sent, no row yet
+        self.assertEqual(zinc("202612"), [])
 
 
 if __name__ == "__main__":
