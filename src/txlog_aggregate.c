@@ -46,13 +46,53 @@ static enum hibus_err fail(struct hibus_error *err, PGconn *conn, PGresult *res,
 
 /* ------------------------------------------------------------------ storing */
 
+/* At most this many period rows per facility at a time (a date decades off would
+ * otherwise make hundreds). */
+#define GAP_MAX 240
+
+/* Appends one row to a[0..3]: facility, period id, first day, last day. */
+static void append_period(struct txlog_arr a[4], const char *facility, const struct period *p)
+{
+    char sd[11], ed[11];
+    period_date_format(p->start, sd);
+    period_date_format(p->end, ed);
+    txlog_arr_str(&a[0], facility);
+    txlog_arr_str(&a[1], p->id);
+    txlog_arr_str(&a[2], sd);
+    txlog_arr_str(&a[3], ed);
+}
+
+/* Appends to a[0..3] (facility, period id, first day, last day) the periods of type
+ * from the one holding day `from` on, while they end on or before day `limit`; at
+ * most GAP_MAX. */
+static void append_periods(struct txlog_arr a[4], const char *facility, enum period_type type,
+                           long from, long limit)
+{
+    struct period p;
+    if (!period_containing(type, period_date_of_day(from), &p))
+        return;
+    for (int k = 0; k < GAP_MAX && period_day_number(p.end) <= limit; k++) {
+        append_period(a, facility, &p);
+        if (!period_containing(type, period_date_of_day(period_day_number(p.end) + 1), &p))
+            return;
+    }
+}
+
+/* Closes the four arrays append_periods fills; false when memory ran out. */
+static bool close_periods(struct txlog_arr a[4])
+{
+    bool built = true;
+    for (int k = 0; k < 4; k++)
+        built = txlog_arr_close(&a[k]) && built;
+    return built;
+}
+
 /* Periods a facility has no event in, between its first and its last period with
  * one, get a row too: a month without any movement (the shelf empty all month, or
  * untouched) is a month of figures as well, opening where the previous closed.
- * After the last period with an event nothing is made up: a facility that stopped
- * reporting is not reported as static for ever. At most GAP_MAX rows per facility
- * at a time (a date decades off would otherwise make hundreds). */
-#define GAP_MAX 240
+ * After the last period with an event nothing is made up here (a facility that
+ * stopped reporting is not reported as static for ever) unless the channel says
+ * quiet_periods: send (op_quiet). */
 static enum hibus_err fill_gaps(PGconn *conn, const struct txlog_agg_store *rq,
                                 const char *facilities, struct hibus_error *err)
 {
@@ -69,30 +109,13 @@ static enum hibus_err fill_gaps(PGconn *conn, const struct txlog_agg_store *rq,
         txlog_arr_open(&a[k]);
     for (int r = 0; r < PQntuples(res); r++) {
         struct period_date first, last;
-        struct period p;
-        if (!period_date_parse(PQgetvalue(res, r, 1), &first) ||
-            !period_date_parse(PQgetvalue(res, r, 2), &last) ||
-            !period_containing(rq->period_type, first, &p))
-            continue;
-        long end = period_day_number(last);
-        for (int k = 0; k < GAP_MAX && period_day_number(p.start) <= end; k++) {
-            char sd[11], ed[11];
-            period_date_format(p.start, sd);
-            period_date_format(p.end, ed);
-            txlog_arr_str(&a[0], PQgetvalue(res, r, 0));
-            txlog_arr_str(&a[1], p.id);
-            txlog_arr_str(&a[2], sd);
-            txlog_arr_str(&a[3], ed);
-            if (!period_containing(rq->period_type,
-                                   period_date_of_day(period_day_number(p.end) + 1), &p))
-                break;
-        }
+        if (period_date_parse(PQgetvalue(res, r, 1), &first) &&
+            period_date_parse(PQgetvalue(res, r, 2), &last))
+            append_periods(a, PQgetvalue(res, r, 0), rq->period_type, period_day_number(first),
+                           period_day_number(last));
     }
     PQclear(res);
-    bool built = true;
-    for (int k = 0; k < 4; k++)
-        built = txlog_arr_close(&a[k]) && built;
-    if (!built) {
+    if (!close_periods(a)) {
         for (int k = 0; k < 4; k++)
             buf_free(&a[k].b);
         txlog_rollback(conn);
@@ -262,13 +285,7 @@ static enum hibus_err op_store(PGconn *conn, unsigned *prepared, void *vctx,
         snprintf(key, klen, "%s|%s", facility, p.id);
         if (json_object_get(seen, key) == NULL) {
             json_object_set_new(seen, key, json_true());
-            char s[11], e[11];
-            period_date_format(p.start, s);
-            period_date_format(p.end, e);
-            txlog_arr_str(&a[0], facility);
-            txlog_arr_str(&a[1], p.id);
-            txlog_arr_str(&a[2], s);
-            txlog_arr_str(&a[3], e);
+            append_period(a, facility, &p);
         }
         free(key);
     }
@@ -621,30 +638,13 @@ static enum hibus_err op_quiet(PGconn *conn, unsigned *prepared, void *vctx,
         txlog_arr_open(&a[k]);
     for (int r = 0; r < PQntuples(res); r++) {
         struct period_date last;
-        struct period p;
-        if (!period_date_parse(PQgetvalue(res, r, 1), &last) ||
-            !period_containing(rq->period_type, period_date_of_day(period_day_number(last) + 1),
-                               &p))
-            continue;
-        for (int k = 0; k < GAP_MAX && period_day_number(p.end) <= today; k++) {
-            char sd[11], ed[11];
-            period_date_format(p.start, sd);
-            period_date_format(p.end, ed);
-            txlog_arr_str(&a[0], PQgetvalue(res, r, 0));
-            txlog_arr_str(&a[1], p.id);
-            txlog_arr_str(&a[2], sd);
-            txlog_arr_str(&a[3], ed);
-            if (!period_containing(rq->period_type,
-                                   period_date_of_day(period_day_number(p.end) + 1), &p))
-                break;
-        }
+        if (period_date_parse(PQgetvalue(res, r, 1), &last))
+            append_periods(a, PQgetvalue(res, r, 0), rq->period_type, period_day_number(last) + 1,
+                           today);
     }
     PQclear(res);
-    bool built = true;
-    for (int k = 0; k < 4; k++)
-        built = txlog_arr_close(&a[k]) && built;
     enum hibus_err rc = HIBUS_OK;
-    if (!built) {
+    if (!close_periods(a)) {
         txlog_rollback(conn);
         rc = hibus_error_set(err, HIBUS_E_NOMEM, "out of memory adding quiet periods");
         goto out;
