@@ -291,6 +291,19 @@ static void json_put(json_t *obj, const char *dotted, json_t *v)
     json_put(next, dotted + n + 1, v);
 }
 
+/* A string shorter than size, or an integer, at v as text in out (an id, a
+ * reference, a cursor); false for anything else. */
+static bool scalar_text(const json_t *v, char *out, size_t size)
+{
+    if (json_is_string(v) && json_string_length(v) < size)
+        snprintf(out, size, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, size, "%lld", (long long)json_integer_value(v));
+    else
+        return false;
+    return true;
+}
+
 /* poll.lookups for one item: each reference the item carries is fetched (once a
  * pull) from the lookup's URL with the source's credentials, and its answer put
  * in the item. A reference the source does not know (404, 410) leaves the item
@@ -302,12 +315,7 @@ static bool look_up(struct pull *pu, json_t *item, size_t index)
         const struct config_poll_lookup *l = &p->lookups[k];
         json_t *ref = json_at(item, l->id);
         char id[256];
-        if (json_is_string(ref) && json_string_length(ref) > 0 &&
-            json_string_length(ref) < sizeof id)
-            snprintf(id, sizeof id, "%s", json_string_value(ref));
-        else if (json_is_integer(ref))
-            snprintf(id, sizeof id, "%lld", (long long)json_integer_value(ref));
-        else
+        if (!scalar_text(ref, id, sizeof id) || id[0] == '\0')
             continue; /* nothing to look up: the transform says what is missing */
         char key[300];
         snprintf(key, sizeof key, "%zu\n%s", k, id);
@@ -378,12 +386,7 @@ static bool store_item(struct pull *pu, json_t *item, size_t index, const char *
     const struct config_poll *p = pu->p;
     char id_text[256] = "";
     if (p->item_id != NULL) {
-        json_t *id = json_at(item, p->item_id);
-        if (json_is_string(id) && json_string_length(id) < sizeof id_text)
-            snprintf(id_text, sizeof id_text, "%s", json_string_value(id));
-        else if (json_is_integer(id))
-            snprintf(id_text, sizeof id_text, "%lld", (long long)json_integer_value(id));
-        else
+        if (!scalar_text(json_at(item, p->item_id), id_text, sizeof id_text))
             LOG_WARN(NULL,
                      "poll channel \"%s\": item %zu of page %d has no id at \"%s\" (a string "
                      "of at most 255 bytes or an integer); it is stored without a check for "
@@ -554,13 +557,9 @@ static void note_item_cursor(struct pull *pu, json_t *item)
     json_t *v = json_at(item, pu->p->cursor_items);
     char text[128];
     bool is_number = json_is_number(v);
-    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < sizeof text)
-        snprintf(text, sizeof text, "%s", json_string_value(v));
-    else if (json_is_integer(v))
-        snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
-    else if (json_is_real(v))
+    if (json_is_real(v))
         snprintf(text, sizeof text, "%.17g", json_real_value(v));
-    else
+    else if (!scalar_text(v, text, sizeof text) || text[0] == '\0')
         return;
     if (pu->next_cursor != NULL) {
         bool larger = is_number && pu->next_is_number ? json_number_value(v) > pu->next_number
@@ -580,11 +579,7 @@ static void note_token_cursor(struct pull *pu, json_t *doc)
 {
     json_t *v = json_at(doc, pu->p->cursor_token);
     char text[512];
-    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < sizeof text)
-        snprintf(text, sizeof text, "%s", json_string_value(v));
-    else if (json_is_integer(v))
-        snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
-    else
+    if (!scalar_text(v, text, sizeof text) || text[0] == '\0')
         return;
     free(pu->next_cursor);
     pu->next_cursor = hibus_xstrdup(text);

@@ -113,6 +113,12 @@ void txlog_announcer_free(struct txlog_announcer *a);
  * transaction became queued, calls the txlog_on_queued function. */
 void txlog_changed(struct txlog *tl, bool queued);
 
+/* Runs one statement (sql with nparams text parameters, NULL for SQL NULL) on a
+ * pooled connection; *n (may be NULL) is the number of rows it changed or returned.
+ * what names it in the error. */
+enum hibus_err txlog_run_count(struct txlog *tl, const char *sql, const char *what, int nparams,
+                               const char *const *vals, long *n, struct hibus_error *err);
+
 /* A PostgreSQL array literal being written ("{...}", for $n::text[] and the like):
  * elements in order, then txlog_arr_close; the literal is then a.b.s (free it with
  * buf_free). ok turns false when memory runs out, and the rest is skipped. */

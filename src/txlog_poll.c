@@ -23,7 +23,6 @@
 
 struct poll_ctx {
     const char *channel, *owner, *cursor, *item_id, *error;
-    const char *op; /* op_operate: "run" or "reset" */
     const struct txlog_poll_schedule *sch;
     int64_t tx_id;
     long lease_ms;
@@ -173,75 +172,49 @@ enum hibus_err txlog_poll_claim(struct txlog *tl, const char *channel,
     return HIBUS_OK;
 }
 
-static enum hibus_err op_renew(PGconn *conn, unsigned *prepared, void *vctx,
-                               struct hibus_error *err)
-{
-    (void)prepared;
-    struct poll_ctx *ctx = vctx;
-    char lease[32];
-    snprintf(lease, sizeof lease, "%ld", ctx->lease_ms);
-    const char *const v[3] = {ctx->channel, ctx->owner, lease};
-    PGresult *res = PQexecParams(conn,
-                                 "UPDATE poll_state SET claimed_until = now() + $3::int8 *"
-                                 " interval '1 ms' WHERE channel = $1 AND claimed_by = $2"
-                                 " AND claimed_until >= now()",
-                                 3, NULL, v, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        return fail(err, conn, res, "renew the poll claim", false);
-    ctx->seen = strcmp(PQcmdTuples(res), "1") == 0;
-    PQclear(res);
-    return HIBUS_OK;
-}
-
 enum hibus_err txlog_poll_renew(struct txlog *tl, const char *channel, const char *owner,
                                 long lease_ms, bool *held, struct hibus_error *err)
 {
-    struct poll_ctx ctx = {.channel = channel, .owner = owner, .lease_ms = lease_ms};
-    enum hibus_err rc = txlog_with_conn(tl, op_renew, &ctx, err);
-    if (rc == HIBUS_OK)
-        *held = ctx.seen;
+    char lease[32];
+    snprintf(lease, sizeof lease, "%ld", lease_ms);
+    const char *const v[3] = {channel, owner, lease};
+    long n = 0;
+    enum hibus_err rc = txlog_run_count(tl,
+                                        "UPDATE poll_state SET claimed_until = now() + $3::int8 *"
+                                        " interval '1 ms' WHERE channel = $1 AND claimed_by = $2"
+                                        " AND claimed_until >= now()",
+                                        "renew the poll claim", 3, v, &n, err);
+    *held = n == 1;
     return rc;
 }
 
-static enum hibus_err op_operate(PGconn *conn, unsigned *prepared, void *vctx,
-                                 struct hibus_error *err)
+/* run: the next slot is now; reset: the cursor becomes cursor (NULL: none, the
+ * channel's from). */
+static enum hibus_err operate(struct txlog *tl, const char *channel, const char *op,
+                              const char *cursor, bool *found, struct hibus_error *err)
 {
-    (void)prepared;
-    struct poll_ctx *ctx = vctx;
-    const char *const v[3] = {ctx->channel, ctx->op, ctx->cursor};
-    /* run: the next slot is now; reset: the cursor becomes $3 (NULL: none, the
-     * channel's from) */
-    PGresult *res = PQexecParams(conn,
-                                 "UPDATE poll_state SET"
-                                 " next_due = CASE WHEN $2 = 'run' THEN now() ELSE next_due END,"
-                                 " cursor = CASE WHEN $2 = 'reset' THEN $3 ELSE cursor END"
-                                 " WHERE channel = $1",
-                                 3, NULL, v, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        return fail(err, conn, res, "change the poll state", false);
-    ctx->seen = strcmp(PQcmdTuples(res), "1") == 0;
-    PQclear(res);
-    return HIBUS_OK;
+    const char *const v[3] = {channel, op, cursor};
+    long n = 0;
+    enum hibus_err rc = txlog_run_count(
+        tl,
+        "UPDATE poll_state SET"
+        " next_due = CASE WHEN $2 = 'run' THEN now() ELSE next_due END,"
+        " cursor = CASE WHEN $2 = 'reset' THEN $3 ELSE cursor END WHERE channel = $1",
+        "change the poll state", 3, v, &n, err);
+    *found = n == 1;
+    return rc;
 }
 
 enum hibus_err txlog_poll_run_now(struct txlog *tl, const char *channel, bool *found,
                                   struct hibus_error *err)
 {
-    struct poll_ctx ctx = {.channel = channel, .op = "run"};
-    enum hibus_err rc = txlog_with_conn(tl, op_operate, &ctx, err);
-    if (rc == HIBUS_OK)
-        *found = ctx.seen;
-    return rc;
+    return operate(tl, channel, "run", NULL, found, err);
 }
 
 enum hibus_err txlog_poll_set_cursor(struct txlog *tl, const char *channel, const char *cursor,
                                      bool *found, struct hibus_error *err)
 {
-    struct poll_ctx ctx = {.channel = channel, .op = "reset", .cursor = cursor};
-    enum hibus_err rc = txlog_with_conn(tl, op_operate, &ctx, err);
-    if (rc == HIBUS_OK)
-        *found = ctx.seen;
-    return rc;
+    return operate(tl, channel, "reset", cursor, found, err);
 }
 
 static enum hibus_err op_finish(PGconn *conn, unsigned *prepared, void *vctx,

@@ -775,8 +775,8 @@ static enum hibus_err op_count(PGconn *conn, unsigned *prepared, void *vctx,
     return rc;
 }
 
-static enum hibus_err run_count(struct txlog *tl, const char *sql, const char *what, int nparams,
-                                const char *const *vals, long *n, struct hibus_error *err)
+enum hibus_err txlog_run_count(struct txlog *tl, const char *sql, const char *what, int nparams,
+                               const char *const *vals, long *n, struct hibus_error *err)
 {
     struct count_ctx ctx = {.sql = sql, .what = what, .nparams = nparams, .vals = vals};
     enum hibus_err rc = txlog_with_conn(tl, op_count, &ctx, err);
@@ -789,14 +789,14 @@ enum hibus_err txlog_release(struct txlog *tl, const char *owner, long *released
                              struct hibus_error *err)
 {
     const char *const vals[1] = {owner};
-    enum hibus_err rc =
-        run_count(tl,
-                  "UPDATE transactions SET status = 'queued', lease_owner = NULL,"
-                  " lease_until = NULL, next_attempt_at = clock_timestamp(),"
-                  " rounds = greatest(rounds - 1, 0), updated_at = clock_timestamp()"
-                  " WHERE status = 'processing'"
-                  "   AND (lease_owner = $1 OR left(lease_owner, length($1) + 1) = $1 || '/')",
-                  "release this process's claims", 1, vals, released, err);
+    enum hibus_err rc = txlog_run_count(
+        tl,
+        "UPDATE transactions SET status = 'queued', lease_owner = NULL,"
+        " lease_until = NULL, next_attempt_at = clock_timestamp(),"
+        " rounds = greatest(rounds - 1, 0), updated_at = clock_timestamp()"
+        " WHERE status = 'processing'"
+        "   AND (lease_owner = $1 OR left(lease_owner, length($1) + 1) = $1 || '/')",
+        "release this process's claims", 1, vals, released, err);
     if (rc == HIBUS_OK)
         txlog_changed(tl, true);
     return rc;
@@ -809,11 +809,12 @@ enum hibus_err txlog_hurry(struct txlog *tl, const char *channel, long *hurried,
     /* Retries (rounds > 0) still waiting out their backoff become due now; the
      * workers' number and batches bound how many go at once, and order keys keep
      * each facility and period in order. */
-    enum hibus_err rc = run_count(tl,
-                                  "UPDATE transactions SET next_attempt_at = clock_timestamp()"
-                                  " WHERE status = 'queued' AND channel = $1 AND rounds > 0"
-                                  "   AND next_attempt_at > clock_timestamp()",
-                                  "call a channel's retries forward", 1, vals, hurried, err);
+    enum hibus_err rc =
+        txlog_run_count(tl,
+                        "UPDATE transactions SET next_attempt_at = clock_timestamp()"
+                        " WHERE status = 'queued' AND channel = $1 AND rounds > 0"
+                        "   AND next_attempt_at > clock_timestamp()",
+                        "call a channel's retries forward", 1, vals, hurried, err);
     if (rc == HIBUS_OK && hurried != NULL && *hurried > 0)
         txlog_changed(tl, true);
     return rc;
@@ -869,12 +870,12 @@ enum hibus_err txlog_renew_workers(struct txlog *tl, const char *node, const int
     snprintf(lease, sizeof lease, "%ld", lease_ms);
     const char *const vals[3] = {node, lease, list.b.s};
     enum hibus_err rc =
-        run_count(tl,
-                  "UPDATE transactions SET lease_until = clock_timestamp()"
-                  " + make_interval(secs => $2::float8 / 1000)"
-                  " WHERE id = ANY ($3::int8[]) AND status = 'processing'"
-                  "   AND (lease_owner = $1 OR starts_with(lease_owner, $1 || '/w'))",
-                  "renew the delivery workers' leases", 3, vals, renewed, err);
+        txlog_run_count(tl,
+                        "UPDATE transactions SET lease_until = clock_timestamp()"
+                        " + make_interval(secs => $2::float8 / 1000)"
+                        " WHERE id = ANY ($3::int8[]) AND status = 'processing'"
+                        "   AND (lease_owner = $1 OR starts_with(lease_owner, $1 || '/w'))",
+                        "renew the delivery workers' leases", 3, vals, renewed, err);
     buf_free(&list.b);
     return rc;
 }
@@ -953,11 +954,12 @@ enum hibus_err txlog_rerun_cancel(struct txlog *tl, const char *channel, long *c
                                   struct hibus_error *err)
 {
     const char *const vals[1] = {channel};
-    return run_count(tl,
-                     "UPDATE transactions SET status = 'failed', next_attempt_at = NULL,"
-                     " finished_at = clock_timestamp(), updated_at = clock_timestamp(),"
-                     " error = 'rerun cancelled before it was delivered (hibus rerun --cancel)'"
-                     " WHERE status = 'queued' AND rerun_at IS NOT NULL"
-                     "   AND ($1::text IS NULL OR channel = $1)",
-                     "cancel queued reruns", 1, vals, cancelled, err);
+    return txlog_run_count(
+        tl,
+        "UPDATE transactions SET status = 'failed', next_attempt_at = NULL,"
+        " finished_at = clock_timestamp(), updated_at = clock_timestamp(),"
+        " error = 'rerun cancelled before it was delivered (hibus rerun --cancel)'"
+        " WHERE status = 'queued' AND rerun_at IS NOT NULL"
+        "   AND ($1::text IS NULL OR channel = $1)",
+        "cancel queued reruns", 1, vals, cancelled, err);
 }
